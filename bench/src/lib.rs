@@ -1,0 +1,1 @@
+//! Skab benchmark helpers (corpus generation shared by the benches and the capacity benchmark).

@@ -1,0 +1,14 @@
+//! Skab's storage engine: a content-addressed, chunk-deduplicated file store with a
+//! sharded, crash-safe metadata index. It knows nothing of HTTP.
+//!
+//! See `docs/architecture.md` for the design and `docs/formats.md` for the on-disk formats.
+
+pub mod chunk;
+pub mod error;
+pub mod ids;
+pub mod io;
+pub mod limits;
+pub mod ns;
+
+pub use error::{Error, Result};
+pub use ids::{ChunkId, ContentHash, NodeId, PackId};

@@ -1,0 +1,1 @@
+//! The per-space namespace tree: nodes, names, contents, versions, trash and snapshots.
