@@ -9,6 +9,13 @@ pub mod ids;
 pub mod io;
 pub mod limits;
 pub mod ns;
+mod pack;
+mod store;
+mod wal;
 
 pub use error::{Error, Result};
 pub use ids::{ChunkId, ContentHash, NodeId, PackId};
+pub use store::{
+    validate_account_name, ContentStream, CompactReport, DedupMode, GcReport, RecoveryReport,
+    ScrubReport, SpaceKey, Store, StoreConfig, StoreStats, Usage,
+};

@@ -1,0 +1,497 @@
+//! The chunk store: chunk index (id -> pack location, reference count) over the pack files.
+//!
+//! Reference counts live only in memory: they are rebuilt from the namespace on open.
+//! An upload takes a reference on every chunk it writes or deduplicates against, so garbage
+//! collection, which only removes entries with no reference under the entry's lock, can never
+//! collect a chunk an in-flight upload relies on.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+use parking_lot::Mutex;
+
+use super::checkpoint::{self, Located};
+use super::format::{self, PACK_HEADER_LEN, RECORD_HEADER_LEN};
+use super::writer::{pack_name, parse_pack_name, PackWriter, Pos};
+use crate::error::{Error, Result};
+use crate::ids::{ChunkId, PackId};
+use crate::io::{Storage, StorageFile};
+use crate::limits::CHUNK_SIZE_MAX_LIMIT;
+
+#[derive(Clone, Copy, Debug)]
+struct ChunkEntry {
+    pack: PackId,
+    offset: u64,
+    len: u32,
+    refs: u32,
+}
+
+impl ChunkEntry {
+    fn end(&self) -> Pos {
+        Pos::new(self.pack, self.offset + self.len as u64)
+    }
+}
+
+#[derive(Default, Debug, Clone, Copy)]
+struct PackUsage {
+    /// Bytes of records appended to the pack (headers included).
+    total: u64,
+    /// Bytes of records whose chunk was collected.
+    dead: u64,
+}
+
+/// What a garbage collection did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct GcReport {
+    pub chunks_removed: u64,
+    pub bytes_removed: u64,
+}
+
+/// What a compaction did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CompactReport {
+    pub packs_removed: u64,
+    pub chunks_moved: u64,
+    pub bytes_reclaimed: u64,
+}
+
+/// What a scrub of the pack records found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ChunkScrubReport {
+    pub chunks_checked: u64,
+    pub bytes_checked: u64,
+    pub corrupt: Vec<(ChunkId, String)>,
+}
+
+/// Facts about open and recovery.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ChunkRecovery {
+    pub from_checkpoint: u64,
+    pub scanned_records: u64,
+    pub torn_bytes: u64,
+}
+
+pub(crate) struct ChunkStore {
+    storage: Arc<dyn Storage>,
+    index: DashMap<ChunkId, ChunkEntry>,
+    usage: Mutex<HashMap<PackId, PackUsage>>,
+    files: DashMap<PackId, Arc<dyn StorageFile>>,
+    writer: PackWriter,
+    unique_bytes: AtomicU64,
+    /// Serialises checkpoints and compactions (both rewrite where chunks are said to be).
+    maintenance: Mutex<()>,
+}
+
+impl ChunkStore {
+    /// Opens the packs in `storage`: loads the checkpoint, scans records after it, cuts a
+    /// torn tail from the last pack.
+    pub(crate) fn open(storage: Arc<dyn Storage>) -> Result<(ChunkStore, ChunkRecovery)> {
+        let mut rec = ChunkRecovery::default();
+        let index: DashMap<ChunkId, ChunkEntry> = DashMap::new();
+        let mut usage: HashMap<PackId, PackUsage> = HashMap::new();
+        let files: DashMap<PackId, Arc<dyn StorageFile>> = DashMap::new();
+        let mut packs: Vec<PackId> = storage
+            .list("packs/")?
+            .iter()
+            .filter_map(|n| parse_pack_name(n))
+            .collect();
+        packs.sort();
+        let covered = match checkpoint::read(storage.as_ref())? {
+            Some((covered, entries)) => {
+                rec.from_checkpoint = entries.len() as u64;
+                for e in entries {
+                    index.insert(
+                        e.id,
+                        ChunkEntry {
+                            pack: e.pack,
+                            offset: e.offset,
+                            len: e.len,
+                            refs: 0,
+                        },
+                    );
+                }
+                covered
+            }
+            None => Pos::default(),
+        };
+        let mut last: Option<(PackId, u64)> = None;
+        for (i, &pack) in packs.iter().enumerate() {
+            let is_last = i + 1 == packs.len();
+            let file = storage.open(&pack_name(pack), false)?;
+            let file_len = file.len()?;
+            let mut header = [0u8; PACK_HEADER_LEN as usize];
+            if file_len < PACK_HEADER_LEN
+                || file.read_exact_at(&mut header, 0).is_err()
+                || format::parse_pack_header(&header) != Ok(pack)
+            {
+                if is_last {
+                    // Created but its header never became durable: start it afresh.
+                    rec.torn_bytes += file_len;
+                    drop(file);
+                    storage.remove(&pack_name(pack))?;
+                    continue;
+                }
+                return Err(Error::Corrupt(format!("{}: bad pack header", pack_name(pack))));
+            }
+            let start = if pack < covered.pack() {
+                file_len
+            } else if pack == covered.pack() {
+                covered.offset().max(PACK_HEADER_LEN)
+            } else {
+                PACK_HEADER_LEN
+            };
+            let valid = scan_pack(file.as_ref(), pack, start, file_len, |loc| {
+                rec.scanned_records += 1;
+                index.insert(
+                    loc.id,
+                    ChunkEntry {
+                        pack: loc.pack,
+                        offset: loc.offset,
+                        len: loc.len,
+                        refs: 0,
+                    },
+                );
+            })?;
+            if valid < file_len {
+                if !is_last {
+                    tracing::error!(pack = pack.0, valid, file_len, "damaged records inside a sealed pack");
+                } else {
+                    tracing::warn!(pack = pack.0, cut = file_len - valid, "cutting torn pack tail");
+                    file.truncate(valid)?;
+                    file.sync_data()?;
+                }
+                rec.torn_bytes += file_len - valid;
+            }
+            usage.entry(pack).or_default().total = valid - PACK_HEADER_LEN;
+            files.insert(pack, file);
+            last = Some((pack, valid));
+        }
+        let mut unique = 0u64;
+        let mut live_per_pack: HashMap<PackId, u64> = HashMap::new();
+        for e in index.iter() {
+            unique += e.len as u64;
+            *live_per_pack.entry(e.pack).or_default() += RECORD_HEADER_LEN + e.len as u64;
+        }
+        for (pack, u) in usage.iter_mut() {
+            let live = live_per_pack.get(pack).copied().unwrap_or(0);
+            u.dead = u.total.saturating_sub(live);
+        }
+        let writer = match last {
+            Some((pack, len)) => PackWriter::start(storage.clone(), pack, len)?,
+            None => {
+                let next = packs.last().map(|p| PackId(p.0 + 1)).unwrap_or(PackId(1));
+                PackWriter::start(storage.clone(), next, 0)?
+            }
+        };
+        usage.entry(writer.current_pack()).or_default();
+        let store = ChunkStore {
+            storage,
+            index,
+            usage: Mutex::new(usage),
+            files,
+            writer,
+            unique_bytes: AtomicU64::new(unique),
+            maintenance: Mutex::new(()),
+        };
+        Ok((store, rec))
+    }
+
+    /// Takes a reference on chunk `id`, storing `data` if the store lacks it.
+    /// Returns the position that must be durable before the chunk may be relied on.
+    pub(crate) fn put(&self, id: ChunkId, data: &[u8]) -> Result<Pos> {
+        if data.len() > CHUNK_SIZE_MAX_LIMIT {
+            return Err(Error::LimitExceeded("chunk size"));
+        }
+        match self.index.entry(id) {
+            Entry::Occupied(mut e) => {
+                let entry = e.get_mut();
+                entry.refs = entry.refs.checked_add(1).ok_or(Error::LimitExceeded("chunk references"))?;
+                Ok(entry.end())
+            }
+            Entry::Vacant(v) => {
+                let placed = self.writer.append(&id, data)?;
+                v.insert(ChunkEntry {
+                    pack: placed.pack,
+                    offset: placed.data_offset,
+                    len: data.len() as u32,
+                    refs: 1,
+                });
+                self.unique_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                self.usage.lock().entry(placed.pack).or_default().total +=
+                    RECORD_HEADER_LEN + data.len() as u64;
+                Ok(placed.end)
+            }
+        }
+    }
+
+    /// Takes a reference on a chunk that must already be indexed (used when rebuilding counts).
+    pub(crate) fn add_ref(&self, id: &ChunkId) -> bool {
+        match self.index.get_mut(id) {
+            Some(mut e) => {
+                e.refs = e.refs.saturating_add(1);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops one reference on `id`. The chunk stays until garbage collection.
+    pub(crate) fn release(&self, id: &ChunkId) {
+        if let Some(mut e) = self.index.get_mut(id) {
+            debug_assert!(e.refs > 0, "chunk reference count underflow");
+            e.refs = e.refs.saturating_sub(1);
+        }
+    }
+
+    pub(crate) async fn wait_durable(&self, pos: Pos) -> Result<()> {
+        self.writer.wait_durable(pos).await
+    }
+
+    pub(crate) fn wait_durable_blocking(&self, pos: Pos) -> Result<()> {
+        self.writer.wait_durable_blocking(pos)
+    }
+
+    pub(crate) fn contains(&self, id: &ChunkId) -> bool {
+        self.index.contains_key(id)
+    }
+
+    pub(crate) fn refs(&self, id: &ChunkId) -> Option<u32> {
+        self.index.get(id).map(|e| e.refs)
+    }
+
+    fn file(&self, pack: PackId) -> Result<Arc<dyn StorageFile>> {
+        if let Some(f) = self.files.get(&pack) {
+            return Ok(f.clone());
+        }
+        let f = match self.writer.current_file(pack) {
+            Some(f) => f,
+            None => self.storage.open(&pack_name(pack), false)?,
+        };
+        self.files.insert(pack, f.clone());
+        Ok(f)
+    }
+
+    /// Reads chunk `id`'s bytes (unverified: the caller checks the keyed hash).
+    pub(crate) fn read_raw(&self, id: &ChunkId) -> Result<Bytes> {
+        // A compaction may move the chunk between our lookup and our read; look again once.
+        for attempt in 0..2 {
+            let Some(e) = self.index.get(id).map(|e| *e) else {
+                return Err(Error::Integrity(format!("chunk {id} is missing from the store")));
+            };
+            let file = match self.file(e.pack) {
+                Ok(f) => f,
+                Err(Error::Io(err)) if err.kind() == std::io::ErrorKind::NotFound && attempt == 0 => {
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            let mut buf = vec![0u8; e.len as usize];
+            file.read_exact_at(&mut buf, e.offset)?;
+            return Ok(Bytes::from(buf));
+        }
+        Err(Error::Integrity(format!("chunk {id} could not be read")))
+    }
+
+    /// Removes every chunk without references.
+    pub(crate) fn gc(&self) -> GcReport {
+        let mut report = GcReport::default();
+        let candidates: Vec<ChunkId> = self
+            .index
+            .iter()
+            .filter(|e| e.refs == 0)
+            .map(|e| *e.key())
+            .collect();
+        for id in candidates {
+            if let Some((_, e)) = self.index.remove_if(&id, |_, e| e.refs == 0) {
+                report.chunks_removed += 1;
+                report.bytes_removed += e.len as u64;
+                self.unique_bytes.fetch_sub(e.len as u64, Ordering::Relaxed);
+                self.usage.lock().entry(e.pack).or_default().dead += RECORD_HEADER_LEN + e.len as u64;
+            }
+        }
+        report
+    }
+
+    /// Writes a checkpoint of the chunk index covering everything durable now.
+    pub(crate) fn checkpoint(&self) -> Result<()> {
+        let _m = self.maintenance.lock();
+        self.checkpoint_locked()
+    }
+
+    fn checkpoint_locked(&self) -> Result<()> {
+        let covered = self.writer.durable_pos();
+        let entries: Vec<Located> = self
+            .index
+            .iter()
+            .filter(|e| e.end() <= covered)
+            .map(|e| Located {
+                id: *e.key(),
+                pack: e.pack,
+                offset: e.offset,
+                len: e.len,
+            })
+            .collect();
+        checkpoint::write(self.storage.as_ref(), covered, &entries)
+    }
+
+    /// Moves the live chunks out of sealed packs whose dead share is at least `dead_ratio_min`
+    /// and removes those packs.
+    pub(crate) fn compact(&self, dead_ratio_min: f64) -> Result<CompactReport> {
+        let _m = self.maintenance.lock();
+        let current = self.writer.current_pack();
+        let victims: Vec<PackId> = {
+            let usage = self.usage.lock();
+            usage
+                .iter()
+                .filter(|(p, u)| **p != current && (u.total == 0 || u.dead as f64 >= dead_ratio_min * u.total as f64))
+                .map(|(p, _)| *p)
+                .collect()
+        };
+        let mut report = CompactReport::default();
+        if victims.is_empty() {
+            return Ok(report);
+        }
+        for pack in victims {
+            let ids: Vec<ChunkId> = self
+                .index
+                .iter()
+                .filter(|e| e.pack == pack)
+                .map(|e| *e.key())
+                .collect();
+            let mut moved: Vec<(ChunkId, super::writer::Placed, u32)> = Vec::new();
+            let mut last = Pos::default();
+            for id in &ids {
+                let data = match self.read_raw(id) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::error!(chunk = %id, error = %e, "compaction cannot read chunk; pack kept");
+                        return Err(e);
+                    }
+                };
+                let placed = self.writer.append(id, &data)?;
+                last = last.max(placed.end);
+                moved.push((*id, placed, data.len() as u32));
+            }
+            if !moved.is_empty() {
+                self.writer.wait_durable_blocking(last)?;
+            }
+            for (id, placed, len) in moved {
+                let mut relocated = false;
+                if let Some(mut e) = self.index.get_mut(&id) {
+                    if e.pack == pack {
+                        e.pack = placed.pack;
+                        e.offset = placed.data_offset;
+                        relocated = true;
+                    }
+                }
+                let mut usage = self.usage.lock();
+                let u = usage.entry(placed.pack).or_default();
+                u.total += RECORD_HEADER_LEN + len as u64;
+                if relocated {
+                    report.chunks_moved += 1;
+                } else {
+                    u.dead += RECORD_HEADER_LEN + len as u64;
+                }
+            }
+            // The checkpoint must stop naming the pack before the pack goes.
+            self.checkpoint_locked()?;
+            let freed = self.usage.lock().remove(&pack).map(|u| u.total).unwrap_or(0);
+            self.files.remove(&pack);
+            self.storage.remove(&pack_name(pack))?;
+            self.storage.sync_dir("packs")?;
+            report.packs_removed += 1;
+            report.bytes_reclaimed += freed + PACK_HEADER_LEN;
+        }
+        Ok(report)
+    }
+
+    /// Reads every indexed chunk's record and checks header, length, id and CRC.
+    pub(crate) fn scrub(&self) -> ChunkScrubReport {
+        let mut report = ChunkScrubReport::default();
+        let entries: Vec<(ChunkId, ChunkEntry)> = self.index.iter().map(|e| (*e.key(), *e)).collect();
+        for (id, e) in entries {
+            report.chunks_checked += 1;
+            report.bytes_checked += e.len as u64;
+            if let Err(why) = self.check_record(&id, &e) {
+                report.corrupt.push((id, why));
+            }
+        }
+        report
+    }
+
+    fn check_record(&self, id: &ChunkId, e: &ChunkEntry) -> std::result::Result<(), String> {
+        let file = self.file(e.pack).map_err(|err| err.to_string())?;
+        let mut buf = vec![0u8; RECORD_HEADER_LEN as usize + e.len as usize];
+        let start = e.offset.checked_sub(RECORD_HEADER_LEN).ok_or("bad offset")?;
+        file.read_exact_at(&mut buf, start).map_err(|err| err.to_string())?;
+        let h = format::parse_record_header(&buf).map_err(str::to_string)?;
+        if h.id != *id || h.len != e.len {
+            return Err("record header names another chunk".into());
+        }
+        if crc32c::crc32c(&buf[RECORD_HEADER_LEN as usize..]) != h.data_crc {
+            return Err("chunk data checksum mismatch".into());
+        }
+        Ok(())
+    }
+
+    /// (unique chunks, unique bytes, bytes in pack files).
+    pub(crate) fn stats(&self) -> (u64, u64, u64) {
+        let pack_bytes = self
+            .usage
+            .lock()
+            .values()
+            .map(|u| u.total + PACK_HEADER_LEN)
+            .sum();
+        (
+            self.index.len() as u64,
+            self.unique_bytes.load(Ordering::Relaxed),
+            pack_bytes,
+        )
+    }
+
+    pub(crate) fn is_failed(&self) -> bool {
+        self.writer.is_failed()
+    }
+}
+
+/// Scans records of `pack` from `start` to `end`, calling `found` for each valid one.
+/// Returns the end of the last valid record.
+fn scan_pack(
+    file: &dyn StorageFile,
+    pack: PackId,
+    start: u64,
+    end: u64,
+    mut found: impl FnMut(Located),
+) -> Result<u64> {
+    let mut pos = start;
+    let mut header = [0u8; RECORD_HEADER_LEN as usize];
+    let mut data = Vec::new();
+    while pos + RECORD_HEADER_LEN <= end {
+        file.read_exact_at(&mut header, pos)?;
+        let Ok(h) = format::parse_record_header(&header) else {
+            break;
+        };
+        let data_start = pos + RECORD_HEADER_LEN;
+        let data_end = data_start + h.len as u64;
+        if data_end > end {
+            break;
+        }
+        data.resize(h.len as usize, 0);
+        file.read_exact_at(&mut data, data_start)?;
+        if crc32c::crc32c(&data) != h.data_crc {
+            break;
+        }
+        found(Located {
+            id: h.id,
+            pack,
+            offset: data_start,
+            len: h.len,
+        });
+        pos = data_end;
+    }
+    Ok(pos)
+}

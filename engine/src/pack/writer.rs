@@ -1,0 +1,296 @@
+//! The pack appender: frames chunk records into the current pack and group-commits them.
+//!
+//! Same shape as the WAL: appenders reserve a position and copy bytes into a pending batch;
+//! one flusher thread writes and fdatasyncs whatever accumulated. Positions only grow, so
+//! "durable up to position p" covers every record that ends at or before p.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::watch;
+
+use super::format::{self, PACK_HEADER_LEN, RECORD_HEADER_LEN};
+use crate::error::{Error, Result};
+use crate::ids::{ChunkId, PackId};
+use crate::io::{Storage, StorageFile};
+use crate::limits::PACK_SIZE_TARGET;
+
+/// Bits of a [`Pos`] that hold the offset inside a pack.
+const POS_OFFSET_BITS: u32 = 40;
+const _: () = assert!(PACK_SIZE_TARGET * 2 < (1u64 << POS_OFFSET_BITS));
+
+/// A position in the sequence of all packs: (pack, end offset) packed into one ordered u64.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub(crate) struct Pos(pub u64);
+
+impl Pos {
+    pub(crate) fn new(pack: PackId, offset: u64) -> Pos {
+        debug_assert!(offset < (1u64 << POS_OFFSET_BITS));
+        Pos(((pack.0 as u64) << POS_OFFSET_BITS) | offset)
+    }
+    pub(crate) fn pack(self) -> PackId {
+        PackId((self.0 >> POS_OFFSET_BITS) as u32)
+    }
+    pub(crate) fn offset(self) -> u64 {
+        self.0 & ((1u64 << POS_OFFSET_BITS) - 1)
+    }
+}
+
+/// The name of pack `pack`.
+pub(crate) fn pack_name(pack: PackId) -> String {
+    format!("packs/{:010}.pack", pack.0)
+}
+
+pub(crate) fn parse_pack_name(name: &str) -> Option<PackId> {
+    let n = name.strip_prefix("packs/")?.strip_suffix(".pack")?;
+    if n.len() != 10 {
+        return None;
+    }
+    n.parse().ok().map(PackId)
+}
+
+struct Batch {
+    file: Arc<dyn StorageFile>,
+    offset: u64,
+    buf: Vec<u8>,
+    end: Pos,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Durable {
+    pos: Pos,
+    failed: bool,
+}
+
+struct WriterState {
+    pack: PackId,
+    file: Arc<dyn StorageFile>,
+    /// Reserved end of the current pack (bytes appended, durable or pending).
+    len: u64,
+    pending: Vec<Batch>,
+    flushing: bool,
+    failed: bool,
+    shutdown: bool,
+}
+
+struct Shared {
+    storage: Arc<dyn Storage>,
+    state: Mutex<WriterState>,
+    wake: Condvar,
+    idle: Condvar,
+    durable: watch::Sender<Durable>,
+}
+
+/// Where a record was placed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Placed {
+    pub pack: PackId,
+    /// Offset of the chunk data (after its record header).
+    pub data_offset: u64,
+    /// Position the caller waits for before relying on the record.
+    pub end: Pos,
+}
+
+pub(crate) struct PackWriter {
+    shared: Arc<Shared>,
+    flusher: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Creates pack `pack` durably (header written and synced, directory synced).
+pub(crate) fn create_pack(storage: &dyn Storage, pack: PackId) -> Result<Arc<dyn StorageFile>> {
+    let file = storage.open(&pack_name(pack), true)?;
+    file.truncate(0)?;
+    file.write_batch(&[(0, &format::pack_header(pack))], true)?;
+    storage.sync_dir("packs")?;
+    Ok(file)
+}
+
+impl PackWriter {
+    /// Continues appending to `pack` whose valid length is `len` (or creates it when `len == 0`).
+    pub(crate) fn start(storage: Arc<dyn Storage>, pack: PackId, len: u64) -> Result<PackWriter> {
+        let (file, len) = if len == 0 {
+            (create_pack(storage.as_ref(), pack)?, PACK_HEADER_LEN)
+        } else {
+            (storage.open(&pack_name(pack), false)?, len)
+        };
+        let (durable, _) = watch::channel(Durable {
+            pos: Pos::new(pack, len),
+            failed: false,
+        });
+        let shared = Arc::new(Shared {
+            storage,
+            state: Mutex::new(WriterState {
+                pack,
+                file,
+                len,
+                pending: Vec::new(),
+                flushing: false,
+                failed: false,
+                shutdown: false,
+            }),
+            wake: Condvar::new(),
+            idle: Condvar::new(),
+            durable,
+        });
+        let s = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("skab-pack-flusher".into())
+            .spawn(move || flusher(s))?;
+        Ok(PackWriter {
+            shared,
+            flusher: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Appends a record for chunk `id`; no I/O unless a new pack must be started.
+    pub(crate) fn append(&self, id: &ChunkId, data: &[u8]) -> Result<Placed> {
+        let sh = &self.shared;
+        let mut st = sh.state.lock();
+        if st.failed {
+            return Err(Error::Poisoned);
+        }
+        let record_len = RECORD_HEADER_LEN + data.len() as u64;
+        if st.len + record_len > PACK_SIZE_TARGET && st.len > PACK_HEADER_LEN {
+            let next = PackId(st.pack.0 + 1);
+            let file = create_pack(sh.storage.as_ref(), next)?;
+            st.pack = next;
+            st.file = file;
+            st.len = PACK_HEADER_LEN;
+        }
+        let offset = st.len;
+        let end = Pos::new(st.pack, offset + record_len);
+        let same_file = st
+            .pending
+            .last()
+            .is_some_and(|b| Arc::ptr_eq(&b.file, &st.file));
+        if !same_file {
+            let file = st.file.clone();
+            st.pending.push(Batch {
+                file,
+                offset,
+                buf: Vec::with_capacity(record_len as usize),
+                end,
+            });
+        }
+        let Some(batch) = st.pending.last_mut() else {
+            unreachable!("a batch was just ensured");
+        };
+        format::encode_record_header(id, data, &mut batch.buf);
+        batch.buf.extend_from_slice(data);
+        batch.end = end;
+        st.len = offset + record_len;
+        let placed = Placed {
+            pack: st.pack,
+            data_offset: offset + RECORD_HEADER_LEN,
+            end,
+        };
+        drop(st);
+        sh.wake.notify_one();
+        Ok(placed)
+    }
+
+    /// Waits until everything up to `pos` is durable.
+    pub(crate) async fn wait_durable(&self, pos: Pos) -> Result<()> {
+        let mut rx = self.shared.durable.subscribe();
+        let d = rx
+            .wait_for(|d| d.failed || d.pos >= pos)
+            .await
+            .map_err(|_| Error::Poisoned)?;
+        if d.pos >= pos {
+            Ok(())
+        } else {
+            Err(Error::Poisoned)
+        }
+    }
+
+    pub(crate) fn wait_durable_blocking(&self, pos: Pos) -> Result<()> {
+        futures::executor::block_on(self.wait_durable(pos))
+    }
+
+    /// The position up to which everything is durable.
+    pub(crate) fn durable_pos(&self) -> Pos {
+        self.shared.durable.borrow().pos
+    }
+
+    /// The pack being appended to.
+    pub(crate) fn current_pack(&self) -> PackId {
+        self.shared.state.lock().pack
+    }
+
+    /// The open file of the current pack, if it is `pack`.
+    pub(crate) fn current_file(&self, pack: PackId) -> Option<Arc<dyn StorageFile>> {
+        let st = self.shared.state.lock();
+        (st.pack == pack).then(|| st.file.clone())
+    }
+
+    pub(crate) fn is_failed(&self) -> bool {
+        self.shared.state.lock().failed
+    }
+}
+
+fn flusher(sh: Arc<Shared>) {
+    loop {
+        let batches = {
+            let mut st = sh.state.lock();
+            while st.pending.is_empty() && !st.shutdown {
+                sh.wake.wait(&mut st);
+            }
+            if st.pending.is_empty() || st.failed {
+                return;
+            }
+            st.flushing = true;
+            std::mem::take(&mut st.pending)
+        };
+        let mut result = Ok(());
+        let mut end = Pos::default();
+        for b in &batches {
+            result = b.file.write_batch(&[(b.offset, &b.buf)], true);
+            if result.is_err() {
+                break;
+            }
+            end = b.end;
+        }
+        let mut st = sh.state.lock();
+        st.flushing = false;
+        match result {
+            Ok(()) => sh.durable.send_modify(|d| d.pos = d.pos.max(end)),
+            Err(e) => {
+                tracing::error!(error = %e, "pack write failed; chunk store poisoned");
+                st.failed = true;
+                sh.durable.send_modify(|d| d.failed = true);
+            }
+        }
+        sh.idle.notify_all();
+    }
+}
+
+impl Drop for PackWriter {
+    fn drop(&mut self) {
+        self.shared.state.lock().shutdown = true;
+        self.shared.wake.notify_all();
+        if let Some(h) = self.flusher.lock().take() {
+            let _ = h.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pos_orders_by_pack_then_offset() {
+        let a = Pos::new(PackId(1), 1 << 30);
+        let b = Pos::new(PackId(2), 16);
+        assert!(a < b);
+        assert_eq!(b.pack(), PackId(2));
+        assert_eq!(b.offset(), 16);
+    }
+
+    #[test]
+    fn pack_names_round_trip() {
+        assert_eq!(parse_pack_name(&pack_name(PackId(12))), Some(PackId(12)));
+        assert_eq!(parse_pack_name("packs/12.pack"), None);
+    }
+}

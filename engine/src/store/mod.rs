@@ -1,0 +1,984 @@
+//! The public face of the engine: [`Store`] ties chunking, packs, the sharded namespace and
+//! the write-ahead logs together behind a narrow async API.
+
+mod meta;
+mod read;
+mod record;
+pub(crate) mod snapshot;
+mod space;
+
+use std::path::Path as FsPath;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use futures::{Stream, StreamExt};
+use parking_lot::{Mutex, RwLock};
+
+use crate::chunk::{ChunkSizes, DomainKey, Ingest};
+use crate::error::{Error, Result};
+use crate::io::{open_storage, IoChoice, Storage};
+use crate::limits::FILE_SIZE_MAX;
+use crate::ns::{ChunkRef, Content, EntryInfo, Name, NsOp, PropName, SpaceTree, TrashInfo, VersionInfo};
+use crate::pack::{ChunkStore, Pos};
+use crate::ContentHash;
+use record::WalRecord;
+use snapshot::{ShardSnapshot, SpaceEntrySnapshot, TenantSnapshot};
+
+pub use crate::pack::{ChunkScrubReport, CompactReport, GcReport};
+pub use read::ContentStream;
+pub use space::{validate_account_name, SpaceKey, ACCOUNT_NAME_LEN_MAX};
+
+/// Whose chunks deduplicate against whose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DedupMode {
+    /// Each tenant is its own domain: no tenant can learn what another stores (default).
+    #[default]
+    PerTenant,
+    /// One domain for the whole store (explicit opt-in: saves space across tenants).
+    Global,
+}
+
+/// How a store behaves; every field has a default.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    pub dedup: DedupMode,
+    pub chunk_sizes: ChunkSizes,
+    /// Versions kept per file on overwrite.
+    pub versions_kept: u32,
+    /// Versions older than this are dropped by [`Store::expire`].
+    pub version_age_max: Option<Duration>,
+    /// Trash items older than this are dropped by [`Store::expire`].
+    pub trash_age_max: Option<Duration>,
+    /// Quota of a new space, logical bytes.
+    pub space_quota_default: Option<u64>,
+    pub io: IoChoice,
+    /// Shards of a new store (fixed once the store exists).
+    pub shards: usize,
+}
+
+/// Shards of a new store: enough that writers rarely share a WAL lock, few enough that
+/// each log still batches many records per fsync.
+pub const SHARDS_DEFAULT: usize = 64;
+/// Most shards a store may have.
+pub const SHARDS_MAX: usize = 4096;
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            dedup: DedupMode::PerTenant,
+            chunk_sizes: ChunkSizes::default(),
+            versions_kept: 10,
+            version_age_max: Some(Duration::from_secs(30 * 24 * 3600)),
+            trash_age_max: Some(Duration::from_secs(30 * 24 * 3600)),
+            space_quota_default: None,
+            io: IoChoice::Auto,
+            shards: SHARDS_DEFAULT,
+        }
+    }
+}
+
+/// What opening the store found and how long it took.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryReport {
+    pub duration: Duration,
+    pub spaces: u64,
+    pub entries: u64,
+    pub wal_records_replayed: u64,
+    pub wal_torn_bytes: u64,
+    pub wal_records_rejected: u64,
+    pub chunks_from_checkpoint: u64,
+    pub chunk_records_scanned: u64,
+    pub pack_torn_bytes: u64,
+    /// Chunks the namespace names but the packs lack (data loss to investigate).
+    pub chunks_missing: u64,
+    pub io_backend: &'static str,
+}
+
+/// Space and dedup figures of the whole store.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StoreStats {
+    pub tenants: u64,
+    pub spaces: u64,
+    pub entries: u64,
+    /// Bytes of live files as users see them.
+    pub logical_bytes: u64,
+    /// Bytes of unique chunks held.
+    pub stored_bytes: u64,
+    pub unique_chunks: u64,
+    /// Bytes of pack files (stored bytes plus record headers plus garbage not yet compacted).
+    pub pack_bytes: u64,
+    /// logical / stored (1.0 when nothing is stored).
+    pub dedup_ratio: f64,
+}
+
+/// A space's logical usage and quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub used_bytes: u64,
+    pub quota_bytes: Option<u64>,
+    /// Of the tenant, which also bounds the space.
+    pub tenant_used_bytes: u64,
+    pub tenant_quota_bytes: Option<u64>,
+}
+
+impl Usage {
+    /// Bytes the space may still grow by.
+    pub fn available_bytes(&self) -> Option<u64> {
+        let own = self.quota_bytes.map(|q| q.saturating_sub(self.used_bytes));
+        let tenant = self
+            .tenant_quota_bytes
+            .map(|q| q.saturating_sub(self.tenant_used_bytes));
+        match (own, tenant) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// What a scrub found. Corruption is reported, never hidden.
+#[derive(Debug, Clone, Default)]
+pub struct ScrubReport {
+    pub chunks: ChunkScrubReport,
+    /// Chunks whose bytes do not hash to their id, with a file that uses them.
+    pub hash_mismatches: Vec<(SpaceKey, String)>,
+    /// Chunks a file names that the store does not hold.
+    pub missing: Vec<(SpaceKey, String)>,
+    pub files_checked: u64,
+}
+
+impl ScrubReport {
+    pub fn is_clean(&self) -> bool {
+        self.chunks.corrupt.is_empty() && self.hash_mismatches.is_empty() && self.missing.is_empty()
+    }
+}
+
+struct Tenant {
+    quota: Mutex<Option<u64>>,
+    used: AtomicU64,
+    key: DomainKey,
+    shard: usize,
+}
+
+struct SpaceHandle {
+    key: SpaceKey,
+    shard: usize,
+    tree: RwLock<SpaceTree>,
+}
+
+struct Shard {
+    log: crate::wal::ShardLog,
+    /// Mutations take it shared; a snapshot takes it exclusively for a consistent cut.
+    apply: RwLock<()>,
+    spaces: Mutex<Vec<Arc<SpaceHandle>>>,
+}
+
+struct Inner {
+    storage: Arc<dyn Storage>,
+    config: StoreConfig,
+    master: [u8; 32],
+    shards: Vec<Shard>,
+    spaces: DashMap<SpaceKey, Arc<SpaceHandle>>,
+    tenants: DashMap<String, Arc<Tenant>>,
+    chunks: ChunkStore,
+    recovery: RecoveryReport,
+}
+
+/// The storage engine. Cheap to clone; all clones share one store.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// Chunk references an upload holds until its content is committed or abandoned.
+struct UploadRefs<'a> {
+    chunks: &'a ChunkStore,
+    held: Vec<ChunkRef>,
+}
+
+impl Drop for UploadRefs<'_> {
+    fn drop(&mut self) {
+        for c in &self.held {
+            self.chunks.release(&c.id);
+        }
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in directory `dir`.
+    pub fn open(dir: &FsPath, config: StoreConfig) -> Result<Store> {
+        std::fs::create_dir_all(dir)?;
+        let storage = open_storage(dir, config.io)?;
+        Store::open_with_storage(storage, config)
+    }
+
+    /// Opens the store kept in `storage` (any backend: tests use in-memory and faulty ones).
+    pub fn open_with_storage(storage: Arc<dyn Storage>, config: StoreConfig) -> Result<Store> {
+        let started = Instant::now();
+        let meta = meta::load_or_create(storage.as_ref(), &config)?;
+        let (chunks, chunk_rec) = ChunkStore::open(storage.clone())?;
+        let mut report = RecoveryReport {
+            chunks_from_checkpoint: chunk_rec.from_checkpoint,
+            chunk_records_scanned: chunk_rec.scanned_records,
+            pack_torn_bytes: chunk_rec.torn_bytes,
+            io_backend: storage.kind(),
+            ..Default::default()
+        };
+        let mut shards = Vec::with_capacity(meta.shards);
+        let spaces: DashMap<SpaceKey, Arc<SpaceHandle>> = DashMap::new();
+        let tenants: DashMap<String, Arc<Tenant>> = DashMap::new();
+        let new_tenant = |name: &str, quota: Option<u64>| {
+            Arc::new(Tenant {
+                quota: Mutex::new(quota),
+                used: AtomicU64::new(0),
+                key: domain_key(&meta.master, config.dedup, name),
+                shard: space::shard_of(&[name], meta.shards),
+            })
+        };
+        for shard in 0..meta.shards {
+            let mut first_segment = 0;
+            let mut min_next_seq = 0;
+            let mut shard_spaces = Vec::new();
+            if let Some(buf) = snapshot::read(storage.as_ref(), shard)? {
+                let snap = snapshot::access(&buf)?;
+                first_segment = snap.next_segment.to_native();
+                min_next_seq = snap.last_seq.to_native() + 1;
+                for t in snap.tenants.iter() {
+                    let quota = t.quota.as_ref().map(|q| q.to_native());
+                    tenants.insert(t.name.to_string(), new_tenant(t.name.as_str(), quota));
+                }
+                for s in snap.spaces.iter() {
+                    let key = SpaceKey::new(s.tenant.as_str(), s.user.as_str())
+                        .map_err(|_| Error::Corrupt("snapshot names an invalid space".into()))?;
+                    let tree = SpaceTree::from_archived(&s.tree)?;
+                    let handle = Arc::new(SpaceHandle {
+                        key: key.clone(),
+                        shard,
+                        tree: RwLock::new(tree),
+                    });
+                    shard_spaces.push(handle.clone());
+                    spaces.insert(key, handle);
+                }
+            }
+            let dir = format!("wal/{shard:03}");
+            let (log, replay) =
+                crate::wal::ShardLog::open(storage.clone(), &dir, first_segment, min_next_seq)?;
+            report.wal_torn_bytes += replay.torn_bytes;
+            for (seq, payload) in replay.records {
+                report.wal_records_replayed += 1;
+                let rec = match record::decode(&payload) {
+                    Ok(r) => r,
+                    Err(why) => {
+                        return Err(Error::Corrupt(format!("{dir}: record {seq}: {why}")));
+                    }
+                };
+                match rec {
+                    WalRecord::Tenant { tenant, quota } => {
+                        tenants
+                            .entry(tenant.clone())
+                            .and_modify(|t| *t.quota.lock() = quota)
+                            .or_insert_with(|| new_tenant(&tenant, quota));
+                    }
+                    WalRecord::CreateSpace { tenant, user } => {
+                        let Ok(key) = SpaceKey::new(&tenant, &user) else {
+                            report.wal_records_rejected += 1;
+                            continue;
+                        };
+                        if !spaces.contains_key(&key) {
+                            let handle = Arc::new(SpaceHandle {
+                                key: key.clone(),
+                                shard,
+                                tree: RwLock::new(SpaceTree::new()),
+                            });
+                            shard_spaces.push(handle.clone());
+                            spaces.insert(key, handle);
+                        }
+                        tenants
+                            .entry(tenant.clone())
+                            .or_insert_with(|| new_tenant(&tenant, None));
+                    }
+                    WalRecord::Space { tenant, user, op } => {
+                        let applied = SpaceKey::new(&tenant, &user)
+                            .ok()
+                            .and_then(|k| spaces.get(&k).map(|h| h.clone()))
+                            .map(|h| h.tree.write().apply(&op));
+                        if !matches!(applied, Some(Ok(_))) {
+                            tracing::error!(%dir, seq, ?applied, "WAL record did not replay");
+                            report.wal_records_rejected += 1;
+                        }
+                    }
+                }
+            }
+            shards.push(Shard {
+                log,
+                apply: RwLock::new(()),
+                spaces: Mutex::new(shard_spaces),
+            });
+        }
+        // Reference counts and usage are derived state: rebuild them from the namespace.
+        for entry in spaces.iter() {
+            let tree = entry.tree.read();
+            report.spaces += 1;
+            report.entries += tree.entry_count() as u64;
+            tree.for_each_content(|content, _refs| {
+                for c in content.chunks.iter() {
+                    if !chunks.add_ref(&c.id) {
+                        report.chunks_missing += 1;
+                    }
+                }
+            });
+            let tenant = tenants
+                .entry(entry.key.tenant().to_string())
+                .or_insert_with(|| new_tenant(entry.key.tenant(), None))
+                .clone();
+            tenant.used.fetch_add(tree.used_bytes(), Ordering::Relaxed);
+        }
+        if report.chunks_missing > 0 {
+            tracing::error!(missing = report.chunks_missing, "files name chunks the packs lack");
+        }
+        report.duration = started.elapsed();
+        tracing::info!(?report, "store opened");
+        Ok(Store {
+            inner: Arc::new(Inner {
+                storage,
+                config,
+                master: meta.master,
+                shards,
+                spaces,
+                tenants,
+                chunks,
+                recovery: report,
+            }),
+        })
+    }
+
+    /// What opening found.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.recovery
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    fn space(&self, key: &SpaceKey) -> Result<Arc<SpaceHandle>> {
+        self.inner
+            .spaces
+            .get(key)
+            .map(|h| h.clone())
+            .ok_or(Error::NotFound)
+    }
+
+    fn tenant(&self, name: &str) -> Result<Arc<Tenant>> {
+        self.inner
+            .tenants
+            .get(name)
+            .map(|t| t.clone())
+            .ok_or(Error::NotFound)
+    }
+
+    fn tenant_or_create(&self, name: &str) -> Arc<Tenant> {
+        let inner = &self.inner;
+        inner
+            .tenants
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                Arc::new(Tenant {
+                    quota: Mutex::new(None),
+                    used: AtomicU64::new(0),
+                    key: domain_key(&inner.master, inner.config.dedup, name),
+                    shard: space::shard_of(&[name], inner.shards.len()),
+                })
+            })
+            .clone()
+    }
+
+    // ---- tenants and spaces -------------------------------------------------------------
+
+    /// Creates tenant `name` if missing and sets its quota (logical bytes; `None` = unlimited).
+    pub async fn set_tenant_quota(&self, name: &str, quota: Option<u64>) -> Result<()> {
+        validate_account_name(name)?;
+        let tenant = self.tenant_or_create(name);
+        let shard = &self.inner.shards[tenant.shard];
+        let seq = {
+            let _a = shard.apply.read();
+            *tenant.quota.lock() = quota;
+            shard.log.append(&record::encode(&WalRecord::Tenant {
+                tenant: name.to_string(),
+                quota,
+            }))?
+        };
+        shard.log.wait_durable(seq).await
+    }
+
+    /// Creates the space if missing (and its tenant). Returns whether it was created.
+    pub async fn create_space(&self, key: &SpaceKey) -> Result<bool> {
+        if self.inner.spaces.contains_key(key) {
+            return Ok(false);
+        }
+        let inner = &self.inner;
+        self.tenant_or_create(key.tenant());
+        let shard_no = space::shard_of(&[key.tenant(), key.user()], inner.shards.len());
+        let shard = &inner.shards[shard_no];
+        let (seq, created) = {
+            let _a = shard.apply.read();
+            let mut created = false;
+            let handle = inner
+                .spaces
+                .entry(key.clone())
+                .or_insert_with(|| {
+                    created = true;
+                    let mut tree = SpaceTree::new();
+                    if let Some(q) = inner.config.space_quota_default {
+                        // A fresh tree always accepts a quota.
+                        let _ = tree.apply(&NsOp::SetQuota { bytes: Some(q) });
+                    }
+                    Arc::new(SpaceHandle {
+                        key: key.clone(),
+                        shard: shard_no,
+                        tree: RwLock::new(tree),
+                    })
+                })
+                .clone();
+            if !created {
+                return Ok(false);
+            }
+            shard.spaces.lock().push(handle);
+            let mut seq = shard.log.append(&record::encode(&WalRecord::CreateSpace {
+                tenant: key.tenant().to_string(),
+                user: key.user().to_string(),
+            }))?;
+            if let Some(q) = inner.config.space_quota_default {
+                seq = shard.log.append(&record::encode(&WalRecord::Space {
+                    tenant: key.tenant().to_string(),
+                    user: key.user().to_string(),
+                    op: NsOp::SetQuota { bytes: Some(q) },
+                }))?;
+            }
+            (seq, created)
+        };
+        shard.log.wait_durable(seq).await?;
+        Ok(created)
+    }
+
+    pub fn space_exists(&self, key: &SpaceKey) -> bool {
+        self.inner.spaces.contains_key(key)
+    }
+
+    /// Names of all tenants, sorted.
+    pub fn tenants(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.inner.tenants.iter().map(|t| t.key().clone()).collect();
+        v.sort();
+        v
+    }
+
+    /// Spaces of tenant `tenant`, sorted.
+    pub fn spaces_of(&self, tenant: &str) -> Vec<SpaceKey> {
+        let mut v: Vec<SpaceKey> = self
+            .inner
+            .spaces
+            .iter()
+            .filter(|s| s.key().tenant() == tenant)
+            .map(|s| s.key().clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Logical usage and quotas of a space.
+    pub fn usage(&self, key: &SpaceKey) -> Result<Usage> {
+        let sp = self.space(key)?;
+        let tenant = self.tenant(key.tenant())?;
+        let tree = sp.tree.read();
+        Ok(Usage {
+            used_bytes: tree.used_bytes(),
+            quota_bytes: tree.quota(),
+            tenant_used_bytes: tenant.used.load(Ordering::Relaxed),
+            tenant_quota_bytes: *tenant.quota.lock(),
+        })
+    }
+
+    /// Logical usage of a tenant (sum of its spaces) and its quota.
+    pub fn tenant_usage(&self, name: &str) -> Result<(u64, Option<u64>)> {
+        let t = self.tenant(name)?;
+        let q = *t.quota.lock();
+        Ok((t.used.load(Ordering::Relaxed), q))
+    }
+
+    /// Sets a space's quota (logical bytes; `None` = unlimited).
+    pub async fn set_space_quota(&self, key: &SpaceKey, quota: Option<u64>) -> Result<()> {
+        self.mutate(key, NsOp::SetQuota { bytes: quota }, 0).await.map(|_| ())
+    }
+
+    // ---- namespace -----------------------------------------------------------------------
+
+    /// Applies `op` to space `key`, logs it and waits until it is durable.
+    /// `growth` is how many logical bytes the op may add (checked against the tenant quota).
+    async fn mutate(&self, key: &SpaceKey, op: NsOp, growth: u64) -> Result<EntryChange> {
+        let (seq, shard, change) = self.mutate_nowait(key, op, growth, None)?;
+        self.inner.shards[shard].log.wait_durable(seq).await?;
+        Ok(change)
+    }
+
+    fn mutate_nowait(
+        &self,
+        key: &SpaceKey,
+        op: NsOp,
+        growth: u64,
+        upload: Option<&Content>,
+    ) -> Result<(u64, usize, EntryChange)> {
+        let inner = &self.inner;
+        let sp = self.space(key)?;
+        let tenant = self.tenant(key.tenant())?;
+        let shard = &inner.shards[sp.shard];
+        let payload = record::encode_space_op(key.tenant(), key.user(), &op);
+        let _a = shard.apply.read();
+        let mut tree = sp.tree.write();
+        let before = tree.used_bytes();
+        if growth > 0 {
+            if let Some(q) = *tenant.quota.lock() {
+                if tenant.used.load(Ordering::Relaxed).saturating_add(growth) > q {
+                    return Err(Error::QuotaExceeded);
+                }
+            }
+        }
+        let effects = tree.apply(&op)?;
+        let seq = shard.log.append(&payload)?;
+        let after = tree.used_bytes();
+        if after >= before {
+            tenant.used.fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            tenant.used.fetch_sub(before - after, Ordering::Relaxed);
+        }
+        let info = match &op {
+            NsOp::PutFile { path, .. } | NsOp::Mkdir { path, .. } => {
+                tree.resolve(path).and_then(|n| tree.stat(n))
+            }
+            _ => None,
+        };
+        drop(tree);
+        for c in &effects.added {
+            for r in c.chunks.iter() {
+                let present = inner.chunks.add_ref(&r.id);
+                debug_assert!(present || upload.is_none(), "added content names an unknown chunk");
+            }
+        }
+        for c in &effects.dropped {
+            for r in c.chunks.iter() {
+                inner.chunks.release(&r.id);
+            }
+        }
+        Ok((seq, sp.shard, EntryChange { info }))
+    }
+
+    /// Stores a file from a stream of byte buffers: chunks and hashes it as it arrives, writes
+    /// new chunks to packs, and once all is durable makes it visible at `path` atomically
+    /// (overwriting keeps the old content as a version). A stream that fails or ends early
+    /// leaves no trace in the namespace.
+    pub async fn put<S, E>(&self, key: &SpaceKey, path: &[Name], mut body: S) -> Result<EntryInfo>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let inner = &self.inner;
+        let sp = self.space(key)?;
+        let tenant = self.tenant(key.tenant())?;
+        let (budget, old_size) = {
+            let tree = sp.tree.read();
+            tree.check_put(path)?;
+            let old = tree
+                .resolve(path)
+                .and_then(|n| tree.stat(n))
+                .map(|i| i.size)
+                .unwrap_or(0);
+            let own = tree.quota().map(|q| q.saturating_sub(tree.used_bytes()));
+            (own, old)
+        };
+        let mut ingest = Ingest::new(inner.config.chunk_sizes, tenant.key.clone());
+        let mut refs = UploadRefs {
+            chunks: &inner.chunks,
+            held: Vec::new(),
+        };
+        let mut out = Vec::new();
+        let mut last = Pos::default();
+        let mut size = 0u64;
+        while let Some(item) = body.next().await {
+            let buf = item.map_err(|e| Error::Aborted(e.to_string()))?;
+            size += buf.len() as u64;
+            if size > FILE_SIZE_MAX {
+                return Err(Error::LimitExceeded("file size"));
+            }
+            if let Some(b) = budget {
+                if size > b.saturating_add(old_size) {
+                    return Err(Error::QuotaExceeded);
+                }
+            }
+            ingest.push(buf, &mut out);
+            for (id, data) in out.drain(..) {
+                last = last.max(inner.chunks.put(id, &data)?);
+                refs.held.push(ChunkRef {
+                    id,
+                    len: data.len() as u32,
+                });
+            }
+        }
+        let (hash, total) = ingest.finish(&mut out);
+        for (id, data) in out.drain(..) {
+            last = last.max(inner.chunks.put(id, &data)?);
+            refs.held.push(ChunkRef {
+                id,
+                len: data.len() as u32,
+            });
+        }
+        debug_assert_eq!(total, size);
+        inner.chunks.wait_durable(last).await?;
+        let content = Content {
+            hash,
+            size,
+            chunks: refs.held.clone().into_boxed_slice(),
+        };
+        let op = NsOp::PutFile {
+            path: path.to_vec(),
+            content: content.clone(),
+            now: now_ns(),
+            keep_versions: inner.config.versions_kept,
+        };
+        let growth = size.saturating_sub(old_size);
+        let (seq, shard, change) = self.mutate_nowait(key, op, growth, Some(&content))?;
+        drop(refs);
+        inner.shards[shard].log.wait_durable(seq).await?;
+        change.info.ok_or(Error::NotFound)
+    }
+
+    /// Stores `data` as a file (convenience over [`Store::put`]).
+    pub async fn put_bytes(&self, key: &SpaceKey, path: &[Name], data: Bytes) -> Result<EntryInfo> {
+        let stream = futures::stream::iter([Ok::<Bytes, std::convert::Infallible>(data)]);
+        self.put(key, path, stream).await
+    }
+
+    /// Creates a collection.
+    pub async fn mkdir(&self, key: &SpaceKey, path: &[Name]) -> Result<EntryInfo> {
+        let op = NsOp::Mkdir {
+            path: path.to_vec(),
+            now: now_ns(),
+        };
+        self.mutate(key, op, 0).await?.info.ok_or(Error::NotFound)
+    }
+
+    /// Moves an entry (or subtree) to the trash; returns nothing the client needs.
+    pub async fn delete(&self, key: &SpaceKey, path: &[Name]) -> Result<()> {
+        let op = NsOp::Delete {
+            path: path.to_vec(),
+            now: now_ns(),
+        };
+        self.mutate(key, op, 0).await.map(|_| ())
+    }
+
+    /// Moves or renames an entry or subtree; with `overwrite` an existing target goes to the trash.
+    pub async fn rename(&self, key: &SpaceKey, from: &[Name], to: &[Name], overwrite: bool) -> Result<()> {
+        let op = NsOp::Move {
+            from: from.to_vec(),
+            to: to.to_vec(),
+            overwrite,
+            now: now_ns(),
+        };
+        self.mutate(key, op, 0).await.map(|_| ())
+    }
+
+    /// Copies an entry or subtree (metadata only: chunks are shared).
+    pub async fn copy(&self, key: &SpaceKey, from: &[Name], to: &[Name], overwrite: bool) -> Result<()> {
+        let growth = self.stat(key, from).map(|_| self.subtree_bytes(key, from)).unwrap_or(0);
+        let op = NsOp::Copy {
+            from: from.to_vec(),
+            to: to.to_vec(),
+            overwrite,
+            now: now_ns(),
+        };
+        self.mutate(key, op, growth).await.map(|_| ())
+    }
+
+    fn subtree_bytes(&self, key: &SpaceKey, path: &[Name]) -> u64 {
+        let Ok(sp) = self.space(key) else { return 0 };
+        let tree = sp.tree.read();
+        tree.resolve(path).map(|n| tree.subtree_bytes(n)).unwrap_or(0)
+    }
+
+    /// Sets and removes dead properties, all or nothing.
+    pub async fn set_props(
+        &self,
+        key: &SpaceKey,
+        path: &[Name],
+        set: Vec<(PropName, Vec<u8>)>,
+        remove: Vec<PropName>,
+    ) -> Result<()> {
+        let op = NsOp::SetProps {
+            path: path.to_vec(),
+            set,
+            remove,
+        };
+        self.mutate(key, op, 0).await.map(|_| ())
+    }
+
+    /// Brings back a trash item to where it was, or to `to`.
+    pub async fn restore(&self, key: &SpaceKey, trash_id: u64, to: Option<&[Name]>) -> Result<()> {
+        let op = NsOp::Restore {
+            trash_id,
+            to: to.map(|p| p.to_vec()),
+            now: now_ns(),
+        };
+        self.mutate(key, op, 0).await.map(|_| ())
+    }
+
+    /// Drops a trash item for good.
+    pub async fn purge(&self, key: &SpaceKey, trash_id: u64) -> Result<()> {
+        self.mutate(key, NsOp::PurgeTrash { trash_id }, 0).await.map(|_| ())
+    }
+
+    /// Makes an earlier version of a file current again.
+    pub async fn restore_version(&self, key: &SpaceKey, path: &[Name], version_id: u64) -> Result<()> {
+        let op = NsOp::RestoreVersion {
+            path: path.to_vec(),
+            version_id,
+            now: now_ns(),
+        };
+        self.mutate(key, op, 0).await.map(|_| ())
+    }
+
+    // ---- reads ---------------------------------------------------------------------------
+
+    pub fn stat(&self, key: &SpaceKey, path: &[Name]) -> Result<EntryInfo> {
+        let sp = self.space(key)?;
+        let tree = sp.tree.read();
+        tree.resolve(path).and_then(|n| tree.stat(n)).ok_or(Error::NotFound)
+    }
+
+    /// The entry and its children (costs O(children)).
+    pub fn list(&self, key: &SpaceKey, path: &[Name]) -> Result<(EntryInfo, Vec<EntryInfo>)> {
+        let sp = self.space(key)?;
+        let tree = sp.tree.read();
+        let node = tree.resolve(path).ok_or(Error::NotFound)?;
+        let info = tree.stat(node).ok_or(Error::NotFound)?;
+        Ok((info, tree.list(node)))
+    }
+
+    pub fn props(&self, key: &SpaceKey, path: &[Name]) -> Result<Vec<(PropName, Vec<u8>)>> {
+        let sp = self.space(key)?;
+        let tree = sp.tree.read();
+        let node = tree.resolve(path).ok_or(Error::NotFound)?;
+        Ok(tree.props(node))
+    }
+
+    pub fn versions(&self, key: &SpaceKey, path: &[Name]) -> Result<Vec<VersionInfo>> {
+        let sp = self.space(key)?;
+        let tree = sp.tree.read();
+        tree.versions(path)
+    }
+
+    pub fn trash(&self, key: &SpaceKey) -> Result<Vec<TrashInfo>> {
+        let sp = self.space(key)?;
+        let tree = sp.tree.read();
+        Ok(tree.trash())
+    }
+
+    /// Opens a file for reading: `range` is (start, length) in bytes, `None` for all of it.
+    /// Only the chunks overlapping the range are read; each is verified against its id.
+    pub fn read(&self, key: &SpaceKey, path: &[Name], range: Option<(u64, u64)>) -> Result<(EntryInfo, ContentStream)> {
+        let info = self.stat(key, path)?;
+        let content = info.content.clone().ok_or(Error::IsADirectory)?;
+        let tenant = self.tenant(key.tenant())?;
+        let (start, len) = range.unwrap_or((0, content.size));
+        if start.checked_add(len).is_none_or(|end| end > content.size) {
+            return Err(Error::Invalid("range outside the file"));
+        }
+        let stream = ContentStream::new(self.clone(), tenant.key.clone(), content, start, len);
+        Ok((info, stream))
+    }
+
+    /// Reads a whole range into memory (convenience for tests and tools).
+    pub async fn read_to_vec(&self, key: &SpaceKey, path: &[Name], range: Option<(u64, u64)>) -> Result<Vec<u8>> {
+        let (_, mut stream) = self.read(key, path, range)?;
+        let mut out = Vec::new();
+        while let Some(b) = stream.next().await {
+            out.extend_from_slice(&b?);
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn read_chunk_verified(&self, key: &DomainKey, id: &crate::ChunkId) -> Result<Bytes> {
+        let data = self.inner.chunks.read_raw(id)?;
+        if key.chunk_id(&data) != *id {
+            return Err(Error::Integrity(format!("chunk {id} does not match its hash")));
+        }
+        Ok(data)
+    }
+
+    // ---- maintenance ---------------------------------------------------------------------
+
+    /// Space and dedup figures.
+    pub fn stats(&self) -> StoreStats {
+        let inner = &self.inner;
+        let (unique_chunks, stored_bytes, pack_bytes) = inner.chunks.stats();
+        let logical_bytes: u64 = inner.tenants.iter().map(|t| t.used.load(Ordering::Relaxed)).sum();
+        let entries = inner
+            .spaces
+            .iter()
+            .map(|s| s.tree.read().entry_count() as u64)
+            .sum();
+        StoreStats {
+            tenants: inner.tenants.len() as u64,
+            spaces: inner.spaces.len() as u64,
+            entries,
+            logical_bytes,
+            stored_bytes,
+            unique_chunks,
+            pack_bytes,
+            dedup_ratio: if stored_bytes == 0 {
+                1.0
+            } else {
+                logical_bytes as f64 / stored_bytes as f64
+            },
+        }
+    }
+
+    /// Removes chunks no file, version or trash item uses (safe during uploads).
+    pub fn gc(&self) -> GcReport {
+        self.inner.chunks.gc()
+    }
+
+    /// Rewrites sealed packs at least `dead_ratio_min` garbage, reclaiming their space.
+    pub fn compact(&self, dead_ratio_min: f64) -> Result<CompactReport> {
+        self.inner.chunks.compact(dead_ratio_min)
+    }
+
+    /// Drops versions and trash items older than the configured ages.
+    pub async fn expire(&self) -> Result<u64> {
+        let cfg = &self.inner.config;
+        let as_ns = |d: Option<Duration>| d.map(|d| d.as_nanos().min(i64::MAX as u128) as i64);
+        let keys: Vec<SpaceKey> = self
+            .inner
+            .spaces
+            .iter()
+            .filter(|s| s.tree.read().has_expirable())
+            .map(|s| s.key().clone())
+            .collect();
+        let mut n = 0;
+        for key in keys {
+            let op = NsOp::Expire {
+                now: now_ns(),
+                version_age_max_ns: as_ns(cfg.version_age_max),
+                trash_age_max_ns: as_ns(cfg.trash_age_max),
+            };
+            self.mutate(&key, op, 0).await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Verifies every chunk: pack records (header, CRC) and, for every chunk a file uses,
+    /// its keyed BLAKE3 id. Reports what it finds.
+    pub fn scrub(&self) -> ScrubReport {
+        let mut report = ScrubReport {
+            chunks: self.inner.chunks.scrub(),
+            ..Default::default()
+        };
+        let mut seen = std::collections::HashSet::new();
+        let spaces: Vec<Arc<SpaceHandle>> = self.inner.spaces.iter().map(|s| s.clone()).collect();
+        for sp in spaces {
+            let Ok(tenant) = self.tenant(sp.key.tenant()) else { continue };
+            let mut contents = Vec::new();
+            sp.tree.read().for_each_content(|c, _| contents.push(c.clone()));
+            for c in contents {
+                report.files_checked += 1;
+                for r in c.chunks.iter() {
+                    if !seen.insert(r.id) {
+                        continue;
+                    }
+                    if !self.inner.chunks.contains(&r.id) {
+                        report.missing.push((sp.key.clone(), format!("{} (content {})", r.id, c.hash)));
+                        continue;
+                    }
+                    if let Err(e) = self.read_chunk_verified(&tenant.key, &r.id) {
+                        report.hash_mismatches.push((sp.key.clone(), format!("{e} (content {})", c.hash)));
+                    }
+                }
+            }
+        }
+        report
+    }
+
+    /// Snapshots every shard and checkpoints the chunk index, so the next open replays little.
+    pub fn checkpoint(&self) -> Result<()> {
+        for n in 0..self.inner.shards.len() {
+            self.snapshot_shard(n)?;
+        }
+        self.inner.chunks.checkpoint()
+    }
+
+    fn snapshot_shard(&self, n: usize) -> Result<()> {
+        let inner = &self.inner;
+        let shard = &inner.shards[n];
+        let snap = {
+            let _x = shard.apply.write();
+            let (next_segment, last_seq) = shard.log.rotate()?;
+            let spaces = shard
+                .spaces
+                .lock()
+                .iter()
+                .map(|h| SpaceEntrySnapshot {
+                    tenant: h.key.tenant().to_string(),
+                    user: h.key.user().to_string(),
+                    tree: h.tree.read().to_snapshot(),
+                })
+                .collect();
+            let tenants = inner
+                .tenants
+                .iter()
+                .filter(|t| t.shard == n)
+                .map(|t| TenantSnapshot {
+                    name: t.key().clone(),
+                    quota: *t.quota.lock(),
+                })
+                .collect();
+            ShardSnapshot {
+                last_seq,
+                next_segment,
+                tenants,
+                spaces,
+            }
+        };
+        snapshot::write(inner.storage.as_ref(), n, &snap)?;
+        shard.log.remove_before(snap.next_segment)
+    }
+
+    /// Whether an earlier durability failure stopped writes (restart to recover).
+    pub fn is_failed(&self) -> bool {
+        self.inner.chunks.is_failed()
+    }
+
+    /// Hex of the content hash, as used in strong ETags.
+    pub fn etag_of(hash: &ContentHash) -> String {
+        hash.to_string()
+    }
+}
+
+/// What a mutation produced.
+struct EntryChange {
+    info: Option<EntryInfo>,
+}
+
+fn domain_key(master: &[u8; 32], mode: DedupMode, tenant: &str) -> DomainKey {
+    match mode {
+        DedupMode::PerTenant => DomainKey::derive(master, &format!("tenant:{tenant}")),
+        DedupMode::Global => DomainKey::derive(master, "global"),
+    }
+}

@@ -1,0 +1,170 @@
+//! Framing of write-ahead-log segments: a segment header, then length+CRC framed records.
+//!
+//! Layout (all integers little-endian), see `docs/formats.md`:
+//! segment header (16 bytes): `b"SKABWAL1"`, segment number u64;
+//! record: payload length u32, CRC32C u32 of (seq || payload), seq u64, payload.
+
+use crate::limits::WAL_RECORD_LEN_MAX;
+
+/// Magic at the start of every WAL segment.
+pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"SKABWAL1";
+/// Bytes of the segment header.
+pub(crate) const SEGMENT_HEADER_LEN: usize = 16;
+/// Bytes of a record header (length, crc, seq).
+pub(crate) const RECORD_HEADER_LEN: usize = 16;
+
+/// The header that opens segment `segment`.
+pub(crate) fn segment_header(segment: u64) -> [u8; SEGMENT_HEADER_LEN] {
+    let mut h = [0u8; SEGMENT_HEADER_LEN];
+    h[..8].copy_from_slice(SEGMENT_MAGIC);
+    h[8..].copy_from_slice(&segment.to_le_bytes());
+    h
+}
+
+/// Appends one framed record to `out`.
+pub(crate) fn encode_record(seq: u64, payload: &[u8], out: &mut Vec<u8>) {
+    assert!(payload.len() <= WAL_RECORD_LEN_MAX, "WAL record over the limit");
+    let mut crc = crc32c::crc32c(&seq.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, payload);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// How decoding a segment ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SegmentEnd {
+    /// Every byte belonged to a valid record.
+    Clean,
+    /// Bytes after `valid_len` do not form a valid record (a torn or corrupt tail).
+    Torn { valid_len: u64, reason: &'static str },
+}
+
+/// The records of one segment, in order.
+#[derive(Debug)]
+pub(crate) struct DecodedSegment<'a> {
+    pub segment: u64,
+    pub records: Vec<(u64, &'a [u8])>,
+    pub end: SegmentEnd,
+}
+
+/// Decodes a whole segment file. A bad header is `Err`; a bad record ends decoding with `Torn`.
+pub(crate) fn decode_segment(buf: &[u8]) -> Result<DecodedSegment<'_>, &'static str> {
+    if buf.len() < SEGMENT_HEADER_LEN {
+        return Err("segment shorter than its header");
+    }
+    if &buf[..8] != SEGMENT_MAGIC {
+        return Err("bad segment magic");
+    }
+    let segment = u64::from_le_bytes(buf[8..16].try_into().map_err(|_| "header")?);
+    let mut records = Vec::new();
+    let mut pos = SEGMENT_HEADER_LEN;
+    let mut last_seq: Option<u64> = None;
+    let end = loop {
+        if pos == buf.len() {
+            break SegmentEnd::Clean;
+        }
+        let torn = |reason| SegmentEnd::Torn {
+            valid_len: pos as u64,
+            reason,
+        };
+        let Some(header) = buf.get(pos..pos + RECORD_HEADER_LEN) else {
+            break torn("short record header");
+        };
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        let seq_bytes: [u8; 8] = header[8..16].try_into().map_err(|_| "header")?;
+        let seq = u64::from_le_bytes(seq_bytes);
+        if len > WAL_RECORD_LEN_MAX {
+            break torn("record length over the limit");
+        }
+        let start = pos + RECORD_HEADER_LEN;
+        let Some(payload) = buf.get(start..start + len) else {
+            break torn("short record payload");
+        };
+        let actual = crc32c::crc32c_append(crc32c::crc32c(&seq_bytes), payload);
+        if actual != crc {
+            break torn("record checksum mismatch");
+        }
+        if let Some(prev) = last_seq {
+            if seq != prev + 1 {
+                break torn("record sequence gap");
+            }
+        }
+        last_seq = Some(seq);
+        records.push((seq, payload));
+        pos = start + len;
+    };
+    Ok(DecodedSegment {
+        segment,
+        records,
+        end,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment_with(records: &[(u64, &[u8])]) -> Vec<u8> {
+        let mut buf = segment_header(7).to_vec();
+        for (seq, p) in records {
+            encode_record(*seq, p, &mut buf);
+        }
+        buf
+    }
+
+    #[test]
+    fn round_trip() {
+        let buf = segment_with(&[(1, b"alpha"), (2, b""), (3, b"gamma")]);
+        let d = decode_segment(&buf).unwrap();
+        assert_eq!(d.segment, 7);
+        assert_eq!(d.end, SegmentEnd::Clean);
+        let got: Vec<_> = d.records.iter().map(|(s, p)| (*s, p.to_vec())).collect();
+        assert_eq!(
+            got,
+            vec![(1, b"alpha".to_vec()), (2, vec![]), (3, b"gamma".to_vec())]
+        );
+    }
+
+    #[test]
+    fn every_truncation_keeps_a_prefix() {
+        let payloads: [&[u8]; 3] = [b"one", b"two two", b"three"];
+        let mut buf = segment_header(7).to_vec();
+        let mut boundaries = vec![buf.len()];
+        for (i, p) in payloads.iter().enumerate() {
+            encode_record(10 + i as u64, p, &mut buf);
+            boundaries.push(buf.len());
+        }
+        for cut in SEGMENT_HEADER_LEN..buf.len() {
+            let d = decode_segment(&buf[..cut]).unwrap();
+            let n = d.records.len();
+            assert!(boundaries[n] <= cut, "decoded a record past the cut");
+            for (i, (seq, p)) in d.records.iter().enumerate() {
+                assert_eq!((*seq, *p), (10 + i as u64, payloads[i]));
+            }
+            match d.end {
+                SegmentEnd::Torn { valid_len, .. } => assert_eq!(valid_len as usize, boundaries[n]),
+                SegmentEnd::Clean => assert_eq!(cut, boundaries[n]),
+            }
+        }
+    }
+
+    #[test]
+    fn flipped_bit_is_detected() {
+        let buf = segment_with(&[(1, b"payload one"), (2, b"payload two")]);
+        for i in SEGMENT_HEADER_LEN..buf.len() {
+            let mut b = buf.clone();
+            b[i] ^= 0x10;
+            let d = decode_segment(&b).unwrap();
+            assert!(matches!(d.end, SegmentEnd::Torn { .. }), "flip at {i}");
+        }
+    }
+
+    #[test]
+    fn bad_header_is_an_error() {
+        assert!(decode_segment(b"short").is_err());
+        assert!(decode_segment(b"NOTAWAL1\0\0\0\0\0\0\0\0").is_err());
+    }
+}

@@ -1,0 +1,349 @@
+//! One shard's write-ahead log: append records, group-commit them with one fdatasync per batch.
+//!
+//! Appenders never touch the disk: they frame their record into a shared buffer and get a
+//! sequence number. One flusher thread per log writes whatever accumulated while the previous
+//! fsync ran and syncs it, so concurrent writers share fsyncs. A caller acknowledges an
+//! operation only once [`ShardLog::wait_durable`] says its sequence number is durable.
+//! After a failed write or fsync the log is poisoned: nothing is ever reported durable again.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::watch;
+
+use super::frame::{self, DecodedSegment, SegmentEnd, SEGMENT_HEADER_LEN};
+use crate::error::{Error, Result};
+use crate::io::{Storage, StorageFile};
+
+/// What waiters learn from the flusher.
+#[derive(Clone, Copy, Debug, Default)]
+struct Durable {
+    seq: u64,
+    failed: bool,
+}
+
+struct LogState {
+    segment: u64,
+    file: Arc<dyn StorageFile>,
+    file_len: u64,
+    pending: Vec<u8>,
+    pending_last_seq: u64,
+    next_seq: u64,
+    flushing: bool,
+    failed: bool,
+    shutdown: bool,
+}
+
+struct Shared {
+    storage: Arc<dyn Storage>,
+    dir: String,
+    state: Mutex<LogState>,
+    wake: Condvar,
+    idle: Condvar,
+    durable: watch::Sender<Durable>,
+}
+
+/// A shard's log. Dropping it stops the flusher after writing what is pending.
+pub(crate) struct ShardLog {
+    shared: Arc<Shared>,
+    flusher: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Records read back when a log is opened, oldest first.
+pub(crate) struct Replay {
+    pub records: Vec<(u64, Vec<u8>)>,
+    /// Bytes cut from a torn tail of the last segment (0 when it ended cleanly).
+    pub torn_bytes: u64,
+    pub segments: usize,
+}
+
+/// The name of segment `segment` inside `dir`.
+pub(crate) fn segment_name(dir: &str, segment: u64) -> String {
+    format!("{dir}/{segment:016}.wal")
+}
+
+fn parse_segment_name(dir: &str, name: &str) -> Option<u64> {
+    let rest = name.strip_prefix(dir)?.strip_prefix('/')?;
+    let num = rest.strip_suffix(".wal")?;
+    if num.len() != 16 {
+        return None;
+    }
+    num.parse().ok()
+}
+
+fn read_whole(file: &dyn StorageFile) -> Result<Vec<u8>> {
+    let len = file.len()?;
+    let len = usize::try_from(len).map_err(|_| Error::Corrupt("WAL segment too large".into()))?;
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, 0)?;
+    Ok(buf)
+}
+
+impl ShardLog {
+    /// Opens the log in `dir`, replaying segments numbered `first_segment` and later
+    /// (earlier ones are covered by a snapshot and are removed). A torn tail of the last
+    /// segment is cut off; damage anywhere else is `Error::Corrupt`.
+    pub(crate) fn open(
+        storage: Arc<dyn Storage>,
+        dir: &str,
+        first_segment: u64,
+        min_next_seq: u64,
+    ) -> Result<(ShardLog, Replay)> {
+        let mut segments: Vec<(u64, String)> = Vec::new();
+        for name in storage.list(&format!("{dir}/"))? {
+            match parse_segment_name(dir, &name) {
+                Some(n) if n < first_segment => storage.remove(&name)?,
+                Some(n) => segments.push((n, name)),
+                None => {}
+            }
+        }
+        segments.sort();
+        let mut records = Vec::new();
+        let mut torn_bytes = 0;
+        let mut last_seq: Option<u64> = None;
+        let mut open_tail: Option<(u64, Arc<dyn StorageFile>, u64)> = None;
+        let count = segments.len();
+        for (i, (number, name)) in segments.iter().enumerate() {
+            let is_last = i + 1 == count;
+            if i > 0 && *number != segments[i - 1].0 + 1 {
+                return Err(Error::Corrupt(format!("WAL segment missing before {name}")));
+            }
+            let file = storage.open(name, false)?;
+            let buf = read_whole(file.as_ref())?;
+            let decoded = match frame::decode_segment(&buf) {
+                Ok(d) => d,
+                Err(_) if is_last && buf.len() < SEGMENT_HEADER_LEN * 2 => {
+                    // A segment whose header never became durable (crash while rotating).
+                    storage.remove(name)?;
+                    torn_bytes += buf.len() as u64;
+                    continue;
+                }
+                Err(why) => return Err(Error::Corrupt(format!("{name}: {why}"))),
+            };
+            let DecodedSegment {
+                segment,
+                records: recs,
+                end,
+            } = decoded;
+            if segment != *number {
+                return Err(Error::Corrupt(format!("{name}: header names segment {segment}")));
+            }
+            for (seq, payload) in recs {
+                if let Some(prev) = last_seq {
+                    if seq <= prev {
+                        return Err(Error::Corrupt(format!("{name}: sequence goes back")));
+                    }
+                }
+                last_seq = Some(seq);
+                records.push((seq, payload.to_vec()));
+            }
+            let mut len = buf.len() as u64;
+            if let SegmentEnd::Torn { valid_len, reason } = end {
+                if !is_last {
+                    return Err(Error::Corrupt(format!("{name}: {reason} before the last segment")));
+                }
+                tracing::warn!(segment = %name, reason, cut = len - valid_len, "cutting torn WAL tail");
+                torn_bytes += len - valid_len;
+                file.truncate(valid_len)?;
+                file.sync_data()?;
+                len = valid_len;
+            }
+            if is_last {
+                open_tail = Some((*number, file, len));
+            }
+        }
+        let (segment, file, file_len) = match open_tail {
+            Some(t) => t,
+            None => {
+                let number = segments
+                    .last()
+                    .map(|(n, _)| n + 1)
+                    .unwrap_or(first_segment)
+                    .max(first_segment);
+                let file = create_segment(storage.as_ref(), dir, number)?;
+                (number, file, SEGMENT_HEADER_LEN as u64)
+            }
+        };
+        let next_seq = last_seq.map(|s| s + 1).unwrap_or(0).max(min_next_seq);
+        let (durable, _) = watch::channel(Durable {
+            seq: next_seq.saturating_sub(1),
+            failed: false,
+        });
+        let shared = Arc::new(Shared {
+            storage,
+            dir: dir.to_string(),
+            state: Mutex::new(LogState {
+                segment,
+                file,
+                file_len,
+                pending: Vec::new(),
+                pending_last_seq: 0,
+                next_seq,
+                flushing: false,
+                failed: false,
+                shutdown: false,
+            }),
+            wake: Condvar::new(),
+            idle: Condvar::new(),
+            durable,
+        });
+        let flusher_shared = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("skab-wal-{dir}"))
+            .spawn(move || flusher(flusher_shared))?;
+        let log = ShardLog {
+            shared,
+            flusher: Mutex::new(Some(handle)),
+        };
+        let replay = Replay {
+            records,
+            torn_bytes,
+            segments: count,
+        };
+        Ok((log, replay))
+    }
+
+    /// Frames `payload` into the pending batch; returns its sequence number. No I/O.
+    pub(crate) fn append(&self, payload: &[u8]) -> Result<u64> {
+        let mut st = self.shared.state.lock();
+        if st.failed {
+            return Err(Error::Poisoned);
+        }
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        frame::encode_record(seq, payload, &mut st.pending);
+        st.pending_last_seq = seq;
+        drop(st);
+        self.shared.wake.notify_one();
+        Ok(seq)
+    }
+
+    /// Waits until record `seq` is durable.
+    pub(crate) async fn wait_durable(&self, seq: u64) -> Result<()> {
+        let mut rx = self.shared.durable.subscribe();
+        let d = rx
+            .wait_for(|d| d.failed || d.seq >= seq)
+            .await
+            .map_err(|_| Error::Poisoned)?;
+        if d.seq >= seq {
+            Ok(())
+        } else {
+            Err(Error::Poisoned)
+        }
+    }
+
+    /// Blocking form of [`ShardLog::wait_durable`], for threads outside an async runtime.
+    pub(crate) fn wait_durable_blocking(&self, seq: u64) -> Result<()> {
+        futures::executor::block_on(self.wait_durable(seq))
+    }
+
+    /// The last sequence number handed out (u64::MAX before any, wrapping is impossible in practice).
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.shared.state.lock().next_seq.wrapping_sub(1)
+    }
+
+    /// Makes everything appended so far durable, then starts a new segment.
+    /// Returns (number of the new segment, last sequence number in the old ones).
+    pub(crate) fn rotate(&self) -> Result<(u64, u64)> {
+        let sh = &self.shared;
+        let mut st = sh.state.lock();
+        while st.flushing {
+            sh.idle.wait(&mut st);
+        }
+        if st.failed {
+            return Err(Error::Poisoned);
+        }
+        if !st.pending.is_empty() {
+            let buf = std::mem::take(&mut st.pending);
+            let offset = st.file_len;
+            if let Err(e) = st.file.write_batch(&[(offset, &buf)], true) {
+                st.failed = true;
+                sh.durable.send_modify(|d| d.failed = true);
+                return Err(e.into());
+            }
+            st.file_len += buf.len() as u64;
+            let last = st.pending_last_seq;
+            sh.durable.send_modify(|d| d.seq = d.seq.max(last));
+        }
+        let next = st.segment + 1;
+        let file = match create_segment(sh.storage.as_ref(), &sh.dir, next) {
+            Ok(f) => f,
+            Err(e) => {
+                st.failed = true;
+                sh.durable.send_modify(|d| d.failed = true);
+                return Err(e);
+            }
+        };
+        st.segment = next;
+        st.file = file;
+        st.file_len = SEGMENT_HEADER_LEN as u64;
+        Ok((next, st.next_seq.wrapping_sub(1)))
+    }
+
+    /// Removes segments older than `segment` (they are covered by a durable snapshot).
+    pub(crate) fn remove_before(&self, segment: u64) -> Result<()> {
+        let sh = &self.shared;
+        for name in sh.storage.list(&format!("{}/", sh.dir))? {
+            if parse_segment_name(&sh.dir, &name).is_some_and(|n| n < segment) {
+                sh.storage.remove(&name)?;
+            }
+        }
+        sh.storage.sync_dir(&sh.dir)?;
+        Ok(())
+    }
+}
+
+fn create_segment(storage: &dyn Storage, dir: &str, number: u64) -> Result<Arc<dyn StorageFile>> {
+    let name = segment_name(dir, number);
+    let file = storage.open(&name, true)?;
+    file.truncate(0)?;
+    file.write_batch(&[(0, &frame::segment_header(number))], true)?;
+    storage.sync_dir(dir)?;
+    Ok(file)
+}
+
+fn flusher(sh: Arc<Shared>) {
+    let mut spare: Vec<u8> = Vec::new();
+    loop {
+        let (file, offset, buf, last_seq) = {
+            let mut st = sh.state.lock();
+            while st.pending.is_empty() && !st.shutdown {
+                sh.wake.wait(&mut st);
+            }
+            if st.pending.is_empty() || st.failed {
+                return;
+            }
+            st.flushing = true;
+            let buf = std::mem::replace(&mut st.pending, std::mem::take(&mut spare));
+            let offset = st.file_len;
+            st.file_len += buf.len() as u64;
+            (st.file.clone(), offset, buf, st.pending_last_seq)
+        };
+        let result = file.write_batch(&[(offset, &buf)], true);
+        let mut st = sh.state.lock();
+        st.flushing = false;
+        match result {
+            Ok(()) => sh.durable.send_modify(|d| d.seq = d.seq.max(last_seq)),
+            Err(e) => {
+                tracing::error!(error = %e, dir = %sh.dir, "WAL write failed; log poisoned");
+                st.failed = true;
+                sh.durable.send_modify(|d| d.failed = true);
+            }
+        }
+        sh.idle.notify_all();
+        drop(st);
+        spare = buf;
+        spare.clear();
+    }
+}
+
+impl Drop for ShardLog {
+    fn drop(&mut self) {
+        self.shared.state.lock().shutdown = true;
+        self.shared.wake.notify_all();
+        if let Some(h) = self.flusher.lock().take() {
+            let _ = h.join();
+        }
+    }
+}
