@@ -35,7 +35,7 @@ impl ChunkSizes {
         if max > CHUNK_SIZE_MAX_LIMIT {
             return Err(Invalid("chunk size: max above CHUNK_SIZE_MAX_LIMIT"));
         }
-        if min % 2 != 0 || max % 2 != 0 {
+        if (min | max) & 1 != 0 {
             return Err(Invalid("chunk size: min and max must be even"));
         }
         Ok(ChunkSizes { min, avg, max })
