@@ -6,6 +6,10 @@ pub const CHUNK_SIZE_MIN_DEFAULT: usize = 16 * 1024;
 pub const CHUNK_SIZE_AVG_DEFAULT: usize = 64 * 1024;
 /// Largest chunk the chunker cuts, bytes; bounds the memory of one chunk in flight.
 pub const CHUNK_SIZE_MAX_DEFAULT: usize = 256 * 1024;
+/// Smallest allowed `min` chunk size, bytes: below it per-chunk metadata dwarfs the data.
+pub const CHUNK_SIZE_MIN_LIMIT: usize = 64;
+/// Smallest allowed `avg` chunk size, bytes (the smallest FastCDC mask of normalized chunking).
+pub const CHUNK_SIZE_AVG_MIN_LIMIT: usize = 256;
 /// Hard ceiling of any chunk, bytes: a pack record length above this is corruption.
 pub const CHUNK_SIZE_MAX_LIMIT: usize = 4 * 1024 * 1024;
 

@@ -1,0 +1,131 @@
+//! Chunk identities (keyed BLAKE3 per dedup domain) and the plain BLAKE3 whole-file content hash.
+
+use std::fmt;
+
+use crate::{ChunkId, ContentHash};
+
+/// Context string of the key derivation (BLAKE3 `derive_key`): fixed forever, or every chunk id
+/// of every store changes.
+const DOMAIN_KEY_CONTEXT: &str = "skab 2026-11 chunk dedup domain v1";
+
+/// Secret key of one dedup domain: chunk ids are BLAKE3 keyed by it, so a domain's ids reveal
+/// nothing about content in another domain, and nobody without the key can probe for content.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DomainKey([u8; 32]);
+
+impl DomainKey {
+    /// Derives the key of `domain` from the store's master secret.
+    pub fn derive(master_secret: &[u8; 32], domain: &str) -> DomainKey {
+        let mut material = Vec::with_capacity(32 + 8 + domain.len());
+        material.extend_from_slice(master_secret);
+        material.extend_from_slice(&(domain.len() as u64).to_le_bytes());
+        material.extend_from_slice(domain.as_bytes());
+        DomainKey(blake3::derive_key(DOMAIN_KEY_CONTEXT, &material))
+    }
+
+    /// Identity of a chunk with these bytes in this domain.
+    pub fn chunk_id(&self, data: &[u8]) -> ChunkId {
+        ChunkId(*blake3::keyed_hash(&self.0, data).as_bytes())
+    }
+
+    /// An incremental hasher for a chunk id (for a chunk that arrives in pieces).
+    pub fn chunk_hasher(&self) -> blake3::Hasher {
+        blake3::Hasher::new_keyed(&self.0)
+    }
+}
+
+impl fmt::Debug for DomainKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DomainKey(<secret>)")
+    }
+}
+
+/// Incremental plain (unkeyed) BLAKE3 of a whole file: clients can check it as a checksum.
+#[derive(Clone, Default)]
+pub struct ContentHasher(blake3::Hasher);
+
+impl ContentHasher {
+    pub fn new() -> ContentHasher {
+        ContentHasher(blake3::Hasher::new())
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    pub fn finalize(&self) -> ContentHash {
+        ContentHash(*self.0.finalize().as_bytes())
+    }
+}
+
+impl fmt::Debug for ContentHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ContentHasher")
+            .field("len", &self.0.count())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MASTER: [u8; 32] = [7; 32];
+
+    #[test]
+    fn domains_separate_ids() {
+        let a = DomainKey::derive(&MASTER, "school-a");
+        let b = DomainKey::derive(&MASTER, "school-b");
+        let data = b"the same bytes in two schools";
+        assert_ne!(a.chunk_id(data), b.chunk_id(data));
+        assert_ne!(a, b);
+        let other_master = DomainKey::derive(&[8; 32], "school-a");
+        assert_ne!(a.chunk_id(data), other_master.chunk_id(data));
+    }
+
+    #[test]
+    fn same_domain_is_stable() {
+        let a1 = DomainKey::derive(&MASTER, "school-a");
+        let a2 = DomainKey::derive(&MASTER, "school-a");
+        assert_eq!(a1, a2);
+        assert_eq!(a1.chunk_id(b"x"), a2.chunk_id(b"x"));
+        assert_ne!(a1.chunk_id(b"x"), a1.chunk_id(b"y"));
+    }
+
+    #[test]
+    fn known_answers_against_blake3() {
+        let mut material = MASTER.to_vec();
+        material.extend_from_slice(&8u64.to_le_bytes());
+        material.extend_from_slice(b"school-a");
+        let key = blake3::derive_key("skab 2026-11 chunk dedup domain v1", &material);
+        let dk = DomainKey::derive(&MASTER, "school-a");
+        let data: Vec<u8> = (0..5000u32).map(|i| (i * 31 % 251) as u8).collect();
+        assert_eq!(
+            dk.chunk_id(&data).0,
+            *blake3::keyed_hash(&key, &data).as_bytes()
+        );
+        let mut h = dk.chunk_hasher();
+        h.update(&data[..100]);
+        h.update(&data[100..]);
+        assert_eq!(dk.chunk_id(&data).0, *h.finalize().as_bytes());
+
+        let mut ch = ContentHasher::new();
+        ch.update(&data[..1234]);
+        ch.update(&data[1234..]);
+        assert_eq!(ch.finalize().0, *blake3::hash(&data).as_bytes());
+        // BLAKE3 of the empty input (published test vector).
+        assert_eq!(
+            ContentHasher::new().finalize().to_string(),
+            "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+        );
+    }
+
+    #[test]
+    fn debug_hides_the_key() {
+        let dk = DomainKey::derive(&MASTER, "school-a");
+        let shown = format!("{dk:?}");
+        let hex: String = dk.0.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(!shown.contains(&hex[..8]));
+        assert_eq!(shown, "DomainKey(<secret>)");
+    }
+}
