@@ -33,3 +33,28 @@ const _: () = assert!(CHUNK_SIZE_MIN_DEFAULT < CHUNK_SIZE_AVG_DEFAULT);
 const _: () = assert!(CHUNK_SIZE_AVG_DEFAULT < CHUNK_SIZE_MAX_DEFAULT);
 const _: () = assert!(CHUNK_SIZE_MAX_DEFAULT <= CHUNK_SIZE_MAX_LIMIT);
 const _: () = assert!((CHUNK_SIZE_MAX_LIMIT as u64) < PACK_SIZE_TARGET);
+
+// ---- Storage I/O backends (engine/src/io) ----
+
+/// Longest storage file name (`packs/00000001.pack`), bytes; names are internal, this only
+/// catches a runaway caller before the file system does.
+pub const STORAGE_NAME_LEN_MAX: usize = 1024;
+/// Submission queue entries of one io_uring ring; a write batch larger than this is split
+/// into several submissions (the fdatasync is linked to the last one).
+pub const URING_RING_ENTRIES: u32 = 256;
+/// Idle rings the io_uring backend keeps for reuse, count; more concurrent callers create
+/// extra rings that are closed after use (each ring pins a little kernel memory).
+pub const URING_POOL_IDLE_MAX: usize = 32;
+/// Largest single io_uring read or write operation, bytes: the kernel caps one read/write
+/// at 0x7ffff000 bytes, so larger buffers are split into pieces of this size.
+pub const URING_OP_BYTES_MAX: usize = 1 << 30;
+/// Times a transiently refused io_uring_enter (EINTR/EAGAIN/EBUSY) is retried before an
+/// error is returned (or, with operations in flight, waited on further).
+pub const URING_ENTER_RETRIES: u32 = 1000;
+/// Largest file the in-memory test backend holds, bytes: a test writing past it has a bug.
+pub const MEM_FILE_LEN_MAX: u64 = 1 << 32;
+/// Largest file offset any backend accepts, bytes (the kernel's `loff_t` is signed).
+pub const STORAGE_OFFSET_MAX: u64 = i64::MAX as u64;
+
+const _: () = assert!(URING_RING_ENTRIES >= 2);
+const _: () = assert!(URING_OP_BYTES_MAX <= 0x7fff_f000);

@@ -4,13 +4,38 @@
 //! `wal/07/00000003.wal`). Packs are written append-only and become immutable once sealed,
 //! and logs are append-only with tail truncation on recovery, so an object-store
 //! implementation (S3/Garage) can later map a sealed file to one object.
+//!
+//! Backends: [`StdStorage`] (portable, std::fs), `UringStorage` (Linux io_uring),
+//! [`MemStorage`] (in memory, simulates power loss) and [`FaultyStorage`] (fault
+//! injection wrapper). The contract and crash model are in `docs/io.md`.
 
 use std::io;
+use std::path::Path;
+use std::str::FromStr;
 use std::sync::Arc;
 
+use crate::limits::{STORAGE_NAME_LEN_MAX, STORAGE_OFFSET_MAX};
+
+mod faulty;
+mod mem;
+mod std_fs;
+#[cfg(target_os = "linux")]
+mod uring;
+
+pub use faulty::{FaultCounters, FaultPlan, FaultyFile, FaultyStorage};
+pub use mem::{CrashMode, MemStorage};
+pub use std_fs::StdStorage;
+#[cfg(target_os = "linux")]
+pub use uring::UringStorage;
+
 /// A storage backend: a flat namespace of files under one root.
+///
+/// Names are relative, `/`-separated, without empty, `.` or `..` components; anything else
+/// is an `InvalidInput` error. All methods may be called from many threads at once.
 pub trait Storage: Send + Sync + 'static {
     /// Opens `name`; creates it (and missing parent directories) when `create` is set.
+    /// Parent directories created here are durable on return; the file's own entry is
+    /// durable only after `sync_dir` of its directory.
     fn open(&self, name: &str, create: bool) -> io::Result<Arc<dyn StorageFile>>;
     /// Removes `name`. Missing files are an error of kind `NotFound`.
     fn remove(&self, name: &str) -> io::Result<()>;
@@ -25,11 +50,19 @@ pub trait Storage: Send + Sync + 'static {
 }
 
 /// An open file of a [`Storage`].
+///
+/// An open file stays usable after its name is removed or renamed. Once a data sync
+/// (`sync_data`, or `write_batch` with `sync`) has failed, the handle never again reports a
+/// successful write or sync: the kernel may have dropped the dirty pages, so a later
+/// "success" would be a lie (reopen after recovery instead).
+// `len` is a file length query, not a collection size: no `is_empty` wanted.
+#[allow(clippy::len_without_is_empty)]
 pub trait StorageFile: Send + Sync {
     /// Fills `buf` from `offset`; a short file is an `UnexpectedEof` error.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     /// Writes every buffer at its offset, in order; when `sync` is set, then makes
     /// the file's data durable (fdatasync) before returning. One call is one batch.
+    /// On error some prefix of the batch may have been written.
     fn write_batch(&self, writes: &[(u64, &[u8])], sync: bool) -> io::Result<()>;
     /// Makes written data durable (fdatasync).
     fn sync_data(&self) -> io::Result<()>;
@@ -37,4 +70,208 @@ pub trait StorageFile: Send + Sync {
     fn len(&self) -> io::Result<u64>;
     /// Cuts the file to `len` bytes (used to drop a torn tail on recovery).
     fn truncate(&self, len: u64) -> io::Result<()>;
+}
+
+impl<T: Storage + ?Sized> Storage for Arc<T> {
+    fn open(&self, name: &str, create: bool) -> io::Result<Arc<dyn StorageFile>> {
+        (**self).open(name, create)
+    }
+    fn remove(&self, name: &str) -> io::Result<()> {
+        (**self).remove(name)
+    }
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        (**self).rename(from, to)
+    }
+    fn list(&self, prefix: &str) -> io::Result<Vec<String>> {
+        (**self).list(prefix)
+    }
+    fn sync_dir(&self, dir: &str) -> io::Result<()> {
+        (**self).sync_dir(dir)
+    }
+    fn kind(&self) -> &'static str {
+        (**self).kind()
+    }
+}
+
+/// Which backend [`open_storage`] builds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum IoChoice {
+    /// io_uring when the kernel allows it, else std.
+    #[default]
+    Auto,
+    /// The portable std::fs backend.
+    Std,
+    /// io_uring or an error.
+    Uring,
+}
+
+/// Environment variable read by [`IoChoice::from_env`].
+pub const IO_CHOICE_ENV: &str = "SKAB_IO";
+
+impl IoChoice {
+    /// Reads `SKAB_IO` (`std`, `uring`/`io_uring` or `auto`); unset or empty is `Auto`,
+    /// anything else an `InvalidInput` error.
+    pub fn from_env() -> io::Result<Self> {
+        match std::env::var(IO_CHOICE_ENV) {
+            Ok(v) => v.parse(),
+            Err(std::env::VarError::NotPresent) => Ok(IoChoice::Auto),
+            Err(std::env::VarError::NotUnicode(_)) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{IO_CHOICE_ENV} is not valid UTF-8"),
+            )),
+        }
+    }
+}
+
+impl FromStr for IoChoice {
+    type Err = io::Error;
+    fn from_str(s: &str) -> io::Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Ok(IoChoice::Auto),
+            "std" => Ok(IoChoice::Std),
+            "uring" | "io_uring" | "io-uring" => Ok(IoChoice::Uring),
+            other => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{IO_CHOICE_ENV}: unknown I/O backend {other:?} (expected std, uring or auto)"
+                ),
+            )),
+        }
+    }
+}
+
+/// Opens the storage rooted at `root` (created if missing) with the chosen backend.
+pub fn open_storage(root: &Path, choice: IoChoice) -> io::Result<Arc<dyn Storage>> {
+    match choice {
+        IoChoice::Std => Ok(Arc::new(StdStorage::new(root)?)),
+        IoChoice::Uring => open_uring(root),
+        IoChoice::Auto => match open_uring(root) {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                tracing::info!(error = %e, "io_uring unavailable, using the std storage backend");
+                Ok(Arc::new(StdStorage::new(root)?))
+            }
+        },
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn open_uring(root: &Path) -> io::Result<Arc<dyn Storage>> {
+    Ok(Arc::new(UringStorage::try_new(root)?))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_uring(_root: &Path) -> io::Result<Arc<dyn Storage>> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "io_uring exists only on Linux",
+    ))
+}
+
+fn invalid(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg.into())
+}
+
+/// Checks a storage file name: relative, `/`-separated, no empty, `.` or `..` components,
+/// no NUL, at most [`STORAGE_NAME_LEN_MAX`] bytes.
+pub fn validate_name(name: &str) -> io::Result<()> {
+    if name.is_empty() {
+        return Err(invalid("empty storage file name"));
+    }
+    validate_dir(name)
+}
+
+/// Like [`validate_name`], but also accepts `""` (the root directory).
+pub fn validate_dir(name: &str) -> io::Result<()> {
+    if name.len() > STORAGE_NAME_LEN_MAX {
+        return Err(invalid(format!(
+            "storage name longer than {STORAGE_NAME_LEN_MAX} bytes"
+        )));
+    }
+    if name.is_empty() {
+        return Ok(());
+    }
+    if name.contains('\0') || name.contains('\\') {
+        return Err(invalid(format!(
+            "storage name {name:?} contains NUL or backslash"
+        )));
+    }
+    if name.starts_with('/') {
+        return Err(invalid(format!("storage name {name:?} is absolute")));
+    }
+    for comp in name.split('/') {
+        if comp.is_empty() || comp == "." || comp == ".." {
+            return Err(invalid(format!(
+                "storage name {name:?} has an empty, '.' or '..' component"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The directory part of a valid name (`"a/b"` for `"a/b/c"`, `""` for `"c"`).
+pub fn parent_dir(name: &str) -> &str {
+    match name.rfind('/') {
+        Some(i) => &name[..i],
+        None => "",
+    }
+}
+
+/// Checks that a read or write of `len` bytes at `offset` stays within file offsets the
+/// kernel accepts.
+pub(crate) fn check_range(offset: u64, len: usize) -> io::Result<()> {
+    match offset.checked_add(len as u64) {
+        Some(end) if end <= STORAGE_OFFSET_MAX => Ok(()),
+        _ => Err(invalid(format!(
+            "range at offset {offset} of {len} bytes is past the largest file offset"
+        ))),
+    }
+}
+
+/// The error a handle returns after an earlier failed data sync.
+pub(crate) fn poisoned_error() -> io::Error {
+    io::Error::other(
+        "file handle is failed after an earlier data sync error; reopen after recovery",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        for good in ["a", "packs/00000001.pack", "wal/07/x.wal", "a.b/c..d"] {
+            assert!(validate_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "", "/a", "a//b", "a/", "../a", "a/../b", "./a", "a/./b", "a\0b", "a\\b",
+        ] {
+            let e = validate_name(bad).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad}");
+        }
+        assert!(validate_dir("").is_ok());
+        assert!(validate_name(&"x".repeat(STORAGE_NAME_LEN_MAX + 1)).is_err());
+        assert_eq!(parent_dir("a/b/c"), "a/b");
+        assert_eq!(parent_dir("c"), "");
+    }
+
+    #[test]
+    fn io_choice_parses() {
+        assert_eq!("std".parse::<IoChoice>().unwrap(), IoChoice::Std);
+        assert_eq!("URING".parse::<IoChoice>().unwrap(), IoChoice::Uring);
+        assert_eq!("io_uring".parse::<IoChoice>().unwrap(), IoChoice::Uring);
+        assert_eq!(" auto ".parse::<IoChoice>().unwrap(), IoChoice::Auto);
+        assert_eq!("".parse::<IoChoice>().unwrap(), IoChoice::Auto);
+        let e = "fast".parse::<IoChoice>().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn offsets_are_bounded() {
+        assert!(check_range(0, 10).is_ok());
+        assert!(check_range(STORAGE_OFFSET_MAX - 10, 10).is_ok());
+        assert!(check_range(STORAGE_OFFSET_MAX - 10, 11).is_err());
+        assert!(check_range(u64::MAX, 1).is_err());
+    }
 }
