@@ -19,7 +19,8 @@ use crate::io::{Storage, StorageFile};
 /// What waiters learn from the flusher.
 #[derive(Clone, Copy, Debug, Default)]
 struct Durable {
-    seq: u64,
+    /// Every record with a smaller sequence number is durable.
+    upto: u64,
     failed: bool,
 }
 
@@ -167,7 +168,7 @@ impl ShardLog {
         };
         let next_seq = last_seq.map(|s| s + 1).unwrap_or(0).max(min_next_seq);
         let (durable, _) = watch::channel(Durable {
-            seq: next_seq.saturating_sub(1),
+            upto: next_seq,
             failed: false,
         });
         let shared = Arc::new(Shared {
@@ -223,10 +224,10 @@ impl ShardLog {
     pub(crate) async fn wait_durable(&self, seq: u64) -> Result<()> {
         let mut rx = self.shared.durable.subscribe();
         let d = rx
-            .wait_for(|d| d.failed || d.seq >= seq)
+            .wait_for(|d| d.failed || d.upto > seq)
             .await
             .map_err(|_| Error::Poisoned)?;
-        if d.seq >= seq {
+        if d.upto > seq {
             Ok(())
         } else {
             Err(Error::Poisoned)
@@ -264,7 +265,7 @@ impl ShardLog {
             }
             st.file_len += buf.len() as u64;
             let last = st.pending_last_seq;
-            sh.durable.send_modify(|d| d.seq = d.seq.max(last));
+            sh.durable.send_modify(|d| d.upto = d.upto.max(last + 1));
         }
         let next = st.segment + 1;
         let file = match create_segment(sh.storage.as_ref(), &sh.dir, next) {
@@ -324,7 +325,7 @@ fn flusher(sh: Arc<Shared>) {
         let mut st = sh.state.lock();
         st.flushing = false;
         match result {
-            Ok(()) => sh.durable.send_modify(|d| d.seq = d.seq.max(last_seq)),
+            Ok(()) => sh.durable.send_modify(|d| d.upto = d.upto.max(last_seq + 1)),
             Err(e) => {
                 tracing::error!(error = %e, dir = %sh.dir, "WAL write failed; log poisoned");
                 st.failed = true;
@@ -345,5 +346,124 @@ impl Drop for ShardLog {
         if let Some(h) = self.flusher.lock().take() {
             let _ = h.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::{CrashMode, MemStorage};
+
+    fn open(mem: &Arc<MemStorage>, first: u64) -> (ShardLog, Replay) {
+        ShardLog::open(mem.clone(), "wal/000", first, 0).unwrap()
+    }
+
+    #[test]
+    fn concurrent_appends_share_fsyncs_and_survive_a_crash() {
+        let mem = Arc::new(MemStorage::new());
+        let (log, replay) = open(&mem, 0);
+        assert!(replay.records.is_empty());
+        let log = Arc::new(log);
+        let threads: Vec<_> = (0..8u8)
+            .map(|t| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50u8 {
+                        let seq = log.append(&[t, i]).unwrap();
+                        log.wait_durable_blocking(seq).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let crashed = Arc::new(mem.crash(CrashMode::DurableOnly));
+        drop(log);
+        let (_log, replay) = open(&crashed, 0);
+        assert_eq!(replay.records.len(), 400);
+        let seqs: Vec<u64> = replay.records.iter().map(|r| r.0).collect();
+        assert_eq!(seqs, (0..400).collect::<Vec<_>>());
+        let mut seen: Vec<Vec<u8>> = replay.records.into_iter().map(|r| r.1).collect();
+        seen.sort();
+        let mut expect: Vec<Vec<u8>> = (0..8u8).flat_map(|t| (0..50u8).map(move |i| vec![t, i])).collect();
+        expect.sort();
+        assert_eq!(seen, expect);
+    }
+
+    #[test]
+    fn torn_tail_is_cut_and_appends_continue() {
+        for seed in 0..20 {
+            let mem = Arc::new(MemStorage::new());
+            let (log, _) = open(&mem, 0);
+            let durable = log.append(b"durable").unwrap();
+            log.wait_durable_blocking(durable).unwrap();
+            // Crash while later records may be half written.
+            let _ = log.append(&vec![7u8; 5000]).unwrap();
+            let _ = log.append(b"late").unwrap();
+            let crashed = Arc::new(mem.crash(CrashMode::TornTail { seed }));
+            drop(log);
+            let (log2, replay) = open(&crashed, 0);
+            assert!(!replay.records.is_empty());
+            assert_eq!(replay.records[0].1, b"durable");
+            let after = replay.records.len() as u64;
+            let seq = log2.append(b"after restart").unwrap();
+            assert_eq!(seq, after);
+            log2.wait_durable_blocking(seq).unwrap();
+            drop(log2);
+            let (_l, replay) = open(&crashed, 0);
+            assert_eq!(replay.torn_bytes, 0);
+            assert_eq!(replay.records.last().unwrap().1, b"after restart");
+        }
+    }
+
+    #[test]
+    fn rotation_keeps_order_and_old_segments_can_go() {
+        let mem = Arc::new(MemStorage::new());
+        let (log, _) = open(&mem, 0);
+        for i in 0..10u8 {
+            log.append(&[i]).unwrap();
+        }
+        let (next, last) = log.rotate().unwrap();
+        assert_eq!((next, last), (1, 9));
+        let s = log.append(&[10]).unwrap();
+        log.wait_durable_blocking(s).unwrap();
+        drop(log);
+        let (log, replay) = open(&mem, 0);
+        assert_eq!(replay.records.len(), 11);
+        assert_eq!(replay.segments, 2);
+        log.remove_before(1).unwrap();
+        drop(log);
+        let (_log, replay) = ShardLog::open(mem.clone(), "wal/000", 1, 10).unwrap();
+        assert_eq!(replay.records, vec![(10, vec![10])]);
+    }
+
+    #[test]
+    fn damage_before_the_last_segment_is_corruption() {
+        let mem = Arc::new(MemStorage::new());
+        let (log, _) = open(&mem, 0);
+        log.append(b"one").unwrap();
+        log.append(b"two").unwrap();
+        log.rotate().unwrap();
+        drop(log);
+        let f = mem.open(&segment_name("wal/000", 0), false).unwrap();
+        let len = f.len().unwrap();
+        f.write_batch(&[(len - 1, b"X")], true).unwrap();
+        assert!(matches!(
+            ShardLog::open(mem.clone(), "wal/000", 0, 0),
+            Err(Error::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn failed_fsync_poisons_the_log() {
+        use crate::io::{FaultPlan, FaultyStorage};
+        let plan = FaultPlan::new();
+        let storage = Arc::new(FaultyStorage::new(MemStorage::new(), plan.clone()));
+        let (log, _) = ShardLog::open(storage, "wal/000", 0, 0).unwrap();
+        plan.set_fail_all_syncs(true);
+        let seq = log.append(b"x").unwrap();
+        assert!(matches!(log.wait_durable_blocking(seq), Err(Error::Poisoned)));
+        assert!(matches!(log.append(b"y"), Err(Error::Poisoned)));
     }
 }
