@@ -29,3 +29,15 @@ const _: () = assert!(CHUNK_SIZE_MIN_DEFAULT < CHUNK_SIZE_AVG_DEFAULT);
 const _: () = assert!(CHUNK_SIZE_AVG_DEFAULT < CHUNK_SIZE_MAX_DEFAULT);
 const _: () = assert!(CHUNK_SIZE_MAX_DEFAULT <= CHUNK_SIZE_MAX_LIMIT);
 const _: () = assert!((CHUNK_SIZE_MAX_LIMIT as u64) < PACK_SIZE_TARGET);
+
+// --- Namespace tree (engine/src/ns) ---
+
+/// Node slots of one space (live entries + trash), count: slots are u32 and the top values
+/// are sentinels; a billion entries in one home is far beyond any school user.
+pub const SPACE_NODES_MAX: usize = 1 << 30;
+/// Longest dead property name (namespace URI + local name together), bytes: real WebDAV
+/// clients use short URIs; this bounds memory per property.
+pub const PROP_NAME_LEN_MAX: usize = 1024;
+/// Chunk references in one file's content, count: one `PutFile` op must fit one WAL record
+/// (a chunk reference serializes to at most 37 bytes with postcard; 4 KiB left for the path).
+pub const CONTENT_CHUNKS_MAX: usize = (WAL_RECORD_LEN_MAX - 4096) / 37;
