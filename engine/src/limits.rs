@@ -58,3 +58,15 @@ pub const STORAGE_OFFSET_MAX: u64 = i64::MAX as u64;
 
 const _: () = assert!(URING_RING_ENTRIES >= 2);
 const _: () = assert!(URING_OP_BYTES_MAX <= 0x7fff_f000);
+
+// --- Namespace tree (engine/src/ns) ---
+
+/// Node slots of one space (live entries + trash), count: slots are u32 and the top values
+/// are sentinels; a billion entries in one home is far beyond any school user.
+pub const SPACE_NODES_MAX: usize = 1 << 30;
+/// Longest dead property name (namespace URI + local name together), bytes: real WebDAV
+/// clients use short URIs; this bounds memory per property.
+pub const PROP_NAME_LEN_MAX: usize = 1024;
+/// Chunk references in one file's content, count: one `PutFile` op must fit one WAL record
+/// (a chunk reference serializes to at most 37 bytes with postcard; 4 KiB left for the path).
+pub const CONTENT_CHUNKS_MAX: usize = (WAL_RECORD_LEN_MAX - 4096) / 37;
