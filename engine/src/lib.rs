@@ -10,14 +10,12 @@ pub mod io;
 pub mod limits;
 pub mod ns;
 mod pack;
-#[cfg(any())]
 mod store;
 mod wal;
 
 pub use error::{Error, Result};
 pub use ids::{ChunkId, ContentHash, NodeId, PackId};
-#[cfg(any())]
 pub use store::{
-    validate_account_name, ContentStream, CompactReport, DedupMode, GcReport, RecoveryReport,
+    validate_account_name, ContentStream, ACCOUNT_NAME_LEN_MAX, CompactReport, DedupMode, GcReport, RecoveryReport,
     ScrubReport, SpaceKey, Store, StoreConfig, StoreStats, Usage,
 };

@@ -5,5 +5,6 @@ pub(crate) mod format;
 pub(crate) mod store;
 pub(crate) mod writer;
 
-pub(crate) use store::{ChunkStore, GcReport, CompactReport, ChunkScrubReport};
+pub(crate) use store::ChunkStore;
+pub use store::{ChunkScrubReport, CompactReport, GcReport};
 pub(crate) use writer::Pos;

@@ -251,6 +251,7 @@ impl ChunkStore {
         self.writer.wait_durable(pos).await
     }
 
+    #[cfg(test)]
     pub(crate) fn wait_durable_blocking(&self, pos: Pos) -> Result<()> {
         self.writer.wait_durable_blocking(pos)
     }
@@ -259,6 +260,7 @@ impl ChunkStore {
         self.index.contains_key(id)
     }
 
+    #[cfg(test)]
     pub(crate) fn refs(&self, id: &ChunkId) -> Option<u32> {
         self.index.get(id).map(|e| e.refs)
     }

@@ -21,7 +21,9 @@ use crate::chunk::{ChunkSizes, DomainKey, Ingest};
 use crate::error::{Error, Result};
 use crate::io::{open_storage, IoChoice, Storage};
 use crate::limits::FILE_SIZE_MAX;
-use crate::ns::{ChunkRef, Content, EntryInfo, Name, NsOp, PropName, SpaceTree, TrashInfo, VersionInfo};
+use crate::ns::{
+    ChunkRef, Content, EntryInfo, Kind, Name, NsOp, PropName, SpaceTree, TrashInfo, VersionInfo,
+};
 use crate::pack::{ChunkStore, Pos};
 use crate::ContentHash;
 use record::WalRecord;
@@ -30,6 +32,7 @@ use snapshot::{ShardSnapshot, SpaceEntrySnapshot, TenantSnapshot};
 pub use crate::pack::{ChunkScrubReport, CompactReport, GcReport};
 pub use read::ContentStream;
 pub use space::{validate_account_name, SpaceKey, ACCOUNT_NAME_LEN_MAX};
+
 
 /// Whose chunks deduplicate against whose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -500,11 +503,12 @@ impl Store {
         let sp = self.space(key)?;
         let tenant = self.tenant(key.tenant())?;
         let tree = sp.tree.read();
+        let tenant_quota_bytes = *tenant.quota.lock();
         Ok(Usage {
             used_bytes: tree.used_bytes(),
             quota_bytes: tree.quota(),
             tenant_used_bytes: tenant.used.load(Ordering::Relaxed),
-            tenant_quota_bytes: *tenant.quota.lock(),
+            tenant_quota_bytes,
         })
     }
 
@@ -595,7 +599,7 @@ impl Store {
         let tenant = self.tenant(key.tenant())?;
         let (budget, old_size) = {
             let tree = sp.tree.read();
-            tree.check_put(path)?;
+            check_put(&tree, path)?;
             let old = tree
                 .resolve(path)
                 .and_then(|n| tree.stat(n))
@@ -710,7 +714,7 @@ impl Store {
     fn subtree_bytes(&self, key: &SpaceKey, path: &[Name]) -> u64 {
         let Ok(sp) = self.space(key) else { return 0 };
         let tree = sp.tree.read();
-        tree.resolve(path).map(|n| tree.subtree_bytes(n)).unwrap_or(0)
+        tree.resolve(path).map(|n| subtree_bytes(&tree, n)).unwrap_or(0)
     }
 
     /// Sets and removes dead properties, all or nothing.
@@ -775,7 +779,11 @@ impl Store {
         let sp = self.space(key)?;
         let tree = sp.tree.read();
         let node = tree.resolve(path).ok_or(Error::NotFound)?;
-        Ok(tree.props(node))
+        Ok(tree
+            .props(node)
+            .iter()
+            .map(|p| (p.name.clone(), p.value.to_vec()))
+            .collect())
     }
 
     pub fn versions(&self, key: &SpaceKey, path: &[Name]) -> Result<Vec<VersionInfo>> {
@@ -868,7 +876,10 @@ impl Store {
             .inner
             .spaces
             .iter()
-            .filter(|s| s.tree.read().has_expirable())
+            .filter(|s| {
+                let t = s.tree.read();
+                t.retained_bytes() > 0 || !t.trash().is_empty()
+            })
             .map(|s| s.key().clone())
             .collect();
         let mut n = 0;
@@ -974,6 +985,40 @@ impl Store {
 /// What a mutation produced.
 struct EntryChange {
     info: Option<EntryInfo>,
+}
+
+/// Checks that a file can be put at `path`: its parent is a collection and it is no collection.
+fn check_put(tree: &SpaceTree, path: &[Name]) -> Result<()> {
+    let Some((_, parent)) = path.split_last() else {
+        return Err(Error::IsADirectory);
+    };
+    let dir = tree.resolve(parent).ok_or(Error::ParentMissing)?;
+    match tree.stat(dir) {
+        Some(info) if info.kind == Kind::Dir => {}
+        Some(_) => return Err(Error::NotADirectory),
+        None => return Err(Error::ParentMissing),
+    }
+    if let Some(info) = tree.resolve(path).and_then(|n| tree.stat(n)) {
+        if info.kind == Kind::Dir {
+            return Err(Error::IsADirectory);
+        }
+    }
+    Ok(())
+}
+
+/// Logical bytes of the files under `node` (O(subtree); only copies need it).
+fn subtree_bytes(tree: &SpaceTree, node: crate::NodeId) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![node];
+    while let Some(n) = stack.pop() {
+        if let Some(info) = tree.stat(n) {
+            total += info.size;
+            if info.kind == Kind::Dir {
+                stack.extend(tree.children(n));
+            }
+        }
+    }
+    total
 }
 
 fn domain_key(master: &[u8; 32], mode: DedupMode, tenant: &str) -> DomainKey {

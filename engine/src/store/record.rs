@@ -17,7 +17,7 @@ pub(crate) enum WalRecord {
 }
 
 pub(crate) fn encode(rec: &WalRecord) -> Vec<u8> {
-    let mut out = vec![WAL_RECORD_VERSION];
+    let out = vec![WAL_RECORD_VERSION];
     // Serialising our own enum into a Vec cannot fail.
     match postcard::to_extend(rec, out) {
         Ok(v) => v,

@@ -56,6 +56,7 @@ pub(crate) struct Replay {
     pub records: Vec<(u64, Vec<u8>)>,
     /// Bytes cut from a torn tail of the last segment (0 when it ended cleanly).
     pub torn_bytes: u64,
+    #[cfg_attr(not(test), allow(dead_code))]
     pub segments: usize,
 }
 
@@ -235,13 +236,9 @@ impl ShardLog {
     }
 
     /// Blocking form of [`ShardLog::wait_durable`], for threads outside an async runtime.
+    #[cfg(test)]
     pub(crate) fn wait_durable_blocking(&self, seq: u64) -> Result<()> {
         futures::executor::block_on(self.wait_durable(seq))
-    }
-
-    /// The last sequence number handed out (u64::MAX before any, wrapping is impossible in practice).
-    pub(crate) fn last_seq(&self) -> u64 {
-        self.shared.state.lock().next_seq.wrapping_sub(1)
     }
 
     /// Makes everything appended so far durable, then starts a new segment.

@@ -3,4 +3,4 @@
 pub(crate) mod frame;
 pub(crate) mod log;
 
-pub(crate) use log::{Replay, ShardLog};
+pub(crate) use log::ShardLog;
