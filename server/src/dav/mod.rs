@@ -2,4 +2,5 @@
 //!
 //! See `docs/webdav.md` for what is implemented, the status-code table and client quirks.
 
+pub mod headers;
 pub mod path;
