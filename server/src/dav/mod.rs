@@ -3,4 +3,5 @@
 //! See `docs/webdav.md` for what is implemented, the status-code table and client quirks.
 
 pub mod headers;
+pub mod locks;
 pub mod path;
