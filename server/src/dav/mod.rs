@@ -5,3 +5,4 @@
 pub mod headers;
 pub mod locks;
 pub mod path;
+pub mod xml;

@@ -354,7 +354,7 @@ pub enum UriTarget {
     OtherHost,
 }
 
-fn strip_default_port<'a>(authority: &'a str, scheme_https: bool) -> &'a str {
+fn strip_default_port(authority: &str, scheme_https: bool) -> &str {
     let port = if scheme_https { ":443" } else { ":80" };
     authority.strip_suffix(port).unwrap_or(authority)
 }
