@@ -5,4 +5,5 @@
 pub mod headers;
 pub mod locks;
 pub mod path;
+pub mod status;
 pub mod xml;
