@@ -16,6 +16,6 @@ mod wal;
 pub use error::{Error, Result};
 pub use ids::{ChunkId, ContentHash, NodeId, PackId};
 pub use store::{
-    validate_account_name, ContentStream, ACCOUNT_NAME_LEN_MAX, CompactReport, DedupMode, GcReport, RecoveryReport,
-    ScrubReport, SpaceKey, Store, StoreConfig, StoreStats, Usage,
+    validate_account_name, CompactReport, ContentStream, DedupMode, GcReport, RecoveryReport,
+    ScrubReport, SpaceKey, Store, StoreConfig, StoreStats, Usage, ACCOUNT_NAME_LEN_MAX,
 };

@@ -56,7 +56,14 @@ fn child(dir: &Path, cycle: u64) {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let store = Store::open(dir, StoreConfig { shards: 4, ..Default::default() }).unwrap();
+        let store = Store::open(
+            dir,
+            StoreConfig {
+                shards: 4,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let space = SpaceKey::new("school", "pupil").unwrap();
         store.create_space(&space).await.unwrap();
         println!("READY");
@@ -72,7 +79,10 @@ fn child(dir: &Path, cycle: u64) {
                     let f = v % FILES_PER_WRITER;
                     let data = content(w, f, v);
                     let p = path(&format!("w{w}/f{f}"));
-                    store.put_bytes(&space, &p, Bytes::from(data)).await.unwrap();
+                    store
+                        .put_bytes(&space, &p, Bytes::from(data))
+                        .await
+                        .unwrap();
                     println!("ACK {w} {f} {v}");
                     if v % 7 == 0 {
                         // Rename away and back: both must be atomic.
@@ -83,7 +93,9 @@ fn child(dir: &Path, cycle: u64) {
                     }
                     if w == 0 && v % 50 == 0 {
                         let s = store.clone();
-                        tokio::task::spawn_blocking(move || s.checkpoint().unwrap()).await.unwrap();
+                        tokio::task::spawn_blocking(move || s.checkpoint().unwrap())
+                            .await
+                            .unwrap();
                     }
                 }
             }));
@@ -110,7 +122,11 @@ fn sigkill_never_loses_an_acknowledged_write() {
     let mut total_acks = 0u64;
     for cycle in 1..=CYCLES as u64 {
         let mut proc = Command::new(&exe)
-            .args(["--exact", "sigkill_never_loses_an_acknowledged_write", "--nocapture"])
+            .args([
+                "--exact",
+                "sigkill_never_loses_an_acknowledged_write",
+                "--nocapture",
+            ])
             .env("SKAB_CRASH_CHILD", format!("{}|{cycle}", dir.display()))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -168,8 +184,17 @@ fn sigkill_never_loses_an_acknowledged_write() {
         total_acks += cycle_acks;
 
         // Restart and verify.
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let store = Store::open(&dir, StoreConfig { shards: 4, ..Default::default() }).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let store = Store::open(
+            &dir,
+            StoreConfig {
+                shards: 4,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let report = store.recovery_report().clone();
         assert_eq!(report.wal_records_rejected, 0, "cycle {cycle}: {report:?}");
         assert_eq!(report.chunks_missing, 0, "cycle {cycle}: {report:?}");
@@ -180,8 +205,16 @@ fn sigkill_never_loses_an_acknowledged_write() {
             let tmp = path(&format!("w{w}/tmp{f}"));
             let got = rt
                 .block_on(store.read_to_vec(&space, &p, None))
-                .or_else(|e| if e.is_not_found() { rt.block_on(store.read_to_vec(&space, &tmp, None)) } else { Err(e) })
-                .unwrap_or_else(|e| panic!("cycle {cycle}: w{w}/f{f} (acked v{v_acked}) unreadable: {e}"));
+                .or_else(|e| {
+                    if e.is_not_found() {
+                        rt.block_on(store.read_to_vec(&space, &tmp, None))
+                    } else {
+                        Err(e)
+                    }
+                })
+                .unwrap_or_else(|e| {
+                    panic!("cycle {cycle}: w{w}/f{f} (acked v{v_acked}) unreadable: {e}")
+                });
             // The file holds the acknowledged version or a later one that became durable
             // without its acknowledgement reaching us: never older, never a mix.
             let tag_end = got.iter().position(|&b| b == b';');
@@ -190,13 +223,23 @@ fn sigkill_never_loses_an_acknowledged_write() {
                 .rsplit_once('v')
                 .and_then(|(_, v)| v.parse().ok())
                 .unwrap_or_else(|| panic!("cycle {cycle}: w{w}/f{f} holds unknown bytes"));
-            assert!(v >= v_acked, "cycle {cycle}: w{w}/f{f} went back from v{v_acked} to v{v}");
-            assert_eq!(got, content(w, f, v), "cycle {cycle}: w{w}/f{f} v{v} damaged");
+            assert!(
+                v >= v_acked,
+                "cycle {cycle}: w{w}/f{f} went back from v{v_acked} to v{v}"
+            );
+            assert_eq!(
+                got,
+                content(w, f, v),
+                "cycle {cycle}: w{w}/f{f} v{v} damaged"
+            );
         }
         let scrub = store.scrub();
         assert!(scrub.is_clean(), "cycle {cycle}: {scrub:?}");
         drop(store);
     }
-    assert!(total_acks > CYCLES as u64 * 5, "too few writes were acknowledged: {total_acks}");
+    assert!(
+        total_acks > CYCLES as u64 * 5,
+        "too few writes were acknowledged: {total_acks}"
+    );
     eprintln!("crash test: {CYCLES} cycles, {total_acks} acknowledged operations, lost 0");
 }

@@ -68,6 +68,10 @@ pub trait StorageFile: Send + Sync {
     fn sync_data(&self) -> io::Result<()>;
     /// Current length in bytes.
     fn len(&self) -> io::Result<u64>;
+    /// Whether the file holds no bytes.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
     /// Cuts the file to `len` bytes (used to drop a torn tail on recovery).
     fn truncate(&self, len: u64) -> io::Result<()>;
 }

@@ -52,7 +52,9 @@ pub(crate) struct RecordHeader {
 }
 
 pub(crate) fn parse_record_header(h: &[u8]) -> Result<RecordHeader, &'static str> {
-    let h = h.get(..RECORD_HEADER_LEN as usize).ok_or("short record header")?;
+    let h = h
+        .get(..RECORD_HEADER_LEN as usize)
+        .ok_or("short record header")?;
     if &h[..4] != RECORD_MAGIC {
         return Err("bad record magic");
     }

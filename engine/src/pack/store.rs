@@ -135,7 +135,10 @@ impl ChunkStore {
                     storage.remove(&pack_name(pack))?;
                     continue;
                 }
-                return Err(Error::Corrupt(format!("{}: bad pack header", pack_name(pack))));
+                return Err(Error::Corrupt(format!(
+                    "{}: bad pack header",
+                    pack_name(pack)
+                )));
             }
             let start = if pack < covered.pack() {
                 file_len
@@ -158,9 +161,18 @@ impl ChunkStore {
             })?;
             if valid < file_len {
                 if !is_last {
-                    tracing::error!(pack = pack.0, valid, file_len, "damaged records inside a sealed pack");
+                    tracing::error!(
+                        pack = pack.0,
+                        valid,
+                        file_len,
+                        "damaged records inside a sealed pack"
+                    );
                 } else {
-                    tracing::warn!(pack = pack.0, cut = file_len - valid, "cutting torn pack tail");
+                    tracing::warn!(
+                        pack = pack.0,
+                        cut = file_len - valid,
+                        "cutting torn pack tail"
+                    );
                     file.truncate(valid)?;
                     file.sync_data()?;
                 }
@@ -209,7 +221,10 @@ impl ChunkStore {
         match self.index.entry(id) {
             Entry::Occupied(mut e) => {
                 let entry = e.get_mut();
-                entry.refs = entry.refs.checked_add(1).ok_or(Error::LimitExceeded("chunk references"))?;
+                entry.refs = entry
+                    .refs
+                    .checked_add(1)
+                    .ok_or(Error::LimitExceeded("chunk references"))?;
                 Ok(entry.end())
             }
             Entry::Vacant(v) => {
@@ -220,7 +235,8 @@ impl ChunkStore {
                     len: data.len() as u32,
                     refs: 1,
                 });
-                self.unique_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                self.unique_bytes
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
                 self.usage.lock().entry(placed.pack).or_default().total +=
                     RECORD_HEADER_LEN + data.len() as u64;
                 Ok(placed.end)
@@ -282,11 +298,15 @@ impl ChunkStore {
         // A compaction may move the chunk between our lookup and our read; look again once.
         for attempt in 0..2 {
             let Some(e) = self.index.get(id).map(|e| *e) else {
-                return Err(Error::Integrity(format!("chunk {id} is missing from the store")));
+                return Err(Error::Integrity(format!(
+                    "chunk {id} is missing from the store"
+                )));
             };
             let file = match self.file(e.pack) {
                 Ok(f) => f,
-                Err(Error::Io(err)) if err.kind() == std::io::ErrorKind::NotFound && attempt == 0 => {
+                Err(Error::Io(err))
+                    if err.kind() == std::io::ErrorKind::NotFound && attempt == 0 =>
+                {
                     continue;
                 }
                 Err(err) => return Err(err),
@@ -312,7 +332,8 @@ impl ChunkStore {
                 report.chunks_removed += 1;
                 report.bytes_removed += e.len as u64;
                 self.unique_bytes.fetch_sub(e.len as u64, Ordering::Relaxed);
-                self.usage.lock().entry(e.pack).or_default().dead += RECORD_HEADER_LEN + e.len as u64;
+                self.usage.lock().entry(e.pack).or_default().dead +=
+                    RECORD_HEADER_LEN + e.len as u64;
             }
         }
         report
@@ -349,7 +370,10 @@ impl ChunkStore {
             let usage = self.usage.lock();
             usage
                 .iter()
-                .filter(|(p, u)| **p != current && (u.total == 0 || u.dead as f64 >= dead_ratio_min * u.total as f64))
+                .filter(|(p, u)| {
+                    **p != current
+                        && (u.total == 0 || u.dead as f64 >= dead_ratio_min * u.total as f64)
+                })
                 .map(|(p, _)| *p)
                 .collect()
         };
@@ -401,7 +425,12 @@ impl ChunkStore {
             }
             // The checkpoint must stop naming the pack before the pack goes.
             self.checkpoint_locked()?;
-            let freed = self.usage.lock().remove(&pack).map(|u| u.total).unwrap_or(0);
+            let freed = self
+                .usage
+                .lock()
+                .remove(&pack)
+                .map(|u| u.total)
+                .unwrap_or(0);
             self.files.remove(&pack);
             self.storage.remove(&pack_name(pack))?;
             self.storage.sync_dir("packs")?;
@@ -414,7 +443,8 @@ impl ChunkStore {
     /// Reads every indexed chunk's record and checks header, length, id and CRC.
     pub(crate) fn scrub(&self) -> ChunkScrubReport {
         let mut report = ChunkScrubReport::default();
-        let entries: Vec<(ChunkId, ChunkEntry)> = self.index.iter().map(|e| (*e.key(), *e)).collect();
+        let entries: Vec<(ChunkId, ChunkEntry)> =
+            self.index.iter().map(|e| (*e.key(), *e)).collect();
         for (id, e) in entries {
             report.chunks_checked += 1;
             report.bytes_checked += e.len as u64;
@@ -428,8 +458,12 @@ impl ChunkStore {
     fn check_record(&self, id: &ChunkId, e: &ChunkEntry) -> std::result::Result<(), String> {
         let file = self.file(e.pack).map_err(|err| err.to_string())?;
         let mut buf = vec![0u8; RECORD_HEADER_LEN as usize + e.len as usize];
-        let start = e.offset.checked_sub(RECORD_HEADER_LEN).ok_or("bad offset")?;
-        file.read_exact_at(&mut buf, start).map_err(|err| err.to_string())?;
+        let start = e
+            .offset
+            .checked_sub(RECORD_HEADER_LEN)
+            .ok_or("bad offset")?;
+        file.read_exact_at(&mut buf, start)
+            .map_err(|err| err.to_string())?;
         let h = format::parse_record_header(&buf).map_err(str::to_string)?;
         if h.id != *id || h.len != e.len {
             return Err("record header names another chunk".into());
@@ -504,7 +538,9 @@ mod tests {
     use crate::io::{CrashMode, FaultPlan, FaultyStorage, MemStorage};
 
     fn chunk(i: u32, len: usize) -> (ChunkId, Vec<u8>) {
-        let data: Vec<u8> = (0..len).map(|j| (j as u32 ^ i.wrapping_mul(2654435761)) as u8).collect();
+        let data: Vec<u8> = (0..len)
+            .map(|j| (j as u32 ^ i.wrapping_mul(2654435761)) as u8)
+            .collect();
         (ChunkId(*blake3::hash(&data).as_bytes()), data)
     }
 
@@ -539,7 +575,11 @@ mod tests {
         assert_eq!(rec.scanned_records, 1);
         for (id, d) in first.iter().chain([(id, d)].iter()) {
             assert_eq!(&store.read_raw(id).unwrap()[..], &d[..]);
-            assert_eq!(store.refs(id), Some(0), "references are rebuilt by the caller");
+            assert_eq!(
+                store.refs(id),
+                Some(0),
+                "references are rebuilt by the caller"
+            );
         }
     }
 

@@ -33,7 +33,6 @@ pub use crate::pack::{ChunkScrubReport, CompactReport, GcReport};
 pub use read::ContentStream;
 pub use space::{validate_account_name, SpaceKey, ACCOUNT_NAME_LEN_MAX};
 
-
 /// Whose chunks deduplicate against whose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum DedupMode {
@@ -331,7 +330,7 @@ impl Store {
         for entry in spaces.iter() {
             let tree = entry.tree.read();
             report.spaces += 1;
-            report.entries += tree.entry_count() as u64;
+            report.entries += tree.entry_count();
             tree.for_each_content(|content, _refs| {
                 for c in content.chunks.iter() {
                     if !chunks.add_ref(&c.id) {
@@ -346,7 +345,10 @@ impl Store {
             tenant.used.fetch_add(tree.used_bytes(), Ordering::Relaxed);
         }
         if report.chunks_missing > 0 {
-            tracing::error!(missing = report.chunks_missing, "files name chunks the packs lack");
+            tracing::error!(
+                missing = report.chunks_missing,
+                "files name chunks the packs lack"
+            );
         }
         report.duration = started.elapsed();
         tracing::info!(?report, "store opened");
@@ -521,7 +523,9 @@ impl Store {
 
     /// Sets a space's quota (logical bytes; `None` = unlimited).
     pub async fn set_space_quota(&self, key: &SpaceKey, quota: Option<u64>) -> Result<()> {
-        self.mutate(key, NsOp::SetQuota { bytes: quota }, 0).await.map(|_| ())
+        self.mutate(key, NsOp::SetQuota { bytes: quota }, 0)
+            .await
+            .map(|_| ())
     }
 
     // ---- namespace -----------------------------------------------------------------------
@@ -574,7 +578,10 @@ impl Store {
         for c in &effects.added {
             for r in c.chunks.iter() {
                 let present = inner.chunks.add_ref(&r.id);
-                debug_assert!(present || upload.is_none(), "added content names an unknown chunk");
+                debug_assert!(
+                    present || upload.is_none(),
+                    "added content names an unknown chunk"
+                );
             }
         }
         for c in &effects.dropped {
@@ -689,7 +696,13 @@ impl Store {
     }
 
     /// Moves or renames an entry or subtree; with `overwrite` an existing target goes to the trash.
-    pub async fn rename(&self, key: &SpaceKey, from: &[Name], to: &[Name], overwrite: bool) -> Result<()> {
+    pub async fn rename(
+        &self,
+        key: &SpaceKey,
+        from: &[Name],
+        to: &[Name],
+        overwrite: bool,
+    ) -> Result<()> {
         let op = NsOp::Move {
             from: from.to_vec(),
             to: to.to_vec(),
@@ -700,8 +713,17 @@ impl Store {
     }
 
     /// Copies an entry or subtree (metadata only: chunks are shared).
-    pub async fn copy(&self, key: &SpaceKey, from: &[Name], to: &[Name], overwrite: bool) -> Result<()> {
-        let growth = self.stat(key, from).map(|_| self.subtree_bytes(key, from)).unwrap_or(0);
+    pub async fn copy(
+        &self,
+        key: &SpaceKey,
+        from: &[Name],
+        to: &[Name],
+        overwrite: bool,
+    ) -> Result<()> {
+        let growth = self
+            .stat(key, from)
+            .map(|_| self.subtree_bytes(key, from))
+            .unwrap_or(0);
         let op = NsOp::Copy {
             from: from.to_vec(),
             to: to.to_vec(),
@@ -714,7 +736,9 @@ impl Store {
     fn subtree_bytes(&self, key: &SpaceKey, path: &[Name]) -> u64 {
         let Ok(sp) = self.space(key) else { return 0 };
         let tree = sp.tree.read();
-        tree.resolve(path).map(|n| subtree_bytes(&tree, n)).unwrap_or(0)
+        tree.resolve(path)
+            .map(|n| subtree_bytes(&tree, n))
+            .unwrap_or(0)
     }
 
     /// Sets and removes dead properties, all or nothing.
@@ -745,11 +769,18 @@ impl Store {
 
     /// Drops a trash item for good.
     pub async fn purge(&self, key: &SpaceKey, trash_id: u64) -> Result<()> {
-        self.mutate(key, NsOp::PurgeTrash { trash_id }, 0).await.map(|_| ())
+        self.mutate(key, NsOp::PurgeTrash { trash_id }, 0)
+            .await
+            .map(|_| ())
     }
 
     /// Makes an earlier version of a file current again.
-    pub async fn restore_version(&self, key: &SpaceKey, path: &[Name], version_id: u64) -> Result<()> {
+    pub async fn restore_version(
+        &self,
+        key: &SpaceKey,
+        path: &[Name],
+        version_id: u64,
+    ) -> Result<()> {
         let op = NsOp::RestoreVersion {
             path: path.to_vec(),
             version_id,
@@ -763,7 +794,9 @@ impl Store {
     pub fn stat(&self, key: &SpaceKey, path: &[Name]) -> Result<EntryInfo> {
         let sp = self.space(key)?;
         let tree = sp.tree.read();
-        tree.resolve(path).and_then(|n| tree.stat(n)).ok_or(Error::NotFound)
+        tree.resolve(path)
+            .and_then(|n| tree.stat(n))
+            .ok_or(Error::NotFound)
     }
 
     /// The entry and its children (costs O(children)).
@@ -800,7 +833,12 @@ impl Store {
 
     /// Opens a file for reading: `range` is (start, length) in bytes, `None` for all of it.
     /// Only the chunks overlapping the range are read; each is verified against its id.
-    pub fn read(&self, key: &SpaceKey, path: &[Name], range: Option<(u64, u64)>) -> Result<(EntryInfo, ContentStream)> {
+    pub fn read(
+        &self,
+        key: &SpaceKey,
+        path: &[Name],
+        range: Option<(u64, u64)>,
+    ) -> Result<(EntryInfo, ContentStream)> {
         let info = self.stat(key, path)?;
         let content = info.content.clone().ok_or(Error::IsADirectory)?;
         let tenant = self.tenant(key.tenant())?;
@@ -813,7 +851,12 @@ impl Store {
     }
 
     /// Reads a whole range into memory (convenience for tests and tools).
-    pub async fn read_to_vec(&self, key: &SpaceKey, path: &[Name], range: Option<(u64, u64)>) -> Result<Vec<u8>> {
+    pub async fn read_to_vec(
+        &self,
+        key: &SpaceKey,
+        path: &[Name],
+        range: Option<(u64, u64)>,
+    ) -> Result<Vec<u8>> {
         let (_, mut stream) = self.read(key, path, range)?;
         let mut out = Vec::new();
         while let Some(b) = stream.next().await {
@@ -822,10 +865,16 @@ impl Store {
         Ok(out)
     }
 
-    pub(crate) fn read_chunk_verified(&self, key: &DomainKey, id: &crate::ChunkId) -> Result<Bytes> {
+    pub(crate) fn read_chunk_verified(
+        &self,
+        key: &DomainKey,
+        id: &crate::ChunkId,
+    ) -> Result<Bytes> {
         let data = self.inner.chunks.read_raw(id)?;
         if key.chunk_id(&data) != *id {
-            return Err(Error::Integrity(format!("chunk {id} does not match its hash")));
+            return Err(Error::Integrity(format!(
+                "chunk {id} does not match its hash"
+            )));
         }
         Ok(data)
     }
@@ -836,11 +885,15 @@ impl Store {
     pub fn stats(&self) -> StoreStats {
         let inner = &self.inner;
         let (unique_chunks, stored_bytes, pack_bytes) = inner.chunks.stats();
-        let logical_bytes: u64 = inner.tenants.iter().map(|t| t.used.load(Ordering::Relaxed)).sum();
+        let logical_bytes: u64 = inner
+            .tenants
+            .iter()
+            .map(|t| t.used.load(Ordering::Relaxed))
+            .sum();
         let entries = inner
             .spaces
             .iter()
-            .map(|s| s.tree.read().entry_count() as u64)
+            .map(|s| s.tree.read().entry_count())
             .sum();
         StoreStats {
             tenants: inner.tenants.len() as u64,
@@ -905,9 +958,13 @@ impl Store {
         let mut seen = std::collections::HashSet::new();
         let spaces: Vec<Arc<SpaceHandle>> = self.inner.spaces.iter().map(|s| s.clone()).collect();
         for sp in spaces {
-            let Ok(tenant) = self.tenant(sp.key.tenant()) else { continue };
+            let Ok(tenant) = self.tenant(sp.key.tenant()) else {
+                continue;
+            };
             let mut contents = Vec::new();
-            sp.tree.read().for_each_content(|c, _| contents.push(c.clone()));
+            sp.tree
+                .read()
+                .for_each_content(|c, _| contents.push(c.clone()));
             for c in contents {
                 report.files_checked += 1;
                 for r in c.chunks.iter() {
@@ -915,11 +972,15 @@ impl Store {
                         continue;
                     }
                     if !self.inner.chunks.contains(&r.id) {
-                        report.missing.push((sp.key.clone(), format!("{} (content {})", r.id, c.hash)));
+                        report
+                            .missing
+                            .push((sp.key.clone(), format!("{} (content {})", r.id, c.hash)));
                         continue;
                     }
                     if let Err(e) = self.read_chunk_verified(&tenant.key, &r.id) {
-                        report.hash_mismatches.push((sp.key.clone(), format!("{e} (content {})", c.hash)));
+                        report
+                            .hash_mismatches
+                            .push((sp.key.clone(), format!("{e} (content {})", c.hash)));
                     }
                 }
             }

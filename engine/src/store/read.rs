@@ -29,7 +29,13 @@ pub struct ContentStream {
 }
 
 impl ContentStream {
-    pub(crate) fn new(store: Store, key: DomainKey, content: Arc<Content>, start: u64, len: u64) -> Self {
+    pub(crate) fn new(
+        store: Store,
+        key: DomainKey,
+        content: Arc<Content>,
+        start: u64,
+        len: u64,
+    ) -> Self {
         let (first, end, first_offset, last_end) = match content.span(start, len) {
             Some(span) => (
                 span.chunks.start,
@@ -63,9 +69,7 @@ impl ContentStream {
         }
         let i = self.next;
         self.next += 1;
-        let Some(r) = self.content.chunks.get(i) else {
-            return None;
-        };
+        let r = self.content.chunks.get(i)?;
         let data = match self.store.read_chunk_verified(&self.key, &r.id) {
             Ok(d) => d,
             Err(e) => {
@@ -73,11 +77,21 @@ impl ContentStream {
                 return Some(Err(e));
             }
         };
-        let lo = if i == self.first { self.first_offset } else { 0 };
-        let hi = if i + 1 == self.end { self.last_end } else { data.len() };
+        let lo = if i == self.first {
+            self.first_offset
+        } else {
+            0
+        };
+        let hi = if i + 1 == self.end {
+            self.last_end
+        } else {
+            data.len()
+        };
         if lo > hi || hi > data.len() {
             self.next = self.end;
-            return Some(Err(crate::Error::Integrity("chunk shorter than recorded".into())));
+            return Some(Err(crate::Error::Integrity(
+                "chunk shorter than recorded".into(),
+            )));
         }
         let slice = data.slice(lo..hi);
         self.remaining -= slice.len() as u64;

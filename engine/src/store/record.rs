@@ -13,7 +13,11 @@ pub(crate) enum WalRecord {
     /// Create the space (tenant, user) if missing.
     CreateSpace { tenant: String, user: String },
     /// A change inside the space (tenant, user).
-    Space { tenant: String, user: String, op: NsOp },
+    Space {
+        tenant: String,
+        user: String,
+        op: NsOp,
+    },
 }
 
 pub(crate) fn encode(rec: &WalRecord) -> Vec<u8> {
@@ -28,9 +32,19 @@ pub(crate) fn encode(rec: &WalRecord) -> Vec<u8> {
 /// Borrowing twin of [`WalRecord`] for encoding without cloning (same variants, same order).
 #[derive(serde::Serialize)]
 enum WalRecordRef<'a> {
-    _Tenant { tenant: &'a str, quota: Option<u64> },
-    _CreateSpace { tenant: &'a str, user: &'a str },
-    Space { tenant: &'a str, user: &'a str, op: &'a NsOp },
+    _Tenant {
+        tenant: &'a str,
+        quota: Option<u64>,
+    },
+    _CreateSpace {
+        tenant: &'a str,
+        user: &'a str,
+    },
+    Space {
+        tenant: &'a str,
+        user: &'a str,
+        op: &'a NsOp,
+    },
 }
 
 /// Encodes a [`WalRecord::Space`] without cloning the op.

@@ -91,6 +91,9 @@ mod tests {
         let a = shard_of(&["t", "u"], 64);
         assert_eq!(a, shard_of(&["t", "u"], 64));
         assert!(a < 64);
-        assert_ne!(shard_of(&["tu", ""], 1 << 20), shard_of(&["t", "u"], 1 << 20));
+        assert_ne!(
+            shard_of(&["tu", ""], 1 << 20),
+            shard_of(&["t", "u"], 1 << 20)
+        );
     }
 }

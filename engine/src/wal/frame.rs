@@ -23,7 +23,10 @@ pub(crate) fn segment_header(segment: u64) -> [u8; SEGMENT_HEADER_LEN] {
 
 /// Appends one framed record to `out`.
 pub(crate) fn encode_record(seq: u64, payload: &[u8], out: &mut Vec<u8>) {
-    assert!(payload.len() <= WAL_RECORD_LEN_MAX, "WAL record over the limit");
+    assert!(
+        payload.len() <= WAL_RECORD_LEN_MAX,
+        "WAL record over the limit"
+    );
     let mut crc = crc32c::crc32c(&seq.to_le_bytes());
     crc = crc32c::crc32c_append(crc, payload);
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -38,7 +41,10 @@ pub(crate) enum SegmentEnd {
     /// Every byte belonged to a valid record.
     Clean,
     /// Bytes after `valid_len` do not form a valid record (a torn or corrupt tail).
-    Torn { valid_len: u64, reason: &'static str },
+    Torn {
+        valid_len: u64,
+        reason: &'static str,
+    },
 }
 
 /// The records of one segment, in order.

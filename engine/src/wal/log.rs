@@ -129,7 +129,9 @@ impl ShardLog {
                 end,
             } = decoded;
             if segment != *number {
-                return Err(Error::Corrupt(format!("{name}: header names segment {segment}")));
+                return Err(Error::Corrupt(format!(
+                    "{name}: header names segment {segment}"
+                )));
             }
             for (seq, payload) in recs {
                 if let Some(prev) = last_seq {
@@ -143,7 +145,9 @@ impl ShardLog {
             let mut len = buf.len() as u64;
             if let SegmentEnd::Torn { valid_len, reason } = end {
                 if !is_last {
-                    return Err(Error::Corrupt(format!("{name}: {reason} before the last segment")));
+                    return Err(Error::Corrupt(format!(
+                        "{name}: {reason} before the last segment"
+                    )));
                 }
                 tracing::warn!(segment = %name, reason, cut = len - valid_len, "cutting torn WAL tail");
                 torn_bytes += len - valid_len;
@@ -322,7 +326,9 @@ fn flusher(sh: Arc<Shared>) {
         let mut st = sh.state.lock();
         st.flushing = false;
         match result {
-            Ok(()) => sh.durable.send_modify(|d| d.upto = d.upto.max(last_seq + 1)),
+            Ok(()) => sh
+                .durable
+                .send_modify(|d| d.upto = d.upto.max(last_seq + 1)),
             Err(e) => {
                 tracing::error!(error = %e, dir = %sh.dir, "WAL write failed; log poisoned");
                 st.failed = true;
@@ -383,7 +389,9 @@ mod tests {
         assert_eq!(seqs, (0..400).collect::<Vec<_>>());
         let mut seen: Vec<Vec<u8>> = replay.records.into_iter().map(|r| r.1).collect();
         seen.sort();
-        let mut expect: Vec<Vec<u8>> = (0..8u8).flat_map(|t| (0..50u8).map(move |i| vec![t, i])).collect();
+        let mut expect: Vec<Vec<u8>> = (0..8u8)
+            .flat_map(|t| (0..50u8).map(move |i| vec![t, i]))
+            .collect();
         expect.sort();
         assert_eq!(seen, expect);
     }
@@ -460,7 +468,10 @@ mod tests {
         let (log, _) = ShardLog::open(storage, "wal/000", 0, 0).unwrap();
         plan.set_fail_all_syncs(true);
         let seq = log.append(b"x").unwrap();
-        assert!(matches!(log.wait_durable_blocking(seq), Err(Error::Poisoned)));
+        assert!(matches!(
+            log.wait_durable_blocking(seq),
+            Err(Error::Poisoned)
+        ));
         assert!(matches!(log.append(b"y"), Err(Error::Poisoned)));
     }
 }
