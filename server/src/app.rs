@@ -1,0 +1,63 @@
+//! The server's shared state: the engine store, users and auth, locks, metrics, config.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use skab_engine::{DedupMode, Store, StoreConfig};
+
+use crate::auth::Authenticator;
+use crate::config::{Config, DedupDomain};
+use crate::dav::locks::{LockConfig, LockManager};
+use crate::metrics::Metrics;
+use crate::users::UserDb;
+
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub users: Arc<UserDb>,
+    pub auth: Authenticator,
+    pub locks: LockManager,
+    pub lock_config: LockConfig,
+    pub metrics: Metrics,
+}
+
+/// The engine's configuration from the server's.
+pub fn store_config(config: &Config) -> StoreConfig {
+    let s = &config.storage;
+    let days = |d: u64| (d > 0).then(|| Duration::from_secs(d * 24 * 3600));
+    StoreConfig {
+        dedup: match s.dedup_domain {
+            DedupDomain::Tenant => DedupMode::PerTenant,
+            DedupDomain::Global => DedupMode::Global,
+        },
+        versions_kept: s.versions_kept,
+        version_age_max: days(s.version_retention_days),
+        trash_age_max: days(s.trash_retention_days),
+        space_quota_default: s.default_user_quota_bytes,
+        ..StoreConfig::default()
+    }
+}
+
+impl App {
+    /// Opens the store and user database under the configured data dir.
+    pub fn open(config: Config) -> anyhow::Result<App> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let store = Store::open(&config.data_dir.join("store"), store_config(&config))?;
+        let users = Arc::new(UserDb::open(&config.data_dir)?);
+        let auth = Authenticator::new(users.clone(), &config.auth).map_err(anyhow::Error::msg)?;
+        let lock_config = LockConfig {
+            per_space_max: config.limits.locks_per_user_max,
+            ..LockConfig::default()
+        };
+        let locks = LockManager::new(lock_config.clone());
+        Ok(App {
+            config,
+            store,
+            users,
+            auth,
+            locks,
+            lock_config,
+            metrics: Metrics::new(),
+        })
+    }
+}

@@ -1,0 +1,136 @@
+//! Response bodies, and request bodies as bounded, stall-guarded byte streams.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::Stream;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Body as _, Frame, Incoming};
+
+/// Every response body.
+pub type Body = BoxBody<Bytes, std::io::Error>;
+
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+pub fn full(data: impl Into<Bytes>) -> Body {
+    Full::new(data.into()).map_err(|never| match never {}).boxed()
+}
+
+/// A body streamed from `stream`.
+pub fn streamed<S>(stream: S) -> Body
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + 'static,
+{
+    use futures::StreamExt;
+    BodyExt::boxed(http_body_util::StreamBody::new(stream.map(|r| r.map(Frame::data))))
+}
+
+/// Why a request body stream ended in error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFault {
+    TooLarge,
+    Stalled,
+    Broken,
+}
+
+impl std::fmt::Display for BodyFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BodyFault::TooLarge => "request body over the size limit",
+            BodyFault::Stalled => "request body stalled",
+            BodyFault::Broken => "request body broken off",
+        })
+    }
+}
+
+/// A request body as a stream of data buffers, at most `max` bytes, failing when no bytes
+/// arrive for `stall` (slow-client guard). `too_large` is set when the limit was the cause.
+pub struct RequestStream {
+    body: Incoming,
+    max: u64,
+    seen: u64,
+    stall: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    pub too_large: Arc<AtomicBool>,
+    done: bool,
+}
+
+impl RequestStream {
+    pub fn new(body: Incoming, max: u64, stall: Duration) -> Self {
+        RequestStream {
+            body,
+            max,
+            seen: 0,
+            stall,
+            timer: None,
+            too_large: Arc::new(AtomicBool::new(false)),
+            done: false,
+        }
+    }
+}
+
+impl Stream for RequestStream {
+    type Item = Result<Bytes, BodyFault>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            match Pin::new(&mut this.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    this.timer = None;
+                    let Ok(data) = frame.into_data() else {
+                        continue; // trailers
+                    };
+                    this.seen += data.len() as u64;
+                    if this.seen > this.max {
+                        this.done = true;
+                        this.too_large.store(true, Ordering::Relaxed);
+                        return Poll::Ready(Some(Err(BodyFault::TooLarge)));
+                    }
+                    return Poll::Ready(Some(Ok(data)));
+                }
+                Poll::Ready(Some(Err(_))) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(BodyFault::Broken)));
+                }
+                Poll::Ready(None) => {
+                    this.done = true;
+                    return Poll::Ready(None);
+                }
+                Poll::Pending => {
+                    let stall = this.stall;
+                    let timer = this
+                        .timer
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+                    if timer.as_mut().poll(cx).is_ready() {
+                        this.done = true;
+                        return Poll::Ready(Some(Err(BodyFault::Stalled)));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+/// Reads a whole (small) request body, at most `max` bytes.
+pub async fn read_all(body: Incoming, max: usize, stall: Duration) -> Result<Vec<u8>, BodyFault> {
+    use futures::StreamExt;
+    let mut s = RequestStream::new(body, max as u64, stall);
+    let mut out = Vec::new();
+    while let Some(chunk) = s.next().await {
+        out.extend_from_slice(&chunk?);
+    }
+    Ok(out)
+}

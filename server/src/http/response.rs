@@ -1,0 +1,55 @@
+//! Small builders for the responses every method sends.
+
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+
+use super::body::{empty, full, Body};
+use crate::dav::xml::{error_body, DavCondition};
+
+pub type Resp = Response<Body>;
+
+/// A bodyless response.
+pub fn status(code: StatusCode) -> Resp {
+    let mut r = Response::new(empty());
+    *r.status_mut() = code;
+    if code != StatusCode::NO_CONTENT && code != StatusCode::NOT_MODIFIED {
+        r.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+    }
+    r
+}
+
+/// A short plain-text response (errors people may read).
+pub fn text(code: StatusCode, msg: &str) -> Resp {
+    let body = format!("{msg}\n");
+    let mut r = Response::new(full(body));
+    *r.status_mut() = code;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// An XML response (`application/xml; charset=utf-8`).
+pub fn xml(code: StatusCode, body: String) -> Resp {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = code;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/xml; charset=utf-8"),
+    );
+    r
+}
+
+/// A status with a `DAV:error` body naming a precondition (RFC 4918 §16).
+pub fn condition(code: StatusCode, cond: Option<&DavCondition>) -> Resp {
+    match cond {
+        Some(c) => xml(code, error_body(c)),
+        None => status(code),
+    }
+}
+
+/// 207 Multi-Status.
+pub fn multistatus(body: String) -> Resp {
+    xml(StatusCode::MULTI_STATUS, body)
+}

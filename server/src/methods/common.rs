@@ -1,0 +1,130 @@
+//! What several methods share: the `If` header, lock checks, validators and error responses.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hyper::body::Incoming;
+use hyper::{HeaderMap, Request, StatusCode};
+use skab_engine::ns::{EntryInfo, Kind};
+
+use crate::dav::headers::{IfHeader, ResourceState};
+use crate::dav::locks::WriteScope;
+use crate::dav::path::{parse_uri_ref, HostCheck, SpacePath, UriTarget};
+use crate::dav::status::{lock_error, LockOp};
+use crate::http::response::{condition, status, text, Resp};
+use crate::http::service::{engine_names, Ctx};
+use crate::http::status::status_of;
+
+/// The strong ETag of an entry, quoted.
+pub fn etag(info: &EntryInfo) -> String {
+    format!("\"{}\"", info.etag)
+}
+
+/// Nanoseconds since the epoch as a SystemTime.
+pub fn time_of(ns: i64) -> SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+    } else {
+        UNIX_EPOCH
+    }
+}
+
+pub fn is_dir(info: &EntryInfo) -> bool {
+    info.kind == Kind::Dir
+}
+
+/// An engine error as a response.
+pub fn engine_error(e: &skab_engine::Error) -> Resp {
+    let code = status_of(e);
+    if code == StatusCode::INSUFFICIENT_STORAGE {
+        return text(code, "insufficient storage: quota or disk full");
+    }
+    if code.is_server_error() {
+        tracing::error!(error = %e, "engine error");
+        return text(code, "internal error");
+    }
+    text(code, &e.to_string())
+}
+
+/// Stat of a path in the requester's space, `None` when unmapped.
+pub fn stat(ctx: &Ctx, path: &SpacePath) -> Option<EntryInfo> {
+    let names = engine_names(path).ok()?;
+    ctx.app.store.stat(&ctx.space, &names).ok()
+}
+
+/// Parses the `If` header (RFC 4918 §10.4), if present.
+pub fn if_header(headers: &HeaderMap) -> Result<Option<IfHeader>, Resp> {
+    match headers.get("if") {
+        None => Ok(None),
+        Some(v) => {
+            let s = v
+                .to_str()
+                .map_err(|_| text(StatusCode::BAD_REQUEST, "If header is not ASCII"))?;
+            IfHeader::parse(s)
+                .map(Some)
+                .map_err(|e| text(StatusCode::BAD_REQUEST, &format!("bad If header: {e}")))
+        }
+    }
+}
+
+/// The request's `Host` for matching absolute URIs.
+pub fn host(headers: &HeaderMap) -> HostCheck<'_> {
+    match headers.get(hyper::header::HOST).and_then(|h| h.to_str().ok()) {
+        Some(h) => HostCheck::Require(h),
+        None => HostCheck::Ignore,
+    }
+}
+
+/// Evaluates the `If` header against current state; false is 412 (RFC 4918 §10.4.1).
+pub fn if_holds(ctx: &Ctx, headers: &HeaderMap, ifh: &IfHeader) -> bool {
+    let hostc = host(headers);
+    ifh.evaluate(|tag| {
+        let path = match tag {
+            None => Some(ctx.target.path.clone()),
+            Some(uri) => match parse_uri_ref(uri, hostc) {
+                Ok(UriTarget::Local(p)) if p.space == ctx.target.space => Some(p.path),
+                _ => None,
+            },
+        };
+        let Some(path) = path else {
+            return ResourceState::default();
+        };
+        let etag = stat(ctx, &path).map(|i| etag(&i));
+        let lock_tokens = ctx
+            .app
+            .locks
+            .locks_covering(&ctx.target.space, &path)
+            .into_iter()
+            .map(|l| l.token)
+            .collect();
+        ResourceState { etag, lock_tokens }
+    })
+}
+
+/// The `If` header checks of a write: the header must hold, and every lock protecting what
+/// the write touches must have its token submitted. Returns the submitted tokens.
+pub fn check_write(
+    ctx: &Ctx,
+    req: &Request<Incoming>,
+    writes: &[(&SpacePath, WriteScope)],
+) -> Result<(), Resp> {
+    let ifh = if_header(req.headers())?;
+    if let Some(ifh) = &ifh {
+        if !if_holds(ctx, req.headers(), ifh) {
+            return Err(status(StatusCode::PRECONDITION_FAILED));
+        }
+    }
+    let tokens: Vec<&str> = ifh.as_ref().map(|h| h.submitted_tokens()).unwrap_or_default();
+    for (path, scope) in writes {
+        if let Err(e) = ctx.app.locks.check_write(
+            &ctx.target.space,
+            path,
+            *scope,
+            &tokens,
+            &ctx.principal,
+        ) {
+            let (code, cond) = lock_error(&e, LockOp::Write, |p| ctx.href(p, false));
+            return Err(condition(code, cond.as_ref()));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,167 @@
+//! GET and HEAD (RFC 9110 §9.3.1-2): files streamed chunk by chunk with single byte ranges
+//! (RFC 9110 §14), conditional requests (§13); a collection gets a plain HTML listing.
+
+use futures::StreamExt;
+use hyper::body::Incoming;
+use hyper::header::{
+    HeaderValue, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_RANGE,
+    LAST_MODIFIED, RANGE,
+};
+use hyper::{Method, Request, Response, StatusCode};
+
+use super::common::{engine_error, etag, is_dir, time_of};
+use crate::dav::headers::{evaluate_preconditions, if_range_allows, parse_range, Precondition, RangeRequest};
+use crate::http::body::{empty, full, streamed};
+use crate::http::response::{status, Resp};
+use crate::http::service::Ctx;
+
+pub fn handle(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
+    let head = req.method() == Method::HEAD;
+    let info = match ctx.app.store.stat(&ctx.space, &ctx.names) {
+        Ok(i) => i,
+        Err(e) => return engine_error(&e),
+    };
+    let tag = etag(&info);
+    let mtime = time_of(info.mtime);
+    match evaluate_preconditions(req.headers(), req.method(), true, Some(&tag), Some(mtime)) {
+        Precondition::Proceed => {}
+        Precondition::NotModified => {
+            let mut r = status(StatusCode::NOT_MODIFIED);
+            if let Ok(v) = HeaderValue::from_str(&tag) {
+                r.headers_mut().insert(ETAG, v);
+            }
+            return r;
+        }
+        Precondition::Failed => return status(StatusCode::PRECONDITION_FAILED),
+    }
+    if is_dir(&info) {
+        return listing(ctx, head);
+    }
+    let size = info.size;
+    let mut range: Option<(u64, u64)> = None;
+    if let Some(r) = req.headers().get(RANGE).and_then(|v| v.to_str().ok()) {
+        let honour = match req.headers().get(IF_RANGE).and_then(|v| v.to_str().ok()) {
+            Some(ir) => if_range_allows(ir, Some(&tag), Some(mtime)),
+            None => true,
+        };
+        if honour {
+            match parse_range(r, size) {
+                RangeRequest::Full => {}
+                // One range is served as 206; several are answered with the whole body,
+                // which RFC 9110 §14.2 allows (it bounds multipart abuse too).
+                RangeRequest::Partial(ranges) if ranges.len() == 1 => {
+                    range = Some((ranges[0].start, ranges[0].len()));
+                }
+                RangeRequest::Partial(_) => {}
+                RangeRequest::Unsatisfiable => {
+                    let mut r = status(StatusCode::RANGE_NOT_SATISFIABLE);
+                    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                        r.headers_mut().insert(CONTENT_RANGE, v);
+                    }
+                    return r;
+                }
+            }
+        }
+    }
+    let (code, start, len) = match range {
+        Some((s, l)) => (StatusCode::PARTIAL_CONTENT, s, l),
+        None => (StatusCode::OK, 0, size),
+    };
+    let body = if head || len == 0 {
+        empty()
+    } else {
+        match ctx.app.store.read(&ctx.space, &ctx.names, Some((start, len))) {
+            Ok((_, stream)) => streamed(stream.map(|r| {
+                r.map_err(|e| {
+                    tracing::error!(error = %e, "read failed mid-body");
+                    std::io::Error::other(e.to_string())
+                })
+            })),
+            Err(e) => return engine_error(&e),
+        }
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = code;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(&tag) {
+        h.insert(ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(mtime)) {
+        h.insert(LAST_MODIFIED, v);
+    }
+    let ct = mime_guess::from_path(&info.name).first_or_octet_stream();
+    if let Ok(v) = HeaderValue::from_str(ct.essence_str()) {
+        h.insert(CONTENT_TYPE, v);
+    }
+    if code == StatusCode::PARTIAL_CONTENT {
+        let v = format!("bytes {}-{}/{}", start, start + len - 1, size);
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(CONTENT_RANGE, v);
+        }
+    }
+    resp
+}
+
+fn html_escape(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// A plain HTML page listing a collection, for browsers.
+fn listing(ctx: &Ctx, head: bool) -> Resp {
+    let (_, mut children) = match ctx.app.store.list(&ctx.space, &ctx.names) {
+        Ok(l) => l,
+        Err(e) => return engine_error(&e),
+    };
+    children.sort_by(|a, b| (!is_dir(a), &a.name).cmp(&(!is_dir(b), &b.name)));
+    let mut page = String::with_capacity(1024 + children.len() * 160);
+    let mut title = String::new();
+    html_escape(&format!("/{}", ctx.target.path.as_str()), &mut title);
+    page.push_str("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>");
+    page.push_str(&title);
+    page.push_str("</title><style>body{font-family:sans-serif;margin:2em}td{padding:0 1em}</style></head><body><h1>");
+    page.push_str(&title);
+    page.push_str("</h1><table><tr><th>Name</th><th>Size</th><th>Modified</th></tr>");
+    if !ctx.target.path.is_root() {
+        page.push_str("<tr><td><a href=\"../\">../</a></td><td></td><td></td></tr>");
+    }
+    for c in &children {
+        let dir = is_dir(c);
+        let mut href = String::new();
+        crate::dav::path::encode_segment(&c.name, &mut href);
+        if dir {
+            href.push('/');
+        }
+        page.push_str("<tr><td><a href=\"");
+        page.push_str(&href);
+        page.push_str("\">");
+        html_escape(&c.name, &mut page);
+        if dir {
+            page.push('/');
+        }
+        page.push_str("</a></td><td>");
+        if !dir {
+            page.push_str(&c.size.to_string());
+        }
+        page.push_str("</td><td>");
+        page.push_str(&httpdate::fmt_http_date(time_of(c.mtime)));
+        page.push_str("</td></tr>");
+    }
+    page.push_str("</table></body></html>\n");
+    let len = page.len();
+    let mut resp = Response::new(if head { empty() } else { full(page) });
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    resp
+}

@@ -1,0 +1,35 @@
+//! One file per WebDAV method (RFC 4918, RFC 9110), dispatched here.
+
+pub mod common;
+mod copymove;
+mod delete;
+mod get;
+mod lock;
+mod mkcol;
+pub mod options;
+mod propfind;
+mod proppatch;
+mod put;
+
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode};
+
+use crate::http::response::{text, Resp};
+use crate::http::service::Ctx;
+
+pub async fn dispatch(ctx: Ctx, req: Request<Incoming>) -> Resp {
+    match req.method().as_str() {
+        "OPTIONS" => options::handle(&ctx),
+        "GET" | "HEAD" => get::handle(&ctx, &req),
+        "PUT" => put::handle(&ctx, req).await,
+        "DELETE" => delete::handle(&ctx, &req).await,
+        "MKCOL" => mkcol::handle(&ctx, req).await,
+        "COPY" | "MOVE" => copymove::handle(&ctx, &req).await,
+        "PROPFIND" => propfind::handle(&ctx, req).await,
+        "PROPPATCH" => proppatch::handle(&ctx, req).await,
+        "LOCK" => lock::handle_lock(&ctx, req).await,
+        "UNLOCK" => lock::handle_unlock(&ctx, &req),
+        _ if req.method() == Method::POST => text(StatusCode::METHOD_NOT_ALLOWED, "POST is not supported"),
+        _ => text(StatusCode::NOT_IMPLEMENTED, "method not implemented"),
+    }
+}

@@ -1,0 +1,203 @@
+//! PROPFIND (RFC 4918 §9.1) with Depth 0 and 1; Depth infinity is refused with
+//! `propfind-finite-depth` (§9.1, §16). Live properties, RFC 4331 quota properties on
+//! collections, and dead properties stored by the engine.
+
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use skab_engine::ns::EntryInfo;
+
+use super::common::{engine_error, etag, is_dir, time_of};
+use crate::dav::headers::{parse_depth, Depth};
+use crate::dav::path::SpacePath;
+use crate::dav::status::xml_error;
+use crate::dav::xml::{parse_propfind, DavCondition, Multistatus, PropName, PropWriter, Propfind};
+use crate::http::body::{read_all, BodyFault};
+use crate::http::response::{condition, multistatus, text, Resp};
+use crate::http::service::Ctx;
+
+/// Live properties every resource has, in `allprop` and `propname` answers.
+const LIVE: &[&str] = &[
+    "creationdate",
+    "displayname",
+    "getcontentlength",
+    "getcontenttype",
+    "getetag",
+    "getlastmodified",
+    "resourcetype",
+    "supportedlock",
+    "lockdiscovery",
+];
+/// RFC 4331 §3: quota properties are not returned by `allprop`.
+const QUOTA: &[&str] = &["quota-available-bytes", "quota-used-bytes"];
+
+struct Quota {
+    used: u64,
+    available: u64,
+}
+
+pub async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
+    // Windows' Mini-Redirector sends PROPFIND without Depth; RFC 4918 says that means
+    // infinity, which we refuse, so a missing Depth is taken as 1 (docs/webdav.md).
+    let depth = match parse_depth(req.headers().get("depth").and_then(|v| v.to_str().ok()), Depth::One) {
+        Ok(d) => d,
+        Err(_) => return text(StatusCode::BAD_REQUEST, "bad Depth header"),
+    };
+    if depth == Depth::Infinity {
+        return condition(StatusCode::FORBIDDEN, Some(&DavCondition::PropfindFiniteDepth));
+    }
+    let limits = &ctx.app.config.limits;
+    let body = match read_all(req.into_body(), limits.xml_size_max, Duration::from_secs(limits.body_stall_timeout_s)).await {
+        Ok(b) => b,
+        Err(BodyFault::TooLarge) => return text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+        Err(f) => return text(StatusCode::BAD_REQUEST, &f.to_string()),
+    };
+    let what = if body.iter().all(|b| b.is_ascii_whitespace()) {
+        Propfind::AllProp { include: Vec::new() }
+    } else {
+        match parse_propfind(&body) {
+            Ok(p) => p,
+            Err(e) => {
+                let (code, cond) = xml_error(&e);
+                return condition(code, cond.as_ref());
+            }
+        }
+    };
+    let (info, children) = match ctx.app.store.list(&ctx.space, &ctx.names) {
+        Ok((info, children)) if depth == Depth::One && is_dir(&info) => (info, children),
+        Ok((info, _)) => (info, Vec::new()),
+        Err(skab_engine::Error::NotADirectory) | Err(skab_engine::Error::IsADirectory) => {
+            match ctx.app.store.stat(&ctx.space, &ctx.names) {
+                Ok(info) => (info, Vec::new()),
+                Err(e) => return engine_error(&e),
+            }
+        }
+        Err(e) => return engine_error(&e),
+    };
+    let quota = ctx.app.store.usage(&ctx.space).ok().map(|u| Quota {
+        used: u.used_bytes,
+        available: u.available_bytes().unwrap_or(i64::MAX as u64),
+    });
+    let mut ms = Multistatus::new();
+    describe(ctx, &mut ms, &ctx.target.path, &info, &what, quota.as_ref());
+    for child in &children {
+        let Ok(path) = ctx.target.path.join(&child.name) else { continue };
+        describe(ctx, &mut ms, &path, child, &what, quota.as_ref());
+    }
+    multistatus(ms.finish())
+}
+
+fn describe(ctx: &Ctx, ms: &mut Multistatus, path: &SpacePath, info: &EntryInfo, what: &Propfind, quota: Option<&Quota>) {
+    let dir = is_dir(info);
+    let href = ctx.href(path, dir);
+    let dead: Vec<(skab_engine::ns::PropName, Vec<u8>)> = match super::super::http::service::engine_names(path) {
+        Ok(names) => ctx.app.store.props(&ctx.space, &names).unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let mut resp = ms.response(&href);
+    match what {
+        Propfind::PropName => {
+            resp.propstat(StatusCode::OK, |p| {
+                for name in LIVE {
+                    if !dir || !matches!(*name, "getcontentlength" | "getcontenttype") {
+                        p.empty(&PropName::dav(name));
+                    }
+                }
+                if dir && quota.is_some() {
+                    for name in QUOTA {
+                        p.empty(&PropName::dav(name));
+                    }
+                }
+                for (n, _) in &dead {
+                    p.empty(&PropName::new(&n.ns, &n.local));
+                }
+            });
+        }
+        Propfind::AllProp { include } => {
+            resp.propstat(StatusCode::OK, |p| {
+                for name in LIVE {
+                    live(ctx, p, path, info, name, quota);
+                }
+                for inc in include.iter().filter(|n| n.is_dav()) {
+                    if QUOTA.contains(&inc.name.as_str()) {
+                        live(ctx, p, path, info, &inc.name, quota);
+                    }
+                }
+                for (_, v) in &dead {
+                    p.raw(&String::from_utf8_lossy(v));
+                }
+            });
+        }
+        Propfind::Prop(names) => {
+            let mut missing: Vec<&PropName> = Vec::new();
+            let mut found: Vec<&PropName> = Vec::new();
+            for n in names {
+                let is_live = n.is_dav() && has_live(info, &n.name, quota);
+                let is_dead = dead.iter().any(|(d, _)| *d.ns == n.ns && *d.local == n.name);
+                if is_live || is_dead {
+                    found.push(n);
+                } else {
+                    missing.push(n);
+                }
+            }
+            if !found.is_empty() {
+                resp.propstat(StatusCode::OK, |p| {
+                    for n in &found {
+                        if n.is_dav() && has_live(info, &n.name, quota) {
+                            live(ctx, p, path, info, &n.name, quota);
+                        } else if let Some((_, v)) = dead.iter().find(|(d, _)| *d.ns == n.ns && *d.local == n.name) {
+                            p.raw(&String::from_utf8_lossy(v));
+                        }
+                    }
+                });
+            }
+            if !missing.is_empty() {
+                resp.propstat(StatusCode::NOT_FOUND, |p| {
+                    for n in &missing {
+                        p.empty(n);
+                    }
+                });
+            }
+        }
+    }
+}
+
+fn has_live(info: &EntryInfo, name: &str, quota: Option<&Quota>) -> bool {
+    match name {
+        "getcontentlength" | "getcontenttype" => !is_dir(info),
+        "quota-available-bytes" | "quota-used-bytes" => is_dir(info) && quota.is_some(),
+        n => LIVE.contains(&n),
+    }
+}
+
+fn live(ctx: &Ctx, p: &mut PropWriter<'_>, path: &SpacePath, info: &EntryInfo, name: &str, quota: Option<&Quota>) {
+    let dir = is_dir(info);
+    match name {
+        "creationdate" => p.creationdate(time_of(info.ctime)),
+        "displayname" => p.displayname(&info.name),
+        "getcontentlength" if !dir => p.getcontentlength(info.size),
+        "getcontenttype" if !dir => {
+            p.getcontenttype(mime_guess::from_path(&info.name).first_or_octet_stream().essence_str())
+        }
+        "getetag" => p.getetag(&etag(info)),
+        "getlastmodified" => p.getlastmodified(time_of(info.mtime)),
+        "resourcetype" => p.resourcetype(dir),
+        "supportedlock" => p.supportedlock(),
+        "lockdiscovery" => {
+            let locks = ctx.app.locks.locks_covering(&ctx.target.space, path);
+            p.lockdiscovery(&locks, |l| ctx.href(&l.root, false));
+        }
+        "quota-available-bytes" if dir => {
+            if let Some(q) = quota {
+                p.quota_available_bytes(q.available)
+            }
+        }
+        "quota-used-bytes" if dir => {
+            if let Some(q) = quota {
+                p.quota_used_bytes(q.used)
+            }
+        }
+        _ => {}
+    }
+}

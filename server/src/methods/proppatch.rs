@@ -1,0 +1,110 @@
+//! PROPPATCH (RFC 4918 §9.2): dead properties set and removed all or nothing, in document
+//! order; live `DAV:` properties are protected (403 `cannot-modify-protected-property`, the
+//! rest 424 Failed Dependency).
+
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+
+use super::common::{check_write, engine_error};
+use crate::dav::locks::WriteScope;
+use crate::dav::status::xml_error;
+use crate::dav::xml::{parse_proppatch, DavCondition, Multistatus, PropName, PropPatchOp};
+use crate::http::body::{read_all, BodyFault};
+use crate::http::response::{condition, multistatus, text, Resp};
+use crate::http::service::Ctx;
+
+/// `DAV:` properties the server computes; clients cannot set or remove them.
+const PROTECTED: &[&str] = &[
+    "creationdate",
+    "getcontentlength",
+    "getcontenttype",
+    "getetag",
+    "getlastmodified",
+    "resourcetype",
+    "supportedlock",
+    "lockdiscovery",
+    "quota-available-bytes",
+    "quota-used-bytes",
+];
+
+pub async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
+    let info = match ctx.app.store.stat(&ctx.space, &ctx.names) {
+        Ok(i) => i,
+        Err(e) => return engine_error(&e),
+    };
+    if let Err(r) = check_write(ctx, &req, &[(&ctx.target.path, WriteScope::CONTENT)]) {
+        return r;
+    }
+    let limits = &ctx.app.config.limits;
+    let body = match read_all(req.into_body(), limits.xml_size_max, Duration::from_secs(limits.body_stall_timeout_s)).await {
+        Ok(b) => b,
+        Err(BodyFault::TooLarge) => return text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+        Err(f) => return text(StatusCode::BAD_REQUEST, &f.to_string()),
+    };
+    let ops = match parse_proppatch(&body) {
+        Ok(o) => o,
+        Err(e) => {
+            let (code, cond) = xml_error(&e);
+            return condition(code, cond.as_ref());
+        }
+    };
+    let name_of = |op: &PropPatchOp| match op {
+        PropPatchOp::Set(v) => v.name.clone(),
+        PropPatchOp::Remove(n) => n.clone(),
+    };
+    let href = ctx.href(&ctx.target.path, info.kind == skab_engine::ns::Kind::Dir);
+    let protected: Vec<PropName> = ops
+        .iter()
+        .map(name_of)
+        .filter(|n| n.is_dav() && PROTECTED.contains(&n.name.as_str()))
+        .collect();
+    if !protected.is_empty() {
+        let mut ms = Multistatus::new();
+        {
+            let mut r = ms.response(&href);
+            r.propstat(StatusCode::FORBIDDEN, |p| {
+                for n in &protected {
+                    p.empty(n);
+                }
+            });
+            r.propstat(StatusCode::FAILED_DEPENDENCY, |p| {
+                for n in ops.iter().map(name_of).filter(|n| !protected.contains(n)) {
+                    p.empty(&n);
+                }
+            });
+            r.error(&DavCondition::CannotModifyProtectedProperty);
+        }
+        return multistatus(ms.finish());
+    }
+    // Fold to the final state of each property (document order: the last instruction wins).
+    let mut set: Vec<(skab_engine::ns::PropName, Vec<u8>)> = Vec::new();
+    let mut remove: Vec<skab_engine::ns::PropName> = Vec::new();
+    for op in &ops {
+        let n = name_of(op);
+        let key = skab_engine::ns::PropName::new(&n.ns, &n.name);
+        set.retain(|(k, _)| *k != key);
+        remove.retain(|k| *k != key);
+        match op {
+            PropPatchOp::Set(v) => set.push((key, v.xml.clone().into_bytes())),
+            PropPatchOp::Remove(_) => remove.push(key),
+        }
+    }
+    let outcome = ctx.app.store.set_props(&ctx.space, &ctx.names, set, remove).await;
+    let code = match &outcome {
+        Ok(()) => StatusCode::OK,
+        Err(skab_engine::Error::LimitExceeded(_)) => StatusCode::INSUFFICIENT_STORAGE,
+        Err(e) => return engine_error(e),
+    };
+    let mut ms = Multistatus::new();
+    {
+        let mut r = ms.response(&href);
+        r.propstat(code, |p| {
+            for op in &ops {
+                p.empty(&name_of(op));
+            }
+        });
+    }
+    multistatus(ms.finish())
+}

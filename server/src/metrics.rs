@@ -1,0 +1,106 @@
+//! Prometheus metrics: request counts and latency histograms per method, engine figures.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Response, StatusCode};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use skab_engine::Store;
+
+use crate::http::body::full;
+use crate::http::response::Resp;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    method: String,
+    status: u16,
+}
+
+/// Latency buckets, seconds: 100 µs to about 13 s.
+fn latency_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 18))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<StatusLabels, Counter>,
+    latency: Family<MethodLabels, Histogram, fn() -> Histogram>,
+    logical: Gauge<f64, AtomicU64>,
+    stored: Gauge<f64, AtomicU64>,
+    packs: Gauge<f64, AtomicU64>,
+    dedup: Gauge<f64, AtomicU64>,
+    spaces: Gauge<f64, AtomicU64>,
+    entries: Gauge<f64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("skab");
+        let requests = Family::<StatusLabels, Counter>::default();
+        let latency = Family::<MethodLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        registry.register("http_requests", "HTTP requests by method and status", requests.clone());
+        registry.register("http_request_duration_seconds", "HTTP request latency by method", latency.clone());
+        let logical = Gauge::<f64, AtomicU64>::default();
+        let stored = Gauge::<f64, AtomicU64>::default();
+        let packs = Gauge::<f64, AtomicU64>::default();
+        let dedup = Gauge::<f64, AtomicU64>::default();
+        let spaces = Gauge::<f64, AtomicU64>::default();
+        let entries = Gauge::<f64, AtomicU64>::default();
+        registry.register("logical_bytes", "Bytes of live files as users see them", logical.clone());
+        registry.register("stored_bytes", "Bytes of unique chunks stored", stored.clone());
+        registry.register("pack_bytes", "Bytes of pack files on disk", packs.clone());
+        registry.register("dedup_ratio", "Logical bytes per stored byte", dedup.clone());
+        registry.register("spaces", "User spaces", spaces.clone());
+        registry.register("entries", "Files and collections", entries.clone());
+        Metrics { registry, requests, latency, logical, stored, packs, dedup, spaces, entries }
+    }
+
+    pub fn observe(&self, method: &Method, status: StatusCode, took: Duration) {
+        let m = method.as_str().to_string();
+        self.requests
+            .get_or_create(&StatusLabels { method: m.clone(), status: status.as_u16() })
+            .inc();
+        self.latency
+            .get_or_create(&MethodLabels { method: m })
+            .observe(took.as_secs_f64());
+    }
+
+    /// The text exposition (engine figures read at scrape time).
+    pub fn render(&self, store: &Store) -> Resp {
+        let s = store.stats();
+        self.logical.set(s.logical_bytes as f64);
+        self.stored.set(s.stored_bytes as f64);
+        self.packs.set(s.pack_bytes as f64);
+        self.dedup.set(s.dedup_ratio);
+        self.spaces.set(s.spaces as f64);
+        self.entries.set(s.entries as f64);
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            return crate::http::response::text(StatusCode::INTERNAL_SERVER_ERROR, "metrics encoding failed");
+        }
+        let mut r = Response::new(full(out));
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        );
+        r
+    }
+}
