@@ -31,9 +31,8 @@ pub fn store_config(config: &Config) -> StoreConfig {
             DedupDomain::Global => DedupMode::Global,
         },
         versions_kept: s.versions_kept,
-        version_age_max: days(s.version_retention_days),
-        trash_age_max: days(s.trash_retention_days),
-        space_quota_default: s.default_user_quota_bytes,
+        trash_age_max: days(u64::from(s.trash_retention_days)),
+        space_quota_default: (s.default_quota_bytes > 0).then_some(s.default_quota_bytes),
         ..StoreConfig::default()
     }
 }

@@ -40,3 +40,110 @@ pub const DAV_LOCKS_TOTAL_MAX: usize = 1_000_000;
 const _: () = assert!(DAV_LOCK_TIMEOUT_DEFAULT_S <= DAV_LOCK_TIMEOUT_MAX_S);
 const _: () = assert!(DAV_LOCKS_PER_SPACE_MAX <= DAV_LOCKS_TOTAL_MAX);
 const _: () = assert!(DAV_SEGMENT_LEN_MAX * 3 < DAV_TARGET_LEN_MAX);
+// ---------------------------------------------------------------------------------------------
+// Configuration, users and authentication (config.rs, users/, auth/, cli.rs).
+// Values named `*_DEFAULT` are defaults of a setting in the config file (docs/configuration.md);
+// the others are hard limits that no setting lifts.
+// ---------------------------------------------------------------------------------------------
+
+/// Shortest tenant or user name, bytes.
+pub const NAME_LEN_MIN: usize = 1;
+/// Longest tenant or user name, bytes (ASCII `[a-z0-9._-]`): fits any school login system.
+pub const NAME_LEN_MAX: usize = 64;
+/// Longest password accepted, bytes: argon2 takes any length, but a longer one is not a password.
+pub const PASSWORD_LEN_MAX: usize = 1024;
+/// Longest `Authorization` header value looked at, bytes; a JWT with many claims stays well below.
+pub const AUTH_HEADER_LEN_MAX: usize = 16 * 1024;
+/// Longest token label, bytes.
+pub const TOKEN_LABEL_LEN_MAX: usize = 128;
+/// App tokens per user, count: each Basic login with a token compares against all of them.
+pub const TOKENS_PER_USER_MAX: usize = 64;
+/// Random bytes in an app token (256 bits: not guessable, so no slow hash is needed).
+pub const APP_TOKEN_BYTES: usize = 32;
+/// A token's last use is written to the log at most this often, seconds (one record per hour).
+pub const TOKEN_LAST_USED_RESOLUTION_S: u64 = 3600;
+/// Largest record in the user log, bytes; a larger length field is corruption.
+pub const USER_LOG_RECORD_LEN_MAX: usize = 64 * 1024;
+/// Rows of a CSV import, count: 10 million is ten times Denmark's pupils and staff.
+pub const IMPORT_ROWS_MAX: usize = 10_000_000;
+/// Bad rows an import prints before it only counts them, count.
+pub const IMPORT_ERRORS_SHOWN_MAX: usize = 100;
+/// The running server re-reads the user log at most this often on its own, milliseconds.
+pub const USER_DB_REFRESH_INTERVAL_MS: u64 = 1000;
+/// A failed login re-reads the user log first unless it was read this recently, milliseconds.
+pub const USER_DB_REFRESH_ON_MISS_MIN_MS: u64 = 100;
+
+/// argon2id memory cost for new hashes, KiB (19 MiB, the OWASP recommendation for argon2id).
+pub const ARGON2_M_COST_KIB: u32 = 19 * 1024;
+/// argon2id passes for new hashes.
+pub const ARGON2_T_COST: u32 = 2;
+/// argon2id lanes for new hashes (one core per verification; the server runs many at once).
+pub const ARGON2_P_COST: u32 = 1;
+/// Largest memory cost accepted from an imported hash, KiB: more would let one login eat RAM.
+pub const ARGON2_M_COST_MAX_KIB: u32 = 256 * 1024;
+/// Largest pass count accepted from an imported hash.
+pub const ARGON2_T_COST_MAX: u32 = 16;
+/// Largest lane count accepted from an imported hash.
+pub const ARGON2_P_COST_MAX: u32 = 16;
+
+/// Default lifetime of a verified-credential cache entry, seconds.
+pub const CREDENTIAL_CACHE_TTL_S_DEFAULT: u64 = 300;
+/// Default size of the verified-credential cache, entries (about 100 bytes each).
+pub const CREDENTIAL_CACHE_ENTRIES_DEFAULT: usize = 100_000;
+/// Shards of the credential cache and the throttle tables, count (lock contention).
+pub const AUTH_TABLE_SHARDS: usize = 64;
+/// Default: failures of one account before it is slowed down, count.
+pub const ACCOUNT_FAILURES_FREE_DEFAULT: u32 = 5;
+/// Default: first wait after the free failures, milliseconds; it doubles with each failure.
+pub const ACCOUNT_BACKOFF_BASE_MS_DEFAULT: u64 = 1000;
+/// Default: longest wait imposed on one account, seconds.
+pub const ACCOUNT_BACKOFF_MAX_S_DEFAULT: u64 = 900;
+/// Default: failed logins one source address may make in a burst, count (a school behind NAT).
+pub const SOURCE_FAILURES_BURST_DEFAULT: u32 = 300;
+/// Default: failed logins one source address earns back per minute, count.
+pub const SOURCE_FAILURES_PER_MINUTE_DEFAULT: u32 = 300;
+/// Accounts and source addresses tracked by the throttle, count each (bounded memory).
+pub const THROTTLE_ENTRIES_MAX: usize = 200_000;
+/// IPv6 source addresses are throttled by this prefix, bits (one host's usual allocation).
+pub const SOURCE_IPV6_PREFIX_BITS: u32 = 64;
+/// Default clock skew allowed on JWT `exp`/`nbf`, seconds.
+pub const JWT_LEEWAY_S_DEFAULT: u64 = 30;
+
+/// Default largest request body, bytes (a PUT; equal to the engine's largest file).
+pub const BODY_SIZE_MAX_DEFAULT: u64 = skab_engine::limits::FILE_SIZE_MAX;
+/// Default largest request head (request line and headers), bytes.
+pub const HEADER_SIZE_MAX_DEFAULT: usize = 64 * 1024;
+/// Default largest XML request body (PROPFIND, PROPPATCH, LOCK), bytes.
+pub const XML_SIZE_MAX_DEFAULT: usize = 1024 * 1024;
+/// Default deepest XML element nesting, levels.
+pub const XML_DEPTH_MAX_DEFAULT: usize = 64;
+/// Default longest request path, bytes (percent-decoded).
+pub const PATH_LEN_MAX_DEFAULT: usize = 4096;
+/// Default most properties named in one PROPFIND/PROPPATCH, count.
+pub const PROPS_PER_REQUEST_MAX_DEFAULT: usize = 256;
+/// Default most locks one user may hold, count.
+pub const LOCKS_PER_USER_MAX_DEFAULT: usize = 1000;
+/// Default: an idle keep-alive connection is closed after this long, seconds.
+pub const IDLE_TIMEOUT_S_DEFAULT: u64 = 120;
+/// Default: a client must send its whole request head within this long, seconds (slowloris).
+pub const HEADER_READ_TIMEOUT_S_DEFAULT: u64 = 30;
+/// Default: a body upload that sends no byte for this long is dropped, seconds (slow client).
+pub const BODY_STALL_TIMEOUT_S_DEFAULT: u64 = 60;
+/// Default versions of a file kept besides the current one, count.
+pub const VERSIONS_KEPT_DEFAULT: u32 = 10;
+/// Default days a deleted file stays in the trash.
+pub const TRASH_RETENTION_DAYS_DEFAULT: u32 = 30;
+
+const _: () = assert!(NAME_LEN_MIN >= 1 && NAME_LEN_MIN <= NAME_LEN_MAX);
+const _: () = assert!(ARGON2_M_COST_KIB <= ARGON2_M_COST_MAX_KIB);
+const _: () = assert!(ARGON2_T_COST <= ARGON2_T_COST_MAX);
+const _: () = assert!(ARGON2_P_COST <= ARGON2_P_COST_MAX);
+const _: () = assert!(AUTH_HEADER_LEN_MAX < HEADER_SIZE_MAX_DEFAULT);
+
+// ---- HTTP serving (server/src/http) ----
+
+/// Open client connections, count: the process may hold 20,000 files here; the rest is
+/// kept for packs, logs and the listener. Over it, new connections are closed at once.
+pub const CONNECTIONS_MAX: usize = 16_000;
+/// After SIGTERM, how long in-flight requests (uploads) may take to finish, seconds.
+pub const SHUTDOWN_GRACE_S: u64 = 30;

@@ -1,10 +1,12 @@
-//! `skab`: the WebDAV server binary (being built; see issue "Server").
+//! `skab`: parses the command line and runs the command.
 
-#[allow(dead_code)]
-mod dav;
-mod limits;
+use clap::Parser;
+use skab_server::cli;
 
 fn main() {
-    eprintln!("skab: the server is not built yet");
-    std::process::exit(2);
+    let args = cli::Cli::parse();
+    if let Err(e) = cli::run(args, skab_server::serve::serve) {
+        eprintln!("skab: {}", e.0);
+        std::process::exit(1);
+    }
 }

@@ -30,7 +30,9 @@ struct StatusLabels {
 
 /// Latency buckets, seconds: 100 µs to about 13 s.
 fn latency_histogram() -> Histogram {
-    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 18))
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.0001, 2.0, 18,
+    ))
 }
 
 pub struct Metrics {
@@ -55,28 +57,63 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("skab");
         let requests = Family::<StatusLabels, Counter>::default();
-        let latency = Family::<MethodLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
-        registry.register("http_requests", "HTTP requests by method and status", requests.clone());
-        registry.register("http_request_duration_seconds", "HTTP request latency by method", latency.clone());
+        let latency = Family::<MethodLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        registry.register(
+            "http_requests",
+            "HTTP requests by method and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by method",
+            latency.clone(),
+        );
         let logical = Gauge::<f64, AtomicU64>::default();
         let stored = Gauge::<f64, AtomicU64>::default();
         let packs = Gauge::<f64, AtomicU64>::default();
         let dedup = Gauge::<f64, AtomicU64>::default();
         let spaces = Gauge::<f64, AtomicU64>::default();
         let entries = Gauge::<f64, AtomicU64>::default();
-        registry.register("logical_bytes", "Bytes of live files as users see them", logical.clone());
-        registry.register("stored_bytes", "Bytes of unique chunks stored", stored.clone());
+        registry.register(
+            "logical_bytes",
+            "Bytes of live files as users see them",
+            logical.clone(),
+        );
+        registry.register(
+            "stored_bytes",
+            "Bytes of unique chunks stored",
+            stored.clone(),
+        );
         registry.register("pack_bytes", "Bytes of pack files on disk", packs.clone());
-        registry.register("dedup_ratio", "Logical bytes per stored byte", dedup.clone());
+        registry.register(
+            "dedup_ratio",
+            "Logical bytes per stored byte",
+            dedup.clone(),
+        );
         registry.register("spaces", "User spaces", spaces.clone());
         registry.register("entries", "Files and collections", entries.clone());
-        Metrics { registry, requests, latency, logical, stored, packs, dedup, spaces, entries }
+        Metrics {
+            registry,
+            requests,
+            latency,
+            logical,
+            stored,
+            packs,
+            dedup,
+            spaces,
+            entries,
+        }
     }
 
     pub fn observe(&self, method: &Method, status: StatusCode, took: Duration) {
         let m = method.as_str().to_string();
         self.requests
-            .get_or_create(&StatusLabels { method: m.clone(), status: status.as_u16() })
+            .get_or_create(&StatusLabels {
+                method: m.clone(),
+                status: status.as_u16(),
+            })
             .inc();
         self.latency
             .get_or_create(&MethodLabels { method: m })
@@ -94,7 +131,10 @@ impl Metrics {
         self.entries.set(s.entries as f64);
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
-            return crate::http::response::text(StatusCode::INTERNAL_SERVER_ERROR, "metrics encoding failed");
+            return crate::http::response::text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "metrics encoding failed",
+            );
         }
         let mut r = Response::new(full(out));
         r.headers_mut().insert(

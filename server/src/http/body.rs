@@ -21,7 +21,9 @@ pub fn empty() -> Body {
 }
 
 pub fn full(data: impl Into<Bytes>) -> Body {
-    Full::new(data.into()).map_err(|never| match never {}).boxed()
+    Full::new(data.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// A body streamed from `stream`.
@@ -30,7 +32,9 @@ where
     S: Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + 'static,
 {
     use futures::StreamExt;
-    BodyExt::boxed(http_body_util::StreamBody::new(stream.map(|r| r.map(Frame::data))))
+    BodyExt::boxed(http_body_util::StreamBody::new(
+        stream.map(|r| r.map(Frame::data)),
+    ))
 }
 
 /// Why a request body stream ended in error.

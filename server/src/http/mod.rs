@@ -59,7 +59,8 @@ pub async fn run(app: Arc<App>, listener: TcpListener) -> anyhow::Result<()> {
             let result = match tls {
                 Some(acceptor) => match acceptor.accept(tcp).await {
                     Ok(stream) => {
-                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        let conn =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                         watcher.watch(conn.into_owned()).await
                     }
                     Err(e) => {
@@ -107,13 +108,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(t) => t,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -128,9 +130,16 @@ async fn shutdown_signal() {
 /// Binds and serves `app` (the `skab serve` command).
 pub async fn serve(app: Arc<App>, listen: SocketAddr) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen).await?;
-    let scheme = if app.config.tls.cert.is_some() { "https" } else { "http" };
+    let scheme = if app.config.tls.cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     tracing::info!("listening on {scheme}://{}", listener.local_addr()?);
-    println!("skab: serving WebDAV on {scheme}://{}/dav/", listener.local_addr()?);
+    println!(
+        "skab: serving WebDAV on {scheme}://{}/dav/",
+        listener.local_addr()?
+    );
     run(app, listener).await
 }
 
@@ -144,8 +153,9 @@ mod tls {
     pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
         let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(cert)?))
             .collect::<Result<Vec<_>, _>>()?;
-        let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(std::fs::File::open(key)?))?
-            .ok_or_else(|| anyhow::anyhow!("no private key in {}", key.display()))?;
+        let key =
+            rustls_pemfile::private_key(&mut std::io::BufReader::new(std::fs::File::open(key)?))?
+                .ok_or_else(|| anyhow::anyhow!("no private key in {}", key.display()))?;
         let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))

@@ -13,7 +13,8 @@ pub fn status(code: StatusCode) -> Resp {
     let mut r = Response::new(empty());
     *r.status_mut() = code;
     if code != StatusCode::NO_CONTENT && code != StatusCode::NOT_MODIFIED {
-        r.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        r.headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
     }
     r
 }

@@ -42,7 +42,8 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     let started = Instant::now();
     let method = req.method().clone();
     let resp = route(app.clone(), req, peer).await;
-    app.metrics.observe(&method, resp.status(), started.elapsed());
+    app.metrics
+        .observe(&method, resp.status(), started.elapsed());
     resp
 }
 
@@ -52,7 +53,10 @@ async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resp 
         "/healthz" => return text(StatusCode::OK, "ok"),
         "/readyz" => {
             return if app.store.is_failed() {
-                text(StatusCode::SERVICE_UNAVAILABLE, "storage failed; restart needed")
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage failed; restart needed",
+                )
             } else {
                 text(StatusCode::OK, "ready")
             };
@@ -62,7 +66,10 @@ async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resp 
     }
     if !(path == "/dav" || path.starts_with("/dav/")) {
         if path == "/" && (req.method() == Method::GET || req.method() == Method::HEAD) {
-            return text(StatusCode::OK, "Skab WebDAV server: your files are at /dav/<tenant>/<user>/");
+            return text(
+                StatusCode::OK,
+                "Skab WebDAV server: your files are at /dav/<tenant>/<user>/",
+            );
         }
         if req.method() == Method::OPTIONS {
             return methods::options::handle_root();
@@ -74,7 +81,11 @@ async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resp 
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let principal = match app.auth.authenticate(auth_header.as_deref(), peer.ip()).await {
+    let principal = match app
+        .auth
+        .authenticate(auth_header.as_deref(), peer.ip())
+        .await
+    {
         Ok(p) => p,
         Err(e) => return unauthorized(&app, &e),
     };
@@ -84,10 +95,13 @@ async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resp 
     };
     // A user reaches only their own home: anything else is 403 whether or not it exists,
     // so nothing about other spaces can be learned.
-    if target.space.tenant != principal.tenant || target.space.user != principal.user {
+    if target.space.tenant != principal.tenant.as_str()
+        || target.space.user != principal.user.as_str()
+    {
         return text(StatusCode::FORBIDDEN, "outside your space");
     }
-    let space = match skab_engine::SpaceKey::new(&principal.tenant, &principal.user) {
+    let space = match skab_engine::SpaceKey::new(principal.tenant.as_str(), principal.user.as_str())
+    {
         Ok(s) => s,
         Err(e) => return text(StatusCode::FORBIDDEN, &e.to_string()),
     };
@@ -111,17 +125,21 @@ async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resp 
 }
 
 fn unauthorized(app: &App, e: &crate::auth::AuthError) -> Resp {
-    if let Some(retry) = e.retry_after() {
-        let mut r = text(StatusCode::TOO_MANY_REQUESTS, "too many failed logins; try again later");
-        if let Ok(v) = HeaderValue::from_str(&retry.as_secs().max(1).to_string()) {
-            r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
-        }
-        return r;
+    let mut r = if e.status() == StatusCode::UNAUTHORIZED {
+        status(StatusCode::UNAUTHORIZED)
+    } else {
+        text(e.status(), &e.to_string())
+    };
+    if let Some(secs) = e.retry_after_secs() {
+        r.headers_mut()
+            .insert(hyper::header::RETRY_AFTER, HeaderValue::from(secs));
     }
-    let mut r = status(StatusCode::UNAUTHORIZED);
-    let challenge = format!("Basic realm=\"{}\", charset=\"UTF-8\"", app.config.auth.realm);
-    if let Ok(v) = HeaderValue::from_str(&challenge) {
-        r.headers_mut().insert(WWW_AUTHENTICATE, v);
+    if e.wants_challenge() {
+        for c in app.auth.challenges() {
+            if let Ok(v) = HeaderValue::from_str(c) {
+                r.headers_mut().append(WWW_AUTHENTICATE, v);
+            }
+        }
     }
     r
 }

@@ -68,7 +68,10 @@ pub fn if_header(headers: &HeaderMap) -> Result<Option<IfHeader>, Resp> {
 
 /// The request's `Host` for matching absolute URIs.
 pub fn host(headers: &HeaderMap) -> HostCheck<'_> {
-    match headers.get(hyper::header::HOST).and_then(|h| h.to_str().ok()) {
+    match headers
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    {
         Some(h) => HostCheck::Require(h),
         None => HostCheck::Ignore,
     }
@@ -113,15 +116,16 @@ pub fn check_write(
             return Err(status(StatusCode::PRECONDITION_FAILED));
         }
     }
-    let tokens: Vec<&str> = ifh.as_ref().map(|h| h.submitted_tokens()).unwrap_or_default();
+    let tokens: Vec<&str> = ifh
+        .as_ref()
+        .map(|h| h.submitted_tokens())
+        .unwrap_or_default();
     for (path, scope) in writes {
-        if let Err(e) = ctx.app.locks.check_write(
-            &ctx.target.space,
-            path,
-            *scope,
-            &tokens,
-            &ctx.principal,
-        ) {
+        if let Err(e) =
+            ctx.app
+                .locks
+                .check_write(&ctx.target.space, path, *scope, &tokens, &ctx.principal)
+        {
             let (code, cond) = lock_error(&e, LockOp::Write, |p| ctx.href(p, false));
             return Err(condition(code, cond.as_ref()));
         }

@@ -20,7 +20,10 @@ pub async fn handle(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
     };
     let dest = parse_destination(dest_raw, &ctx.target.space, host(headers));
     if let Some(code) = destination_status(&dest) {
-        return text(code, "Destination must be inside your own space on this server");
+        return text(
+            code,
+            "Destination must be inside your own space on this server",
+        );
     }
     let Ok(Destination::Local(dest)) = dest else {
         return text(StatusCode::BAD_REQUEST, "bad Destination");
@@ -29,13 +32,21 @@ pub async fn handle(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
         Ok(o) => o,
         Err(_) => return text(StatusCode::BAD_REQUEST, "bad Overwrite header"),
     };
-    let depth = match parse_depth(headers.get("depth").and_then(|v| v.to_str().ok()), Depth::Infinity) {
+    let depth = match parse_depth(
+        headers.get("depth").and_then(|v| v.to_str().ok()),
+        Depth::Infinity,
+    ) {
         Ok(d) => d,
         Err(_) => return text(StatusCode::BAD_REQUEST, "bad Depth header"),
     };
     match (is_move, depth) {
         (true, Depth::Infinity) | (false, Depth::Infinity | Depth::Zero) => {}
-        _ => return text(StatusCode::BAD_REQUEST, "Depth must be 0 or infinity (MOVE: infinity)"),
+        _ => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "Depth must be 0 or infinity (MOVE: infinity)",
+            )
+        }
     }
     let src_info = match ctx.app.store.stat(&ctx.space, &ctx.names) {
         Ok(i) => i,
@@ -46,21 +57,34 @@ pub async fn handle(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
         Err(e) => return engine_error(&e),
     };
     if dest_names.is_empty() || ctx.names.is_empty() {
-        return text(StatusCode::FORBIDDEN, "the home collection cannot be copied or moved");
+        return text(
+            StatusCode::FORBIDDEN,
+            "the home collection cannot be copied or moved",
+        );
     }
     if dest_names == ctx.names {
         return text(StatusCode::FORBIDDEN, "source and destination are the same");
     }
     if dest_names.starts_with(&ctx.names) {
-        return text(StatusCode::FORBIDDEN, "cannot copy or move a collection into itself");
+        return text(
+            StatusCode::FORBIDDEN,
+            "cannot copy or move a collection into itself",
+        );
     }
     let dest_exists = ctx.app.store.stat(&ctx.space, &dest_names).is_ok();
     if dest_exists && !overwrite {
         return status(StatusCode::PRECONDITION_FAILED);
     }
-    let dest_scope = if dest_exists { WriteScope::REMOVE_TREE } else { WriteScope::CREATE };
+    let dest_scope = if dest_exists {
+        WriteScope::REMOVE_TREE
+    } else {
+        WriteScope::CREATE
+    };
     let checks: Vec<(&crate::dav::path::SpacePath, WriteScope)> = if is_move {
-        vec![(&ctx.target.path, WriteScope::REMOVE_TREE), (&dest.path, dest_scope)]
+        vec![
+            (&ctx.target.path, WriteScope::REMOVE_TREE),
+            (&dest.path, dest_scope),
+        ]
     } else {
         vec![(&dest.path, dest_scope)]
     };
@@ -69,11 +93,15 @@ pub async fn handle(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
     }
     let store = &ctx.app.store;
     let result = if is_move {
-        store.rename(&ctx.space, &ctx.names, &dest_names, overwrite).await
+        store
+            .rename(&ctx.space, &ctx.names, &dest_names, overwrite)
+            .await
     } else if depth == Depth::Zero && is_dir(&src_info) {
         copy_collection_shallow(ctx, &dest_names, dest_exists).await
     } else {
-        store.copy(&ctx.space, &ctx.names, &dest_names, overwrite).await
+        store
+            .copy(&ctx.space, &ctx.names, &dest_names, overwrite)
+            .await
     };
     match result {
         Ok(()) => {
@@ -81,9 +109,15 @@ pub async fn handle(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
                 ctx.app.locks.remove_tree(&ctx.target.space, &dest.path);
             }
             if req.method() == Method::from_bytes(b"MOVE").unwrap_or(Method::GET) {
-                ctx.app.locks.on_move(&ctx.target.space, &ctx.target.path, &dest.path);
+                ctx.app
+                    .locks
+                    .on_move(&ctx.target.space, &ctx.target.path, &dest.path);
             }
-            status(if dest_exists { StatusCode::NO_CONTENT } else { StatusCode::CREATED })
+            status(if dest_exists {
+                StatusCode::NO_CONTENT
+            } else {
+                StatusCode::CREATED
+            })
         }
         Err(e) => engine_error(&e),
     }

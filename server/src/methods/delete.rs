@@ -11,7 +11,10 @@ use crate::http::service::Ctx;
 
 pub async fn handle(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
     if ctx.names.is_empty() {
-        return text(StatusCode::FORBIDDEN, "the home collection cannot be deleted");
+        return text(
+            StatusCode::FORBIDDEN,
+            "the home collection cannot be deleted",
+        );
     }
     if ctx.app.store.stat(&ctx.space, &ctx.names).is_err() {
         return status(StatusCode::NOT_FOUND);
@@ -21,7 +24,9 @@ pub async fn handle(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
     }
     match ctx.app.store.delete(&ctx.space, &ctx.names).await {
         Ok(()) => {
-            ctx.app.locks.remove_tree(&ctx.target.space, &ctx.target.path);
+            ctx.app
+                .locks
+                .remove_tree(&ctx.target.space, &ctx.target.path);
             status(StatusCode::NO_CONTENT)
         }
         Err(e) => engine_error(&e),

@@ -10,7 +10,9 @@ use hyper::header::{
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::common::{engine_error, etag, is_dir, time_of};
-use crate::dav::headers::{evaluate_preconditions, if_range_allows, parse_range, Precondition, RangeRequest};
+use crate::dav::headers::{
+    evaluate_preconditions, if_range_allows, parse_range, Precondition, RangeRequest,
+};
 use crate::http::body::{empty, full, streamed};
 use crate::http::response::{status, Resp};
 use crate::http::service::Ctx;
@@ -50,7 +52,7 @@ pub fn handle(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
                 // One range is served as 206; several are answered with the whole body,
                 // which RFC 9110 §14.2 allows (it bounds multipart abuse too).
                 RangeRequest::Partial(ranges) if ranges.len() == 1 => {
-                    range = Some((ranges[0].start, ranges[0].len()));
+                    range = Some((ranges[0].first, ranges[0].len()));
                 }
                 RangeRequest::Partial(_) => {}
                 RangeRequest::Unsatisfiable => {
@@ -70,7 +72,11 @@ pub fn handle(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
     let body = if head || len == 0 {
         empty()
     } else {
-        match ctx.app.store.read(&ctx.space, &ctx.names, Some((start, len))) {
+        match ctx
+            .app
+            .store
+            .read(&ctx.space, &ctx.names, Some((start, len)))
+        {
             Ok((_, stream)) => streamed(stream.map(|r| {
                 r.map_err(|e| {
                     tracing::error!(error = %e, "read failed mid-body");
@@ -161,7 +167,10 @@ fn listing(ctx: &Ctx, head: bool) -> Resp {
     let len = page.len();
     let mut resp = Response::new(if head { empty() } else { full(page) });
     let h = resp.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     h.insert(CONTENT_LENGTH, HeaderValue::from(len));
     resp
 }

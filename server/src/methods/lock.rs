@@ -25,10 +25,15 @@ pub async fn handle_lock(ctx: &Ctx, req: Request<Incoming>) -> Resp {
         lcfg.default_timeout,
         lcfg.max_timeout,
     );
-    let depth = match parse_depth(req.headers().get("depth").and_then(|v| v.to_str().ok()), Depth::Infinity) {
+    let depth = match parse_depth(
+        req.headers().get("depth").and_then(|v| v.to_str().ok()),
+        Depth::Infinity,
+    ) {
         Ok(Depth::Zero) => LockDepth::Zero,
         Ok(Depth::Infinity) => LockDepth::Infinity,
-        Ok(Depth::One) | Err(_) => return text(StatusCode::BAD_REQUEST, "LOCK Depth must be 0 or infinity"),
+        Ok(Depth::One) | Err(_) => {
+            return text(StatusCode::BAD_REQUEST, "LOCK Depth must be 0 or infinity")
+        }
     };
     let ifh = match if_header(req.headers()) {
         Ok(h) => h,
@@ -40,9 +45,17 @@ pub async fn handle_lock(ctx: &Ctx, req: Request<Incoming>) -> Resp {
         }
     }
     let limits = &ctx.app.config.limits;
-    let body = match read_all(req.into_body(), limits.xml_size_max, Duration::from_secs(limits.body_stall_timeout_s)).await {
+    let body = match read_all(
+        req.into_body(),
+        limits.xml_size_max,
+        Duration::from_secs(limits.body_stall_timeout_s),
+    )
+    .await
+    {
         Ok(b) => b,
-        Err(BodyFault::TooLarge) => return text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+        Err(BodyFault::TooLarge) => {
+            return text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+        }
         Err(f) => return text(StatusCode::BAD_REQUEST, &f.to_string()),
     };
     let existing = ctx.app.store.stat(&ctx.space, &ctx.names).ok();
@@ -64,11 +77,23 @@ pub async fn handle_lock(ctx: &Ctx, req: Request<Incoming>) -> Resp {
     };
     let Some(lockinfo) = lockinfo else {
         // Refresh (§9.10.2): the lock is named by a token in the If header.
-        let tokens: Vec<&str> = ifh.as_ref().map(|h| h.submitted_tokens()).unwrap_or_default();
+        let tokens: Vec<&str> = ifh
+            .as_ref()
+            .map(|h| h.submitted_tokens())
+            .unwrap_or_default();
         if tokens.is_empty() {
-            return text(StatusCode::BAD_REQUEST, "a lock refresh needs the lock token in an If header");
+            return text(
+                StatusCode::BAD_REQUEST,
+                "a lock refresh needs the lock token in an If header",
+            );
         }
-        return match ctx.app.locks.refresh(&ctx.target.space, &ctx.target.path, &tokens, timeout, &ctx.principal) {
+        return match ctx.app.locks.refresh(
+            &ctx.target.space,
+            &ctx.target.path,
+            &tokens,
+            timeout,
+            &ctx.principal,
+        ) {
             Ok(info) => xml(StatusCode::OK, lock_response_body(&info, &root_href(&info))),
             Err(e) => {
                 let (code, cond) = lock_error(&e, LockOp::Refresh, |p| ctx.href(p, false));
@@ -95,8 +120,18 @@ pub async fn handle_lock(ctx: &Ctx, req: Request<Incoming>) -> Resp {
     let mut code = StatusCode::OK;
     if existing.is_none() {
         // §7.3: a LOCK on an unmapped URL creates an empty resource.
-        if let Err(e) = ctx.app.store.put_bytes(&ctx.space, &ctx.names, Bytes::new()).await {
-            let _ = ctx.app.locks.unlock(&ctx.target.space, &ctx.target.path, &info.token, &ctx.principal);
+        if let Err(e) = ctx
+            .app
+            .store
+            .put_bytes(&ctx.space, &ctx.names, Bytes::new())
+            .await
+        {
+            let _ = ctx.app.locks.unlock(
+                &ctx.target.space,
+                &ctx.target.path,
+                &info.token,
+                &ctx.principal,
+            );
             return engine_error(&e);
         }
         code = StatusCode::CREATED;
@@ -109,14 +144,22 @@ pub async fn handle_lock(ctx: &Ctx, req: Request<Incoming>) -> Resp {
 }
 
 pub fn handle_unlock(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
-    let Some(raw) = req.headers().get("lock-token").and_then(|v| v.to_str().ok()) else {
+    let Some(raw) = req
+        .headers()
+        .get("lock-token")
+        .and_then(|v| v.to_str().ok())
+    else {
         return text(StatusCode::BAD_REQUEST, "Lock-Token header missing");
     };
     let token = match parse_lock_token(raw) {
         Ok(t) => t,
         Err(_) => return text(StatusCode::BAD_REQUEST, "bad Lock-Token header"),
     };
-    match ctx.app.locks.unlock(&ctx.target.space, &ctx.target.path, &token, &ctx.principal) {
+    match ctx
+        .app
+        .locks
+        .unlock(&ctx.target.space, &ctx.target.path, &token, &ctx.principal)
+    {
         Ok(_) => status(StatusCode::NO_CONTENT),
         Err(e) => {
             let (code, cond) = lock_error(&e, LockOp::Unlock, |p| ctx.href(p, false));

@@ -15,9 +15,13 @@ pub async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v != "0")
-        || (!req.body().is_end_stream() && req.headers().contains_key(hyper::header::TRANSFER_ENCODING));
+        || (!req.body().is_end_stream()
+            && req.headers().contains_key(hyper::header::TRANSFER_ENCODING));
     if has_body {
-        return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, "MKCOL with a body is not supported");
+        return text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "MKCOL with a body is not supported",
+        );
     }
     if ctx.app.store.stat(&ctx.space, &ctx.names).is_ok() {
         return text(StatusCode::METHOD_NOT_ALLOWED, "the URL is already mapped");

@@ -29,7 +29,9 @@ pub async fn dispatch(ctx: Ctx, req: Request<Incoming>) -> Resp {
         "PROPPATCH" => proppatch::handle(&ctx, req).await,
         "LOCK" => lock::handle_lock(&ctx, req).await,
         "UNLOCK" => lock::handle_unlock(&ctx, &req),
-        _ if req.method() == Method::POST => text(StatusCode::METHOD_NOT_ALLOWED, "POST is not supported"),
+        _ if req.method() == Method::POST => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "POST is not supported")
+        }
         _ => text(StatusCode::NOT_IMPLEMENTED, "method not implemented"),
     }
 }

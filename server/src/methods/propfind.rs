@@ -40,21 +40,37 @@ struct Quota {
 pub async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
     // Windows' Mini-Redirector sends PROPFIND without Depth; RFC 4918 says that means
     // infinity, which we refuse, so a missing Depth is taken as 1 (docs/webdav.md).
-    let depth = match parse_depth(req.headers().get("depth").and_then(|v| v.to_str().ok()), Depth::One) {
+    let depth = match parse_depth(
+        req.headers().get("depth").and_then(|v| v.to_str().ok()),
+        Depth::One,
+    ) {
         Ok(d) => d,
         Err(_) => return text(StatusCode::BAD_REQUEST, "bad Depth header"),
     };
     if depth == Depth::Infinity {
-        return condition(StatusCode::FORBIDDEN, Some(&DavCondition::PropfindFiniteDepth));
+        return condition(
+            StatusCode::FORBIDDEN,
+            Some(&DavCondition::PropfindFiniteDepth),
+        );
     }
     let limits = &ctx.app.config.limits;
-    let body = match read_all(req.into_body(), limits.xml_size_max, Duration::from_secs(limits.body_stall_timeout_s)).await {
+    let body = match read_all(
+        req.into_body(),
+        limits.xml_size_max,
+        Duration::from_secs(limits.body_stall_timeout_s),
+    )
+    .await
+    {
         Ok(b) => b,
-        Err(BodyFault::TooLarge) => return text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+        Err(BodyFault::TooLarge) => {
+            return text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+        }
         Err(f) => return text(StatusCode::BAD_REQUEST, &f.to_string()),
     };
     let what = if body.iter().all(|b| b.is_ascii_whitespace()) {
-        Propfind::AllProp { include: Vec::new() }
+        Propfind::AllProp {
+            include: Vec::new(),
+        }
     } else {
         match parse_propfind(&body) {
             Ok(p) => p,
@@ -82,19 +98,29 @@ pub async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
     let mut ms = Multistatus::new();
     describe(ctx, &mut ms, &ctx.target.path, &info, &what, quota.as_ref());
     for child in &children {
-        let Ok(path) = ctx.target.path.join(&child.name) else { continue };
+        let Ok(path) = ctx.target.path.join(&child.name) else {
+            continue;
+        };
         describe(ctx, &mut ms, &path, child, &what, quota.as_ref());
     }
     multistatus(ms.finish())
 }
 
-fn describe(ctx: &Ctx, ms: &mut Multistatus, path: &SpacePath, info: &EntryInfo, what: &Propfind, quota: Option<&Quota>) {
+fn describe(
+    ctx: &Ctx,
+    ms: &mut Multistatus,
+    path: &SpacePath,
+    info: &EntryInfo,
+    what: &Propfind,
+    quota: Option<&Quota>,
+) {
     let dir = is_dir(info);
     let href = ctx.href(path, dir);
-    let dead: Vec<(skab_engine::ns::PropName, Vec<u8>)> = match super::super::http::service::engine_names(path) {
-        Ok(names) => ctx.app.store.props(&ctx.space, &names).unwrap_or_default(),
-        Err(_) => Vec::new(),
-    };
+    let dead: Vec<(skab_engine::ns::PropName, Vec<u8>)> =
+        match super::super::http::service::engine_names(path) {
+            Ok(names) => ctx.app.store.props(&ctx.space, &names).unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
     let mut resp = ms.response(&href);
     match what {
         Propfind::PropName => {
@@ -134,7 +160,9 @@ fn describe(ctx: &Ctx, ms: &mut Multistatus, path: &SpacePath, info: &EntryInfo,
             let mut found: Vec<&PropName> = Vec::new();
             for n in names {
                 let is_live = n.is_dav() && has_live(info, &n.name, quota);
-                let is_dead = dead.iter().any(|(d, _)| *d.ns == n.ns && *d.local == n.name);
+                let is_dead = dead
+                    .iter()
+                    .any(|(d, _)| *d.ns == n.ns && *d.local == n.name);
                 if is_live || is_dead {
                     found.push(n);
                 } else {
@@ -146,7 +174,10 @@ fn describe(ctx: &Ctx, ms: &mut Multistatus, path: &SpacePath, info: &EntryInfo,
                     for n in &found {
                         if n.is_dav() && has_live(info, &n.name, quota) {
                             live(ctx, p, path, info, &n.name, quota);
-                        } else if let Some((_, v)) = dead.iter().find(|(d, _)| *d.ns == n.ns && *d.local == n.name) {
+                        } else if let Some((_, v)) = dead
+                            .iter()
+                            .find(|(d, _)| *d.ns == n.ns && *d.local == n.name)
+                        {
                             p.raw(&String::from_utf8_lossy(v));
                         }
                     }
@@ -171,15 +202,24 @@ fn has_live(info: &EntryInfo, name: &str, quota: Option<&Quota>) -> bool {
     }
 }
 
-fn live(ctx: &Ctx, p: &mut PropWriter<'_>, path: &SpacePath, info: &EntryInfo, name: &str, quota: Option<&Quota>) {
+fn live(
+    ctx: &Ctx,
+    p: &mut PropWriter<'_>,
+    path: &SpacePath,
+    info: &EntryInfo,
+    name: &str,
+    quota: Option<&Quota>,
+) {
     let dir = is_dir(info);
     match name {
         "creationdate" => p.creationdate(time_of(info.ctime)),
         "displayname" => p.displayname(&info.name),
         "getcontentlength" if !dir => p.getcontentlength(info.size),
-        "getcontenttype" if !dir => {
-            p.getcontenttype(mime_guess::from_path(&info.name).first_or_octet_stream().essence_str())
-        }
+        "getcontenttype" if !dir => p.getcontenttype(
+            mime_guess::from_path(&info.name)
+                .first_or_octet_stream()
+                .essence_str(),
+        ),
         "getetag" => p.getetag(&etag(info)),
         "getlastmodified" => p.getlastmodified(time_of(info.mtime)),
         "resourcetype" => p.resourcetype(dir),

@@ -38,9 +38,17 @@ pub async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
         return r;
     }
     let limits = &ctx.app.config.limits;
-    let body = match read_all(req.into_body(), limits.xml_size_max, Duration::from_secs(limits.body_stall_timeout_s)).await {
+    let body = match read_all(
+        req.into_body(),
+        limits.xml_size_max,
+        Duration::from_secs(limits.body_stall_timeout_s),
+    )
+    .await
+    {
         Ok(b) => b,
-        Err(BodyFault::TooLarge) => return text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+        Err(BodyFault::TooLarge) => {
+            return text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+        }
         Err(f) => return text(StatusCode::BAD_REQUEST, &f.to_string()),
     };
     let ops = match parse_proppatch(&body) {
@@ -91,7 +99,11 @@ pub async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
             PropPatchOp::Remove(_) => remove.push(key),
         }
     }
-    let outcome = ctx.app.store.set_props(&ctx.space, &ctx.names, set, remove).await;
+    let outcome = ctx
+        .app
+        .store
+        .set_props(&ctx.space, &ctx.names, set, remove)
+        .await;
     let code = match &outcome {
         Ok(()) => StatusCode::OK,
         Err(skab_engine::Error::LimitExceeded(_)) => StatusCode::INSUFFICIENT_STORAGE,

@@ -1,0 +1,450 @@
+//! Authentication of requests: Basic (password or app token), Bearer (JWT or app token).
+//!
+//! Design, costs and the order of checks: `docs/auth.md`.
+
+pub mod cache;
+pub mod jwt;
+pub mod password;
+pub mod throttle;
+pub mod token;
+
+use crate::config::AuthConfig;
+use crate::limits::{
+    AUTH_HEADER_LEN_MAX, TOKEN_LAST_USED_RESOLUTION_S, USER_DB_REFRESH_INTERVAL_MS,
+    USER_DB_REFRESH_ON_MISS_MIN_MS,
+};
+use crate::users::{now_unix, parse_login, TenantName, TokenId, UserDb, UserName};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use cache::CredentialCache;
+use jwt::JwtVerifier;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use throttle::{Throttle, ThrottleConfig};
+use tokio::sync::Semaphore;
+
+/// How a principal proved who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthVia {
+    /// Password verified with argon2 on this request.
+    Password,
+    /// Password matched the verified-credential cache (no argon2).
+    Cached,
+    /// App token (as Basic password or Bearer).
+    AppToken,
+    /// Bearer JWT from a configured issuer.
+    Jwt,
+}
+
+/// An authenticated user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub tenant: TenantName,
+    pub user: UserName,
+    pub via: AuthVia,
+}
+
+/// Why a request is not authenticated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No `Authorization` header: 401 with the challenges.
+    #[error("authentication required")]
+    Missing,
+    /// Header not understood: 401 with the challenges.
+    #[error("malformed Authorization header: {0}")]
+    Malformed(&'static str),
+    /// Wrong name, password, token or JWT, or a disabled user: 401 with the challenges.
+    #[error("invalid credentials")]
+    BadCredentials,
+    /// Too many failures for this account or source: 429 with `Retry-After`.
+    #[error("too many failed logins; retry after {} s", retry_after.as_secs())]
+    Throttled { retry_after: Duration },
+    /// The user database could not be read, or hashing failed: 503.
+    #[error("authentication unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl AuthError {
+    /// HTTP status for this error.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            AuthError::Missing | AuthError::Malformed(_) | AuthError::BadCredentials => {
+                http::StatusCode::UNAUTHORIZED
+            }
+            AuthError::Throttled { .. } => http::StatusCode::TOO_MANY_REQUESTS,
+            AuthError::Unavailable(_) => http::StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Value for `Retry-After` (seconds), when the status is 429.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            AuthError::Throttled { retry_after } => Some(retry_after.as_secs().max(1)),
+            _ => None,
+        }
+    }
+
+    /// Whether the response carries `WWW-Authenticate` challenges.
+    pub fn wants_challenge(&self) -> bool {
+        self.status() == http::StatusCode::UNAUTHORIZED
+    }
+}
+
+type TokenUseKey = (TenantName, UserName, TokenId);
+
+/// Checks credentials against the user database. Share one per server (`Arc`).
+pub struct Authenticator {
+    db: Arc<UserDb>,
+    cache: CredentialCache,
+    throttle: Throttle,
+    jwt: JwtVerifier,
+    hash_slots: Arc<Semaphore>,
+    challenges: Vec<String>,
+    last_refresh: Mutex<Instant>,
+    refreshing: Arc<AtomicBool>,
+    token_use: Mutex<HashMap<TokenUseKey, u64>>,
+}
+
+impl Authenticator {
+    /// Builds the authenticator; fails on a bad JWT key.
+    pub fn new(db: Arc<UserDb>, cfg: &AuthConfig) -> Result<Authenticator, String> {
+        let jwt = JwtVerifier::from_config(&cfg.jwt)?;
+        let slots = if cfg.hash_concurrency == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            cfg.hash_concurrency
+        };
+        let realm = cfg.realm.replace(['"', '\\'], "");
+        let mut challenges = vec![format!("Basic realm=\"{realm}\", charset=\"UTF-8\"")];
+        if jwt.is_enabled() {
+            challenges.push(format!("Bearer realm=\"{realm}\""));
+        }
+        Ok(Authenticator {
+            db,
+            cache: CredentialCache::new(
+                Duration::from_secs(cfg.credential_cache_ttl_s),
+                cfg.credential_cache_entries,
+            ),
+            throttle: Throttle::new(ThrottleConfig {
+                account_failures_free: cfg.account_failures_free,
+                account_backoff_base: Duration::from_millis(cfg.account_backoff_base_ms),
+                account_backoff_max: Duration::from_secs(cfg.account_backoff_max_s),
+                source_burst: cfg.source_failures_burst,
+                source_per_minute: cfg.source_failures_per_minute,
+            }),
+            jwt,
+            hash_slots: Arc::new(Semaphore::new(slots.max(1))),
+            challenges,
+            last_refresh: Mutex::new(Instant::now()),
+            refreshing: Arc::new(AtomicBool::new(false)),
+            token_use: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The user database.
+    pub fn db(&self) -> &Arc<UserDb> {
+        &self.db
+    }
+
+    /// `WWW-Authenticate` values to send with a 401, one header each.
+    pub fn challenges(&self) -> &[String] {
+        &self.challenges
+    }
+
+    /// Authenticates one request from its `Authorization` header and peer address.
+    pub async fn authenticate(
+        &self,
+        header: Option<&str>,
+        peer: IpAddr,
+    ) -> Result<Principal, AuthError> {
+        self.background_refresh();
+        let header = header.ok_or(AuthError::Missing)?;
+        if header.len() > AUTH_HEADER_LEN_MAX {
+            return Err(AuthError::Malformed("too long"));
+        }
+        let (scheme, rest) = header
+            .trim()
+            .split_once(' ')
+            .ok_or(AuthError::Malformed("no scheme"))?;
+        let rest = rest.trim();
+        if scheme.eq_ignore_ascii_case("basic") {
+            let decoded = STANDARD
+                .decode(rest)
+                .map_err(|_| AuthError::Malformed("bad base64"))?;
+            let text = String::from_utf8(decoded).map_err(|_| AuthError::Malformed("not UTF-8"))?;
+            let (login, password) = text
+                .split_once(':')
+                .ok_or(AuthError::Malformed("no colon"))?;
+            self.basic(login, password, peer).await
+        } else if scheme.eq_ignore_ascii_case("bearer") {
+            self.bearer(rest, peer).await
+        } else {
+            Err(AuthError::Malformed("unknown scheme"))
+        }
+    }
+
+    async fn bearer(&self, token_str: &str, peer: IpAddr) -> Result<Principal, AuthError> {
+        self.throttle
+            .check_source(peer, Instant::now())
+            .map_err(|retry_after| AuthError::Throttled { retry_after })?;
+        if token_str.starts_with(token::APP_TOKEN_PREFIX) {
+            if let Some(p) = self.app_token_any(token_str) {
+                return Ok(p);
+            }
+            self.refresh_on_miss().await?;
+            if let Some(p) = self.app_token_any(token_str) {
+                return Ok(p);
+            }
+            self.throttle.record_failure("", peer, Instant::now());
+            return Err(AuthError::BadCredentials);
+        }
+        let (tenant, user) = match self.jwt.verify(token_str) {
+            Ok(tu) => tu,
+            Err(_) => {
+                self.throttle.record_failure("", peer, Instant::now());
+                return Err(AuthError::BadCredentials);
+            }
+        };
+        let mut creds = self.db.credentials(&tenant, &user);
+        if creds.is_none() {
+            self.refresh_on_miss().await?;
+            creds = self.db.credentials(&tenant, &user);
+        }
+        match creds {
+            Some(c) if !c.disabled => Ok(Principal {
+                tenant,
+                user,
+                via: AuthVia::Jwt,
+            }),
+            _ => Err(AuthError::BadCredentials),
+        }
+    }
+
+    /// An app token presented alone (Bearer): found by its keyed hash.
+    fn app_token_any(&self, token_str: &str) -> Option<Principal> {
+        let raw = token::parse(token_str)?;
+        let hash = token::hash(self.db.token_key(), &raw);
+        let (tenant, user, id) = self.db.token_owner(&hash)?;
+        let creds = self.db.credentials(&tenant, &user)?;
+        if creds.disabled {
+            return None;
+        }
+        self.note_token_use(&tenant, &user, id);
+        Some(Principal {
+            tenant,
+            user,
+            via: AuthVia::AppToken,
+        })
+    }
+
+    async fn basic(
+        &self,
+        login: &str,
+        password: &str,
+        peer: IpAddr,
+    ) -> Result<Principal, AuthError> {
+        let Ok((tenant, user)) = parse_login(login) else {
+            return Err(AuthError::BadCredentials);
+        };
+        let account = format!("{user}@{tenant}");
+        let mut refreshed = false;
+        let mut creds = self.db.credentials(&tenant, &user);
+        if creds.is_none() {
+            self.refresh_on_miss().await?;
+            refreshed = true;
+            creds = self.db.credentials(&tenant, &user);
+        }
+        // 1. App token as the password: one keyed hash, no argon2, no account throttle.
+        if password.starts_with(token::APP_TOKEN_PREFIX) {
+            if let Some(p) = self.app_token_any(password) {
+                if p.tenant == tenant && p.user == user {
+                    return Ok(p);
+                }
+            }
+        }
+        // 2. Cache: this password was verified for this user recently.
+        let now = Instant::now();
+        if let Some(c) = &creds {
+            if !c.disabled && self.cache.check(&tenant, &user, password, c.epoch, now) {
+                return Ok(Principal {
+                    tenant,
+                    user,
+                    via: AuthVia::Cached,
+                });
+            }
+        }
+        // 3. Throttle before paying for argon2.
+        self.throttle
+            .check(&account, peer, now)
+            .map_err(|retry_after| AuthError::Throttled { retry_after })?;
+        // 4. argon2 (against a dummy hash for a missing user, to cost the same).
+        let mut ok = self
+            .verify(creds.as_ref().map(|c| &*c.phc), password)
+            .await?;
+        if !ok && !refreshed {
+            // The password may have just been changed by `skab user passwd`.
+            if self.refresh_on_miss().await? {
+                let fresh = self.db.credentials(&tenant, &user);
+                let changed = match (&creds, &fresh) {
+                    (Some(a), Some(b)) => a.epoch != b.epoch,
+                    (None, Some(_)) => true,
+                    _ => false,
+                };
+                creds = fresh;
+                if changed {
+                    ok = self
+                        .verify(creds.as_ref().map(|c| &*c.phc), password)
+                        .await?;
+                }
+            }
+        }
+        match creds {
+            Some(c) if ok && !c.disabled => {
+                self.throttle.record_success(&account);
+                self.cache
+                    .insert(&tenant, &user, password, c.epoch, Instant::now());
+                Ok(Principal {
+                    tenant,
+                    user,
+                    via: AuthVia::Password,
+                })
+            }
+            _ => {
+                self.throttle.record_failure(&account, peer, Instant::now());
+                Err(AuthError::BadCredentials)
+            }
+        }
+    }
+
+    /// Runs argon2 on the blocking pool, at most `hash_concurrency` at once.
+    async fn verify(&self, phc: Option<&str>, password: &str) -> Result<bool, AuthError> {
+        let exists = phc.is_some();
+        let phc = phc.unwrap_or_else(|| password::dummy_hash()).to_string();
+        let pw = password.to_string();
+        let _slot = self
+            .hash_slots
+            .acquire()
+            .await
+            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        let r = tokio::task::spawn_blocking(move || password::verify_password(&phc, &pw))
+            .await
+            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        // A stored hash that does not parse is a bad login, not an outage.
+        Ok(exists && r.unwrap_or(false))
+    }
+
+    /// Re-reads the user log unless it was read very recently; true if anything changed.
+    async fn refresh_on_miss(&self) -> Result<bool, AuthError> {
+        {
+            let mut last = self.last_refresh.lock();
+            if last.elapsed() < Duration::from_millis(USER_DB_REFRESH_ON_MISS_MIN_MS) {
+                return Ok(false);
+            }
+            *last = Instant::now();
+        }
+        let db = self.db.clone();
+        let r = tokio::task::spawn_blocking(move || db.refresh())
+            .await
+            .map_err(|e| AuthError::Unavailable(e.to_string()))?
+            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        Ok(matches!(r, crate::users::Refresh::Applied(_)))
+    }
+
+    /// Re-reads the user log now (e.g. after an admin change made in another process).
+    pub async fn refresh_now(&self) -> Result<(), AuthError> {
+        *self.last_refresh.lock() = Instant::now();
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.refresh())
+            .await
+            .map_err(|e| AuthError::Unavailable(e.to_string()))?
+            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Starts a refresh on the blocking pool if the last one is older than the interval.
+    fn background_refresh(&self) {
+        {
+            let mut last = self.last_refresh.lock();
+            if last.elapsed() < Duration::from_millis(USER_DB_REFRESH_INTERVAL_MS) {
+                return;
+            }
+            *last = Instant::now();
+        }
+        if self.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let db = self.db.clone();
+        let flag = self.refreshing.clone();
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            flag.store(false, Ordering::Release);
+            return;
+        };
+        handle.spawn_blocking(move || {
+            if let Err(e) = db.refresh() {
+                tracing::warn!("user database refresh failed: {e}");
+            }
+            flag.store(false, Ordering::Release);
+        });
+    }
+
+    fn note_token_use(&self, tenant: &TenantName, user: &UserName, id: TokenId) {
+        let now = now_unix();
+        let stale = match self.db.token_last_used(tenant, user, id) {
+            Some(Some(t)) => now.saturating_sub(t) >= TOKEN_LAST_USED_RESOLUTION_S,
+            Some(None) => true,
+            None => false,
+        };
+        if stale {
+            self.token_use
+                .lock()
+                .insert((tenant.clone(), user.clone(), id), now);
+        }
+    }
+
+    /// Writes pending token last-use times to the log, if no other writer holds it.
+    /// Call periodically (e.g. every minute). Returns how many were written.
+    pub async fn flush_token_use(&self) -> Result<usize, String> {
+        let uses: Vec<(TenantName, UserName, TokenId, u64)> = self
+            .token_use
+            .lock()
+            .drain()
+            .map(|((t, u, id), at)| (t, u, id, at))
+            .collect();
+        if uses.is_empty() {
+            return Ok(0);
+        }
+        let db = self.db.clone();
+        let n = uses.len();
+        let (written, uses) = tokio::task::spawn_blocking(move || {
+            let r = db.record_token_use(&uses);
+            (r, uses)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        match written {
+            Ok(true) => Ok(n),
+            Ok(false) => {
+                // Busy: keep them for the next flush.
+                let mut pending = self.token_use.lock();
+                for (t, u, id, at) in uses {
+                    pending.entry((t, u, id)).or_insert(at);
+                }
+                Ok(0)
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Forgets cached credentials of a user (call after changing them in this process;
+    /// other processes' changes are caught by the epoch check after a refresh).
+    pub fn invalidate(&self, tenant: &TenantName, user: &UserName) {
+        self.cache.invalidate(tenant, user);
+    }
+}
+
+#[cfg(test)]
+mod tests;

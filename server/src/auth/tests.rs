@@ -1,0 +1,245 @@
+//! Tests of the authenticator's flows over a real user database in a temp dir.
+
+use super::*;
+use crate::config::AuthConfig;
+
+fn t(s: &str) -> TenantName {
+    TenantName::new(s).unwrap()
+}
+fn u(s: &str) -> UserName {
+    UserName::new(s).unwrap()
+}
+fn cheap(pw: &str) -> String {
+    password::hash_with(pw, 64, 1, 1).unwrap()
+}
+fn basic(login: &str, pw: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{login}:{pw}")))
+}
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn setup(cfg: AuthConfig) -> (tempfile::TempDir, Arc<UserDb>, Authenticator) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(UserDb::open(dir.path()).unwrap());
+    db.add_user(&t("skole"), &u("anna"), &cheap("pw-anna"))
+        .unwrap();
+    db.add_user(&t("skole"), &u("bo"), &cheap("pw-bo")).unwrap();
+    let auth = Authenticator::new(db.clone(), &cfg).unwrap();
+    (dir, db, auth)
+}
+
+#[tokio::test]
+async fn password_then_cached_then_wrong() {
+    let (_d, _db, a) = setup(AuthConfig::default());
+    let peer = ip("10.0.0.1");
+    let p = a
+        .authenticate(Some(&basic("anna@skole", "pw-anna")), peer)
+        .await
+        .unwrap();
+    assert_eq!(p.via, AuthVia::Password);
+    assert_eq!((p.tenant.as_str(), p.user.as_str()), ("skole", "anna"));
+    let p = a
+        .authenticate(Some(&basic("Anna@Skole", "pw-anna")), peer)
+        .await
+        .unwrap();
+    assert_eq!(p.via, AuthVia::Cached);
+    for (login, pw) in [
+        ("anna@skole", "pw-bo"),
+        ("anna@skole", ""),
+        ("nobody@skole", "pw-anna"),
+        ("anna@other", "pw-anna"),
+        ("anna", "pw-anna"),
+    ] {
+        assert_eq!(
+            a.authenticate(Some(&basic(login, pw)), peer).await,
+            Err(AuthError::BadCredentials),
+            "{login}:{pw}"
+        );
+    }
+    assert_eq!(a.authenticate(None, peer).await, Err(AuthError::Missing));
+    for h in ["Basic !!!", "Basic", "Digest abc", "Basic Zm9v"] {
+        let e = a.authenticate(Some(h), peer).await.unwrap_err();
+        assert_eq!(e.status(), http::StatusCode::UNAUTHORIZED, "{h}");
+    }
+    assert!(a.challenges()[0].starts_with("Basic realm=\"skab\""));
+}
+
+#[tokio::test]
+async fn change_from_another_process_invalidates_cache() {
+    let (dir, _db, a) = setup(AuthConfig::default());
+    let peer = ip("10.0.0.1");
+    let hdr = basic("anna@skole", "pw-anna");
+    a.authenticate(Some(&hdr), peer).await.unwrap();
+    assert_eq!(
+        a.authenticate(Some(&hdr), peer).await.unwrap().via,
+        AuthVia::Cached
+    );
+    // The CLI, a separate handle on the same files, changes the password.
+    let cli = UserDb::open(dir.path()).unwrap();
+    cli.set_password(&t("skole"), &u("anna"), &cheap("new-pw"))
+        .unwrap();
+    a.refresh_now().await.unwrap();
+    assert_eq!(
+        a.authenticate(Some(&hdr), peer).await,
+        Err(AuthError::BadCredentials)
+    );
+    let p = a
+        .authenticate(Some(&basic("anna@skole", "new-pw")), peer)
+        .await
+        .unwrap();
+    assert_eq!(p.via, AuthVia::Password);
+    // Disabling wins over the cache.
+    cli.set_disabled(&t("skole"), &u("anna"), true).unwrap();
+    a.refresh_now().await.unwrap();
+    assert_eq!(
+        a.authenticate(Some(&basic("anna@skole", "new-pw")), peer)
+            .await,
+        Err(AuthError::BadCredentials)
+    );
+}
+
+#[tokio::test]
+async fn app_tokens_basic_and_bearer_and_revocation() {
+    let (_d, db, a) = setup(AuthConfig::default());
+    let peer = ip("10.0.0.2");
+    let (id, secret) = db.create_token(&t("skole"), &u("anna"), "phone").unwrap();
+    let p = a
+        .authenticate(Some(&basic("anna@skole", &secret)), peer)
+        .await
+        .unwrap();
+    assert_eq!(p.via, AuthVia::AppToken);
+    let p = a
+        .authenticate(Some(&format!("Bearer {secret}")), peer)
+        .await
+        .unwrap();
+    assert_eq!((p.user.as_str(), p.via), ("anna", AuthVia::AppToken));
+    // Anna's token does not log in as Bo.
+    assert!(a
+        .authenticate(Some(&basic("bo@skole", &secret)), peer)
+        .await
+        .is_err());
+    // Last use is recorded.
+    assert_eq!(a.flush_token_use().await.unwrap(), 1);
+    assert!(db.tokens(&t("skole"), &u("anna")).unwrap()[0]
+        .last_used
+        .is_some());
+    db.revoke_token(&t("skole"), &u("anna"), id).unwrap();
+    assert!(a
+        .authenticate(Some(&basic("anna@skole", &secret)), peer)
+        .await
+        .is_err());
+    assert!(a
+        .authenticate(Some(&format!("Bearer {secret}")), peer)
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn jwt_bearer_maps_to_existing_users_only() {
+    let mut cfg = AuthConfig::default();
+    cfg.jwt.push(jwt::tests::hs_issuer("k"));
+    let (_d, db, a) = setup(cfg);
+    assert_eq!(a.challenges().len(), 2);
+    let peer = ip("10.0.0.3");
+    let claims = |name: &str| {
+        serde_json::json!({"iss": "https://idp.example", "aud": "skab",
+            "exp": now_unix() + 600, "preferred_username": name})
+    };
+    let tok = jwt::tests::hs_token("k", claims("bo@skole"));
+    let p = a
+        .authenticate(Some(&format!("Bearer {tok}")), peer)
+        .await
+        .unwrap();
+    assert_eq!((p.user.as_str(), p.via), ("bo", AuthVia::Jwt));
+    let tok = jwt::tests::hs_token("k", claims("ghost@skole"));
+    assert_eq!(
+        a.authenticate(Some(&format!("Bearer {tok}")), peer).await,
+        Err(AuthError::BadCredentials)
+    );
+    let tok = jwt::tests::hs_token("wrong", claims("bo@skole"));
+    assert!(a
+        .authenticate(Some(&format!("Bearer {tok}")), peer)
+        .await
+        .is_err());
+    db.set_disabled(&t("skole"), &u("bo"), true).unwrap();
+    let tok = jwt::tests::hs_token("k", claims("bo@skole"));
+    assert!(a
+        .authenticate(Some(&format!("Bearer {tok}")), peer)
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn typos_throttle_the_account_not_the_classmates() {
+    let (_d, _db, a) = setup(AuthConfig::default());
+    let nat = ip("192.0.2.50");
+    // Bo logs in fine first (his client then keeps using the cache).
+    a.authenticate(Some(&basic("bo@skole", "pw-bo")), nat)
+        .await
+        .unwrap();
+    let free = AuthConfig::default().account_failures_free;
+    for _ in 0..=free {
+        assert_eq!(
+            a.authenticate(Some(&basic("anna@skole", "typo")), nat)
+                .await,
+            Err(AuthError::BadCredentials)
+        );
+    }
+    let e = a
+        .authenticate(Some(&basic("anna@skole", "pw-anna")), nat)
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), http::StatusCode::TOO_MANY_REQUESTS);
+    assert!(e.retry_after_secs().unwrap() >= 1);
+    // Bo, behind the same address, is not affected.
+    assert_eq!(
+        a.authenticate(Some(&basic("bo@skole", "pw-bo")), nat)
+            .await
+            .unwrap()
+            .via,
+        AuthVia::Cached
+    );
+    let (_d2, db2, a2) = setup(AuthConfig::default());
+    db2.add_user(&t("skole"), &u("carl"), &cheap("pw-carl"))
+        .unwrap();
+    a2.refresh_now().await.unwrap();
+    for _ in 0..=free {
+        let _ = a2
+            .authenticate(Some(&basic("anna@skole", "typo")), nat)
+            .await;
+    }
+    assert_eq!(
+        a2.authenticate(Some(&basic("carl@skole", "pw-carl")), nat)
+            .await
+            .unwrap()
+            .via,
+        AuthVia::Password
+    );
+}
+
+#[tokio::test]
+async fn cached_password_survives_an_attack_on_the_account() {
+    let (_d, _db, a) = setup(AuthConfig::default());
+    let good = ip("10.1.1.1");
+    let attacker = ip("203.0.113.9");
+    a.authenticate(Some(&basic("anna@skole", "pw-anna")), good)
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        let _ = a
+            .authenticate(Some(&basic("anna@skole", "guess")), attacker)
+            .await;
+    }
+    assert!(a
+        .authenticate(Some(&basic("anna@skole", "guess2")), attacker)
+        .await
+        .is_err());
+    assert_eq!(
+        a.authenticate(Some(&basic("anna@skole", "pw-anna")), good)
+            .await
+            .unwrap()
+            .via,
+        AuthVia::Cached
+    );
+}

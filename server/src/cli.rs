@@ -1,0 +1,384 @@
+//! The `skab` command line: `serve` and the user, tenant and token administration commands.
+
+use crate::auth::password;
+use crate::config::{CliOverrides, Config};
+use crate::limits::PASSWORD_LEN_MAX;
+use crate::users::import::{import_csv, ImportError};
+use crate::users::{TenantName, TokenId, UserDb, UserName};
+use clap::{Args, Parser, Subcommand};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Skab: a deduplicating WebDAV file server for schools.
+#[derive(Debug, Parser)]
+#[command(name = "skab", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the WebDAV server.
+    Serve(ServeArgs),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Manage tenants (schools).
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// Manage app tokens (app passwords for sync clients).
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+/// Where the data is: `--data-dir`, or the config file / environment / default.
+#[derive(Debug, Clone, Args)]
+pub struct DirArgs {
+    /// Data directory (overrides the config file and SKAB_DATA_DIR).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Config file (TOML; see docs/configuration.md).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    /// Address and port to listen on, e.g. 0.0.0.0:8080.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UserRef {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    #[arg(long)]
+    pub tenant: String,
+    #[arg(long)]
+    pub user: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// Add a user (creating the tenant if missing); the password is read from stdin.
+    Add {
+        #[command(flatten)]
+        who: UserRef,
+        /// Read the password from the first line of standard input.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Set a user's password, read from stdin.
+    Passwd {
+        #[command(flatten)]
+        who: UserRef,
+        /// Read the password from the first line of standard input.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Delete a user and their app tokens.
+    Del {
+        #[command(flatten)]
+        who: UserRef,
+    },
+    /// Disable a user: no login by any means until enabled.
+    Disable {
+        #[command(flatten)]
+        who: UserRef,
+    },
+    /// Enable a disabled user.
+    Enable {
+        #[command(flatten)]
+        who: UserRef,
+    },
+    /// List the users of a tenant.
+    List {
+        #[command(flatten)]
+        dir: DirArgs,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Import users from CSV (header: user,tenant,password; password may be a PHC argon2id hash).
+    Import {
+        #[command(flatten)]
+        dir: DirArgs,
+        #[arg(long, value_name = "FILE")]
+        csv: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCmd {
+    /// Add a tenant.
+    Add {
+        #[command(flatten)]
+        dir: DirArgs,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// List tenants.
+    List {
+        #[command(flatten)]
+        dir: DirArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Create an app token; it is printed once and never again.
+    Create {
+        #[command(flatten)]
+        who: UserRef,
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// List a user's app tokens.
+    List {
+        #[command(flatten)]
+        who: UserRef,
+    },
+    /// Revoke an app token by id.
+    Revoke {
+        #[command(flatten)]
+        who: UserRef,
+        #[arg(long)]
+        id: String,
+    },
+}
+
+/// A failed command: its message for stderr.
+#[derive(Debug)]
+pub struct CliError(pub String);
+
+impl<E: std::fmt::Display> From<E> for CliError {
+    fn from(e: E) -> Self {
+        CliError(e.to_string())
+    }
+}
+
+/// Runs a parsed command line. `serve` is handed to `serve_fn`.
+pub fn run(cli: Cli, serve_fn: fn(Config) -> Result<(), CliError>) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    match cli.command {
+        Command::Serve(a) => {
+            let cfg = Config::load(&CliOverrides {
+                config: a.dir.config,
+                data_dir: a.dir.data_dir,
+                listen: a.listen,
+            })?;
+            serve_fn(cfg)
+        }
+        Command::User(c) => user_cmd(c, &mut out),
+        Command::Tenant(c) => tenant_cmd(c, &mut out),
+        Command::Token(c) => token_cmd(c, &mut out),
+    }
+}
+
+/// The server entry point; the HTTP layer is wired in by the server module.
+pub fn serve(_config: Config) -> Result<(), CliError> {
+    Err(CliError("serve: the HTTP layer is not yet wired".into()))
+}
+
+fn open_db(dir: &DirArgs) -> Result<UserDb, CliError> {
+    let cfg = Config::load(&CliOverrides {
+        config: dir.config.clone(),
+        data_dir: dir.data_dir.clone(),
+        listen: None,
+    })?;
+    Ok(UserDb::open(&cfg.data_dir)?)
+}
+
+fn names(who: &UserRef) -> Result<(TenantName, UserName), CliError> {
+    Ok((TenantName::new(&who.tenant)?, UserName::new(&who.user)?))
+}
+
+fn read_password_stdin() -> Result<String, CliError> {
+    let mut buf = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(PASSWORD_LEN_MAX as u64 + 3)
+        .read_to_end(&mut buf)?;
+    let text = String::from_utf8(buf).map_err(|_| CliError("password is not UTF-8".into()))?;
+    let line = text.split('\n').next().unwrap_or("");
+    let pw = line.strip_suffix('\r').unwrap_or(line);
+    password::check_password(pw)?;
+    Ok(pw.to_string())
+}
+
+fn user_cmd(c: UserCmd, out: &mut impl Write) -> Result<(), CliError> {
+    match c {
+        UserCmd::Add { who, .. } => {
+            let (t, u) = names(&who)?;
+            let pw = read_password_stdin()?;
+            let db = open_db(&who.dir)?;
+            db.add_user(&t, &u, &password::hash_password(&pw)?)?;
+            writeln!(out, "added {u}@{t}")?;
+        }
+        UserCmd::Passwd { who, .. } => {
+            let (t, u) = names(&who)?;
+            let pw = read_password_stdin()?;
+            let db = open_db(&who.dir)?;
+            db.set_password(&t, &u, &password::hash_password(&pw)?)?;
+            writeln!(out, "password changed for {u}@{t}")?;
+        }
+        UserCmd::Del { who } => {
+            let (t, u) = names(&who)?;
+            open_db(&who.dir)?.delete_user(&t, &u)?;
+            writeln!(out, "deleted {u}@{t}")?;
+        }
+        UserCmd::Disable { who } => {
+            let (t, u) = names(&who)?;
+            open_db(&who.dir)?.set_disabled(&t, &u, true)?;
+            writeln!(out, "disabled {u}@{t}")?;
+        }
+        UserCmd::Enable { who } => {
+            let (t, u) = names(&who)?;
+            open_db(&who.dir)?.set_disabled(&t, &u, false)?;
+            writeln!(out, "enabled {u}@{t}")?;
+        }
+        UserCmd::List { dir, tenant } => {
+            let t = TenantName::new(&tenant)?;
+            let db = open_db(&dir)?;
+            writeln!(out, "user\tstatus\tquota_bytes\ttokens\tcreated")?;
+            for u in db.users(&t)? {
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}",
+                    u.user,
+                    if u.disabled { "disabled" } else { "enabled" },
+                    u.quota.map_or("default".to_string(), |q| q.to_string()),
+                    u.tokens,
+                    fmt_time(u.created)
+                )?;
+            }
+        }
+        UserCmd::Import { dir, csv } => {
+            let db = open_db(&dir)?;
+            let file = std::fs::File::open(&csv)
+                .map_err(|e| CliError(format!("{}: {e}", csv.display())))?;
+            let started = std::time::Instant::now();
+            match import_csv(&db, std::io::BufReader::with_capacity(1 << 20, file)) {
+                Ok(r) => writeln!(
+                    out,
+                    "imported {} users ({} passwords hashed) in {:.1} s",
+                    r.users,
+                    r.hashed,
+                    started.elapsed().as_secs_f64()
+                )?,
+                Err(ImportError::Rows { shown, total }) => {
+                    let mut err = std::io::stderr().lock();
+                    for e in &shown {
+                        if e.line > 0 {
+                            writeln!(err, "{}:{}: {}", csv.display(), e.line, e.message)?;
+                        } else {
+                            writeln!(err, "{}: {}", csv.display(), e.message)?;
+                        }
+                    }
+                    if total > shown.len() {
+                        writeln!(err, "... and {} more", total - shown.len())?;
+                    }
+                    return Err(CliError(format!(
+                        "{total} bad row(s); nothing was imported"
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn tenant_cmd(c: TenantCmd, out: &mut impl Write) -> Result<(), CliError> {
+    match c {
+        TenantCmd::Add { dir, tenant } => {
+            let t = TenantName::new(&tenant)?;
+            open_db(&dir)?.add_tenant(&t)?;
+            writeln!(out, "added tenant {t}")?;
+        }
+        TenantCmd::List { dir } => {
+            writeln!(out, "tenant\tusers\tcreated")?;
+            for t in open_db(&dir)?.tenants() {
+                writeln!(out, "{}\t{}\t{}", t.name, t.users, fmt_time(t.created))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn token_cmd(c: TokenCmd, out: &mut impl Write) -> Result<(), CliError> {
+    match c {
+        TokenCmd::Create { who, label } => {
+            let (t, u) = names(&who)?;
+            let (id, secret) = open_db(&who.dir)?.create_token(&t, &u, &label)?;
+            writeln!(out, "id: {id}")?;
+            writeln!(out, "token: {secret}")?;
+            eprintln!("The token is shown only now; store it in the client.");
+        }
+        TokenCmd::List { who } => {
+            let (t, u) = names(&who)?;
+            writeln!(out, "id\tcreated\tlast_used\tlabel")?;
+            for k in open_db(&who.dir)?.tokens(&t, &u)? {
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}",
+                    k.id,
+                    fmt_time(k.created),
+                    k.last_used.map_or("never".to_string(), fmt_time),
+                    k.label
+                )?;
+            }
+        }
+        TokenCmd::Revoke { who, id } => {
+            let (t, u) = names(&who)?;
+            let id: TokenId = id.parse()?;
+            open_db(&who.dir)?.revoke_token(&t, &u, id)?;
+            writeln!(out, "revoked {id}")?;
+        }
+    }
+    Ok(())
+}
+
+/// Unix seconds as `YYYY-MM-DDThh:mm:ssZ` (UTC).
+pub fn fmt_time(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_format() {
+        assert_eq!(fmt_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(fmt_time(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(fmt_time(1_798_761_599), "2026-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,628 @@
+//! The server's configuration: defaults, TOML file, `SKAB_*` environment overrides and CLI flags.
+
+use crate::limits as L;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Why a configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration. Every field has a default (see `docs/configuration.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Directory holding all data (users, packs, index).
+    pub data_dir: PathBuf,
+    /// Address and port to listen on.
+    pub listen: SocketAddr,
+    pub tls: TlsConfig,
+    pub storage: StorageConfig,
+    pub limits: LimitsConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./skab-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls: TlsConfig::default(),
+            storage: StorageConfig::default(),
+            limits: LimitsConfig::default(),
+            auth: AuthConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// TLS: both paths set serves HTTPS, none serves plain HTTP (behind a TLS proxy).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+}
+
+/// Which chunks may be shared by deduplication.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DedupDomain {
+    /// Chunks are shared only within one tenant (no cross-tenant side channel).
+    #[default]
+    Tenant,
+    /// Chunks are shared across all tenants (more saving; opt-in).
+    Global,
+}
+
+/// Storage policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    pub dedup_domain: DedupDomain,
+    pub versions_kept: u32,
+    pub trash_retention_days: u32,
+    /// Quota of a user without one of their own, bytes; 0 means unlimited.
+    pub default_quota_bytes: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            dedup_domain: DedupDomain::Tenant,
+            versions_kept: L::VERSIONS_KEPT_DEFAULT,
+            trash_retention_days: L::TRASH_RETENTION_DAYS_DEFAULT,
+            default_quota_bytes: 0,
+        }
+    }
+}
+
+/// Request limits of the HTTP and WebDAV layers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub body_size_max: u64,
+    pub header_size_max: usize,
+    pub xml_size_max: usize,
+    pub xml_depth_max: usize,
+    pub path_len_max: usize,
+    pub props_per_request_max: usize,
+    pub locks_per_user_max: usize,
+    pub idle_timeout_s: u64,
+    pub header_read_timeout_s: u64,
+    pub body_stall_timeout_s: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            body_size_max: L::BODY_SIZE_MAX_DEFAULT,
+            header_size_max: L::HEADER_SIZE_MAX_DEFAULT,
+            xml_size_max: L::XML_SIZE_MAX_DEFAULT,
+            xml_depth_max: L::XML_DEPTH_MAX_DEFAULT,
+            path_len_max: L::PATH_LEN_MAX_DEFAULT,
+            props_per_request_max: L::PROPS_PER_REQUEST_MAX_DEFAULT,
+            locks_per_user_max: L::LOCKS_PER_USER_MAX_DEFAULT,
+            idle_timeout_s: L::IDLE_TIMEOUT_S_DEFAULT,
+            header_read_timeout_s: L::HEADER_READ_TIMEOUT_S_DEFAULT,
+            body_stall_timeout_s: L::BODY_STALL_TIMEOUT_S_DEFAULT,
+        }
+    }
+}
+
+/// Authentication settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Realm named in `WWW-Authenticate`.
+    pub realm: String,
+    pub credential_cache_ttl_s: u64,
+    pub credential_cache_entries: usize,
+    /// Password verifications running at once; 0 means one per CPU core.
+    pub hash_concurrency: usize,
+    pub account_failures_free: u32,
+    pub account_backoff_base_ms: u64,
+    pub account_backoff_max_s: u64,
+    pub source_failures_burst: u32,
+    pub source_failures_per_minute: u32,
+    /// Trusted JWT issuers (`[[auth.jwt]]`); none means Bearer JWTs are refused.
+    pub jwt: Vec<JwtIssuerConfig>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            realm: "skab".to_string(),
+            credential_cache_ttl_s: L::CREDENTIAL_CACHE_TTL_S_DEFAULT,
+            credential_cache_entries: L::CREDENTIAL_CACHE_ENTRIES_DEFAULT,
+            hash_concurrency: 0,
+            account_failures_free: L::ACCOUNT_FAILURES_FREE_DEFAULT,
+            account_backoff_base_ms: L::ACCOUNT_BACKOFF_BASE_MS_DEFAULT,
+            account_backoff_max_s: L::ACCOUNT_BACKOFF_MAX_S_DEFAULT,
+            source_failures_burst: L::SOURCE_FAILURES_BURST_DEFAULT,
+            source_failures_per_minute: L::SOURCE_FAILURES_PER_MINUTE_DEFAULT,
+            jwt: Vec::new(),
+        }
+    }
+}
+
+/// Signature algorithm of a JWT issuer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JwtAlgorithm {
+    #[default]
+    HS256,
+    RS256,
+    ES256,
+}
+
+/// One trusted JWT issuer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwtIssuerConfig {
+    /// Required `iss` claim.
+    pub issuer: String,
+    /// Required `aud` claim (one of).
+    pub audience: String,
+    pub algorithm: JwtAlgorithm,
+    /// HS256 shared secret (text).
+    pub secret: Option<String>,
+    /// File holding the HS256 secret (raw bytes).
+    pub secret_file: Option<PathBuf>,
+    /// RS256/ES256 public key, PEM text.
+    pub public_key_pem: Option<String>,
+    /// File holding the RS256/ES256 public key, PEM.
+    pub public_key_file: Option<PathBuf>,
+    /// Claim naming the user: `user@tenant`, or the bare user when `tenant_claim` is set.
+    pub user_claim: String,
+    /// Claim naming the tenant; unset means the tenant comes from `user_claim`.
+    pub tenant_claim: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf`, seconds.
+    pub leeway_s: u64,
+}
+
+impl Default for JwtIssuerConfig {
+    fn default() -> Self {
+        JwtIssuerConfig {
+            issuer: String::new(),
+            audience: String::new(),
+            algorithm: JwtAlgorithm::HS256,
+            secret: None,
+            secret_file: None,
+            public_key_pem: None,
+            public_key_file: None,
+            user_claim: "preferred_username".to_string(),
+            tenant_claim: None,
+            leeway_s: L::JWT_LEEWAY_S_DEFAULT,
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// `tracing` filter directive, e.g. `info` or `skab=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".to_string(),
+        }
+    }
+}
+
+/// Settings given as command-line flags (the top layer).
+#[derive(Debug, Clone, Default)]
+pub struct CliOverrides {
+    pub config: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+}
+
+/// Prefix of every environment override.
+pub const ENV_PREFIX: &str = "SKAB_";
+/// Names of the tables; a variable `SKAB_<TABLE>_<KEY>` sets `<table>.<key>`.
+const SECTIONS: &[&str] = &["tls", "storage", "limits", "auth", "log"];
+
+/// Environment variable that names the config file when `--config` is not given.
+pub const ENV_CONFIG_FILE: &str = "SKAB_CONFIG";
+
+impl Config {
+    /// Builds the configuration: defaults < file < environment < flags.
+    pub fn load(cli: &CliOverrides) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(cli, &env)
+    }
+
+    /// As [`Config::load`], with the environment given (for tests).
+    pub fn load_from(cli: &CliOverrides, env: &[(String, String)]) -> Result<Config, ConfigError> {
+        let file = cli.config.clone().or_else(|| {
+            env.iter()
+                .find(|(k, _)| k == ENV_CONFIG_FILE)
+                .map(|(_, v)| PathBuf::from(v))
+        });
+        let mut table = match &file {
+            Some(path) => read_file_table(path)?,
+            None => toml::Table::new(),
+        };
+        apply_env(&mut table, env)?;
+        let mut config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| match &file {
+                    Some(path) => ConfigError::File {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    },
+                    None => ConfigError::Invalid(e.to_string()),
+                })?;
+        if let Some(d) = &cli.data_dir {
+            config.data_dir = d.clone();
+        }
+        if let Some(l) = cli.listen {
+            config.listen = l;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks settings that are each valid but not together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls.cert and tls.key must be set together".into(),
+            ));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid("data_dir is empty".into()));
+        }
+        for (i, j) in self.auth.jwt.iter().enumerate() {
+            if j.issuer.is_empty() || j.audience.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "auth.jwt[{i}]: issuer and audience are required"
+                )));
+            }
+            let has_secret = j.secret.is_some() || j.secret_file.is_some();
+            let has_key = j.public_key_pem.is_some() || j.public_key_file.is_some();
+            let ok = match j.algorithm {
+                JwtAlgorithm::HS256 => has_secret && !has_key,
+                JwtAlgorithm::RS256 | JwtAlgorithm::ES256 => has_key && !has_secret,
+            };
+            if !ok {
+                return Err(ConfigError::Invalid(format!(
+                    "auth.jwt[{i}]: HS256 needs secret or secret_file; RS256/ES256 need \
+                     public_key_pem or public_key_file (exactly one kind)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every settable key as `key` or `table.key`, with its environment variable name.
+    /// `auth.jwt` is a list of tables and is set only in the file.
+    pub fn keys() -> Vec<(String, Option<String>)> {
+        let mut out = Vec::new();
+        for (path, _) in leaf_kinds() {
+            let env = if path == "auth.jwt" {
+                None
+            } else {
+                Some(env_name(&path))
+            };
+            out.push((path, env));
+        }
+        for (path, _) in jwt_leaf_kinds() {
+            out.push((format!("auth.jwt[].{path}"), None));
+        }
+        out
+    }
+}
+
+fn read_file_table(path: &Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    text.parse::<toml::Table>().map_err(|e| ConfigError::File {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// The kind of value a leaf holds, read off a fully populated example.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Str,
+    Int,
+    Bool,
+    Other,
+}
+
+fn kind_of(v: &toml::Value) -> Kind {
+    match v {
+        toml::Value::String(_) => Kind::Str,
+        toml::Value::Integer(_) => Kind::Int,
+        toml::Value::Boolean(_) => Kind::Bool,
+        _ => Kind::Other,
+    }
+}
+
+/// Config with every optional field set, so that serialization names every key.
+fn populated() -> Config {
+    let mut c = Config::default();
+    c.tls.cert = Some(PathBuf::from("cert.pem"));
+    c.tls.key = Some(PathBuf::from("key.pem"));
+    c
+}
+
+fn leaf_kinds() -> Vec<(String, Kind)> {
+    let mut out = Vec::new();
+    let Ok(toml::Value::Table(t)) = toml::Value::try_from(populated()) else {
+        return out;
+    };
+    for (k, v) in &t {
+        match v {
+            toml::Value::Table(sub) => {
+                for (k2, v2) in sub {
+                    out.push((format!("{k}.{k2}"), kind_of(v2)));
+                }
+            }
+            other => out.push((k.clone(), kind_of(other))),
+        }
+    }
+    out
+}
+
+fn jwt_leaf_kinds() -> Vec<(String, Kind)> {
+    let j = JwtIssuerConfig {
+        secret: Some(String::new()),
+        secret_file: Some(PathBuf::new()),
+        public_key_pem: Some(String::new()),
+        public_key_file: Some(PathBuf::new()),
+        tenant_claim: Some(String::new()),
+        ..JwtIssuerConfig::default()
+    };
+    match toml::Value::try_from(j) {
+        Ok(toml::Value::Table(t)) => t.iter().map(|(k, v)| (k.clone(), kind_of(v))).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `limits.body_size_max` -> `SKAB_LIMITS_BODY_SIZE_MAX`; `data_dir` -> `SKAB_DATA_DIR`.
+pub fn env_name(path: &str) -> String {
+    format!(
+        "{ENV_PREFIX}{}",
+        path.replace('.', "_").to_ascii_uppercase()
+    )
+}
+
+fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<(), ConfigError> {
+    let leaves = leaf_kinds();
+    for (var, raw) in env {
+        if !var.starts_with(ENV_PREFIX) || var == ENV_CONFIG_FILE {
+            continue;
+        }
+        let Some((path, kind)) = leaves.iter().find(|(p, _)| env_name(p) == *var) else {
+            // Unknown SKAB_ variables are refused so that a typo does not go unnoticed.
+            return Err(ConfigError::Env {
+                var: var.clone(),
+                message: "no such setting (see docs/configuration.md)".into(),
+            });
+        };
+        let bad = |m: &str| ConfigError::Env {
+            var: var.clone(),
+            message: m.to_string(),
+        };
+        let value = match kind {
+            Kind::Str => toml::Value::String(raw.clone()),
+            Kind::Int => toml::Value::Integer(
+                raw.trim()
+                    .parse::<i64>()
+                    .map_err(|_| bad("expected an integer"))?,
+            ),
+            Kind::Bool => toml::Value::Boolean(
+                raw.trim()
+                    .parse::<bool>()
+                    .map_err(|_| bad("expected true or false"))?,
+            ),
+            Kind::Other => return Err(bad("this setting can be set only in the config file")),
+        };
+        match path.split_once('.') {
+            None => {
+                table.insert(path.clone(), value);
+            }
+            Some((section, key)) => {
+                debug_assert!(SECTIONS.contains(&section));
+                let entry = table
+                    .entry(section.to_string())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                let toml::Value::Table(sub) = entry else {
+                    return Err(bad("the config file has this section as a non-table"));
+                };
+                sub.insert(key.to_string(), value);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_without_file_env_or_flags() {
+        let c = Config::load_from(&CliOverrides::default(), &[]).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.data_dir, PathBuf::from("./skab-data"));
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.storage.dedup_domain, DedupDomain::Tenant);
+    }
+
+    #[test]
+    fn file_then_env_then_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("skab.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/file\"\nlisten = \"0.0.0.0:1\"\n[limits]\nxml_depth_max = 7\n\
+             body_size_max = 5\n[storage]\ndedup_domain = \"global\"\n[log]\nformat = \"json\"\n",
+        )
+        .unwrap();
+        let cli = CliOverrides {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        // File only.
+        let c = Config::load_from(&cli, &[]).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/file"));
+        assert_eq!(c.limits.xml_depth_max, 7);
+        assert_eq!(c.limits.body_size_max, 5);
+        assert_eq!(c.storage.dedup_domain, DedupDomain::Global);
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.limits.path_len_max, L::PATH_LEN_MAX_DEFAULT);
+        // Env over file.
+        let e = env(&[
+            ("SKAB_DATA_DIR", "/env"),
+            ("SKAB_LIMITS_XML_DEPTH_MAX", "9"),
+            ("SKAB_AUTH_CREDENTIAL_CACHE_TTL_S", "17"),
+            ("SKAB_LISTEN", "10.0.0.1:2"),
+        ]);
+        let c = Config::load_from(&cli, &e).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/env"));
+        assert_eq!(c.listen.to_string(), "10.0.0.1:2");
+        assert_eq!(c.limits.xml_depth_max, 9);
+        assert_eq!(
+            c.limits.body_size_max, 5,
+            "file value kept where env is silent"
+        );
+        assert_eq!(c.auth.credential_cache_ttl_s, 17);
+        // Flags over env.
+        let cli2 = CliOverrides {
+            config: Some(path),
+            data_dir: Some(PathBuf::from("/flag")),
+            listen: Some("[::1]:3".parse().unwrap()),
+        };
+        let c = Config::load_from(&cli2, &e).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/flag"));
+        assert_eq!(c.listen.to_string(), "[::1]:3");
+        assert_eq!(c.limits.xml_depth_max, 9);
+    }
+
+    #[test]
+    fn config_file_named_by_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[storage]\nversions_kept = 3\n").unwrap();
+        let e = env(&[("SKAB_CONFIG", path.to_str().unwrap())]);
+        let c = Config::load_from(&CliOverrides::default(), &e).unwrap();
+        assert_eq!(c.storage.versions_kept, 3);
+    }
+
+    #[test]
+    fn bad_inputs_are_clear_errors() {
+        let e = env(&[("SKAB_LIMITS_XML_DEPTH_MAX", "deep")]);
+        let err = Config::load_from(&CliOverrides::default(), &e).unwrap_err();
+        assert!(
+            err.to_string().contains("SKAB_LIMITS_XML_DEPTH_MAX"),
+            "{err}"
+        );
+        let e = env(&[("SKAB_LIMITS_NO_SUCH", "1")]);
+        assert!(Config::load_from(&CliOverrides::default(), &e).is_err());
+        let e = env(&[("SKAB_AUTH_JWT", "x")]);
+        assert!(Config::load_from(&CliOverrides::default(), &e).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[limits]\nunknown_key = 1\n").unwrap();
+        let cli = CliOverrides {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let err = Config::load_from(&cli, &[]).unwrap_err();
+        assert!(err.to_string().contains("unknown_key"), "{err}");
+        std::fs::write(&path, "[tls]\ncert = \"/c.pem\"\n").unwrap();
+        assert!(Config::load_from(&cli, &[]).is_err(), "cert without key");
+        std::fs::write(&path, "[[auth.jwt]]\nissuer = \"i\"\naudience = \"a\"\n").unwrap();
+        assert!(
+            Config::load_from(&cli, &[]).is_err(),
+            "HS256 without secret"
+        );
+        let missing = CliOverrides {
+            config: Some(dir.path().join("missing.toml")),
+            ..Default::default()
+        };
+        assert!(matches!(
+            Config::load_from(&missing, &[]),
+            Err(ConfigError::Read { .. })
+        ));
+    }
+
+    #[test]
+    fn jwt_issuers_parse_with_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[[auth.jwt]]\nissuer = \"https://idp\"\naudience = \"skab\"\nsecret = \"s\"\n",
+        )
+        .unwrap();
+        let cli = CliOverrides {
+            config: Some(path),
+            ..Default::default()
+        };
+        let c = Config::load_from(&cli, &[]).unwrap();
+        assert_eq!(c.auth.jwt.len(), 1);
+        assert_eq!(c.auth.jwt[0].user_claim, "preferred_username");
+        assert_eq!(c.auth.jwt[0].leeway_s, L::JWT_LEEWAY_S_DEFAULT);
+    }
+
+    #[test]
+    fn every_key_is_documented_with_its_env_name() {
+        let doc = include_str!("../../docs/configuration.md");
+        let keys = Config::keys();
+        assert!(keys.len() > 30, "keys() found {} keys", keys.len());
+        for (key, env) in keys {
+            assert!(doc.contains(&format!("`{key}`")), "{key} missing in docs");
+            if let Some(env) = env {
+                assert!(doc.contains(&format!("`{env}`")), "{env} missing in docs");
+            }
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Skab's server: WebDAV over HTTP on the storage engine, with tenants, users, auth, locks,
+//! admin commands and metrics.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod dav;
+pub mod http;
+pub mod limits;
+pub mod methods;
+pub mod metrics;
+pub mod serve;
+pub mod users;

@@ -1,0 +1,81 @@
+//! `skab serve`: logging, the runtime, the store, a demo account on first start, then HTTP.
+
+use std::sync::Arc;
+
+use crate::app::App;
+use crate::auth::password::hash_password;
+use crate::cli::CliError;
+use crate::config::{Config, LogFormat};
+use crate::users::{TenantName, UserName};
+
+/// Tenant and user created on the first start of an empty data dir.
+pub const DEMO_TENANT: &str = "demo";
+pub const DEMO_USER: &str = "demo";
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.log.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Creates the demo tenant and user when the user database is empty; prints the login.
+fn ensure_demo_account(app: &App) -> Result<(), CliError> {
+    if app.users.user_count() > 0 {
+        return Ok(());
+    }
+    let password: String = {
+        use rand::Rng;
+        let mut rng = rand::thread_rng();
+        (0..16)
+            .map(|_| {
+                let i = rng.gen_range(0..32);
+                b"abcdefghjkmnpqrstuvwxyz23456789"[i.min(30)] as char
+            })
+            .collect()
+    };
+    let phc = hash_password(&password).map_err(|e| CliError(e.to_string()))?;
+    let tenant = TenantName::new(DEMO_TENANT).map_err(|e| CliError(e.to_string()))?;
+    let user = UserName::new(DEMO_USER).map_err(|e| CliError(e.to_string()))?;
+    app.users
+        .add_user(&tenant, &user, &phc)
+        .map_err(|e| CliError(e.to_string()))?;
+    println!("skab: first start: created demo account");
+    println!("skab:   login:    {DEMO_USER}@{DEMO_TENANT}");
+    println!("skab:   password: {password}");
+    println!("skab:   home:     /dav/{DEMO_TENANT}/{DEMO_USER}/");
+    Ok(())
+}
+
+/// Runs the server until SIGINT/SIGTERM.
+pub fn serve(config: Config) -> Result<(), CliError> {
+    init_logging(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("skab-worker")
+        .build()
+        .map_err(|e| CliError(format!("runtime: {e}")))?;
+    let listen = config.listen;
+    let app = App::open(config).map_err(|e| CliError(format!("opening the data dir: {e:#}")))?;
+    let report = app.store.recovery_report();
+    tracing::info!(
+        took_ms = report.duration.as_millis() as u64,
+        spaces = report.spaces,
+        entries = report.entries,
+        io = report.io_backend,
+        "store recovered"
+    );
+    ensure_demo_account(&app)?;
+    let app = Arc::new(app);
+    let result = runtime.block_on(crate::http::serve(app.clone(), listen));
+    // Leave a fresh snapshot behind so the next start replays little.
+    if let Err(e) = app.store.checkpoint() {
+        tracing::warn!(error = %e, "checkpoint at shutdown failed");
+    }
+    result.map_err(|e| CliError(format!("{e:#}")))
+}

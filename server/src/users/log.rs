@@ -1,0 +1,213 @@
+//! The user log's records and their framing: `len u32 LE | crc32c u32 LE | postcard payload`.
+
+use super::names::{TenantName, UserName};
+use super::TokenId;
+use crate::limits::USER_LOG_RECORD_LEN_MAX;
+use serde::{Deserialize, Serialize};
+
+/// First bytes of `users.log`.
+pub(crate) const MAGIC: &[u8; 8] = b"SKABUSR1";
+/// Bytes of a frame header (length and checksum).
+pub(crate) const FRAME_HEADER: usize = 8;
+
+/// One change to the user database. Times are Unix seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Op {
+    TenantAdd {
+        tenant: TenantName,
+        at: u64,
+    },
+    UserAdd {
+        tenant: TenantName,
+        user: UserName,
+        phc: String,
+        at: u64,
+    },
+    UserPassword {
+        tenant: TenantName,
+        user: UserName,
+        phc: String,
+    },
+    UserDelete {
+        tenant: TenantName,
+        user: UserName,
+    },
+    UserDisabled {
+        tenant: TenantName,
+        user: UserName,
+        disabled: bool,
+    },
+    UserQuota {
+        tenant: TenantName,
+        user: UserName,
+        quota: Option<u64>,
+    },
+    TokenAdd {
+        tenant: TenantName,
+        user: UserName,
+        id: TokenId,
+        label: String,
+        hash: [u8; 32],
+        at: u64,
+    },
+    TokenRevoke {
+        tenant: TenantName,
+        user: UserName,
+        id: TokenId,
+    },
+    TokenUsed {
+        tenant: TenantName,
+        user: UserName,
+        id: TokenId,
+        at: u64,
+    },
+}
+
+/// A record: an operation, or the end of a transaction of `ops` operations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Entry {
+    Op(Op),
+    Commit { ops: u32 },
+}
+
+/// Appends `entry` framed to `out`.
+pub(crate) fn encode(out: &mut Vec<u8>, entry: &Entry) -> Result<(), String> {
+    let payload = postcard::to_allocvec(entry).map_err(|e| e.to_string())?;
+    if payload.len() > USER_LOG_RECORD_LEN_MAX {
+        return Err(format!(
+            "record of {} bytes exceeds the limit",
+            payload.len()
+        ));
+    }
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    Ok(())
+}
+
+/// Result of scanning log bytes: the complete transactions, and where the last one ends.
+pub(crate) struct Scan {
+    /// Operations of complete transactions, each with the file offset of its frame.
+    pub ops: Vec<(u64, Op)>,
+    /// File offset just past the last complete transaction.
+    pub committed_end: u64,
+    /// Bytes after `committed_end` that do not form a complete transaction.
+    pub torn: bool,
+}
+
+/// Scans `bytes`, which start at file offset `base`; stops at the first bad or partial frame.
+pub(crate) fn scan(bytes: &[u8], base: u64) -> Scan {
+    let mut ops = Vec::new();
+    let mut pending: Vec<(u64, Op)> = Vec::new();
+    let mut pos = 0usize;
+    let mut committed = 0usize;
+    while let Some(header) = bytes.get(pos..pos + FRAME_HEADER) {
+        let mut len4 = [0u8; 4];
+        len4.copy_from_slice(&header[..4]);
+        let mut crc4 = [0u8; 4];
+        crc4.copy_from_slice(&header[4..]);
+        let len = u32::from_le_bytes(len4) as usize;
+        if len > USER_LOG_RECORD_LEN_MAX {
+            break;
+        }
+        let Some(payload) = bytes.get(pos + FRAME_HEADER..pos + FRAME_HEADER + len) else {
+            break;
+        };
+        if crc32c::crc32c(payload) != u32::from_le_bytes(crc4) {
+            break;
+        }
+        let Ok(entry) = postcard::from_bytes::<Entry>(payload) else {
+            break;
+        };
+        let offset = base + pos as u64;
+        pos += FRAME_HEADER + len;
+        match entry {
+            Entry::Op(op) => pending.push((offset, op)),
+            Entry::Commit { ops: n } => {
+                if n as usize != pending.len() {
+                    break;
+                }
+                ops.append(&mut pending);
+                committed = pos;
+            }
+        }
+    }
+    Scan {
+        ops,
+        committed_end: base + committed as u64,
+        torn: committed < bytes.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(i: u64) -> Op {
+        Op::TenantAdd {
+            tenant: TenantName::new(&format!("t{i}")).unwrap(),
+            at: i,
+        }
+    }
+
+    fn txn(out: &mut Vec<u8>, ops: &[Op]) {
+        for o in ops {
+            encode(out, &Entry::Op(o.clone())).unwrap();
+        }
+        encode(
+            out,
+            &Entry::Commit {
+                ops: ops.len() as u32,
+            },
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn complete_transactions_only() {
+        let mut b = Vec::new();
+        txn(&mut b, &[op(1), op(2)]);
+        let end1 = b.len();
+        txn(&mut b, &[op(3)]);
+        let full = b.len();
+        let s = scan(&b, 100);
+        assert_eq!(s.ops.len(), 3);
+        assert_eq!(s.ops[0].0, 100);
+        assert_eq!(s.committed_end, 100 + full as u64);
+        assert!(!s.torn);
+        // Every cut inside the second transaction keeps exactly the first.
+        for cut in end1 + 1..full {
+            let s = scan(&b[..cut], 0);
+            assert_eq!(s.ops.len(), 2, "cut at {cut}");
+            assert_eq!(s.committed_end, end1 as u64);
+            assert!(s.torn);
+        }
+        // A flipped bit in the second transaction also drops only it.
+        let mut c = b.clone();
+        c[end1 + 10] ^= 1;
+        let s = scan(&c, 0);
+        assert_eq!(s.ops.len(), 2);
+        assert!(s.torn);
+    }
+
+    #[test]
+    fn ops_without_commit_are_torn() {
+        let mut b = Vec::new();
+        encode(&mut b, &Entry::Op(op(1))).unwrap();
+        let s = scan(&b, 0);
+        assert!(s.ops.is_empty());
+        assert_eq!(s.committed_end, 0);
+        assert!(s.torn);
+        // A commit with the wrong count is not a commit.
+        encode(&mut b, &Entry::Commit { ops: 2 }).unwrap();
+        assert!(scan(&b, 0).ops.is_empty());
+    }
+
+    #[test]
+    fn huge_length_field_is_not_trusted() {
+        let mut b = vec![0xff; 8];
+        b.extend_from_slice(&[0; 32]);
+        let s = scan(&b, 0);
+        assert!(s.ops.is_empty() && s.torn);
+    }
+}

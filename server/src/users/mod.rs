@@ -1,0 +1,1197 @@
+//! The user database: tenants, users and app tokens in an append-only log in the data dir.
+//!
+//! Format, locking and the refresh protocol: `docs/auth.md`.
+
+pub mod import;
+mod log;
+pub mod names;
+
+pub use names::{parse_login, NameError, TenantName, UserName};
+
+use crate::auth::{password, token};
+use crate::limits::{TOKENS_PER_USER_MAX, TOKEN_LABEL_LEN_MAX};
+use log::{Entry, Op};
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// Sub-directory of the data dir holding the user database.
+pub const USERS_DIR: &str = "users";
+const LOG_FILE: &str = "users.log";
+const LOCK_FILE: &str = "users.lock";
+const KEY_FILE: &str = "token.key";
+
+/// Identity of an app token within its user (random, shown as 16 hex digits).
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct TokenId(pub u64);
+
+impl fmt::Display for TokenId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl fmt::Debug for TokenId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenId({self})")
+    }
+}
+
+impl std::str::FromStr for TokenId {
+    type Err = UserDbError;
+    fn from_str(s: &str) -> Result<Self, UserDbError> {
+        if s.len() != 16 {
+            return Err(UserDbError::NoSuchToken);
+        }
+        u64::from_str_radix(s, 16)
+            .map(TokenId)
+            .map_err(|_| UserDbError::NoSuchToken)
+    }
+}
+
+/// Why a user database operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UserDbError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("user database {path} is damaged: {why}")]
+    Corrupt { path: PathBuf, why: String },
+    #[error("another process is writing the user database")]
+    Busy,
+    #[error("no such tenant: {0}")]
+    NoSuchTenant(TenantName),
+    #[error("no such user: {1}@{0}")]
+    NoSuchUser(TenantName, UserName),
+    #[error("tenant exists: {0}")]
+    TenantExists(TenantName),
+    #[error("user exists: {1}@{0}")]
+    UserExists(TenantName, UserName),
+    #[error("no such token")]
+    NoSuchToken,
+    #[error("a user may have at most {TOKENS_PER_USER_MAX} app tokens")]
+    TooManyTokens,
+    #[error("token label longer than {TOKEN_LABEL_LEN_MAX} bytes")]
+    LabelTooLong,
+    #[error("password hash: {0}")]
+    Password(#[from] password::PasswordError),
+    #[error("{0}")]
+    Name(#[from] NameError),
+    #[error("{0}")]
+    Other(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> UserDbError + '_ {
+    move |source| UserDbError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Clone)]
+struct TokenRec {
+    id: TokenId,
+    label: String,
+    hash: [u8; 32],
+    created: u64,
+    last_used: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+struct User {
+    phc: Box<str>,
+    quota: Option<u64>,
+    disabled: bool,
+    created: u64,
+    /// Log offset of the last change to the password or the disabled flag.
+    epoch: u64,
+    tokens: Vec<TokenRec>,
+}
+
+#[derive(Debug, Default)]
+struct Tenant {
+    created: u64,
+    users: HashMap<UserName, User>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    tenants: HashMap<TenantName, Tenant>,
+    /// Keyed token hash to its owner.
+    token_index: HashMap<[u8; 32], (TenantName, UserName, TokenId)>,
+    /// Operations that did not fit the state when replayed (written by a buggy writer).
+    ignored: u64,
+}
+
+/// A tenant as listed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantInfo {
+    pub name: TenantName,
+    pub created: u64,
+    pub users: usize,
+}
+
+/// A user as listed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserInfo {
+    pub tenant: TenantName,
+    pub user: UserName,
+    /// Own quota in bytes; `None` means the configured default.
+    pub quota: Option<u64>,
+    pub disabled: bool,
+    pub created: u64,
+    pub tokens: usize,
+}
+
+/// An app token as listed (its secret is never stored).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenInfo {
+    pub id: TokenId,
+    pub label: String,
+    pub created: u64,
+    pub last_used: Option<u64>,
+}
+
+/// What authentication needs of a user.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub phc: Box<str>,
+    pub disabled: bool,
+    /// Changes whenever the password or the disabled flag changes (cache invalidation).
+    pub epoch: u64,
+}
+
+/// What a refresh did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refresh {
+    /// Nothing new in the log.
+    Unchanged,
+    /// This many operations were applied.
+    Applied(usize),
+    /// A writer holds the lock; try again later.
+    Busy,
+}
+
+struct ReadPos {
+    log: File,
+    /// File offset just past the last applied transaction.
+    applied_end: u64,
+    /// `(applied_end, file length)` when the bytes past `applied_end` were found torn.
+    torn_seen: Option<(u64, u64)>,
+}
+
+/// A user plus the one new user to add, for import.
+pub(crate) struct NewUser {
+    pub tenant: TenantName,
+    pub user: UserName,
+    pub phc: String,
+}
+
+/// The user database of one data dir. Cheap to share (`Arc`); all methods take `&self`.
+pub struct UserDb {
+    dir: PathBuf,
+    token_key: [u8; 32],
+    state: RwLock<State>,
+    io: Mutex<ReadPos>,
+}
+
+/// A held `flock` on the lock file; released when dropped (the file is closed).
+struct FileLock(#[allow(dead_code)] File);
+
+fn flock(dir: &Path, exclusive: bool, wait: bool) -> Result<Option<FileLock>, UserDbError> {
+    let path = dir.join(LOCK_FILE);
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    let mut op = if exclusive {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_SH
+    };
+    if !wait {
+        op |= libc::LOCK_NB;
+    }
+    loop {
+        // SAFETY: flock on a file descriptor we own; no memory is passed.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), op) };
+        if rc == 0 {
+            return Ok(Some(FileLock(f)));
+        }
+        let e = std::io::Error::last_os_error();
+        match e.kind() {
+            std::io::ErrorKind::Interrupted => continue,
+            std::io::ErrorKind::WouldBlock => return Ok(None),
+            _ => return Err(io_err(&path)(e)),
+        }
+    }
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), UserDbError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+/// Writes `bytes` to `dir/name` atomically: temp file, fsync, rename, directory fsync.
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), UserDbError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let dst = dir.join(name);
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
+    f.write_all(bytes).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, &dst).map_err(io_err(&dst))?;
+    fsync_dir(dir)
+}
+
+impl UserDb {
+    /// Opens (creating if needed) the user database under `data_dir/users` and loads it.
+    /// Waits while another process writes.
+    pub fn open(data_dir: &Path) -> Result<UserDb, UserDbError> {
+        let dir = data_dir.join(USERS_DIR);
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let log_path = dir.join(LOG_FILE);
+        let key_path = dir.join(KEY_FILE);
+        if !log_path.exists() || !key_path.exists() {
+            let _lock = flock(&dir, true, true)?;
+            if !key_path.exists() {
+                let mut key = [0u8; 32];
+                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+                write_atomic(&dir, KEY_FILE, &key)?;
+            }
+            if !log_path.exists() {
+                write_atomic(&dir, LOG_FILE, log::MAGIC)?;
+            }
+        }
+        let key_bytes = std::fs::read(&key_path).map_err(io_err(&key_path))?;
+        let token_key: [u8; 32] =
+            key_bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| UserDbError::Corrupt {
+                    path: key_path.clone(),
+                    why: format!("expected 32 bytes, found {}", key_bytes.len()),
+                })?;
+        let mut log = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&log_path)
+            .map_err(io_err(&log_path))?;
+        let mut magic = [0u8; 8];
+        log.read_exact(&mut magic)
+            .map_err(io_err(&log_path))
+            .and_then(|_| {
+                if &magic == log::MAGIC {
+                    Ok(())
+                } else {
+                    Err(UserDbError::Corrupt {
+                        path: log_path.clone(),
+                        why: "not a skab user log (bad magic)".into(),
+                    })
+                }
+            })?;
+        let db = UserDb {
+            dir,
+            token_key,
+            state: RwLock::new(State::default()),
+            io: Mutex::new(ReadPos {
+                log,
+                applied_end: log::MAGIC.len() as u64,
+                torn_seen: None,
+            }),
+        };
+        {
+            let mut io = db.io.lock();
+            let _lock = flock(&db.dir, false, true)?;
+            db.read_new(&mut io)?;
+        }
+        Ok(db)
+    }
+
+    /// The directory holding the database files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The server secret that app tokens are hashed with.
+    pub(crate) fn token_key(&self) -> &[u8; 32] {
+        &self.token_key
+    }
+
+    /// Applies records appended since the last load. Never waits for a writer: if one holds
+    /// the lock, returns [`Refresh::Busy`]. Cheap when nothing changed (one `fstat`).
+    pub fn refresh(&self) -> Result<Refresh, UserDbError> {
+        let mut io = self.io.lock();
+        let len = self.log_len(&io)?;
+        if len == io.applied_end || io.torn_seen == Some((io.applied_end, len)) {
+            return Ok(Refresh::Unchanged);
+        }
+        let Some(_lock) = flock(&self.dir, false, false)? else {
+            return Ok(Refresh::Busy);
+        };
+        self.read_new(&mut io)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join(LOG_FILE)
+    }
+
+    fn log_len(&self, io: &ReadPos) -> Result<u64, UserDbError> {
+        io.log
+            .metadata()
+            .map(|m| m.len())
+            .map_err(io_err(&self.log_path()))
+    }
+
+    /// Reads and applies complete transactions past `applied_end`. Caller holds a flock.
+    fn read_new(&self, io: &mut ReadPos) -> Result<Refresh, UserDbError> {
+        let path = self.log_path();
+        let len = self.log_len(io)?;
+        if len < io.applied_end {
+            return Err(UserDbError::Corrupt {
+                path,
+                why: format!("log shrank below applied data ({len} < {})", io.applied_end),
+            });
+        }
+        if len == io.applied_end {
+            return Ok(Refresh::Unchanged);
+        }
+        let mut bytes = Vec::new();
+        io.log
+            .seek(SeekFrom::Start(io.applied_end))
+            .map_err(io_err(&path))?;
+        (&io.log)
+            .take(len - io.applied_end)
+            .read_to_end(&mut bytes)
+            .map_err(io_err(&path))?;
+        let scan = log::scan(&bytes, io.applied_end);
+        let n = scan.ops.len();
+        if n > 0 {
+            let mut st = self.state.write();
+            for (offset, op) in scan.ops {
+                apply(&mut st, offset, op);
+            }
+        }
+        io.applied_end = scan.committed_end;
+        io.torn_seen = scan.torn.then_some((io.applied_end, len));
+        Ok(if n > 0 {
+            Refresh::Applied(n)
+        } else {
+            Refresh::Unchanged
+        })
+    }
+
+    /// Runs one write transaction: takes the exclusive lock (waiting), catches up with the
+    /// log, cuts a torn tail, lets `build` check the fresh state and return the operations,
+    /// appends them with a commit record, fsyncs once, and applies them.
+    fn transact<T>(
+        &self,
+        build: impl FnOnce(&State) -> Result<(Vec<Op>, T), UserDbError>,
+    ) -> Result<T, UserDbError> {
+        let mut io = self.io.lock();
+        let _lock = flock(&self.dir, true, true)?.ok_or(UserDbError::Busy)?;
+        self.append_locked(&mut io, build)
+    }
+
+    fn append_locked<T>(
+        &self,
+        io: &mut ReadPos,
+        build: impl FnOnce(&State) -> Result<(Vec<Op>, T), UserDbError>,
+    ) -> Result<T, UserDbError> {
+        let path = self.log_path();
+        self.read_new(io)?;
+        let len = self.log_len(io)?;
+        if len > io.applied_end {
+            // A writer died mid-transaction: keep its bytes aside, then cut them off.
+            let mut torn = Vec::new();
+            io.log
+                .seek(SeekFrom::Start(io.applied_end))
+                .map_err(io_err(&path))?;
+            (&io.log)
+                .take(len - io.applied_end)
+                .read_to_end(&mut torn)
+                .map_err(io_err(&path))?;
+            write_atomic(
+                &self.dir,
+                &format!("{LOG_FILE}.torn-{}", io.applied_end),
+                &torn,
+            )?;
+            io.log.set_len(io.applied_end).map_err(io_err(&path))?;
+            io.log.sync_all().map_err(io_err(&path))?;
+            io.torn_seen = None;
+        }
+        let (ops, out) = {
+            let st = self.state.read();
+            build(&st)?
+        };
+        if ops.is_empty() {
+            return Ok(out);
+        }
+        let start = io.applied_end;
+        let mut buf = Vec::with_capacity(ops.len() * 128);
+        let mut offsets = Vec::with_capacity(ops.len());
+        let mut written = start;
+        let count = u32::try_from(ops.len())
+            .map_err(|_| UserDbError::Other("too many operations in one transaction".into()))?;
+        for op in &ops {
+            offsets.push(written + buf.len() as u64);
+            log::encode(&mut buf, &Entry::Op(op.clone())).map_err(UserDbError::Other)?;
+            if buf.len() >= 8 * 1024 * 1024 {
+                io.log.write_all_at(&buf, written).map_err(io_err(&path))?;
+                written += buf.len() as u64;
+                buf.clear();
+            }
+        }
+        log::encode(&mut buf, &Entry::Commit { ops: count }).map_err(UserDbError::Other)?;
+        io.log.write_all_at(&buf, written).map_err(io_err(&path))?;
+        written += buf.len() as u64;
+        io.log.sync_data().map_err(io_err(&path))?;
+        let mut st = self.state.write();
+        for (offset, op) in offsets.into_iter().zip(ops) {
+            apply(&mut st, offset, op);
+        }
+        io.applied_end = written;
+        Ok(out)
+    }
+
+    // ----- reads -----
+
+    /// Credentials of `user@tenant`, if the user exists.
+    pub fn credentials(&self, tenant: &TenantName, user: &UserName) -> Option<Credentials> {
+        let st = self.state.read();
+        let u = st.tenants.get(tenant)?.users.get(user)?;
+        Some(Credentials {
+            phc: u.phc.clone(),
+            disabled: u.disabled,
+            epoch: u.epoch,
+        })
+    }
+
+    /// The user's info, if the user exists.
+    pub fn user(&self, tenant: &TenantName, user: &UserName) -> Option<UserInfo> {
+        let st = self.state.read();
+        let u = st.tenants.get(tenant)?.users.get(user)?;
+        Some(user_info(tenant, user, u))
+    }
+
+    /// All tenants, sorted by name.
+    pub fn tenants(&self) -> Vec<TenantInfo> {
+        let st = self.state.read();
+        let mut v: Vec<TenantInfo> = st
+            .tenants
+            .iter()
+            .map(|(n, t)| TenantInfo {
+                name: n.clone(),
+                created: t.created,
+                users: t.users.len(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Users of a tenant, sorted by name.
+    pub fn users(&self, tenant: &TenantName) -> Result<Vec<UserInfo>, UserDbError> {
+        let st = self.state.read();
+        let t = st
+            .tenants
+            .get(tenant)
+            .ok_or_else(|| UserDbError::NoSuchTenant(tenant.clone()))?;
+        let mut v: Vec<UserInfo> = t
+            .users
+            .iter()
+            .map(|(n, u)| user_info(tenant, n, u))
+            .collect();
+        v.sort_by(|a, b| a.user.cmp(&b.user));
+        Ok(v)
+    }
+
+    /// Number of users in all tenants.
+    pub fn user_count(&self) -> usize {
+        self.state
+            .read()
+            .tenants
+            .values()
+            .map(|t| t.users.len())
+            .sum()
+    }
+
+    /// App tokens of a user, sorted by creation.
+    pub fn tokens(
+        &self,
+        tenant: &TenantName,
+        user: &UserName,
+    ) -> Result<Vec<TokenInfo>, UserDbError> {
+        let st = self.state.read();
+        let u = get_user(&st, tenant, user)?;
+        let mut v: Vec<TokenInfo> = u
+            .tokens
+            .iter()
+            .map(|t| TokenInfo {
+                id: t.id,
+                label: t.label.clone(),
+                created: t.created,
+                last_used: t.last_used,
+            })
+            .collect();
+        v.sort_by_key(|t| (t.created, t.id));
+        Ok(v)
+    }
+
+    /// Owner of an app token, by the token's keyed hash.
+    pub(crate) fn token_owner(&self, hash: &[u8; 32]) -> Option<(TenantName, UserName, TokenId)> {
+        self.state.read().token_index.get(hash).cloned()
+    }
+
+    /// Last recorded use of a token, if the token exists.
+    pub(crate) fn token_last_used(
+        &self,
+        tenant: &TenantName,
+        user: &UserName,
+        id: TokenId,
+    ) -> Option<Option<u64>> {
+        let st = self.state.read();
+        let u = st.tenants.get(tenant)?.users.get(user)?;
+        u.tokens.iter().find(|t| t.id == id).map(|t| t.last_used)
+    }
+
+    /// Operations skipped on replay because they did not fit (0 in a healthy log).
+    pub fn ignored_ops(&self) -> u64 {
+        self.state.read().ignored
+    }
+
+    // ----- writes -----
+
+    /// Creates a tenant.
+    pub fn add_tenant(&self, tenant: &TenantName) -> Result<(), UserDbError> {
+        self.transact(|st| {
+            if st.tenants.contains_key(tenant) {
+                return Err(UserDbError::TenantExists(tenant.clone()));
+            }
+            Ok((
+                vec![Op::TenantAdd {
+                    tenant: tenant.clone(),
+                    at: now_unix(),
+                }],
+                (),
+            ))
+        })
+    }
+
+    /// Adds a user with an argon2id PHC hash, creating the tenant if missing.
+    pub fn add_user(
+        &self,
+        tenant: &TenantName,
+        user: &UserName,
+        phc: &str,
+    ) -> Result<(), UserDbError> {
+        password::check_phc(phc)?;
+        self.transact(|st| {
+            let mut ops = Vec::new();
+            let at = now_unix();
+            match st.tenants.get(tenant) {
+                None => ops.push(Op::TenantAdd {
+                    tenant: tenant.clone(),
+                    at,
+                }),
+                Some(t) if t.users.contains_key(user) => {
+                    return Err(UserDbError::UserExists(tenant.clone(), user.clone()))
+                }
+                Some(_) => {}
+            }
+            ops.push(Op::UserAdd {
+                tenant: tenant.clone(),
+                user: user.clone(),
+                phc: phc.to_string(),
+                at,
+            });
+            Ok((ops, ()))
+        })
+    }
+
+    /// Adds many users in one transaction (one fsync). Tenants are created as needed.
+    /// Fails as a whole, writing nothing, if any user exists; returns those that do.
+    pub(crate) fn add_users(
+        &self,
+        new: Vec<NewUser>,
+    ) -> Result<Result<usize, Vec<usize>>, UserDbError> {
+        self.transact(|st| {
+            let existing: Vec<usize> = new
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| {
+                    st.tenants
+                        .get(&n.tenant)
+                        .is_some_and(|t| t.users.contains_key(&n.user))
+                })
+                .map(|(i, _)| i)
+                .collect();
+            if !existing.is_empty() {
+                return Ok((Vec::new(), Err(existing)));
+            }
+            let at = now_unix();
+            let mut ops = Vec::with_capacity(new.len() + 16);
+            let mut new_tenants = std::collections::HashSet::new();
+            let count = new.len();
+            for n in new {
+                if !st.tenants.contains_key(&n.tenant) && new_tenants.insert(n.tenant.clone()) {
+                    ops.push(Op::TenantAdd {
+                        tenant: n.tenant.clone(),
+                        at,
+                    });
+                }
+                ops.push(Op::UserAdd {
+                    tenant: n.tenant,
+                    user: n.user,
+                    phc: n.phc,
+                    at,
+                });
+            }
+            Ok((ops, Ok(count)))
+        })
+    }
+
+    /// Whether a user exists (for import's early check).
+    pub(crate) fn has_user(&self, tenant: &TenantName, user: &UserName) -> bool {
+        self.state
+            .read()
+            .tenants
+            .get(tenant)
+            .is_some_and(|t| t.users.contains_key(user))
+    }
+
+    /// Replaces a user's password hash.
+    pub fn set_password(
+        &self,
+        tenant: &TenantName,
+        user: &UserName,
+        phc: &str,
+    ) -> Result<(), UserDbError> {
+        password::check_phc(phc)?;
+        self.transact(|st| {
+            get_user(st, tenant, user)?;
+            Ok((
+                vec![Op::UserPassword {
+                    tenant: tenant.clone(),
+                    user: user.clone(),
+                    phc: phc.to_string(),
+                }],
+                (),
+            ))
+        })
+    }
+
+    /// Deletes a user and their app tokens.
+    pub fn delete_user(&self, tenant: &TenantName, user: &UserName) -> Result<(), UserDbError> {
+        self.transact(|st| {
+            get_user(st, tenant, user)?;
+            Ok((
+                vec![Op::UserDelete {
+                    tenant: tenant.clone(),
+                    user: user.clone(),
+                }],
+                (),
+            ))
+        })
+    }
+
+    /// Disables or re-enables a user (a disabled user cannot log in by any means).
+    pub fn set_disabled(
+        &self,
+        tenant: &TenantName,
+        user: &UserName,
+        disabled: bool,
+    ) -> Result<(), UserDbError> {
+        self.transact(|st| {
+            get_user(st, tenant, user)?;
+            Ok((
+                vec![Op::UserDisabled {
+                    tenant: tenant.clone(),
+                    user: user.clone(),
+                    disabled,
+                }],
+                (),
+            ))
+        })
+    }
+
+    /// Sets a user's own quota in bytes; `None` falls back to the configured default.
+    pub fn set_quota(
+        &self,
+        tenant: &TenantName,
+        user: &UserName,
+        quota: Option<u64>,
+    ) -> Result<(), UserDbError> {
+        self.transact(|st| {
+            get_user(st, tenant, user)?;
+            Ok((
+                vec![Op::UserQuota {
+                    tenant: tenant.clone(),
+                    user: user.clone(),
+                    quota,
+                }],
+                (),
+            ))
+        })
+    }
+
+    /// Creates an app token; returns its id and the secret, which is shown once and not kept.
+    pub fn create_token(
+        &self,
+        tenant: &TenantName,
+        user: &UserName,
+        label: &str,
+    ) -> Result<(TokenId, String), UserDbError> {
+        if label.len() > TOKEN_LABEL_LEN_MAX {
+            return Err(UserDbError::LabelTooLong);
+        }
+        let (secret, raw) = token::generate();
+        let hash = token::hash(&self.token_key, &raw);
+        self.transact(|st| {
+            let u = get_user(st, tenant, user)?;
+            if u.tokens.len() >= TOKENS_PER_USER_MAX {
+                return Err(UserDbError::TooManyTokens);
+            }
+            let mut id = TokenId(rand::random());
+            while u.tokens.iter().any(|t| t.id == id) {
+                id = TokenId(rand::random());
+            }
+            Ok((
+                vec![Op::TokenAdd {
+                    tenant: tenant.clone(),
+                    user: user.clone(),
+                    id,
+                    label: label.to_string(),
+                    hash,
+                    at: now_unix(),
+                }],
+                id,
+            ))
+        })
+        .map(|id| (id, secret))
+    }
+
+    /// Revokes an app token.
+    pub fn revoke_token(
+        &self,
+        tenant: &TenantName,
+        user: &UserName,
+        id: TokenId,
+    ) -> Result<(), UserDbError> {
+        self.transact(|st| {
+            let u = get_user(st, tenant, user)?;
+            if !u.tokens.iter().any(|t| t.id == id) {
+                return Err(UserDbError::NoSuchToken);
+            }
+            Ok((
+                vec![Op::TokenRevoke {
+                    tenant: tenant.clone(),
+                    user: user.clone(),
+                    id,
+                }],
+                (),
+            ))
+        })
+    }
+
+    /// Records token uses (Unix seconds) without waiting: returns `Ok(false)` if a writer
+    /// holds the lock. Uses of tokens that no longer exist are dropped.
+    pub fn record_token_use(
+        &self,
+        uses: &[(TenantName, UserName, TokenId, u64)],
+    ) -> Result<bool, UserDbError> {
+        if uses.is_empty() {
+            return Ok(true);
+        }
+        let mut io = self.io.lock();
+        let Some(_lock) = flock(&self.dir, true, false)? else {
+            return Ok(false);
+        };
+        self.append_locked(&mut io, |st| {
+            let ops = uses
+                .iter()
+                .filter(|(t, u, id, _)| {
+                    get_user(st, t, u).is_ok_and(|u| u.tokens.iter().any(|k| k.id == *id))
+                })
+                .map(|(t, u, id, at)| Op::TokenUsed {
+                    tenant: t.clone(),
+                    user: u.clone(),
+                    id: *id,
+                    at: *at,
+                })
+                .collect();
+            Ok((ops, ()))
+        })?;
+        Ok(true)
+    }
+}
+
+fn get_user<'a>(
+    st: &'a State,
+    tenant: &TenantName,
+    user: &UserName,
+) -> Result<&'a User, UserDbError> {
+    st.tenants
+        .get(tenant)
+        .ok_or_else(|| UserDbError::NoSuchTenant(tenant.clone()))?
+        .users
+        .get(user)
+        .ok_or_else(|| UserDbError::NoSuchUser(tenant.clone(), user.clone()))
+}
+
+fn user_info(tenant: &TenantName, name: &UserName, u: &User) -> UserInfo {
+    UserInfo {
+        tenant: tenant.clone(),
+        user: name.clone(),
+        quota: u.quota,
+        disabled: u.disabled,
+        created: u.created,
+        tokens: u.tokens.len(),
+    }
+}
+
+/// Applies one replayed or freshly written operation. Never fails: an operation that does
+/// not fit the state (which a correct writer never writes) is counted and skipped.
+fn apply(st: &mut State, offset: u64, op: Op) {
+    let ok = match op {
+        Op::TenantAdd { tenant, at } => {
+            st.tenants.entry(tenant).or_insert_with(|| Tenant {
+                created: at,
+                users: HashMap::new(),
+            });
+            true
+        }
+        Op::UserAdd {
+            tenant,
+            user,
+            phc,
+            at,
+        } => match st.tenants.get_mut(&tenant) {
+            Some(t) if !t.users.contains_key(&user) => {
+                t.users.insert(
+                    user,
+                    User {
+                        phc: phc.into_boxed_str(),
+                        quota: None,
+                        disabled: false,
+                        created: at,
+                        epoch: offset,
+                        tokens: Vec::new(),
+                    },
+                );
+                true
+            }
+            _ => false,
+        },
+        Op::UserPassword { tenant, user, phc } => match user_mut(st, &tenant, &user) {
+            Some(u) => {
+                u.phc = phc.into_boxed_str();
+                u.epoch = offset;
+                true
+            }
+            None => false,
+        },
+        Op::UserDelete { tenant, user } => {
+            let removed = st
+                .tenants
+                .get_mut(&tenant)
+                .and_then(|t| t.users.remove(&user));
+            match removed {
+                Some(u) => {
+                    for t in u.tokens {
+                        st.token_index.remove(&t.hash);
+                    }
+                    true
+                }
+                None => false,
+            }
+        }
+        Op::UserDisabled {
+            tenant,
+            user,
+            disabled,
+        } => match user_mut(st, &tenant, &user) {
+            Some(u) => {
+                u.disabled = disabled;
+                u.epoch = offset;
+                true
+            }
+            None => false,
+        },
+        Op::UserQuota {
+            tenant,
+            user,
+            quota,
+        } => match user_mut(st, &tenant, &user) {
+            Some(u) => {
+                u.quota = quota;
+                true
+            }
+            None => false,
+        },
+        Op::TokenAdd {
+            tenant,
+            user,
+            id,
+            label,
+            hash,
+            at,
+        } => {
+            let fits = !st.token_index.contains_key(&hash)
+                && user_mut(st, &tenant, &user).is_some_and(|u| {
+                    if u.tokens.iter().any(|t| t.id == id) {
+                        return false;
+                    }
+                    u.tokens.push(TokenRec {
+                        id,
+                        label,
+                        hash,
+                        created: at,
+                        last_used: None,
+                    });
+                    true
+                });
+            if fits {
+                st.token_index.insert(hash, (tenant, user, id));
+            }
+            fits
+        }
+        Op::TokenRevoke { tenant, user, id } => {
+            let hash = user_mut(st, &tenant, &user).and_then(|u| {
+                let i = u.tokens.iter().position(|t| t.id == id)?;
+                Some(u.tokens.swap_remove(i).hash)
+            });
+            match hash {
+                Some(h) => {
+                    st.token_index.remove(&h);
+                    true
+                }
+                None => false,
+            }
+        }
+        Op::TokenUsed {
+            tenant,
+            user,
+            id,
+            at,
+        } => match user_mut(st, &tenant, &user)
+            .and_then(|u| u.tokens.iter_mut().find(|t| t.id == id))
+        {
+            Some(t) => {
+                t.last_used = Some(t.last_used.map_or(at, |l| l.max(at)));
+                true
+            }
+            None => false,
+        },
+    };
+    if !ok {
+        st.ignored += 1;
+    }
+}
+
+fn user_mut<'a>(st: &'a mut State, tenant: &TenantName, user: &UserName) -> Option<&'a mut User> {
+    st.tenants.get_mut(tenant)?.users.get_mut(user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> TenantName {
+        TenantName::new(s).unwrap()
+    }
+    fn u(s: &str) -> UserName {
+        UserName::new(s).unwrap()
+    }
+    /// A cheap but valid argon2id hash for tests (tiny cost).
+    pub(crate) fn test_phc(pw: &str) -> String {
+        password::hash_with(pw, 8, 1, 1).unwrap()
+    }
+
+    #[test]
+    fn reopen_sees_all_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = UserDb::open(dir.path()).unwrap();
+            db.add_user(&t("s1"), &u("anna"), &test_phc("pw")).unwrap();
+            db.add_user(&t("s1"), &u("bo"), &test_phc("pw")).unwrap();
+            db.set_disabled(&t("s1"), &u("bo"), true).unwrap();
+            db.set_quota(&t("s1"), &u("anna"), Some(100)).unwrap();
+            db.add_tenant(&t("s2")).unwrap();
+            assert!(matches!(
+                db.add_tenant(&t("s2")),
+                Err(UserDbError::TenantExists(_))
+            ));
+            assert!(matches!(
+                db.add_user(&t("s1"), &u("anna"), &test_phc("x")),
+                Err(UserDbError::UserExists(..))
+            ));
+            let (id, _secret) = db.create_token(&t("s1"), &u("anna"), "phone").unwrap();
+            db.create_token(&t("s1"), &u("anna"), "laptop").unwrap();
+            db.revoke_token(&t("s1"), &u("anna"), id).unwrap();
+        }
+        let db = UserDb::open(dir.path()).unwrap();
+        assert_eq!(db.ignored_ops(), 0);
+        let names: Vec<String> = db.tenants().iter().map(|t| t.name.to_string()).collect();
+        assert_eq!(names, ["s1", "s2"]);
+        let users = db.users(&t("s1")).unwrap();
+        assert_eq!(users.len(), 2);
+        assert_eq!(users[0].quota, Some(100));
+        assert!(users[1].disabled);
+        let toks = db.tokens(&t("s1"), &u("anna")).unwrap();
+        assert_eq!(toks.len(), 1);
+        assert_eq!(toks[0].label, "laptop");
+        db.delete_user(&t("s1"), &u("anna")).unwrap();
+        assert!(db.user(&t("s1"), &u("anna")).is_none());
+        assert!(db.users(&t("nope")).is_err());
+    }
+
+    #[test]
+    fn second_handle_sees_writes_after_refresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = UserDb::open(dir.path()).unwrap();
+        let cli = UserDb::open(dir.path()).unwrap();
+        cli.add_user(&t("s"), &u("a"), &test_phc("1")).unwrap();
+        assert!(server.credentials(&t("s"), &u("a")).is_none());
+        assert_eq!(server.refresh().unwrap(), Refresh::Applied(2));
+        let c1 = server.credentials(&t("s"), &u("a")).unwrap();
+        assert_eq!(server.refresh().unwrap(), Refresh::Unchanged);
+        cli.set_password(&t("s"), &u("a"), &test_phc("2")).unwrap();
+        server.refresh().unwrap();
+        let c2 = server.credentials(&t("s"), &u("a")).unwrap();
+        assert_ne!(c1.epoch, c2.epoch, "password change moves the epoch");
+        // While a writer holds the lock, refresh does not wait.
+        let lock = flock(cli.dir(), true, true).unwrap();
+        {
+            // Append bytes so that refresh has something to read.
+            let mut f = OpenOptions::new()
+                .append(true)
+                .open(cli.dir().join(LOG_FILE))
+                .unwrap();
+            f.write_all(&[1, 0, 0, 0]).unwrap();
+        }
+        assert_eq!(server.refresh().unwrap(), Refresh::Busy);
+        drop(lock);
+        // The partial frame is torn: nothing applied, and it is remembered.
+        assert_eq!(server.refresh().unwrap(), Refresh::Unchanged);
+        assert_eq!(server.refresh().unwrap(), Refresh::Unchanged);
+    }
+
+    #[test]
+    fn torn_tail_is_ignored_then_cut_by_next_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = UserDb::open(dir.path()).unwrap();
+        db.add_user(&t("s"), &u("a"), &test_phc("1")).unwrap();
+        let log_path = db.dir().join(LOG_FILE);
+        let good_len = std::fs::metadata(&log_path).unwrap().len();
+        drop(db);
+        // Simulate a crash mid-transaction: an op without its commit, then half a frame.
+        let mut buf = Vec::new();
+        log::encode(
+            &mut buf,
+            &Entry::Op(Op::UserAdd {
+                tenant: t("s"),
+                user: u("ghost"),
+                phc: test_phc("x"),
+                at: 0,
+            }),
+        )
+        .unwrap();
+        buf.extend_from_slice(&[9, 9, 9]);
+        let mut f = OpenOptions::new().append(true).open(&log_path).unwrap();
+        f.write_all(&buf).unwrap();
+        drop(f);
+        let db = UserDb::open(dir.path()).unwrap();
+        assert!(db.user(&t("s"), &u("ghost")).is_none());
+        assert!(db.user(&t("s"), &u("a")).is_some());
+        db.add_user(&t("s"), &u("b"), &test_phc("2")).unwrap();
+        assert!(dir
+            .path()
+            .join(USERS_DIR)
+            .join(format!("{LOG_FILE}.torn-{good_len}"))
+            .exists());
+        drop(db);
+        let db = UserDb::open(dir.path()).unwrap();
+        assert!(db.user(&t("s"), &u("b")).is_some());
+        assert!(db.user(&t("s"), &u("ghost")).is_none());
+        assert_eq!(db.user_count(), 2);
+    }
+
+    #[test]
+    fn bad_magic_and_bad_key_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(UserDb::open(dir.path()).unwrap());
+        let udir = dir.path().join(USERS_DIR);
+        std::fs::write(udir.join(KEY_FILE), b"short").unwrap();
+        assert!(matches!(
+            UserDb::open(dir.path()),
+            Err(UserDbError::Corrupt { .. })
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        drop(UserDb::open(dir.path()).unwrap());
+        std::fs::write(dir.path().join(USERS_DIR).join(LOG_FILE), b"NOTMAGIC").unwrap();
+        assert!(matches!(
+            UserDb::open(dir.path()),
+            Err(UserDbError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn token_limits_and_use_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = UserDb::open(dir.path()).unwrap();
+        db.add_user(&t("s"), &u("a"), &test_phc("1")).unwrap();
+        assert!(matches!(
+            db.create_token(&t("s"), &u("a"), &"x".repeat(TOKEN_LABEL_LEN_MAX + 1)),
+            Err(UserDbError::LabelTooLong)
+        ));
+        let (id, secret) = db.create_token(&t("s"), &u("a"), "l").unwrap();
+        let raw = token::parse(&secret).unwrap();
+        let owner = db.token_owner(&token::hash(db.token_key(), &raw)).unwrap();
+        assert_eq!(owner, (t("s"), u("a"), id));
+        assert!(db.record_token_use(&[(t("s"), u("a"), id, 1234)]).unwrap());
+        drop(db);
+        let db = UserDb::open(dir.path()).unwrap();
+        assert_eq!(
+            db.tokens(&t("s"), &u("a")).unwrap()[0].last_used,
+            Some(1234)
+        );
+        for i in 1..TOKENS_PER_USER_MAX {
+            db.create_token(&t("s"), &u("a"), &format!("{i}")).unwrap();
+        }
+        assert!(matches!(
+            db.create_token(&t("s"), &u("a"), "one too many"),
+            Err(UserDbError::TooManyTokens)
+        ));
+        assert!(matches!(
+            db.revoke_token(&t("s"), &u("a"), TokenId(0)),
+            Err(UserDbError::NoSuchToken)
+        ));
+    }
+}
