@@ -1,8 +1,21 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what the tests need on a fresh machine, then checks
-# formatting, lints and runs every test. README.md names this command.
+# The whole test suite: installs what the tests need on a fresh Debian machine, then checks
+# formatting and lints and runs every test. README.md names this command; .ci/run calls it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Real WebDAV clients the server is tested with.
+need=()
+for tool in litmus cadaver rclone; do
+    command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+    echo "installing test tools: ${need[*]}"
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 cargo test --workspace
