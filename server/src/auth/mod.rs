@@ -199,13 +199,13 @@ impl Authenticator {
             if let Some(p) = self.app_token_any(token_str) {
                 return Ok(p);
             }
-            self.throttle.record_failure("", peer, Instant::now());
+            self.throttle.record_source_failure(peer, Instant::now());
             return Err(AuthError::BadCredentials);
         }
         let (tenant, user) = match self.jwt.verify(token_str) {
             Ok(tu) => tu,
             Err(_) => {
-                self.throttle.record_failure("", peer, Instant::now());
+                self.throttle.record_source_failure(peer, Instant::now());
                 return Err(AuthError::BadCredentials);
             }
         };

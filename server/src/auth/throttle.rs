@@ -85,7 +85,7 @@ impl Throttle {
         b.last = now;
     }
 
-    /// `Err(wait)` if the source is out of failures, `None`-free otherwise.
+    /// `Err(wait)` if the source has used up its failures.
     pub fn check_source(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
         let k = source_key(ip);
         let mut shard = self.sources.shard(&k).lock();
@@ -125,6 +125,11 @@ impl Throttle {
 
     /// Counts a failed login against the account and the source.
     pub fn record_failure(&self, account: &str, ip: IpAddr, now: Instant) {
+        self.record_account_failure(account, now);
+        self.record_source_failure(ip, now);
+    }
+
+    fn record_account_failure(&self, account: &str, now: Instant) {
         {
             let key = account.to_string();
             let mut shard = self.accounts.shard(&key).lock();
@@ -164,6 +169,10 @@ impl Throttle {
                 a.blocked_until = now + wait;
             }
         }
+    }
+
+    /// Counts a failure against the source only (a bad Bearer token names no account).
+    pub fn record_source_failure(&self, ip: IpAddr, now: Instant) {
         let k = source_key(ip);
         let mut shard = self.sources.shard(&k).lock();
         if shard.len() >= self.sources.per_shard && !shard.contains_key(&k) {

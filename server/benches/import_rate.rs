@@ -1,0 +1,70 @@
+//! Import rate: generates a CSV of PHC hashes (`IMPORT_ROWS`, default 1,000,000), imports it
+//! into a fresh data dir, then reopens the database (the server's start-up load).
+//!
+//! `cargo bench -p skab-server --bench import_rate`
+
+use skab_server::auth::password;
+use skab_server::users::{import::import_csv, UserDb};
+use std::io::Write;
+use std::time::Instant;
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        // `cargo test --benches` asks for the list of benchmarks; this one has no cases.
+        return;
+    }
+    let rows: usize = std::env::var("IMPORT_ROWS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Real argon2id hashes with the standard cost, each with its own salt; cycled over rows
+    // (import checks their format and costs but does not compute them).
+    let hashes: Vec<String> = (0..16)
+        .map(|i| password::hash_password(&format!("pw{i}")).expect("hash"))
+        .collect();
+    let csv = dir.path().join("users.csv");
+    let t0 = Instant::now();
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&csv).expect("csv"));
+        writeln!(f, "user,tenant,password").expect("write");
+        for i in 0..rows {
+            writeln!(
+                f,
+                "elev{i},skole-{},\"{}\"",
+                i % 1300,
+                hashes[i % hashes.len()]
+            )
+            .expect("write");
+        }
+    }
+    let csv_bytes = std::fs::metadata(&csv).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "generated {rows} rows ({:.1} MiB) in {:.2} s",
+        csv_bytes as f64 / 1048576.0,
+        t0.elapsed().as_secs_f64()
+    );
+
+    let db = UserDb::open(dir.path()).expect("open");
+    let t1 = Instant::now();
+    let file = std::fs::File::open(&csv).expect("open csv");
+    let report = import_csv(&db, std::io::BufReader::with_capacity(1 << 20, file)).expect("import");
+    let import_s = t1.elapsed().as_secs_f64();
+    println!(
+        "imported {} users in {import_s:.2} s ({:.0} rows/s)",
+        report.users,
+        report.users as f64 / import_s
+    );
+    drop(db);
+    let log_bytes = std::fs::metadata(dir.path().join("users/users.log"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let t2 = Instant::now();
+    let db = UserDb::open(dir.path()).expect("reopen");
+    println!(
+        "reopened ({} users, log {:.1} MiB) in {:.2} s",
+        db.user_count(),
+        log_bytes as f64 / 1048576.0,
+        t2.elapsed().as_secs_f64()
+    );
+}
