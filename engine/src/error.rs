@@ -33,6 +33,8 @@ pub enum Error {
     Corrupt(String),
     #[error("upload aborted: {0}")]
     Aborted(String),
+    #[error("the store is in use by another process")]
+    Busy,
     #[error("the store is failed after an earlier durability error; restart to recover")]
     Poisoned,
     #[error("i/o error: {0}")]

@@ -1,5 +1,6 @@
 //! The `skab` command line: `serve` and the user, tenant and token administration commands.
 
+use crate::admin::AdminRequest;
 use crate::auth::password;
 use crate::config::{CliOverrides, Config};
 use crate::limits::PASSWORD_LEN_MAX;
@@ -31,6 +32,53 @@ pub enum Command {
     /// Manage app tokens (app passwords for sync clients).
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Set storage quotas (works while the server runs).
+    #[command(subcommand)]
+    Quota(QuotaCmd),
+    /// Show logical usage per tenant and user, and the store's dedup figures.
+    Usage {
+        #[command(flatten)]
+        dir: DirArgs,
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Verify every stored chunk; exits non-zero when corruption is found.
+    Scrub {
+        #[command(flatten)]
+        dir: DirArgs,
+    },
+    /// Expire old versions and trash, collect unreferenced chunks, compact packs.
+    Gc {
+        #[command(flatten)]
+        dir: DirArgs,
+        /// Compact packs whose garbage share is at least this (0..1).
+        #[arg(long, default_value_t = 0.3)]
+        compact_ratio: f64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuotaCmd {
+    /// Set the quota of a user (with --user) or a whole tenant.
+    Set {
+        #[command(flatten)]
+        dir: DirArgs,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        user: Option<String>,
+        /// Quota in bytes.
+        #[arg(
+            long,
+            conflicts_with = "unlimited",
+            required_unless_present = "unlimited"
+        )]
+        bytes: Option<u64>,
+        /// Remove the quota.
+        #[arg(long)]
+        unlimited: bool,
+    },
 }
 
 /// Where the data is: `--data-dir`, or the config file / environment / default.
@@ -176,12 +224,53 @@ pub fn run(cli: Cli, serve_fn: fn(Config) -> Result<(), CliError>) -> Result<(),
         Command::User(c) => user_cmd(c, &mut out),
         Command::Tenant(c) => tenant_cmd(c, &mut out),
         Command::Token(c) => token_cmd(c, &mut out),
+        Command::Quota(QuotaCmd::Set {
+            dir,
+            tenant,
+            user,
+            bytes,
+            unlimited,
+        }) => {
+            let bytes = if unlimited { None } else { bytes };
+            admin_cmd(
+                &dir,
+                AdminRequest::SetQuota {
+                    tenant,
+                    user,
+                    bytes,
+                },
+                &mut out,
+            )
+        }
+        Command::Usage { dir, tenant } => admin_cmd(&dir, AdminRequest::Usage { tenant }, &mut out),
+        Command::Scrub { dir } => admin_cmd(&dir, AdminRequest::Scrub, &mut out),
+        Command::Gc { dir, compact_ratio } => {
+            if !(0.0..=1.0).contains(&compact_ratio) {
+                return Err(CliError("--compact-ratio must be between 0 and 1".into()));
+            }
+            admin_cmd(&dir, AdminRequest::Gc { compact_ratio }, &mut out)
+        }
     }
 }
 
 /// The server entry point; the HTTP layer is wired in by the server module.
 pub fn serve(_config: Config) -> Result<(), CliError> {
     Err(CliError("serve: the HTTP layer is not yet wired".into()))
+}
+
+fn admin_cmd(dir: &DirArgs, req: AdminRequest, out: &mut impl Write) -> Result<(), CliError> {
+    let cfg = Config::load(&CliOverrides {
+        config: dir.config.clone(),
+        data_dir: dir.data_dir.clone(),
+        listen: None,
+    })?;
+    let resp = crate::admin::run(&cfg, req).map_err(CliError)?;
+    if resp.ok {
+        write!(out, "{}", resp.text)?;
+        Ok(())
+    } else {
+        Err(CliError(resp.text))
+    }
 }
 
 fn open_db(dir: &DirArgs) -> Result<UserDb, CliError> {

@@ -147,3 +147,12 @@ const _: () = assert!(AUTH_HEADER_LEN_MAX < HEADER_SIZE_MAX_DEFAULT);
 pub const CONNECTIONS_MAX: usize = 16_000;
 /// After SIGTERM, how long in-flight requests (uploads) may take to finish, seconds.
 pub const SHUTDOWN_GRACE_S: u64 = 30;
+
+// ---- Administration socket (server/src/admin.rs) ----
+
+/// Largest admin request line, bytes.
+pub const ADMIN_REQUEST_LEN_MAX: usize = 64 * 1024;
+/// How long the server waits for an admin request line, seconds.
+pub const ADMIN_TIMEOUT_S: u64 = 10;
+/// Interval of the background maintenance (checkpoint, expiry), seconds.
+pub const MAINTENANCE_INTERVAL_S: u64 = 300;

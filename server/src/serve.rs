@@ -6,6 +6,7 @@ use crate::app::App;
 use crate::auth::password::hash_password;
 use crate::cli::CliError;
 use crate::config::{Config, LogFormat};
+use crate::limits::MAINTENANCE_INTERVAL_S;
 use crate::users::{TenantName, UserName};
 
 /// Tenant and user created on the first start of an empty data dir.
@@ -52,6 +53,28 @@ fn ensure_demo_account(app: &App) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Periodic upkeep: snapshots (so restarts replay little WAL), version/trash expiry, and
+/// app-token last-use records.
+async fn maintenance(app: Arc<App>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(MAINTENANCE_INTERVAL_S));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = app.store.expire().await {
+            tracing::warn!(error = %e, "expiry failed");
+        }
+        let store = app.store.clone();
+        match tokio::task::spawn_blocking(move || store.checkpoint()).await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "checkpoint failed"),
+            Err(e) => tracing::warn!(error = %e, "checkpoint task failed"),
+            Ok(Ok(())) => {}
+        }
+        if let Err(e) = app.auth.flush_token_use().await {
+            tracing::warn!(error = %e, "recording app token use failed");
+        }
+    }
+}
+
 /// Runs the server until SIGINT/SIGTERM.
 pub fn serve(config: Config) -> Result<(), CliError> {
     init_logging(&config);
@@ -72,7 +95,12 @@ pub fn serve(config: Config) -> Result<(), CliError> {
     );
     ensure_demo_account(&app)?;
     let app = Arc::new(app);
-    let result = runtime.block_on(crate::http::serve(app.clone(), listen));
+    let result = runtime.block_on(async {
+        crate::admin::spawn_listener(app.store.clone(), &app.config.data_dir)
+            .map_err(|e| anyhow::anyhow!("admin socket: {e}"))?;
+        tokio::spawn(maintenance(app.clone()));
+        crate::http::serve(app.clone(), listen).await
+    });
     // Leave a fresh snapshot behind so the next start replays little.
     if let Err(e) = app.store.checkpoint() {
         tracing::warn!(error = %e, "checkpoint at shutdown failed");

@@ -186,6 +186,8 @@ struct Inner {
     tenants: DashMap<String, Arc<Tenant>>,
     chunks: ChunkStore,
     recovery: RecoveryReport,
+    /// The exclusive lock on the store directory, held while the store is open.
+    dir_lock: Mutex<Option<std::fs::File>>,
 }
 
 /// The storage engine. Cheap to clone; all clones share one store.
@@ -217,10 +219,15 @@ impl Drop for UploadRefs<'_> {
 
 impl Store {
     /// Opens (creating if needed) the store in directory `dir`.
+    /// Only one process may hold a store: a second `open` fails with
+    /// [`Error::Busy`] while the first holds its lock file.
     pub fn open(dir: &FsPath, config: StoreConfig) -> Result<Store> {
         std::fs::create_dir_all(dir)?;
+        let lock = lock_dir(dir)?;
         let storage = open_storage(dir, config.io)?;
-        Store::open_with_storage(storage, config)
+        let store = Store::open_with_storage(storage, config)?;
+        *store.inner.dir_lock.lock() = Some(lock);
+        Ok(store)
     }
 
     /// Opens the store kept in `storage` (any backend: tests use in-memory and faulty ones).
@@ -253,7 +260,7 @@ impl Store {
             if let Some(buf) = snapshot::read(storage.as_ref(), shard)? {
                 let snap = snapshot::access(&buf)?;
                 first_segment = snap.next_segment.to_native();
-                min_next_seq = snap.last_seq.to_native() + 1;
+                min_next_seq = snap.next_seq.to_native();
                 for t in snap.tenants.iter() {
                     let quota = t.quota.as_ref().map(|q| q.to_native());
                     tenants.insert(t.name.to_string(), new_tenant(t.name.as_str(), quota));
@@ -362,6 +369,7 @@ impl Store {
                 tenants,
                 chunks,
                 recovery: report,
+                dir_lock: Mutex::new(None),
             }),
         })
     }
@@ -1001,7 +1009,7 @@ impl Store {
         let shard = &inner.shards[n];
         let snap = {
             let _x = shard.apply.write();
-            let (next_segment, last_seq) = shard.log.rotate()?;
+            let (next_segment, next_seq) = shard.log.rotate()?;
             let spaces = shard
                 .spaces
                 .lock()
@@ -1022,7 +1030,7 @@ impl Store {
                 })
                 .collect();
             ShardSnapshot {
-                last_seq,
+                next_seq,
                 next_segment,
                 tenants,
                 spaces,
@@ -1046,6 +1054,22 @@ impl Store {
 /// What a mutation produced.
 struct EntryChange {
     info: Option<EntryInfo>,
+}
+
+/// Takes the exclusive lock of a store directory (`LOCK`, flock), without waiting.
+fn lock_dir(dir: &FsPath) -> Result<std::fs::File> {
+    use std::os::unix::io::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("LOCK"))?;
+    // SAFETY: flock on a file descriptor we own; no memory is involved.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(Error::Busy);
+    }
+    Ok(file)
 }
 
 /// Checks that a file can be put at `path`: its parent is a collection and it is no collection.

@@ -16,8 +16,8 @@ const HEADER_LEN: usize = 24;
 
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub(crate) struct ShardSnapshot {
-    /// Last WAL sequence number the snapshot covers.
-    pub last_seq: u64,
+    /// First WAL sequence number the snapshot does not cover.
+    pub next_seq: u64,
     /// First WAL segment to replay after loading it.
     pub next_segment: u64,
     pub tenants: Vec<TenantSnapshot>,

@@ -246,7 +246,7 @@ impl ShardLog {
     }
 
     /// Makes everything appended so far durable, then starts a new segment.
-    /// Returns (number of the new segment, last sequence number in the old ones).
+    /// Returns (number of the new segment, first sequence number of the new segment).
     pub(crate) fn rotate(&self) -> Result<(u64, u64)> {
         let sh = &self.shared;
         let mut st = sh.state.lock();
@@ -280,7 +280,7 @@ impl ShardLog {
         st.segment = next;
         st.file = file;
         st.file_len = SEGMENT_HEADER_LEN as u64;
-        Ok((next, st.next_seq.wrapping_sub(1)))
+        Ok((next, st.next_seq))
     }
 
     /// Removes segments older than `segment` (they are covered by a durable snapshot).
@@ -430,7 +430,7 @@ mod tests {
             log.append(&[i]).unwrap();
         }
         let (next, last) = log.rotate().unwrap();
-        assert_eq!((next, last), (1, 9));
+        assert_eq!((next, last), (1, 10));
         let s = log.append(&[10]).unwrap();
         log.wait_durable_blocking(s).unwrap();
         drop(log);

@@ -24,7 +24,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         Error::QuotaExceeded | Error::NoSpace => StatusCode::INSUFFICIENT_STORAGE,
         Error::LimitExceeded(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::Aborted(_) => StatusCode::BAD_REQUEST,
-        Error::Poisoned => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Poisoned | Error::Busy => StatusCode::SERVICE_UNAVAILABLE,
         Error::Integrity(_) | Error::Corrupt(_) | Error::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

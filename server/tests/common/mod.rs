@@ -152,8 +152,8 @@ impl Server {
         self.dir.path()
     }
 
-    /// Stops the server with SIGTERM (graceful) and waits.
-    pub fn stop(mut self) -> String {
+    /// Stops the server with SIGTERM (graceful) and waits; the data dir stays.
+    pub fn stop(&mut self) -> String {
         unsafe_kill(self.child.id(), 15);
         let _ = self.child.wait();
         self.log()
