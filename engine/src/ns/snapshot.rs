@@ -490,7 +490,7 @@ impl SpaceTree {
     fn child_slot(&self, parent: u32, s: u32) -> bool {
         self.child(
             crate::NodeId(parent),
-            &Name::from_canonical(self.nodes[s as usize].name.clone()),
+            &Name::from_canonical((*self.nodes[s as usize].name).into()),
         )
         .is_some()
     }
