@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use skab_engine::ns::{
     decode_snapshot_with, encode_snapshot, ChunkRef, Content, Name, NsOp, SpaceTree,
 };
-use skab_engine::{ChunkId, ContentHash};
+use skab_engine::{ChunkId, ContentHash, NodeId};
 
 #[derive(Parser)]
 struct Args {
@@ -134,8 +134,7 @@ fn main() -> Result<()> {
     let rss0 = rss_bytes()?;
     let t0 = Instant::now();
     let mut spaces: Vec<SpaceTree> = Vec::new();
-    let mut names: Vec<Vec<Name>> = Vec::new(); // a sample of paths for lookups
-    for s in 0..a.spaces {
+    for _ in 0..a.spaces {
         let mut t = SpaceTree::new();
         let dirs: Vec<Name> = (0..a.dirs)
             .map(|d| Name::new(&dir_name(d)))
@@ -162,11 +161,6 @@ fn main() -> Result<()> {
                 keep_versions: 10,
             };
             t.apply_with(&op, &mut intern)?;
-            if s % 100 == 0 && f % 10 == 0 {
-                if let NsOp::PutFile { path, .. } = op {
-                    names.push(path);
-                }
-            }
         }
         spaces.push(t);
     }
@@ -187,15 +181,20 @@ fn main() -> Result<()> {
         (rss1 - rss0) as f64 / 1048576.0
     );
 
-    // Lookups: random (space, path) pairs drawn from the sampled paths, one thread. The
-    // queries are cloned in order so that, like a parsed request path, they are cache-hot.
-    let sample_spaces: Vec<usize> = (0..a.spaces).step_by(100).collect();
-    let per_space = (names.len() / sample_spaces.len().max(1)).max(1);
+    // Lookups: random (space, path) pairs over all spaces, one thread. The
+    // query paths are built in order so that, like a parsed request path, they are cache-hot.
     let queries: Vec<(usize, Vec<Name>)> = (0..a.lookups)
         .map(|_| {
-            let si = rng.gen_range(0..sample_spaces.len());
-            let k = si * per_space + rng.gen_range(0..per_space);
-            (sample_spaces[si], names[k].clone())
+            let s = rng.gen_range(0..a.spaces);
+            let t = &spaces[s];
+            let dirs: Vec<NodeId> = t.children(NodeId::ROOT).collect();
+            let d = dirs[rng.gen_range(0..dirs.len())];
+            let files: Vec<NodeId> = t.children(d).collect();
+            let f = files
+                .get(rng.gen_range(0..files.len().max(1)))
+                .copied()
+                .unwrap_or(d);
+            (s, t.path_of(f).unwrap_or_default())
         })
         .collect();
     let t1 = Instant::now();
