@@ -47,7 +47,14 @@ struct Model {
     quota: Option<u64>,
 }
 
-const NAMES: [&str; 5] = ["a", "b", "c", "\u{e5}", "a\u{30a}"];
+const NAMES: [&str; 6] = [
+    "a",
+    "b",
+    "c",
+    "\u{e5}",
+    "a\u{30a}",
+    "Sk\u{e6}rmbillede 2024-03-12 kl. 10.23.45.png",
+];
 const SIZES: [u64; 4] = [0, 10, 100, 1000];
 
 fn content(i: usize) -> Content {

@@ -416,7 +416,7 @@ impl SpaceTree {
         // Properties.
         for p in a.props.iter() {
             let node = p.node.to_native();
-            if nodes.get(node as usize).is_none_or(|x| x.parent == FREE) {
+            if !matches!(nodes.get(node as usize), Some(x) if x.parent != FREE) {
                 return Err(corrupt("property of a free slot"));
             }
             if p.local.is_empty()
@@ -490,7 +490,7 @@ impl SpaceTree {
     fn child_slot(&self, parent: u32, s: u32) -> bool {
         self.child(
             crate::NodeId(parent),
-            &Name::from_canonical(self.nodes[s as usize].name.clone()),
+            &Name::from_canonical((*self.nodes[s as usize].name).into()),
         )
         .is_some()
     }
@@ -539,7 +539,7 @@ pub fn decode_snapshot_with(
     intern: Interner<'_>,
 ) -> Result<Vec<(String, SpaceTree)>> {
     let mut aligned = rkyv::util::AlignedVec::<16>::new();
-    let bytes = if (bytes.as_ptr() as usize) % 16 == 0 {
+    let bytes = if bytes.as_ptr().align_offset(16) == 0 {
         bytes
     } else {
         aligned.extend_from_slice(bytes);
@@ -556,4 +556,182 @@ pub fn decode_snapshot_with(
             ))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ns::{parse_path, NsOp};
+
+    fn p(s: &str) -> Vec<Name> {
+        parse_path(s).unwrap()
+    }
+
+    fn content(b: u8, size: u32) -> Content {
+        Content {
+            hash: ContentHash([b; 32]),
+            size: u64::from(size),
+            chunks: vec![ChunkRef {
+                id: ChunkId([b; 32]),
+                len: size,
+            }]
+            .into(),
+        }
+    }
+
+    fn sample() -> SpaceTree {
+        let mut t = SpaceTree::new();
+        let ops = [
+            NsOp::Mkdir {
+                path: p("d"),
+                now: 1,
+            },
+            NsOp::PutFile {
+                path: p("d/f"),
+                content: content(1, 5),
+                now: 2,
+                keep_versions: 3,
+            },
+            NsOp::PutFile {
+                path: p("d/f"),
+                content: content(2, 7),
+                now: 3,
+                keep_versions: 3,
+            },
+            NsOp::PutFile {
+                path: p("g"),
+                content: content(1, 5),
+                now: 4,
+                keep_versions: 3,
+            },
+            NsOp::Delete {
+                path: p("g"),
+                now: 5,
+            },
+            NsOp::PutFile {
+                path: p("h"),
+                content: content(3, 9),
+                now: 6,
+                keep_versions: 3,
+            },
+            NsOp::Delete {
+                path: p("h"),
+                now: 7,
+            },
+            NsOp::PurgeTrash { trash_id: 2 },
+            NsOp::SetProps {
+                path: p("d"),
+                set: vec![(PropName::new("u", "x"), b"<v/>".to_vec())],
+                remove: vec![],
+            },
+        ];
+        for op in &ops {
+            t.apply(op).unwrap();
+        }
+        t
+    }
+
+    type Mutation = Box<dyn Fn(&mut SpaceSnapshot)>;
+
+    fn roundtrip(s: &SpaceSnapshot) -> Result<SpaceTree> {
+        let bytes = encode_snapshot(&[("k".into(), s.clone())])?;
+        decode_snapshot(&bytes).map(|mut v| v.pop().unwrap().1)
+    }
+
+    #[test]
+    fn roundtrip_keeps_state_and_counters() {
+        let t = sample();
+        let snap = t.to_snapshot();
+        let mut r = roundtrip(&snap).unwrap();
+        assert_eq!(r.to_snapshot(), snap);
+        assert_eq!(r.used_bytes(), 7);
+        assert_eq!(r.trash().len(), 1);
+        // Trash ids continue after restore.
+        r.apply(&NsOp::Delete {
+            path: p("d"),
+            now: 9,
+        })
+        .unwrap();
+        assert_eq!(r.trash().last().unwrap().id, 3);
+    }
+
+    #[test]
+    fn misaligned_input_is_accepted() {
+        let bytes = encode_snapshot(&[("k".into(), sample().to_snapshot())]).unwrap();
+        let mut shifted = vec![0u8];
+        shifted.extend_from_slice(&bytes);
+        assert_eq!(decode_snapshot(&shifted[1..]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn garbage_bytes_are_corrupt() {
+        let bytes = encode_snapshot(&[("k".into(), sample().to_snapshot())]).unwrap();
+        for cut in [0, 1, bytes.len() / 2] {
+            let r = decode_snapshot(&bytes[..cut]);
+            assert!(matches!(r, Err(Error::Corrupt(_))), "{cut}");
+        }
+    }
+
+    #[test]
+    fn semantic_violations_are_corrupt() {
+        let good = sample().to_snapshot();
+        let file = good.nodes.iter().position(|n| n.name == "f").unwrap() as u32;
+        let dir = good.nodes.iter().position(|n| n.name == "d").unwrap() as u32;
+        let cases: Vec<(&str, Mutation)> = vec![
+            (
+                "cycle",
+                Box::new(move |s| s.nodes[dir as usize].parent = dir),
+            ),
+            (
+                "parent is file",
+                Box::new(move |s| s.nodes[dir as usize].parent = file),
+            ),
+            (
+                "bad name",
+                Box::new(move |s| s.nodes[dir as usize].name = "a/b".into()),
+            ),
+            (
+                "nfd name",
+                Box::new(move |s| s.nodes[dir as usize].name = "a\u{30a}".into()),
+            ),
+            (
+                "dup name",
+                Box::new(move |s| {
+                    s.nodes[file as usize].parent = 0;
+                    s.nodes[file as usize].name = "d".into();
+                }),
+            ),
+            (
+                "dangling content",
+                Box::new(move |s| s.nodes[file as usize].link = FILE_BIT | 99),
+            ),
+            ("refcount", Box::new(|s| s.contents[0].refs += 1)),
+            (
+                "parent out of range",
+                Box::new(move |s| s.nodes[file as usize].parent = 1000),
+            ),
+            (
+                "detached",
+                Box::new(move |s| s.nodes[dir as usize].parent = NIL),
+            ),
+            ("trash id", Box::new(|s| s.next_trash_id = 1)),
+            ("version id", Box::new(|s| s.next_version_id = 1)),
+            ("no root", Box::new(|s| s.nodes.clear())),
+            ("free list", Box::new(|s| s.free.clear())),
+            (
+                "dup content",
+                Box::new(|s| {
+                    let c = s.contents[0].clone();
+                    s.contents.push(c)
+                }),
+            ),
+            ("size mismatch", Box::new(|s| s.contents[0].size += 1)),
+        ];
+        assert!(roundtrip(&good).is_ok());
+        for (what, f) in cases {
+            let mut s = good.clone();
+            f(&mut s);
+            assert!(matches!(roundtrip(&s), Err(Error::Corrupt(_))), "{what}");
+        }
+    }
 }
