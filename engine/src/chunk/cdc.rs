@@ -209,7 +209,7 @@ const _: () = {
 /// the hash after byte k, shifted left by `4 - k`, is `H + pk`; testing it against
 /// `mask << (4 - k)` is the same test. The loop-carried chain is one shift and one add per four
 /// bytes instead of per byte (see docs/chunking.md).
-#[inline(always)]
+#[inline(never)]
 fn scan(hash: &mut u64, bytes: &[u8], mask: u64) -> Option<usize> {
     let mut h = *hash;
     let (m1, m2, m3) = (mask << 1, mask << 2, mask << 3);
@@ -618,6 +618,32 @@ mod tests {
             prev = c;
         }
         assert!(hits > 5, "the sample has too few even cuts: {hits}");
+    }
+
+    #[test]
+    fn insertion_changes_only_nearby_chunks() {
+        let s = ChunkSizes::new(1024, 4096, 16384).unwrap();
+        let a = noise(400_000, 6);
+        let mut b = a.clone();
+        b.splice(200_000..200_000, noise(100, 7));
+        let chunks = |d: &[u8]| -> Vec<Vec<u8>> {
+            let mut start = 0;
+            cut_points(&s, d)
+                .into_iter()
+                .map(|e| {
+                    let c = d[start..e].to_vec();
+                    start = e;
+                    c
+                })
+                .collect()
+        };
+        let (ca, cb) = (chunks(&a), chunks(&b));
+        let new = cb.iter().filter(|c| !ca.contains(c)).count();
+        assert!(ca.len() > 50);
+        assert!(
+            (1..=3).contains(&new),
+            "{new} new chunks after one insertion"
+        );
     }
 
     proptest! {
