@@ -11,6 +11,10 @@ pub const CHUNK_SIZE_MAX_DEFAULT: usize = 128 * 1024;
 pub const CHUNK_SIZE_MIN_LIMIT: usize = 64;
 /// Smallest allowed `avg` chunk size, bytes (the smallest FastCDC mask of normalized chunking).
 pub const CHUNK_SIZE_AVG_MIN_LIMIT: usize = 256;
+/// A streamed input piece shorter than this, bytes, is copied into the chunk being built instead
+/// of kept as its own `Bytes` (32 B of handle per piece: tiny network frames would cost more in
+/// handles than in data).
+pub const CHUNK_STREAM_COALESCE_BELOW: usize = 4096;
 /// Hard ceiling of any chunk, bytes: a pack record length above this is corruption.
 pub const CHUNK_SIZE_MAX_LIMIT: usize = 4 * 1024 * 1024;
 

@@ -4,7 +4,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::limits::{
     CHUNK_SIZE_AVG_DEFAULT, CHUNK_SIZE_AVG_MIN_LIMIT, CHUNK_SIZE_MAX_DEFAULT, CHUNK_SIZE_MAX_LIMIT,
-    CHUNK_SIZE_MIN_DEFAULT, CHUNK_SIZE_MIN_LIMIT,
+    CHUNK_SIZE_MIN_DEFAULT, CHUNK_SIZE_MIN_LIMIT, CHUNK_STREAM_COALESCE_BELOW,
 };
 
 /// Minimum, average and maximum chunk size in bytes. Build it with [`ChunkSizes::new`]; the
@@ -298,9 +298,11 @@ pub fn cut_points(sizes: &ChunkSizes, data: &[u8]) -> Vec<usize> {
 #[derive(Debug)]
 pub struct StreamChunker {
     p: Params,
-    /// Pieces of the current, unfinished chunk (slices of earlier inputs).
+    /// Pieces of the current, unfinished chunk (slices of earlier inputs), then `open`.
     carry: Vec<Bytes>,
-    /// Total length of `carry`, bytes.
+    /// Small input pieces of the current chunk, copied together (after `carry`).
+    open: BytesMut,
+    /// Total length of `carry` and `open`, bytes.
     carry_len: usize,
     /// Gear hash state after the bytes before `scan_pos` of the current chunk.
     hash: u64,
@@ -314,6 +316,7 @@ impl StreamChunker {
         StreamChunker {
             p,
             carry: Vec::new(),
+            open: BytesMut::new(),
             carry_len: 0,
             hash: 0,
             scan_pos: p.min,
@@ -340,7 +343,12 @@ impl StreamChunker {
                 None if avail >= self.p.max => f(self.emit(&data, &mut off, self.p.max)),
                 None => {
                     self.scan_pos = self.scan_pos.max(limit);
-                    self.carry.push(data.slice(off..));
+                    if rest.len() < CHUNK_STREAM_COALESCE_BELOW {
+                        self.open.extend_from_slice(rest);
+                    } else {
+                        self.seal_open();
+                        self.carry.push(data.slice(off..));
+                    }
                     self.carry_len = avail;
                     off = data.len();
                 }
@@ -359,7 +367,10 @@ impl StreamChunker {
         // At most the one deferred byte of the carry is untested.
         if self.scan_pos < self.carry_len {
             debug_assert_eq!(self.scan_pos + 1, self.carry_len);
-            let byte = self.carry.last().and_then(|b| b.last().copied())?;
+            let byte = match self.open.last() {
+                Some(&b) => b,
+                None => self.carry.last().and_then(|b| b.last().copied())?,
+            };
             let mask = if self.scan_pos < p.avg {
                 p.mask_s
             } else {
@@ -386,8 +397,16 @@ impl StreamChunker {
         None
     }
 
+    /// Moves the coalesced small pieces to the end of `carry`.
+    fn seal_open(&mut self) {
+        if !self.open.is_empty() {
+            self.carry.push(self.open.split().freeze());
+        }
+    }
+
     /// Emits positions `..c` of the current chunk and starts the next chunk at `c`.
     fn emit(&mut self, data: &Bytes, off: &mut usize, c: usize) -> Bytes {
+        self.seal_open();
         self.hash = 0;
         self.scan_pos = self.p.min;
         if c >= self.carry_len {
@@ -426,6 +445,7 @@ impl StreamChunker {
 
     /// Ends the stream: the last chunk (the untested tail), or `None` if nothing is left.
     pub fn finish(&mut self) -> Option<Bytes> {
+        self.seal_open();
         self.hash = 0;
         self.scan_pos = self.p.min;
         self.carry_len = 0;
@@ -577,9 +597,27 @@ mod tests {
         for c in &out {
             assert!(range.contains(&c.as_ptr()), "chunk was copied");
         }
+        // The tail is a slice too unless it is small enough to be coalesced.
         let tail = ch.finish().unwrap();
-        assert!(range.contains(&tail.as_ptr()));
+        assert_eq!(
+            range.contains(&tail.as_ptr()),
+            tail.len() >= CHUNK_STREAM_COALESCE_BELOW
+        );
         assert!(ch.finish().is_none());
+    }
+
+    #[test]
+    fn tiny_pushes_are_coalesced() {
+        let s = ChunkSizes::new(1024, 4096, 16384).unwrap();
+        let data = vec![0u8; 10_000];
+        let mut ch = StreamChunker::new(s);
+        let mut out = Vec::new();
+        for b in &data {
+            ch.push(Bytes::copy_from_slice(std::slice::from_ref(b)), &mut out);
+            assert!(ch.carry.len() <= 2, "one Bytes per pushed byte");
+        }
+        assert!(out.is_empty());
+        assert_eq!(ch.finish().map(|b| b.len()), Some(10_000));
     }
 
     #[test]
