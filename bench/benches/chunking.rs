@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use skab_bench::cputime::ThreadCpuTime;
 use skab_engine::chunk::{
     cut_points, ChunkIds, ChunkSizes, ContentHasher, DomainKey, Ingest, StreamChunker,
 };
@@ -38,7 +39,7 @@ fn fastcdc_iter<'a>(s: &ChunkSizes, data: &'a [u8]) -> fastcdc::v2020::FastCDC<'
     fastcdc::v2020::FastCDC::new(data, s.min as u32, s.avg as u32, s.max as u32)
 }
 
-fn chunking(c: &mut Criterion) {
+fn chunking(c: &mut Criterion<ThreadCpuTime>) {
     let data = buffer();
     let parts = pieces(&data);
     for s in [
@@ -80,7 +81,7 @@ fn chunking(c: &mut Criterion) {
     }
 }
 
-fn ingest(c: &mut Criterion) {
+fn ingest(c: &mut Criterion<ThreadCpuTime>) {
     let data = buffer();
     let parts = pieces(&data);
     let s = ChunkSizes::new(16 << 10, 64 << 10, 256 << 10).unwrap();
@@ -148,5 +149,10 @@ fn ingest(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, chunking, ingest);
+criterion_group! {
+    name = benches;
+    // CPU time of the benchmark thread: the shared build machine is oversubscribed.
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = chunking, ingest
+}
 criterion_main!(benches);
