@@ -1,1 +1,3 @@
 //! Skab benchmark helpers (corpus generation shared by the benches and the capacity benchmark).
+pub mod corpus;
+pub mod cputime;

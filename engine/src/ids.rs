@@ -8,7 +8,7 @@ use std::fmt;
 )]
 pub struct ChunkId(pub [u8; 32]);
 
-/// Hash of a whole file's content: keyed BLAKE3-256 of the bytes (the strong ETag).
+/// Hash of a whole file's content: plain (unkeyed) BLAKE3-256 of the bytes (checksum and ETag).
 #[derive(
     Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]

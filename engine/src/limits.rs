@@ -1,15 +1,20 @@
 //! Every limit of the engine in one place, each with its unit and the reason for its value.
 
-/// Smallest chunk the chunker cuts, bytes (files smaller than this are one chunk).
-pub const CHUNK_SIZE_MIN_DEFAULT: usize = 16 * 1024;
-/// Average chunk size the chunker aims at, bytes.
-pub const CHUNK_SIZE_AVG_DEFAULT: usize = 64 * 1024;
-/// Largest chunk the chunker cuts, bytes; bounds the memory of one chunk in flight.
-pub const CHUNK_SIZE_MAX_DEFAULT: usize = 256 * 1024;
+/// Smallest chunk the chunker cuts, bytes (files smaller than this are one chunk): avg / 4.
+pub const CHUNK_SIZE_MIN_DEFAULT: usize = 8 * 1024;
+/// Average chunk size the chunker aims at, bytes: chosen by measurement on the school corpus
+/// (docs/chunking.md): most of the dedup of 8 KiB at half its metadata.
+pub const CHUNK_SIZE_AVG_DEFAULT: usize = 32 * 1024;
+/// Largest chunk the chunker cuts, bytes; bounds the memory of one chunk in flight: avg * 4.
+pub const CHUNK_SIZE_MAX_DEFAULT: usize = 128 * 1024;
 /// Smallest allowed `min` chunk size, bytes: below it per-chunk metadata dwarfs the data.
 pub const CHUNK_SIZE_MIN_LIMIT: usize = 64;
 /// Smallest allowed `avg` chunk size, bytes (the smallest FastCDC mask of normalized chunking).
 pub const CHUNK_SIZE_AVG_MIN_LIMIT: usize = 256;
+/// A streamed input piece shorter than this, bytes, is copied into the chunk being built instead
+/// of kept as its own `Bytes` (32 B of handle per piece: tiny network frames would cost more in
+/// handles than in data).
+pub const CHUNK_STREAM_COALESCE_BELOW: usize = 4096;
 /// Hard ceiling of any chunk, bytes: a pack record length above this is corruption.
 pub const CHUNK_SIZE_MAX_LIMIT: usize = 4 * 1024 * 1024;
 
@@ -21,9 +26,9 @@ pub const NAME_LEN_MAX: usize = 255;
 /// Deepest path, components.
 pub const PATH_DEPTH_MAX: usize = 64;
 /// Largest WAL record payload, bytes (a file's chunk list dominates: 16 MiB of chunk refs).
-pub const WAL_RECORD_LEN_MAX: usize = 16 * 1024 * 1024;
+pub const WAL_RECORD_LEN_MAX: usize = 64 * 1024 * 1024;
 /// Largest single file, bytes.
-pub const FILE_SIZE_MAX: u64 = 64 * 1024 * 1024 * 1024;
+pub const FILE_SIZE_MAX: u64 = 16 * 1024 * 1024 * 1024;
 /// Dead properties per entry, count.
 pub const PROPS_PER_ENTRY_MAX: usize = 256;
 /// Largest dead property value, bytes.
@@ -70,3 +75,7 @@ pub const PROP_NAME_LEN_MAX: usize = 1024;
 /// Chunk references in one file's content, count: one `PutFile` op must fit one WAL record
 /// (a chunk reference serializes to at most 37 bytes with postcard; 4 KiB left for the path).
 pub const CONTENT_CHUNKS_MAX: usize = (WAL_RECORD_LEN_MAX - 4096) / 37;
+
+// A file of FILE_SIZE_MAX cut at twice the average rate still fits one WAL record; only a
+// pathological file cut at the minimum size everywhere can hit CONTENT_CHUNKS_MAX first.
+const _: () = assert!((FILE_SIZE_MAX as usize / CHUNK_SIZE_AVG_DEFAULT) * 2 < CONTENT_CHUNKS_MAX);
