@@ -70,3 +70,11 @@ pub const PROP_NAME_LEN_MAX: usize = 1024;
 /// Chunk references in one file's content, count: one `PutFile` op must fit one WAL record
 /// (a chunk reference serializes to at most 37 bytes with postcard; 4 KiB left for the path).
 pub const CONTENT_CHUNKS_MAX: usize = (WAL_RECORD_LEN_MAX - 4096) / 37;
+
+// --- Store configuration (engine/src/store) ---
+
+/// Smallest configurable pack size target, bytes (a pack always takes at least one record,
+/// whatever its size); small packs exist only so tests can seal and compact them.
+pub const PACK_SIZE_TARGET_MIN: u64 = 64 * 1024;
+
+const _: () = assert!(PACK_SIZE_TARGET_MIN <= PACK_SIZE_TARGET);

@@ -20,7 +20,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::chunk::{ChunkSizes, DomainKey, Ingest};
 use crate::error::{Error, Result};
 use crate::io::{open_storage, IoChoice, Storage};
-use crate::limits::FILE_SIZE_MAX;
+use crate::limits::{FILE_SIZE_MAX, PACK_SIZE_TARGET, PACK_SIZE_TARGET_MIN};
 use crate::ns::{
     ChunkRef, Content, EntryInfo, Kind, Name, NsOp, PropName, SpaceTree, TrashInfo, VersionInfo,
 };
@@ -59,6 +59,9 @@ pub struct StoreConfig {
     pub io: IoChoice,
     /// Shards of a new store (fixed once the store exists).
     pub shards: usize,
+    /// A pack is sealed (and becomes a compaction candidate) past this many bytes;
+    /// `PACK_SIZE_TARGET_MIN..=PACK_SIZE_TARGET` (small values are for tests).
+    pub pack_size_target: u64,
 }
 
 /// Shards of a new store: enough that writers rarely share a WAL lock, few enough that
@@ -78,6 +81,7 @@ impl Default for StoreConfig {
             space_quota_default: None,
             io: IoChoice::Auto,
             shards: SHARDS_DEFAULT,
+            pack_size_target: PACK_SIZE_TARGET,
         }
     }
 }
@@ -226,8 +230,13 @@ impl Store {
     /// Opens the store kept in `storage` (any backend: tests use in-memory and faulty ones).
     pub fn open_with_storage(storage: Arc<dyn Storage>, config: StoreConfig) -> Result<Store> {
         let started = Instant::now();
+        if !(PACK_SIZE_TARGET_MIN..=PACK_SIZE_TARGET).contains(&config.pack_size_target) {
+            return Err(Error::Invalid(
+                "pack_size_target outside PACK_SIZE_TARGET_MIN..=PACK_SIZE_TARGET",
+            ));
+        }
         let meta = meta::load_or_create(storage.as_ref(), &config)?;
-        let (chunks, chunk_rec) = ChunkStore::open(storage.clone())?;
+        let (chunks, chunk_rec) = ChunkStore::open_with(storage.clone(), config.pack_size_target)?;
         let mut report = RecoveryReport {
             chunks_from_checkpoint: chunk_rec.from_checkpoint,
             chunk_records_scanned: chunk_rec.scanned_records,
