@@ -262,7 +262,9 @@ impl Store {
             if let Some(buf) = snapshot::read(storage.as_ref(), shard)? {
                 let snap = snapshot::access(&buf)?;
                 first_segment = snap.next_segment.to_native();
-                min_next_seq = snap.last_seq.to_native() + 1;
+                // A shard that never logged a record snapshots last_seq = u64::MAX (that
+                // is, next_seq 0 minus one, wrapped): undo the wrap the same way.
+                min_next_seq = snap.last_seq.to_native().wrapping_add(1);
                 for t in snap.tenants.iter() {
                     let quota = t.quota.as_ref().map(|q| q.to_native());
                     tenants.insert(t.name.to_string(), new_tenant(t.name.as_str(), quota));
