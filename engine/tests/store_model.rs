@@ -125,7 +125,7 @@ impl Model {
         }
     }
 
-    fn to_trash(&mut self, p: &[&'static str]) {
+    fn trash_subtree(&mut self, p: &[&'static str]) {
         let sub = self.take(p);
         let id = self.next_trash;
         self.next_trash += 1;
@@ -164,7 +164,7 @@ impl Model {
                     if !overwrite {
                         return false;
                     }
-                    self.to_trash(to);
+                    self.trash_subtree(to);
                 }
                 let sub = if matches!(op, Op::Move(..)) {
                     self.take(from)
@@ -181,7 +181,7 @@ impl Model {
                 if !self.live.contains_key(p) {
                     return false;
                 }
-                self.to_trash(p);
+                self.trash_subtree(p);
             }
             Op::Restore(i) => {
                 if self.trash.is_empty() {
