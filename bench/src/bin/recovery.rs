@@ -36,6 +36,9 @@ struct Args {
     /// Where to build the store (a fresh temporary directory inside it).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Keep the built store (its path is printed) for profiling `recovery open PATH`.
+    #[arg(long)]
+    keep: bool,
 }
 
 #[derive(Subcommand)]
@@ -183,6 +186,9 @@ fn main() -> Result<()> {
         .context("running the open step")?;
     if !status.success() {
         bail!("open step failed: {status}");
+    }
+    if args.keep {
+        println!("kept {}", tmp.keep().join("store").display());
     }
     Ok(())
 }
