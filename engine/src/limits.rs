@@ -79,3 +79,11 @@ pub const CONTENT_CHUNKS_MAX: usize = (WAL_RECORD_LEN_MAX - 4096) / 37;
 // A file of FILE_SIZE_MAX cut at twice the average rate still fits one WAL record; only a
 // pathological file cut at the minimum size everywhere can hit CONTENT_CHUNKS_MAX first.
 const _: () = assert!((FILE_SIZE_MAX as usize / CHUNK_SIZE_AVG_DEFAULT) * 2 < CONTENT_CHUNKS_MAX);
+
+// --- Store configuration (engine/src/store) ---
+
+/// Smallest configurable pack size target, bytes (a pack always takes at least one record,
+/// whatever its size); small packs exist only so tests can seal and compact them.
+pub const PACK_SIZE_TARGET_MIN: u64 = 64 * 1024;
+
+const _: () = assert!(PACK_SIZE_TARGET_MIN <= PACK_SIZE_TARGET);

@@ -84,14 +84,14 @@ fn child(dir: &Path, cycle: u64) {
                         .await
                         .unwrap();
                     println!("ACK {w} {f} {v}");
-                    if v % 7 == 0 {
+                    if v.is_multiple_of(7) {
                         // Rename away and back: both must be atomic.
                         let tmp = path(&format!("w{w}/tmp{f}"));
                         store.rename(&space, &p, &tmp, true).await.unwrap();
                         store.rename(&space, &tmp, &p, true).await.unwrap();
                         println!("ACK {w} {f} {v}");
                     }
-                    if w == 0 && v % 50 == 0 {
+                    if w == 0 && v.is_multiple_of(50) {
                         let s = store.clone();
                         tokio::task::spawn_blocking(move || s.checkpoint().unwrap())
                             .await

@@ -89,7 +89,16 @@ pub(crate) struct ChunkStore {
 impl ChunkStore {
     /// Opens the packs in `storage`: loads the checkpoint, scans records after it, cuts a
     /// torn tail from the last pack.
+    #[cfg(test)]
     pub(crate) fn open(storage: Arc<dyn Storage>) -> Result<(ChunkStore, ChunkRecovery)> {
+        Self::open_with(storage, crate::limits::PACK_SIZE_TARGET)
+    }
+
+    /// [`ChunkStore::open`] with new packs sealed past `pack_target` bytes.
+    pub(crate) fn open_with(
+        storage: Arc<dyn Storage>,
+        pack_target: u64,
+    ) -> Result<(ChunkStore, ChunkRecovery)> {
         let mut rec = ChunkRecovery::default();
         let index: DashMap<ChunkId, ChunkEntry> = DashMap::new();
         let mut usage: HashMap<PackId, PackUsage> = HashMap::new();
@@ -193,10 +202,10 @@ impl ChunkStore {
             u.dead = u.total.saturating_sub(live);
         }
         let writer = match last {
-            Some((pack, len)) => PackWriter::start(storage.clone(), pack, len)?,
+            Some((pack, len)) => PackWriter::start_with(storage.clone(), pack, len, pack_target)?,
             None => {
                 let next = packs.last().map(|p| PackId(p.0 + 1)).unwrap_or(PackId(1));
-                PackWriter::start(storage.clone(), next, 0)?
+                PackWriter::start_with(storage.clone(), next, 0, pack_target)?
             }
         };
         usage.entry(writer.current_pack()).or_default();

@@ -76,6 +76,8 @@ struct WriterState {
 
 struct Shared {
     storage: Arc<dyn Storage>,
+    /// A pack is sealed once the next record would take it past this many bytes.
+    pack_target: u64,
     state: Mutex<WriterState>,
     wake: Condvar,
     idle: Condvar,
@@ -108,7 +110,19 @@ pub(crate) fn create_pack(storage: &dyn Storage, pack: PackId) -> Result<Arc<dyn
 
 impl PackWriter {
     /// Continues appending to `pack` whose valid length is `len` (or creates it when `len == 0`).
+    #[cfg(test)]
     pub(crate) fn start(storage: Arc<dyn Storage>, pack: PackId, len: u64) -> Result<PackWriter> {
+        Self::start_with(storage, pack, len, PACK_SIZE_TARGET)
+    }
+
+    /// [`PackWriter::start`] sealing packs past `pack_target` bytes (checked by the caller).
+    pub(crate) fn start_with(
+        storage: Arc<dyn Storage>,
+        pack: PackId,
+        len: u64,
+        pack_target: u64,
+    ) -> Result<PackWriter> {
+        debug_assert!(pack_target <= PACK_SIZE_TARGET);
         let (file, len) = if len == 0 {
             (create_pack(storage.as_ref(), pack)?, PACK_HEADER_LEN)
         } else {
@@ -120,6 +134,7 @@ impl PackWriter {
         });
         let shared = Arc::new(Shared {
             storage,
+            pack_target,
             state: Mutex::new(WriterState {
                 pack,
                 file,
@@ -151,7 +166,7 @@ impl PackWriter {
             return Err(Error::Poisoned);
         }
         let record_len = RECORD_HEADER_LEN + data.len() as u64;
-        if st.len + record_len > PACK_SIZE_TARGET && st.len > PACK_HEADER_LEN {
+        if st.len + record_len > sh.pack_target && st.len > PACK_HEADER_LEN {
             let next = PackId(st.pack.0 + 1);
             let file = create_pack(sh.storage.as_ref(), next)?;
             st.pack = next;

@@ -20,7 +20,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::chunk::{ChunkSizes, DomainKey, Ingest};
 use crate::error::{Error, Result};
 use crate::io::{open_storage, IoChoice, Storage};
-use crate::limits::FILE_SIZE_MAX;
+use crate::limits::{FILE_SIZE_MAX, PACK_SIZE_TARGET, PACK_SIZE_TARGET_MIN};
 use crate::ns::{
     ChunkRef, Content, EntryInfo, Kind, Name, NsOp, PropName, SpaceTree, TrashInfo, VersionInfo,
 };
@@ -59,6 +59,9 @@ pub struct StoreConfig {
     pub io: IoChoice,
     /// Shards of a new store (fixed once the store exists).
     pub shards: usize,
+    /// A pack is sealed (and becomes a compaction candidate) past this many bytes;
+    /// `PACK_SIZE_TARGET_MIN..=PACK_SIZE_TARGET` (small values are for tests).
+    pub pack_size_target: u64,
 }
 
 /// Shards of a new store: enough that writers rarely share a WAL lock, few enough that
@@ -78,6 +81,7 @@ impl Default for StoreConfig {
             space_quota_default: None,
             io: IoChoice::Auto,
             shards: SHARDS_DEFAULT,
+            pack_size_target: PACK_SIZE_TARGET,
         }
     }
 }
@@ -233,8 +237,13 @@ impl Store {
     /// Opens the store kept in `storage` (any backend: tests use in-memory and faulty ones).
     pub fn open_with_storage(storage: Arc<dyn Storage>, config: StoreConfig) -> Result<Store> {
         let started = Instant::now();
+        if !(PACK_SIZE_TARGET_MIN..=PACK_SIZE_TARGET).contains(&config.pack_size_target) {
+            return Err(Error::Invalid(
+                "pack_size_target outside PACK_SIZE_TARGET_MIN..=PACK_SIZE_TARGET",
+            ));
+        }
         let meta = meta::load_or_create(storage.as_ref(), &config)?;
-        let (chunks, chunk_rec) = ChunkStore::open(storage.clone())?;
+        let (chunks, chunk_rec) = ChunkStore::open_with(storage.clone(), config.pack_size_target)?;
         let mut report = RecoveryReport {
             chunks_from_checkpoint: chunk_rec.from_checkpoint,
             chunk_records_scanned: chunk_rec.scanned_records,
@@ -253,7 +262,14 @@ impl Store {
                 shard: space::shard_of(&[name], meta.shards),
             })
         };
-        for shard in 0..meta.shards {
+        // Shards are independent: recover them on all cores.
+        let next_shard = AtomicU64::new(0);
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(meta.shards);
+        let recover_one = |shard: usize| -> Result<(Shard, RecoveryReport)> {
+            let mut rep = RecoveryReport::default();
             let mut first_segment = 0;
             let mut min_next_seq = 0;
             let mut shard_spaces = Vec::new();
@@ -281,9 +297,9 @@ impl Store {
             let dir = format!("wal/{shard:03}");
             let (log, replay) =
                 crate::wal::ShardLog::open(storage.clone(), &dir, first_segment, min_next_seq)?;
-            report.wal_torn_bytes += replay.torn_bytes;
+            rep.wal_torn_bytes += replay.torn_bytes;
             for (seq, payload) in replay.records {
-                report.wal_records_replayed += 1;
+                rep.wal_records_replayed += 1;
                 let rec = match record::decode(&payload) {
                     Ok(r) => r,
                     Err(why) => {
@@ -299,7 +315,7 @@ impl Store {
                     }
                     WalRecord::CreateSpace { tenant, user } => {
                         let Ok(key) = SpaceKey::new(&tenant, &user) else {
-                            report.wal_records_rejected += 1;
+                            rep.wal_records_rejected += 1;
                             continue;
                         };
                         if !spaces.contains_key(&key) {
@@ -322,16 +338,58 @@ impl Store {
                             .map(|h| h.tree.write().apply(&op));
                         if !matches!(applied, Some(Ok(_))) {
                             tracing::error!(%dir, seq, ?applied, "WAL record did not replay");
-                            report.wal_records_rejected += 1;
+                            rep.wal_records_rejected += 1;
                         }
                     }
                 }
             }
-            shards.push(Shard {
-                log,
-                apply: RwLock::new(()),
-                spaces: Mutex::new(shard_spaces),
+
+            Ok((
+                Shard {
+                    log,
+                    apply: RwLock::new(()),
+                    spaces: Mutex::new(shard_spaces),
+                },
+                rep,
+            ))
+        };
+        let recovered: Vec<Result<Vec<(usize, Shard, RecoveryReport)>>> =
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..workers)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            let mut mine = Vec::new();
+                            loop {
+                                let shard = next_shard.fetch_add(1, Ordering::Relaxed) as usize;
+                                if shard >= meta.shards {
+                                    return Ok(mine);
+                                }
+                                let (s, rep) = recover_one(shard)?;
+                                mine.push((shard, s, rep));
+                            }
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(Error::Corrupt("shard recovery panicked".into()))
+                        })
+                    })
+                    .collect()
             });
+        let mut all = Vec::with_capacity(meta.shards);
+        for r in recovered {
+            all.extend(r?);
+        }
+        all.sort_by_key(|(n, _, _)| *n);
+        for (n, shard, rep) in all {
+            debug_assert_eq!(n, shards.len());
+            report.wal_torn_bytes += rep.wal_torn_bytes;
+            report.wal_records_replayed += rep.wal_records_replayed;
+            report.wal_records_rejected += rep.wal_records_rejected;
+            shards.push(shard);
         }
         // Reference counts and usage are derived state: rebuild them from the namespace.
         for entry in spaces.iter() {
@@ -543,7 +601,18 @@ impl Store {
     async fn mutate(&self, key: &SpaceKey, op: NsOp, growth: u64) -> Result<EntryChange> {
         let (seq, shard, change) = self.mutate_nowait(key, op, growth, None)?;
         self.inner.shards[shard].log.wait_durable(seq).await?;
+        self.release_dropped(&change.dropped);
         Ok(change)
+    }
+
+    /// Drops the chunk references of contents an op let go of. Only once the op is durable:
+    /// before, a crash would bring the contents back, so their chunks must survive GC.
+    fn release_dropped(&self, dropped: &[Arc<Content>]) {
+        for c in dropped {
+            for r in c.chunks.iter() {
+                self.inner.chunks.release(&r.id);
+            }
+        }
     }
 
     fn mutate_nowait(
@@ -592,12 +661,14 @@ impl Store {
                 );
             }
         }
-        for c in &effects.dropped {
-            for r in c.chunks.iter() {
-                inner.chunks.release(&r.id);
-            }
-        }
-        Ok((seq, sp.shard, EntryChange { info }))
+        Ok((
+            seq,
+            sp.shard,
+            EntryChange {
+                info,
+                dropped: effects.dropped,
+            },
+        ))
     }
 
     /// Stores a file from a stream of byte buffers: chunks and hashes it as it arrives, writes
@@ -676,6 +747,7 @@ impl Store {
         let (seq, shard, change) = self.mutate_nowait(key, op, growth, Some(&content))?;
         drop(refs);
         inner.shards[shard].log.wait_durable(seq).await?;
+        self.release_dropped(&change.dropped);
         change.info.ok_or(Error::NotFound)
     }
 
@@ -1054,6 +1126,8 @@ impl Store {
 /// What a mutation produced.
 struct EntryChange {
     info: Option<EntryInfo>,
+    /// Contents no longer referenced; their chunks are released once the op is durable.
+    dropped: Vec<Arc<Content>>,
 }
 
 /// Takes the exclusive lock of a store directory (`LOCK`, flock), without waiting.

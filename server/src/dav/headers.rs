@@ -421,6 +421,11 @@ impl ByteRange {
     pub fn len(&self) -> u64 {
         self.last - self.first + 1
     }
+
+    /// Ranges are never empty (first <= last), so this is always false.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// `bytes first-last/complete` for Content-Range.
     pub fn content_range(&self, complete: u64) -> String {
         format!("bytes {}-{}/{}", self.first, self.last, complete)

@@ -1,5 +1,9 @@
 //! What several methods share: the `If` header, lock checks, validators and error responses.
 
+// Handlers return a ready response as the error of their checks; it is built once per
+// request, so its size does not matter.
+#![allow(clippy::result_large_err)]
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hyper::body::Incoming;
