@@ -42,9 +42,15 @@ fn health_readiness_and_metrics() {
     assert_eq!(c.get(&dav("missing")).status, 404);
     let m = metrics(&server);
     // Request counters per method and status.
-    let put = metric(&m, "skab_http_requests_total{method=\"PUT\",status=\"201\"}");
+    let put = metric(
+        &m,
+        "skab_http_requests_total{method=\"PUT\",status=\"201\"}",
+    );
     assert_eq!(put, Some(3.0), "{m}");
-    let get404 = metric(&m, "skab_http_requests_total{method=\"GET\",status=\"404\"}");
+    let get404 = metric(
+        &m,
+        "skab_http_requests_total{method=\"GET\",status=\"404\"}",
+    );
     assert_eq!(get404, Some(1.0), "{m}");
     assert!(
         metric(
@@ -64,9 +70,10 @@ fn health_readiness_and_metrics() {
         "{m}"
     );
     assert!(
-        m.lines().any(|l| l
-            .starts_with("skab_http_request_duration_seconds_bucket{")
-            && l.contains("method=\"GET\"")),
+        m.lines().any(
+            |l| l.starts_with("skab_http_request_duration_seconds_bucket{")
+                && l.contains("method=\"GET\"")
+        ),
         "{m}"
     );
     assert!(
@@ -83,7 +90,10 @@ fn health_readiness_and_metrics() {
         stored >= 200_000.0 && stored < 300_000.0,
         "stored {stored}: {m}"
     );
-    assert!((ratio - logical / stored).abs() < 0.01, "ratio {ratio}: {m}");
+    assert!(
+        (ratio - logical / stored).abs() < 0.01,
+        "ratio {ratio}: {m}"
+    );
 }
 
 /// `quota-used-bytes` of the home collection.
@@ -131,7 +141,10 @@ fn put_over_quota_is_507_and_leaves_nothing() {
             .config("[storage]\ndefault_quota_bytes = 100000\n"),
     );
     let c = server.client();
-    assert_eq!(c.put(&dav("fits.bin"), &pseudo_random(1, 60_000)).status, 201);
+    assert_eq!(
+        c.put(&dav("fits.bin"), &pseudo_random(1, 60_000)).status,
+        201
+    );
     assert_eq!(used_bytes(&c), 60_000);
     // Announced size over the quota: refused before the body is read.
     let r = c.put(&dav("toobig.bin"), &pseudo_random(2, 50_000));
@@ -155,7 +168,10 @@ fn put_over_quota_is_507_and_leaves_nothing() {
     // Deleting frees the space again.
     assert_eq!(c.delete(&dav("fits.bin")).status, 204);
     assert_eq!(used_bytes(&c), 0);
-    assert_eq!(c.put(&dav("now.bin"), &pseudo_random(5, 99_000)).status, 201);
+    assert_eq!(
+        c.put(&dav("now.bin"), &pseudo_random(5, 99_000)).status,
+        201
+    );
 }
 
 /// Polls `f` until it is true or `limit` passes; returns how long it took.

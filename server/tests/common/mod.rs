@@ -131,7 +131,7 @@ impl Server {
             std::fs::write(dir.path().join("skab.toml"), cfg).unwrap();
         }
         let (child, port) = spawn(dir.path(), &opts);
-        let server = Server {
+        let mut server = Server {
             child,
             port,
             dir,
@@ -151,9 +151,12 @@ impl Server {
         self.wait_ready();
     }
 
-    fn wait_ready(&self) {
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("server exited ({st}) while starting; log:\n{}", self.log());
+            }
             if self.opts.tls {
                 if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                     return;
