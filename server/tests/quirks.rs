@@ -242,6 +242,43 @@ fn links(html: &str) -> Vec<String> {
         .collect()
 }
 
+/// Resolves a link against the page's path as a browser does (RFC 3986 §5.2, path only).
+fn resolve(base: &str, link: &str) -> String {
+    let merged = if link.starts_with('/') {
+        link.to_string()
+    } else {
+        format!(
+            "{}/{link}",
+            base.rsplit_once('/').map_or("", |(dir, _)| dir)
+        )
+    };
+    let mut out: Vec<&str> = Vec::new();
+    let segs: Vec<&str> = merged.split('/').skip(1).collect();
+    for (i, seg) in segs.iter().enumerate() {
+        let last = i + 1 == segs.len();
+        match *seg {
+            "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+        if last && (*seg == "." || *seg == "..") {
+            out.push("");
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+#[test]
+fn resolve_is_rfc3986() {
+    assert_eq!(resolve("/a/b/", "c.txt"), "/a/b/c.txt");
+    assert_eq!(resolve("/a/b", "c.txt"), "/a/c.txt");
+    assert_eq!(resolve("/a/b/", "../"), "/a/");
+    assert_eq!(resolve("/a/b", "../"), "/");
+    assert_eq!(resolve("/a/b/", "/x/y"), "/x/y");
+}
+
 #[test]
 fn browser_get_on_collection_lists_working_links() {
     let server = Server::start();
@@ -273,15 +310,17 @@ fn browser_get_on_collection_lists_working_links() {
     // Every file and the folder are linked, and each link opens the right thing.
     assert_eq!(hrefs.len(), files.len() + 1, "{page}");
     for h in &hrefs {
-        assert!(!h.starts_with('/') && !h.contains("://"), "relative: {h}");
+        assert!(!h.contains("://"), "same server: {h}");
         // The page is HTML: undo the HTML escaping of the attribute first.
         let h = h.replace("&amp;", "&");
-        let r = c.get(&dav(&h));
-        assert_eq!(r.status, 200, "link {h} does not work");
+        let url = resolve(&dav(""), &h);
+        let r = c.get(&url);
+        assert_eq!(r.status, 200, "link {h} ({url}) does not work");
         if h.ends_with('/') {
             assert!(r.header("content-type").unwrap().starts_with("text/html"));
         } else {
-            let decoded = percent_encoding::percent_decode_str(&h)
+            let name = url.rsplit('/').next().unwrap();
+            let decoded = percent_encoding::percent_decode_str(name)
                 .decode_utf8()
                 .unwrap();
             let (_, body) = files
@@ -291,9 +330,13 @@ fn browser_get_on_collection_lists_working_links() {
             assert_eq!(&r.body, body, "link {h}");
         }
     }
-    // A sub-collection's page links back up.
+    // A sub-collection's page links back up to the home.
     let r = c.get(&dav("Mappe%20A/"));
-    assert!(links(&r.text()).contains(&"../".to_string()));
+    let up: Vec<String> = links(&r.text())
+        .iter()
+        .map(|l| resolve(&dav("Mappe%20A/"), l))
+        .collect();
+    assert_eq!(up, vec![dav("")]);
 }
 
 #[test]
@@ -331,4 +374,108 @@ fn range_and_if_none_match() {
     let r = c.send("GET", &dav("r.bin"), &[("If-None-Match", &etag)], b"");
     assert_eq!(r.status, 200);
     assert_eq!(r.body, b"new");
+}
+
+#[test]
+fn browser_links_work_without_trailing_slash() {
+    let server = Server::start();
+    let c = server.client();
+    assert_eq!(c.mkcol(&dav("Mappe")).status, 201);
+    assert_eq!(c.put(&dav("Mappe/inde.txt"), b"inside").status, 201);
+    // A person types the folder's address without the final slash.
+    let base = dav("Mappe");
+    let r = c.get(&base);
+    let page = match r.status {
+        200 => r.text(),
+        301 | 302 | 307 | 308 => {
+            let to = r.header("location").expect("Location").to_string();
+            assert!(to.ends_with(&dav("Mappe/")), "{to}");
+            c.get(&dav("Mappe/")).text()
+        }
+        s => panic!("GET {base}: {s}"),
+    };
+    let hrefs = links(&page);
+    assert!(!hrefs.is_empty(), "{page}");
+    let shown_at = if r.status == 200 { base } else { dav("Mappe/") };
+    for h in hrefs {
+        // Resolve as a browser does against the URL it displayed the page for.
+        let url = resolve(&shown_at, &h);
+        let got = c.get(&url);
+        assert_eq!(got.status, 200, "link {h} resolved to {url} is broken");
+        if h.ends_with("inde.txt") {
+            assert_eq!(got.body, b"inside");
+        }
+    }
+}
+
+#[test]
+fn windows_create_is_empty_put_then_lock_then_put() {
+    let server = Server::start();
+    let c = server.client();
+    let f = dav("Ny%20tekst.txt");
+    assert_eq!(c.put(&f, b"").status, 201);
+    let r = c.send(
+        "LOCK",
+        &f,
+        &[("Depth", "0"), ("Timeout", "Infinite, Second-4100000000")],
+        LOCKINFO.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let t = r.text();
+    // The huge timeout is clamped to the server's maximum, not kept forever.
+    let secs: u64 = t
+        .split("Second-")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no timeout in {t}"));
+    assert!((1..=3600).contains(&secs), "{t}");
+    let token = r.header("lock-token").unwrap().to_string();
+    let r = c.send("PUT", &f, &[("If", &format!("({token})"))], b"hello");
+    assert_eq!(r.status, 204);
+    // Windows stores its file attributes as dead properties.
+    let patch = r#"<?xml version="1.0" encoding="utf-8"?>
+<D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:schemas-microsoft-com:"><D:set><D:prop>
+<Z:Win32CreationTime>Sun, 29 Nov 2026 06:00:00 GMT</Z:Win32CreationTime>
+<Z:Win32LastAccessTime>Sun, 29 Nov 2026 06:00:01 GMT</Z:Win32LastAccessTime>
+<Z:Win32LastModifiedTime>Sun, 29 Nov 2026 06:00:02 GMT</Z:Win32LastModifiedTime>
+<Z:Win32FileAttributes>00000020</Z:Win32FileAttributes>
+</D:prop></D:set></D:propertyupdate>"#;
+    let r = c.send(
+        "PROPPATCH",
+        &f,
+        &[("If", &format!("({token})"))],
+        patch.as_bytes(),
+    );
+    assert_eq!(r.status, 207, "{}", r.text());
+    assert!(r.text().contains("200 OK") && !r.text().contains("HTTP/1.1 4"));
+    let r = c.propfind(&f, "0");
+    let t = r.text();
+    assert!(
+        t.contains("Win32FileAttributes") && t.contains("00000020"),
+        "{t}"
+    );
+    assert!(t.contains("urn:schemas-microsoft-com:"), "{t}");
+    assert_eq!(
+        c.send("UNLOCK", &f, &[("Lock-Token", &token)], b"").status,
+        204
+    );
+    assert_eq!(c.get(&f).body, b"hello");
+}
+
+#[test]
+fn lock_on_unmapped_url_creates_an_empty_file() {
+    let server = Server::start();
+    let c = server.client();
+    let f = dav("Document1.docx");
+    let r = c.send("LOCK", &f, &[("Depth", "0")], LOCKINFO.as_bytes());
+    assert_eq!(r.status, 201, "{}", r.text());
+    let token = r.header("lock-token").unwrap().to_string();
+    let r = c.get(&f);
+    assert_eq!(r.status, 200);
+    assert!(r.body.is_empty());
+    assert_eq!(c.put(&f, b"x").status, 423);
+    let r = c.send("PUT", &f, &[("If", &format!("({token})"))], b"content");
+    assert_eq!(r.status, 204);
+    assert_eq!(c.get(&f).body, b"content");
 }
