@@ -479,3 +479,44 @@ fn lock_on_unmapped_url_creates_an_empty_file() {
     assert_eq!(r.status, 204);
     assert_eq!(c.get(&f).body, b"content");
 }
+
+#[test]
+fn office_saves_through_a_temp_file_moved_over_the_locked_original() {
+    let server = Server::start();
+    let c = server.client();
+    let doc = dav("Rapport.docx");
+    assert_eq!(c.put(&doc, b"old text").status, 201);
+    let r = c.send("LOCK", &doc, &[("Depth", "0")], LOCKINFO.as_bytes());
+    assert_eq!(r.status, 200);
+    let token = r.header("lock-token").unwrap().to_string();
+    let tmp = dav("~WRL0001.tmp");
+    assert_eq!(c.put(&tmp, b"new text").status, 201);
+    let dest = format!("http://127.0.0.1{doc}");
+    // Without the original's token the MOVE is refused...
+    let r = c.send(
+        "MOVE",
+        &tmp,
+        &[("Destination", &dest), ("Overwrite", "T")],
+        b"",
+    );
+    assert_eq!(r.status, 423, "{}", r.text());
+    // ...with it (tagged to the destination, as Office and LibreOffice send it) it works.
+    let iff = format!("<{dest}> ({token})");
+    let r = c.send(
+        "MOVE",
+        &tmp,
+        &[("Destination", &dest), ("Overwrite", "T"), ("If", &iff)],
+        b"",
+    );
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(c.get(&doc).body, b"new text");
+    assert_eq!(c.get(&tmp).status, 404);
+    // A refresh with a tagged list (LibreOffice) still finds the lock.
+    let r = c.send("LOCK", &doc, &[("If", &iff)], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        c.send("UNLOCK", &doc, &[("Lock-Token", &token)], b"")
+            .status,
+        204
+    );
+}
