@@ -227,6 +227,21 @@ fn sigterm_lets_a_slow_upload_finish() {
     let mut server = Server::start();
     let data = pseudo_random(9, 300_000);
     let auth = common::basic(&format!("{USER}@{TENANT}"), PASSWORD);
+    // An idle keep-alive connection (Finder and Explorer keep several) must not hold up
+    // the shutdown.
+    let mut idle = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    idle.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    idle.write_all(
+        format!(
+            "OPTIONS {} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {auth}\r\n\r\n",
+            dav("")
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = std::io::Read::read(&mut idle, &mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
     let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     s.write_all(
@@ -255,11 +270,13 @@ fn sigterm_lets_a_slow_upload_finish() {
     }
     let r = exchange(&mut s, b"").unwrap();
     assert_eq!(r.status, 201, "{}\n{}", r.text(), server.log());
+    // Well before the 30 s grace period: nothing else was in flight.
     let st = server
-        .wait_exit(Duration::from_secs(20))
+        .wait_exit(Duration::from_secs(15))
         .expect("server did not exit after SIGTERM");
     assert!(st.success(), "exit status {st:?}\n{}", server.log());
     server.restart();
+    drop(idle);
     let got = server.client().get(&dav("slow.bin"));
     assert_eq!(got.status, 200);
     assert!(got.body == data, "upload finished during shutdown was lost");

@@ -230,4 +230,27 @@ fn rclone_copy_check_sync_and_download() {
     for (path, bytes) in &want {
         assert!(got[path] == *bytes, "{} differs", path.display());
     }
+
+    // 4. Server-side operations: COPY and MOVE of files and folders, purge (DELETE).
+    rc.ok(&["copyto", "skab:README.md", "skab:kopi/README kopi.md"]);
+    rc.ok(&["moveto", "skab:ny fil.txt", "skab:kopi/flyttet.txt"]);
+    rc.ok(&["moveto", "skab:Ny mappe", "skab:Omdøbt mappe"]);
+    rc.ok(&["purge", "skab:0.b"]);
+    assert_eq!(
+        c.get(&url_of("kopi/README kopi.md")).body,
+        want[Path::new("README.md")]
+    );
+    assert_eq!(
+        c.get(&url_of("README.md")).body,
+        want[Path::new("README.md")]
+    );
+    assert_eq!(c.get(&url_of("ny fil.txt")).status, 404);
+    assert_eq!(c.get(&url_of("kopi/flyttet.txt")).body, b"new after sync");
+    assert_eq!(c.propfind(&url_of("Ny mappe"), "0").status, 404);
+    assert_eq!(
+        c.get(&url_of("Omdøbt mappe/Under/x.bin")).body,
+        want[Path::new("Ny mappe/Under/x.bin")]
+    );
+    assert_eq!(c.propfind(&url_of("0.b"), "0").status, 404);
+    assert_eq!(c.propfind(&url_of("0.a"), "0").status, 207);
 }
