@@ -47,12 +47,15 @@ fn seed_b(server: &Server) {
     assert_eq!(b.put(&b_path("dir/inner.txt"), SECRET).status, 201);
 }
 
+/// Method, headers and body of one request.
+type Attack<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a [u8]);
+
 /// Every request `a` may try against a path in B's space.
 fn attacks(a: &common::Http, path: &str, own: &str) -> Vec<(String, Reply)> {
     let lock = br#"<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>"#;
     let patch = br#"<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><x:p xmlns:x="urn:x">v</x:p></D:prop></D:set></D:propertyupdate>"#;
     let dest_own = format!("http://127.0.0.1{own}");
-    let reqs: Vec<(&str, Vec<(&str, &str)>, &[u8])> = vec![
+    let reqs: Vec<Attack> = vec![
         ("GET", vec![], b""),
         ("HEAD", vec![], b""),
         ("PUT", vec![], b"overwritten by A"),
@@ -228,7 +231,7 @@ fn path_tricks_cannot_escape() {
         format!("{home}/escape-nul%00.txt"),
         format!("/dav/{B_TENANT}/{B_USER}/../../{TENANT}/{USER}/escape-up.txt"),
         format!("/dav/../{B_TENANT}/{B_USER}/secret.txt"),
-        format!("/../../../../etc/passwd"),
+        "/../../../../etc/passwd".to_string(),
         format!("{home}/../../../../../../tmp/escape-tmp.txt"),
     ]
     .into_iter()

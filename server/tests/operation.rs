@@ -87,7 +87,7 @@ fn health_readiness_and_metrics() {
     let ratio = metric(&m, "skab_dedup_ratio").expect("dedup ratio");
     assert_eq!(logical, 600_000.0, "{m}");
     assert!(
-        stored >= 200_000.0 && stored < 300_000.0,
+        (200_000.0..300_000.0).contains(&stored),
         "stored {stored}: {m}"
     );
     assert!(
