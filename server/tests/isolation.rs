@@ -348,3 +348,32 @@ fn repeated_wrong_passwords_throttle_only_that_account() {
         .propfind(&format!("/dav/{TENANT}/{C_USER}/"), "0");
     assert_eq!(r.status, 401);
 }
+
+#[test]
+fn if_header_cannot_probe_another_space() {
+    let server = start();
+    seed_b(&server);
+    let b = server.client_as(&format!("{B_USER}@{B_TENANT}"), B_PASSWORD);
+    let real = b.get(&b_path("secret.txt"));
+    let etag = real.header("etag").unwrap().to_string();
+    let a = server.client();
+    assert_eq!(a.put(&dav("mine.txt"), b"v0").status, 201);
+    // The same If conditions on B's existing file and on a missing one answer alike,
+    // whatever B's real ETag is.
+    let mut answers = Vec::new();
+    for target in [b_path("secret.txt"), b_path("missing.txt")] {
+        for cond in [
+            format!("[{etag}]"),
+            "[\"bogus\"]".to_string(),
+            format!("Not [{etag}]"),
+        ] {
+            let iff = format!("<http://127.0.0.1{target}> ({cond})");
+            let r = a.send("PROPPATCH", &dav("mine.txt"), &[("If", &iff)], br#"<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><x:p xmlns:x="urn:x">v</x:p></D:prop></D:set></D:propertyupdate>"#);
+            answers.push((cond, r.status));
+        }
+    }
+    let (hit, miss) = answers.split_at(3);
+    assert_eq!(hit, miss, "the If header reveals B's file");
+    // B's real ETag does not make a condition true.
+    assert_eq!(hit[0].1, 412);
+}
