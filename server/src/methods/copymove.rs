@@ -105,9 +105,9 @@ pub async fn handle(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
     };
     match result {
         Ok(()) => {
-            if dest_exists {
-                ctx.app.locks.remove_tree(&ctx.target.space, &dest.path);
-            }
+            // Locks live on URLs: a lock on the destination (whose token the client had to
+            // submit) stays and now covers the new resource (RFC 4918 §7.5); Office keeps
+            // editing under it after saving through a temp file moved over the original.
             if req.method() == Method::from_bytes(b"MOVE").unwrap_or(Method::GET) {
                 ctx.app
                     .locks

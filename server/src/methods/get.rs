@@ -138,16 +138,19 @@ fn listing(ctx: &Ctx, head: bool) -> Resp {
     page.push_str("</title><style>body{font-family:sans-serif;margin:2em}td{padding:0 1em}</style></head><body><h1>");
     page.push_str(&title);
     page.push_str("</h1><table><tr><th>Name</th><th>Size</th><th>Modified</th></tr>");
-    if !ctx.target.path.is_root() {
-        page.push_str("<tr><td><a href=\"../\">../</a></td><td></td><td></td></tr>");
+    // Links are absolute paths: relative ones break when the collection was requested
+    // without its trailing slash (a browser then resolves them against the parent).
+    if let Some(parent) = ctx.target.path.parent() {
+        page.push_str("<tr><td><a href=\"");
+        page.push_str(&ctx.href(&parent, true));
+        page.push_str("\">../</a></td><td></td><td></td></tr>");
     }
     for c in &children {
         let dir = is_dir(c);
-        let mut href = String::new();
-        crate::dav::path::encode_segment(&c.name, &mut href);
-        if dir {
-            href.push('/');
-        }
+        let Ok(path) = ctx.target.path.join(&c.name) else {
+            continue;
+        };
+        let href = ctx.href(&path, dir);
         page.push_str("<tr><td><a href=\"");
         page.push_str(&href);
         page.push_str("\">");
