@@ -3,12 +3,15 @@
 # One command: installs the peers and wrk (Debian), builds skab (release), and for each server:
 # fresh ext4 loop image, start, upload the same 1000 prepared 16 KiB files, run wrk per operation
 # (PUT new files, GET, PROPFIND Depth 1 on the 1000-file collection, PROPFIND Depth 0 on a file),
-# measure the server's and wrk's CPU seconds, stop. Results: bench/webdav/results/*.txt and a
+# interleaved over the servers, measuring the server's and wrk's CPU seconds; then stop them all. Results: bench/webdav/results/*.txt and a
 # markdown table on stdout (also results/summary.md). Run as root (apt, mount, www-data).
 #
 # Knobs (environment): DURATION (12s), CONNS (64), THREADS (2), SERVERS ("skab apache nginx rclone"),
-# OPS ("put get propfind1 propfind0"), NFILES (1000), IMG_SIZE (4G), NO_LOOP=1 (root fs instead),
-# NO_INSTALL=1, NO_BUILD=1, BASE_PORT (28080), SKAB_BIN (default target/release/skab).
+# OPS ("put get propfind1 propfind0"), ROUNDS (2), NFILES (1000), IMG_SIZE (8G), NO_LOOP=1 (root fs instead),
+# NO_INSTALL=1, NO_BUILD=1, BASE_PORT (28080), SKAB_BIN (default target/release/skab),
+# RESULTS_DIR (bench/webdav/results). Profiling (slows the profiled server; not for the table):
+# PROFILE=perf|strace profiles the servers in PROFILE_SERVERS (skab) during each run and writes
+# <server>-<op>-r<round>.perf.txt (perf report) or .strace.txt (strace -c) next to the results.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -18,11 +21,12 @@ CONNS="${CONNS:-64}"
 THREADS="${THREADS:-2}"
 SERVERS="${SERVERS:-skab apache nginx rclone}"
 OPS="${OPS:-put get propfind1 propfind0}"
+ROUNDS="${ROUNDS:-2}"
 NFILES="${NFILES:-1000}"
-IMG_SIZE="${IMG_SIZE:-4G}"
+IMG_SIZE="${IMG_SIZE:-8G}"
 BASE_PORT="${BASE_PORT:-28080}"
 SKAB_BIN="${SKAB_BIN:-$REPO/target/release/skab}"
-RESULTS="$HERE/results"
+RESULTS="${RESULTS_DIR:-$HERE/results}"
 WORK="$(mktemp -d /var/tmp/davbench.XXXXXX)"
 chmod 755 "$WORK" # the peers drop to www-data
 CLK_TCK="$(getconf CLK_TCK)"
@@ -32,12 +36,12 @@ log() { echo "[davbench] $*" >&2; }
 
 # ---- cleanup: stop every server we started, unmount, detach, remove the scratch dir ----------
 PIDS=()
-MNT=""
 cleanup() {
   local rc=$?
   for p in "${PIDS[@]:-}"; do
     [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true
   done
+  sleep 0.2
   for p in "${PIDS[@]:-}"; do
     [ -n "$p" ] || continue
     for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
@@ -85,23 +89,27 @@ head -c $((NFILES * 16384)) /dev/urandom | split -b 16384 -a 4 -d - "$WORK/files
 
 # ---- data file system: a fresh ext4 loop image per server ------------------------------------
 FS_KIND="root file system ($(findmnt -no FSTYPE -T /var/tmp))"
-mount_data() { # $1: mount point
-  MNT="$1"
-  mkdir -p "$MNT"
+MOUNTS=()
+mount_data() { # $1: mount point (per server)
+  local mnt="$1"
+  mkdir -p "$mnt"
   if [ -z "${NO_LOOP:-}" ]; then
-    rm -f "$WORK/data.img"
-    truncate -s "$IMG_SIZE" "$WORK/data.img"
-    if mkfs.ext4 -q -F "$WORK/data.img" && mount -o loop "$WORK/data.img" "$MNT"; then
-      FS_KIND="fresh ext4 loop image ($IMG_SIZE, sparse file on $(findmnt -no FSTYPE -T /var/tmp))"
+    truncate -s "$IMG_SIZE" "$mnt.img"
+    if mkfs.ext4 -q -F "$mnt.img" && mount -o loop "$mnt.img" "$mnt"; then
+      MOUNTS+=("$mnt")
+      FS_KIND="fresh ext4 loop image per server ($IMG_SIZE, sparse file on $(findmnt -no FSTYPE -T /var/tmp))"
       return 0
     fi
     log "loop mount failed; using the root file system"
+    FS_KIND="root file system ($(findmnt -no FSTYPE -T /var/tmp))"
   fi
 }
 umount_data() {
-  if [ -n "$MNT" ] && mountpoint -q "$MNT"; then umount "$MNT"; fi
-  MNT=""
-  rm -f "$WORK/data.img"
+  local m
+  for m in "${MOUNTS[@]:-}"; do
+    [ -n "$m" ] && mountpoint -q "$m" && umount "$m"
+  done
+  MOUNTS=()
 }
 
 # ---- CPU accounting: utime+stime(+cutime+cstime) of a process tree, in clock ticks -----------
@@ -188,10 +196,10 @@ prepare() { # $1: base url. MKCOL /bench/ and /put/, upload the NFILES files ove
   cmp -s "$RUN/check.bin" "$WORK/files/f0007.bin" || { log "GET returned other bytes"; return 1; }
 }
 
-run_op() { # $1 server, $2 op, $3 base url, $4 port
-  local srv="$1" op="$2" base="$3" port="$4" script
+run_op() { # $1 server, $2 op, $3 port, $4 round
+  local srv="$1" op="$2" port="$3" round="$4" script
   local -a env=(BENCH_LUA_DIR="$HERE/lua" BENCH_PREFIX="$SRV_PREFIX" BENCH_AUTH="$SRV_AUTH"
-    BENCH_NFILES="$NFILES" BENCH_RUN_ID="$op")
+    BENCH_NFILES="$NFILES" BENCH_RUN_ID="$op$round")
   case "$op" in
     put) script=put.lua ;;
     get) script=get.lua ;;
@@ -199,8 +207,17 @@ run_op() { # $1 server, $2 op, $3 base url, $4 port
     propfind0) script=propfind.lua; env+=(BENCH_DEPTH=0 BENCH_TARGET=/bench/f0000.bin) ;;
     *) log "unknown op $op"; return 1 ;;
   esac
-  local out="$RESULTS/$srv-$op.txt"
+  local out="$RESULTS/$srv-$op-r$round.txt"
   local s0 s1 w0 t0 t1
+  local prof=""
+  if [ -n "${PROFILE:-}" ] && [[ " ${PROFILE_SERVERS:-skab} " == *" $srv "* ]]; then
+    case "$PROFILE" in
+      perf) perf record -q -F 499 -g -p "$SRV_PID" -o "$WORK/perf.data" >/dev/null 2>&1 & prof=$! ;;
+      strace) strace -c -f -p "$SRV_PID" -o "${out%.txt}.strace.txt" 2>/dev/null & prof=$! ;;
+      *) log "unknown PROFILE $PROFILE"; return 1 ;;
+    esac
+    sleep 0.5
+  fi
   s0=$(tree_ticks "$SRV_PID")
   t0=$(date +%s.%N)
   # wrk's CPU: the subshell's cutime+cstime after waiting for wrk
@@ -211,8 +228,19 @@ run_op() { # $1 server, $2 op, $3 base url, $4 port
   )
   t1=$(date +%s.%N)
   s1=$(tree_ticks "$SRV_PID")
+  if [ -n "$prof" ]; then
+    kill -INT "$prof" 2>/dev/null || true
+    wait "$prof" 2>/dev/null || true
+    if [ "$PROFILE" = perf ]; then
+      perf report -i "$WORK/perf.data" --stdio --no-children --percent-limit 1 -g none \
+        --sort dso,symbol 2>/dev/null >"${out%.txt}.perf.txt" || true
+      perf report -i "$WORK/perf.data" --stdio --children --percent-limit 3 -g none \
+        --sort symbol 2>/dev/null >"${out%.txt}.perf-children.txt" || true
+      rm -f "$WORK/perf.data"
+    fi
+  fi
   {
-    echo "server=$srv op=$op conns=$CONNS threads=$THREADS duration=$DURATION fs=\"$FS_KIND\""
+    echo "server=$srv op=$op round=$round conns=$CONNS threads=$THREADS duration=$DURATION fs=\"$FS_KIND\""
     echo "loadavg_after=\"$(cut -d' ' -f1-3 /proc/loadavg)\""
     cat "$out.wrk"
     echo "CPU server_ticks=$((s1 - s0)) wrk_ticks=$w0 clk_tck=$CLK_TCK wall_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
@@ -221,43 +249,53 @@ run_op() { # $1 server, $2 op, $3 base url, $4 port
   grep -q '^RESULT' "$out" || { log "wrk failed for $srv $op:"; cat "$out" >&2; return 1; }
 }
 
-stop_server() {
-  kill -TERM "$SRV_PID" 2>/dev/null || true
-  for _ in $(seq 100); do kill -0 "$SRV_PID" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$SRV_PID" 2>/dev/null || true
-  wait "$SRV_PID" 2>/dev/null || true
-  PIDS=() # one server runs at a time
-}
-
+declare -A S_PID S_PREFIX S_AUTH S_PORT
 port=$BASE_PORT
 for srv in $SERVERS; do
   port=$((port + 1))
   RUN="$WORK/$srv-run"
   mkdir -p "$RUN"
   mount_data "$WORK/$srv-data"
-  data="$MNT"
   log "$srv: starting on 127.0.0.1:$port, data on $FS_KIND"
-  "start_$srv" "$data" "$port"
+  "start_$srv" "$WORK/$srv-data" "$port"
   PIDS+=("$SRV_PID")
   base="http://127.0.0.1:$port$SRV_PREFIX"
   wait_up "$base"
   prepare "$base"
+  S_PID[$srv]=$SRV_PID; S_PREFIX[$srv]=$SRV_PREFIX; S_AUTH[$srv]=$SRV_AUTH; S_PORT[$srv]=$port
+done
+
+# Interleaved: every operation runs on every server before the next operation, ROUNDS times,
+# so that load from elsewhere on a shared machine hits all servers alike; best round is reported.
+for round in $(seq "$ROUNDS"); do
   for op in $OPS; do
-    log "$srv: $op for $DURATION"
-    run_op "$srv" "$op" "$base" "$port"
+    for srv in $SERVERS; do
+      SRV_PID=${S_PID[$srv]}; SRV_PREFIX=${S_PREFIX[$srv]}; SRV_AUTH=${S_AUTH[$srv]}
+      log "round $round: $srv $op for $DURATION"
+      run_op "$srv" "$op" "${S_PORT[$srv]}" "$round"
+      sleep 1
+    done
   done
-  stop_server
-  umount_data
 done
 
 # ---- table ----------------------------------------------------------------------------------
+best_round() { # the result file of the round with the most requests
+  local f best="" bestn=-1 n
+  for f in "$RESULTS/$1-$2"-r*.txt; do
+    [ -f "$f" ] || continue
+    case "$f" in *.perf*.txt | *.strace.txt) continue ;; esac
+    n=$(sed -n 's/^RESULT requests=\([0-9]*\).*/\1/p' "$f")
+    if [ "${n:-0}" -gt "$bestn" ]; then bestn=$n; best=$f; fi
+  done
+  echo "$best"
+}
 {
   echo "| Operation | Server | req/s | p50 ms | p99 ms | server CPU s / 1k req | server cores | wrk cores | non-2xx / errors |"
   echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
   for op in $OPS; do
     for srv in $SERVERS; do
-      f="$RESULTS/$srv-$op.txt"
-      [ -f "$f" ] || continue
+      f=$(best_round "$srv" "$op")
+      [ -n "$f" ] || continue
       awk -v op="$op" -v srv="$srv" '
         /^RESULT/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] } }
         /^CPU/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); c[kv[1]] = kv[2] } }
@@ -272,7 +310,7 @@ done
     done
   done
   echo
-  echo "Data: $FS_KIND. $CONNS connections, $THREADS wrk threads, $DURATION per run, $NFILES files of 16 KiB."
+  echo "Data: $FS_KIND. $CONNS connections, $THREADS wrk threads, $DURATION per run, best of $ROUNDS interleaved rounds, $NFILES files of 16 KiB."
 } | tee "$RESULTS/summary.md"
 {
   echo "kernel: $(uname -r)"
