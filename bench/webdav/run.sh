@@ -1,0 +1,323 @@
+#!/usr/bin/env bash
+# Side-by-side WebDAV benchmark: skab vs Apache mod_dav, nginx dav(-ext), rclone serve webdav.
+# One command: installs the peers and wrk (Debian), builds skab (release), and for each server:
+# fresh ext4 loop image, start, upload the same 1000 prepared 16 KiB files, run wrk per operation
+# (PUT new files, GET, PROPFIND Depth 1 on the 1000-file collection, PROPFIND Depth 0 on a file),
+# interleaved over the servers, measuring the server's and wrk's CPU seconds; then stop them all. Results: bench/webdav/results/*.txt and a
+# markdown table on stdout (also results/summary.md). Run as root (apt, mount, www-data).
+#
+# Knobs (environment): DURATION (12s), CONNS (64), THREADS (2), SERVERS ("skab apache nginx rclone"),
+# OPS ("put get propfind1 propfind0"), ROUNDS (2), NFILES (1000), IMG_SIZE (8G), NO_LOOP=1 (root fs instead),
+# NO_INSTALL=1, NO_BUILD=1, BASE_PORT (28080), SKAB_BIN (default target/release/skab),
+# RESULTS_DIR (bench/webdav/results). Profiling (slows the profiled server; not for the table):
+# PROFILE=perf|strace profiles the servers in PROFILE_SERVERS (skab) during each run and writes
+# <server>-<op>-r<round>.perf.txt (perf report) or .strace.txt (strace -c) next to the results.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+DURATION="${DURATION:-12s}"
+CONNS="${CONNS:-64}"
+THREADS="${THREADS:-2}"
+SERVERS="${SERVERS:-skab apache nginx rclone}"
+OPS="${OPS:-put get propfind1 propfind0}"
+ROUNDS="${ROUNDS:-2}"
+NFILES="${NFILES:-1000}"
+IMG_SIZE="${IMG_SIZE:-8G}"
+BASE_PORT="${BASE_PORT:-28080}"
+SKAB_BIN="${SKAB_BIN:-$REPO/target/release/skab}"
+RESULTS="${RESULTS_DIR:-$HERE/results}"
+WORK="$(mktemp -d /var/tmp/davbench.XXXXXX)"
+chmod 755 "$WORK" # the peers drop to www-data
+CLK_TCK="$(getconf CLK_TCK)"
+SKAB_PASS="bench-password-1"
+
+log() { echo "[davbench] $*" >&2; }
+
+# ---- cleanup: stop every server we started, unmount, detach, remove the scratch dir ----------
+PIDS=()
+cleanup() {
+  local rc=$?
+  for p in "${PIDS[@]:-}"; do
+    [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true
+  done
+  sleep 0.2
+  for p in "${PIDS[@]:-}"; do
+    [ -n "$p" ] || continue
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
+  done
+  umount_data || true
+  rm -rf "$WORK"
+  exit $rc
+}
+trap cleanup EXIT INT TERM
+
+# ---- install and build ----------------------------------------------------------------------
+if [ -z "${NO_INSTALL:-}" ]; then
+  need=()
+  command -v wrk >/dev/null || need+=(wrk)
+  command -v apache2 >/dev/null || need+=(apache2)
+  command -v nginx >/dev/null || need+=(nginx)
+  [ -e /usr/lib/nginx/modules/ngx_http_dav_ext_module.so ] || need+=(libnginx-mod-http-dav-ext)
+  command -v rclone >/dev/null || need+=(rclone)
+  command -v curl >/dev/null || need+=(curl)
+  if [ ${#need[@]} -gt 0 ]; then
+    log "installing ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+  # Debian starts the packaged services on install; they are not part of the benchmark.
+  for svc in apache2 nginx; do service "$svc" stop >/dev/null 2>&1 || true; done
+fi
+if [[ " $SERVERS " == *" skab "* ]]; then
+  if [ -z "${NO_BUILD:-}" ]; then
+    log "building skab (release)"
+    (cd "$REPO" && cargo build --release -q -p skab-server)
+  fi
+  [ -x "$SKAB_BIN" ] || { log "no skab binary at $SKAB_BIN"; exit 1; }
+fi
+
+mkdir -p "$RESULTS"
+rm -f "$RESULTS"/*.txt "$RESULTS"/summary.md
+
+# ---- prepared data: the same NFILES files of 16 KiB for every server -------------------------
+mkdir -p "$WORK/files"
+for i in $(seq 0 $((NFILES - 1))); do printf -v n 'f%04d.bin' "$i"; echo "$n"; done >"$WORK/names"
+head -c $((NFILES * 16384)) /dev/urandom | split -b 16384 -a 4 -d - "$WORK/files/f"
+(cd "$WORK/files" && for f in f[0-9][0-9][0-9][0-9]; do mv "$f" "$f.bin"; done)
+
+# ---- data file system: a fresh ext4 loop image per server ------------------------------------
+FS_KIND="root file system ($(findmnt -no FSTYPE -T /var/tmp))"
+MOUNTS=()
+mount_data() { # $1: mount point (per server)
+  local mnt="$1"
+  mkdir -p "$mnt"
+  if [ -z "${NO_LOOP:-}" ]; then
+    truncate -s "$IMG_SIZE" "$mnt.img"
+    if mkfs.ext4 -q -F "$mnt.img" && mount -o loop "$mnt.img" "$mnt"; then
+      MOUNTS+=("$mnt")
+      FS_KIND="fresh ext4 loop image per server ($IMG_SIZE, sparse file on $(findmnt -no FSTYPE -T /var/tmp))"
+      return 0
+    fi
+    log "loop mount failed; using the root file system"
+    FS_KIND="root file system ($(findmnt -no FSTYPE -T /var/tmp))"
+  fi
+}
+umount_data() {
+  local m
+  for m in "${MOUNTS[@]:-}"; do
+    [ -n "$m" ] && mountpoint -q "$m" && umount "$m"
+  done
+  MOUNTS=()
+}
+
+# ---- CPU accounting: utime+stime(+cutime+cstime) of a process tree, in clock ticks -----------
+tree_ticks() { # $1: root pid
+  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root="$1" '
+    { i = index($0, ") "); pid = $1; rest = substr($0, i + 2); n = split(rest, f, " ");
+      ppid[pid] = f[2]; t[pid] = f[12] + f[13] + f[14] + f[15] }
+    END { sum = 0
+      for (p in t) { q = p; for (d = 0; d < 64 && q != "" && q != 0; d++) {
+          if (q == root) { sum += t[p]; break } ; q = ppid[q] } }
+      print sum }'
+}
+
+# ---- servers --------------------------------------------------------------------------------
+# Each start_* sets SRV_PID, SRV_PREFIX (URL path of the root collection), SRV_AUTH.
+start_skab() {
+  local data="$1" port="$2"
+  echo "$SKAB_PASS" | "$SKAB_BIN" user add --data-dir "$data" --tenant bench --user u --password-stdin >/dev/null
+  SKAB_LOG_LEVEL=warn "$SKAB_BIN" serve --data-dir "$data" --listen "127.0.0.1:$port" \
+    >"$RUN/stdout.log" 2>&1 &
+  SRV_PID=$!
+  SRV_PREFIX="/dav/bench/u"
+  SRV_AUTH="Basic $(printf 'u@bench:%s' "$SKAB_PASS" | base64 -w0)"
+}
+start_apache() {
+  local data="$1" port="$2"
+  chown www-data:www-data "$data" "$RUN"
+  sed -e "s#@RUN@#$RUN#g" -e "s#@DATA@#$data#g" -e "s#@PORT@#$port#g" \
+    "$HERE/conf/apache.conf.in" >"$RUN/apache.conf"
+  apache2 -f "$RUN/apache.conf" -DFOREGROUND >"$RUN/stdout.log" 2>&1 &
+  SRV_PID=$!
+  SRV_PREFIX=""
+  SRV_AUTH=""
+}
+start_nginx() {
+  local data="$1" port="$2"
+  mkdir -p "$data/root" "$data/.tmp"
+  chown -R www-data:www-data "$data"
+  sed -e "s#@RUN@#$RUN#g" -e "s#@DATA@#$data#g" -e "s#@PORT@#$port#g" \
+    "$HERE/conf/nginx.conf.in" >"$RUN/nginx.conf"
+  nginx -p "$RUN" -c "$RUN/nginx.conf" -g 'daemon off;' >"$RUN/stdout.log" 2>&1 &
+  SRV_PID=$!
+  SRV_PREFIX=""
+  SRV_AUTH=""
+}
+start_rclone() {
+  local data="$1" port="$2"
+  rclone serve webdav "$data" --config "$HERE/conf/rclone.conf" --addr "127.0.0.1:$port" \
+    --log-level ERROR >"$RUN/stdout.log" 2>&1 &
+  SRV_PID=$!
+  SRV_PREFIX=""
+  SRV_AUTH=""
+}
+
+dav_curl() { # curl with the server's auth header
+  if [ -n "$SRV_AUTH" ]; then curl -sS -H "Authorization: $SRV_AUTH" "$@"; else curl -sS "$@"; fi
+}
+
+wait_up() { # $1: base url
+  for _ in $(seq 100); do
+    if dav_curl -o /dev/null -w '%{http_code}' -X OPTIONS "$1/" 2>/dev/null | grep -q '^[23]'; then
+      return 0
+    fi
+    kill -0 "$SRV_PID" 2>/dev/null || { log "server died:"; cat "$RUN/stdout.log" >&2; return 1; }
+    sleep 0.2
+  done
+  log "server did not come up"; cat "$RUN"/*.log >&2; return 1
+}
+
+prepare() { # $1: base url. MKCOL /bench/ and /put/, upload the NFILES files over one connection.
+  local base="$1" code
+  for col in bench put; do
+    code=$(dav_curl -o /dev/null -w '%{http_code}' -X MKCOL "$base/$col/")
+    [ "$code" = 201 ] || { log "MKCOL $col: $code"; return 1; }
+  done
+  awk -v b="$base" -v d="$WORK/files" '{ printf "upload-file = \"%s/%s\"\nurl = \"%s/bench/%s\"\noutput = \"/dev/null\"\n", d, $1, b, $1 }' \
+    "$WORK/names" >"$RUN/upload.curl"
+  dav_curl -f -K "$RUN/upload.curl"
+  local count
+  count=$(dav_curl -X PROPFIND -H 'Depth: 1' "$base/bench/" | grep -o '<[A-Za-z]*:\?href>' | wc -l)
+  [ "$count" -eq $((NFILES + 1)) ] || { log "PROPFIND found $count hrefs, want $((NFILES + 1))"; return 1; }
+  # GET must return the exact bytes
+  dav_curl -o "$RUN/check.bin" "$base/bench/f0007.bin"
+  cmp -s "$RUN/check.bin" "$WORK/files/f0007.bin" || { log "GET returned other bytes"; return 1; }
+}
+
+run_op() { # $1 server, $2 op, $3 port, $4 round
+  local srv="$1" op="$2" port="$3" round="$4" script
+  local -a env=(BENCH_LUA_DIR="$HERE/lua" BENCH_PREFIX="$SRV_PREFIX" BENCH_AUTH="$SRV_AUTH"
+    BENCH_NFILES="$NFILES" BENCH_RUN_ID="$op$round")
+  case "$op" in
+    put) script=put.lua ;;
+    get) script=get.lua ;;
+    propfind1) script=propfind.lua; env+=(BENCH_DEPTH=1 BENCH_TARGET=/bench/) ;;
+    propfind0) script=propfind.lua; env+=(BENCH_DEPTH=0 BENCH_TARGET=/bench/f0000.bin) ;;
+    *) log "unknown op $op"; return 1 ;;
+  esac
+  local out="$RESULTS/$srv-$op-r$round.txt"
+  local s0 s1 w0 t0 t1
+  local prof=""
+  if [ -n "${PROFILE:-}" ] && [[ " ${PROFILE_SERVERS:-skab} " == *" $srv "* ]]; then
+    case "$PROFILE" in
+      perf) perf record -q -F 499 -g -p "$SRV_PID" -o "$WORK/perf.data" >/dev/null 2>&1 & prof=$! ;;
+      strace) strace -c -f -p "$SRV_PID" -o "${out%.txt}.strace.txt" 2>/dev/null & prof=$! ;;
+      *) log "unknown PROFILE $PROFILE"; return 1 ;;
+    esac
+    sleep 0.5
+  fi
+  s0=$(tree_ticks "$SRV_PID")
+  t0=$(date +%s.%N)
+  # wrk's CPU: the subshell's cutime+cstime after waiting for wrk
+  w0=$(
+    env "${env[@]}" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --timeout 10s --latency \
+      -s "$HERE/lua/$script" "http://127.0.0.1:$port/" >"$out.wrk" 2>&1 || true
+    awk '{ i = index($0, ") "); split(substr($0, i + 2), f, " "); print f[14] + f[15] }' /proc/$BASHPID/stat
+  )
+  t1=$(date +%s.%N)
+  s1=$(tree_ticks "$SRV_PID")
+  if [ -n "$prof" ]; then
+    kill -INT "$prof" 2>/dev/null || true
+    wait "$prof" 2>/dev/null || true
+    if [ "$PROFILE" = perf ]; then
+      perf report -i "$WORK/perf.data" --stdio --no-children --percent-limit 1 -g none \
+        --sort dso,symbol 2>/dev/null >"${out%.txt}.perf.txt" || true
+      perf report -i "$WORK/perf.data" --stdio --children --percent-limit 3 -g none \
+        --sort symbol 2>/dev/null >"${out%.txt}.perf-children.txt" || true
+      rm -f "$WORK/perf.data"
+    fi
+  fi
+  {
+    echo "server=$srv op=$op round=$round conns=$CONNS threads=$THREADS duration=$DURATION fs=\"$FS_KIND\""
+    echo "loadavg_after=\"$(cut -d' ' -f1-3 /proc/loadavg)\""
+    cat "$out.wrk"
+    echo "CPU server_ticks=$((s1 - s0)) wrk_ticks=$w0 clk_tck=$CLK_TCK wall_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
+  } >"$out"
+  rm -f "$out.wrk"
+  grep -q '^RESULT' "$out" || { log "wrk failed for $srv $op:"; cat "$out" >&2; return 1; }
+}
+
+declare -A S_PID S_PREFIX S_AUTH S_PORT
+port=$BASE_PORT
+for srv in $SERVERS; do
+  port=$((port + 1))
+  RUN="$WORK/$srv-run"
+  mkdir -p "$RUN"
+  mount_data "$WORK/$srv-data"
+  log "$srv: starting on 127.0.0.1:$port, data on $FS_KIND"
+  "start_$srv" "$WORK/$srv-data" "$port"
+  PIDS+=("$SRV_PID")
+  base="http://127.0.0.1:$port$SRV_PREFIX"
+  wait_up "$base"
+  prepare "$base"
+  S_PID[$srv]=$SRV_PID; S_PREFIX[$srv]=$SRV_PREFIX; S_AUTH[$srv]=$SRV_AUTH; S_PORT[$srv]=$port
+done
+
+# Interleaved: every operation runs on every server before the next operation, ROUNDS times,
+# so that load from elsewhere on a shared machine hits all servers alike; best round is reported.
+for round in $(seq "$ROUNDS"); do
+  for op in $OPS; do
+    for srv in $SERVERS; do
+      SRV_PID=${S_PID[$srv]}; SRV_PREFIX=${S_PREFIX[$srv]}; SRV_AUTH=${S_AUTH[$srv]}
+      log "round $round: $srv $op for $DURATION"
+      run_op "$srv" "$op" "${S_PORT[$srv]}" "$round"
+      sleep 1
+    done
+  done
+done
+
+# ---- table ----------------------------------------------------------------------------------
+best_round() { # the result file of the round with the most requests
+  local f best="" bestn=-1 n
+  for f in "$RESULTS/$1-$2"-r*.txt; do
+    [ -f "$f" ] || continue
+    case "$f" in *.perf*.txt | *.strace.txt) continue ;; esac
+    n=$(sed -n 's/^RESULT requests=\([0-9]*\).*/\1/p' "$f")
+    if [ "${n:-0}" -gt "$bestn" ]; then bestn=$n; best=$f; fi
+  done
+  echo "$best"
+}
+{
+  echo "| Operation | Server | req/s | p50 ms | p99 ms | server CPU s / 1k req | server cores | wrk cores | non-2xx / errors |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+  for op in $OPS; do
+    for srv in $SERVERS; do
+      f=$(best_round "$srv" "$op")
+      [ -n "$f" ] || continue
+      awk -v op="$op" -v srv="$srv" '
+        /^RESULT/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] } }
+        /^CPU/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); c[kv[1]] = kv[2] } }
+        END {
+          dur = r["duration_us"] / 1e6; n = r["requests"]
+          errs = r["err_connect"] + r["err_read"] + r["err_write"] + r["err_timeout"]
+          scpu = c["server_ticks"] / c["clk_tck"]; wcpu = c["wrk_ticks"] / c["clk_tck"]
+          printf "| %s | %s | %.0f | %.2f | %.2f | %.3f | %.2f | %.2f | %d / %d |\n",
+            op, srv, n / dur, r["p50_us"] / 1000, r["p99_us"] / 1000,
+            (n > 0 ? scpu / n * 1000 : 0), scpu / c["wall_s"], wcpu / c["wall_s"], r["non2xx"], errs
+        }' "$f"
+    done
+  done
+  echo
+  echo "Data: $FS_KIND. $CONNS connections, $THREADS wrk threads, $DURATION per run, best of $ROUNDS interleaved rounds, $NFILES files of 16 KiB."
+} | tee "$RESULTS/summary.md"
+{
+  echo "kernel: $(uname -r)"
+  echo "cpus: $(nproc)"
+  echo "skab: $(git -C "$REPO" rev-parse --short HEAD)"
+  echo "apache: $(apache2 -v | head -1)"
+  echo "nginx: $(nginx -v 2>&1)"
+  echo "rclone: $(rclone version 2>/dev/null | head -1)"
+  echo "wrk: $(dpkg-query -W -f='${Version}' wrk 2>/dev/null)"
+} >"$RESULTS/versions.txt"
