@@ -320,6 +320,11 @@ impl ChunkStore {
                 }
                 Err(err) => return Err(err),
             };
+            // A chunk of a file committed a moment ago may still be on its way to the pack
+            // (acks wait for the fsync, visibility does not): wait for it, rarely and briefly.
+            if e.end() > self.writer.durable_pos() {
+                self.writer.wait_durable_blocking(e.end())?;
+            }
             let mut buf = vec![0u8; e.len as usize];
             file.read_exact_at(&mut buf, e.offset)?;
             return Ok(Bytes::from(buf));

@@ -26,7 +26,7 @@ use crate::ns::{
 };
 use crate::pack::{ChunkStore, Pos};
 use crate::ContentHash;
-use record::WalRecord;
+use record::{WalRecord, WalRecordView};
 use snapshot::{ShardSnapshot, SpaceEntrySnapshot, TenantSnapshot};
 
 pub use crate::pack::{ChunkScrubReport, CompactReport, GcReport};
@@ -95,6 +95,9 @@ pub struct RecoveryReport {
     pub wal_records_replayed: u64,
     pub wal_torn_bytes: u64,
     pub wal_records_rejected: u64,
+    /// Records of files whose chunks a crash took before they were durable: never
+    /// acknowledged, so skipped.
+    pub wal_records_uncommitted: u64,
     pub chunks_from_checkpoint: u64,
     pub chunk_records_scanned: u64,
     pub pack_torn_bytes: u64,
@@ -178,6 +181,10 @@ struct Shard {
     log: crate::wal::ShardLog,
     /// Mutations take it shared; a snapshot takes it exclusively for a consistent cut.
     apply: RwLock<()>,
+    /// Highest pack position any record of this log relies on. An op is acknowledged only
+    /// once the packs are durable up to the mark it saw, so an acknowledged record never
+    /// follows a record whose chunks could still be lost.
+    pack_mark: AtomicU64,
     spaces: Mutex<Vec<Arc<SpaceHandle>>>,
 }
 
@@ -298,23 +305,25 @@ impl Store {
             let (log, replay) =
                 crate::wal::ShardLog::open(storage.clone(), &dir, first_segment, min_next_seq)?;
             rep.wal_torn_bytes += replay.torn_bytes;
+            // Records of one space usually come in runs: remember the last space's handle.
+            let mut last_space: Option<Arc<SpaceHandle>> = None;
             for (seq, payload) in replay.records {
                 rep.wal_records_replayed += 1;
-                let rec = match record::decode(&payload) {
+                let rec = match record::decode_view(&payload) {
                     Ok(r) => r,
                     Err(why) => {
                         return Err(Error::Corrupt(format!("{dir}: record {seq}: {why}")));
                     }
                 };
                 match rec {
-                    WalRecord::Tenant { tenant, quota } => {
+                    WalRecordView::Tenant { tenant, quota } => {
                         tenants
-                            .entry(tenant.clone())
+                            .entry(tenant.to_string())
                             .and_modify(|t| *t.quota.lock() = quota)
-                            .or_insert_with(|| new_tenant(&tenant, quota));
+                            .or_insert_with(|| new_tenant(tenant, quota));
                     }
-                    WalRecord::CreateSpace { tenant, user } => {
-                        let Ok(key) = SpaceKey::new(&tenant, &user) else {
+                    WalRecordView::CreateSpace { tenant, user } => {
+                        let Ok(key) = SpaceKey::new(tenant, user) else {
                             rep.wal_records_rejected += 1;
                             continue;
                         };
@@ -328,14 +337,29 @@ impl Store {
                             spaces.insert(key, handle);
                         }
                         tenants
-                            .entry(tenant.clone())
-                            .or_insert_with(|| new_tenant(&tenant, None));
+                            .entry(tenant.to_string())
+                            .or_insert_with(|| new_tenant(tenant, None));
                     }
-                    WalRecord::Space { tenant, user, op } => {
-                        let applied = SpaceKey::new(&tenant, &user)
-                            .ok()
-                            .and_then(|k| spaces.get(&k).map(|h| h.clone()))
-                            .map(|h| h.tree.write().apply(&op));
+                    WalRecordView::Space { tenant, user, op } => {
+                        // A file whose chunks never reached the packs was never
+                        // acknowledged (acks wait for both); it did not happen.
+                        if let NsOp::PutFile { content, .. } = &op {
+                            if content.chunks.iter().any(|c| !chunks.contains(&c.id)) {
+                                rep.wal_records_uncommitted += 1;
+                                continue;
+                            }
+                        }
+                        let cached = last_space
+                            .as_ref()
+                            .filter(|h| h.key.tenant() == tenant && h.key.user() == user)
+                            .cloned();
+                        let handle = cached.or_else(|| {
+                            SpaceKey::new(tenant, user)
+                                .ok()
+                                .and_then(|k| spaces.get(&k).map(|h| h.clone()))
+                        });
+                        last_space = handle.clone();
+                        let applied = handle.map(|h| h.tree.write().apply(&op));
                         if !matches!(applied, Some(Ok(_))) {
                             tracing::error!(%dir, seq, ?applied, "WAL record did not replay");
                             rep.wal_records_rejected += 1;
@@ -348,6 +372,7 @@ impl Store {
                 Shard {
                     log,
                     apply: RwLock::new(()),
+                    pack_mark: AtomicU64::new(0),
                     spaces: Mutex::new(shard_spaces),
                 },
                 rep,
@@ -389,6 +414,7 @@ impl Store {
             report.wal_torn_bytes += rep.wal_torn_bytes;
             report.wal_records_replayed += rep.wal_records_replayed;
             report.wal_records_rejected += rep.wal_records_rejected;
+            report.wal_records_uncommitted += rep.wal_records_uncommitted;
             shards.push(shard);
         }
         // Reference counts and usage are derived state: rebuild them from the namespace.
@@ -599,10 +625,21 @@ impl Store {
     /// Applies `op` to space `key`, logs it and waits until it is durable.
     /// `growth` is how many logical bytes the op may add (checked against the tenant quota).
     async fn mutate(&self, key: &SpaceKey, op: NsOp, growth: u64) -> Result<EntryChange> {
-        let (seq, shard, change) = self.mutate_nowait(key, op, growth, None)?;
-        self.inner.shards[shard].log.wait_durable(seq).await?;
+        let (commit, change) = self.mutate_nowait(key, op, growth, None)?;
+        self.wait_committed(commit).await?;
         self.release_dropped(&change.dropped);
         Ok(change)
+    }
+
+    /// Waits until an op's record and every pack byte its log relies on are durable: the
+    /// WAL fsync and the pack fsync run at the same time, so a PUT pays one round trip.
+    async fn wait_committed(&self, c: Commit) -> Result<()> {
+        let shard = &self.inner.shards[c.shard];
+        let (wal, packs) = futures::join!(
+            shard.log.wait_durable(c.seq),
+            self.inner.chunks.wait_durable(Pos(c.pack_mark))
+        );
+        wal.and(packs)
     }
 
     /// Drops the chunk references of contents an op let go of. Only once the op is durable:
@@ -620,8 +657,8 @@ impl Store {
         key: &SpaceKey,
         op: NsOp,
         growth: u64,
-        upload: Option<&Content>,
-    ) -> Result<(u64, usize, EntryChange)> {
+        upload: Option<(&Content, Pos)>,
+    ) -> Result<(Commit, EntryChange)> {
         let inner = &self.inner;
         let sp = self.space(key)?;
         let tenant = self.tenant(key.tenant())?;
@@ -638,6 +675,11 @@ impl Store {
             }
         }
         let effects = tree.apply(&op)?;
+        let needs = upload.map(|(_, pos)| pos.0).unwrap_or(0);
+        let pack_mark = shard
+            .pack_mark
+            .fetch_max(needs, Ordering::SeqCst)
+            .max(needs);
         let seq = shard.log.append(&payload)?;
         let after = tree.used_bytes();
         if after >= before {
@@ -662,8 +704,11 @@ impl Store {
             }
         }
         Ok((
-            seq,
-            sp.shard,
+            Commit {
+                seq,
+                shard: sp.shard,
+                pack_mark,
+            },
             EntryChange {
                 info,
                 dropped: effects.dropped,
@@ -731,7 +776,6 @@ impl Store {
             });
         }
         debug_assert_eq!(total, size);
-        inner.chunks.wait_durable(last).await?;
         let content = Content {
             hash,
             size,
@@ -744,9 +788,9 @@ impl Store {
             keep_versions: inner.config.versions_kept,
         };
         let growth = size.saturating_sub(old_size);
-        let (seq, shard, change) = self.mutate_nowait(key, op, growth, Some(&content))?;
+        let (commit, change) = self.mutate_nowait(key, op, growth, Some((&content, last)))?;
         drop(refs);
-        inner.shards[shard].log.wait_durable(seq).await?;
+        self.wait_committed(commit).await?;
         self.release_dropped(&change.dropped);
         change.info.ok_or(Error::NotFound)
     }
@@ -897,6 +941,18 @@ impl Store {
             .iter()
             .map(|p| (p.name.clone(), p.value.to_vec()))
             .collect())
+    }
+
+    /// Dead properties of the entry `id` (from a `stat` or `list`), without a path lookup.
+    pub fn props_of(&self, key: &SpaceKey, id: crate::NodeId) -> Vec<(PropName, Vec<u8>)> {
+        let Ok(sp) = self.space(key) else {
+            return Vec::new();
+        };
+        let tree = sp.tree.read();
+        tree.props(id)
+            .iter()
+            .map(|p| (p.name.clone(), p.value.to_vec()))
+            .collect()
     }
 
     pub fn versions(&self, key: &SpaceKey, path: &[Name]) -> Result<Vec<VersionInfo>> {
@@ -1121,6 +1177,14 @@ impl Store {
     pub fn etag_of(hash: &ContentHash) -> String {
         hash.to_string()
     }
+}
+
+/// Where an op's record went and what must be durable before it is acknowledged.
+#[derive(Clone, Copy)]
+struct Commit {
+    seq: u64,
+    shard: usize,
+    pack_mark: u64,
 }
 
 /// What a mutation produced.

@@ -56,6 +56,33 @@ pub(crate) fn encode_space_op(tenant: &str, user: &str, op: &NsOp) -> Vec<u8> {
     }
 }
 
+/// Borrowing view of [`WalRecord`] for replay: no string allocations per record.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) enum WalRecordView<'a> {
+    Tenant {
+        tenant: &'a str,
+        quota: Option<u64>,
+    },
+    CreateSpace {
+        tenant: &'a str,
+        user: &'a str,
+    },
+    Space {
+        tenant: &'a str,
+        user: &'a str,
+        op: NsOp,
+    },
+}
+
+pub(crate) fn decode_view(buf: &[u8]) -> Result<WalRecordView<'_>, String> {
+    match buf.split_first() {
+        Some((&WAL_RECORD_VERSION, rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
+        Some((v, _)) => Err(format!("unknown WAL record version {v}")),
+        None => Err("empty WAL record".into()),
+    }
+}
+
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn decode(buf: &[u8]) -> Result<WalRecord, String> {
     match buf.split_first() {
         Some((&WAL_RECORD_VERSION, rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),

@@ -28,10 +28,12 @@ pub const ETAG_HASH_BYTES: usize = 16;
 pub fn etag(info: &EntryInfo) -> String {
     match &info.etag {
         Etag::Content(h) => {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
             let mut s = String::with_capacity(2 + 2 * ETAG_HASH_BYTES);
             s.push('"');
             for b in &h.0[..ETAG_HASH_BYTES] {
-                s.push_str(&format!("{b:02x}"));
+                s.push(HEX[(b >> 4) as usize] as char);
+                s.push(HEX[(b & 15) as usize] as char);
             }
             s.push('"');
             s

@@ -116,11 +116,18 @@ fn describe(
 ) {
     let dir = is_dir(info);
     let href = ctx.href(path, dir);
-    let dead: Vec<(skab_engine::ns::PropName, Vec<u8>)> =
-        match super::super::http::service::engine_names(path) {
-            Ok(names) => ctx.app.store.props(&ctx.space, &names).unwrap_or_default(),
-            Err(_) => Vec::new(),
-        };
+    // Dead properties only when the answer can include them (found by node, no path walk).
+    let wants_dead = match what {
+        Propfind::Prop(names) => names
+            .iter()
+            .any(|n| !(n.is_dav() && LIVE.contains(&n.name.as_str()))),
+        _ => true,
+    };
+    let dead: Vec<(skab_engine::ns::PropName, Vec<u8>)> = if wants_dead {
+        ctx.app.store.props_of(&ctx.space, info.id)
+    } else {
+        Vec::new()
+    };
     let mut resp = ms.response(&href);
     match what {
         Propfind::PropName => {
