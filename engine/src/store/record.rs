@@ -82,11 +82,3 @@ pub(crate) fn decode_view(buf: &[u8]) -> Result<WalRecordView<'_>, String> {
     }
 }
 
-#[cfg_attr(not(test), allow(dead_code))]
-pub(crate) fn decode(buf: &[u8]) -> Result<WalRecord, String> {
-    match buf.split_first() {
-        Some((&WAL_RECORD_VERSION, rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
-        Some((v, _)) => Err(format!("unknown WAL record version {v}")),
-        None => Err("empty WAL record".into()),
-    }
-}
