@@ -64,7 +64,7 @@ pub fn skab(args: &[&str], stdin: Option<&str>) -> (bool, String) {
         .spawn()
         .expect("run skab");
     if let Some(s) = stdin {
-        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        let _ = child.stdin.take().unwrap().write_all(s.as_bytes());
     }
     drop(child.stdin.take());
     let out = child.wait_with_output().unwrap();
