@@ -14,6 +14,7 @@ use crate::dav::headers::{IfHeader, ResourceState};
 use crate::dav::locks::WriteScope;
 use crate::dav::path::{parse_uri_ref, HostCheck, SpacePath, UriTarget};
 use crate::dav::status::{lock_error, LockOp};
+use crate::http::body::{read_all, BodyFault};
 use crate::http::response::{condition, status, text, Resp};
 use crate::http::service::{engine_names, Ctx};
 use crate::http::status::status_of;
@@ -154,4 +155,18 @@ pub fn check_write(
         }
     }
     Ok(())
+}
+
+/// Reads a request's XML body (PROPFIND, PROPPATCH, LOCK) within the size and stall limits.
+pub async fn read_xml_body(ctx: &Ctx, req: Request<Incoming>) -> Result<Vec<u8>, Resp> {
+    let limits = &ctx.app.config.limits;
+    let stall = Duration::from_secs(limits.body_stall_timeout_s);
+    match read_all(req.into_body(), limits.xml_size_max, stall).await {
+        Ok(b) => Ok(b),
+        Err(BodyFault::TooLarge) => Err(text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large",
+        )),
+        Err(f) => Err(text(StatusCode::BAD_REQUEST, &f.to_string())),
+    }
 }

@@ -2,19 +2,16 @@
 //! infinity, refresh by an empty body with the token in `If`, and locks on unmapped URLs,
 //! which create an empty resource (§7.3).
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Request, StatusCode};
 
-use super::common::{engine_error, if_header, if_holds, is_dir};
+use super::common::{engine_error, if_header, if_holds, is_dir, read_xml_body};
 use crate::dav::headers::{parse_depth, parse_lock_token, parse_timeout, Depth};
 use crate::dav::locks::{LockDepth, LockRequest};
 use crate::dav::status::{lock_error, xml_error, LockOp};
 use crate::dav::xml::{lock_response_body, parse_lockinfo};
-use crate::http::body::{read_all, BodyFault};
 use crate::http::response::{condition, status, text, xml, Resp};
 use crate::http::service::Ctx;
 
@@ -44,19 +41,9 @@ pub async fn handle_lock(ctx: &Ctx, req: Request<Incoming>) -> Resp {
             return status(StatusCode::PRECONDITION_FAILED);
         }
     }
-    let limits = &ctx.app.config.limits;
-    let body = match read_all(
-        req.into_body(),
-        limits.xml_size_max,
-        Duration::from_secs(limits.body_stall_timeout_s),
-    )
-    .await
-    {
+    let body = match read_xml_body(ctx, req).await {
         Ok(b) => b,
-        Err(BodyFault::TooLarge) => {
-            return text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
-        }
-        Err(f) => return text(StatusCode::BAD_REQUEST, &f.to_string()),
+        Err(r) => return r,
     };
     let existing = ctx.app.store.stat(&ctx.space, &ctx.names).ok();
     let root_href = |info: &crate::dav::locks::LockInfo| {

@@ -2,18 +2,15 @@
 //! `propfind-finite-depth` (§9.1, §16). Live properties, RFC 4331 quota properties on
 //! collections, and dead properties stored by the engine.
 
-use std::time::Duration;
-
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use skab_engine::ns::EntryInfo;
 
-use super::common::{engine_error, etag, is_dir, time_of};
+use super::common::{engine_error, etag, is_dir, read_xml_body, time_of};
 use crate::dav::headers::{parse_depth, Depth};
 use crate::dav::path::SpacePath;
 use crate::dav::status::xml_error;
 use crate::dav::xml::{parse_propfind, DavCondition, Multistatus, PropName, PropWriter, Propfind};
-use crate::http::body::{read_all, BodyFault};
 use crate::http::response::{condition, multistatus, text, Resp};
 use crate::http::service::Ctx;
 
@@ -53,19 +50,9 @@ pub async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
             Some(&DavCondition::PropfindFiniteDepth),
         );
     }
-    let limits = &ctx.app.config.limits;
-    let body = match read_all(
-        req.into_body(),
-        limits.xml_size_max,
-        Duration::from_secs(limits.body_stall_timeout_s),
-    )
-    .await
-    {
+    let body = match read_xml_body(ctx, req).await {
         Ok(b) => b,
-        Err(BodyFault::TooLarge) => {
-            return text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
-        }
-        Err(f) => return text(StatusCode::BAD_REQUEST, &f.to_string()),
+        Err(r) => return r,
     };
     let what = if body.iter().all(|b| b.is_ascii_whitespace()) {
         Propfind::AllProp {

@@ -2,17 +2,14 @@
 //! order; live `DAV:` properties are protected (403 `cannot-modify-protected-property`, the
 //! rest 424 Failed Dependency).
 
-use std::time::Duration;
-
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 
-use super::common::{check_write, engine_error};
+use super::common::{check_write, engine_error, read_xml_body};
 use crate::dav::locks::WriteScope;
 use crate::dav::status::xml_error;
 use crate::dav::xml::{parse_proppatch, DavCondition, Multistatus, PropName, PropPatchOp};
-use crate::http::body::{read_all, BodyFault};
-use crate::http::response::{condition, multistatus, text, Resp};
+use crate::http::response::{condition, multistatus, Resp};
 use crate::http::service::Ctx;
 
 /// `DAV:` properties the server computes; clients cannot set or remove them.
@@ -37,19 +34,9 @@ pub async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
     if let Err(r) = check_write(ctx, &req, &[(&ctx.target.path, WriteScope::CONTENT)]) {
         return r;
     }
-    let limits = &ctx.app.config.limits;
-    let body = match read_all(
-        req.into_body(),
-        limits.xml_size_max,
-        Duration::from_secs(limits.body_stall_timeout_s),
-    )
-    .await
-    {
+    let body = match read_xml_body(ctx, req).await {
         Ok(b) => b,
-        Err(BodyFault::TooLarge) => {
-            return text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
-        }
-        Err(f) => return text(StatusCode::BAD_REQUEST, &f.to_string()),
+        Err(r) => return r,
     };
     let ops = match parse_proppatch(&body) {
         Ok(o) => o,
