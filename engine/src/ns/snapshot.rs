@@ -465,6 +465,7 @@ impl SpaceTree {
 
         // Link children and build the name index, refusing duplicate names.
         t.nodes = nodes;
+        t.reserve_names(n);
         for i in 1..n as u32 {
             let p = t.nodes[i as usize].parent;
             if p == FREE || p == NIL {

@@ -389,6 +389,15 @@ impl SpaceTree {
             .copied()
     }
 
+    /// Sizes the name index for `additional` more entries at once (snapshot load).
+    pub(super) fn reserve_names(&mut self, additional: usize) {
+        let (nodes, hasher) = (&self.nodes, &self.hasher);
+        self.names.reserve(additional, |&x| {
+            let n = &nodes[x as usize];
+            name_hash(hasher, n.parent, &n.name)
+        });
+    }
+
     fn index_insert(&mut self, s: u32) {
         let n = &self.nodes[s as usize];
         let h = name_hash(&self.hasher, n.parent, &n.name);
