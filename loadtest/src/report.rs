@@ -85,7 +85,7 @@ fn chart(
     let (ly0, mut ly1) = if log_y {
         (0.0f64, ty(y1).ceil().max(1.0))
     } else {
-        (0.0, y1 * 1.1)
+        (0.0, (y1 * 1.1).max(4.0))
     };
     if ly1 <= ly0 {
         ly1 = ly0 + 1.0;
@@ -213,6 +213,13 @@ pub fn render(r: &Value) -> String {
         .unwrap_or(&empty);
     let col =
         |k: &str| -> Vec<(f64, f64)> { tl.iter().map(|p| (f(p, &["t_s"]), f(p, &[k]))).collect() };
+    // Latency exists only where requests completed; empty intervals are gaps, not zeros.
+    let lat = |k: &str| -> Vec<(f64, f64)> {
+        tl.iter()
+            .filter(|p| f(p, &["requests"]) > 0.0)
+            .map(|p| (f(p, &["t_s"]), f(p, &[k])))
+            .collect()
+    };
     let mut html = String::new();
     let _ = write!(
         html,
@@ -312,19 +319,19 @@ pub fn render(r: &Value) -> String {
         &[
             Series {
                 name: "p50",
-                points: col("p50_us"),
+                points: lat("p50_us"),
             },
             Series {
                 name: "p90",
-                points: col("p90_us"),
+                points: lat("p90_us"),
             },
             Series {
                 name: "p99",
-                points: col("p99_us"),
+                points: lat("p99_us"),
             },
             Series {
                 name: "max",
-                points: col("max_us"),
+                points: lat("max_us"),
             },
         ],
         true,
