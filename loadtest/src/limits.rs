@@ -10,8 +10,9 @@ pub const RUN_WALL_MAX_S: u64 = 24 * 3600;
 /// files; stay well under it so the generator never dies of EMFILE.
 pub const CONNECTIONS_DEFAULT: usize = 2_000;
 
-/// Hard cap on open connections, whatever the flag says (below the 20,000 open-file limit).
-pub const CONNECTIONS_MAX: usize = 16_000;
+/// Hard cap on `connections.max`, whatever the flag says. The pool may hold up to `max` idle
+/// connections besides `max` busy ones, so 2 x 9,000 stays below the 20,000 open-file limit.
+pub const CONNECTIONS_MAX: usize = 9_000;
 
 /// Most distinct loopback source addresses (127.0.0.1 ..= 127.0.0.N).
 pub const SOURCE_ADDRS_MAX: usize = 250;

@@ -242,14 +242,18 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
         let (cpu1, rss) = sys::self_usage();
         let measured = ctx.rec.snapshot(wall_s);
         let metrics_after = scrape_metrics(&ctx.http).await;
-        let server = a.server_pid.map(|pid| {
-            let cpu = sys::proc_cpu_s(pid).unwrap_or(0.0) - server_before.unwrap_or(0.0);
-            Server {
+        let server = a.server_pid.and_then(|pid| {
+            let Some(after) = sys::proc_cpu_s(pid) else {
+                eprintln!("skab-loadtest: server process {pid} is gone (it exited during the run)");
+                return None;
+            };
+            let cpu = after - server_before.unwrap_or(after);
+            Some(Server {
                 pid,
                 cpu_s: cpu,
                 cpu_cores_busy: cpu / wall_s.max(1e-9),
                 peak_rss_bytes: sys::proc_rss(pid).map(|r| r.0).unwrap_or(0),
-            }
+            })
         });
         let server_metrics = match (metrics_before, metrics_after) {
             (Some(b), Some(af)) => Some(
@@ -309,7 +313,12 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
         }
         let mut value = serde_json::to_value(&result).context("encode result")?;
         let verdicts: Vec<_> = thresholds.iter().map(|t| t.judge(&value)).collect();
-        let passed = !aborted && verdicts.iter().all(|v| v.passed);
+        // An acknowledged upload lost or corrupted fails the run whatever the thresholds say.
+        let damaged = result
+            .exam
+            .as_ref()
+            .is_some_and(|e| e.lost > 0 || e.corrupted > 0);
+        let passed = !aborted && !damaged && verdicts.iter().all(|v| v.passed);
         if let Some(obj) = value.as_object_mut() {
             obj.insert("thresholds".into(), serde_json::to_value(&verdicts)?);
             obj.insert("passed".into(), Value::Bool(passed));
