@@ -1,6 +1,228 @@
-//! `skab-loadtest`: school-day load generator (see issue "Loadtest"); not built yet.
+//! `skab-loadtest`: the command line (users, seed, run) over the scenario engine.
+
+mod client;
+mod config;
+mod content;
+mod curve;
+mod limits;
+mod record;
+mod report;
+mod run;
+mod scenarios;
+mod sys;
+mod threshold;
+mod users;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "skab-loadtest",
+    about = "School-day load scenarios against a WebDAV server (login storm, exam peak, school day)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args)]
+struct Common {
+    /// Base URL of the server, e.g. http://127.0.0.1:8080 (loopback only unless --allow-remote).
+    #[arg(long)]
+    target: String,
+    /// users.csv (user, tenant, password[, token]) as written by `users`.
+    #[arg(long)]
+    users: PathBuf,
+    /// Scenario configuration (TOML); every key has a default.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Write result.json and report.html into this directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Allow a target outside loopback.
+    #[arg(long)]
+    allow_remote: bool,
+    /// PID of a local server process: its CPU time and peak RSS go into the result.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Hard wall-clock bound of the run, seconds.
+    #[arg(long)]
+    max_wall: Option<u64>,
+    /// Pass/fail threshold, e.g. 'p99<100ms', 'errors=0', 'get.p99.9<1s' (repeatable).
+    #[arg(long = "threshold")]
+    thresholds: Vec<String>,
+    /// Progress line every 10 s instead of every second.
+    #[arg(long)]
+    quiet: bool,
+    /// Seed of every random choice (content, auth kinds, op mix).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Connection cap (overrides connections.max).
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Spread connections over 127.0.0.1..=127.0.0.N (overrides connections.source_addrs).
+    #[arg(long)]
+    source_addrs: Option<usize>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Write a test population: users.csv with user, tenant, password.
+    Users {
+        #[arg(long)]
+        count: u64,
+        #[arg(long)]
+        tenant: String,
+        /// Spread the users over this many tenants (TENANT-0, TENANT-1, ...).
+        #[arg(long, default_value_t = 1)]
+        tenants: u64,
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write a `skab user import` CSV with argon2id hashes. All users then share
+        /// one random password, hashed once (hashing a million passwords takes hours).
+        #[arg(long)]
+        skab_import: Option<PathBuf>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Fill every user's home through WebDAV: MKCOL, then PUT file-0.bin .. file-{K-1}.bin.
+    Seed {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        files_per_user: Option<u32>,
+    },
+    /// Run a scenario: login-storm, exam-peak or school-day.
+    Run {
+        scenario: String,
+        #[command(flatten)]
+        common: Common,
+        /// Sessions (login-storm) or pupils (exam-peak).
+        #[arg(long)]
+        sessions: Option<u64>,
+        /// Arrival window (login-storm, exam-peak) or duration (school-day), scenario seconds.
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Scenario seconds per wall second (60 runs an hour in a minute).
+        #[arg(long, default_value_t = 1.0)]
+        time_scale: f64,
+        /// Files per user the homes were seeded with (school-day opens and saves them).
+        #[arg(long)]
+        files_per_user: Option<u32>,
+    },
+}
 
 fn main() {
-    eprintln!("skab-loadtest: no scenarios are implemented yet");
-    std::process::exit(2);
+    let cli = Cli::parse();
+    let code = match real_main(cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("skab-loadtest: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<i32> {
+    match cli.cmd {
+        Cmd::Users {
+            count,
+            tenant,
+            tenants,
+            out,
+            skab_import,
+            seed,
+        } => {
+            let t = std::time::Instant::now();
+            users::generate(
+                &users::GenSpec {
+                    count,
+                    tenant: &tenant,
+                    tenants,
+                    seed,
+                },
+                &out,
+                skab_import.as_deref(),
+            )?;
+            eprintln!(
+                "wrote {count} users to {} in {:.1} s",
+                out.display(),
+                t.elapsed().as_secs_f64()
+            );
+            Ok(0)
+        }
+        Cmd::Seed {
+            common,
+            files_per_user,
+        } => run::run(args(
+            run::Scenario::Seed,
+            common,
+            None,
+            None,
+            1.0,
+            files_per_user,
+        )?),
+        Cmd::Run {
+            scenario,
+            common,
+            sessions,
+            duration,
+            time_scale,
+            files_per_user,
+        } => {
+            let sc = run::Scenario::parse(&scenario)?;
+            run::run(args(
+                sc,
+                common,
+                sessions,
+                duration,
+                time_scale,
+                files_per_user,
+            )?)
+        }
+    }
+}
+
+fn args(
+    scenario: run::Scenario,
+    c: Common,
+    sessions: Option<u64>,
+    duration: Option<f64>,
+    time_scale: f64,
+    files_per_user: Option<u32>,
+) -> anyhow::Result<run::RunArgs> {
+    let mut cfg = config::Config::load(c.config.as_deref())?;
+    if let Some(n) = c.connections {
+        cfg.connections.max = n;
+    }
+    if let Some(n) = c.source_addrs {
+        cfg.connections.source_addrs = n;
+    }
+    if cfg.connections.max == 0 || cfg.connections.max > limits::CONNECTIONS_MAX {
+        anyhow::bail!("--connections must be 1..={}", limits::CONNECTIONS_MAX);
+    }
+    if cfg.connections.source_addrs == 0 || cfg.connections.source_addrs > limits::SOURCE_ADDRS_MAX
+    {
+        anyhow::bail!("--source-addrs must be 1..={}", limits::SOURCE_ADDRS_MAX);
+    }
+    Ok(run::RunArgs {
+        scenario,
+        target: c.target,
+        users: c.users,
+        cfg,
+        sessions,
+        duration,
+        time_scale,
+        out: c.out,
+        thresholds: c.thresholds,
+        allow_remote: c.allow_remote,
+        server_pid: c.server_pid,
+        max_wall_s: c.max_wall,
+        files_per_user,
+        quiet: c.quiet,
+        seed: c.seed,
+    })
 }

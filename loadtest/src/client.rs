@@ -1,0 +1,407 @@
+//! The HTTP side: a capped keep-alive connection pool (hyper-util) over counted connections,
+//! optional loopback source-address spreading, the loopback-only target check, auth headers.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+
+use crate::limits::REQUEST_TIMEOUT_S;
+
+/// Connections opened and open now (peak kept).
+#[derive(Default)]
+pub struct ConnStats {
+    pub opened: AtomicU64,
+    pub open: AtomicU64,
+    pub peak_open: AtomicU64,
+}
+
+/// A TCP connection that keeps `ConnStats::open` right while it lives.
+pub struct Counted {
+    io: TokioIo<TcpStream>,
+    stats: Arc<ConnStats>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.stats.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Connection for Counted {
+    fn connected(&self) -> Connected {
+        self.io.connected()
+    }
+}
+
+impl hyper::rt::Read for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// `HttpConnector` whose connections are counted.
+#[derive(Clone)]
+pub struct CountingConnector {
+    inner: HttpConnector,
+    stats: Arc<ConnStats>,
+}
+
+type BoxErr = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower_service::Service<Uri> for CountingConnector {
+    type Response = Counted;
+    type Error = BoxErr;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<Counted, BoxErr>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxErr>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let fut = self.inner.call(uri);
+        let stats = self.stats.clone();
+        Box::pin(async move {
+            let io = fut.await?;
+            stats.opened.fetch_add(1, Ordering::Relaxed);
+            let now = stats.open.fetch_add(1, Ordering::Relaxed) + 1;
+            stats.peak_open.fetch_max(now, Ordering::Relaxed);
+            Ok(Counted { io, stats })
+        })
+    }
+}
+
+/// Why a request failed before it had a status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    Connect,
+    Timeout,
+    Io,
+}
+
+impl Failure {
+    pub fn kind(self) -> &'static str {
+        match self {
+            Failure::Connect => "connect",
+            Failure::Timeout => "timeout",
+            Failure::Io => "io",
+        }
+    }
+}
+
+/// A finished response: status, body length and (if asked) the body's BLAKE3.
+pub struct Resp {
+    pub status: u16,
+    pub len: u64,
+    pub hash: Option<blake3::Hash>,
+}
+
+/// The shared client: one pool per source address, all under one cap on open connections.
+pub struct Http {
+    clients: Vec<Client<CountingConnector, Full<Bytes>>>,
+    cap: Arc<Semaphore>,
+    pub authority: String,
+    scheme: String,
+    pub stats: Arc<ConnStats>,
+}
+
+impl Http {
+    /// `base` is the target URL (`http://127.0.0.1:8080`); its path is ignored.
+    pub fn new(base: &Uri, max_conns: usize, source_addrs: usize) -> Result<Http> {
+        let scheme = base.scheme_str().unwrap_or("http").to_string();
+        if scheme != "http" {
+            bail!(
+                "only http:// targets are supported (put a TLS proxy in front, or test plain HTTP)"
+            );
+        }
+        let authority = base
+            .authority()
+            .context("target URL needs a host")?
+            .to_string();
+        let stats = Arc::new(ConnStats::default());
+        let mut clients = Vec::new();
+        for i in 0..source_addrs.max(1) {
+            let mut c = HttpConnector::new();
+            c.set_nodelay(true);
+            c.set_keepalive(Some(Duration::from_secs(60)));
+            c.set_connect_timeout(Some(Duration::from_secs(30)));
+            if source_addrs > 1 {
+                let last = u8::try_from(i + 1).context("too many source addresses")?;
+                c.set_local_address(Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))));
+            }
+            let per = max_conns.div_ceil(source_addrs.max(1));
+            let client = Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(per)
+                .pool_idle_timeout(Duration::from_secs(90))
+                .build(CountingConnector {
+                    inner: c,
+                    stats: stats.clone(),
+                });
+            clients.push(client);
+        }
+        Ok(Http {
+            clients,
+            cap: Arc::new(Semaphore::new(max_conns)),
+            authority,
+            scheme,
+            stats,
+        })
+    }
+
+    /// Sends one request on the pool of source address `pick % n` and reads the whole body
+    /// (hashing it when `hash`). Waits for a free connection slot first.
+    pub async fn send(
+        &self,
+        pick: usize,
+        method: Method,
+        path: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        body: Bytes,
+        hash: bool,
+    ) -> Result<Resp, Failure> {
+        let Ok(_permit) = self.cap.acquire().await else {
+            return Err(Failure::Connect);
+        };
+        let uri = format!("{}://{}{}", self.scheme, self.authority, path);
+        let mut b = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            b = b.header(k, v);
+        }
+        let Ok(req) = b.body(Full::new(body)) else {
+            return Err(Failure::Io);
+        };
+        let client = &self.clients[pick % self.clients.len()];
+        let work = async {
+            let resp = client.request(req).await.map_err(|e| {
+                if e.is_connect() {
+                    Failure::Connect
+                } else {
+                    Failure::Io
+                }
+            })?;
+            let status = resp.status().as_u16();
+            let mut body = resp.into_body();
+            let mut hasher = hash.then(blake3::Hasher::new);
+            let mut len = 0u64;
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|_| Failure::Io)?;
+                if let Ok(data) = frame.into_data() {
+                    len += data.len() as u64;
+                    if let Some(h) = hasher.as_mut() {
+                        h.update(&data);
+                    }
+                }
+            }
+            Ok(Resp {
+                status,
+                len,
+                hash: hasher.map(|h| h.finalize()),
+            })
+        };
+        match tokio::time::timeout(Duration::from_secs(REQUEST_TIMEOUT_S), work).await {
+            Ok(r) => r,
+            Err(_) => Err(Failure::Timeout),
+        }
+    }
+}
+
+impl Http {
+    /// GET `path` without auth and without counting it as load: (body text) on 200.
+    pub async fn get_text(&self, path: &str) -> Option<String> {
+        let uri = format!("{}://{}{}", self.scheme, self.authority, path);
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(uri)
+            .body(Full::new(Bytes::new()))
+            .ok()?;
+        let client = self.clients.first()?;
+        let work = async {
+            let resp = client.request(req).await.ok()?;
+            if resp.status() != 200 {
+                return None;
+            }
+            let body = resp.into_body().collect().await.ok()?.to_bytes();
+            String::from_utf8(body.to_vec()).ok()
+        };
+        tokio::time::timeout(Duration::from_secs(10), work)
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+/// Refuses targets outside loopback unless `allow_remote`.
+pub async fn check_target(base: &Uri, allow_remote: bool) -> Result<()> {
+    let host = base.host().context("target URL needs a host")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if allow_remote {
+        return Ok(());
+    }
+    let port = base.port_u16().unwrap_or(80);
+    let addrs: Vec<_> = tokio::net::lookup_host((host, port))
+        .await
+        .with_context(|| format!("resolve {host}"))?
+        .collect();
+    if addrs.is_empty() || addrs.iter().any(|a| !a.ip().is_loopback()) {
+        bail!(
+            "target {host} is not a loopback address; pass --allow-remote to load a remote server"
+        );
+    }
+    Ok(())
+}
+
+/// How a session proves who it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AuthKind {
+    Jwt,
+    Token,
+    Basic,
+}
+
+impl AuthKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthKind::Jwt => "jwt",
+            AuthKind::Token => "token",
+            AuthKind::Basic => "basic",
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    aud: &'a str,
+    exp: u64,
+    iat: u64,
+    preferred_username: &'a str,
+}
+
+/// Builds `Authorization` values for the configured mix.
+pub struct Authn {
+    cfg: crate::config::AuthCfg,
+    key: Option<jsonwebtoken::EncodingKey>,
+}
+
+impl Authn {
+    pub fn new(cfg: &crate::config::AuthCfg) -> Authn {
+        let key = (!cfg.jwt_secret.is_empty())
+            .then(|| jsonwebtoken::EncodingKey::from_secret(cfg.jwt_secret.as_bytes()));
+        Authn {
+            cfg: cfg.clone(),
+            key,
+        }
+    }
+
+    /// The kind for a session drawn with `u` uniform in [0, 1), falling back to what the user
+    /// and the config allow (token -> JWT -> Basic).
+    pub fn pick(&self, u: f64, user: &crate::users::User) -> AuthKind {
+        let total = self.cfg.jwt_share + self.cfg.token_share + self.cfg.basic_share;
+        let x = u * total;
+        let want = if x < self.cfg.jwt_share {
+            AuthKind::Jwt
+        } else if x < self.cfg.jwt_share + self.cfg.token_share {
+            AuthKind::Token
+        } else {
+            AuthKind::Basic
+        };
+        match want {
+            AuthKind::Token if user.token.is_some() => AuthKind::Token,
+            AuthKind::Token | AuthKind::Jwt if self.key.is_some() => AuthKind::Jwt,
+            _ => AuthKind::Basic,
+        }
+    }
+
+    /// Whether `kind` can be used for `user` (a JWT secret is set; the user has a token).
+    pub fn available(&self, kind: AuthKind, user: &crate::users::User) -> bool {
+        match kind {
+            AuthKind::Jwt => self.key.is_some(),
+            AuthKind::Token => user.token.is_some(),
+            AuthKind::Basic => true,
+        }
+    }
+
+    /// The header value for `user` logging in by `kind`.
+    pub fn header(&self, kind: AuthKind, user: &crate::users::User) -> Option<HeaderValue> {
+        let text = match (kind, &self.key, &user.token) {
+            (AuthKind::Jwt, Some(key), _) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let login = user.login();
+                let claims = Claims {
+                    iss: &self.cfg.jwt_issuer,
+                    aud: &self.cfg.jwt_audience,
+                    exp: now + self.cfg.jwt_ttl_s,
+                    iat: now,
+                    preferred_username: &login,
+                };
+                let jwt = jsonwebtoken::encode(
+                    &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+                    &claims,
+                    key,
+                )
+                .ok()?;
+                format!("Bearer {jwt}")
+            }
+            (AuthKind::Token, _, Some(t)) => format!("Bearer {t}"),
+            _ => {
+                let raw = format!("{}:{}", user.login(), user.password);
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(raw)
+                )
+            }
+        };
+        HeaderValue::from_str(&text).ok()
+    }
+}
+
+/// A user's home path from the template, names percent-encoded.
+pub fn home_path(template: &str, user: &crate::users::User) -> String {
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    let enc = |s: &str| {
+        utf8_percent_encode(s, NON_ALPHANUMERIC)
+            .to_string()
+            .replace("%2E", ".")
+            .replace("%2D", "-")
+            .replace("%5F", "_")
+    };
+    template
+        .replace("{tenant}", &enc(&user.tenant))
+        .replace("{user}", &enc(&user.user))
+}

@@ -1,0 +1,312 @@
+//! The scenario configuration file (TOML): every knob with a default, see docs/loadtest.md.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::limits::CONNECTIONS_DEFAULT;
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub target: TargetCfg,
+    pub auth: AuthCfg,
+    pub connections: ConnCfg,
+    pub seed: SeedCfg,
+    pub login_storm: LoginStormCfg,
+    pub exam_peak: ExamPeakCfg,
+    pub school_day: SchoolDayCfg,
+    /// Pass/fail thresholds, e.g. `["p99<100ms", "errors=0"]`; `--threshold` adds to these.
+    pub thresholds: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TargetCfg {
+    /// Path of a user's home collection; `{tenant}` and `{user}` are replaced.
+    pub home: String,
+}
+
+impl Default for TargetCfg {
+    fn default() -> Self {
+        TargetCfg {
+            home: "/dav/{tenant}/{user}/".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthCfg {
+    /// Share of sessions presenting a bearer JWT minted here (needs `jwt_secret`).
+    pub jwt_share: f64,
+    /// Share presenting an app token (users.csv `token` column; users without one use a JWT,
+    /// or Basic when no JWT secret is set).
+    pub token_share: f64,
+    /// Share logging in with Basic user@tenant:password.
+    pub basic_share: f64,
+    /// HS256 secret the server trusts (`[[auth.jwt]] secret`); empty: no JWTs, Basic instead.
+    pub jwt_secret: String,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    /// Lifetime of a minted JWT, seconds.
+    pub jwt_ttl_s: u64,
+}
+
+impl Default for AuthCfg {
+    fn default() -> Self {
+        AuthCfg {
+            jwt_share: 0.8,
+            token_share: 0.1,
+            basic_share: 0.1,
+            jwt_secret: String::new(),
+            jwt_issuer: "skab-loadtest".into(),
+            jwt_audience: "skab".into(),
+            jwt_ttl_s: 36_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnCfg {
+    /// Most connections open to the target at once (shared by all sessions).
+    pub max: usize,
+    /// Spread connections over source addresses 127.0.0.1 ..= 127.0.0.N (loopback targets).
+    pub source_addrs: usize,
+}
+
+impl Default for ConnCfg {
+    fn default() -> Self {
+        ConnCfg {
+            max: CONNECTIONS_DEFAULT,
+            source_addrs: 1,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SeedCfg {
+    pub files_per_user: u32,
+    /// Size of each seeded file, bytes.
+    pub file_size_bytes: u64,
+    pub concurrency: usize,
+}
+
+impl Default for SeedCfg {
+    fn default() -> Self {
+        SeedCfg {
+            files_per_user: 2,
+            file_size_bytes: 16_384,
+            concurrency: crate::limits::SEED_CONCURRENCY_DEFAULT,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoginStormCfg {
+    pub sessions: u64,
+    /// Arrival window (scenario seconds; 3600 = 07:30 to 08:30).
+    pub window_s: f64,
+    /// Where in the window arrivals peak, as a fraction (0.5 = 08:00 in a 07:30-08:30 window).
+    pub peak_at: f64,
+    /// Standard deviation of the arrival bump, as a fraction of the window.
+    pub spread: f64,
+    /// Share of arrivals spread evenly over the window (early birds and latecomers).
+    pub baseline_share: f64,
+    /// How long a session stays alive after login, polling (scenario seconds).
+    pub session_s: f64,
+    /// Sync-client poll interval (PROPFIND Depth 0 on the home), scenario seconds.
+    pub poll_every_s: f64,
+    /// Files opened (GET) after listing the home: 1 or 2, chosen per session.
+    pub files_min: u32,
+    pub files_max: u32,
+}
+
+impl Default for LoginStormCfg {
+    fn default() -> Self {
+        LoginStormCfg {
+            sessions: 1_000_000,
+            window_s: 3600.0,
+            peak_at: 0.5,
+            spread: 0.1,
+            baseline_share: 0.1,
+            session_s: 600.0,
+            poll_every_s: 60.0,
+            files_min: 1,
+            files_max: 2,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExamPeakCfg {
+    pub pupils: u64,
+    /// Upload window ending at the deadline, scenario seconds.
+    pub window_s: f64,
+    /// Share of uploads arriving in the last `last_s` seconds before the deadline.
+    pub last_share: f64,
+    pub last_s: f64,
+    /// Answer sizes: log-normal with this median (bytes) and sigma, clamped to min..=max.
+    pub size_median_bytes: f64,
+    pub size_sigma: f64,
+    pub size_min_bytes: u64,
+    pub size_max_bytes: u64,
+    /// Share of answers built from the shared exam template (a few bytes edited): dedup.
+    pub template_share: f64,
+    /// Read back every acknowledged upload and check its BLAKE3 hash.
+    pub verify: bool,
+}
+
+impl Default for ExamPeakCfg {
+    fn default() -> Self {
+        ExamPeakCfg {
+            pupils: 100_000,
+            window_s: 1800.0,
+            last_share: 0.8,
+            last_s: 60.0,
+            size_median_bytes: 60_000.0,
+            size_sigma: 1.0,
+            size_min_bytes: 1_024,
+            size_max_bytes: 8 << 20,
+            template_share: 0.7,
+            verify: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchoolDayCfg {
+    /// Length of the steady load, scenario seconds.
+    pub duration_s: f64,
+    /// Operations started per scenario second (open loop, evenly spaced).
+    pub rate_per_s: f64,
+    pub weights: Weights,
+    /// Size of a newly saved document version, bytes.
+    pub doc_size_bytes: u64,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Weights {
+    pub browse: u32,
+    pub open: u32,
+    pub save: u32,
+    pub copy: u32,
+    #[serde(rename = "move")]
+    pub mv: u32,
+    pub delete: u32,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Weights {
+            browse: 35,
+            open: 30,
+            save: 15,
+            copy: 8,
+            mv: 6,
+            delete: 6,
+        }
+    }
+}
+
+impl Default for SchoolDayCfg {
+    fn default() -> Self {
+        SchoolDayCfg {
+            duration_s: 600.0,
+            rate_per_s: 200.0,
+            weights: Weights::default(),
+            doc_size_bytes: 24_576,
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let cfg: Config = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("read config {}", p.display()))?;
+                toml::from_str(&text).with_context(|| format!("parse config {}", p.display()))?
+            }
+            None => Config::default(),
+        };
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<()> {
+        let a = &self.auth;
+        for (n, v) in [
+            ("auth.jwt_share", a.jwt_share),
+            ("auth.token_share", a.token_share),
+            ("auth.basic_share", a.basic_share),
+            ("login_storm.peak_at", self.login_storm.peak_at),
+            (
+                "login_storm.baseline_share",
+                self.login_storm.baseline_share,
+            ),
+            ("exam_peak.last_share", self.exam_peak.last_share),
+            ("exam_peak.template_share", self.exam_peak.template_share),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                bail!("{n} must be within 0..=1, is {v}");
+            }
+        }
+        if a.jwt_share + a.token_share + a.basic_share <= 0.0 {
+            bail!("auth shares must not all be 0");
+        }
+        let l = &self.login_storm;
+        if !(l.window_s > 0.0 && l.spread > 0.0 && l.session_s >= 0.0 && l.poll_every_s > 0.0) {
+            bail!("login_storm: window_s, spread, poll_every_s must be > 0, session_s >= 0");
+        }
+        if l.files_min > l.files_max || l.files_max > 16 {
+            bail!("login_storm: need files_min <= files_max <= 16");
+        }
+        let e = &self.exam_peak;
+        if !(e.window_s > 0.0 && e.last_s > 0.0 && e.last_s <= e.window_s) {
+            bail!("exam_peak: need 0 < last_s <= window_s");
+        }
+        if e.size_min_bytes == 0
+            || e.size_min_bytes > e.size_max_bytes
+            || e.size_max_bytes > crate::limits::FILE_SIZE_MAX
+        {
+            bail!("exam_peak: need 0 < size_min_bytes <= size_max_bytes <= 64 MiB");
+        }
+        let s = &self.school_day;
+        if !(s.duration_s > 0.0 && s.rate_per_s > 0.0) {
+            bail!("school_day: duration_s and rate_per_s must be > 0");
+        }
+        let w = &s.weights;
+        if w.browse + w.open + w.save + w.copy + w.mv + w.delete == 0 {
+            bail!("school_day.weights must not all be 0");
+        }
+        if self.connections.max == 0 || self.connections.max > crate::limits::CONNECTIONS_MAX {
+            bail!(
+                "connections.max must be 1..={}",
+                crate::limits::CONNECTIONS_MAX
+            );
+        }
+        if self.connections.source_addrs == 0
+            || self.connections.source_addrs > crate::limits::SOURCE_ADDRS_MAX
+        {
+            bail!(
+                "connections.source_addrs must be 1..={}",
+                crate::limits::SOURCE_ADDRS_MAX
+            );
+        }
+        if self.seed.file_size_bytes > crate::limits::FILE_SIZE_MAX || self.seed.concurrency == 0 {
+            bail!("seed: file_size_bytes <= 64 MiB and concurrency >= 1");
+        }
+        if !self.target.home.contains("{user}") {
+            bail!("target.home must contain {{user}}");
+        }
+        Ok(())
+    }
+}

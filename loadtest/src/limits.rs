@@ -1,0 +1,53 @@
+//! Every bound of the load generator, with its unit and reason.
+
+/// Most sessions (or pupils) one run may start: a run must be bounded in count.
+pub const SESSIONS_MAX: u64 = 10_000_000;
+
+/// Longest wall-clock time one run may take, seconds, whatever the scenario asks (24 h).
+pub const RUN_WALL_MAX_S: u64 = 24 * 3600;
+
+/// Default cap on open connections to the target. A process here may hold 20,000 open
+/// files; stay well under it so the generator never dies of EMFILE.
+pub const CONNECTIONS_DEFAULT: usize = 2_000;
+
+/// Hard cap on `connections.max`, whatever the flag says. The pool may hold up to `max` idle
+/// connections besides `max` busy ones, so 2 x 9,000 stays below the 20,000 open-file limit.
+pub const CONNECTIONS_MAX: usize = 9_000;
+
+/// Most distinct loopback source addresses (127.0.0.1 ..= 127.0.0.N).
+pub const SOURCE_ADDRS_MAX: usize = 250;
+
+/// Highest latency a histogram records, microseconds (1 hour); longer values are clamped.
+pub const HIST_MAX_US: u64 = 3_600_000_000;
+
+/// Significant figures of every histogram (3: 0.1 % resolution).
+pub const HIST_SIGFIGS: u8 = 3;
+
+/// A request (or session step) starting this many milliseconds after its scheduled time counts
+/// as late: the generator fell behind its schedule.
+pub const LATE_START_MS: u64 = 50;
+
+/// Timeout of one request, seconds; a request past it counts as an error of kind `timeout`.
+pub const REQUEST_TIMEOUT_S: u64 = 120;
+
+/// Largest file the exam and seed content generators produce, bytes (64 MiB).
+pub const FILE_SIZE_MAX: u64 = 64 << 20;
+
+/// Most users read from a users.csv (so that a wrong file cannot exhaust memory).
+pub const USERS_MAX: usize = 10_000_000;
+
+/// Seed uploads in flight at once by default.
+pub const SEED_CONCURRENCY_DEFAULT: usize = 64;
+
+/// Points of the tabulated arrival curve used to invert its distribution.
+pub const CURVE_TABLE_POINTS: usize = 4096;
+
+/// Most timeline buckets kept (one per second of the run; longer runs merge buckets).
+pub const TIMELINE_BUCKETS_MAX: usize = 4096;
+
+/// Uploads verified at once in the exam verify pass.
+pub const VERIFY_CONCURRENCY: usize = 256;
+
+/// Extra wall time a scenario may take past its scheduled end, seconds, before the run stops
+/// waiting for stragglers and counts them as errors of kind `abandoned`.
+pub const DRAIN_GRACE_S: u64 = 120;

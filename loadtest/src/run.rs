@@ -1,0 +1,487 @@
+//! Runs one scenario end to end: builds the context, shows live progress, bounds the run in
+//! time, then writes result.json and report.html, prints the summary and judges thresholds.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::client::{check_target, Authn, Http};
+use crate::config::Config;
+use crate::record::{Measured, Recorder};
+use crate::scenarios::{self, Ctx};
+use crate::sys;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    LoginStorm,
+    ExamPeak,
+    SchoolDay,
+    Seed,
+}
+
+impl Scenario {
+    pub fn parse(s: &str) -> Result<Scenario> {
+        Ok(match s {
+            "login-storm" => Scenario::LoginStorm,
+            "exam-peak" => Scenario::ExamPeak,
+            "school-day" => Scenario::SchoolDay,
+            "seed" => Scenario::Seed,
+            _ => bail!("unknown scenario {s:?}: login-storm, exam-peak, school-day or seed"),
+        })
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::LoginStorm => "login-storm",
+            Scenario::ExamPeak => "exam-peak",
+            Scenario::SchoolDay => "school-day",
+            Scenario::Seed => "seed",
+        }
+    }
+}
+
+/// Everything a run needs besides the config file.
+pub struct RunArgs {
+    pub scenario: Scenario,
+    pub target: String,
+    pub users: PathBuf,
+    pub cfg: Config,
+    pub sessions: Option<u64>,
+    pub duration: Option<f64>,
+    pub time_scale: f64,
+    pub out: Option<PathBuf>,
+    pub thresholds: Vec<String>,
+    pub allow_remote: bool,
+    pub server_pid: Option<u32>,
+    pub max_wall_s: Option<u64>,
+    pub files_per_user: Option<u32>,
+    pub quiet: bool,
+    pub seed: u64,
+}
+
+#[derive(Serialize)]
+struct Sessions {
+    started: u64,
+    done: u64,
+}
+
+#[derive(Serialize)]
+struct Connections {
+    max_allowed: usize,
+    source_addrs: usize,
+    opened: u64,
+    peak_open: u64,
+}
+
+#[derive(Serialize)]
+struct Generator {
+    cpu_s: f64,
+    /// CPU seconds per wall second (1.0 = one core busy).
+    cpu_cores_busy: f64,
+    cpus: usize,
+    peak_rss_bytes: u64,
+    late_starts: u64,
+    /// True when starts fell behind schedule (more than 0.1 % late by 50 ms or more).
+    behind_schedule: bool,
+}
+
+#[derive(Serialize)]
+struct Server {
+    pid: u32,
+    cpu_s: f64,
+    cpu_cores_busy: f64,
+    peak_rss_bytes: u64,
+}
+
+#[derive(Serialize)]
+struct RunResult {
+    schema: &'static str,
+    scenario: &'static str,
+    target: String,
+    started_unix_s: u64,
+    wall_s: f64,
+    time_scale: f64,
+    /// True when the run hit its wall-clock bound and was cut short.
+    aborted: bool,
+    sessions: Sessions,
+    #[serde(flatten)]
+    measured: Measured,
+    auth: BTreeMap<&'static str, u64>,
+    connections: Connections,
+    generator: Generator,
+    server: Option<Server>,
+    server_metrics: Option<BTreeMap<String, [f64; 2]>>,
+    login_storm: Option<scenarios::login_storm::LoginStormOut>,
+    exam: Option<scenarios::exam_peak::ExamOut>,
+    school_day: Option<scenarios::school_day::SchoolDayOut>,
+    seed: Option<scenarios::seed::SeedOut>,
+    config: Config,
+}
+
+enum Out {
+    Login(scenarios::login_storm::LoginStormOut),
+    Exam(scenarios::exam_peak::ExamOut),
+    School(scenarios::school_day::SchoolDayOut),
+    Seed(scenarios::seed::SeedOut),
+}
+
+/// Runs the scenario; returns the process exit code (0 pass, 3 a threshold missed).
+pub fn run(mut a: RunArgs) -> Result<i32> {
+    if !(a.time_scale > 0.0 && a.time_scale.is_finite()) {
+        bail!("--time-scale must be > 0");
+    }
+    if let Some(n) = a.sessions {
+        if n == 0 || n > crate::limits::SESSIONS_MAX {
+            bail!("--sessions must be 1..={}", crate::limits::SESSIONS_MAX);
+        }
+        a.cfg.login_storm.sessions = n;
+        a.cfg.exam_peak.pupils = n;
+    }
+    if let Some(d) = a.duration {
+        if d.is_nan() || d <= 0.0 {
+            bail!("--duration must be > 0");
+        }
+        a.cfg.login_storm.window_s = d;
+        a.cfg.exam_peak.window_s = d;
+        a.cfg.exam_peak.last_s = a.cfg.exam_peak.last_s.min(d);
+        a.cfg.school_day.duration_s = d;
+    }
+    if let Some(k) = a.files_per_user {
+        a.cfg.seed.files_per_user = k;
+    }
+    let mut thresholds = Vec::new();
+    for t in a.cfg.thresholds.iter().chain(a.thresholds.iter()) {
+        thresholds.push(crate::threshold::parse(t)?);
+    }
+    let users = crate::users::load(&a.users)?;
+    let base: http::Uri = a
+        .target
+        .parse()
+        .with_context(|| format!("target {:?} is not a URL", a.target))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start tokio")?;
+    rt.block_on(async move {
+        check_target(&base, a.allow_remote).await?;
+        let c = &a.cfg;
+        let schedule_s = match a.scenario {
+            Scenario::LoginStorm => c.login_storm.window_s + c.login_storm.session_s,
+            Scenario::ExamPeak => c.exam_peak.window_s,
+            Scenario::SchoolDay => c.school_day.duration_s,
+            Scenario::Seed => 0.0,
+        } / a.time_scale;
+        let max_wall = a
+            .max_wall_s
+            .unwrap_or(
+                (schedule_s as u64)
+                    .saturating_add(crate::limits::DRAIN_GRACE_S)
+                    .saturating_add(if a.scenario == Scenario::Seed { 3600 } else { 600 }),
+            )
+            .min(crate::limits::RUN_WALL_MAX_S);
+        let start = Instant::now();
+        let deadline = if a.scenario == Scenario::Seed {
+            start + Duration::from_secs(max_wall)
+        } else {
+            start + Duration::from_secs_f64(schedule_s * 1.02 + 1.0)
+        };
+        let http = Http::new(&base, c.connections.max, c.connections.source_addrs)?;
+        let run_tag = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let metrics_before = scrape_metrics(&http).await;
+        let server_before = a.server_pid.and_then(sys::proc_cpu_s);
+        let (cpu0, _) = sys::self_usage();
+        let ctx = Arc::new(Ctx {
+            http,
+            rec: Recorder::new(Duration::from_secs_f64(schedule_s.max(1.0))),
+            authn: Authn::new(&c.auth),
+            users,
+            cfg: a.cfg.clone(),
+            time_scale: a.time_scale,
+            deadline,
+            stopping: AtomicBool::new(false),
+            run_tag,
+            seed: a.seed,
+            auth_counts: parking_lot::Mutex::new(BTreeMap::new()),
+        });
+        let progress = tokio::spawn(progress(ctx.clone(), a.quiet));
+        let work = {
+            let ctx = ctx.clone();
+            let files = ctx.cfg.seed.files_per_user;
+            async move {
+                match a.scenario {
+                    Scenario::LoginStorm => Out::Login(
+                        scenarios::login_storm::run(ctx.clone(), ctx.cfg.login_storm.sessions)
+                            .await,
+                    ),
+                    Scenario::ExamPeak => Out::Exam(
+                        scenarios::exam_peak::run(ctx.clone(), ctx.cfg.exam_peak.pupils).await,
+                    ),
+                    Scenario::SchoolDay => {
+                        Out::School(scenarios::school_day::run(ctx.clone(), files).await)
+                    }
+                    Scenario::Seed => Out::Seed(scenarios::seed::run(ctx.clone(), files).await),
+                }
+            }
+        };
+        let out = tokio::time::timeout(Duration::from_secs(max_wall), work).await;
+        ctx.stopping.store(true, Ordering::Relaxed);
+        progress.abort();
+        let aborted = out.is_err();
+        if aborted {
+            eprintln!("skab-loadtest: run cut off at its wall-clock bound of {max_wall} s");
+        }
+        let wall_s = start.elapsed().as_secs_f64();
+        let (cpu1, rss) = sys::self_usage();
+        let measured = ctx.rec.snapshot(wall_s);
+        let metrics_after = scrape_metrics(&ctx.http).await;
+        let server = a.server_pid.and_then(|pid| {
+            let Some(after) = sys::proc_cpu_s(pid) else {
+                eprintln!("skab-loadtest: server process {pid} is gone (it exited during the run)");
+                return None;
+            };
+            let cpu = after - server_before.unwrap_or(after);
+            Some(Server {
+                pid,
+                cpu_s: cpu,
+                cpu_cores_busy: cpu / wall_s.max(1e-9),
+                peak_rss_bytes: sys::proc_rss(pid).map(|r| r.0).unwrap_or(0),
+            })
+        });
+        let server_metrics = match (metrics_before, metrics_after) {
+            (Some(b), Some(af)) => Some(
+                af.iter()
+                    .map(|(k, v)| (k.clone(), [b.get(k).copied().unwrap_or(0.0), *v]))
+                    .collect(),
+            ),
+            _ => None,
+        };
+        let late = measured.late_starts;
+        let started = ctx.rec.sessions_started.load(Ordering::Relaxed);
+        let lag_total = measured.schedule_lag_us.count.max(1);
+        let behind = late * 1000 > lag_total;
+        let st = &ctx.http.stats;
+        let mut result = RunResult {
+            schema: "skab-loadtest/result/v1",
+            scenario: a.scenario.name(),
+            target: a.target.clone(),
+            started_unix_s: run_tag,
+            wall_s,
+            time_scale: a.time_scale,
+            aborted,
+            sessions: Sessions {
+                started,
+                done: ctx.rec.sessions_done.load(Ordering::Relaxed),
+            },
+            measured,
+            auth: ctx.auth_counts.lock().clone(),
+            connections: Connections {
+                max_allowed: c.connections.max,
+                source_addrs: c.connections.source_addrs,
+                opened: st.opened.load(Ordering::Relaxed),
+                peak_open: st.peak_open.load(Ordering::Relaxed),
+            },
+            generator: Generator {
+                cpu_s: cpu1 - cpu0,
+                cpu_cores_busy: (cpu1 - cpu0) / wall_s.max(1e-9),
+                cpus: sys::cpus(),
+                peak_rss_bytes: rss,
+                late_starts: late,
+                behind_schedule: behind,
+            },
+            server,
+            server_metrics,
+            login_storm: None,
+            exam: None,
+            school_day: None,
+            seed: None,
+            config: a.cfg.clone(),
+        };
+        match out {
+            Ok(Out::Login(o)) => result.login_storm = Some(o),
+            Ok(Out::Exam(o)) => result.exam = Some(o),
+            Ok(Out::School(o)) => result.school_day = Some(o),
+            Ok(Out::Seed(o)) => result.seed = Some(o),
+            Err(_) => {}
+        }
+        let mut value = serde_json::to_value(&result).context("encode result")?;
+        let verdicts: Vec<_> = thresholds.iter().map(|t| t.judge(&value)).collect();
+        // An acknowledged upload lost or corrupted fails the run whatever the thresholds say.
+        let damaged = result
+            .exam
+            .as_ref()
+            .is_some_and(|e| e.lost > 0 || e.corrupted > 0);
+        let passed = !aborted && !damaged && verdicts.iter().all(|v| v.passed);
+        if let Some(obj) = value.as_object_mut() {
+            obj.insert("thresholds".into(), serde_json::to_value(&verdicts)?);
+            obj.insert("passed".into(), Value::Bool(passed));
+        }
+        if let Some(dir) = &a.out {
+            write_out(dir, &value)?;
+        }
+        print_summary(&value);
+        if behind {
+            eprintln!(
+                "WARNING: the generator fell behind its schedule ({late} starts were 50 ms or more late); \
+                 latencies include that lag, but the offered load was lower than planned"
+            );
+        }
+        for v in &verdicts {
+            eprintln!(
+                "threshold {}: {} (measured {})",
+                v.expr,
+                if v.passed { "pass" } else { "FAIL" },
+                v.measured
+                    .map(|m| format!("{m}"))
+                    .unwrap_or_else(|| "nothing".into())
+            );
+        }
+        Ok(if passed { 0 } else { 3 })
+    })
+}
+
+fn write_out(dir: &Path, value: &Value) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let json = serde_json::to_vec_pretty(value)?;
+    std::fs::write(dir.join("result.json"), json).context("write result.json")?;
+    std::fs::write(dir.join("report.html"), crate::report::render(value))
+        .context("write report.html")?;
+    Ok(())
+}
+
+/// skab's engine gauges from /metrics (absent on other servers: None).
+async fn scrape_metrics(http: &Http) -> Option<BTreeMap<String, f64>> {
+    let text = http.get_text("/metrics").await?;
+    let mut m = BTreeMap::new();
+    for line in text.lines() {
+        for key in [
+            "skab_logical_bytes",
+            "skab_stored_bytes",
+            "skab_pack_bytes",
+            "skab_entries",
+            "skab_spaces",
+        ] {
+            if let Some(rest) = line.strip_prefix(key) {
+                if let Some(v) = rest.split_whitespace().next().and_then(|v| v.parse().ok()) {
+                    if rest.starts_with(' ') {
+                        m.insert(key.to_string(), v);
+                    }
+                }
+            }
+        }
+    }
+    (!m.is_empty()).then_some(m)
+}
+
+async fn progress(ctx: Arc<Ctx>, quiet: bool) {
+    let every = Duration::from_secs(if quiet { 10 } else { 1 });
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    let mut last_late = 0u64;
+    let (mut last_cpu, _) = sys::self_usage();
+    let mut last_t = Instant::now();
+    loop {
+        tick.tick().await;
+        let (p99, n) = ctx.rec.take_window();
+        let (cpu, _) = sys::self_usage();
+        let dt = last_t.elapsed().as_secs_f64().max(1e-9);
+        last_t = Instant::now();
+        let late = ctx.rec.late_starts();
+        eprintln!(
+            "[{:>7.1}s] sessions {} started, {} live | {:.0} req/s | p99 {:.1} ms | errors {} | conns {} | gen cpu {:.0}%{}",
+            ctx.rec.start.elapsed().as_secs_f64(),
+            ctx.rec.sessions_started.load(Ordering::Relaxed),
+            ctx.rec.sessions_live.load(Ordering::Relaxed),
+            n as f64 / dt,
+            p99 as f64 / 1000.0,
+            ctx.rec.errors.load(Ordering::Relaxed),
+            ctx.http.stats.open.load(Ordering::Relaxed),
+            (cpu - last_cpu) / dt * 100.0,
+            if late > last_late {
+                format!(" | WARNING behind schedule: {} late starts", late - last_late)
+            } else {
+                String::new()
+            }
+        );
+        last_late = late;
+        last_cpu = cpu;
+    }
+}
+
+fn print_summary(v: &Value) {
+    let g = |o: &Value, p: &[&str]| -> f64 {
+        let mut c = o;
+        for k in p {
+            match c.get(k) {
+                Some(n) => c = n,
+                None => return 0.0,
+            }
+        }
+        c.as_f64().unwrap_or(0.0)
+    };
+    let ms = |us: f64| us / 1000.0;
+    eprintln!(
+        "\n{:<14} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "op", "count", "errors", "req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"
+    );
+    let line = |name: &str, o: &Value, count: f64, errors: f64, rate: f64| {
+        eprintln!(
+            "{:<14} {:>9.0} {:>7.0} {:>9.1} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+            name,
+            count,
+            errors,
+            rate,
+            ms(g(o, &["latency_us", "p50"])),
+            ms(g(o, &["latency_us", "p90"])),
+            ms(g(o, &["latency_us", "p99"])),
+            ms(g(o, &["latency_us", "p999"])),
+            ms(g(o, &["latency_us", "max"])),
+        );
+    };
+    if let Some(ops) = v.get("ops").and_then(Value::as_object) {
+        for (name, o) in ops {
+            line(
+                name,
+                o,
+                g(o, &["count"]),
+                g(o, &["errors"]),
+                g(o, &["per_s"]),
+            );
+        }
+    }
+    line(
+        "all",
+        v,
+        g(v, &["requests", "total"]),
+        g(v, &["requests", "errors"]),
+        g(v, &["requests", "per_s"]),
+    );
+    if let Some(e) = v.get("exam") {
+        if !e.is_null() {
+            eprintln!(
+                "exam: acknowledged {} verified {} lost {} corrupted {} verify_errors {} upload_failed {}",
+                g(e, &["acknowledged"]),
+                g(e, &["verified"]),
+                g(e, &["lost"]),
+                g(e, &["corrupted"]),
+                g(e, &["verify_errors"]),
+                g(e, &["upload_failed"])
+            );
+        }
+    }
+    eprintln!(
+        "wall {:.1} s | connections opened {} peak open {} | generator cpu {:.1} s ({:.0}% of a core)",
+        g(v, &["wall_s"]),
+        g(v, &["connections", "opened"]),
+        g(v, &["connections", "peak_open"]),
+        g(v, &["generator", "cpu_s"]),
+        g(v, &["generator", "cpu_cores_busy"]) * 100.0
+    );
+}

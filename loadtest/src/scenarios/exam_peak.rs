@@ -1,0 +1,255 @@
+//! `exam-peak`: pupils upload answer files on a deadline curve (most in the last minute),
+//! then every acknowledged upload is read back and its BLAKE3 checked.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::Method;
+use parking_lot::Mutex;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use super::{wait_until, Ctx};
+use crate::content;
+use crate::curve::{arrivals, peak_rate, Shape};
+use crate::limits::VERIFY_CONCURRENCY;
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ExamOut {
+    pub pupils_planned: u64,
+    pub uploads_started: u64,
+    /// Uploads the server answered 201/204 to.
+    pub acknowledged: u64,
+    pub upload_failed: u64,
+    pub logical_bytes_acknowledged: u64,
+    pub template_uploads: u64,
+    pub peak_scheduled_uploads_per_s: f64,
+    /// Acknowledged uploads per wall second over the upload phase.
+    pub uploads_per_s: f64,
+    pub upload_phase_s: f64,
+    pub verify_ran: bool,
+    /// Read back with the same BLAKE3 and length.
+    pub verified: u64,
+    /// Acknowledged but gone (404/410).
+    pub lost: u64,
+    /// Acknowledged but read back with other bytes.
+    pub corrupted: u64,
+    /// Could not be read back for another reason (timeouts, 5xx): neither verified nor lost.
+    pub verify_errors: u64,
+    pub verify_phase_s: f64,
+}
+
+struct Acked {
+    pupil: usize,
+    path: String,
+    hash: blake3::Hash,
+    len: u64,
+}
+
+pub async fn run(ctx: Arc<Ctx>, pupils: u64) -> ExamOut {
+    let c = ctx.cfg.exam_peak.clone();
+    let times = arrivals(
+        pupils,
+        c.window_s,
+        Shape::Deadline {
+            last_share: c.last_share,
+            last_s: c.last_s,
+        },
+    );
+    let template = content::template(c.size_max_bytes as usize, ctx.seed);
+    let acked: Arc<Mutex<Vec<Acked>>> = Arc::new(Mutex::new(Vec::new()));
+    let failed = Arc::new(AtomicU64::new(0));
+    let templ = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    let mut started = 0u64;
+    for (i, t) in times.iter().enumerate() {
+        let sched = start + ctx.wall(*t);
+        if !wait_until(&ctx, sched).await {
+            break;
+        }
+        ctx.rec.record_lag(sched);
+        started += 1;
+        let (ctx2, acked2, failed2, templ2, template2) = (
+            ctx.clone(),
+            acked.clone(),
+            failed.clone(),
+            templ.clone(),
+            template.clone(),
+        );
+        handles.push(tokio::spawn(async move {
+            ctx2.rec.sessions_started.fetch_add(1, Ordering::Relaxed);
+            ctx2.rec.sessions_live.fetch_add(1, Ordering::Relaxed);
+            match upload(&ctx2, i, sched, &template2, &templ2).await {
+                Some(a) => acked2.lock().push(a),
+                None => {
+                    failed2.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            ctx2.rec.sessions_live.fetch_sub(1, Ordering::Relaxed);
+            ctx2.rec.sessions_done.fetch_add(1, Ordering::Relaxed);
+        }));
+        if handles.len() >= 1 << 16 {
+            handles.retain(|h| !h.is_finished());
+        }
+    }
+    for h in handles {
+        let _ = h.await;
+    }
+    let upload_phase_s = start.elapsed().as_secs_f64();
+    let acked = std::mem::take(&mut *acked.lock());
+    let mut out = ExamOut {
+        pupils_planned: pupils,
+        uploads_started: started,
+        acknowledged: acked.len() as u64,
+        upload_failed: failed.load(Ordering::Relaxed),
+        logical_bytes_acknowledged: acked.iter().map(|a| a.len).sum(),
+        template_uploads: templ.load(Ordering::Relaxed),
+        peak_scheduled_uploads_per_s: peak_rate(&times, c.window_s) * ctx.time_scale,
+        uploads_per_s: acked.len() as f64 / upload_phase_s.max(1e-9),
+        upload_phase_s,
+        ..ExamOut::default()
+    };
+    if c.verify {
+        verify(&ctx, acked, &mut out).await;
+    }
+    out
+}
+
+async fn upload(
+    ctx: &Arc<Ctx>,
+    i: usize,
+    sched: Instant,
+    template: &Bytes,
+    templ: &AtomicU64,
+) -> Option<Acked> {
+    let c = &ctx.cfg.exam_peak;
+    let user = ctx.users.get(i % ctx.users.len())?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(ctx.seed ^ (i as u64).wrapping_mul(0x51ed));
+    let kind = ctx.authn.pick(rng.gen(), user);
+    ctx.count_auth(kind);
+    let size = content::lognormal_size(
+        &mut rng,
+        c.size_median_bytes,
+        c.size_sigma,
+        c.size_min_bytes,
+        c.size_max_bytes,
+    ) as usize;
+    let body = if rng.gen_bool(c.template_share) {
+        templ.fetch_add(1, Ordering::Relaxed);
+        let marker = format!("pupil {i} of run {}: my answer", ctx.run_tag);
+        content::edited(template, size, marker.as_bytes(), &mut rng)
+    } else {
+        content::random(size, &mut rng)
+    };
+    let hash = blake3::hash(&body);
+    let len = body.len() as u64;
+    let path = format!("{}exam-{}-{i}.bin", ctx.home(user), ctx.run_tag);
+    let Some(auth) = ctx.authn.header(kind, user) else {
+        ctx.rec.record("upload", sched, Some("auth-header"));
+        return None;
+    };
+    let headers = [
+        super::auth_header(auth),
+        (
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/octet-stream"),
+        ),
+    ];
+    ctx.op(
+        "upload",
+        sched,
+        i,
+        Method::PUT,
+        &path,
+        &headers,
+        body,
+        &[201, 204],
+        false,
+    )
+    .await?;
+    Some(Acked {
+        pupil: i,
+        path,
+        hash,
+        len,
+    })
+}
+
+async fn verify(ctx: &Arc<Ctx>, acked: Vec<Acked>, out: &mut ExamOut) {
+    let start = Instant::now();
+    let sem = Arc::new(tokio::sync::Semaphore::new(VERIFY_CONCURRENCY));
+    let verified = Arc::new(AtomicU64::new(0));
+    let lost = Arc::new(AtomicU64::new(0));
+    let corrupted = Arc::new(AtomicU64::new(0));
+    let errs = Arc::new(AtomicU64::new(0));
+    let mut handles = Vec::new();
+    for a in acked {
+        let Ok(permit) = sem.clone().acquire_owned().await else {
+            break;
+        };
+        let (ctx2, v, l, c, e) = (
+            ctx.clone(),
+            verified.clone(),
+            lost.clone(),
+            corrupted.clone(),
+            errs.clone(),
+        );
+        handles.push(tokio::spawn(async move {
+            let _permit = permit;
+            let Some(user) = ctx2.users.get(a.pupil % ctx2.users.len()) else {
+                e.fetch_add(1, Ordering::Relaxed);
+                return;
+            };
+            // Verify reads use the cheapest credential the user has (not part of the load).
+            let kind = ctx2.authn.pick(0.0, user);
+            let Some(auth) = ctx2.authn.header(kind, user) else {
+                e.fetch_add(1, Ordering::Relaxed);
+                return;
+            };
+            let at = Instant::now();
+            let hdr = [super::auth_header(auth)];
+            match ctx2
+                .http
+                .send(a.pupil, Method::GET, &a.path, &hdr, Bytes::new(), true)
+                .await
+            {
+                Ok(r) if r.status == 200 && r.hash == Some(a.hash) && r.len == a.len => {
+                    ctx2.rec.record("verify", at, None);
+                    v.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(r) if r.status == 200 => {
+                    ctx2.rec.record("verify", at, Some("corrupted"));
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(r) if r.status == 404 || r.status == 410 => {
+                    ctx2.rec.record("verify", at, Some("lost"));
+                    l.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(r) => {
+                    ctx2.rec
+                        .record("verify", at, Some(&format!("status:{}", r.status)));
+                    e.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(f) => {
+                    ctx2.rec.record("verify", at, Some(f.kind()));
+                    e.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+        if handles.len() >= 1 << 14 {
+            handles.retain(|h| !h.is_finished());
+        }
+    }
+    for h in handles {
+        let _ = h.await;
+    }
+    out.verify_ran = true;
+    out.verified = verified.load(Ordering::Relaxed);
+    out.lost = lost.load(Ordering::Relaxed);
+    out.corrupted = corrupted.load(Ordering::Relaxed);
+    out.verify_errors = errs.load(Ordering::Relaxed);
+    out.verify_phase_s = start.elapsed().as_secs_f64();
+}

@@ -1,0 +1,130 @@
+//! What every scenario shares: the run context (client, recorder, users, auth) and the
+//! one helper that sends a request and records it against its scheduled start.
+
+pub mod exam_peak;
+pub mod login_storm;
+pub mod school_day;
+pub mod seed;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method};
+
+use crate::client::{AuthKind, Authn, Http, Resp};
+use crate::config::Config;
+use crate::record::Recorder;
+use crate::users::User;
+
+/// The PROPFIND body clients send: the properties a sync client needs.
+pub const PROPFIND_BODY: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\
+<d:propfind xmlns:d=\"DAV:\"><d:prop><d:resourcetype/><d:getetag/>\
+<d:getcontentlength/><d:getlastmodified/></d:prop></d:propfind>";
+
+pub struct Ctx {
+    pub http: Http,
+    pub rec: Recorder,
+    pub authn: Authn,
+    pub users: Vec<User>,
+    pub cfg: Config,
+    /// Scenario seconds per wall second (60: an hour in a minute).
+    pub time_scale: f64,
+    /// No new work starts at or after this instant (the run's time bound).
+    pub deadline: Instant,
+    pub stopping: AtomicBool,
+    /// Distinguishes this run's file names from earlier runs' (unix seconds at start).
+    pub run_tag: u64,
+    pub seed: u64,
+    pub auth_counts: parking_lot::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+}
+
+impl Ctx {
+    /// Wall-clock duration of `s` scenario seconds.
+    pub fn wall(&self, s: f64) -> std::time::Duration {
+        std::time::Duration::from_secs_f64((s / self.time_scale).max(0.0))
+    }
+
+    pub fn past_deadline(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed) || Instant::now() >= self.deadline
+    }
+
+    pub fn home(&self, user: &User) -> String {
+        crate::client::home_path(&self.cfg.target.home, user)
+    }
+
+    pub fn count_auth(&self, kind: AuthKind) {
+        *self.auth_counts.lock().entry(kind.name()).or_default() += 1;
+    }
+
+    /// Sends a request and records op `op` from `scheduled`; an answer outside `expect`
+    /// is an error of kind `status:NNN`. Returns the response when it was expected.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn op(
+        &self,
+        op: &'static str,
+        scheduled: Instant,
+        pick: usize,
+        method: Method,
+        path: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        body: Bytes,
+        expect: &[u16],
+        hash: bool,
+    ) -> Option<Resp> {
+        match self
+            .http
+            .send(pick, method, path, headers, body, hash)
+            .await
+        {
+            Ok(r) if expect.contains(&r.status) => {
+                self.rec.record(op, scheduled, None);
+                Some(r)
+            }
+            Ok(r) => {
+                self.rec
+                    .record(op, scheduled, Some(&format!("status:{}", r.status)));
+                None
+            }
+            Err(f) => {
+                self.rec.record(op, scheduled, Some(f.kind()));
+                None
+            }
+        }
+    }
+}
+
+pub fn auth_header(v: HeaderValue) -> (HeaderName, HeaderValue) {
+    (http::header::AUTHORIZATION, v)
+}
+
+pub fn propfind_headers(auth: &HeaderValue, depth: &'static str) -> [(HeaderName, HeaderValue); 3] {
+    [
+        auth_header(auth.clone()),
+        (
+            HeaderName::from_static("depth"),
+            HeaderValue::from_static(depth),
+        ),
+        (
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/xml; charset=utf-8"),
+        ),
+    ]
+}
+
+pub fn propfind() -> Method {
+    // Internal invariant: "PROPFIND" is a valid method token.
+    Method::from_bytes(b"PROPFIND").expect("PROPFIND is a valid method")
+}
+
+/// Sleeps until `at` unless it has passed; returns false when the run's deadline came first.
+pub async fn wait_until(ctx: &Arc<Ctx>, at: Instant) -> bool {
+    if at >= ctx.deadline {
+        return false;
+    }
+    if at > Instant::now() {
+        tokio::time::sleep_until(at.into()).await;
+    }
+    !ctx.past_deadline()
+}

@@ -1,0 +1,128 @@
+//! `seed`: fills every user's home through WebDAV (MKCOL of the home, then PUT
+//! `file-0.bin` .. `file-{K-1}.bin`), closed loop with bounded concurrency.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::Method;
+use rand::SeedableRng;
+use serde::Serialize;
+
+use super::Ctx;
+use crate::client::AuthKind;
+use crate::content;
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SeedOut {
+    pub users: u64,
+    pub files_per_user: u32,
+    pub files_written: u64,
+    pub bytes_written: u64,
+    pub failed: u64,
+}
+
+pub async fn run(ctx: Arc<Ctx>, files_per_user: u32) -> SeedOut {
+    let c = ctx.cfg.seed.clone();
+    let template = content::template(c.file_size_bytes as usize, ctx.seed);
+    let sem = Arc::new(tokio::sync::Semaphore::new(c.concurrency));
+    let written = Arc::new(AtomicU64::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let mut handles = Vec::new();
+    for u in 0..ctx.users.len() {
+        if ctx.past_deadline() {
+            break;
+        }
+        let Ok(permit) = sem.clone().acquire_owned().await else {
+            break;
+        };
+        let (ctx2, w, b, f, t) = (
+            ctx.clone(),
+            written.clone(),
+            bytes.clone(),
+            failed.clone(),
+            template.clone(),
+        );
+        handles.push(tokio::spawn(async move {
+            let _permit = permit;
+            let Some(user) = ctx2.users.get(u) else {
+                return;
+            };
+            // Seeding is not the measured load: use the cheapest credential available.
+            let kind = [AuthKind::Token, AuthKind::Jwt, AuthKind::Basic]
+                .into_iter()
+                .find(|k| ctx2.authn.available(*k, user))
+                .unwrap_or(AuthKind::Basic);
+            let Some(auth) = ctx2.authn.header(kind, user) else {
+                f.fetch_add(1, Ordering::Relaxed);
+                return;
+            };
+            let a = [super::auth_header(auth)];
+            let home = ctx2.home(user);
+            let mkcol = Method::from_bytes(b"MKCOL").expect("MKCOL is a valid method");
+            // 201: made; 405: already there (skab makes homes itself).
+            if ctx2
+                .op(
+                    "seed.mkcol",
+                    Instant::now(),
+                    u,
+                    mkcol,
+                    &home,
+                    &a,
+                    Bytes::new(),
+                    &[201, 405],
+                    false,
+                )
+                .await
+                .is_none()
+            {
+                f.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            let mut rng = rand::rngs::StdRng::seed_from_u64(ctx2.seed ^ u as u64);
+            for k in 0..files_per_user {
+                let marker = format!("{} file {k}", user.login());
+                let body = content::edited(&t, t.len(), marker.as_bytes(), &mut rng);
+                let len = body.len() as u64;
+                let path = format!("{home}file-{k}.bin");
+                match ctx2
+                    .op(
+                        "seed.put",
+                        Instant::now(),
+                        u,
+                        Method::PUT,
+                        &path,
+                        &a,
+                        body,
+                        &[201, 204],
+                        false,
+                    )
+                    .await
+                {
+                    Some(_) => {
+                        w.fetch_add(1, Ordering::Relaxed);
+                        b.fetch_add(len, Ordering::Relaxed);
+                    }
+                    None => {
+                        f.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+        if handles.len() >= 1 << 14 {
+            handles.retain(|h| !h.is_finished());
+        }
+    }
+    for h in handles {
+        let _ = h.await;
+    }
+    SeedOut {
+        users: ctx.users.len() as u64,
+        files_per_user,
+        files_written: written.load(Ordering::Relaxed),
+        bytes_written: bytes.load(Ordering::Relaxed),
+        failed: failed.load(Ordering::Relaxed),
+    }
+}

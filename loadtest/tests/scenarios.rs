@@ -1,0 +1,454 @@
+//! Runs scaled-down versions of every scenario with the real `skab-loadtest` binary against a
+//! real `skab` on loopback, checks result.json, the threshold exit code, the loopback guard,
+//! and renders report.html in headless chromium.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "loadtest-test-secret-0123456789abcdef";
+
+fn loadtest() -> &'static str {
+    env!("CARGO_BIN_EXE_skab-loadtest")
+}
+
+/// The `skab` binary of this workspace, built first when missing.
+fn skab() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest.join("../target"));
+    let bin = target.join("debug/skab");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = Command::new(cargo)
+            .args(["build", "-p", "skab-server"])
+            .current_dir(manifest.join(".."))
+            .status()
+            .expect("run cargo build -p skab-server");
+        assert!(st.success(), "cargo build -p skab-server failed");
+    }
+    assert!(bin.exists(), "no skab binary at {}", bin.display());
+    bin
+}
+
+fn run(bin: &Path, args: &[&str]) -> Output {
+    Command::new(bin)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", bin.display()))
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+    fn p(&self, name: &str) -> String {
+        self.dir.path().join(name).to_string_lossy().into_owned()
+    }
+}
+
+/// Users (60, all importing one argon2 hash), two app tokens, a JWT issuer, a running server.
+fn start() -> Server {
+    let skab = skab();
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let o = run(
+        Path::new(loadtest()),
+        &[
+            "users",
+            "--count",
+            "60",
+            "--tenant",
+            "school",
+            "--out",
+            &p("plain.csv"),
+            "--skab-import",
+            &p("import.csv"),
+        ],
+    );
+    assert!(o.status.success(), "users: {}", text(&o));
+    let o = run(
+        &skab,
+        &[
+            "user",
+            "import",
+            "--data-dir",
+            &p("data"),
+            "--csv",
+            &p("import.csv"),
+        ],
+    );
+    assert!(o.status.success(), "import: {}", text(&o));
+    // App tokens for the first two users: users.csv gains a `token` column.
+    let plain = std::fs::read_to_string(p("plain.csv")).unwrap();
+    let mut csv = String::new();
+    for (i, line) in plain.lines().enumerate() {
+        if i == 0 {
+            csv.push_str("user,tenant,password,token\n");
+            continue;
+        }
+        let user = line.split(',').next().unwrap();
+        let mut token = String::new();
+        if i <= 2 {
+            let o = run(
+                &skab,
+                &[
+                    "token",
+                    "create",
+                    "--data-dir",
+                    &p("data"),
+                    "--tenant",
+                    "school",
+                    "--user",
+                    user,
+                ],
+            );
+            assert!(o.status.success(), "token: {}", text(&o));
+            token = text(&o)
+                .split_whitespace()
+                .find(|w| w.starts_with("skab_at_"))
+                .expect("token in output")
+                .to_string();
+        }
+        csv.push_str(&format!("{line},{token}\n"));
+    }
+    std::fs::write(p("users.csv"), csv).unwrap();
+    std::fs::write(
+        p("server.toml"),
+        format!(
+            "[[auth.jwt]]\nissuer = \"skab-loadtest\"\naudience = \"skab\"\nalgorithm = \"HS256\"\nsecret = \"{SECRET}\"\n"
+        ),
+    )
+    .unwrap();
+    // Small, fast scenarios: short sessions, short windows.
+    std::fs::write(
+        p("lt.toml"),
+        format!(
+            "[auth]\njwt_secret = \"{SECRET}\"\njwt_share = 0.6\ntoken_share = 0.3\nbasic_share = 0.1\n\
+             [login_storm]\nsession_s = 60\npoll_every_s = 15\n\
+             [exam_peak]\nsize_median_bytes = 40000\nsize_max_bytes = 400000\nlast_s = 20\n\
+             [school_day]\nrate_per_s = 20\ndoc_size_bytes = 8192\n\
+             [seed]\nfile_size_bytes = 8192\n"
+        ),
+    )
+    .unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = std::fs::File::create(p("server.log")).unwrap();
+    let child = Command::new(&skab)
+        .args([
+            "serve",
+            "--config",
+            &p("server.toml"),
+            "--data-dir",
+            &p("data"),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start skab serve");
+    let server = Server { child, port, dir };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            if out.starts_with("HTTP/1.1 200") {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
+
+fn lt(s: &Server, args: &[&str]) -> Output {
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    all.extend([
+        "--target".into(),
+        s.url(),
+        "--users".into(),
+        s.p("users.csv"),
+        "--config".into(),
+        s.p("lt.toml"),
+        "--server-pid".into(),
+        s.child.id().to_string(),
+        "--max-wall".into(),
+        "120".into(),
+    ]);
+    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    run(Path::new(loadtest()), &refs)
+}
+
+fn result(dir: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(Path::new(dir).join("result.json")).expect("result.json");
+    serde_json::from_str(&text).expect("result.json is JSON")
+}
+
+fn n(v: &serde_json::Value, path: &[&str]) -> f64 {
+    let mut c = v;
+    for k in path {
+        c = c.get(k).unwrap_or_else(|| panic!("no {path:?} in result"));
+    }
+    c.as_f64()
+        .unwrap_or_else(|| panic!("{path:?} is not a number"))
+}
+
+#[test]
+fn scenarios_against_a_real_skab() {
+    let s = start();
+
+    let out = s.p("seed");
+    let o = lt(
+        &s,
+        &["seed", "--files-per-user", "2", "--out", &out, "--quiet"],
+    );
+    assert!(o.status.success(), "seed: {}", text(&o));
+    let r = result(&out);
+    assert_eq!(n(&r, &["seed", "files_written"]), 120.0);
+    assert_eq!(n(&r, &["requests", "errors"]), 0.0, "{}", text(&o));
+
+    // login-storm: 80 sessions over a 60 s window compressed 30x, then polls.
+    let out = s.p("login");
+    let o = lt(
+        &s,
+        &[
+            "run",
+            "login-storm",
+            "--sessions",
+            "80",
+            "--duration",
+            "60",
+            "--time-scale",
+            "30",
+            "--threshold",
+            "errors=0",
+            "--out",
+            &out,
+        ],
+    );
+    assert!(o.status.success(), "login-storm: {}", text(&o));
+    let r = result(&out);
+    assert_eq!(r["scenario"], "login-storm");
+    assert_eq!(n(&r, &["login_storm", "logins_ok"]), 80.0);
+    assert_eq!(n(&r, &["requests", "errors"]), 0.0);
+    assert_eq!(r["passed"], true);
+    for op in ["login.jwt", "login.token", "get", "poll", "session"] {
+        assert!(n(&r, &["ops", op, "count"]) > 0.0, "no {op}: {}", text(&o));
+    }
+    let auth_total: f64 = ["jwt", "token", "basic"]
+        .iter()
+        .map(|k| r["auth"][k].as_f64().unwrap_or(0.0))
+        .sum();
+    assert_eq!(auth_total, 80.0);
+    for k in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(n(&r, &["latency_us", k]) >= 1.0);
+    }
+    assert!(n(&r, &["latency_us", "p99"]) <= n(&r, &["latency_us", "max"]));
+    assert!(n(&r, &["connections", "peak_open"]) >= 1.0);
+    assert!(n(&r, &["connections", "peak_open"]) <= n(&r, &["connections", "max_allowed"]));
+    assert!(n(&r, &["generator", "cpu_s"]) > 0.0);
+    assert!(n(&r, &["server", "peak_rss_bytes"]) > 0.0);
+    assert!(!r["timeline"].as_array().unwrap().is_empty());
+    let login_report = Path::new(&out).join("report.html");
+
+    // exam-peak: 100 uploads, most in the last 20 s of a 60 s window, 30x; then verify.
+    let out = s.p("exam");
+    let o = lt(
+        &s,
+        &[
+            "run",
+            "exam-peak",
+            "--sessions",
+            "100",
+            "--duration",
+            "60",
+            "--time-scale",
+            "30",
+            "--threshold",
+            "lost=0",
+            "--threshold",
+            "corrupted=0",
+            "--out",
+            &out,
+        ],
+    );
+    assert!(o.status.success(), "exam-peak: {}", text(&o));
+    let r = result(&out);
+    let e = &r["exam"];
+    assert_eq!(n(e, &["acknowledged"]), 100.0, "{}", text(&o));
+    assert_eq!(n(e, &["verified"]), n(e, &["acknowledged"]));
+    assert_eq!(n(e, &["lost"]), 0.0);
+    assert_eq!(n(e, &["corrupted"]), 0.0);
+    assert!(n(e, &["template_uploads"]) > 0.0);
+    assert!(n(e, &["logical_bytes_acknowledged"]) > 100.0 * 1024.0);
+    // skab's /metrics was scraped before and after: logical bytes grew by the uploads.
+    let lb = &r["server_metrics"]["skab_logical_bytes"];
+    assert!(
+        lb[1].as_f64().unwrap() - lb[0].as_f64().unwrap() >= n(e, &["logical_bytes_acknowledged"])
+    );
+
+    // school-day: 20 ops/s for 30 s, 10x.
+    let out = s.p("day");
+    let o = lt(
+        &s,
+        &[
+            "run",
+            "school-day",
+            "--duration",
+            "30",
+            "--time-scale",
+            "10",
+            "--files-per-user",
+            "2",
+            "--threshold",
+            "errors=0",
+            "--out",
+            &out,
+        ],
+    );
+    assert!(o.status.success(), "school-day: {}", text(&o));
+    let r = result(&out);
+    assert_eq!(n(&r, &["requests", "total"]), 600.0);
+    assert_eq!(n(&r, &["requests", "errors"]), 0.0);
+    for op in ["browse", "open", "save", "copy"] {
+        assert!(n(&r, &["ops", op, "count"]) > 0.0, "no {op}");
+    }
+
+    // A missed threshold exits non-zero and says so in result.json.
+    let out = s.p("fail");
+    let o = lt(
+        &s,
+        &[
+            "run",
+            "school-day",
+            "--duration",
+            "5",
+            "--time-scale",
+            "10",
+            "--threshold",
+            "p99<1us",
+            "--out",
+            &out,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let r = result(&out);
+    assert_eq!(r["passed"], false);
+    assert_eq!(r["thresholds"][0]["passed"], false);
+
+    // A bad threshold is a usage error before any load is sent.
+    let o = lt(&s, &["run", "school-day", "--threshold", "p99<fast"]);
+    assert_eq!(o.status.code(), Some(1));
+
+    browser_check(&login_report, s.dir.path());
+}
+
+#[test]
+fn refuses_a_remote_target_without_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("u.csv");
+    std::fs::write(&users, "user,tenant,password\na,b,c\n").unwrap();
+    let o = run(
+        Path::new(loadtest()),
+        &[
+            "run",
+            "school-day",
+            "--target",
+            "http://192.0.2.1:80",
+            "--users",
+            users.to_str().unwrap(),
+            "--duration",
+            "1",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("not a loopback"), "{}", text(&o));
+}
+
+/// Renders the report in headless chromium: a screenshot that is not blank, and the marker
+/// the page's script sets only after its charts laid out.
+fn browser_check(report: &Path, tmp: &Path) {
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|c| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {c}")])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        })
+        .expect("chromium is needed to check report.html (apt-get install -y chromium)");
+    let url = format!("file://{}", report.display());
+    let shot = tmp.join("shot.png");
+    let common = |profile: &str| {
+        vec![
+            "--headless".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--no-first-run".into(),
+            format!("--user-data-dir={}", tmp.join(profile).display()),
+        ]
+    };
+    let mut a = common("prof1");
+    a.push(format!("--screenshot={}", shot.display()));
+    a.push("--window-size=1200,2000".into());
+    a.push(url.clone());
+    let o = Command::new(chromium)
+        .args(&a)
+        .output()
+        .expect("run chromium");
+    assert!(o.status.success(), "chromium screenshot: {}", text(&o));
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    // A blank 1200x2000 page compresses to a few KB; charts and tables do not.
+    assert!(png.len() > 30_000, "screenshot only {} bytes", png.len());
+    let mut a = common("prof2");
+    a.push("--dump-dom".into());
+    a.push(url);
+    let o = Command::new(chromium)
+        .args(&a)
+        .output()
+        .expect("run chromium");
+    let dom = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        dom.contains("id=\"report-ready\"") && dom.contains("skab-loadtest report: ready"),
+        "charts did not render: {}",
+        &dom[..dom.len().min(2000)]
+    );
+}
