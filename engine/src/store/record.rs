@@ -81,4 +81,3 @@ pub(crate) fn decode_view(buf: &[u8]) -> Result<WalRecordView<'_>, String> {
         None => Err("empty WAL record".into()),
     }
 }
-

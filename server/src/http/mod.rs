@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::app::App;
-use crate::limits::{CONNECTIONS_MAX, SHUTDOWN_GRACE_S};
+use crate::limits::SHUTDOWN_GRACE_S;
 
 /// Serves until ctrl-c / SIGTERM, then stops accepting and waits (bounded) for requests.
 pub async fn run(app: Arc<App>, listener: TcpListener) -> anyhow::Result<()> {
@@ -26,7 +26,7 @@ pub async fn run(app: Arc<App>, listener: TcpListener) -> anyhow::Result<()> {
         _ => None,
     };
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    let permits = Arc::new(Semaphore::new(app.config.limits.connections_max));
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
         let (tcp, peer) = tokio::select! {
