@@ -35,6 +35,9 @@ pub struct Opts {
     pub config: Option<String>,
     /// The server speaks TLS: readiness is checked by a TCP connect only.
     pub tls: bool,
+    /// Called with the (not yet existing) data dir before users are created (e.g. to mount
+    /// a small file system there).
+    pub before_start: Option<std::sync::Arc<dyn Fn(&Path) + Send + Sync>>,
 }
 
 impl Opts {
@@ -124,6 +127,9 @@ impl Server {
     pub fn start_opts(opts: Opts) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
+        if let Some(f) = &opts.before_start {
+            f(&data);
+        }
         for (t, u, p) in &opts.users {
             add_user(&data, t, u, p);
         }
