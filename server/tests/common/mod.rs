@@ -52,15 +52,27 @@ impl Opts {
     }
 }
 
+/// Settings of the test harnesses themselves; `skab` would take them for config settings.
+pub const HARNESS_ENV: [&str; 3] = ["SKAB_CRASH_CYCLES", "SKAB_CRASH_SEED", "SKAB_SOAK_SECS"];
+
+/// A `skab` command without the harness variables or a config file from the environment.
+pub fn skab_command() -> Command {
+    let mut c = Command::new(skab_bin());
+    c.env_remove("SKAB_CONFIG");
+    for v in HARNESS_ENV {
+        c.env_remove(v);
+    }
+    c
+}
+
 pub fn skab_bin() -> &'static str {
     env!("CARGO_BIN_EXE_skab")
 }
 
 /// Runs `skab args...` with `stdin`, returning (status ok, stdout+stderr).
 pub fn skab(args: &[&str], stdin: Option<&str>) -> (bool, String) {
-    let mut child = Command::new(skab_bin())
+    let mut child = skab_command()
         .args(args)
-        .env_remove("SKAB_CONFIG")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -285,9 +297,8 @@ fn spawn(dir: &Path, opts: &Opts) -> (Child, u16) {
         .append(true)
         .open(dir.join("server.log"))
         .unwrap();
-    let child = Command::new(skab_bin())
+    let child = skab_command()
         .args(&args)
-        .env_remove("SKAB_CONFIG")
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
