@@ -24,6 +24,9 @@ pub struct Server {
     opts: Opts,
 }
 
+/// A hook run with the data dir before a server's first start.
+pub type BeforeStart = std::sync::Arc<dyn Fn(&Path) + Send + Sync>;
+
 /// How a server is started.
 #[derive(Clone, Default)]
 pub struct Opts {
@@ -37,7 +40,7 @@ pub struct Opts {
     pub tls: bool,
     /// Called with the (not yet existing) data dir before users are created (e.g. to mount
     /// a small file system there).
-    pub before_start: Option<std::sync::Arc<dyn Fn(&Path) + Send + Sync>>,
+    pub before_start: Option<BeforeStart>,
 }
 
 impl Opts {
