@@ -50,7 +50,7 @@ impl Error {
     }
     pub fn is_no_space(&self) -> bool {
         matches!(self, Error::NoSpace)
-            || matches!(self, Error::Io(e) if e.raw_os_error() == Some(libc::ENOSPC))
+            || matches!(self, Error::Io(e) if crate::io::is_out_of_space(e))
     }
     pub fn is_integrity(&self) -> bool {
         matches!(self, Error::Integrity(_) | Error::Corrupt(_))

@@ -80,6 +80,8 @@ pub struct StorageConfig {
     pub trash_retention_days: u32,
     /// Quota of a user without one of their own, bytes; 0 means unlimited.
     pub default_quota_bytes: u64,
+    /// Uploads are refused (507) while the data dir's file system has fewer free bytes; 0: off.
+    pub free_space_reserve_bytes: u64,
 }
 
 impl Default for StorageConfig {
@@ -89,6 +91,7 @@ impl Default for StorageConfig {
             versions_kept: L::VERSIONS_KEPT_DEFAULT,
             trash_retention_days: L::TRASH_RETENTION_DAYS_DEFAULT,
             default_quota_bytes: 0,
+            free_space_reserve_bytes: skab_engine::limits::FREE_SPACE_RESERVE_DEFAULT,
         }
     }
 }
@@ -107,6 +110,8 @@ pub struct LimitsConfig {
     pub idle_timeout_s: u64,
     pub header_read_timeout_s: u64,
     pub body_stall_timeout_s: u64,
+    /// Open client connections; over it, new connections are closed at once.
+    pub connections_max: usize,
 }
 
 impl Default for LimitsConfig {
@@ -122,6 +127,7 @@ impl Default for LimitsConfig {
             idle_timeout_s: L::IDLE_TIMEOUT_S_DEFAULT,
             header_read_timeout_s: L::HEADER_READ_TIMEOUT_S_DEFAULT,
             body_stall_timeout_s: L::BODY_STALL_TIMEOUT_S_DEFAULT,
+            connections_max: L::CONNECTIONS_MAX,
         }
     }
 }
@@ -306,6 +312,11 @@ impl Config {
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::Invalid("data_dir is empty".into()));
+        }
+        if self.limits.connections_max == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.connections_max must be at least 1".into(),
+            ));
         }
         for (i, j) in self.auth.jwt.iter().enumerate() {
             if j.issuer.is_empty() || j.audience.is_empty() {

@@ -142,7 +142,7 @@ const _: () = assert!(AUTH_HEADER_LEN_MAX < HEADER_SIZE_MAX_DEFAULT);
 
 // ---- HTTP serving (server/src/http) ----
 
-/// Open client connections, count: the process may hold 20,000 files here; the rest is
+/// Default of `limits.connections_max`: open client connections, count: the process may hold 20,000 files here; the rest is
 /// kept for packs, logs and the listener. Over it, new connections are closed at once.
 pub const CONNECTIONS_MAX: usize = 16_000;
 /// After SIGTERM, how long in-flight requests (uploads) may take to finish, seconds.

@@ -258,6 +258,14 @@ impl<S: Storage> Storage for FaultyStorage<S> {
     fn kind(&self) -> &'static str {
         self.inner.kind()
     }
+
+    /// The simulated space left when a limit is set, else the inner storage's answer.
+    fn free_bytes(&self) -> io::Result<Option<u64>> {
+        match self.plan.state.lock().space_left {
+            Some(left) => Ok(Some(left)),
+            None => self.inner.free_bytes(),
+        }
+    }
 }
 
 /// An open file of a [`FaultyStorage`].

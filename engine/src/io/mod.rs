@@ -47,6 +47,11 @@ pub trait Storage: Send + Sync + 'static {
     fn sync_dir(&self, dir: &str) -> io::Result<()>;
     /// A short name of the backend for logs and metrics (`"std"`, `"io_uring"`, `"memory"`).
     fn kind(&self) -> &'static str;
+    /// Bytes an unprivileged writer may still store under the root, when the backend knows
+    /// (`None`: unknown or unlimited).
+    fn free_bytes(&self) -> io::Result<Option<u64>> {
+        Ok(None)
+    }
 }
 
 /// An open file of a [`Storage`].
@@ -94,6 +99,9 @@ impl<T: Storage + ?Sized> Storage for Arc<T> {
     }
     fn kind(&self) -> &'static str {
         (**self).kind()
+    }
+    fn free_bytes(&self) -> io::Result<Option<u64>> {
+        (**self).free_bytes()
     }
 }
 
@@ -230,6 +238,34 @@ pub(crate) fn check_range(offset: u64, len: usize) -> io::Result<()> {
             "range at offset {offset} of {len} bytes is past the largest file offset"
         ))),
     }
+}
+
+/// Bytes available to unprivileged writers on the file system holding `path` (statvfs).
+#[cfg(unix)]
+pub(crate) fn statvfs_free(path: &Path) -> io::Result<Option<u64>> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| invalid("storage root contains NUL"))?;
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized out-parameter.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)]
+    Ok(Some(
+        (st.f_bavail as u64).saturating_mul(st.f_frsize as u64),
+    ))
+}
+
+#[cfg(not(unix))]
+pub(crate) fn statvfs_free(_path: &Path) -> io::Result<Option<u64>> {
+    Ok(None)
+}
+
+/// Whether `e` says the device or the writer's disk quota is full.
+pub fn is_out_of_space(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 /// The error a handle returns after an earlier failed data sync.

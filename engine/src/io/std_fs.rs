@@ -169,6 +169,10 @@ impl Storage for StdStorage {
     fn kind(&self) -> &'static str {
         "std"
     }
+
+    fn free_bytes(&self) -> io::Result<Option<u64>> {
+        super::statvfs_free(&self.root)
+    }
 }
 
 /// An open file of [`StdStorage`].

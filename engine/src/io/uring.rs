@@ -235,6 +235,10 @@ impl Storage for UringStorage {
     fn kind(&self) -> &'static str {
         "io_uring"
     }
+
+    fn free_bytes(&self) -> io::Result<Option<u64>> {
+        super::statvfs_free(self.fs.root())
+    }
 }
 
 struct UringFile {

@@ -227,6 +227,7 @@ impl ChunkStore {
         if data.len() > CHUNK_SIZE_MAX_LIMIT {
             return Err(Error::LimitExceeded("chunk size"));
         }
+        self.reap_lost();
         match self.index.entry(id) {
             Entry::Occupied(mut e) => {
                 let entry = e.get_mut();
@@ -250,6 +251,27 @@ impl ChunkStore {
                     RECORD_HEADER_LEN + data.len() as u64;
                 Ok(placed.end)
             }
+        }
+    }
+
+    /// Unindexes the chunks of batches a full disk refused, so that later uploads write
+    /// fresh copies instead of deduplicating against records that do not exist.
+    fn reap_lost(&self) {
+        for range in self.writer.take_unreaped() {
+            let mut gone = 0u64;
+            for id in &range.ids {
+                if let Some((_, e)) = self.index.remove_if(id, |_, e| range.holds(e.end())) {
+                    self.unique_bytes.fetch_sub(e.len as u64, Ordering::Relaxed);
+                    let mut usage = self.usage.lock();
+                    let u = usage.entry(e.pack).or_default();
+                    u.total = u.total.saturating_sub(RECORD_HEADER_LEN + e.len as u64);
+                    gone += 1;
+                }
+            }
+            tracing::info!(
+                chunks = gone,
+                "unindexed chunks a full disk kept from the packs"
+            );
         }
     }
 
@@ -334,6 +356,7 @@ impl ChunkStore {
 
     /// Removes every chunk without references.
     pub(crate) fn gc(&self) -> GcReport {
+        self.reap_lost();
         let mut report = GcReport::default();
         let candidates: Vec<ChunkId> = self
             .index
@@ -361,6 +384,8 @@ impl ChunkStore {
 
     fn checkpoint_locked(&self) -> Result<()> {
         let covered = self.writer.durable_pos();
+        // After reading `covered`: every range lost below it is unindexed now.
+        self.reap_lost();
         let entries: Vec<Located> = self
             .index
             .iter()
@@ -456,6 +481,7 @@ impl ChunkStore {
 
     /// Reads every indexed chunk's record and checks header, length, id and CRC.
     pub(crate) fn scrub(&self) -> ChunkScrubReport {
+        self.reap_lost();
         let mut report = ChunkScrubReport::default();
         let entries: Vec<(ChunkId, ChunkEntry)> =
             self.index.iter().map(|e| (*e.key(), *e)).collect();

@@ -3,7 +3,13 @@
 //! Same shape as the WAL: appenders reserve a position and copy bytes into a pending batch;
 //! one flusher thread writes and fdatasyncs whatever accumulated. Positions only grow, so
 //! "durable up to position p" covers every record that ends at or before p.
+//!
+//! A batch that fails for lack of space (ENOSPC, EDQUOT) does not poison the writer: its
+//! range is recorded as lost (waiters inside it get `Error::NoSpace`), its chunk ids are
+//! handed to the chunk store to unindex, and appending continues in a new pack. Every other
+//! write or sync error poisons it (`docs/reliability.md`, "Faults").
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -13,7 +19,7 @@ use tokio::sync::watch;
 use super::format::{self, PACK_HEADER_LEN, RECORD_HEADER_LEN};
 use crate::error::{Error, Result};
 use crate::ids::{ChunkId, PackId};
-use crate::io::{Storage, StorageFile};
+use crate::io::{is_out_of_space, Storage, StorageFile};
 use crate::limits::PACK_SIZE_TARGET;
 
 /// Bits of a [`Pos`] that hold the offset inside a pack.
@@ -55,6 +61,23 @@ struct Batch {
     offset: u64,
     buf: Vec<u8>,
     end: Pos,
+    /// The chunks whose records are in `buf`, in order.
+    ids: Vec<ChunkId>,
+}
+
+/// Records that a full disk kept from the packs: positions in `(from, to]` never become durable.
+#[derive(Clone, Debug)]
+pub(crate) struct LostRange {
+    pub from: Pos,
+    pub to: Pos,
+    pub ids: Vec<ChunkId>,
+}
+
+impl LostRange {
+    /// Whether the record ending at `end` lies in this range.
+    pub(crate) fn holds(&self, end: Pos) -> bool {
+        end > self.from && end <= self.to
+    }
 }
 
 #[derive(Clone, Copy, Default)]
@@ -71,6 +94,8 @@ struct WriterState {
     pending: Vec<Batch>,
     flushing: bool,
     failed: bool,
+    /// A batch of the current pack was lost to a full disk: the next append starts a new pack.
+    rotate: bool,
     shutdown: bool,
 }
 
@@ -82,6 +107,12 @@ struct Shared {
     wake: Condvar,
     idle: Condvar,
     durable: watch::Sender<Durable>,
+    /// Every range lost to a full disk since open (rare: one per ENOSPC episode).
+    lost: Mutex<Vec<LostRange>>,
+    /// Lost ranges whose chunks the chunk store has not yet unindexed.
+    unreaped: Mutex<Vec<LostRange>>,
+    any_lost: AtomicBool,
+    any_unreaped: AtomicBool,
 }
 
 /// Where a record was placed.
@@ -142,11 +173,16 @@ impl PackWriter {
                 pending: Vec::new(),
                 flushing: false,
                 failed: false,
+                rotate: false,
                 shutdown: false,
             }),
             wake: Condvar::new(),
             idle: Condvar::new(),
             durable,
+            lost: Mutex::new(Vec::new()),
+            unreaped: Mutex::new(Vec::new()),
+            any_lost: AtomicBool::new(false),
+            any_unreaped: AtomicBool::new(false),
         });
         let s = shared.clone();
         let handle = std::thread::Builder::new()
@@ -166,12 +202,16 @@ impl PackWriter {
             return Err(Error::Poisoned);
         }
         let record_len = RECORD_HEADER_LEN + data.len() as u64;
-        if st.len + record_len > sh.pack_target && st.len > PACK_HEADER_LEN {
+        if st.rotate || (st.len + record_len > sh.pack_target && st.len > PACK_HEADER_LEN) {
             let next = PackId(st.pack.0 + 1);
-            let file = create_pack(sh.storage.as_ref(), next)?;
+            let file = create_pack(sh.storage.as_ref(), next).map_err(|e| match e {
+                Error::Io(io) if is_out_of_space(&io) => Error::NoSpace,
+                other => other,
+            })?;
             st.pack = next;
             st.file = file;
             st.len = PACK_HEADER_LEN;
+            st.rotate = false;
         }
         let offset = st.len;
         let end = Pos::new(st.pack, offset + record_len);
@@ -186,6 +226,7 @@ impl PackWriter {
                 offset,
                 buf: Vec::with_capacity(record_len as usize),
                 end,
+                ids: Vec::new(),
             });
         }
         let Some(batch) = st.pending.last_mut() else {
@@ -194,6 +235,7 @@ impl PackWriter {
         format::encode_record_header(id, data, &mut batch.buf);
         batch.buf.extend_from_slice(data);
         batch.end = end;
+        batch.ids.push(*id);
         st.len = offset + record_len;
         let placed = Placed {
             pack: st.pack,
@@ -205,18 +247,34 @@ impl PackWriter {
         Ok(placed)
     }
 
-    /// Waits until everything up to `pos` is durable.
+    /// Waits until the record ending at `pos` is durable; `Error::NoSpace` when a full disk
+    /// kept it from the packs.
     pub(crate) async fn wait_durable(&self, pos: Pos) -> Result<()> {
         let mut rx = self.shared.durable.subscribe();
-        let d = rx
+        let d = *rx
             .wait_for(|d| d.failed || d.pos >= pos)
             .await
             .map_err(|_| Error::Poisoned)?;
-        if d.pos >= pos {
-            Ok(())
-        } else {
-            Err(Error::Poisoned)
+        if d.pos < pos {
+            return Err(Error::Poisoned);
         }
+        // The flusher records a lost range before it moves `pos` past it.
+        if self.shared.any_lost.load(Ordering::Acquire)
+            && self.shared.lost.lock().iter().any(|r| r.holds(pos))
+        {
+            return Err(Error::NoSpace);
+        }
+        Ok(())
+    }
+
+    /// Ranges lost to a full disk whose chunks are still to be unindexed (taken once).
+    pub(crate) fn take_unreaped(&self) -> Vec<LostRange> {
+        if !self.shared.any_unreaped.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        let mut u = self.shared.unreaped.lock();
+        self.shared.any_unreaped.store(false, Ordering::Release);
+        std::mem::take(&mut *u)
     }
 
     pub(crate) fn wait_durable_blocking(&self, pos: Pos) -> Result<()> {
@@ -259,18 +317,25 @@ fn flusher(sh: Arc<Shared>) {
         };
         let mut result = Ok(());
         let mut end = Pos::default();
+        let mut done = 0;
         for b in &batches {
             result = b.file.write_batch(&[(b.offset, &b.buf)], true);
             if result.is_err() {
                 break;
             }
             end = b.end;
+            done += 1;
         }
-        let mut st = sh.state.lock();
-        st.flushing = false;
         match result {
-            Ok(()) => sh.durable.send_modify(|d| d.pos = d.pos.max(end)),
+            Ok(()) => {
+                let mut st = sh.state.lock();
+                st.flushing = false;
+                sh.durable.send_modify(|d| d.pos = d.pos.max(end));
+            }
+            Err(e) if is_out_of_space(&e) => lose(&sh, batches, done, &e),
             Err(e) => {
+                let mut st = sh.state.lock();
+                st.flushing = false;
                 tracing::error!(error = %e, "pack write failed; chunk store poisoned");
                 st.failed = true;
                 sh.durable.send_modify(|d| d.failed = true);
@@ -278,6 +343,47 @@ fn flusher(sh: Arc<Shared>) {
         }
         sh.idle.notify_all();
     }
+}
+
+/// A full disk refused `batches[done]`: it, the batches after it and everything still pending
+/// are lost. Records the range, cuts the written tail where it can and makes the next append
+/// start a new pack (lost offsets are never reused).
+fn lose(sh: &Shared, mut batches: Vec<Batch>, done: usize, e: &std::io::Error) {
+    let mut st = sh.state.lock();
+    st.flushing = false;
+    let mut lost: Vec<Batch> = batches.split_off(done);
+    lost.append(&mut st.pending);
+    let Some(first) = lost.first() else {
+        return;
+    };
+    let range = LostRange {
+        from: Pos::new(first.end.pack(), first.offset),
+        to: Pos::new(st.pack, st.len),
+        ids: lost.iter().flat_map(|b| b.ids.iter().copied()).collect(),
+    };
+    st.rotate = true;
+    drop(st);
+    tracing::warn!(
+        error = %e,
+        chunks = range.ids.len(),
+        "pack write refused for lack of space; those uploads fail, writing goes on in a new pack"
+    );
+    // Cut what a short write left (best effort: the range is never trusted either way).
+    let mut cut: Vec<(*const (), u64)> = Vec::new();
+    for b in &lost {
+        let key = Arc::as_ptr(&b.file) as *const ();
+        if !cut.iter().any(|(k, _)| *k == key) {
+            cut.push((key, b.offset));
+            if let Err(err) = b.file.truncate(b.offset) {
+                tracing::warn!(error = %err, "cannot cut the refused pack tail");
+            }
+        }
+    }
+    sh.lost.lock().push(range.clone());
+    sh.any_lost.store(true, Ordering::Release);
+    sh.unreaped.lock().push(range.clone());
+    sh.any_unreaped.store(true, Ordering::Release);
+    sh.durable.send_modify(|d| d.pos = d.pos.max(range.to));
 }
 
 impl Drop for PackWriter {

@@ -20,7 +20,10 @@ use parking_lot::{Mutex, RwLock};
 use crate::chunk::{ChunkSizes, DomainKey, Ingest};
 use crate::error::{Error, Result};
 use crate::io::{open_storage, IoChoice, Storage};
-use crate::limits::{FILE_SIZE_MAX, PACK_SIZE_TARGET, PACK_SIZE_TARGET_MIN};
+use crate::limits::{
+    FILE_SIZE_MAX, FREE_SPACE_CAREFUL_MARGIN, FREE_SPACE_RESERVE_DEFAULT, PACK_SIZE_TARGET,
+    PACK_SIZE_TARGET_MIN,
+};
 use crate::ns::{
     ChunkRef, Content, EntryInfo, Kind, Name, NsOp, PropName, SpaceTree, TrashInfo, VersionInfo,
 };
@@ -62,6 +65,9 @@ pub struct StoreConfig {
     /// A pack is sealed (and becomes a compaction candidate) past this many bytes;
     /// `PACK_SIZE_TARGET_MIN..=PACK_SIZE_TARGET` (small values are for tests).
     pub pack_size_target: u64,
+    /// Uploads are refused with [`Error::NoSpace`] while the file system has fewer free bytes
+    /// (so the WAL never runs out); 0 turns the check off.
+    pub free_space_reserve_bytes: u64,
 }
 
 /// Shards of a new store: enough that writers rarely share a WAL lock, few enough that
@@ -82,6 +88,7 @@ impl Default for StoreConfig {
             io: IoChoice::Auto,
             shards: SHARDS_DEFAULT,
             pack_size_target: PACK_SIZE_TARGET,
+            free_space_reserve_bytes: FREE_SPACE_RESERVE_DEFAULT,
         }
     }
 }
@@ -199,6 +206,12 @@ struct Inner {
     recovery: RecoveryReport,
     /// The exclusive lock on the store directory, held while the store is open.
     dir_lock: Mutex<Option<std::fs::File>>,
+    /// A full disk took chunks of an op already applied: the namespace is ahead of the packs
+    /// until a restart replays the logs (which skips such files).
+    failed: std::sync::atomic::AtomicBool,
+    /// A pack write was refused for lack of space: uploads wait for their chunks before they
+    /// touch the namespace until the free space is back above reserve plus margin.
+    tight: std::sync::atomic::AtomicBool,
 }
 
 /// The storage engine. Cheap to clone; all clones share one store.
@@ -454,6 +467,8 @@ impl Store {
                 chunks,
                 recovery: report,
                 dir_lock: Mutex::new(None),
+                failed: Default::default(),
+                tight: Default::default(),
             }),
         })
     }
@@ -639,7 +654,47 @@ impl Store {
             shard.log.wait_durable(c.seq),
             self.inner.chunks.wait_durable(Pos(c.pack_mark))
         );
+        if let Err(Error::NoSpace) = packs {
+            // Rare: the disk filled faster than the free-space checks saw. The op is applied
+            // and logged but its chunks are gone; only a restart's replay makes it consistent.
+            tracing::error!("a full disk took chunks of an applied op; restart to recover");
+            self.inner.tight.store(true, Ordering::Relaxed);
+            self.inner.failed.store(true, Ordering::Release);
+        }
         wal.and(packs)
+    }
+
+    /// Refuses an upload while free space is below the reserve; `Ok(true)` when space is tight
+    /// enough that the upload must wait for its chunks before it touches the namespace.
+    fn space_check(&self) -> Result<bool> {
+        let inner = &self.inner;
+        if inner.failed.load(Ordering::Acquire) {
+            return Err(Error::Poisoned);
+        }
+        let reserve = inner.config.free_space_reserve_bytes;
+        let free = match inner.storage.free_bytes() {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read free space");
+                None
+            }
+        };
+        match free {
+            Some(f) if reserve > 0 && f < reserve => {
+                tracing::warn!(
+                    free = f,
+                    reserve,
+                    "upload refused: free space below reserve"
+                );
+                Err(Error::NoSpace)
+            }
+            Some(f) if f >= reserve.saturating_add(FREE_SPACE_CAREFUL_MARGIN) => {
+                inner.tight.store(false, Ordering::Relaxed);
+                Ok(false)
+            }
+            Some(_) => Ok(true),
+            None => Ok(inner.tight.load(Ordering::Relaxed)),
+        }
     }
 
     /// Drops the chunk references of contents an op let go of. Only once the op is durable:
@@ -660,6 +715,9 @@ impl Store {
         upload: Option<(&Content, Pos)>,
     ) -> Result<(Commit, EntryChange)> {
         let inner = &self.inner;
+        if inner.failed.load(Ordering::Acquire) {
+            return Err(Error::Poisoned);
+        }
         let sp = self.space(key)?;
         let tenant = self.tenant(key.tenant())?;
         let shard = &inner.shards[sp.shard];
@@ -726,6 +784,7 @@ impl Store {
         E: std::fmt::Display,
     {
         let inner = &self.inner;
+        let careful = self.space_check()?;
         let sp = self.space(key)?;
         let tenant = self.tenant(key.tenant())?;
         let (budget, old_size) = {
@@ -788,6 +847,14 @@ impl Store {
             keep_versions: inner.config.versions_kept,
         };
         let growth = size.saturating_sub(old_size);
+        if careful {
+            if let Err(e) = inner.chunks.wait_durable(last).await {
+                if matches!(e, Error::NoSpace) {
+                    inner.tight.store(true, Ordering::Relaxed);
+                }
+                return Err(e);
+            }
+        }
         let (commit, change) = self.mutate_nowait(key, op, growth, Some((&content, last)))?;
         drop(refs);
         self.wait_committed(commit).await?;
@@ -1170,7 +1237,7 @@ impl Store {
 
     /// Whether an earlier durability failure stopped writes (restart to recover).
     pub fn is_failed(&self) -> bool {
-        self.inner.chunks.is_failed()
+        self.inner.failed.load(Ordering::Acquire) || self.inner.chunks.is_failed()
     }
 
     /// Hex of the content hash, as used in strong ETags.

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::app::App;
-use crate::limits::{CONNECTIONS_MAX, SHUTDOWN_GRACE_S};
+use crate::limits::SHUTDOWN_GRACE_S;
 
 /// Serves until ctrl-c / SIGTERM, then stops accepting and waits (bounded) for requests.
 pub async fn run(app: Arc<App>, listener: TcpListener) -> anyhow::Result<()> {
@@ -26,7 +26,7 @@ pub async fn run(app: Arc<App>, listener: TcpListener) -> anyhow::Result<()> {
         _ => None,
     };
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    let permits = Arc::new(Semaphore::new(app.config.limits.connections_max));
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
         let (tcp, peer) = tokio::select! {
@@ -51,13 +51,32 @@ pub async fn run(app: Arc<App>, listener: TcpListener) -> anyhow::Result<()> {
         let builder = builder(&app);
         let watcher = graceful.watcher();
         let tls = tls.clone();
+        let first_byte = Duration::from_secs(app.config.limits.header_read_timeout_s);
         tokio::spawn(async move {
+            // hyper's header timeout starts at the first byte: a client that connects and
+            // sends nothing would hold its connection slot forever (connection exhaustion).
+            let mut probe = [0u8; 1];
+            match tokio::time::timeout(first_byte, tcp.peek(&mut probe)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => {
+                    tracing::debug!(%peer, "connection sent nothing in time; closed");
+                    drop(permit);
+                    return;
+                }
+            }
             let service = service_fn(move |req| {
                 let app = app.clone();
                 async move { Ok::<_, std::convert::Infallible>(service::handle(app, req, peer).await) }
             });
             let result = match tls {
-                Some(acceptor) => match acceptor.accept(tcp).await {
+                Some(acceptor) => match tokio::time::timeout(first_byte, acceptor.accept(tcp))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "TLS handshake took longer than header_read_timeout_s",
+                        ))
+                    }) {
                     Ok(stream) => {
                         let conn =
                             builder.serve_connection_with_upgrades(TokioIo::new(stream), service);

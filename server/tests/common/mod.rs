@@ -24,6 +24,9 @@ pub struct Server {
     opts: Opts,
 }
 
+/// A hook run with the data dir before a server's first start.
+pub type BeforeStart = std::sync::Arc<dyn Fn(&Path) + Send + Sync>;
+
 /// How a server is started.
 #[derive(Clone, Default)]
 pub struct Opts {
@@ -35,6 +38,9 @@ pub struct Opts {
     pub config: Option<String>,
     /// The server speaks TLS: readiness is checked by a TCP connect only.
     pub tls: bool,
+    /// Called with the (not yet existing) data dir before users are created (e.g. to mount
+    /// a small file system there).
+    pub before_start: Option<BeforeStart>,
 }
 
 impl Opts {
@@ -49,15 +55,27 @@ impl Opts {
     }
 }
 
+/// Settings of the test harnesses themselves; `skab` would take them for config settings.
+pub const HARNESS_ENV: [&str; 3] = ["SKAB_CRASH_CYCLES", "SKAB_CRASH_SEED", "SKAB_SOAK_SECS"];
+
+/// A `skab` command without the harness variables or a config file from the environment.
+pub fn skab_command() -> Command {
+    let mut c = Command::new(skab_bin());
+    c.env_remove("SKAB_CONFIG");
+    for v in HARNESS_ENV {
+        c.env_remove(v);
+    }
+    c
+}
+
 pub fn skab_bin() -> &'static str {
     env!("CARGO_BIN_EXE_skab")
 }
 
 /// Runs `skab args...` with `stdin`, returning (status ok, stdout+stderr).
 pub fn skab(args: &[&str], stdin: Option<&str>) -> (bool, String) {
-    let mut child = Command::new(skab_bin())
+    let mut child = skab_command()
         .args(args)
-        .env_remove("SKAB_CONFIG")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -124,6 +142,9 @@ impl Server {
     pub fn start_opts(opts: Opts) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
+        if let Some(f) = &opts.before_start {
+            f(&data);
+        }
         for (t, u, p) in &opts.users {
             add_user(&data, t, u, p);
         }
@@ -279,9 +300,8 @@ fn spawn(dir: &Path, opts: &Opts) -> (Child, u16) {
         .append(true)
         .open(dir.join("server.log"))
         .unwrap();
-    let child = Command::new(skab_bin())
+    let child = skab_command()
         .args(&args)
-        .env_remove("SKAB_CONFIG")
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
