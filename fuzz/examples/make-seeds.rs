@@ -235,6 +235,10 @@ fn engine_seeds(seeds: &mut Seeds) {
     long_rec.extend_from_slice(&u32::MAX.to_le_bytes());
     long_rec.extend_from_slice(&0u32.to_le_bytes());
     add(seeds, "engine_wal_segment", "record-length-max", long_rec);
+    let mut seq_max = f::wal_segment_header(0);
+    f::wal_frame_record(u64::MAX, b"a", &mut seq_max);
+    f::wal_frame_record(0, b"b", &mut seq_max);
+    add(seeds, "engine_wal_segment", "seq-wraps", seq_max);
     add(seeds, "engine_wal_record", "version-only", vec![1u8]);
     add(seeds, "engine_wal_record", "bad-version", vec![9u8, 0, 0]);
     add(seeds, "engine_snapshot", "zeros", vec![0u8; 64]);
@@ -348,11 +352,38 @@ fn server_seeds(seeds: &mut Seeds) {
     }
 }
 
+fn users_seeds(seeds: &mut Seeds) {
+    use skab_server::auth::password::hash_with;
+    use skab_server::users::{TenantName, UserDb, UserName};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = UserDb::open(dir.path()).expect("user db");
+    let t = TenantName::new("skole1").expect("tenant");
+    let (anna, bo) = (
+        UserName::new("anna").expect("user"),
+        UserName::new("bo").expect("user"),
+    );
+    db.add_user(&t, &anna, &hash_with("pw-anna", 64, 1, 1).expect("hash"))
+        .expect("add");
+    db.add_user(&t, &bo, &hash_with("pw-bo", 64, 1, 1).expect("hash"))
+        .expect("add");
+    let (id, _) = db.create_token(&t, &anna, "laptop").expect("token");
+    db.create_token(&t, &bo, "phone").expect("token");
+    db.set_disabled(&t, &bo, true).expect("disable");
+    db.revoke_token(&t, &anna, id).expect("revoke");
+    let log = std::fs::read(dir.path().join("users/users.log")).expect("read log");
+    let input = user_log_sections(&log);
+    assert_eq!(user_log(&input), log, "user log sections round trip");
+    add(seeds, "users_log", "real-log", input.clone());
+    hostile(seeds, "users_log", "real-log", &input);
+    add(seeds, "users_log", "empty", Vec::new());
+}
+
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     let mut seeds = Seeds::new();
     engine_seeds(&mut seeds);
     server_seeds(&mut seeds);
+    users_seeds(&mut seeds);
     for (target, name, bytes) in &seeds {
         let dir = root.join(target);
         std::fs::create_dir_all(&dir).expect("corpus dir");

@@ -135,3 +135,42 @@ pub fn files(data: &[u8]) -> Vec<(String, Vec<u8>)> {
 pub fn crc32c(data: &[u8]) -> u32 {
     f::crc32c(data)
 }
+
+/// Magic of the user log (`users/users.log`).
+pub const USER_LOG_MAGIC: &[u8; 8] = b"SKABUSR1";
+
+/// The user log an input of the `users_log` target describes: the magic, each complete
+/// section's payload framed as (length u32, CRC32C u32, payload), a cut-short one as is.
+pub fn user_log(mut data: &[u8]) -> Vec<u8> {
+    let mut out = USER_LOG_MAGIC.to_vec();
+    while let Some((len, rest)) = data.split_first_chunk::<2>() {
+        let len = u16::from_le_bytes(*len) as usize;
+        if len > rest.len() {
+            out.extend_from_slice(rest);
+            return out;
+        }
+        let (payload, rest) = rest.split_at(len);
+        out.extend_from_slice(&(len as u32).to_le_bytes());
+        out.extend_from_slice(&crc32c(payload).to_le_bytes());
+        out.extend_from_slice(payload);
+        data = rest;
+    }
+    out.extend_from_slice(data);
+    out
+}
+
+/// The inverse of [`user_log`] for a well-formed log: its payloads as sections.
+pub fn user_log_sections(log: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = log.get(USER_LOG_MAGIC.len()..).unwrap_or_default();
+    while let Some((header, body)) = rest.split_first_chunk::<8>() {
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let Some(payload) = body.get(..len) else {
+            break;
+        };
+        out.extend_from_slice(&(len as u16).to_le_bytes());
+        out.extend_from_slice(payload);
+        rest = &body[len..];
+    }
+    out
+}
