@@ -5,6 +5,8 @@
 
 pub mod chunk;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ids;
 pub mod io;
 pub mod limits;

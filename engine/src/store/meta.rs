@@ -28,7 +28,7 @@ fn encode(m: &Meta) -> Vec<u8> {
     b
 }
 
-fn decode(b: &[u8]) -> Result<Meta> {
+pub(crate) fn decode(b: &[u8]) -> Result<Meta> {
     let bad = |why: &str| Error::Corrupt(format!("{NAME}: {why}"));
     if b.len() != LEN || &b[..8] != MAGIC {
         return Err(bad("not a Skab store identity file"));

@@ -1,9 +1,9 @@
 //! The public face of the engine: [`Store`] ties chunking, packs, the sharded namespace and
 //! the write-ahead logs together behind a narrow async API.
 
-mod meta;
+pub(crate) mod meta;
 mod read;
-mod record;
+pub(crate) mod record;
 pub(crate) mod snapshot;
 mod space;
 

@@ -94,7 +94,7 @@ pub(crate) fn decode_segment(buf: &[u8]) -> Result<DecodedSegment<'_>, &'static 
             break torn("record checksum mismatch");
         }
         if let Some(prev) = last_seq {
-            if seq != prev + 1 {
+            if prev.checked_add(1) != Some(seq) {
                 break torn("record sequence gap");
             }
         }
@@ -166,6 +166,15 @@ mod tests {
             let d = decode_segment(&b).unwrap();
             assert!(matches!(d.end, SegmentEnd::Torn { .. }), "flip at {i}");
         }
+    }
+
+    /// Fuzz find: a record after one numbered `u64::MAX` overflowed `prev + 1`.
+    #[test]
+    fn record_after_the_last_sequence_number_is_torn() {
+        let buf = segment_with(&[(u64::MAX, b"a"), (0, b"b")]);
+        let d = decode_segment(&buf).unwrap();
+        assert_eq!(d.records, vec![(u64::MAX, &b"a"[..])]);
+        assert!(matches!(d.end, SegmentEnd::Torn { .. }));
     }
 
     #[test]

@@ -171,7 +171,14 @@ impl ShardLog {
                 (number, file, SEGMENT_HEADER_LEN as u64)
             }
         };
-        let next_seq = last_seq.map(|s| s + 1).unwrap_or(0).max(min_next_seq);
+        // A log whose sequence numbers ran out cannot take another record: damage, not data.
+        let next_seq = match last_seq {
+            Some(s) => s.checked_add(1),
+            None => Some(0),
+        }
+        .map(|n| n.max(min_next_seq))
+        .filter(|&n| n < u64::MAX)
+        .ok_or_else(|| Error::Corrupt(format!("{dir}: WAL sequence numbers exhausted")))?;
         let (durable, _) = watch::channel(Durable {
             upto: next_seq,
             failed: false,
@@ -458,6 +465,28 @@ mod tests {
             ShardLog::open(mem.clone(), "wal/000", 0, 0),
             Err(Error::Corrupt(_))
         ));
+    }
+
+    /// Fuzz find: a record numbered `u64::MAX` overflowed `last + 1` while opening.
+    #[test]
+    fn exhausted_sequence_numbers_are_corruption() {
+        let mem = Arc::new(MemStorage::new());
+        let mut seg = frame::segment_header(0).to_vec();
+        frame::encode_record(u64::MAX, b"x", &mut seg);
+        let f = mem.open(&segment_name("wal/000", 0), true).unwrap();
+        f.write_batch(&[(0, &seg)], true).unwrap();
+        drop(f);
+        assert!(matches!(
+            ShardLog::open(mem.clone(), "wal/000", 0, 0),
+            Err(Error::Corrupt(_))
+        ));
+        let mem = Arc::new(MemStorage::new());
+        assert!(matches!(
+            ShardLog::open(mem.clone(), "wal/000", 0, u64::MAX),
+            Err(Error::Corrupt(_))
+        ));
+        let (_log, replay) = ShardLog::open(mem.clone(), "wal/000", 0, u64::MAX - 1).unwrap();
+        assert!(replay.records.is_empty());
     }
 
     #[test]

@@ -94,6 +94,44 @@ impl AuthError {
     }
 }
 
+/// What an `Authorization` header presents, before any check against the user database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials<'a> {
+    /// `Basic`: the login and password after base64 and UTF-8 decoding.
+    Basic { login: String, password: String },
+    /// `Bearer`: the token text (a JWT or an app token).
+    Bearer(&'a str),
+}
+
+/// Parses an `Authorization` header value (pure: no I/O, no user database).
+pub fn parse_authorization(header: &str) -> Result<Credentials<'_>, AuthError> {
+    if header.len() > AUTH_HEADER_LEN_MAX {
+        return Err(AuthError::Malformed("too long"));
+    }
+    let (scheme, rest) = header
+        .trim()
+        .split_once(' ')
+        .ok_or(AuthError::Malformed("no scheme"))?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = STANDARD
+            .decode(rest)
+            .map_err(|_| AuthError::Malformed("bad base64"))?;
+        let text = String::from_utf8(decoded).map_err(|_| AuthError::Malformed("not UTF-8"))?;
+        let (login, password) = text
+            .split_once(':')
+            .ok_or(AuthError::Malformed("no colon"))?;
+        Ok(Credentials::Basic {
+            login: login.to_string(),
+            password: password.to_string(),
+        })
+    } else if scheme.eq_ignore_ascii_case("bearer") {
+        Ok(Credentials::Bearer(rest))
+    } else {
+        Err(AuthError::Malformed("unknown scheme"))
+    }
+}
+
 type TokenUseKey = (TenantName, UserName, TokenId);
 
 /// Checks credentials against the user database. Share one per server (`Arc`).
@@ -162,28 +200,9 @@ impl Authenticator {
         peer: IpAddr,
     ) -> Result<Principal, AuthError> {
         self.background_refresh();
-        let header = header.ok_or(AuthError::Missing)?;
-        if header.len() > AUTH_HEADER_LEN_MAX {
-            return Err(AuthError::Malformed("too long"));
-        }
-        let (scheme, rest) = header
-            .trim()
-            .split_once(' ')
-            .ok_or(AuthError::Malformed("no scheme"))?;
-        let rest = rest.trim();
-        if scheme.eq_ignore_ascii_case("basic") {
-            let decoded = STANDARD
-                .decode(rest)
-                .map_err(|_| AuthError::Malformed("bad base64"))?;
-            let text = String::from_utf8(decoded).map_err(|_| AuthError::Malformed("not UTF-8"))?;
-            let (login, password) = text
-                .split_once(':')
-                .ok_or(AuthError::Malformed("no colon"))?;
-            self.basic(login, password, peer).await
-        } else if scheme.eq_ignore_ascii_case("bearer") {
-            self.bearer(rest, peer).await
-        } else {
-            Err(AuthError::Malformed("unknown scheme"))
+        match parse_authorization(header.ok_or(AuthError::Missing)?)? {
+            Credentials::Basic { login, password } => self.basic(&login, &password, peer).await,
+            Credentials::Bearer(token) => self.bearer(token, peer).await,
         }
     }
 

@@ -243,3 +243,36 @@ async fn cached_password_survives_an_attack_on_the_account() {
         AuthVia::Cached
     );
 }
+
+#[test]
+fn parse_authorization_is_pure_and_strict() {
+    assert_eq!(
+        parse_authorization(&basic("anna@skole", "a:b")),
+        Ok(Credentials::Basic {
+            login: "anna@skole".into(),
+            password: "a:b".into()
+        })
+    );
+    assert_eq!(
+        parse_authorization("  bearer   tok  "),
+        Ok(Credentials::Bearer("tok"))
+    );
+    for (bad, why) in [
+        ("Basic", "no scheme"),
+        ("Basic !!!", "bad base64"),
+        ("Basic Yw==", "no colon"),
+        ("Basic /w==", "not UTF-8"),
+        ("Digest x", "unknown scheme"),
+    ] {
+        assert_eq!(
+            parse_authorization(bad),
+            Err(AuthError::Malformed(why)),
+            "{bad}"
+        );
+    }
+    let long = format!("Bearer {}", "a".repeat(AUTH_HEADER_LEN_MAX));
+    assert_eq!(
+        parse_authorization(&long),
+        Err(AuthError::Malformed("too long"))
+    );
+}
