@@ -17,7 +17,7 @@ pub fn wal_segment(data: &[u8]) -> Result<usize> {
     let seg = frame::decode_segment(data).map_err(|e| Error::Corrupt(e.into()))?;
     let mut ok = 0;
     for (_, payload) in seg.records {
-        if record::decode(payload).is_ok() {
+        if record::decode_view(payload).is_ok() {
             ok += 1;
         }
     }
@@ -27,8 +27,8 @@ pub fn wal_segment(data: &[u8]) -> Result<usize> {
 /// Decodes one WAL record payload (the postcard-encoded change) and, for a space change,
 /// applies it to an empty space tree.
 pub fn wal_record(data: &[u8]) -> Result<()> {
-    let rec = record::decode(data).map_err(Error::Corrupt)?;
-    if let record::WalRecord::Space { op, .. } = rec {
+    let rec = record::decode_view(data).map_err(Error::Corrupt)?;
+    if let record::WalRecordView::Space { op, .. } = rec {
         SpaceTree::new().apply(&op)?;
     }
     Ok(())
