@@ -37,6 +37,7 @@ run() {
 }
 
 for t in $targets; do
+    [ -f "fuzz_targets/$t.rs" ] || { echo "no fuzz target $t" >&2; exit 2; }
     mkdir -p "corpus/$t" "$work/$t"
     echo "== $t: replaying $(find "corpus/$t" -type f | wc -l) corpus inputs"
     run "$t" "corpus/$t" -- -runs=0 -timeout=10 -rss_limit_mb=2048
