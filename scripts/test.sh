@@ -20,3 +20,5 @@ fi
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 cargo test --workspace
+# Every fuzz target: replay its committed corpus, then fuzz it briefly (docs/reliability.md).
+scripts/fuzz.sh 5
