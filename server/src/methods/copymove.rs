@@ -2,7 +2,7 @@
 //! (metadata only). A Destination in another space is 403, on another server 502.
 
 use hyper::body::Incoming;
-use hyper::{Method, Request, StatusCode};
+use hyper::{Request, StatusCode};
 
 use super::common::{check_write, engine_error, host, is_dir};
 use crate::dav::headers::{parse_depth, parse_overwrite, Depth};
@@ -108,7 +108,7 @@ pub async fn handle(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
             // Locks live on URLs: a lock on the destination (whose token the client had to
             // submit) stays and now covers the new resource (RFC 4918 §7.5); Office keeps
             // editing under it after saving through a temp file moved over the original.
-            if req.method() == Method::from_bytes(b"MOVE").unwrap_or(Method::GET) {
+            if is_move {
                 ctx.app
                     .locks
                     .on_move(&ctx.target.space, &ctx.target.path, &dest.path);
