@@ -93,9 +93,9 @@ const _: () = assert!(PACK_SIZE_TARGET_MIN <= PACK_SIZE_TARGET);
 /// Free bytes the file system must keep beyond an accepted upload, default of
 /// `StoreConfig::free_space_reserve_bytes`: uploads are refused (`NoSpace`) below it, so the
 /// WAL, snapshots and checkpoints, whose write failures cannot be undone, never run out.
-pub const FREE_SPACE_RESERVE_DEFAULT: u64 = 1 << 30;
+pub const FREE_SPACE_RESERVE_DEFAULT: u64 = 512 << 20;
 /// Free bytes above the reserve below which an upload waits for its chunks to be durable
 /// before it touches the namespace (one fsync more), so that a pack write refused for lack of
-/// space fails the upload cleanly instead of poisoning the store; 256 MiB covers the uploads
+/// space fails the upload cleanly instead of poisoning the store; 128 MiB covers the uploads
 /// in flight between two free-space checks.
-pub const FREE_SPACE_CAREFUL_MARGIN: u64 = 256 << 20;
+pub const FREE_SPACE_CAREFUL_MARGIN: u64 = 128 << 20;
