@@ -18,6 +18,7 @@ header_size_max = 8192
 header_read_timeout_s = 1
 body_stall_timeout_s = 2
 connections_max = 16
+idle_timeout_s = 2
 ";
 
 fn server() -> Server {
@@ -333,4 +334,21 @@ fn oversized_headers_get_431_or_a_closed_connection() {
         );
         still_serving(&server);
     }
+}
+
+#[test]
+fn idle_keep_alive_connections_are_closed() {
+    let server = server();
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // Keep-alive, then silence: the server closes the connection after idle_timeout_s.
+    let t = Instant::now();
+    let n = s.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "expected the idle connection to be closed");
+    assert!(t.elapsed() < Duration::from_secs(10), "closed only after {:?}", t.elapsed());
+    still_serving(&server);
 }

@@ -2,6 +2,7 @@
 //! shutdown that lets in-flight requests (uploads) finish.
 
 pub mod body;
+mod idle;
 pub mod response;
 pub mod service;
 pub mod status;
@@ -52,6 +53,7 @@ pub async fn run(app: Arc<App>, listener: TcpListener) -> anyhow::Result<()> {
         let watcher = graceful.watcher();
         let tls = tls.clone();
         let first_byte = Duration::from_secs(app.config.limits.header_read_timeout_s);
+        let idle = Duration::from_secs(app.config.limits.idle_timeout_s);
         tokio::spawn(async move {
             // hyper's header timeout starts at the first byte: a client that connects and
             // sends nothing would hold its connection slot forever (connection exhaustion).
@@ -78,6 +80,7 @@ pub async fn run(app: Arc<App>, listener: TcpListener) -> anyhow::Result<()> {
                         ))
                     }) {
                     Ok(stream) => {
+                        let stream = idle::IdleGuard::new(stream, idle);
                         let conn =
                             builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                         watcher.watch(conn.into_owned()).await
@@ -88,6 +91,7 @@ pub async fn run(app: Arc<App>, listener: TcpListener) -> anyhow::Result<()> {
                     }
                 },
                 None => {
+                    let tcp = idle::IdleGuard::new(tcp, idle);
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
                     watcher.watch(conn.into_owned()).await
                 }
