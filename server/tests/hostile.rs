@@ -341,7 +341,8 @@ fn idle_keep_alive_connections_are_closed() {
     let server = server();
     let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let mut buf = [0u8; 4096];
     let n = s.read(&mut buf).unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
@@ -349,6 +350,10 @@ fn idle_keep_alive_connections_are_closed() {
     let t = Instant::now();
     let n = s.read(&mut buf).unwrap_or(0);
     assert_eq!(n, 0, "expected the idle connection to be closed");
-    assert!(t.elapsed() < Duration::from_secs(10), "closed only after {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "closed only after {:?}",
+        t.elapsed()
+    );
     still_serving(&server);
 }
