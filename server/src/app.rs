@@ -31,7 +31,11 @@ pub fn store_config(config: &Config) -> StoreConfig {
             DedupDomain::Global => DedupMode::Global,
         },
         versions_kept: s.versions_kept,
-        trash_age_max: days(u64::from(s.trash_retention_days)),
+        trash_age_max: if s.trash_retention_s > 0 {
+            Some(Duration::from_secs(s.trash_retention_s))
+        } else {
+            days(u64::from(s.trash_retention_days))
+        },
         space_quota_default: (s.default_quota_bytes > 0).then_some(s.default_quota_bytes),
         free_space_reserve_bytes: s.free_space_reserve_bytes,
         ..StoreConfig::default()

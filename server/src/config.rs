@@ -78,6 +78,9 @@ pub struct StorageConfig {
     pub dedup_domain: DedupDomain,
     pub versions_kept: u32,
     pub trash_retention_days: u32,
+    /// Trash retention in seconds; when non-zero it replaces `trash_retention_days`
+    /// (short retentions for tests and for sites that want the trash gone quickly).
+    pub trash_retention_s: u64,
     /// Quota of a user without one of their own, bytes; 0 means unlimited.
     pub default_quota_bytes: u64,
     /// Uploads are refused (507) while the data dir's file system has fewer free bytes; 0: off.
@@ -90,6 +93,7 @@ impl Default for StorageConfig {
             dedup_domain: DedupDomain::Tenant,
             versions_kept: L::VERSIONS_KEPT_DEFAULT,
             trash_retention_days: L::TRASH_RETENTION_DAYS_DEFAULT,
+            trash_retention_s: 0,
             default_quota_bytes: 0,
             free_space_reserve_bytes: skab_engine::limits::FREE_SPACE_RESERVE_DEFAULT,
         }

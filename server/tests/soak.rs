@@ -15,7 +15,9 @@ const CLIENTS: u64 = 4;
 /// Distinct document contents each client saves (bounds the store's size, about 6 MiB each).
 const DOC_VARIANTS: u64 = 64;
 /// Versions kept per file: small, so that overwrites keep dropping contents for GC.
-const CONFIG: &str = "[storage]\nversions_kept = 2\n";
+/// Versions and trash are kept in memory; a short trash retention (expired by each `skab gc`)
+/// keeps what the soak measures to the server's own memory, not its retained history.
+const CONFIG: &str = "[storage]\nversions_kept = 2\ntrash_retention_s = 2\n";
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
