@@ -196,3 +196,37 @@ async fn a_failed_pack_sync_still_poisons() {
     plan.set_fail_all_syncs(false);
     assert!(put(&store, &k, "y", &random(31, 40_000)).await.is_err());
 }
+
+/// After a pack fsync error the store is poisoned and the upload is not acknowledged; its
+/// WAL record may still be durable. A power loss then takes the unsynced chunk bytes, and
+/// recovery must skip that record (the file never happened) and keep everything acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_whose_chunks_died_with_a_failed_fsync_does_not_come_back() {
+    use skab_engine::io::{CrashMode, MemStorage};
+    let mem = Arc::new(MemStorage::new());
+    let plan = FaultPlan::new();
+    let storage: Arc<dyn Storage> = Arc::new(FaultyStorage::new(mem.clone(), plan.clone()));
+    let store = Store::open_with_storage(storage, cfg(0)).unwrap();
+    let k = SpaceKey::new("school", "ann").unwrap();
+    store.create_space(&k).await.unwrap();
+    let a = random(40, 50_000);
+    put(&store, &k, "a", &a).await.unwrap();
+    plan.only_prefix(Some("packs/"));
+    plan.set_fail_all_syncs(true);
+    let e = put(&store, &k, "b", &random(41, 50_000)).await.unwrap_err();
+    assert!(!e.is_no_space(), "{e:?}");
+    assert!(store.is_failed());
+    // Power loss: only what was synced survives (the WAL may hold b's record, the packs
+    // do not hold b's chunks).
+    let crashed: Arc<dyn Storage> = Arc::new(mem.crash(CrashMode::DurableOnly));
+    drop(store);
+    let store = Store::open_with_storage(crashed, cfg(0)).unwrap();
+    let rep = store.recovery_report().clone();
+    assert_eq!(rep.wal_records_rejected, 0, "{rep:?}");
+    assert_eq!(rep.chunks_missing, 0, "{rep:?}");
+    // The put waited for its WAL record (durable) and its chunks (failed) together.
+    assert_eq!(rep.wal_records_uncommitted, 1, "{rep:?}");
+    assert_eq!(read(&store, &k, "a").await, a);
+    assert_eq!(names(&store, &k), vec!["a".to_string()]);
+    assert!(store.scrub().is_clean());
+}
