@@ -154,5 +154,8 @@ pub const SHUTDOWN_GRACE_S: u64 = 30;
 pub const ADMIN_REQUEST_LEN_MAX: usize = 64 * 1024;
 /// How long the server waits for an admin request line, seconds.
 pub const ADMIN_TIMEOUT_S: u64 = 10;
+/// Allocations at least this large get their own mapping (freed memory goes back to the OS),
+/// bytes; below it the heap serves them. 4 MiB keeps request-sized buffers on the heap.
+pub const ALLOC_MMAP_THRESHOLD_BYTES: i32 = 4 << 20;
 /// Interval of the background maintenance (checkpoint, expiry), seconds.
 pub const MAINTENANCE_INTERVAL_S: u64 = 300;
