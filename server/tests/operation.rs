@@ -289,12 +289,14 @@ fn sigkill_keeps_every_acknowledged_write() {
     assert_eq!(c.mkcol(&dav("w")).status, 201);
     let acked_puts = Arc::new(Mutex::new(Vec::<u64>::new()));
     let acked_deletes = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let attempted_deletes = Arc::new(Mutex::new(Vec::<u64>::new()));
     let body = |i: u64| pseudo_random(i, 1000 + (i as usize * 7919) % 50_000);
     let threads: Vec<_> = (0..4u64)
         .map(|t| {
             let c = c.clone();
             let puts = acked_puts.clone();
             let deletes = acked_deletes.clone();
+            let attempted = attempted_deletes.clone();
             std::thread::spawn(move || {
                 for k in 0.. {
                     let i = t * 1_000_000 + k;
@@ -313,6 +315,9 @@ fn sigkill_keeps_every_acknowledged_write() {
                     }
                     if k % 4 == 3 {
                         let victim = i - 2;
+                        // From here on the DELETE may take effect whether or not its
+                        // answer arrives before the kill.
+                        attempted.lock().unwrap().push(victim);
                         let req = common::build_request(
                             "DELETE",
                             &dav(&format!("w/{victim}.bin")),
@@ -347,11 +352,19 @@ fn sigkill_keeps_every_acknowledged_write() {
     let c = server.client();
     let puts = acked_puts.lock().unwrap().clone();
     let deletes = acked_deletes.lock().unwrap().clone();
+    let attempted = attempted_deletes.lock().unwrap().clone();
     assert!(!deletes.is_empty());
     for i in &puts {
         let r = c.get(&dav(&format!("w/{i}.bin")));
         if deletes.contains(i) {
             assert_eq!(r.status, 404, "acknowledged DELETE of {i} lost");
+        } else if attempted.contains(i) {
+            // A DELETE in flight at the kill: either outcome is allowed, but a
+            // surviving file must still be whole.
+            assert!(r.status == 200 || r.status == 404, "{i}: {}", r.status);
+            if r.status == 200 {
+                assert!(r.body == body(*i), "{i} has other bytes after recovery");
+            }
         } else {
             assert_eq!(r.status, 200, "acknowledged PUT of {i} lost");
             assert!(r.body == body(*i), "{i} has other bytes after recovery");
