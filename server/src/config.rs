@@ -29,6 +29,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Address and port to listen on.
     pub listen: SocketAddr,
+    /// Threads that serve connections (each runs its own event loop); 0: one per CPU.
+    pub workers: usize,
     pub tls: TlsConfig,
     pub storage: StorageConfig,
     pub limits: LimitsConfig,
@@ -41,6 +43,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("./skab-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            workers: 0,
             tls: TlsConfig::default(),
             storage: StorageConfig::default(),
             limits: LimitsConfig::default(),
@@ -316,6 +319,12 @@ impl Config {
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::Invalid("data_dir is empty".into()));
+        }
+        if self.workers > L::WORKERS_MAX {
+            return Err(ConfigError::Invalid(format!(
+                "workers must be at most {}",
+                L::WORKERS_MAX
+            )));
         }
         if self.limits.connections_max == 0 {
             return Err(ConfigError::Invalid(

@@ -145,6 +145,8 @@ const _: () = assert!(AUTH_HEADER_LEN_MAX < HEADER_SIZE_MAX_DEFAULT);
 /// Default of `limits.connections_max`: open client connections, count: the process may hold 20,000 files here; the rest is
 /// kept for packs, logs and the listener. Over it, new connections are closed at once.
 pub const CONNECTIONS_MAX: usize = 16_000;
+/// Most connection-serving threads (`workers`) a configuration may ask for.
+pub const WORKERS_MAX: usize = 256;
 /// After SIGTERM, how long in-flight requests (uploads) may take to finish, seconds.
 pub const SHUTDOWN_GRACE_S: u64 = 30;
 

@@ -14,13 +14,17 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::app::App;
-use crate::limits::SHUTDOWN_GRACE_S;
+use crate::limits::{SHUTDOWN_GRACE_S, WORKERS_MAX};
 
 /// Serves until ctrl-c / SIGTERM, then stops accepting and waits (bounded) for requests.
+///
+/// The calling runtime only accepts; each connection is handed to one of the worker threads
+/// (`workers`), each running its own single-threaded event loop, and stays there. Requests
+/// then run without cross-thread wake-ups (docs/architecture.md, "Serving threads").
 pub async fn run(app: Arc<App>, listener: TcpListener) -> anyhow::Result<()> {
     let tls = match (&app.config.tls.cert, &app.config.tls.key) {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
@@ -28,7 +32,9 @@ pub async fn run(app: Arc<App>, listener: TcpListener) -> anyhow::Result<()> {
     };
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(app.config.limits.connections_max));
+    let workers = Workers::start(worker_count(app.config.workers))?;
     let mut shutdown = std::pin::pin!(shutdown_signal());
+    let mut next = 0usize;
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -47,60 +53,28 @@ pub async fn run(app: Arc<App>, listener: TcpListener) -> anyhow::Result<()> {
             drop(tcp);
             continue;
         };
-        let _ = tcp.set_nodelay(true);
-        let app = app.clone();
-        let builder = builder(&app);
-        let watcher = graceful.watcher();
-        let tls = tls.clone();
-        let first_byte = Duration::from_secs(app.config.limits.header_read_timeout_s);
-        let idle = Duration::from_secs(app.config.limits.idle_timeout_s);
-        tokio::spawn(async move {
-            // hyper's header timeout starts at the first byte: a client that connects and
-            // sends nothing would hold its connection slot forever (connection exhaustion).
-            let mut probe = [0u8; 1];
-            match tokio::time::timeout(first_byte, tcp.peek(&mut probe)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => {
-                    tracing::debug!(%peer, "connection sent nothing in time; closed");
-                    drop(permit);
-                    return;
-                }
+        // Detached from this runtime's reactor: the worker registers it with its own, so
+        // readiness events reach the connection's task on the thread that runs it.
+        let tcp = match tcp.into_std() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not detach an accepted connection");
+                continue;
             }
-            let service = service_fn(move |req| {
-                let app = app.clone();
-                async move { Ok::<_, std::convert::Infallible>(service::handle(app, req, peer).await) }
-            });
-            let result = match tls {
-                Some(acceptor) => match tokio::time::timeout(first_byte, acceptor.accept(tcp))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            "TLS handshake took longer than header_read_timeout_s",
-                        ))
-                    }) {
-                    Ok(stream) => {
-                        let stream = idle::IdleGuard::new(stream, idle);
-                        let conn =
-                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        watcher.watch(conn.into_owned()).await
-                    }
-                    Err(e) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        Ok(())
-                    }
-                },
-                None => {
-                    let tcp = idle::IdleGuard::new(tcp, idle);
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
-                    watcher.watch(conn.into_owned()).await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-            drop(permit);
-        });
+        };
+        let conn = Connection {
+            tcp,
+            peer,
+            permit,
+            app: app.clone(),
+            tls: tls.clone(),
+            watcher: graceful.watcher(),
+        };
+        next = next.wrapping_add(1);
+        if let Err(conn) = workers.hand_over(next, conn) {
+            // A worker thread is gone (it panicked): serve here rather than drop the client.
+            tokio::spawn(serve_connection(conn));
+        }
     }
     tracing::info!("shutting down: finishing in-flight requests");
     tokio::select! {
@@ -109,7 +83,167 @@ pub async fn run(app: Arc<App>, listener: TcpListener) -> anyhow::Result<()> {
             tracing::warn!("shutdown grace period over; closing remaining connections");
         }
     }
+    tokio::task::spawn_blocking(move || workers.stop())
+        .await
+        .map_err(|e| anyhow::anyhow!("stopping workers: {e}"))?;
     Ok(())
+}
+
+/// The number of serving threads for a configured `workers` (0: one per CPU).
+fn worker_count(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(WORKERS_MAX)
+}
+
+/// An accepted connection on its way to a worker thread.
+struct Connection {
+    tcp: std::net::TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    app: Arc<App>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    watcher: hyper_util::server::graceful::Watcher,
+}
+
+/// Serving threads, each a single-threaded tokio runtime fed accepted connections.
+struct Workers {
+    senders: Vec<mpsc::UnboundedSender<Connection>>,
+    stop: watch::Sender<bool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Workers {
+    fn start(count: usize) -> anyhow::Result<Workers> {
+        assert!(count >= 1 && count <= WORKERS_MAX);
+        let (stop, _) = watch::channel(false);
+        let mut senders = Vec::with_capacity(count);
+        let mut threads = Vec::with_capacity(count);
+        for i in 0..count {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .thread_name("skab-blocking")
+                .build()?;
+            let stop = stop.subscribe();
+            let thread = std::thread::Builder::new()
+                .name(format!("skab-http-{i}"))
+                .spawn(move || runtime.block_on(worker_loop(rx, stop)))?;
+            senders.push(tx);
+            threads.push(thread);
+        }
+        Ok(Workers {
+            senders,
+            stop,
+            threads,
+        })
+    }
+
+    /// Gives `conn` to worker `n % count`; hands it back if that worker is gone.
+    fn hand_over(&self, n: usize, conn: Connection) -> Result<(), Connection> {
+        let tx = &self.senders[n % self.senders.len()];
+        tx.send(conn).map_err(|e| e.0)
+    }
+
+    /// Ends every worker's loop (dropping what is still open) and waits for the threads.
+    fn stop(self) {
+        drop(self.senders);
+        let _ = self.stop.send(true);
+        for t in self.threads {
+            if t.join().is_err() {
+                tracing::error!("a serving thread panicked");
+            }
+        }
+    }
+}
+
+async fn worker_loop(
+    mut connections: mpsc::UnboundedReceiver<Connection>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut accepting = true;
+    loop {
+        tokio::select! {
+            conn = connections.recv(), if accepting => match conn {
+                Some(conn) => {
+                    tokio::spawn(serve_connection(conn));
+                }
+                // No more connections: keep serving the open ones until told to stop.
+                None => accepting = false,
+            },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+async fn serve_connection(conn: Connection) {
+    let Connection {
+        tcp,
+        peer,
+        permit,
+        app,
+        tls,
+        watcher,
+    } = conn;
+    let tcp = match TcpStream::from_std(tcp) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "could not register a connection");
+            return;
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    let builder = builder(&app);
+    let first_byte = Duration::from_secs(app.config.limits.header_read_timeout_s);
+    let idle = Duration::from_secs(app.config.limits.idle_timeout_s);
+    // hyper's header timeout starts at the first byte: a client that connects and
+    // sends nothing would hold its connection slot forever (connection exhaustion).
+    let mut probe = [0u8; 1];
+    match tokio::time::timeout(first_byte, tcp.peek(&mut probe)).await {
+        Ok(Ok(n)) if n > 0 => {}
+        _ => {
+            tracing::debug!(%peer, "connection sent nothing in time; closed");
+            drop(permit);
+            return;
+        }
+    }
+    let service = service_fn(move |req| {
+        let app = app.clone();
+        async move { Ok::<_, std::convert::Infallible>(service::handle(app, req, peer).await) }
+    });
+    let result = match tls {
+        Some(acceptor) => match tokio::time::timeout(first_byte, acceptor.accept(tcp))
+            .await
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "TLS handshake took longer than header_read_timeout_s",
+                ))
+            }) {
+            Ok(stream) => {
+                let stream = idle::IdleGuard::new(stream, idle);
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                watcher.watch(conn.into_owned()).await
+            }
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                Ok(())
+            }
+        },
+        None => {
+            let tcp = idle::IdleGuard::new(tcp, idle);
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+            watcher.watch(conn.into_owned()).await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+    drop(permit);
 }
 
 fn builder(app: &App) -> auto::Builder<TokioExecutor> {
