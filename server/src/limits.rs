@@ -21,6 +21,10 @@ pub const DAV_XML_BODY_MAX: usize = 1024 * 1024;
 /// Deepest element nesting in a request body, elements (dead property values nest).
 pub const DAV_XML_DEPTH_MAX: usize = 64;
 /// Most elements in a request body, count.
+/// PROPFIND bodies each serving thread remembers parsed (sync clients repeat theirs).
+pub const PROPFIND_CACHE_ENTRIES: usize = 16;
+/// Largest PROPFIND body remembered, bytes; larger ones are parsed each time.
+pub const PROPFIND_CACHE_BODY_MAX: usize = 4096;
 pub const DAV_XML_ELEMENTS_MAX: usize = 20_000;
 /// Most properties named in one PROPFIND or PROPPATCH, count (the engine keeps at most
 /// `PROPS_PER_ENTRY_MAX` dead properties per entry, plus the live ones).

@@ -19,13 +19,24 @@ use crate::http::response::Resp;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MethodLabels {
-    method: String,
+    method: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
-    method: String,
+    method: &'static str,
     status: u16,
+}
+
+/// The label of a request method: the known ones by name, anything else as `other` (a
+/// client must not be able to grow the label set).
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "GET", "HEAD", "PUT", "DELETE", "OPTIONS", "POST", "PROPFIND", "PROPPATCH", "MKCOL",
+        "COPY", "MOVE", "LOCK", "UNLOCK",
+    ];
+    let m = method.as_str();
+    KNOWN.iter().find(|k| **k == m).copied().unwrap_or("other")
 }
 
 /// Latency buckets, seconds: 100 µs to about 13 s.
@@ -108,10 +119,10 @@ impl Metrics {
     }
 
     pub fn observe(&self, method: &Method, status: StatusCode, took: Duration) {
-        let m = method.as_str().to_string();
+        let m = method_label(method);
         self.requests
             .get_or_create(&StatusLabels {
-                method: m.clone(),
+                method: m,
                 status: status.as_u16(),
             })
             .inc();

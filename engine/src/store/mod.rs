@@ -1043,14 +1043,31 @@ impl Store {
         range: Option<(u64, u64)>,
     ) -> Result<(EntryInfo, ContentStream)> {
         let info = self.stat(key, path)?;
+        let stream = self.read_entry(key, &info, range)?;
+        Ok((info, stream))
+    }
+
+    /// Like [`Store::read`] for an entry already looked up with [`Store::stat`] in `key`'s
+    /// space (one lookup less when the caller needed the entry first).
+    pub fn read_entry(
+        &self,
+        key: &SpaceKey,
+        info: &EntryInfo,
+        range: Option<(u64, u64)>,
+    ) -> Result<ContentStream> {
         let content = info.content.clone().ok_or(Error::IsADirectory)?;
         let tenant = self.tenant(key.tenant())?;
         let (start, len) = range.unwrap_or((0, content.size));
         if start.checked_add(len).is_none_or(|end| end > content.size) {
             return Err(Error::Invalid("range outside the file"));
         }
-        let stream = ContentStream::new(self.clone(), tenant.key.clone(), content, start, len);
-        Ok((info, stream))
+        Ok(ContentStream::new(
+            self.clone(),
+            tenant.key.clone(),
+            content,
+            start,
+            len,
+        ))
     }
 
     /// Reads a whole range into memory (convenience for tests and tools).

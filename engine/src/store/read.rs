@@ -63,7 +63,13 @@ impl ContentStream {
         self.remaining
     }
 
-    fn next_slice(&mut self) -> Option<Result<Bytes>> {
+    /// Chunks not yet read (a whole small file is one).
+    pub fn chunks_left(&self) -> usize {
+        self.end - self.next
+    }
+
+    /// Reads and verifies the next chunk now, on the calling thread (what polling does).
+    pub fn next_slice(&mut self) -> Option<Result<Bytes>> {
         if self.next >= self.end {
             return None;
         }

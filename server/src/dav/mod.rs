@@ -5,5 +5,6 @@
 pub mod headers;
 pub mod locks;
 pub mod path;
+pub mod propfind_cache;
 pub mod status;
 pub mod xml;

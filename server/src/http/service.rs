@@ -79,11 +79,10 @@ async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resp 
     let auth_header = req
         .headers()
         .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+        .and_then(|v| v.to_str().ok());
     let principal = match app
         .auth
-        .authenticate(auth_header.as_deref(), peer.ip())
+        .authenticate(auth_header, peer.ip())
         .await
     {
         Ok(p) => p,

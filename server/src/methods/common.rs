@@ -43,6 +43,13 @@ pub fn etag(info: &EntryInfo) -> String {
     }
 }
 
+/// The media type guessed from a file name's extension (static, no allocation).
+pub fn content_type(name: &str) -> &'static str {
+    mime_guess::from_path(name)
+        .first_raw()
+        .unwrap_or("application/octet-stream")
+}
+
 /// Nanoseconds since the epoch as a SystemTime.
 pub fn time_of(ns: i64) -> SystemTime {
     if ns >= 0 {

@@ -75,9 +75,16 @@ pub fn handle(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
         match ctx
             .app
             .store
-            .read(&ctx.space, &ctx.names, Some((start, len)))
+            .read_entry(&ctx.space, &info, Some((start, len)))
         {
-            Ok((_, stream)) => streamed(stream.map(|r| {
+            // One chunk (every small file): read it now, so a read error is still a clean
+            // error status and headers and body leave in one write.
+            Ok(mut stream) if stream.chunks_left() == 1 => match stream.next_slice() {
+                Some(Ok(data)) => full(data),
+                Some(Err(e)) => return engine_error(&e),
+                None => empty(),
+            },
+            Ok(stream) => streamed(stream.map(|r| {
                 r.map_err(|e| {
                     tracing::error!(error = %e, "read failed mid-body");
                     std::io::Error::other(e.to_string())
@@ -97,10 +104,10 @@ pub fn handle(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
     if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(mtime)) {
         h.insert(LAST_MODIFIED, v);
     }
-    let ct = mime_guess::from_path(&info.name).first_or_octet_stream();
-    if let Ok(v) = HeaderValue::from_str(ct.essence_str()) {
-        h.insert(CONTENT_TYPE, v);
-    }
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(super::common::content_type(&info.name)),
+    );
     if code == StatusCode::PARTIAL_CONTENT {
         let v = format!("bytes {}-{}/{}", start, start + len - 1, size);
         if let Ok(v) = HeaderValue::from_str(&v) {

@@ -6,11 +6,12 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use skab_engine::ns::EntryInfo;
 
-use super::common::{engine_error, etag, is_dir, read_xml_body, time_of};
+use super::common::{content_type, engine_error, etag, is_dir, read_xml_body, time_of};
 use crate::dav::headers::{parse_depth, Depth};
 use crate::dav::path::SpacePath;
 use crate::dav::status::xml_error;
-use crate::dav::xml::{parse_propfind, DavCondition, Multistatus, PropName, PropWriter, Propfind};
+use crate::dav::propfind_cache::parse_propfind_cached;
+use crate::dav::xml::{DavCondition, Multistatus, PropName, PropWriter, Propfind};
 use crate::http::response::{condition, multistatus, text, Resp};
 use crate::http::service::Ctx;
 
@@ -54,20 +55,19 @@ pub async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let what = if body.iter().all(|b| b.is_ascii_whitespace()) {
-        Propfind::AllProp {
-            include: Vec::new(),
-        }
-    } else {
-        match parse_propfind(&body) {
-            Ok(p) => p,
-            Err(e) => {
-                let (code, cond) = xml_error(&e);
-                return condition(code, cond.as_ref());
-            }
+    let what = match parse_propfind_cached(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            let (code, cond) = xml_error(&e);
+            return condition(code, cond.as_ref());
         }
     };
-    let (info, children) = match ctx.app.store.list(&ctx.space, &ctx.names) {
+    let listed = if depth == Depth::Zero {
+        ctx.app.store.stat(&ctx.space, &ctx.names).map(|i| (i, Vec::new()))
+    } else {
+        ctx.app.store.list(&ctx.space, &ctx.names)
+    };
+    let (info, children) = match listed {
         Ok((info, children)) if depth == Depth::One && is_dir(&info) => (info, children),
         Ok((info, _)) => (info, Vec::new()),
         Err(skab_engine::Error::NotADirectory) | Err(skab_engine::Error::IsADirectory) => {
@@ -209,11 +209,7 @@ fn live(
         "creationdate" => p.creationdate(time_of(info.ctime)),
         "displayname" => p.displayname(&info.name),
         "getcontentlength" if !dir => p.getcontentlength(info.size),
-        "getcontenttype" if !dir => p.getcontenttype(
-            mime_guess::from_path(&info.name)
-                .first_or_octet_stream()
-                .essence_str(),
-        ),
+        "getcontenttype" if !dir => p.getcontenttype(content_type(&info.name)),
         "getetag" => p.getetag(&etag(info)),
         "getlastmodified" => p.getlastmodified(time_of(info.mtime)),
         "resourcetype" => p.resourcetype(dir),
