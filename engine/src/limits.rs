@@ -88,6 +88,31 @@ pub const PACK_SIZE_TARGET_MIN: u64 = 64 * 1024;
 
 const _: () = assert!(PACK_SIZE_TARGET_MIN <= PACK_SIZE_TARGET);
 
+// --- Chunk cache (engine/src/store/cache.rs) ---
+
+/// Bytes of verified chunks kept in memory for hot reads, default of
+/// `StoreConfig::chunk_cache_bytes` (0 turns the cache off): 256 MiB holds some 16,000 chunks of
+/// 16 KiB, the morning's hot set of a school (templates, handouts a class opens at once) many
+/// times over, and is small next to the page cache of a server that holds terabytes.
+pub const CHUNK_CACHE_BYTES_DEFAULT: u64 = 256 << 20;
+/// Most shards of the chunk cache, count (each shard has its own lock and its own eviction):
+/// 64 keeps 16 reader threads from meeting on a lock more than rarely.
+pub const CHUNK_CACHE_SHARDS_MAX: u64 = 64;
+/// Fewest bytes of one cache shard: a small cache gets fewer shards, so that each still holds
+/// dozens of chunks and evicts by its own recency, not by which shard a chunk fell into.
+pub const CHUNK_CACHE_SHARD_BYTES_MIN: u64 = 4 << 20;
+/// A chunk is cached only when at most 1/this of its shard's bytes: a few big chunks must not
+/// flush many small hot ones (with the default, chunks up to 512 KiB, all of a default chunking).
+pub const CHUNK_CACHE_ENTRY_SHARE_DIV: u64 = 8;
+/// Bytes counted per cached chunk on top of its data (id, handle, domain tag, the cache's slot
+/// and list links, rounded up), so that many tiny chunks cannot hold more memory than the bound.
+pub const CHUNK_CACHE_ENTRY_OVERHEAD: u64 = 128;
+
+const _: () = assert!(CHUNK_CACHE_SHARDS_MAX.is_power_of_two());
+const _: () = assert!(
+    CHUNK_CACHE_SHARD_BYTES_MIN / CHUNK_CACHE_ENTRY_SHARE_DIV >= CHUNK_SIZE_MAX_DEFAULT as u64
+);
+
 // --- Disk space (engine/src/store, engine/src/pack/writer.rs) ---
 
 /// Free bytes the file system must keep beyond an accepted upload, default of

@@ -57,12 +57,25 @@ async fn read(store: &Store, key: &SpaceKey, path: &str) -> Vec<u8> {
 
 /// A store over std storage wrapped in a fault injector.
 fn faulty_store(dir: &Path) -> (Store, Arc<FaultPlan>) {
+    faulty_store_with(dir, cfg())
+}
+
+/// [`faulty_store`] with `config`.
+fn faulty_store_with(dir: &Path, config: StoreConfig) -> (Store, Arc<FaultPlan>) {
     let plan = FaultPlan::new();
     let storage: Arc<dyn Storage> = Arc::new(FaultyStorage::new(
         StdStorage::new(dir).unwrap(),
         plan.clone(),
     ));
-    (Store::open_with_storage(storage, cfg()).unwrap(), plan)
+    (Store::open_with_storage(storage, config).unwrap(), plan)
+}
+
+/// [`cfg`] without the chunk cache: every chunk read goes to the packs.
+fn uncached() -> StoreConfig {
+    StoreConfig {
+        chunk_cache_bytes: 0,
+        ..cfg()
+    }
 }
 
 /// (storage name of the pack, offset of the chunk's data) of chunk `id`, found by its
@@ -156,7 +169,9 @@ async fn put_and_read_round_trip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ranged_reads_touch_only_the_chunks_they_need() {
     let tmp = tempfile::tempdir().unwrap();
-    let (store, plan) = faulty_store(tmp.path());
+    // Counts disk reads and damages chunks it has read: without the cache (cached reads:
+    // `chunk_cache_serves_repeated_reads`, `chunk_cache_keeps_serving_a_chunk_damaged_on_disk`).
+    let (store, plan) = faulty_store_with(tmp.path(), uncached());
     let k = space("ann");
     store.create_space(&k).await.unwrap();
     let data = random(2, 200_000);
@@ -548,6 +563,229 @@ async fn scrub_reports_a_flipped_bit() {
         .await
         .unwrap_err()
         .is_integrity());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunk_cache_serves_repeated_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, plan) = faulty_store(tmp.path());
+    let k = space("ann");
+    store.create_space(&k).await.unwrap();
+    let data = random(40, 200_000);
+    put(&store, &k, "f", &data).await;
+    let n = store
+        .stat(&k, &p("f"))
+        .unwrap()
+        .content
+        .unwrap()
+        .chunks
+        .len() as u64;
+    assert!(n >= 5, "{n} chunks");
+    // Uploads do not enter the cache: the first read goes to disk, chunk by chunk.
+    let before = plan.counters().reads;
+    assert_eq!(read(&store, &k, "f").await, data);
+    assert_eq!(plan.counters().reads - before, n);
+    let s = store.stats();
+    assert_eq!((s.chunk_cache_hits, s.chunk_cache_misses), (0, n));
+    assert!(s.chunk_cache_bytes >= data.len() as u64, "{s:?}");
+    // Later reads, whole or ranged, touch no disk and give the same bytes.
+    let before = plan.counters().reads;
+    assert_eq!(read(&store, &k, "f").await, data);
+    let got = store
+        .read_to_vec(&k, &p("f"), Some((70_000, 50_000)))
+        .await
+        .unwrap();
+    assert_eq!(got, &data[70_000..120_000]);
+    assert_eq!(
+        plan.counters().reads - before,
+        0,
+        "cached reads went to disk"
+    );
+    let s = store.stats();
+    assert!(s.chunk_cache_hits > n, "{s:?}");
+    assert_eq!(s.chunk_cache_misses, n);
+    // The same bytes in another file of the domain are the same chunks: cached too.
+    put(&store, &k, "copy", &data).await;
+    let before = plan.counters().reads;
+    assert_eq!(read(&store, &k, "copy").await, data);
+    assert_eq!(plan.counters().reads - before, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_chunk_cache_reads_the_disk_every_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, plan) = faulty_store_with(tmp.path(), uncached());
+    let k = space("ann");
+    store.create_space(&k).await.unwrap();
+    let data = random(41, 100_000);
+    put(&store, &k, "f", &data).await;
+    let n = store
+        .stat(&k, &p("f"))
+        .unwrap()
+        .content
+        .unwrap()
+        .chunks
+        .len() as u64;
+    for _ in 0..3 {
+        let before = plan.counters().reads;
+        assert_eq!(read(&store, &k, "f").await, data);
+        assert_eq!(plan.counters().reads - before, n);
+    }
+    let s = store.stats();
+    assert_eq!(
+        (
+            s.chunk_cache_hits,
+            s.chunk_cache_misses,
+            s.chunk_cache_bytes
+        ),
+        (0, 0, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chunk_cache_stays_within_its_bytes_under_concurrent_readers() {
+    const CACHE: u64 = 1 << 20;
+    const FILES: usize = 48;
+    const FILE_LEN: usize = 80_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        chunk_cache_bytes: CACHE,
+        ..cfg()
+    };
+    let (store, plan) = faulty_store_with(tmp.path(), config);
+    let k = space("ann");
+    store.create_space(&k).await.unwrap();
+    let files: Vec<Vec<u8>> = (0..FILES)
+        .map(|i| random(500 + i as u64, FILE_LEN))
+        .collect();
+    for (i, f) in files.iter().enumerate() {
+        put(&store, &k, &format!("f{i}"), f).await;
+    }
+    let total = (FILES * FILE_LEN) as u64;
+    // Four readers, each through all files from a different start: always the right bytes.
+    let files = Arc::new(files);
+    let readers: Vec<_> = (0..4)
+        .map(|r| {
+            let (store, k, files) = (store.clone(), k.clone(), files.clone());
+            tokio::spawn(async move {
+                for j in 0..FILES {
+                    let i = (j + r * FILES / 4) % FILES;
+                    let got = store
+                        .read_to_vec(&k, &p(&format!("f{i}")), None)
+                        .await
+                        .unwrap();
+                    assert_eq!(got, files[i], "reader {r} file {i}");
+                    assert!(store.stats().chunk_cache_bytes <= CACHE);
+                }
+            })
+        })
+        .collect();
+    for r in readers {
+        r.await.unwrap();
+    }
+    let s = store.stats();
+    assert!(s.chunk_cache_bytes <= CACHE, "{s:?}");
+    assert!(s.chunk_cache_bytes >= CACHE / 2, "cache barely used: {s:?}");
+    assert!(s.chunk_cache_hits > 0, "{s:?}");
+    // A pass over 3.7 MiB through a 1 MiB cache must read most of it from disk again.
+    let before = plan.counters().read_bytes;
+    for (i, f) in files.iter().enumerate() {
+        assert_eq!(&read(&store, &k, &format!("f{i}")).await, f);
+    }
+    let from_disk = plan.counters().read_bytes - before;
+    assert!(
+        from_disk >= total - CACHE,
+        "{from_disk} of {total} from disk"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunk_cache_keeps_serving_a_chunk_damaged_on_disk() {
+    // Policy (docs/architecture.md, "Chunk cache"): a chunk verified when it was read stays
+    // good in memory whatever happens on disk later; scrub reads the disk and reports.
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = FaultPlan::new();
+    let storage: Arc<dyn Storage> = Arc::new(FaultyStorage::new(
+        StdStorage::new(tmp.path()).unwrap(),
+        plan.clone(),
+    ));
+    let store = Store::open_with_storage(storage.clone(), cfg()).unwrap();
+    let k = space("ann");
+    store.create_space(&k).await.unwrap();
+    let data = random(42, 40_000);
+    put(&store, &k, "f", &data).await;
+    // The reopen below then takes the chunk index from the checkpoint, not a pack scan.
+    store.checkpoint().unwrap();
+    assert_eq!(read(&store, &k, "f").await, data);
+    let victim = store.stat(&k, &p("f")).unwrap().content.unwrap().chunks[1].id;
+    let (pack, at) = locate_chunk(tmp.path(), &victim);
+    plan.flip_bit_on_read(&pack, at + 100, 0);
+    assert_eq!(read(&store, &k, "f").await, data, "served from the cache");
+    let report = store.scrub();
+    assert_eq!(report.chunks.corrupt.len(), 1, "{report:?}");
+    assert_eq!(report.chunks.corrupt[0].0, victim);
+    assert_eq!(report.hash_mismatches.len(), 1, "{report:?}");
+    assert_eq!(
+        read(&store, &k, "f").await,
+        data,
+        "scrub leaves the cache be"
+    );
+    // The damage is real: a store with a cold cache cannot read the file.
+    drop(store);
+    let store = Store::open_with_storage(storage, cfg()).unwrap();
+    let e = store.read_to_vec(&k, &p("f"), None).await.unwrap_err();
+    assert!(e.is_integrity(), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collected_chunks_leave_the_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, plan) = faulty_store(tmp.path());
+    let k = space("ann");
+    store.create_space(&k).await.unwrap();
+    let data = random(43, 60_000);
+    put(&store, &k, "f", &data).await;
+    assert_eq!(read(&store, &k, "f").await, data);
+    assert!(store.stats().chunk_cache_bytes >= data.len() as u64);
+    store.delete(&k, &p("f")).await.unwrap();
+    for t in store.trash(&k).unwrap() {
+        store.purge(&k, t.id).await.unwrap();
+    }
+    let gc = store.gc();
+    assert_eq!(gc.bytes_removed, data.len() as u64, "{gc:?}");
+    assert_eq!(store.stats().chunk_cache_bytes, 0);
+    // The same bytes uploaded again are new chunks on disk, read from there first.
+    put(&store, &k, "f", &data).await;
+    let n = store
+        .stat(&k, &p("f"))
+        .unwrap()
+        .content
+        .unwrap()
+        .chunks
+        .len() as u64;
+    let before = plan.counters().reads;
+    assert_eq!(read(&store, &k, "f").await, data);
+    assert_eq!(plan.counters().reads - before, n);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunk_cache_is_shared_only_within_a_dedup_domain() {
+    for (dedup, shared) in [(DedupMode::PerTenant, false), (DedupMode::Global, true)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, plan) = faulty_store_with(tmp.path(), StoreConfig { dedup, ..cfg() });
+        let a = SpaceKey::new("aarhus", "x").unwrap();
+        let b = SpaceKey::new("odense", "x").unwrap();
+        let data = random(44, 50_000);
+        for k in [&a, &b] {
+            store.create_space(k).await.unwrap();
+            put(&store, k, "f", &data).await;
+        }
+        assert_eq!(read(&store, &a, "f").await, data);
+        let before = plan.counters().reads;
+        assert_eq!(read(&store, &b, "f").await, data);
+        let from_disk = plan.counters().reads - before;
+        assert_eq!(from_disk == 0, shared, "{dedup:?}: {from_disk} disk reads");
+    }
 }
 
 /// Everything a client can observe of a space, for before/after comparisons.

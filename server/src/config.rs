@@ -88,6 +88,8 @@ pub struct StorageConfig {
     pub default_quota_bytes: u64,
     /// Uploads are refused (507) while the data dir's file system has fewer free bytes; 0: off.
     pub free_space_reserve_bytes: u64,
+    /// Bytes of verified chunks kept in memory for hot reads; 0: off.
+    pub chunk_cache_bytes: u64,
 }
 
 impl Default for StorageConfig {
@@ -99,6 +101,7 @@ impl Default for StorageConfig {
             trash_retention_s: 0,
             default_quota_bytes: 0,
             free_space_reserve_bytes: skab_engine::limits::FREE_SPACE_RESERVE_DEFAULT,
+            chunk_cache_bytes: skab_engine::limits::CHUNK_CACHE_BYTES_DEFAULT,
         }
     }
 }

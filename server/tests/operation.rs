@@ -38,6 +38,7 @@ fn health_readiness_and_metrics() {
     assert_eq!(c.put(&dav("two.bin"), &data).status, 201);
     assert_eq!(c.put(&dav("three.bin"), &data).status, 201);
     assert_eq!(c.get(&dav("one.bin")).status, 200);
+    assert_eq!(c.get(&dav("two.bin")).status, 200);
     assert_eq!(c.propfind(&dav(""), "1").status, 207);
     assert_eq!(c.get(&dav("missing")).status, 404);
     let m = metrics(&server);
@@ -93,6 +94,18 @@ fn health_readiness_and_metrics() {
     assert!(
         (ratio - logical / stored).abs() < 0.01,
         "ratio {ratio}: {m}"
+    );
+    // two.bin has one.bin's chunks: its GET is served by the chunk cache.
+    let hits = metric(&m, "skab_chunk_cache_hits_total").expect("cache hits");
+    let misses = metric(&m, "skab_chunk_cache_misses_total").expect("cache misses");
+    let cached = metric(&m, "skab_chunk_cache_bytes").expect("cache bytes");
+    assert!(
+        misses >= 1.0 && hits == misses,
+        "hits {hits} misses {misses}: {m}"
+    );
+    assert!(
+        cached >= stored,
+        "cache holds {cached} of {stored} bytes: {m}"
     );
 }
 

@@ -28,6 +28,13 @@ impl DomainKey {
         ChunkId(*blake3::keyed_hash(&self.0, data).as_bytes())
     }
 
+    /// A 64-bit tag of this domain (the key's first bytes; kept in memory only): the chunk cache
+    /// stores it with each chunk, so that a cached chunk is served only within its domain.
+    pub(crate) fn tag(&self) -> u64 {
+        let [a, b, c, d, e, f, g, h, ..] = self.0;
+        u64::from_le_bytes([a, b, c, d, e, f, g, h])
+    }
+
     /// An incremental hasher for a chunk id (for a chunk that arrives in pieces).
     pub fn chunk_hasher(&self) -> blake3::Hasher {
         blake3::Hasher::new_keyed(&self.0)

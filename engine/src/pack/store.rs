@@ -354,8 +354,8 @@ impl ChunkStore {
         Err(Error::Integrity(format!("chunk {id} could not be read")))
     }
 
-    /// Removes every chunk without references.
-    pub(crate) fn gc(&self) -> GcReport {
+    /// Removes every chunk without references, telling `removed` each one.
+    pub(crate) fn gc(&self, mut removed: impl FnMut(&ChunkId)) -> GcReport {
         self.reap_lost();
         let mut report = GcReport::default();
         let candidates: Vec<ChunkId> = self
@@ -366,6 +366,7 @@ impl ChunkStore {
             .collect();
         for id in candidates {
             if let Some((_, e)) = self.index.remove_if(&id, |_, e| e.refs == 0) {
+                removed(&id);
                 report.chunks_removed += 1;
                 report.bytes_removed += e.len as u64;
                 self.unique_bytes.fetch_sub(e.len as u64, Ordering::Relaxed);
@@ -661,7 +662,7 @@ mod tests {
         for (id, _) in all.iter().step_by(2) {
             store.release(id);
         }
-        let gc = store.gc();
+        let gc = store.gc(|_| {});
         assert_eq!(gc.chunks_removed, 20);
         for (i, (id, d)) in all.iter().enumerate() {
             if i % 2 == 1 {
@@ -681,7 +682,7 @@ mod tests {
             assert!(store.add_ref(id));
         }
         // After a restart the collected chunks are found again in the pack: collect again.
-        assert_eq!(store.gc().chunks_removed, 20);
+        assert_eq!(store.gc(|_| {}).chunks_removed, 20);
         let before = mem.live_bytes();
         let rep = store.compact(0.3).unwrap();
         assert_eq!(rep.packs_removed, 1);

@@ -1,6 +1,7 @@
 //! The public face of the engine: [`Store`] ties chunking, packs, the sharded namespace and
 //! the write-ahead logs together behind a narrow async API.
 
+mod cache;
 pub(crate) mod meta;
 mod read;
 pub(crate) mod record;
@@ -21,8 +22,8 @@ use crate::chunk::{ChunkSizes, DomainKey, Ingest};
 use crate::error::{Error, Result};
 use crate::io::{open_storage, IoChoice, Storage};
 use crate::limits::{
-    FILE_SIZE_MAX, FREE_SPACE_CAREFUL_MARGIN, FREE_SPACE_RESERVE_DEFAULT, PACK_SIZE_TARGET,
-    PACK_SIZE_TARGET_MIN,
+    CHUNK_CACHE_BYTES_DEFAULT, FILE_SIZE_MAX, FREE_SPACE_CAREFUL_MARGIN,
+    FREE_SPACE_RESERVE_DEFAULT, PACK_SIZE_TARGET, PACK_SIZE_TARGET_MIN,
 };
 use crate::ns::{
     ChunkRef, Content, EntryInfo, Kind, Name, NsOp, PropName, SpaceTree, TrashInfo, VersionInfo,
@@ -68,6 +69,8 @@ pub struct StoreConfig {
     /// Uploads are refused with [`Error::NoSpace`] while the file system has fewer free bytes
     /// (so the WAL never runs out); 0 turns the check off.
     pub free_space_reserve_bytes: u64,
+    /// Bytes of verified chunks kept in memory for hot reads; 0 turns the cache off.
+    pub chunk_cache_bytes: u64,
 }
 
 /// Shards of a new store: enough that writers rarely share a WAL lock, few enough that
@@ -89,6 +92,7 @@ impl Default for StoreConfig {
             shards: SHARDS_DEFAULT,
             pack_size_target: PACK_SIZE_TARGET,
             free_space_reserve_bytes: FREE_SPACE_RESERVE_DEFAULT,
+            chunk_cache_bytes: CHUNK_CACHE_BYTES_DEFAULT,
         }
     }
 }
@@ -128,6 +132,12 @@ pub struct StoreStats {
     pub pack_bytes: u64,
     /// logical / stored (1.0 when nothing is stored).
     pub dedup_ratio: f64,
+    /// Chunk reads served from the chunk cache since open.
+    pub chunk_cache_hits: u64,
+    /// Chunk reads the cache could not serve (read from the packs) since open; 0 when disabled.
+    pub chunk_cache_misses: u64,
+    /// Bytes the chunk cache holds now (chunk bytes plus bookkeeping).
+    pub chunk_cache_bytes: u64,
 }
 
 /// A space's logical usage and quota.
@@ -203,6 +213,8 @@ struct Inner {
     spaces: DashMap<SpaceKey, Arc<SpaceHandle>>,
     tenants: DashMap<String, Arc<Tenant>>,
     chunks: ChunkStore,
+    /// Verified chunks of recent reads.
+    cache: cache::ChunkCache,
     recovery: RecoveryReport,
     /// The exclusive lock on the store directory, held while the store is open.
     dir_lock: Mutex<Option<std::fs::File>>,
@@ -459,12 +471,13 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 storage,
-                config,
                 master: meta.master,
                 shards,
                 spaces,
                 tenants,
                 chunks,
+                cache: cache::ChunkCache::new(config.chunk_cache_bytes),
+                config,
                 recovery: report,
                 dir_lock: Mutex::new(None),
                 failed: Default::default(),
@@ -1085,11 +1098,22 @@ impl Store {
         Ok(out)
     }
 
+    /// Chunk `id` of domain `key`: from the cache, or read from its pack, verified and cached.
     pub(crate) fn read_chunk_verified(
         &self,
         key: &DomainKey,
         id: &crate::ChunkId,
     ) -> Result<Bytes> {
+        if let Some(data) = self.inner.cache.get(key, id) {
+            return Ok(data);
+        }
+        let data = self.read_chunk_from_disk(key, id)?;
+        self.inner.cache.insert(key, *id, &data);
+        Ok(data)
+    }
+
+    /// Chunk `id` of domain `key`, read from its pack and verified, never from the cache.
+    fn read_chunk_from_disk(&self, key: &DomainKey, id: &crate::ChunkId) -> Result<Bytes> {
         let data = self.inner.chunks.read_raw(id)?;
         if key.chunk_id(&data) != *id {
             return Err(Error::Integrity(format!(
@@ -1105,6 +1129,7 @@ impl Store {
     pub fn stats(&self) -> StoreStats {
         let inner = &self.inner;
         let (unique_chunks, stored_bytes, pack_bytes) = inner.chunks.stats();
+        let cache = inner.cache.figures();
         let logical_bytes: u64 = inner
             .tenants
             .iter()
@@ -1128,12 +1153,15 @@ impl Store {
             } else {
                 logical_bytes as f64 / stored_bytes as f64
             },
+            chunk_cache_hits: cache.hits,
+            chunk_cache_misses: cache.misses,
+            chunk_cache_bytes: cache.bytes,
         }
     }
 
     /// Removes chunks no file, version or trash item uses (safe during uploads).
     pub fn gc(&self) -> GcReport {
-        self.inner.chunks.gc()
+        self.inner.chunks.gc(|id| self.inner.cache.remove(id))
     }
 
     /// Rewrites sealed packs at least `dead_ratio_min` garbage, reclaiming their space.
@@ -1169,7 +1197,8 @@ impl Store {
     }
 
     /// Verifies every chunk: pack records (header, CRC) and, for every chunk a file uses,
-    /// its keyed BLAKE3 id. Reports what it finds.
+    /// its keyed BLAKE3 id. Reports what it finds. Reads the disk, never the chunk cache (and
+    /// leaves the cache as it is).
     pub fn scrub(&self) -> ScrubReport {
         let mut report = ScrubReport {
             chunks: self.inner.chunks.scrub(),
@@ -1197,7 +1226,7 @@ impl Store {
                             .push((sp.key.clone(), format!("{} (content {})", r.id, c.hash)));
                         continue;
                     }
-                    if let Err(e) = self.read_chunk_verified(&tenant.key, &r.id) {
+                    if let Err(e) = self.read_chunk_from_disk(&tenant.key, &r.id) {
                         report
                             .hash_mismatches
                             .push((sp.key.clone(), format!("{e} (content {})", c.hash)));
