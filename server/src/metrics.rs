@@ -32,8 +32,19 @@ struct StatusLabels {
 /// client must not be able to grow the label set).
 fn method_label(method: &Method) -> &'static str {
     const KNOWN: &[&str] = &[
-        "GET", "HEAD", "PUT", "DELETE", "OPTIONS", "POST", "PROPFIND", "PROPPATCH", "MKCOL",
-        "COPY", "MOVE", "LOCK", "UNLOCK",
+        "GET",
+        "HEAD",
+        "PUT",
+        "DELETE",
+        "OPTIONS",
+        "POST",
+        "PROPFIND",
+        "PROPPATCH",
+        "MKCOL",
+        "COPY",
+        "MOVE",
+        "LOCK",
+        "UNLOCK",
     ];
     let m = method.as_str();
     KNOWN.iter().find(|k| **k == m).copied().unwrap_or("other")

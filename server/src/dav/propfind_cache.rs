@@ -7,10 +7,13 @@ use std::sync::Arc;
 use super::xml::{parse_propfind, Propfind, XmlError};
 use crate::limits::{PROPFIND_CACHE_BODY_MAX, PROPFIND_CACHE_ENTRIES};
 
+/// A body's bytes and what they parse to.
+type Entry = (Box<[u8]>, Arc<Propfind>);
+
 thread_local! {
     /// Most recently used first. Bodies are compared byte for byte, so a hit returns
     /// exactly what parsing the same bytes returns.
-    static RECENT: RefCell<Vec<(Box<[u8]>, Arc<Propfind>)>> = const { RefCell::new(Vec::new()) };
+    static RECENT: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
 }
 
 /// `parse_propfind(body)`, from this thread's cache when the same bytes were parsed lately.
@@ -51,9 +54,8 @@ mod tests {
         assert!(Arc::ptr_eq(&first, &again), "second parse was not a hit");
         assert_eq!(*again, parse_propfind(BODY).unwrap());
         for i in 0..3 * PROPFIND_CACHE_ENTRIES {
-            let body = format!(
-                r#"<d:propfind xmlns:d="DAV:"><d:prop><d:p{i}/></d:prop></d:propfind>"#
-            );
+            let body =
+                format!(r#"<d:propfind xmlns:d="DAV:"><d:prop><d:p{i}/></d:prop></d:propfind>"#);
             let p = parse_propfind_cached(body.as_bytes()).unwrap();
             assert_eq!(*p, parse_propfind(body.as_bytes()).unwrap());
         }

@@ -80,11 +80,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resp 
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let principal = match app
-        .auth
-        .authenticate(auth_header, peer.ip())
-        .await
-    {
+    let principal = match app.auth.authenticate(auth_header, peer.ip()).await {
         Ok(p) => p,
         Err(e) => return unauthorized(&app, &e),
     };

@@ -9,8 +9,8 @@ use skab_engine::ns::EntryInfo;
 use super::common::{content_type, engine_error, etag, is_dir, read_xml_body, time_of};
 use crate::dav::headers::{parse_depth, Depth};
 use crate::dav::path::SpacePath;
-use crate::dav::status::xml_error;
 use crate::dav::propfind_cache::parse_propfind_cached;
+use crate::dav::status::xml_error;
 use crate::dav::xml::{DavCondition, Multistatus, PropName, PropWriter, Propfind};
 use crate::http::response::{condition, multistatus, text, Resp};
 use crate::http::service::Ctx;
@@ -63,7 +63,10 @@ pub async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
         }
     };
     let listed = if depth == Depth::Zero {
-        ctx.app.store.stat(&ctx.space, &ctx.names).map(|i| (i, Vec::new()))
+        ctx.app
+            .store
+            .stat(&ctx.space, &ctx.names)
+            .map(|i| (i, Vec::new()))
     } else {
         ctx.app.store.list(&ctx.space, &ctx.names)
     };
