@@ -73,6 +73,9 @@ pub(crate) struct ChunkRecovery {
     pub from_checkpoint: u64,
     pub scanned_records: u64,
     pub torn_bytes: u64,
+    /// Bytes skipped inside packs because records there failed their checks while valid
+    /// records followed (damage, not a torn tail: nothing after it is cut).
+    pub damaged_bytes: u64,
 }
 
 pub(crate) struct ChunkStore {
@@ -156,7 +159,7 @@ impl ChunkStore {
             } else {
                 PACK_HEADER_LEN
             };
-            let valid = scan_pack(file.as_ref(), pack, start, file_len, |loc| {
+            let mut found = |loc: Located| {
                 rec.scanned_records += 1;
                 index.insert(
                     loc.id,
@@ -167,14 +170,31 @@ impl ChunkStore {
                         refs: 0,
                     },
                 );
-            })?;
+            };
+            let mut valid = scan_pack(file.as_ref(), pack, start, file_len, &mut found)?;
+            // A record that fails its checks with valid records after it is damage (a bit
+            // flip, a bad sector), not a torn tail: keep scanning after it, so the records
+            // (acknowledged uploads) behind it are neither forgotten nor cut.
+            while valid < file_len {
+                let Some(next) = next_valid_record(file.as_ref(), valid + 1, file_len)? else {
+                    break;
+                };
+                tracing::error!(
+                    pack = pack.0,
+                    from = valid,
+                    to = next,
+                    "damaged pack records skipped; scrub will name the chunks they held"
+                );
+                rec.damaged_bytes += next - valid;
+                valid = scan_pack(file.as_ref(), pack, next, file_len, &mut found)?;
+            }
             if valid < file_len {
                 if !is_last {
                     tracing::error!(
                         pack = pack.0,
                         valid,
                         file_len,
-                        "damaged records inside a sealed pack"
+                        "damaged records at the end of a sealed pack"
                     );
                 } else {
                     tracing::warn!(
@@ -187,6 +207,7 @@ impl ChunkStore {
                 }
                 rec.torn_bytes += file_len - valid;
             }
+            let valid = if is_last { valid } else { file_len };
             usage.entry(pack).or_default().total = valid - PACK_HEADER_LEN;
             files.insert(pack, file);
             last = Some((pack, valid));
@@ -542,7 +563,7 @@ fn scan_pack(
     pack: PackId,
     start: u64,
     end: u64,
-    mut found: impl FnMut(Located),
+    found: &mut impl FnMut(Located),
 ) -> Result<u64> {
     let mut pos = start;
     let mut header = [0u8; RECORD_HEADER_LEN as usize];
@@ -571,6 +592,50 @@ fn scan_pack(
         pos = data_end;
     }
     Ok(pos)
+}
+
+/// The offset of the first whole, checksum-valid record starting in `from..end`, if any.
+fn next_valid_record(file: &dyn StorageFile, from: u64, end: u64) -> Result<Option<u64>> {
+    const WINDOW: usize = 1 << 20;
+    let magic = format::RECORD_MAGIC;
+    let mut buf = vec![0u8; WINDOW];
+    let mut base = from;
+    while base + RECORD_HEADER_LEN <= end {
+        let n = ((end - base) as usize).min(WINDOW);
+        file.read_exact_at(&mut buf[..n], base)?;
+        let mut i = 0;
+        while let Some(k) = buf[i..n].windows(magic.len()).position(|w| w == magic) {
+            let pos = base + (i + k) as u64;
+            if pos + RECORD_HEADER_LEN > end {
+                return Ok(None);
+            }
+            if record_is_valid(file, pos, end)? {
+                return Ok(Some(pos));
+            }
+            i += k + 1;
+        }
+        if n < WINDOW {
+            break;
+        }
+        // Overlap so a magic split across windows is still seen.
+        base += (WINDOW - magic.len()) as u64;
+    }
+    Ok(None)
+}
+
+fn record_is_valid(file: &dyn StorageFile, pos: u64, end: u64) -> Result<bool> {
+    let mut header = [0u8; RECORD_HEADER_LEN as usize];
+    file.read_exact_at(&mut header, pos)?;
+    let Ok(h) = format::parse_record_header(&header) else {
+        return Ok(false);
+    };
+    let data_end = pos + RECORD_HEADER_LEN + h.len as u64;
+    if data_end > end {
+        return Ok(false);
+    }
+    let mut data = vec![0u8; h.len as usize];
+    file.read_exact_at(&mut data, pos + RECORD_HEADER_LEN)?;
+    Ok(crc32c::crc32c(&data) == h.data_crc)
 }
 
 #[cfg(test)]
@@ -712,6 +777,38 @@ mod tests {
         assert_eq!(rep.corrupt.len(), 1);
         assert_eq!(rep.corrupt[0].0, all[0].0);
         assert_eq!(rep.chunks_checked, 3);
+    }
+
+    #[test]
+    fn damage_inside_the_last_pack_keeps_the_records_after_it() {
+        let plan = FaultPlan::new();
+        let storage = Arc::new(FaultyStorage::new(MemStorage::new(), plan.clone()));
+        let (store, _) = ChunkStore::open(storage.clone()).unwrap();
+        let all = put_all(&store, 5);
+        drop(store);
+        // A bit flipped in the data of the second record (chunk 0 is 1000 bytes).
+        let second = PACK_HEADER_LEN + RECORD_HEADER_LEN + 1000;
+        plan.flip_bit_on_read(&pack_name(PackId(1)), second + RECORD_HEADER_LEN + 10, 5);
+        let (store, rec) = ChunkStore::open(storage.clone()).unwrap();
+        assert_eq!(rec.torn_bytes, 0, "damage was taken for a torn tail");
+        assert_eq!(rec.damaged_bytes, RECORD_HEADER_LEN + all[1].1.len() as u64);
+        assert!(!store.contains(&all[1].0));
+        for (i, (id, d)) in all.iter().enumerate().filter(|(i, _)| *i != 1) {
+            assert_eq!(&store.read_raw(id).unwrap()[..], &d[..], "record {i} lost");
+        }
+        // Appending continues after the last valid record and survives a restart.
+        let more: Vec<_> = (50..53).map(|i| chunk(i, 700)).collect();
+        let mut last = Pos::default();
+        for (id, d) in &more {
+            last = store.put(*id, d).unwrap();
+        }
+        store.wait_durable_blocking(last).unwrap();
+        drop(store);
+        let (store, rec) = ChunkStore::open(storage).unwrap();
+        assert_eq!(rec.torn_bytes, 0);
+        for (id, d) in all.iter().skip(2).chain(more.iter()) {
+            assert_eq!(&store.read_raw(id).unwrap()[..], &d[..]);
+        }
     }
 
     #[test]

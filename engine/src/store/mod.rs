@@ -112,6 +112,8 @@ pub struct RecoveryReport {
     pub chunks_from_checkpoint: u64,
     pub chunk_records_scanned: u64,
     pub pack_torn_bytes: u64,
+    /// Bytes of damaged records skipped inside packs (valid records followed them).
+    pub pack_damaged_bytes: u64,
     /// Chunks the namespace names but the packs lack (data loss to investigate).
     pub chunks_missing: u64,
     pub io_backend: &'static str,
@@ -280,6 +282,7 @@ impl Store {
             chunks_from_checkpoint: chunk_rec.from_checkpoint,
             chunk_records_scanned: chunk_rec.scanned_records,
             pack_torn_bytes: chunk_rec.torn_bytes,
+            pack_damaged_bytes: chunk_rec.damaged_bytes,
             io_backend: storage.kind(),
             ..Default::default()
         };
