@@ -119,7 +119,7 @@ struct Workers {
 
 impl Workers {
     fn start(count: usize) -> anyhow::Result<Workers> {
-        assert!(count >= 1 && count <= WORKERS_MAX);
+        assert!((1..=WORKERS_MAX).contains(&count));
         let (stop, _) = watch::channel(false);
         let mut senders = Vec::with_capacity(count);
         let mut threads = Vec::with_capacity(count);
