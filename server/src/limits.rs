@@ -94,6 +94,9 @@ pub const ARGON2_P_COST_MAX: u32 = 16;
 pub const CREDENTIAL_CACHE_TTL_S_DEFAULT: u64 = 300;
 /// Default size of the verified-credential cache, entries (about 100 bytes each).
 pub const CREDENTIAL_CACHE_ENTRIES_DEFAULT: usize = 100_000;
+/// Password verifications in progress that later identical ones can join, count (about
+/// 150 bytes each); beyond it a verification runs unshared.
+pub const ARGON2_FLIGHTS_MAX: usize = 65_536;
 /// Shards of the credential cache and the throttle tables, count (lock contention).
 pub const AUTH_TABLE_SHARDS: usize = 64;
 /// Default: failures of one account before it is slowed down, count.

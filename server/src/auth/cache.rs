@@ -43,7 +43,9 @@ impl CredentialCache {
         }
     }
 
-    fn digest(&self, tenant: &TenantName, user: &UserName, password: &str) -> blake3::Hash {
+    /// Keyed BLAKE3 of (tenant, user, password) under the per-process key: what the cache
+    /// stores, and the key under which concurrent verifications are shared (`flight`).
+    pub fn digest(&self, tenant: &TenantName, user: &UserName, password: &str) -> blake3::Hash {
         let mut h = blake3::Hasher::new_keyed(&self.key);
         for part in [tenant.as_str(), user.as_str()] {
             h.update(&(part.len() as u64).to_le_bytes());

@@ -3,6 +3,7 @@
 //! Design, costs and the order of checks: `docs/auth.md`.
 
 pub mod cache;
+pub mod flight;
 pub mod jwt;
 pub mod password;
 pub mod throttle;
@@ -17,11 +18,12 @@ use crate::users::{now_unix, parse_login, TenantName, TokenId, UserDb, UserName}
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use cache::CredentialCache;
+use flight::Flights;
 use jwt::JwtVerifier;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use throttle::{Throttle, ThrottleConfig};
@@ -141,6 +143,8 @@ pub struct Authenticator {
     throttle: Throttle,
     jwt: JwtVerifier,
     hash_slots: Arc<Semaphore>,
+    flights: Flights<AuthError>,
+    argon2_runs: Arc<AtomicU64>,
     challenges: Vec<String>,
     last_refresh: Mutex<Instant>,
     refreshing: Arc<AtomicBool>,
@@ -176,6 +180,8 @@ impl Authenticator {
             }),
             jwt,
             hash_slots: Arc::new(Semaphore::new(slots.max(1))),
+            flights: Flights::new(),
+            argon2_runs: Arc::new(AtomicU64::new(0)),
             challenges,
             last_refresh: Mutex::new(Instant::now()),
             refreshing: Arc::new(AtomicBool::new(false)),
@@ -186,6 +192,16 @@ impl Authenticator {
     /// The user database.
     pub fn db(&self) -> &Arc<UserDb> {
         &self.db
+    }
+
+    /// Password verifications (argon2 runs) done since start.
+    pub fn argon2_runs(&self) -> u64 {
+        self.argon2_runs.load(Ordering::Relaxed)
+    }
+
+    /// Password verifications in progress that a concurrent identical login would join.
+    pub fn argon2_in_flight(&self) -> usize {
+        self.flights.len()
     }
 
     /// `WWW-Authenticate` values to send with a 401, one header each.
@@ -302,7 +318,7 @@ impl Authenticator {
             .map_err(|retry_after| AuthError::Throttled { retry_after })?;
         // 4. argon2 (against a dummy hash for a missing user, to cost the same).
         let mut ok = self
-            .verify(creds.as_ref().map(|c| &*c.phc), password)
+            .verify_shared(&tenant, &user, creds.as_ref(), password)
             .await?;
         if !ok && !refreshed {
             // The password may have just been changed by `skab user passwd`.
@@ -316,7 +332,7 @@ impl Authenticator {
                 creds = fresh;
                 if changed {
                     ok = self
-                        .verify(creds.as_ref().map(|c| &*c.phc), password)
+                        .verify_shared(&tenant, &user, creds.as_ref(), password)
                         .await?;
                 }
             }
@@ -339,6 +355,24 @@ impl Authenticator {
         }
     }
 
+    /// `verify`, shared with concurrent verifications of the same password for the same user
+    /// against the same stored hash (single-flight, see `flight`).
+    async fn verify_shared(
+        &self,
+        tenant: &TenantName,
+        user: &UserName,
+        creds: Option<&crate::users::Credentials>,
+        password: &str,
+    ) -> Result<bool, AuthError> {
+        let key = (
+            self.cache.digest(tenant, user, password),
+            creds.map(|c| c.epoch),
+        );
+        self.flights
+            .run(key, || self.verify(creds.map(|c| &*c.phc), password))
+            .await
+    }
+
     /// Runs argon2 on the blocking pool, at most `hash_concurrency` at once.
     async fn verify(&self, phc: Option<&str>, password: &str) -> Result<bool, AuthError> {
         let exists = phc.is_some();
@@ -349,9 +383,13 @@ impl Authenticator {
             .acquire()
             .await
             .map_err(|e| AuthError::Unavailable(e.to_string()))?;
-        let r = tokio::task::spawn_blocking(move || password::verify_password(&phc, &pw))
-            .await
-            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        let runs = self.argon2_runs.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            runs.fetch_add(1, Ordering::Relaxed);
+            password::verify_password(&phc, &pw)
+        })
+        .await
+        .map_err(|e| AuthError::Unavailable(e.to_string()))?;
         // A stored hash that does not parse is a bad login, not an outage.
         Ok(exists && r.unwrap_or(false))
     }

@@ -244,6 +244,71 @@ async fn cached_password_survives_an_attack_on_the_account() {
     );
 }
 
+#[tokio::test]
+async fn concurrent_identical_logins_share_one_argon2_run() {
+    let (_d, _db, a) = setup(AuthConfig::default());
+    let peer = ip("10.0.0.4");
+    let good = basic("anna@skole", "pw-anna");
+    let wrong = basic("anna@skole", "pw-bo");
+    // A sync client opening several connections at once: every request is polled (and misses
+    // the cache) before any argon2 result is taken up.
+    let rs = futures::future::join_all((0..16).map(|_| a.authenticate(Some(&good), peer))).await;
+    for r in &rs {
+        assert_eq!(r.as_ref().map(|p| p.via), Ok(AuthVia::Password));
+    }
+    assert_eq!(a.argon2_runs(), 1, "16 identical logins, one argon2 run");
+    assert_eq!(a.argon2_in_flight(), 0, "entries are removed when done");
+    // Right and wrong passwords at once: never a shared "true" for the wrong one.
+    let (bo_good, bo_wrong) = (basic("bo@skole", "pw-bo"), basic("bo@skole", "pw-anna"));
+    let rs = futures::future::join_all((0..8).flat_map(|_| {
+        [
+            a.authenticate(Some(&bo_good), peer),
+            a.authenticate(Some(&bo_wrong), peer),
+        ]
+    }))
+    .await;
+    for (i, r) in rs.iter().enumerate() {
+        if i % 2 == 0 {
+            assert_eq!(r.as_ref().map(|p| p.via), Ok(AuthVia::Password), "{i}");
+        } else {
+            assert_eq!(r, &Err(AuthError::BadCredentials), "{i}");
+        }
+    }
+    assert_eq!(a.argon2_runs(), 3, "one run per distinct (user, password)");
+    assert_eq!(a.argon2_in_flight(), 0);
+    // Every participant of a shared failure counts as a failure of the account.
+    let free = AuthConfig::default().account_failures_free as usize;
+    let rs =
+        futures::future::join_all((0..=free).map(|_| a.authenticate(Some(&wrong), peer))).await;
+    assert!(rs.iter().all(|r| r == &Err(AuthError::BadCredentials)));
+    assert_eq!(a.argon2_runs(), 4);
+    let e = a.authenticate(Some(&wrong), peer).await.unwrap_err();
+    assert_eq!(e.status(), http::StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(a.argon2_runs(), 4, "throttled before argon2");
+}
+
+#[tokio::test]
+async fn a_waiting_login_takes_over_when_the_running_one_is_cancelled() {
+    let (_d, _db, a) = setup(AuthConfig::default());
+    let peer = ip("10.0.0.5");
+    let hdr = basic("anna@skole", "pw-anna");
+    let mut first = Box::pin(a.authenticate(Some(&hdr), peer));
+    let mut second = Box::pin(a.authenticate(Some(&hdr), peer));
+    assert!(futures::poll!(first.as_mut()).is_pending());
+    assert!(futures::poll!(second.as_mut()).is_pending());
+    assert_eq!(a.argon2_in_flight(), 1, "the second joined the first");
+    drop(first); // the client of the running login went away
+    assert_eq!(second.await.unwrap().via, AuthVia::Password);
+    assert_eq!(a.argon2_in_flight(), 0);
+    // A cancelled sole participant leaves nothing behind.
+    let bo = basic("bo@skole", "pw-bo");
+    let mut lone = Box::pin(a.authenticate(Some(&bo), peer));
+    assert!(futures::poll!(lone.as_mut()).is_pending());
+    assert_eq!(a.argon2_in_flight(), 1);
+    drop(lone);
+    assert_eq!(a.argon2_in_flight(), 0);
+}
+
 #[test]
 fn parse_authorization_is_pure_and_strict() {
     assert_eq!(
