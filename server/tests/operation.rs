@@ -236,6 +236,46 @@ fn users_added_and_removed_while_running() {
 }
 
 #[test]
+fn users_imported_while_running_log_in_at_the_first_request() {
+    let server = Server::start();
+    // Warm the auth path so the first miss below is not the server's first refresh.
+    assert_eq!(server.client().propfind(&dav(""), "0").status, 207);
+    const N: usize = 40;
+    let phc = skab_server::auth::password::hash_password("imported pw").unwrap();
+    let mut csv = String::from("user,tenant,password\n");
+    for i in 0..N {
+        csv.push_str(&format!("pupil{i},{TENANT},{phc}\n"));
+    }
+    let file = server.data_dir().join("..").join("import.csv");
+    std::fs::write(&file, csv).unwrap();
+    let (ok, out) = skab(
+        &[
+            "user",
+            "import",
+            "--data-dir",
+            server.data_dir().to_str().unwrap(),
+            "--csv",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(ok, "{out}");
+    // All at once, right after the import: the requests that miss while the server is
+    // re-reading the user log must wait for it, not get a 401.
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..N)
+            .map(|i| {
+                let c = server.client_as(&format!("pupil{i}@{TENANT}"), "imported pw");
+                s.spawn(move || c.propfind(&format!("/dav/{TENANT}/pupil{i}/"), "0").status)
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let refused = statuses.iter().filter(|s| **s != 207).count();
+    assert_eq!(refused, 0, "statuses: {statuses:?}");
+}
+
+#[test]
 fn sigterm_lets_a_slow_upload_finish() {
     let mut server = Server::start();
     let data = pseudo_random(9, 300_000);

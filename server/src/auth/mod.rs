@@ -147,6 +147,9 @@ pub struct Authenticator {
     argon2_runs: Arc<AtomicU64>,
     challenges: Vec<String>,
     last_refresh: Mutex<Instant>,
+    /// Refreshes on a miss, one at a time: when the last one ran and whether it changed
+    /// anything. Requests that missed wait here instead of failing (see `refresh_on_miss`).
+    miss_refresh: tokio::sync::Mutex<Option<(Instant, bool)>>,
     refreshing: Arc<AtomicBool>,
     token_use: Mutex<HashMap<TokenUseKey, u64>>,
 }
@@ -184,6 +187,7 @@ impl Authenticator {
             argon2_runs: Arc::new(AtomicU64::new(0)),
             challenges,
             last_refresh: Mutex::new(Instant::now()),
+            miss_refresh: tokio::sync::Mutex::new(None),
             refreshing: Arc::new(AtomicBool::new(false)),
             token_use: Mutex::new(HashMap::new()),
         })
@@ -322,7 +326,7 @@ impl Authenticator {
             .await?;
         if !ok && !refreshed {
             // The password may have just been changed by `skab user passwd`.
-            if self.refresh_on_miss().await? {
+            if self.refresh_unless_recent().await? {
                 let fresh = self.db.credentials(&tenant, &user);
                 let changed = match (&creds, &fresh) {
                     (Some(a), Some(b)) => a.epoch != b.epoch,
@@ -394,8 +398,10 @@ impl Authenticator {
         Ok(exists && r.unwrap_or(false))
     }
 
-    /// Re-reads the user log unless it was read very recently; true if anything changed.
-    async fn refresh_on_miss(&self) -> Result<bool, AuthError> {
+    /// After a wrong password (it may have been changed a moment ago): re-reads the user log
+    /// unless that was done within `USER_DB_REFRESH_ON_MISS_MIN_MS`; never waits for another
+    /// refresh. True if anything changed.
+    async fn refresh_unless_recent(&self) -> Result<bool, AuthError> {
         {
             let mut last = self.last_refresh.lock();
             if last.elapsed() < Duration::from_millis(USER_DB_REFRESH_ON_MISS_MIN_MS) {
@@ -409,6 +415,36 @@ impl Authenticator {
             .map_err(|e| AuthError::Unavailable(e.to_string()))?
             .map_err(|e| AuthError::Unavailable(e.to_string()))?;
         Ok(matches!(r, crate::users::Refresh::Applied(_)))
+    }
+
+    /// Makes sure the user log was re-read after this call began (a user imported a moment
+    /// ago must not get a 401); true if that read changed anything. Misses share refreshes:
+    /// one runs at a time, a refresh that started after a caller's miss answers it, and
+    /// refreshes start at most once per `USER_DB_REFRESH_ON_MISS_MIN_MS` however many
+    /// unknown names arrive.
+    async fn refresh_on_miss(&self) -> Result<bool, AuthError> {
+        let missed_at = Instant::now();
+        let mut gate = self.miss_refresh.lock().await;
+        if let Some((started, changed)) = *gate {
+            if started >= missed_at {
+                return Ok(changed);
+            }
+            let min = Duration::from_millis(USER_DB_REFRESH_ON_MISS_MIN_MS);
+            let since = started.elapsed();
+            if since < min {
+                tokio::time::sleep(min - since).await;
+            }
+        }
+        let started = Instant::now();
+        *self.last_refresh.lock() = started;
+        let db = self.db.clone();
+        let r = tokio::task::spawn_blocking(move || db.refresh())
+            .await
+            .map_err(|e| AuthError::Unavailable(e.to_string()))?
+            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        let changed = matches!(r, crate::users::Refresh::Applied(_));
+        *gate = Some((started, changed));
+        Ok(changed)
     }
 
     /// Re-reads the user log now (e.g. after an admin change made in another process).
