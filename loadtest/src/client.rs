@@ -379,6 +379,16 @@ impl Authn {
                 format!("Bearer {jwt}")
             }
             (AuthKind::Token, _, Some(t)) => format!("Bearer {t}"),
+            _ if !self.cfg.basic_shared_login.is_empty() => {
+                let raw = format!(
+                    "{}:{}",
+                    self.cfg.basic_shared_login, self.cfg.basic_shared_password
+                );
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(raw)
+                )
+            }
             _ => {
                 let raw = format!("{}:{}", user.login(), user.password);
                 format!(
@@ -404,4 +414,17 @@ pub fn home_path(template: &str, user: &crate::users::User) -> String {
     template
         .replace("{tenant}", &enc(&user.tenant))
         .replace("{user}", &enc(&user.user))
+}
+
+/// The collections above a user's home that the template names (prefixes ending in `/` that
+/// contain a placeholder), outermost first: `/{tenant}/` of `/{tenant}/{user}/`.
+pub fn parent_paths(template: &str, user: &crate::users::User) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, _) in template.match_indices('/') {
+        let prefix = &template[..=i];
+        if prefix.len() < template.trim_end_matches('/').len() && prefix.contains('{') {
+            out.push(home_path(prefix, user));
+        }
+    }
+    out
 }

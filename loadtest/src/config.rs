@@ -52,6 +52,10 @@ pub struct AuthCfg {
     pub jwt_audience: String,
     /// Lifetime of a minted JWT, seconds.
     pub jwt_ttl_s: u64,
+    /// When set, every Basic login presents this one account instead of `user@tenant`
+    /// (a peer server configured with a single shared account).
+    pub basic_shared_login: String,
+    pub basic_shared_password: String,
 }
 
 impl Default for AuthCfg {
@@ -64,6 +68,8 @@ impl Default for AuthCfg {
             jwt_issuer: "skab-loadtest".into(),
             jwt_audience: "skab".into(),
             jwt_ttl_s: 36_000,
+            basic_shared_login: String::new(),
+            basic_shared_password: String::new(),
         }
     }
 }
@@ -93,6 +99,16 @@ pub struct SeedCfg {
     /// Size of each seeded file, bytes.
     pub file_size_bytes: u64,
     pub concurrency: usize,
+    /// Every user's `file-k.bin` gets the same bytes (a deduplicating server stores them once;
+    /// a large population then needs little disk). Default: unique per user.
+    pub shared_content: bool,
+    /// Also MKCOL the collections above the home that the home template names (e.g.
+    /// `/{tenant}/` of `/{tenant}/{user}/`), once each, before the homes: for servers that do
+    /// not make homes themselves. 201 and 405 (exists) are accepted.
+    pub mkcol_parents: bool,
+    /// MKCOL each home before its files (201, or 405 when the server made it already). Off
+    /// for servers that make homes themselves (skab): a third fewer seed requests.
+    pub mkcol_home: bool,
 }
 
 impl Default for SeedCfg {
@@ -101,6 +117,9 @@ impl Default for SeedCfg {
             files_per_user: 2,
             file_size_bytes: 16_384,
             concurrency: crate::limits::SEED_CONCURRENCY_DEFAULT,
+            shared_content: false,
+            mkcol_parents: false,
+            mkcol_home: true,
         }
     }
 }
@@ -303,6 +322,9 @@ impl Config {
         }
         if self.seed.file_size_bytes > crate::limits::FILE_SIZE_MAX || self.seed.concurrency == 0 {
             bail!("seed: file_size_bytes <= 64 MiB and concurrency >= 1");
+        }
+        if a.basic_shared_login.is_empty() != a.basic_shared_password.is_empty() {
+            bail!("auth: set both basic_shared_login and basic_shared_password, or neither");
         }
         if !self.target.home.contains("{user}") {
             bail!("target.home must contain {{user}}");

@@ -103,20 +103,21 @@ async fn session(ctx: &Arc<Ctx>, i: usize, sched: Instant) -> bool {
     };
     let body = Bytes::from_static(PROPFIND_BODY.as_bytes());
     let hdr1 = propfind_headers(&auth, "1");
-    if ctx
-        .op(
-            op,
-            sched,
-            i,
-            propfind(),
-            &home,
-            &hdr1,
-            body.clone(),
-            &[207],
-            false,
-        )
-        .await
-        .is_none()
+    // Requests are boxed: a session spends most of its life asleep between polls, and its
+    // future is only as large as its largest state (an inline request future is kilobytes).
+    if Box::pin(ctx.op(
+        op,
+        sched,
+        i,
+        propfind(),
+        &home,
+        &hdr1,
+        body.clone(),
+        &[207],
+        false,
+    ))
+    .await
+    .is_none()
     {
         return false;
     }
@@ -125,7 +126,7 @@ async fn session(ctx: &Arc<Ctx>, i: usize, sched: Instant) -> bool {
     for k in 0..files {
         let path = format!("{home}file-{k}.bin");
         let at = Instant::now();
-        ctx.op(
+        Box::pin(ctx.op(
             "get",
             at,
             i,
@@ -135,7 +136,7 @@ async fn session(ctx: &Arc<Ctx>, i: usize, sched: Instant) -> bool {
             Bytes::new(),
             &[200],
             false,
-        )
+        ))
         .await;
     }
     ctx.rec.record("session", sched, None);
@@ -148,7 +149,7 @@ async fn session(ctx: &Arc<Ctx>, i: usize, sched: Instant) -> bool {
         if !wait_until(ctx, at).await {
             break;
         }
-        ctx.op(
+        Box::pin(ctx.op(
             "poll",
             at,
             i,
@@ -158,7 +159,7 @@ async fn session(ctx: &Arc<Ctx>, i: usize, sched: Instant) -> bool {
             body.clone(),
             &[207],
             false,
-        )
+        ))
         .await;
         n += 1;
     }
