@@ -63,7 +63,7 @@ pub async fn run(ctx: Arc<Ctx>, pupils: u64) -> ExamOut {
     let failed = Arc::new(AtomicU64::new(0));
     let templ = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let mut handles = Vec::new();
+    let mut handles = tokio::task::JoinSet::new();
     let mut started = 0u64;
     for (i, t) in times.iter().enumerate() {
         let sched = start + ctx.wall(*t);
@@ -79,7 +79,7 @@ pub async fn run(ctx: Arc<Ctx>, pupils: u64) -> ExamOut {
             templ.clone(),
             template.clone(),
         );
-        handles.push(tokio::spawn(async move {
+        handles.spawn(async move {
             ctx2.rec.sessions_started.fetch_add(1, Ordering::Relaxed);
             ctx2.rec.sessions_live.fetch_add(1, Ordering::Relaxed);
             match upload(&ctx2, i, sched, &template2, &templ2).await {
@@ -90,14 +90,11 @@ pub async fn run(ctx: Arc<Ctx>, pupils: u64) -> ExamOut {
             }
             ctx2.rec.sessions_live.fetch_sub(1, Ordering::Relaxed);
             ctx2.rec.sessions_done.fetch_add(1, Ordering::Relaxed);
-        }));
-        if handles.len() >= 1 << 16 {
-            handles.retain(|h| !h.is_finished());
-        }
+        });
+        // Reap what finished (amortised O(1): a JoinSet keeps finished tasks apart).
+        while handles.try_join_next().is_some() {}
     }
-    for h in handles {
-        let _ = h.await;
-    }
+    while handles.join_next().await.is_some() {}
     let upload_phase_s = start.elapsed().as_secs_f64();
     let acked = std::mem::take(&mut *acked.lock());
     let mut out = ExamOut {
@@ -185,7 +182,7 @@ async fn verify(ctx: &Arc<Ctx>, acked: Vec<Acked>, out: &mut ExamOut) {
     let lost = Arc::new(AtomicU64::new(0));
     let corrupted = Arc::new(AtomicU64::new(0));
     let errs = Arc::new(AtomicU64::new(0));
-    let mut handles = Vec::new();
+    let mut handles = tokio::task::JoinSet::new();
     for a in acked {
         let Ok(permit) = sem.clone().acquire_owned().await else {
             break;
@@ -197,7 +194,7 @@ async fn verify(ctx: &Arc<Ctx>, acked: Vec<Acked>, out: &mut ExamOut) {
             corrupted.clone(),
             errs.clone(),
         );
-        handles.push(tokio::spawn(async move {
+        handles.spawn(async move {
             let _permit = permit;
             let Some(user) = ctx2.users.get(a.pupil % ctx2.users.len()) else {
                 e.fetch_add(1, Ordering::Relaxed);
@@ -238,14 +235,11 @@ async fn verify(ctx: &Arc<Ctx>, acked: Vec<Acked>, out: &mut ExamOut) {
                     e.fetch_add(1, Ordering::Relaxed);
                 }
             }
-        }));
-        if handles.len() >= 1 << 14 {
-            handles.retain(|h| !h.is_finished());
-        }
+        });
+        // Reap what finished (amortised O(1): a JoinSet keeps finished tasks apart).
+        while handles.try_join_next().is_some() {}
     }
-    for h in handles {
-        let _ = h.await;
-    }
+    while handles.join_next().await.is_some() {}
     out.verify_ran = true;
     out.verified = verified.load(Ordering::Relaxed);
     out.lost = lost.load(Ordering::Relaxed);

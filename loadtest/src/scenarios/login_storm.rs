@@ -34,7 +34,7 @@ pub async fn run(ctx: Arc<Ctx>, sessions: u64) -> LoginStormOut {
         },
     );
     let start = Instant::now();
-    let mut handles = Vec::with_capacity(times.len().min(1 << 20));
+    let mut handles = tokio::task::JoinSet::new();
     let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut started = 0u64;
@@ -46,7 +46,7 @@ pub async fn run(ctx: Arc<Ctx>, sessions: u64) -> LoginStormOut {
         ctx.rec.record_lag(sched);
         started += 1;
         let (ctx2, ok, bad) = (ctx.clone(), done.clone(), failed.clone());
-        let h = tokio::spawn(async move {
+        handles.spawn(async move {
             ctx2.rec
                 .sessions_started
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -63,15 +63,10 @@ pub async fn run(ctx: Arc<Ctx>, sessions: u64) -> LoginStormOut {
                 .sessions_done
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         });
-        handles.push(h);
-        // Reap finished sessions now and then so a million handles do not pile up.
-        if handles.len() >= 1 << 16 {
-            handles.retain(|h| !h.is_finished());
-        }
+        // Reap what finished (amortised O(1): a JoinSet keeps finished tasks apart).
+        while handles.try_join_next().is_some() {}
     }
-    for h in handles {
-        let _ = h.await;
-    }
+    while handles.join_next().await.is_some() {}
     let scale = ctx.time_scale;
     LoginStormOut {
         sessions_planned: sessions,

@@ -56,7 +56,7 @@ pub async fn run(ctx: Arc<Ctx>, files_per_user: u32) -> SchoolDayOut {
     let made = Arc::new(Mutex::new(Made::default()));
     let start = Instant::now();
     let step = c.duration_s / n as f64;
-    let mut handles = Vec::new();
+    let mut handles = tokio::task::JoinSet::new();
     let mut started = 0u64;
     for j in 0..n {
         let sched = start + ctx.wall(j as f64 * step);
@@ -77,7 +77,7 @@ pub async fn run(ctx: Arc<Ctx>, files_per_user: u32) -> SchoolDayOut {
         }
         let u = rng.gen_range(0..ctx.users.len());
         let (ctx2, made2, template2) = (ctx.clone(), made.clone(), template.clone());
-        handles.push(tokio::spawn(async move {
+        handles.spawn(async move {
             one(
                 &ctx2,
                 j,
@@ -90,14 +90,11 @@ pub async fn run(ctx: Arc<Ctx>, files_per_user: u32) -> SchoolDayOut {
                 &mut rng,
             )
             .await;
-        }));
-        if handles.len() >= 1 << 16 {
-            handles.retain(|h| !h.is_finished());
-        }
+        });
+        // Reap what finished (amortised O(1): a JoinSet keeps finished tasks apart).
+        while handles.try_join_next().is_some() {}
     }
-    for h in handles {
-        let _ = h.await;
-    }
+    while handles.join_next().await.is_some() {}
     SchoolDayOut {
         ops_planned: n,
         ops_started: started,

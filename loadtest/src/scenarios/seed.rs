@@ -47,7 +47,7 @@ pub async fn run(ctx: Arc<Ctx>, files_per_user: u32) -> SeedOut {
         Vec::new()
     };
     let shared = Arc::new(shared);
-    let mut handles = Vec::new();
+    let mut handles = tokio::task::JoinSet::new();
     for u in 0..ctx.users.len() {
         if ctx.past_deadline() {
             break;
@@ -63,7 +63,7 @@ pub async fn run(ctx: Arc<Ctx>, files_per_user: u32) -> SeedOut {
             template.clone(),
             shared.clone(),
         );
-        handles.push(tokio::spawn(async move {
+        handles.spawn(async move {
             let _permit = permit;
             let Some(user) = ctx2.users.get(u) else {
                 return;
@@ -130,14 +130,11 @@ pub async fn run(ctx: Arc<Ctx>, files_per_user: u32) -> SeedOut {
                     }
                 }
             }
-        }));
-        if handles.len() >= 1 << 14 {
-            handles.retain(|h| !h.is_finished());
-        }
+        });
+        // Reap what finished (amortised O(1): a JoinSet keeps finished tasks apart).
+        while handles.try_join_next().is_some() {}
     }
-    for h in handles {
-        let _ = h.await;
-    }
+    while handles.join_next().await.is_some() {}
     SeedOut {
         users: ctx.users.len() as u64,
         files_per_user,
