@@ -21,7 +21,7 @@
 #                          the rest present an IdP JWT (HS256)
 #   PEERS ["rclone"]       peers to run after skab: any of "rclone apache"; "" for skab only
 #   SERVERS                overrides the whole list, e.g. "rclone" alone (default: "skab $PEERS")
-#   SCENARIOS ["login-storm exam-peak"]
+#   SCENARIOS ["login-storm exam-peak"]   "" to only seed and measure the population's RSS
 #   SKIP_SEED [0]          1: no files are seeded (homes only on the peers) and sessions open none
 #   SEED_FILES [2]         files per home; SEED_FILE_SIZE [4096] bytes; SEED_CONCURRENCY [64]
 #   SEED_SHARED [1]        1: every user's file-k has the same bytes (skab stores them once)
@@ -31,6 +31,9 @@
 #   WORK_DIR [/var/tmp]    where images and scratch live; BASE_PORT [18700]
 #   SKIP_BUILD=1           use the existing target/release binaries; NO_INSTALL=1: no apt-get
 #   MAX_WALL_EXTRA [3600]  seconds a run may overrun its schedule before it is cut (and failed)
+#   NICE [0]               niceness of the servers and the generator alike (10 on a shared machine;
+#                          never nice only one of them: a starved generator starts late, and its lag
+#                          counts as latency)
 # Exit status: 0 when every run passed its thresholds, 3 when one missed them, 1 on error.
 set -euo pipefail
 
@@ -46,7 +49,7 @@ BASIC_SHARE="${BASIC_SHARE:-0.02}"
 TOKEN_SHARE="${TOKEN_SHARE:-0}"
 PEERS="${PEERS-rclone}"
 SERVERS="${SERVERS:-skab $PEERS}"
-SCENARIOS="${SCENARIOS:-login-storm exam-peak}"
+SCENARIOS="${SCENARIOS-login-storm exam-peak}"
 SKIP_SEED="${SKIP_SEED:-0}"
 SEED_FILES="${SEED_FILES:-2}"
 SEED_FILE_SIZE="${SEED_FILE_SIZE:-4096}"
@@ -59,6 +62,7 @@ IMG_SIZE="${IMG_SIZE:-45G}"
 WORK_DIR="${WORK_DIR:-/var/tmp}"
 BASE_PORT="${BASE_PORT:-18700}"
 MAX_WALL_EXTRA="${MAX_WALL_EXTRA:-3600}"
+NICE="${NICE:-0}"
 BIN="$REPO/target/release"
 SECRET="loadtest-full-$RANDOM$RANDOM$RANDOM"
 CLK_TCK="$(getconf CLK_TCK)"
@@ -81,10 +85,12 @@ RESULTS="$(cd "$RESULTS" && pwd)"
 # ---- cleanup: stop what we started, unmount, remove the scratch dir --------------------------
 SRV_PID=""
 SAMPLER_PID=""
+LT_PID=""
 MNT=""
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  [ -n "$LT_PID" ] && kill "$LT_PID" 2>/dev/null && wait "$LT_PID" 2>/dev/null || true
   [ -n "$SAMPLER_PID" ] && kill "$SAMPLER_PID" 2>/dev/null || true
   stop_server || true
   if [ -n "$MNT" ] && mountpoint -q "$MNT"; then umount "$MNT" || true; fi
@@ -131,7 +137,7 @@ files_max=2
 [ "$SKIP_SEED" = 1 ] && files_max=0
 [ "$SEED_FILES" -lt "$files_max" ] && files_max="$SEED_FILES"
 files_min=$(( files_max > 0 ? 1 : 0 ))
-common_toml() { # the parts every server shares
+common_toml() { # the parts every server shares; $1: whether homes (and parents) need MKCOL
   cat <<EOF
 [connections]
 max = $CONNECTIONS
@@ -143,6 +149,7 @@ file_size_bytes = $SEED_FILE_SIZE
 concurrency = $SEED_CONCURRENCY
 shared_content = $([ "$SEED_SHARED" = 1 ] && echo true || echo false)
 mkcol_parents = $1
+mkcol_home = $1
 
 [login_storm]
 files_min = $files_min
@@ -223,13 +230,13 @@ disk_used() { # bytes used on the data file system (after a sync), or the data d
 # ---- servers ------------------------------------------------------------------------------------
 # start_<srv> DATA PORT sets SRV_PID and SRV_PROBE (URL that answers 2xx/3xx/4xx when up).
 start_skab() {
-  "$BIN/skab" serve --config "$WORK/skab.toml" --data-dir "$1" --listen "127.0.0.1:$2" \
+  nice -n "$NICE" "$BIN/skab" serve --config "$WORK/skab.toml" --data-dir "$1" --listen "127.0.0.1:$2" \
     >>"$RUN/server.log" 2>&1 &
   SRV_PID=$!
   SRV_PROBE="http://127.0.0.1:$2/healthz"
 }
 start_rclone() {
-  rclone serve webdav "$1" --addr "127.0.0.1:$2" --htpasswd "$WORK/htpasswd" \
+  nice -n "$NICE" env ${RCLONE_ENV:-} rclone serve webdav "$1" --addr "127.0.0.1:$2" --htpasswd "$WORK/htpasswd" ${RCLONE_FLAGS:-} \
     --log-level ERROR >>"$RUN/server.log" 2>&1 &
   SRV_PID=$!
   SRV_PROBE="http://127.0.0.1:$2/"
@@ -284,7 +291,7 @@ DocumentRoot "$data"
     Require valid-user
 </Directory>
 EOF
-  apache2 -f "$RUN/apache.conf" -DFOREGROUND >>"$RUN/server.log" 2>&1 &
+  nice -n "$NICE" apache2 -f "$RUN/apache.conf" -DFOREGROUND >>"$RUN/server.log" 2>&1 &
   SRV_PID=$!
   SRV_PROBE="http://127.0.0.1:$port/"
 }
@@ -367,7 +374,11 @@ run_lt() { # $1 server, $2 what (seed|login-storm|exam-peak), $3 port; sets resu
   start_sampler "$out/server-tree-peak-rss"
   d0=$(disk_used)
   t0=$(tree_ticks "$SRV_PID")
-  nice -n 5 "$BIN/skab-loadtest" "${args[@]}" >"$out/run.log" 2>&1 || rc=$?
+  # In the background, so that a signal to this script is handled at once (cleanup stops it).
+  nice -n "$NICE" "$BIN/skab-loadtest" "${args[@]}" >"$out/run.log" 2>&1 &
+  LT_PID=$!
+  wait "$LT_PID" || rc=$?
+  LT_PID=""
   t1=$(tree_ticks "$SRV_PID")
   d1=$(disk_used)
   stop_sampler
@@ -412,13 +423,22 @@ for srv in $SERVERS; do
     run_lt "$srv" seed "$port" || { stop_server; umount_data; continue; }
   fi
   rss_seeded=$(rss_now)
+  # A fresh process for every scenario: its peak RSS is the scenario's own, not the seeding's.
+  stop_server
+  "start_$srv" "$MNT" "$port"
+  wait_up
   jq -n --argjson users "$USERS" --argjson a "$rss_started" --argjson b "$rss_seeded" \
-    '{users: $users, rss_after_start: $a, rss_after_seed: $b}' >"$RESULTS/$srv/rss-population.json"
+    --argjson c "$(rss_now)" --argjson files "$([ "$SKIP_SEED" = 1 ] && echo 0 || echo "$SEED_FILES")" \
+    '{users: $users, files_per_user: $files, rss_after_start: $a, rss_after_seed: $b,
+      rss_after_restart: $c}' >"$RESULTS/$srv/rss-population.json"
+  fresh=1
   for sc in $SCENARIOS; do
-    stop_server
-    "start_$srv" "$MNT" "$port"
-    wait_up
-    jq -n --argjson r "$(rss_now)" '{rss_after_restart: $r}' >"$RESULTS/$srv/rss-restart-$sc.json"
+    if [ "$fresh" = 0 ]; then
+      stop_server
+      "start_$srv" "$MNT" "$port"
+      wait_up
+    fi
+    fresh=0
     run_lt "$srv" "$sc" "$port" || true
   done
   stop_server
@@ -460,7 +480,7 @@ done
   echo "login-storm p50/p99: every request (logins, GETs, polls) from its scheduled start. Server RSS and CPU: the whole process tree (peak sampled every second, or VmHWM when larger)."
   for srv in $SERVERS; do
     [ -f "$RESULTS/$srv/rss-population.json" ] &&
-      echo "$srv RSS: $(jq -r '"after start \(.rss_after_start / 1048576 | round) MiB, after seeding \(.rss_after_seed / 1048576 | round) MiB"' "$RESULTS/$srv/rss-population.json")"
+      echo "$srv RSS: $(jq -r '"after start \(.rss_after_start / 1048576 | round) MiB, after seeding \(.rss_after_seed / 1048576 | round) MiB, restarted with the population \(.rss_after_restart / 1048576 | round) MiB (\(.rss_after_restart / .users | round) bytes per user)"' "$RESULTS/$srv/rss-population.json")"
     [ -f "$RESULTS/$srv/seed/result.json" ] &&
       echo "$srv seed: $(jq -r '"\(.requests.total) requests in \(.wall_s | round) s (\(.requests.per_s | round) req/s), \(.requests.errors) errors"' "$RESULTS/$srv/seed/result.json")"
   done
