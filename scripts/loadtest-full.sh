@@ -14,8 +14,11 @@
 # Knobs (environment), defaults in brackets:
 #   SESSIONS [1000000]     login-storm sessions; USERS [= SESSIONS] population, TENANTS [USERS/770, >= 1]
 #   UPLOADS [100000]       exam-peak uploads (pupil i uses user i mod USERS)
-#   TIME_SCALE [2]         login-storm scenario seconds per wall second (window 3600 s + sessions 600 s)
-#   EXAM_TIME_SCALE [5]    exam-peak scenario seconds per wall second (window 1800 s, 80 % in the last 60 s)
+#   TIME_SCALE [1]         login-storm scenario seconds per wall second (window 3600 s + sessions 600 s;
+#                          on 2 shared cores 1,000,000 sessions at 1x peak at ~1,000 logins/s and
+#                          ~12,000 req/s, about what server and generator together can serve)
+#   EXAM_TIME_SCALE [1]    exam-peak scenario seconds per wall second (window 1800 s, 80 % in the last
+#                          60 s: 100,000 uploads at 1x offer ~1,300 uploads/s at the deadline)
 #   BASIC_SHARE [0.02]     share of skab sessions logging in with Basic (argon2 on first login)
 #   TOKEN_SHARE [0]        share presenting an app token (users.csv has none here: they fall back to JWT)
 #                          the rest present an IdP JWT (HS256)
@@ -30,7 +33,14 @@
 #   IMG_SIZE [45G]         sparse ext4 image per server (deleted after it); NO_LOOP=1: plain dir
 #   WORK_DIR [/var/tmp]    where images and scratch live; BASE_PORT [18700]
 #   SKIP_BUILD=1           use the existing target/release binaries; NO_INSTALL=1: no apt-get
-#   MAX_WALL_EXTRA [3600]  seconds a run may overrun its schedule before it is cut (and failed)
+#   STORM_WINDOW_S [3600] STORM_SPREAD [0.1] STORM_SESSION_S [600] STORM_POLL_S [60]
+#                          login-storm arrival window, bump width (fraction of the window), how
+#                          long a session polls and how often (scenario seconds)
+#   EXAM_WINDOW_S [1800]   exam-peak upload window ending at the deadline (80 % in its last 60 s)
+#   MAX_WALL_EXTRA [1800]  seconds a run may overrun its schedule before it is cut (and failed)
+#   RSS_KILL_MIB [60 % of RAM]  a server whose process tree grows past this is killed (its run fails)
+#                          so that one peer cannot take the machine down
+#   RCLONE_ENV, RCLONE_FLAGS    extra environment (e.g. GOMEMLIMIT=4GiB) and flags for rclone
 #   NICE [0]               niceness of the servers and the generator alike (10 on a shared machine;
 #                          never nice only one of them: a starved generator starts late, and its lag
 #                          counts as latency)
@@ -43,8 +53,8 @@ SESSIONS="${SESSIONS:-1000000}"
 USERS="${USERS:-$SESSIONS}"
 TENANTS="${TENANTS:-$(( USERS / 770 > 0 ? USERS / 770 : 1 ))}"
 UPLOADS="${UPLOADS:-100000}"
-TIME_SCALE="${TIME_SCALE:-2}"
-EXAM_TIME_SCALE="${EXAM_TIME_SCALE:-5}"
+TIME_SCALE="${TIME_SCALE:-1}"
+EXAM_TIME_SCALE="${EXAM_TIME_SCALE:-1}"
 BASIC_SHARE="${BASIC_SHARE:-0.02}"
 TOKEN_SHARE="${TOKEN_SHARE:-0}"
 PEERS="${PEERS-rclone}"
@@ -61,8 +71,14 @@ RESULTS="${RESULTS:-/var/tmp/skab-loadtest-full-$(date +%Y%m%d-%H%M%S)}"
 IMG_SIZE="${IMG_SIZE:-45G}"
 WORK_DIR="${WORK_DIR:-/var/tmp}"
 BASE_PORT="${BASE_PORT:-18700}"
-MAX_WALL_EXTRA="${MAX_WALL_EXTRA:-3600}"
+MAX_WALL_EXTRA="${MAX_WALL_EXTRA:-1800}"
+RSS_KILL_MIB="${RSS_KILL_MIB:-$(awk '/^MemTotal:/ { printf "%d", $2 / 1024 * 0.6 }' /proc/meminfo)}"
 NICE="${NICE:-0}"
+STORM_WINDOW_S="${STORM_WINDOW_S:-3600}"
+STORM_SPREAD="${STORM_SPREAD:-0.1}"
+STORM_SESSION_S="${STORM_SESSION_S:-600}"
+STORM_POLL_S="${STORM_POLL_S:-60}"
+EXAM_WINDOW_S="${EXAM_WINDOW_S:-1800}"
 BIN="$REPO/target/release"
 SECRET="loadtest-full-$RANDOM$RANDOM$RANDOM"
 CLK_TCK="$(getconf CLK_TCK)"
@@ -154,6 +170,13 @@ mkcol_home = $1
 [login_storm]
 files_min = $files_min
 files_max = $files_max
+window_s = $STORM_WINDOW_S
+spread = $STORM_SPREAD
+session_s = $STORM_SESSION_S
+poll_every_s = $STORM_POLL_S
+
+[exam_peak]
+window_s = $EXAM_WINDOW_S
 EOF
 }
 {
@@ -295,6 +318,9 @@ EOF
   SRV_PID=$!
   SRV_PROBE="http://127.0.0.1:$port/"
 }
+port_free() { # another process on the port would answer for our server (and its 401s count)
+  if ss -ltnH "sport = :$1" 2>/dev/null | grep -q .; then die "port $1 is in use (set BASE_PORT)"; fi
+}
 wait_up() {
   for _ in $(seq 600); do
     if curl -s -o /dev/null -w '%{http_code}' "$SRV_PROBE" 2>/dev/null | grep -q '^[234]'; then return 0; fi
@@ -329,16 +355,23 @@ tree_ticks() { # utime + stime of the tree's live processes, plus children they 
   done
   echo "$sum"
 }
-start_sampler() { # $1: file the peak tree RSS (bytes) is written to
+start_sampler() { # $1: file the peak tree RSS (bytes) is written to; $1.killed if it hit RSS_KILL_MIB
   (
     peak=0
     while :; do
       rss=0
-      for p in $(tree_pids "$SRV_PID"); do
+      pids=$(tree_pids "$SRV_PID")
+      for p in $pids; do
         r=$(awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$p/status" 2>/dev/null || echo 0)
         rss=$((rss + ${r:-0}))
       done
       [ "$rss" -gt "$peak" ] && peak=$rss && echo "$peak" >"$1"
+      if [ "$rss" -gt $((RSS_KILL_MIB * 1048576)) ]; then
+        echo "$rss" >"$1.killed"
+        log "server RSS $((rss / 1048576)) MiB is over RSS_KILL_MIB=$RSS_KILL_MIB: killing it"
+        kill -KILL $pids 2>/dev/null || true
+        break
+      fi
       sleep 1
     done
   ) &
@@ -367,7 +400,7 @@ run_lt() { # $1 server, $2 what (seed|login-storm|exam-peak), $3 port; sets resu
     exam-peak)
       args=(run exam-peak "${args[@]}" --sessions "$UPLOADS" --time-scale "$EXAM_TIME_SCALE"
         --threshold 'errors=0' --threshold 'lost=0'
-        --max-wall "$(awk -v s="$EXAM_TIME_SCALE" -v x="$MAX_WALL_EXTRA" 'BEGIN { printf "%d", 1800 / s + x }')")
+        --max-wall "$(awk -v s="$EXAM_TIME_SCALE" -v x="$MAX_WALL_EXTRA" -v w="$EXAM_WINDOW_S" 'BEGIN { printf "%d", w / s + x }')")
       ;;
   esac
   log "$srv: $what"
@@ -385,9 +418,10 @@ run_lt() { # $1 server, $2 what (seed|login-storm|exam-peak), $3 port; sets resu
   kill -0 "$SRV_PID" 2>/dev/null || { log "$srv died during $what"; rc=1; }
   jq -n --argjson rc "$rc" --argjson ticks "$((t1 - t0))" --argjson tck "$CLK_TCK" \
     --argjson rss "$(cat "$out/server-tree-peak-rss" 2>/dev/null || echo 0)" \
+    --argjson killed "$([ -f "$out/server-tree-peak-rss.killed" ] && echo true || echo false)" \
     --argjson d0 "${d0:-0}" --argjson d1 "${d1:-0}" --arg fs "$FS_KIND" \
     '{exit_code: $rc, server_tree_cpu_s: ($ticks / $tck), server_tree_peak_rss_bytes: $rss,
-      disk_used_before: $d0, disk_used_after: $d1, fs: $fs}' >"$out/extra.json"
+      killed_over_rss_limit: $killed, disk_used_before: $d0, disk_used_after: $d1, fs: $fs}' >"$out/extra.json"
   tail -n 25 "$out/run.log" >&2
   case "$rc" in
     0) ;;
@@ -413,6 +447,7 @@ for srv in $SERVERS; do
     log "skab: imported $USERS users in $(awk -v a="$t" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
   fi
   [ "$srv" = apache ] && chown -R www-data:www-data "$MNT"
+  port_free "$port"
   "start_$srv" "$MNT" "$port"
   wait_up
   rss_started=$(rss_now)
@@ -425,6 +460,7 @@ for srv in $SERVERS; do
   rss_seeded=$(rss_now)
   # A fresh process for every scenario: its peak RSS is the scenario's own, not the seeding's.
   stop_server
+  port_free "$port"
   "start_$srv" "$MNT" "$port"
   wait_up
   jq -n --argjson users "$USERS" --argjson a "$rss_started" --argjson b "$rss_seeded" \
@@ -435,6 +471,7 @@ for srv in $SERVERS; do
   for sc in $SCENARIOS; do
     if [ "$fresh" = 0 ]; then
       stop_server
+      port_free "$port"
       "start_$srv" "$MNT" "$port"
       wait_up
     fi
@@ -468,7 +505,7 @@ done
         (if .scenario == "exam-peak" and (.exam.logical_bytes_acknowledged // 0) > 0 then
            (($e.disk_used_after - $e.disk_used_before) / .exam.logical_bytes_acknowledged * 100 | round) / 100
          else "" end) as $disk |
-        "| \($srv) | \(.scenario) | \($w[0]) | \(.requests.per_s | round) | \($peakrps | round) | \($w[1] | round) | \($w[2].p50 / 1000 | r(.)) | \($w[2].p99 / 1000 | r(.)) | \(.requests.errors) | \(.exam.lost // "") | \($rss / 1048576 | round) | \($cpu | r(.)) | \($disk) | \(if .passed then "yes" else "**no**" end) |"
+        "| \($srv) | \(.scenario) | \($w[0]) | \(.requests.per_s | round) | \($peakrps | round) | \($w[1] | round) | \($w[2].p50 / 1000 | r(.)) | \($w[2].p99 / 1000 | r(.)) | \(.requests.errors) | \(.exam.lost // "") | \($rss / 1048576 | round) | \($cpu | r(.)) | \($disk) | \(if $e.killed_over_rss_limit then "**no** (killed: RSS over the limit)" elif .passed then "yes" else "**no**" end) |"
       ' "$f"
     done
   done
