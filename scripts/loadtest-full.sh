@@ -29,6 +29,7 @@
 #   SEED_FILES [2]         files per home; SEED_FILE_SIZE [4096] bytes; SEED_CONCURRENCY [64]
 #   SEED_SHARED [1]        1: every user's file-k has the same bytes (skab stores them once)
 #   CONNECTIONS [2000]     requests in flight (generator); SOURCE_ADDRS [1]
+#   GEN_THREADS [0]        generator threads (0: one per CPU; 1: one event loop, ~17 % less CPU)
 #   RESULTS [/var/tmp/skab-loadtest-full-<date>]   results directory (summary.md, per-run dirs)
 #   IMG_SIZE [45G]         sparse ext4 image per server (deleted after it); NO_LOOP=1: plain dir
 #   WORK_DIR [/var/tmp]    where images and scratch live; BASE_PORT [18700]
@@ -41,6 +42,8 @@
 #   RSS_KILL_MIB [60 % of RAM]  a server whose process tree grows past this is killed (its run fails)
 #                          so that one peer cannot take the machine down
 #   RCLONE_ENV, RCLONE_FLAGS    extra environment (e.g. GOMEMLIMIT=4GiB) and flags for rclone
+#   RCLONE_SEED_BATCH [100000]  rclone keeps every directory it served in memory (~10 KB a home):
+#                          it is seeded this many users at a time and restarted in between (0: at once)
 #   NICE [0]               niceness of the servers and the generator alike (10 on a shared machine;
 #                          never nice only one of them: a starved generator starts late, and its lag
 #                          counts as latency)
@@ -67,11 +70,13 @@ SEED_CONCURRENCY="${SEED_CONCURRENCY:-64}"
 SEED_SHARED="${SEED_SHARED:-1}"
 CONNECTIONS="${CONNECTIONS:-2000}"
 SOURCE_ADDRS="${SOURCE_ADDRS:-1}"
+GEN_THREADS="${GEN_THREADS:-0}"
 RESULTS="${RESULTS:-/var/tmp/skab-loadtest-full-$(date +%Y%m%d-%H%M%S)}"
 IMG_SIZE="${IMG_SIZE:-45G}"
 WORK_DIR="${WORK_DIR:-/var/tmp}"
 BASE_PORT="${BASE_PORT:-18700}"
 MAX_WALL_EXTRA="${MAX_WALL_EXTRA:-1800}"
+RCLONE_SEED_BATCH="${RCLONE_SEED_BATCH:-100000}"
 RSS_KILL_MIB="${RSS_KILL_MIB:-$(awk '/^MemTotal:/ { printf "%d", $2 / 1024 * 0.6 }' /proc/meminfo)}"
 NICE="${NICE:-0}"
 STORM_WINDOW_S="${STORM_WINDOW_S:-3600}"
@@ -385,11 +390,11 @@ stop_sampler() {
 
 # ---- one run of skab-loadtest ------------------------------------------------------------------
 FAILED=0
-run_lt() { # $1 server, $2 what (seed|login-storm|exam-peak), $3 port; sets results under RESULTS/srv/what
-  local srv="$1" what="$2" port="$3" out="$RESULTS/$1/$2" rc=0 t0 t1 d0 d1
+run_lt() { # $1 server, $2 what (seed|login-storm|exam-peak), $3 port, [$4 users file, $5 out name]
+  local srv="$1" what="$2" port="$3" users="${4:-$WORK/users.csv}" out="$RESULTS/$1/${5:-$2}" rc=0 t0 t1 d0 d1
   mkdir -p "$out"
-  local -a args=(--target "http://127.0.0.1:$port" --users "$WORK/users.csv"
-    --config "$WORK/lt-$srv.toml" --out "$out" --server-pid "$SRV_PID" --quiet)
+  local -a args=(--target "http://127.0.0.1:$port" --users "$users"
+    --config "$WORK/lt-$srv.toml" --out "$out" --server-pid "$SRV_PID" --threads "$GEN_THREADS" --quiet)
   case "$what" in
     seed) args=(seed "${args[@]}") ;;
     login-storm)
@@ -455,7 +460,23 @@ for srv in $SERVERS; do
     sed -i 's/^files_per_user = .*/files_per_user = 0/' "$WORK/lt-$srv.toml"
   fi
   if [ "$SKIP_SEED" != 1 ] || [ "$srv" != skab ]; then
-    run_lt "$srv" seed "$port" || { stop_server; umount_data; continue; }
+    if [ "$srv" = rclone ] && [ "$RCLONE_SEED_BATCH" -gt 0 ] && [ "$USERS" -gt "$RCLONE_SEED_BATCH" ]; then
+      # rclone keeps every directory it served in memory: seed in batches, restarting between.
+      rm -rf "$WORK/parts" && mkdir -p "$WORK/parts"
+      tail -n +2 "$WORK/users.csv" | split -l "$RCLONE_SEED_BATCH" -d -a 3 - "$WORK/parts/p"
+      seeded=1
+      for part in "$WORK"/parts/p*; do
+        { head -1 "$WORK/users.csv"; cat "$part"; } >"$part.csv"
+        run_lt "$srv" seed "$port" "$part.csv" "seed-${part##*/}" || { seeded=0; break; }
+        stop_server
+        port_free "$port"
+        "start_$srv" "$MNT" "$port"
+        wait_up
+      done
+      [ "$seeded" = 1 ] || { stop_server; umount_data; continue; }
+    else
+      run_lt "$srv" seed "$port" || { stop_server; umount_data; continue; }
+    fi
   fi
   rss_seeded=$(rss_now)
   # A fresh process for every scenario: its peak RSS is the scenario's own, not the seeding's.
@@ -518,8 +539,8 @@ done
   for srv in $SERVERS; do
     [ -f "$RESULTS/$srv/rss-population.json" ] &&
       echo "$srv RSS: $(jq -r '"after start \(.rss_after_start / 1048576 | round) MiB, after seeding \(.rss_after_seed / 1048576 | round) MiB, restarted with the population \(.rss_after_restart / 1048576 | round) MiB (\(.rss_after_restart / .users | round) bytes per user)"' "$RESULTS/$srv/rss-population.json")"
-    [ -f "$RESULTS/$srv/seed/result.json" ] &&
-      echo "$srv seed: $(jq -r '"\(.requests.total) requests in \(.wall_s | round) s (\(.requests.per_s | round) req/s), \(.requests.errors) errors"' "$RESULTS/$srv/seed/result.json")"
+    ls "$RESULTS/$srv"/seed*/result.json >/dev/null 2>&1 &&
+      echo "$srv seed: $(jq -s -r '"\(map(.requests.total) | add) requests in \(map(.wall_s) | add | round) s (\((map(.requests.total) | add) / (map(.wall_s) | add) | round) req/s; \(length) part(s)), \(map(.requests.errors) | add) errors"' "$RESULTS/$srv"/seed*/result.json)"
   done
 } | tee "$RESULTS/summary.md"
 {
