@@ -421,7 +421,7 @@ run_lt() { # $1 server, $2 what (seed|login-storm|exam-peak), $3 port, [$4 users
   d1=$(disk_used)
   stop_sampler
   kill -0 "$SRV_PID" 2>/dev/null || { log "$srv died during $what"; rc=1; }
-  jq -n --argjson rc "$rc" --argjson ticks "$((t1 - t0))" --argjson tck "$CLK_TCK" \
+  jq -n --argjson rc "$rc" --argjson ticks "$((t1 > t0 ? t1 - t0 : 0))" --argjson tck "$CLK_TCK" \
     --argjson rss "$(cat "$out/server-tree-peak-rss" 2>/dev/null || echo 0)" \
     --argjson killed "$([ -f "$out/server-tree-peak-rss.killed" ] && echo true || echo false)" \
     --argjson d0 "${d0:-0}" --argjson d1 "${d1:-0}" --arg fs "$FS_KIND" \
@@ -511,7 +511,14 @@ done
   for srv in $SERVERS; do
     for sc in $SCENARIOS; do
       f="$RESULTS/$srv/$sc/result.json"
-      [ -f "$f" ] || { echo "| $srv | $sc | (no result) |||||||||||"; continue; }
+      if [ ! -f "$f" ]; then
+        why="no result"
+        if cat "$RESULTS/$srv"/*/extra.json 2>/dev/null | jq -e -s 'any(.killed_over_rss_limit)' >/dev/null; then
+          why="no result: the server was killed over RSS_KILL_MIB=$RSS_KILL_MIB"
+        fi
+        echo "| $srv | $sc | ($why) |||||||||||"
+        continue
+      fi
       jq -r --arg srv "$srv" --slurpfile x "$RESULTS/$srv/$sc/extra.json" '
         def r(n): (. * 10 | round) / 10;
         $x[0] as $e |
