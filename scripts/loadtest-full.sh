@@ -14,8 +14,11 @@
 # Knobs (environment), defaults in brackets:
 #   SESSIONS [1000000]     login-storm sessions; USERS [= SESSIONS] population, TENANTS [USERS/770, >= 1]
 #   UPLOADS [100000]       exam-peak uploads (pupil i uses user i mod USERS)
-#   TIME_SCALE [2]         login-storm scenario seconds per wall second (window 3600 s + sessions 600 s)
-#   EXAM_TIME_SCALE [5]    exam-peak scenario seconds per wall second (window 1800 s, 80 % in the last 60 s)
+#   TIME_SCALE [1]         login-storm scenario seconds per wall second (window 3600 s + sessions 600 s;
+#                          on 2 shared cores 1,000,000 sessions at 1x peak at ~1,000 logins/s and
+#                          ~12,000 req/s, about what server and generator together can serve)
+#   EXAM_TIME_SCALE [1]    exam-peak scenario seconds per wall second (window 1800 s, 80 % in the last
+#                          60 s: 100,000 uploads at 1x offer ~1,300 uploads/s at the deadline)
 #   BASIC_SHARE [0.02]     share of skab sessions logging in with Basic (argon2 on first login)
 #   TOKEN_SHARE [0]        share presenting an app token (users.csv has none here: they fall back to JWT)
 #                          the rest present an IdP JWT (HS256)
@@ -26,6 +29,7 @@
 #   SEED_FILES [2]         files per home; SEED_FILE_SIZE [4096] bytes; SEED_CONCURRENCY [64]
 #   SEED_SHARED [1]        1: every user's file-k has the same bytes (skab stores them once)
 #   CONNECTIONS [2000]     requests in flight (generator); SOURCE_ADDRS [1]
+#   GEN_THREADS [0]        generator threads (0: one per CPU; 1: one event loop, ~17 % less CPU)
 #   RESULTS [/var/tmp/skab-loadtest-full-<date>]   results directory (summary.md, per-run dirs)
 #   IMG_SIZE [45G]         sparse ext4 image per server (deleted after it); NO_LOOP=1: plain dir
 #   WORK_DIR [/var/tmp]    where images and scratch live; BASE_PORT [18700]
@@ -34,7 +38,12 @@
 #                          login-storm arrival window, bump width (fraction of the window), how
 #                          long a session polls and how often (scenario seconds)
 #   EXAM_WINDOW_S [1800]   exam-peak upload window ending at the deadline (80 % in its last 60 s)
-#   MAX_WALL_EXTRA [3600]  seconds a run may overrun its schedule before it is cut (and failed)
+#   MAX_WALL_EXTRA [1800]  seconds a run may overrun its schedule before it is cut (and failed)
+#   RSS_KILL_MIB [60 % of RAM]  a server whose process tree grows past this is killed (its run fails)
+#                          so that one peer cannot take the machine down
+#   RCLONE_ENV, RCLONE_FLAGS    extra environment (e.g. GOMEMLIMIT=4GiB) and flags for rclone
+#   RCLONE_SEED_BATCH [100000]  rclone keeps every directory it served in memory (~10 KB a home):
+#                          it is seeded this many users at a time and restarted in between (0: at once)
 #   NICE [0]               niceness of the servers and the generator alike (10 on a shared machine;
 #                          never nice only one of them: a starved generator starts late, and its lag
 #                          counts as latency)
@@ -47,8 +56,8 @@ SESSIONS="${SESSIONS:-1000000}"
 USERS="${USERS:-$SESSIONS}"
 TENANTS="${TENANTS:-$(( USERS / 770 > 0 ? USERS / 770 : 1 ))}"
 UPLOADS="${UPLOADS:-100000}"
-TIME_SCALE="${TIME_SCALE:-2}"
-EXAM_TIME_SCALE="${EXAM_TIME_SCALE:-5}"
+TIME_SCALE="${TIME_SCALE:-1}"
+EXAM_TIME_SCALE="${EXAM_TIME_SCALE:-1}"
 BASIC_SHARE="${BASIC_SHARE:-0.02}"
 TOKEN_SHARE="${TOKEN_SHARE:-0}"
 PEERS="${PEERS-rclone}"
@@ -61,11 +70,14 @@ SEED_CONCURRENCY="${SEED_CONCURRENCY:-64}"
 SEED_SHARED="${SEED_SHARED:-1}"
 CONNECTIONS="${CONNECTIONS:-2000}"
 SOURCE_ADDRS="${SOURCE_ADDRS:-1}"
+GEN_THREADS="${GEN_THREADS:-0}"
 RESULTS="${RESULTS:-/var/tmp/skab-loadtest-full-$(date +%Y%m%d-%H%M%S)}"
 IMG_SIZE="${IMG_SIZE:-45G}"
 WORK_DIR="${WORK_DIR:-/var/tmp}"
 BASE_PORT="${BASE_PORT:-18700}"
-MAX_WALL_EXTRA="${MAX_WALL_EXTRA:-3600}"
+MAX_WALL_EXTRA="${MAX_WALL_EXTRA:-1800}"
+RCLONE_SEED_BATCH="${RCLONE_SEED_BATCH:-100000}"
+RSS_KILL_MIB="${RSS_KILL_MIB:-$(awk '/^MemTotal:/ { printf "%d", $2 / 1024 * 0.6 }' /proc/meminfo)}"
 NICE="${NICE:-0}"
 STORM_WINDOW_S="${STORM_WINDOW_S:-3600}"
 STORM_SPREAD="${STORM_SPREAD:-0.1}"
@@ -252,7 +264,7 @@ start_skab() {
   SRV_PROBE="http://127.0.0.1:$2/healthz"
 }
 start_rclone() {
-  nice -n "$NICE" rclone serve webdav "$1" --addr "127.0.0.1:$2" --htpasswd "$WORK/htpasswd" \
+  nice -n "$NICE" env ${RCLONE_ENV:-} rclone serve webdav "$1" --addr "127.0.0.1:$2" --htpasswd "$WORK/htpasswd" ${RCLONE_FLAGS:-} \
     --log-level ERROR >>"$RUN/server.log" 2>&1 &
   SRV_PID=$!
   SRV_PROBE="http://127.0.0.1:$2/"
@@ -348,16 +360,23 @@ tree_ticks() { # utime + stime of the tree's live processes, plus children they 
   done
   echo "$sum"
 }
-start_sampler() { # $1: file the peak tree RSS (bytes) is written to
+start_sampler() { # $1: file the peak tree RSS (bytes) is written to; $1.killed if it hit RSS_KILL_MIB
   (
     peak=0
     while :; do
       rss=0
-      for p in $(tree_pids "$SRV_PID"); do
+      pids=$(tree_pids "$SRV_PID")
+      for p in $pids; do
         r=$(awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$p/status" 2>/dev/null || echo 0)
         rss=$((rss + ${r:-0}))
       done
       [ "$rss" -gt "$peak" ] && peak=$rss && echo "$peak" >"$1"
+      if [ "$rss" -gt $((RSS_KILL_MIB * 1048576)) ]; then
+        echo "$rss" >"$1.killed"
+        log "server RSS $((rss / 1048576)) MiB is over RSS_KILL_MIB=$RSS_KILL_MIB: killing it"
+        kill -KILL $pids 2>/dev/null || true
+        break
+      fi
       sleep 1
     done
   ) &
@@ -371,11 +390,11 @@ stop_sampler() {
 
 # ---- one run of skab-loadtest ------------------------------------------------------------------
 FAILED=0
-run_lt() { # $1 server, $2 what (seed|login-storm|exam-peak), $3 port; sets results under RESULTS/srv/what
-  local srv="$1" what="$2" port="$3" out="$RESULTS/$1/$2" rc=0 t0 t1 d0 d1
+run_lt() { # $1 server, $2 what (seed|login-storm|exam-peak), $3 port, [$4 users file, $5 out name]
+  local srv="$1" what="$2" port="$3" users="${4:-$WORK/users.csv}" out="$RESULTS/$1/${5:-$2}" rc=0 t0 t1 d0 d1
   mkdir -p "$out"
-  local -a args=(--target "http://127.0.0.1:$port" --users "$WORK/users.csv"
-    --config "$WORK/lt-$srv.toml" --out "$out" --server-pid "$SRV_PID" --quiet)
+  local -a args=(--target "http://127.0.0.1:$port" --users "$users"
+    --config "$WORK/lt-$srv.toml" --out "$out" --server-pid "$SRV_PID" --threads "$GEN_THREADS" --quiet)
   case "$what" in
     seed) args=(seed "${args[@]}") ;;
     login-storm)
@@ -402,11 +421,12 @@ run_lt() { # $1 server, $2 what (seed|login-storm|exam-peak), $3 port; sets resu
   d1=$(disk_used)
   stop_sampler
   kill -0 "$SRV_PID" 2>/dev/null || { log "$srv died during $what"; rc=1; }
-  jq -n --argjson rc "$rc" --argjson ticks "$((t1 - t0))" --argjson tck "$CLK_TCK" \
+  jq -n --argjson rc "$rc" --argjson ticks "$((t1 > t0 ? t1 - t0 : 0))" --argjson tck "$CLK_TCK" \
     --argjson rss "$(cat "$out/server-tree-peak-rss" 2>/dev/null || echo 0)" \
+    --argjson killed "$([ -f "$out/server-tree-peak-rss.killed" ] && echo true || echo false)" \
     --argjson d0 "${d0:-0}" --argjson d1 "${d1:-0}" --arg fs "$FS_KIND" \
     '{exit_code: $rc, server_tree_cpu_s: ($ticks / $tck), server_tree_peak_rss_bytes: $rss,
-      disk_used_before: $d0, disk_used_after: $d1, fs: $fs}' >"$out/extra.json"
+      killed_over_rss_limit: $killed, disk_used_before: $d0, disk_used_after: $d1, fs: $fs}' >"$out/extra.json"
   tail -n 25 "$out/run.log" >&2
   case "$rc" in
     0) ;;
@@ -440,7 +460,23 @@ for srv in $SERVERS; do
     sed -i 's/^files_per_user = .*/files_per_user = 0/' "$WORK/lt-$srv.toml"
   fi
   if [ "$SKIP_SEED" != 1 ] || [ "$srv" != skab ]; then
-    run_lt "$srv" seed "$port" || { stop_server; umount_data; continue; }
+    if [ "$srv" = rclone ] && [ "$RCLONE_SEED_BATCH" -gt 0 ] && [ "$USERS" -gt "$RCLONE_SEED_BATCH" ]; then
+      # rclone keeps every directory it served in memory: seed in batches, restarting between.
+      rm -rf "$WORK/parts" && mkdir -p "$WORK/parts"
+      tail -n +2 "$WORK/users.csv" | split -l "$RCLONE_SEED_BATCH" -d -a 3 - "$WORK/parts/p"
+      seeded=1
+      for part in "$WORK"/parts/p*; do
+        { head -1 "$WORK/users.csv"; cat "$part"; } >"$part.csv"
+        run_lt "$srv" seed "$port" "$part.csv" "seed-${part##*/}" || { seeded=0; break; }
+        stop_server
+        port_free "$port"
+        "start_$srv" "$MNT" "$port"
+        wait_up
+      done
+      [ "$seeded" = 1 ] || { stop_server; umount_data; continue; }
+    else
+      run_lt "$srv" seed "$port" || { stop_server; umount_data; continue; }
+    fi
   fi
   rss_seeded=$(rss_now)
   # A fresh process for every scenario: its peak RSS is the scenario's own, not the seeding's.
@@ -457,7 +493,7 @@ for srv in $SERVERS; do
     if [ "$fresh" = 0 ]; then
       stop_server
       port_free "$port"
-  "start_$srv" "$MNT" "$port"
+      "start_$srv" "$MNT" "$port"
       wait_up
     fi
     fresh=0
@@ -475,7 +511,14 @@ done
   for srv in $SERVERS; do
     for sc in $SCENARIOS; do
       f="$RESULTS/$srv/$sc/result.json"
-      [ -f "$f" ] || { echo "| $srv | $sc | (no result) |||||||||||"; continue; }
+      if [ ! -f "$f" ]; then
+        why="no result"
+        if cat "$RESULTS/$srv"/*/extra.json 2>/dev/null | jq -e -s 'any(.killed_over_rss_limit)' >/dev/null; then
+          why="no result: the server was killed over RSS_KILL_MIB=$RSS_KILL_MIB"
+        fi
+        echo "| $srv | $sc | ($why) |||||||||||"
+        continue
+      fi
       jq -r --arg srv "$srv" --slurpfile x "$RESULTS/$srv/$sc/extra.json" '
         def r(n): (. * 10 | round) / 10;
         $x[0] as $e |
@@ -490,7 +533,7 @@ done
         (if .scenario == "exam-peak" and (.exam.logical_bytes_acknowledged // 0) > 0 then
            (($e.disk_used_after - $e.disk_used_before) / .exam.logical_bytes_acknowledged * 100 | round) / 100
          else "" end) as $disk |
-        "| \($srv) | \(.scenario) | \($w[0]) | \(.requests.per_s | round) | \($peakrps | round) | \($w[1] | round) | \($w[2].p50 / 1000 | r(.)) | \($w[2].p99 / 1000 | r(.)) | \(.requests.errors) | \(.exam.lost // "") | \($rss / 1048576 | round) | \($cpu | r(.)) | \($disk) | \(if .passed then "yes" else "**no**" end) |"
+        "| \($srv) | \(.scenario) | \($w[0]) | \(.requests.per_s | round) | \($peakrps | round) | \($w[1] | round) | \($w[2].p50 / 1000 | r(.)) | \($w[2].p99 / 1000 | r(.)) | \(.requests.errors) | \(.exam.lost // "") | \($rss / 1048576 | round) | \($cpu | r(.)) | \($disk) | \(if $e.killed_over_rss_limit then "**no** (killed: RSS over the limit)" elif .passed then "yes" else "**no**" end) |"
       ' "$f"
     done
   done
@@ -503,8 +546,8 @@ done
   for srv in $SERVERS; do
     [ -f "$RESULTS/$srv/rss-population.json" ] &&
       echo "$srv RSS: $(jq -r '"after start \(.rss_after_start / 1048576 | round) MiB, after seeding \(.rss_after_seed / 1048576 | round) MiB, restarted with the population \(.rss_after_restart / 1048576 | round) MiB (\(.rss_after_restart / .users | round) bytes per user)"' "$RESULTS/$srv/rss-population.json")"
-    [ -f "$RESULTS/$srv/seed/result.json" ] &&
-      echo "$srv seed: $(jq -r '"\(.requests.total) requests in \(.wall_s | round) s (\(.requests.per_s | round) req/s), \(.requests.errors) errors"' "$RESULTS/$srv/seed/result.json")"
+    ls "$RESULTS/$srv"/seed*/result.json >/dev/null 2>&1 &&
+      echo "$srv seed: $(jq -s -r '"\(map(.requests.total) | add) requests in \(map(.wall_s) | add | round) s (\((map(.requests.total) | add) / (map(.wall_s) | add) | round) req/s; \(length) part(s)), \(map(.requests.errors) | add) errors"' "$RESULTS/$srv"/seed*/result.json)"
   done
 } | tee "$RESULTS/summary.md"
 {

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # Real WebDAV clients the server is tested with, and the browser that checks the loadtest
 # report (Debian's chromium).
 need=()
-for tool in litmus cadaver rclone chromium; do
+for tool in litmus cadaver rclone chromium openssl; do
     command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
 if [ "${#need[@]}" -gt 0 ]; then

@@ -51,3 +51,6 @@ pub const VERIFY_CONCURRENCY: usize = 256;
 /// Extra wall time a scenario may take past its scheduled end, seconds, before the run stops
 /// waiting for stragglers and counts them as errors of kind `abandoned`.
 pub const DRAIN_GRACE_S: u64 = 120;
+
+/// Most generator threads (`--threads`).
+pub const THREADS_MAX: usize = 256;

@@ -65,6 +65,10 @@ struct Common {
     /// Spread connections over 127.0.0.1..=127.0.0.N (overrides connections.source_addrs).
     #[arg(long)]
     source_addrs: Option<usize>,
+    /// Generator threads (0: one per CPU). 1 runs everything on one event loop: no cross-thread
+    /// wake-ups, the least CPU per request when the server shares the machine.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
 }
 
 #[derive(Subcommand)]
@@ -208,6 +212,9 @@ fn args(
     {
         anyhow::bail!("--source-addrs must be 1..={}", limits::SOURCE_ADDRS_MAX);
     }
+    if c.threads > limits::THREADS_MAX {
+        anyhow::bail!("--threads must be 0..={}", limits::THREADS_MAX);
+    }
     Ok(run::RunArgs {
         scenario,
         target: c.target,
@@ -223,6 +230,7 @@ fn args(
         max_wall_s: c.max_wall,
         files_per_user,
         quiet: c.quiet,
+        threads: c.threads,
         seed: c.seed,
     })
 }

@@ -62,6 +62,8 @@ pub struct RunArgs {
     pub files_per_user: Option<u32>,
     pub quiet: bool,
     pub seed: u64,
+    /// Runtime threads; 0: one per CPU, 1: a single event loop.
+    pub threads: usize,
 }
 
 #[derive(Serialize)]
@@ -163,10 +165,19 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
         .target
         .parse()
         .with_context(|| format!("target {:?} is not a URL", a.target))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("start tokio")?;
+    let rt = match a.threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        0 => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+    }
+    .context("start tokio")?;
     rt.block_on(async move {
         check_target(&base, a.allow_remote).await?;
         let c = &a.cfg;
