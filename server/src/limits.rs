@@ -168,3 +168,5 @@ pub const ADMIN_TIMEOUT_S: u64 = 10;
 pub const ALLOC_MMAP_THRESHOLD_BYTES: i32 = 4 << 20;
 /// Interval of the background maintenance (checkpoint, expiry), seconds.
 pub const MAINTENANCE_INTERVAL_S: u64 = 300;
+/// Nice value of the thread that writes periodic snapshots (requests go first).
+pub const CHECKPOINT_NICE: i32 = 10;

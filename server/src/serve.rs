@@ -6,7 +6,7 @@ use crate::app::App;
 use crate::auth::password::hash_password;
 use crate::cli::CliError;
 use crate::config::{Config, LogFormat};
-use crate::limits::{ALLOC_MMAP_THRESHOLD_BYTES, MAINTENANCE_INTERVAL_S};
+use crate::limits::{ALLOC_MMAP_THRESHOLD_BYTES, CHECKPOINT_NICE, MAINTENANCE_INTERVAL_S};
 use crate::users::{TenantName, UserName};
 
 /// Tenant and user created on the first start of an empty data dir.
@@ -63,16 +63,45 @@ async fn maintenance(app: Arc<App>) {
         if let Err(e) = app.store.expire().await {
             tracing::warn!(error = %e, "expiry failed");
         }
-        let store = app.store.clone();
-        match tokio::task::spawn_blocking(move || store.checkpoint()).await {
-            Ok(Err(e)) => tracing::warn!(error = %e, "checkpoint failed"),
-            Err(e) => tracing::warn!(error = %e, "checkpoint task failed"),
-            Ok(Ok(())) => {}
-        }
+        checkpoint_at_low_priority(&app).await;
         if let Err(e) = app.auth.flush_token_use().await {
             tracing::warn!(error = %e, "recording app token use failed");
         }
     }
+}
+
+/// Writes the snapshots on a thread of its own with a lower CPU priority: encoding a million
+/// spaces takes a core for seconds, and on a busy machine requests must go first (in the
+/// 1,000,000-session storm the checkpoint at minute 5 held p99 near 2 s for 5 s).
+async fn checkpoint_at_low_priority(app: &App) {
+    let store = app.store.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("skab-checkpoint".into())
+        .spawn(move || {
+            lower_this_threads_priority(CHECKPOINT_NICE);
+            let _ = tx.send(store.checkpoint());
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not start the checkpoint thread");
+        return;
+    }
+    match rx.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "checkpoint failed"),
+        Err(_) => tracing::warn!("checkpoint thread ended without an answer"),
+        Ok(Ok(())) => {}
+    }
+}
+
+/// Raises the calling thread's nice value (Linux: per thread); failure only costs priority.
+fn lower_this_threads_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority only changes the scheduling priority of the calling thread.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, nice);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
 }
 
 /// Large allocations (argon2's 19 MiB per password check, snapshot buffers) always get their
