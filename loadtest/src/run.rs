@@ -349,9 +349,7 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
                 "threshold {}: {} (measured {})",
                 v.expr,
                 if v.passed { "pass" } else { "FAIL" },
-                v.measured
-                    .map(|m| format!("{m}"))
-                    .unwrap_or_else(|| "nothing".into())
+                v.shown
             );
         }
         Ok(if passed { 0 } else { 3 })

@@ -30,6 +30,8 @@ pub struct Verdict {
     pub expr: String,
     /// The measured value (µs for latencies); null when the metric was not measured.
     pub measured: Option<f64>,
+    /// The measured value for people, in the metric's unit (`6.17 ms`, `0`, `0.12 %`).
+    pub shown: String,
     pub passed: bool,
 }
 
@@ -127,7 +129,19 @@ impl Threshold {
         Verdict {
             expr: self.expr.clone(),
             measured,
+            shown: measured.map_or_else(|| "not measured".into(), |m| self.show(m)),
             passed,
+        }
+    }
+
+    /// `m` (in the metric's unit) as people read it.
+    fn show(&self, m: f64) -> String {
+        if LATENCY.contains(&self.metric.as_str()) {
+            format!("{:.2} ms", m / 1e3)
+        } else if self.metric == "error_rate" {
+            format!("{:.4} %", m * 100.0)
+        } else {
+            format!("{m}")
         }
     }
 
@@ -185,6 +199,11 @@ mod tests {
         assert!(ok("lost=0"));
         assert!(ok("rps>=50"));
         assert!(!ok("put.p99<1s"), "an unmeasured op must fail");
+        let shown = |e: &str| parse(e).unwrap().judge(&r).shown;
+        assert_eq!(shown("p99<100ms"), "80.00 ms");
+        assert_eq!(shown("errors=0"), "2");
+        assert_eq!(shown("error_rate<3%"), "2.0000 %");
+        assert_eq!(shown("put.p99<1s"), "not measured");
         assert!(parse("p99<100parsecs").is_err());
         assert!(parse("speed<3").is_err());
         assert!(parse("p99").is_err());
