@@ -560,12 +560,41 @@ pub fn error_body(cond: &DavCondition) -> String {
     out
 }
 
-fn status_line(s: StatusCode) -> String {
-    format!(
-        "HTTP/1.1 {} {}",
-        s.as_u16(),
-        s.canonical_reason().unwrap_or("")
-    )
+fn status_line(s: StatusCode) -> std::borrow::Cow<'static, str> {
+    match s {
+        StatusCode::OK => "HTTP/1.1 200 OK".into(),
+        StatusCode::NOT_FOUND => "HTTP/1.1 404 Not Found".into(),
+        _ => format!(
+            "HTTP/1.1 {} {}",
+            s.as_u16(),
+            s.canonical_reason().unwrap_or("")
+        )
+        .into(),
+    }
+}
+
+/// Appends `text` as XML character data: only `<`, `>` and `&` need escaping there.
+fn push_text(buf: &mut String, text: &str) {
+    if text.bytes().any(|b| matches!(b, b'<' | b'>' | b'&')) {
+        buf.push_str(&quick_xml::escape::partial_escape(text));
+    } else {
+        buf.push_str(text);
+    }
+}
+
+/// Appends `n` in decimal without the formatting machinery.
+fn push_u64(buf: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend(digits[i..].iter().map(|&d| d as char));
 }
 
 /// Builds a 207 Multi-Status body response by response, straight into one buffer.
@@ -590,7 +619,9 @@ impl Multistatus {
     /// Starts a `DAV:response` for an (already encoded) href. Inside, call `propstat`s or one
     /// `status`, then optionally `error` and `description`, in that order (RFC 4918 §14.24).
     pub fn response(&mut self, href: &str) -> ResponseWriter<'_> {
-        let _ = write!(self.buf, "<D:response><D:href>{}</D:href>", escape(href));
+        self.buf.push_str("<D:response><D:href>");
+        push_text(&mut self.buf, href);
+        self.buf.push_str("</D:href>");
         ResponseWriter { buf: &mut self.buf }
     }
 
@@ -629,11 +660,9 @@ impl ResponseWriter<'_> {
     ) -> &mut Self {
         self.buf.push_str("<D:propstat><D:prop>");
         f(&mut PropWriter { buf: self.buf });
-        let _ = write!(
-            self.buf,
-            "</D:prop><D:status>{}</D:status></D:propstat>",
-            status_line(status)
-        );
+        self.buf.push_str("</D:prop><D:status>");
+        self.buf.push_str(&status_line(status));
+        self.buf.push_str("</D:status></D:propstat>");
         self
     }
 
@@ -705,7 +734,8 @@ fn timeout_value(info: &LockInfo) -> String {
 impl PropWriter<'_> {
     fn open(&mut self, name: &PropName) {
         if name.is_dav() {
-            let _ = write!(self.buf, "<D:{}", name.name);
+            self.buf.push_str("<D:");
+            self.buf.push_str(&name.name);
         } else if name.ns.is_empty() {
             let _ = write!(self.buf, "<{} xmlns=\"\"", name.name);
         } else {
@@ -719,7 +749,9 @@ impl PropWriter<'_> {
     }
     fn close(&mut self, name: &PropName) {
         if name.is_dav() {
-            let _ = write!(self.buf, "</D:{}>", name.name);
+            self.buf.push_str("</D:");
+            self.buf.push_str(&name.name);
+            self.buf.push('>');
         } else if name.ns.is_empty() {
             let _ = write!(self.buf, "</{}>", name.name);
         } else {
@@ -736,7 +768,8 @@ impl PropWriter<'_> {
     /// A property with escaped text content.
     pub fn text(&mut self, name: &PropName, text: &str) {
         self.open(name);
-        let _ = write!(self.buf, ">{}", escape(text));
+        self.buf.push('>');
+        push_text(self.buf, text);
         self.close(name);
     }
 
@@ -746,7 +779,13 @@ impl PropWriter<'_> {
     }
 
     fn dav_text(&mut self, name: &str, text: &str) {
-        let _ = write!(self.buf, "<D:{name}>{}</D:{name}>", escape(text));
+        self.buf.push_str("<D:");
+        self.buf.push_str(name);
+        self.buf.push('>');
+        push_text(self.buf, text);
+        self.buf.push_str("</D:");
+        self.buf.push_str(name);
+        self.buf.push('>');
     }
 
     pub fn resourcetype(&mut self, collection: bool) {
@@ -759,16 +798,23 @@ impl PropWriter<'_> {
 
     /// `getetag`; the tag is quoted if it is not already.
     pub fn getetag(&mut self, etag: &str) {
-        if etag.starts_with('"') || etag.starts_with("W/\"") {
-            self.dav_text("getetag", etag);
-        } else {
-            self.dav_text("getetag", &format!("\"{etag}\""));
+        self.buf.push_str("<D:getetag>");
+        let quoted = etag.starts_with('"') || etag.starts_with("W/\"");
+        if !quoted {
+            self.buf.push('"');
         }
+        push_text(self.buf, etag);
+        if !quoted {
+            self.buf.push('"');
+        }
+        self.buf.push_str("</D:getetag>");
     }
 
     /// `getlastmodified` as an RFC 1123 (IMF-fixdate) date.
     pub fn getlastmodified(&mut self, t: SystemTime) {
-        self.dav_text("getlastmodified", &httpdate::fmt_http_date(t));
+        self.buf.push_str("<D:getlastmodified>");
+        crate::http::date::push_imf_fixdate(self.buf, t);
+        self.buf.push_str("</D:getlastmodified>");
     }
 
     /// `creationdate` as RFC 3339.
@@ -777,7 +823,9 @@ impl PropWriter<'_> {
     }
 
     pub fn getcontentlength(&mut self, n: u64) {
-        let _ = write!(self.buf, "<D:getcontentlength>{n}</D:getcontentlength>");
+        self.buf.push_str("<D:getcontentlength>");
+        push_u64(self.buf, n);
+        self.buf.push_str("</D:getcontentlength>");
     }
 
     pub fn getcontenttype(&mut self, ct: &str) {

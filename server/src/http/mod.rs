@@ -2,6 +2,7 @@
 //! shutdown that lets in-flight requests (uploads) finish.
 
 pub mod body;
+pub mod date;
 mod idle;
 pub mod response;
 pub mod service;

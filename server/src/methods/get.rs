@@ -101,7 +101,7 @@ pub fn handle(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
     if let Ok(v) = HeaderValue::from_str(&tag) {
         h.insert(ETAG, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(mtime)) {
+    if let Ok(v) = HeaderValue::from_bytes(&crate::http::date::imf_fixdate(mtime)) {
         h.insert(LAST_MODIFIED, v);
     }
     h.insert(
@@ -170,7 +170,7 @@ fn listing(ctx: &Ctx, head: bool) -> Resp {
             page.push_str(&c.size.to_string());
         }
         page.push_str("</td><td>");
-        page.push_str(&httpdate::fmt_http_date(time_of(c.mtime)));
+        crate::http::date::push_imf_fixdate(&mut page, time_of(c.mtime));
         page.push_str("</td></tr>");
     }
     page.push_str("</table></body></html>\n");
