@@ -25,6 +25,8 @@ pub const DAV_XML_DEPTH_MAX: usize = 64;
 pub const PROPFIND_CACHE_ENTRIES: usize = 16;
 /// Largest PROPFIND body remembered, bytes; larger ones are parsed each time.
 pub const PROPFIND_CACHE_BODY_MAX: usize = 4096;
+/// Most bytes a multistatus buffer reserves up front (it can still grow past this).
+pub const MULTISTATUS_PREALLOC_MAX: usize = 4 * 1024 * 1024;
 pub const DAV_XML_ELEMENTS_MAX: usize = 20_000;
 /// Most properties named in one PROPFIND or PROPPATCH, count (the engine keeps at most
 /// `PROPS_PER_ENTRY_MAX` dead properties per entry, plus the live ones).

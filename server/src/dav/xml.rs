@@ -594,7 +594,8 @@ fn push_u64(buf: &mut String, mut n: u64) {
             break;
         }
     }
-    buf.extend(digits[i..].iter().map(|&d| d as char));
+    // Only ASCII digits are written above, so this never falls back to "".
+    buf.push_str(std::str::from_utf8(&digits[i..]).unwrap_or(""));
 }
 
 /// Builds a 207 Multi-Status body response by response, straight into one buffer.
@@ -610,7 +611,13 @@ impl Default for Multistatus {
 
 impl Multistatus {
     pub fn new() -> Self {
-        let mut buf = String::with_capacity(4096);
+        Self::with_capacity(4096)
+    }
+
+    /// A builder whose buffer starts with room for about `bytes` (a hint, capped at
+    /// `MULTISTATUS_PREALLOC_MAX`), so that a long answer is not copied as it grows.
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut buf = String::with_capacity(bytes.min(crate::limits::MULTISTATUS_PREALLOC_MAX));
         buf.push_str(XML_HEAD);
         buf.push_str("<D:multistatus xmlns:D=\"DAV:\">");
         Multistatus { buf }

@@ -27,6 +27,10 @@ const LIVE: &[&str] = &[
     "supportedlock",
     "lockdiscovery",
 ];
+/// Room reserved for the document head and the first response (a Depth 0 answer fits).
+const MULTISTATUS_HEAD_BYTES: usize = 1024;
+/// Room reserved per listed member: a response with the common properties takes ~400 bytes.
+const MULTISTATUS_RESPONSE_BYTES: usize = 512;
 /// RFC 4331 §3: quota properties are not returned by `allprop`.
 const QUOTA: &[&str] = &["quota-available-bytes", "quota-used-bytes"];
 
@@ -85,7 +89,9 @@ pub async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
         used: u.used_bytes,
         available: u.available_bytes().unwrap_or(i64::MAX as u64),
     });
-    let mut ms = Multistatus::new();
+    let mut ms = Multistatus::with_capacity(
+        MULTISTATUS_HEAD_BYTES + (children.len() + 1) * MULTISTATUS_RESPONSE_BYTES,
+    );
     describe(ctx, &mut ms, &ctx.target.path, &info, &what, quota.as_ref());
     for child in &children {
         let Ok(path) = ctx.target.path.join(&child.name) else {
