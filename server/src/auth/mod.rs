@@ -248,13 +248,13 @@ impl Authenticator {
                 return Err(AuthError::BadCredentials);
             }
         };
-        let mut creds = self.db.credentials(&tenant, &user);
-        if creds.is_none() {
+        let mut state = self.db.credential_state(&tenant, &user);
+        if state.is_none() {
             self.refresh_on_miss().await?;
-            creds = self.db.credentials(&tenant, &user);
+            state = self.db.credential_state(&tenant, &user);
         }
-        match creds {
-            Some(c) if !c.disabled => Ok(Principal {
+        match state {
+            Some((disabled, _)) if !disabled => Ok(Principal {
                 tenant,
                 user,
                 via: AuthVia::Jwt,
@@ -289,13 +289,12 @@ impl Authenticator {
         let Ok((tenant, user)) = parse_login(login) else {
             return Err(AuthError::BadCredentials);
         };
-        let account = format!("{user}@{tenant}");
         let mut refreshed = false;
-        let mut creds = self.db.credentials(&tenant, &user);
-        if creds.is_none() {
+        let mut state = self.db.credential_state(&tenant, &user);
+        if state.is_none() {
             self.refresh_on_miss().await?;
             refreshed = true;
-            creds = self.db.credentials(&tenant, &user);
+            state = self.db.credential_state(&tenant, &user);
         }
         // 1. App token as the password: one keyed hash, no argon2, no account throttle.
         if password.starts_with(token::APP_TOKEN_PREFIX) {
@@ -307,8 +306,8 @@ impl Authenticator {
         }
         // 2. Cache: this password was verified for this user recently.
         let now = Instant::now();
-        if let Some(c) = &creds {
-            if !c.disabled && self.cache.check(&tenant, &user, password, c.epoch, now) {
+        if let Some((disabled, epoch)) = state {
+            if !disabled && self.cache.check(&tenant, &user, password, epoch, now) {
                 return Ok(Principal {
                     tenant,
                     user,
@@ -316,6 +315,8 @@ impl Authenticator {
                 });
             }
         }
+        let account = format!("{user}@{tenant}");
+        let mut creds = self.db.credentials(&tenant, &user);
         // 3. Throttle before paying for argon2.
         self.throttle
             .check(&account, peer, now)

@@ -1226,8 +1226,8 @@ mod tests {
         for want in [
             "<D:multistatus xmlns:D=\"DAV:\"><D:response><D:href>/dav/t/u/a%20b/</D:href><D:propstat><D:prop>",
             "<D:resourcetype><D:collection/></D:resourcetype>",
-            "<D:getetag>&quot;abc&quot;</D:getetag>",
-            "<D:getetag>&quot;q&quot;</D:getetag>",
+            "<D:getetag>\"abc\"</D:getetag>",
+            "<D:getetag>\"q\"</D:getetag>",
             "<D:getcontentlength>42</D:getcontentlength>",
             "<D:displayname>Tom &amp; &lt;Jerry&gt;</D:displayname>",
             "<D:getlastmodified>Sun, 06 Nov 1994 08:49:37 GMT</D:getlastmodified>",

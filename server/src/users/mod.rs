@@ -493,6 +493,14 @@ impl UserDb {
         })
     }
 
+    /// `(disabled, epoch)` of the user's credentials, without copying the password hash
+    /// (what every request that the credential cache or a token answers needs).
+    pub fn credential_state(&self, tenant: &TenantName, user: &UserName) -> Option<(bool, u64)> {
+        let st = self.state.read();
+        let u = st.tenants.get(tenant)?.users.get(user)?;
+        Some((u.disabled, u.epoch))
+    }
+
     /// The user's info, if the user exists.
     pub fn user(&self, tenant: &TenantName, user: &UserName) -> Option<UserInfo> {
         let st = self.state.read();
