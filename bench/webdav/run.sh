@@ -127,8 +127,9 @@ tree_ticks() { # $1: root pid
 # Each start_* sets SRV_PID, SRV_PREFIX (URL path of the root collection), SRV_AUTH.
 start_skab() {
   local data="$1" port="$2"
-  echo "$SKAB_PASS" | "$SKAB_BIN" user add --data-dir "$data" --tenant bench --user u --password-stdin >/dev/null
-  SKAB_LOG_LEVEL=warn "$SKAB_BIN" serve --data-dir "$data" --listen "127.0.0.1:$port" \
+  echo "$SKAB_PASS" | env -u SKAB_BIN "$SKAB_BIN" user add --data-dir "$data" --tenant bench --user u --password-stdin >/dev/null
+  # SKAB_BIN is this script's knob, not a server setting (the server refuses unknown SKAB_*).
+  env -u SKAB_BIN SKAB_LOG_LEVEL=warn "$SKAB_BIN" serve --data-dir "$data" --listen "127.0.0.1:$port" \
     >"$RUN/stdout.log" 2>&1 &
   SRV_PID=$!
   SRV_PREFIX="/dav/bench/u"

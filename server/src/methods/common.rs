@@ -226,9 +226,26 @@ mod tests {
     #[test]
     fn content_type_matches_mime_guess_with_and_without_the_cache() {
         let names = [
-            "a.txt", "b.PDF", "c.docx", "d.odt", "e.png", "f.jpg", "g.html", "h.css", "i.js",
-            "j.json", "k.xml", "l.bin", ".profile", "noext", "trailing.", "x.tar.gz", "weird.ÆØÅ",
-            "long.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "a.txt", "z.TXT",
+            "a.txt",
+            "b.PDF",
+            "c.docx",
+            "d.odt",
+            "e.png",
+            "f.jpg",
+            "g.html",
+            "h.css",
+            "i.js",
+            "j.json",
+            "k.xml",
+            "l.bin",
+            ".profile",
+            "noext",
+            "trailing.",
+            "x.tar.gz",
+            "weird.ÆØÅ",
+            "long.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "a.txt",
+            "z.TXT",
         ];
         for round in 0..3 {
             for n in names {
