@@ -133,7 +133,8 @@ pub const FREE_SPACE_CAREFUL_MARGIN: u64 = 128 << 20;
 pub const PACK_PREZERO_STEP: u64 = 16 << 20;
 /// A new pack round starts once fewer zeroed bytes than this lie ahead of the pack's writes,
 /// bytes: half a step, so that a burst does not outrun the zeroer. Zeros ahead of the pack
-/// never exceed step + low water (24 MiB), well inside `FREE_SPACE_RESERVE_DEFAULT`.
+/// never exceed step + low water (24 MiB), and rounds start only while the free space is above
+/// the reserve plus `FREE_SPACE_CAREFUL_MARGIN`.
 pub const PACK_PREZERO_LOW_WATER: u64 = 8 << 20;
 /// Bytes of a WAL segment zeroed ahead per round: records are ~200 bytes per upload, so 1 MiB
 /// lasts thousands of uploads; with 64 shards the logs hold at most 80 MiB of zeros ahead.

@@ -57,9 +57,19 @@ struct Queue {
     state: Mutex<QueueState>,
     wake: Condvar,
     idle: Condvar,
+    /// No round starts while the file system has fewer free bytes than this (when known).
+    floor: Option<(Arc<dyn Storage>, u64)>,
 }
 
 impl Queue {
+    /// Whether the file system has room for zeros above the floor.
+    fn room(&self) -> bool {
+        let Some((storage, floor)) = &self.floor else {
+            return true;
+        };
+        !matches!(storage.free_bytes(), Ok(Some(free)) if free < *floor)
+    }
+
     fn push(&self, zone: Arc<Zone>) {
         let mut q = self.state.lock();
         if q.shutdown {
@@ -84,9 +94,27 @@ pub(crate) struct PreZeroer {
 }
 
 impl PreZeroer {
-    /// Starts the zeroing thread.
+    /// Starts the zeroing thread (no free-space floor).
+    #[cfg(test)]
     pub(crate) fn start() -> io::Result<Arc<PreZeroer>> {
-        let queue = Arc::new(Queue::default());
+        Self::start_inner(Queue::default())
+    }
+
+    /// Starts the zeroing thread; it zeroes only while `storage` has at least `floor` free
+    /// bytes, so zeros never take the last space (the store passes the point where uploads
+    /// start to be careful: zeroing stops before space gets tight).
+    pub(crate) fn start_with_floor(
+        storage: Arc<dyn Storage>,
+        floor: u64,
+    ) -> io::Result<Arc<PreZeroer>> {
+        Self::start_inner(Queue {
+            floor: Some((storage, floor)),
+            ..Queue::default()
+        })
+    }
+
+    fn start_inner(queue: Queue) -> io::Result<Arc<PreZeroer>> {
+        let queue = Arc::new(queue);
         let q = queue.clone();
         let thread = std::thread::Builder::new()
             .name("skab-prezero".into())
@@ -307,11 +335,11 @@ impl Zone {
 
     /// One job of the zeroing thread: a round of zeroing, then the seal if one was asked for.
     fn work(self: &Arc<Self>) {
-        self.zero_round();
+        let wrote = self.zero_round();
         let seal = {
             let mut st = self.state.lock();
             st.queued = false;
-            if st.seal.is_none() && self.wants_round(&st) {
+            if wrote && st.seal.is_none() && self.wants_round(&st) {
                 // The writer went on past the new zeros while they were written.
                 st.queued = true;
                 drop(st);
@@ -325,7 +353,11 @@ impl Zone {
         }
     }
 
-    fn zero_round(&self) {
+    /// Zeroes up to a step ahead of the writer's front; whether it wrote anything.
+    fn zero_round(&self) -> bool {
+        if !self.queue.room() {
+            return false;
+        }
         let target = {
             let st = self.state.lock();
             self.front(&st)
@@ -363,7 +395,7 @@ impl Zone {
                     st.stopped = true;
                     drop(st);
                     self.give_up("write", &e);
-                    return;
+                    return false;
                 }
             }
         }
@@ -371,8 +403,10 @@ impl Zone {
             if let Err(e) = self.file.sync_data() {
                 self.state.lock().stopped = true;
                 self.give_up("sync", &e);
+                return false;
             }
         }
+        wrote
     }
 
     fn give_up(&self, what: &str, e: &io::Error) {
@@ -510,6 +544,32 @@ mod tests {
         zb.after_write();
         zeroer.wait_idle();
         assert_eq!(other.len().unwrap(), 5 + (64 << 10));
+    }
+
+    #[test]
+    fn no_zeroing_below_the_free_space_floor() {
+        let plan = FaultPlan::new();
+        let storage: Arc<dyn Storage> =
+            Arc::new(FaultyStorage::new(MemStorage::new(), plan.clone()));
+        let zeroer = PreZeroer::start_with_floor(storage.clone(), 1 << 20).unwrap();
+        let file = storage.open("wal/a", true).unwrap();
+        let cfg = ZoneConfig::new(64 << 10, 16 << 10, u64::MAX);
+        let zone = zeroer.zone(storage.as_ref(), "wal/a", 0, 0, cfg).unwrap();
+        // 512 KiB free, floor 1 MiB: nothing is zeroed, and zeroing is not given up.
+        plan.set_space_left(Some(512 << 10));
+        zone.before_write(0, 10);
+        file.write_batch(&[(0, &[1u8; 10])], true).unwrap();
+        zone.after_write();
+        zeroer.wait_idle();
+        assert_eq!(file.len().unwrap(), 10);
+        assert!(!zone.peek().2);
+        // Space freed: the next write starts a round.
+        plan.set_space_left(None);
+        zone.before_write(10, 20);
+        file.write_batch(&[(10, &[2u8; 10])], true).unwrap();
+        zone.after_write();
+        zeroer.wait_idle();
+        assert_eq!(file.len().unwrap(), 20 + (64 << 10));
     }
 
     #[test]

@@ -150,7 +150,7 @@ pub(crate) fn create_pack(storage: &dyn Storage, pack: PackId) -> Result<Arc<dyn
 }
 
 fn new_zone(
-    sh_prezero: Option<&Arc<PreZeroer>>,
+    prezero: Option<&Arc<PreZeroer>>,
     storage: &dyn Storage,
     pack: PackId,
     data_end: u64,
@@ -158,7 +158,7 @@ fn new_zone(
     pack_target: u64,
 ) -> Option<Arc<Zone>> {
     let cfg = ZoneConfig::new(PACK_PREZERO_STEP, PACK_PREZERO_LOW_WATER, pack_target);
-    sh_prezero.and_then(|z| z.zone(storage, &pack_name(pack), data_end, file_len, cfg))
+    prezero.and_then(|z| z.zone(storage, &pack_name(pack), data_end, file_len, cfg))
 }
 
 impl PackWriter {

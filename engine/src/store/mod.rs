@@ -288,7 +288,10 @@ impl Store {
         }
         let meta = meta::load_or_create(storage.as_ref(), &config)?;
         let prezero = if config.prezero {
-            Some(PreZeroer::start()?)
+            let floor = config
+                .free_space_reserve_bytes
+                .saturating_add(FREE_SPACE_CAREFUL_MARGIN);
+            Some(PreZeroer::start_with_floor(storage.clone(), floor)?)
         } else {
             None
         };
