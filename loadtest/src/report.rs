@@ -287,10 +287,7 @@ pub fn render(r: &Value) -> String {
                     html,
                     "<tr><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
                     esc(t.get("expr").and_then(Value::as_str).unwrap_or("")),
-                    esc(t
-                        .get("shown")
-                        .and_then(Value::as_str)
-                        .unwrap_or("not measured")),
+                    esc(t.get("shown").and_then(Value::as_str).unwrap_or("not measured")),
                     if ok { "pass" } else { "fail" },
                     if ok { "pass" } else { "FAIL" }
                 );
