@@ -2,8 +2,12 @@
 //! writers (every file acknowledged = durable), side by side with the disk's own
 //! sequential write speed with one fdatasync (a Rust loop here, and `dd` printed once).
 //!
+//! The `small_puts` group puts many 16 KiB files (the latency-bound case: every put waits for
+//! a pack fdatasync and a WAL fdatasync) with `StoreConfig::prezero` off and on, side by side.
+//!
 //! The store lives in a temporary directory on the file system of `SKAB_BENCH_DIR`
-//! (default: the system temp dir). Results: docs/benchmarks.md.
+//! (default: the system temp dir); `SKAB_BENCH_PREZERO=off` runs the `ingest` group with
+//! `StoreConfig::prezero` off (default: the default config). Results: docs/benchmarks.md.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,6 +26,10 @@ const FILE_MIN: usize = 256 << 10;
 const FILE_MAX: usize = 1 << 20;
 /// The sequential-write anchor writes this many 1 MiB blocks, then one fdatasync.
 const ANCHOR_BLOCKS: usize = 64;
+/// Size of each file of the small-put group.
+const SMALL_FILE: usize = 16 << 10;
+/// Small files put per measured iteration, whatever the writer count.
+const SMALL_PER_ITER: usize = 1024;
 
 fn bench_dir() -> PathBuf {
     std::env::var_os("SKAB_BENCH_DIR")
@@ -103,7 +111,13 @@ fn ingest(c: &mut Criterion) {
         b.iter_custom(|iters| (0..iters).map(|_| seq_write_fdatasync(tmp.path())).sum())
     });
     let store_dir = tmp.path().join("store");
-    let store = Store::open(&store_dir, StoreConfig::default()).unwrap();
+    let prezero = std::env::var("SKAB_BENCH_PREZERO").map_or(true, |v| v != "off");
+    eprintln!("ingest_disk: prezero {prezero}");
+    let config = StoreConfig {
+        prezero,
+        ..StoreConfig::default()
+    };
+    let store = Store::open(&store_dir, config).unwrap();
     let key = SpaceKey::new("bench", "writer").unwrap();
     rt.block_on(store.create_space(&key)).unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
@@ -154,5 +168,86 @@ fn ingest(c: &mut Criterion) {
     drop(store);
 }
 
-criterion_group!(benches, ingest);
+/// Puts `SMALL_PER_ITER` fresh 16 KiB files split over `writers` tasks; returns the time.
+fn small_round(
+    rt: &tokio::runtime::Runtime,
+    store: &Store,
+    key: &SpaceKey,
+    rng: &mut impl Rng,
+    writers: usize,
+    file_no: &mut u64,
+) -> Duration {
+    let mut per: Vec<Vec<(String, Bytes)>> = vec![Vec::new(); writers];
+    for i in 0..SMALL_PER_ITER {
+        let mut b = vec![0u8; SMALL_FILE];
+        rng.fill(&mut b[..]);
+        per[i % writers].push((format!("s{}", *file_no), Bytes::from(b)));
+        *file_no += 1;
+    }
+    let start = Instant::now();
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for mine in per {
+            let store = store.clone();
+            let key = key.clone();
+            tasks.push(tokio::spawn(async move {
+                for (name, data) in mine {
+                    let p = [Name::new(&name).unwrap()];
+                    store.put_bytes(&key, &p, data).await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    start.elapsed()
+}
+
+fn small_puts(c: &mut Criterion) {
+    let root = bench_dir();
+    let tmp = tempfile::tempdir_in(&root).unwrap();
+    eprintln!("small_puts: in {}", tmp.path().display());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut g = c.benchmark_group("small_puts");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    g.throughput(Throughput::Elements(SMALL_PER_ITER as u64));
+    let key = SpaceKey::new("bench", "writer").unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let mut file_no = 0u64;
+    for writers in [1usize, 16, 64] {
+        for prezero in [false, true] {
+            // A fresh store per case: no case inherits another's zeroed space.
+            let dir = tmp.path().join(format!("w{writers}-pz{prezero}"));
+            let config = StoreConfig {
+                prezero,
+                ..StoreConfig::default()
+            };
+            let store = Store::open(&dir, config).unwrap();
+            rt.block_on(store.create_space(&key)).unwrap();
+            let id = format!(
+                "{writers}_writers_prezero_{}",
+                if prezero { "on" } else { "off" }
+            );
+            g.bench_function(BenchmarkId::new("put_16KiB", id), |b| {
+                b.iter_custom(|iters| {
+                    (0..iters)
+                        .map(|_| small_round(&rt, &store, &key, &mut rng, writers, &mut file_no))
+                        .sum()
+                })
+            });
+            drop(store);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, ingest, small_puts);
 criterion_main!(benches);

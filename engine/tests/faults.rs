@@ -37,11 +37,15 @@ fn random(seed: u64, len: usize) -> Vec<u8> {
 }
 
 fn open(dir: &Path, plan: &Arc<FaultPlan>, reserve: u64) -> Store {
+    open_with(dir, plan, cfg(reserve))
+}
+
+fn open_with(dir: &Path, plan: &Arc<FaultPlan>, config: StoreConfig) -> Store {
     let storage: Arc<dyn Storage> = Arc::new(FaultyStorage::new(
         StdStorage::new(dir).unwrap(),
         plan.clone(),
     ));
-    Store::open_with_storage(storage, cfg(reserve)).unwrap()
+    Store::open_with_storage(storage, config).unwrap()
 }
 
 async fn put(store: &Store, k: &SpaceKey, path: &str, data: &[u8]) -> Result<(), Error> {
@@ -66,7 +70,12 @@ fn names(store: &Store, k: &SpaceKey) -> Vec<String> {
 async fn below_the_reserve_uploads_are_refused_before_anything_is_written() {
     let tmp = tempfile::tempdir().unwrap();
     let plan = FaultPlan::new();
-    let store = open(tmp.path(), &plan, 1 << 20);
+    // Without pre-zeroing: its background writes would move the byte count checked below.
+    let config = StoreConfig {
+        prezero: false,
+        ..cfg(1 << 20)
+    };
+    let store = open_with(tmp.path(), &plan, config);
     let k = SpaceKey::new("school", "ann").unwrap();
     store.create_space(&k).await.unwrap();
     let keep = random(1, 50_000);
@@ -231,34 +240,57 @@ async fn a_file_whose_chunks_died_with_a_failed_fsync_does_not_come_back() {
 
 /// The WAL record of a file became durable but its chunks did not (the two fsyncs run at the
 /// same time; a crash can fall between them): recovery skips the record, it was never
-/// acknowledged, and nothing half-written is visible.
+/// acknowledged, and nothing half-written is visible. Without pre-zeroing the crash leaves
+/// the pack cut short; with it, b's records read as the zeros that were durable before them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_durable_record_whose_chunks_are_missing_is_skipped_on_recovery() {
-    let tmp = tempfile::tempdir().unwrap();
-    let plan = FaultPlan::new();
-    let store = open(tmp.path(), &plan, 0);
-    let k = SpaceKey::new("school", "ann").unwrap();
-    store.create_space(&k).await.unwrap();
-    let a = random(50, 30_000);
-    put(&store, &k, "a", &a).await.unwrap();
-    let packs = tmp.path().join("packs");
-    let pack = std::fs::read_dir(&packs)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .max()
-        .unwrap();
-    let len_after_a = std::fs::metadata(&pack).unwrap().len();
-    put(&store, &k, "b", &random(51, 30_000)).await.unwrap();
-    drop(store);
-    // Take b's chunk records away, as a power loss between the two fsyncs would.
-    let f = std::fs::OpenOptions::new().write(true).open(&pack).unwrap();
-    f.set_len(len_after_a).unwrap();
-    drop(f);
-    let store = open(tmp.path(), &plan, 0);
-    let rep = store.recovery_report().clone();
-    assert_eq!(rep.wal_records_uncommitted, 1, "{rep:?}");
-    assert_eq!(rep.wal_records_rejected, 0, "{rep:?}");
-    assert_eq!(read(&store, &k, "a").await, a);
-    assert_eq!(names(&store, &k), vec!["a".to_string()]);
-    assert!(store.scrub().is_clean());
+    for prezero in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let plan = FaultPlan::new();
+        let config = StoreConfig { prezero, ..cfg(0) };
+        let open = || open_with(tmp.path(), &plan, config.clone());
+        let store = open();
+        let k = SpaceKey::new("school", "ann").unwrap();
+        store.create_space(&k).await.unwrap();
+        let a = random(50, 30_000);
+        put(&store, &k, "a", &a).await.unwrap();
+        let packs = tmp.path().join("packs");
+        let pack = std::fs::read_dir(&packs)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .max()
+            .unwrap();
+        // Where the records end: the file length, or before the zeros kept ahead of them.
+        let data_end = || {
+            let bytes = std::fs::read(&pack).unwrap();
+            bytes
+                .iter()
+                .rposition(|&b| b != 0)
+                .map_or(0, |i| i as u64 + 1)
+        };
+        let len_after_a = std::fs::metadata(&pack).unwrap().len();
+        let end_after_a = data_end();
+        put(&store, &k, "b", &random(51, 30_000)).await.unwrap();
+        drop(store);
+        // Take b's chunk records away, as a power loss between the two fsyncs would.
+        let f = std::fs::OpenOptions::new().write(true).open(&pack).unwrap();
+        if prezero {
+            let end_after_b = data_end();
+            assert!(end_after_b > end_after_a, "b wrote no records");
+            let zeros = vec![0u8; (end_after_b - end_after_a) as usize];
+            std::os::unix::fs::FileExt::write_all_at(&f, &zeros, end_after_a).unwrap();
+        } else {
+            assert_eq!(len_after_a, end_after_a);
+            f.set_len(len_after_a).unwrap();
+        }
+        drop(f);
+        let store = open();
+        let rep = store.recovery_report().clone();
+        assert_eq!(rep.wal_records_uncommitted, 1, "prezero {prezero}: {rep:?}");
+        assert_eq!(rep.wal_records_rejected, 0, "{rep:?}");
+        assert_eq!(rep.pack_torn_bytes, 0, "zeros are no torn tail: {rep:?}");
+        assert_eq!(read(&store, &k, "a").await, a);
+        assert_eq!(names(&store, &k), vec!["a".to_string()]);
+        assert!(store.scrub().is_clean());
+    }
 }

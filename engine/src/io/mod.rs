@@ -7,7 +7,8 @@
 //!
 //! Backends: [`StdStorage`] (portable, std::fs), `UringStorage` (Linux io_uring),
 //! [`MemStorage`] (in memory, simulates power loss) and [`FaultyStorage`] (fault
-//! injection wrapper). The contract and crash model are in `docs/io.md`.
+//! injection wrapper). The contract and crash model are in `docs/io.md`. `prezero` keeps log
+//! files zeroed ahead of their writers.
 
 use std::io;
 use std::path::Path;
@@ -18,12 +19,14 @@ use crate::limits::{STORAGE_NAME_LEN_MAX, STORAGE_OFFSET_MAX};
 
 mod faulty;
 mod mem;
+mod prezero;
 mod std_fs;
 #[cfg(target_os = "linux")]
 mod uring;
 
 pub use faulty::{FaultCounters, FaultPlan, FaultyFile, FaultyStorage};
 pub use mem::{CrashMode, MemStorage};
+pub(crate) use prezero::{PreZeroer, Zone, ZoneConfig};
 pub use std_fs::StdStorage;
 #[cfg(target_os = "linux")]
 pub use uring::UringStorage;

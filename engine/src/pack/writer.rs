@@ -8,6 +8,10 @@
 //! range is recorded as lost (waiters inside it get `Error::NoSpace`), its chunk ids are
 //! handed to the chunk store to unindex, and appending continues in a new pack. Every other
 //! write or sync error poisons it (`docs/reliability.md`, "Faults").
+//!
+//! With a [`PreZeroer`] the current pack is kept zeroed ahead of the appends (cheaper
+//! fdatasyncs); a sealed pack's zero tail is cut in the background, and at the latest before
+//! a checkpoint covers a later pack ([`PackWriter::settle_sealed`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,8 +23,8 @@ use tokio::sync::watch;
 use super::format::{self, PACK_HEADER_LEN, RECORD_HEADER_LEN};
 use crate::error::{Error, Result};
 use crate::ids::{ChunkId, PackId};
-use crate::io::{is_out_of_space, Storage, StorageFile};
-use crate::limits::PACK_SIZE_TARGET;
+use crate::io::{is_out_of_space, PreZeroer, Storage, StorageFile, Zone, ZoneConfig};
+use crate::limits::{PACK_PREZERO_LOW_WATER, PACK_PREZERO_STEP, PACK_SIZE_TARGET};
 
 /// Bits of a [`Pos`] that hold the offset inside a pack.
 const POS_OFFSET_BITS: u32 = 40;
@@ -58,6 +62,7 @@ pub(crate) fn parse_pack_name(name: &str) -> Option<PackId> {
 
 struct Batch {
     file: Arc<dyn StorageFile>,
+    zone: Option<Arc<Zone>>,
     offset: u64,
     buf: Vec<u8>,
     end: Pos,
@@ -89,6 +94,8 @@ struct Durable {
 struct WriterState {
     pack: PackId,
     file: Arc<dyn StorageFile>,
+    /// Keeps the current pack zeroed ahead of `len`, when pre-zeroing is on.
+    zone: Option<Arc<Zone>>,
     /// Reserved end of the current pack (bytes appended, durable or pending).
     len: u64,
     pending: Vec<Batch>,
@@ -101,6 +108,9 @@ struct WriterState {
 
 struct Shared {
     storage: Arc<dyn Storage>,
+    prezero: Option<Arc<PreZeroer>>,
+    /// Zones of packs sealed since the last [`PackWriter::settle_sealed`].
+    sealed: Mutex<Vec<Arc<Zone>>>,
     /// A pack is sealed once the next record would take it past this many bytes.
     pack_target: u64,
     state: Mutex<WriterState>,
@@ -139,36 +149,68 @@ pub(crate) fn create_pack(storage: &dyn Storage, pack: PackId) -> Result<Arc<dyn
     Ok(file)
 }
 
+fn new_zone(
+    prezero: Option<&Arc<PreZeroer>>,
+    storage: &dyn Storage,
+    pack: PackId,
+    data_end: u64,
+    file_len: u64,
+    pack_target: u64,
+) -> Option<Arc<Zone>> {
+    let cfg = ZoneConfig::new(PACK_PREZERO_STEP, PACK_PREZERO_LOW_WATER, pack_target);
+    prezero.and_then(|z| z.zone(storage, &pack_name(pack), data_end, file_len, cfg))
+}
+
 impl PackWriter {
     /// Continues appending to `pack` whose valid length is `len` (or creates it when `len == 0`).
     #[cfg(test)]
     pub(crate) fn start(storage: Arc<dyn Storage>, pack: PackId, len: u64) -> Result<PackWriter> {
-        Self::start_with(storage, pack, len, PACK_SIZE_TARGET)
+        Self::start_with(storage, pack, len, len, PACK_SIZE_TARGET, None)
     }
 
-    /// [`PackWriter::start`] sealing packs past `pack_target` bytes (checked by the caller).
+    /// [`PackWriter::start`] sealing packs past `pack_target` bytes (checked by the caller);
+    /// the pack's bytes from `len` to `file_len` read as zeros. Keeps packs zeroed ahead when
+    /// `prezero` is given.
     pub(crate) fn start_with(
         storage: Arc<dyn Storage>,
         pack: PackId,
         len: u64,
+        file_len: u64,
         pack_target: u64,
+        prezero: Option<Arc<PreZeroer>>,
     ) -> Result<PackWriter> {
         debug_assert!(pack_target <= PACK_SIZE_TARGET);
-        let (file, len) = if len == 0 {
-            (create_pack(storage.as_ref(), pack)?, PACK_HEADER_LEN)
+        let (file, len, file_len) = if len == 0 {
+            let h = PACK_HEADER_LEN;
+            (create_pack(storage.as_ref(), pack)?, h, h)
         } else {
-            (storage.open(&pack_name(pack), false)?, len)
+            (
+                storage.open(&pack_name(pack), false)?,
+                len,
+                file_len.max(len),
+            )
         };
+        let zone = new_zone(
+            prezero.as_ref(),
+            storage.as_ref(),
+            pack,
+            len,
+            file_len,
+            pack_target,
+        );
         let (durable, _) = watch::channel(Durable {
             pos: Pos::new(pack, len),
             failed: false,
         });
         let shared = Arc::new(Shared {
             storage,
+            prezero,
+            sealed: Mutex::new(Vec::new()),
             pack_target,
             state: Mutex::new(WriterState {
                 pack,
                 file,
+                zone,
                 len,
                 pending: Vec::new(),
                 flushing: false,
@@ -208,6 +250,18 @@ impl PackWriter {
                 Error::Io(io) if is_out_of_space(&io) => Error::NoSpace,
                 other => other,
             })?;
+            let zone = new_zone(
+                sh.prezero.as_ref(),
+                sh.storage.as_ref(),
+                next,
+                PACK_HEADER_LEN,
+                PACK_HEADER_LEN,
+                sh.pack_target,
+            );
+            if let Some(old) = std::mem::replace(&mut st.zone, zone) {
+                old.seal(st.len);
+                sh.sealed.lock().push(old);
+            }
             st.pack = next;
             st.file = file;
             st.len = PACK_HEADER_LEN;
@@ -219,10 +273,15 @@ impl PackWriter {
             .pending
             .last()
             .is_some_and(|b| Arc::ptr_eq(&b.file, &st.file));
+        if let Some(z) = &st.zone {
+            z.reserve(offset + record_len);
+        }
         if !same_file {
             let file = st.file.clone();
+            let zone = st.zone.clone();
             st.pending.push(Batch {
                 file,
+                zone,
                 offset,
                 buf: Vec::with_capacity(record_len as usize),
                 end,
@@ -300,6 +359,15 @@ impl PackWriter {
     pub(crate) fn is_failed(&self) -> bool {
         self.shared.state.lock().failed
     }
+
+    /// Cuts the zero tails of the packs sealed so far, now and synced (most were cut in the
+    /// background already): a checkpoint that covers a later pack makes recovery skip them.
+    pub(crate) fn settle_sealed(&self) {
+        let sealed = std::mem::take(&mut *self.shared.sealed.lock());
+        for z in sealed {
+            z.finish_seal();
+        }
+    }
 }
 
 fn flusher(sh: Arc<Shared>) {
@@ -319,9 +387,15 @@ fn flusher(sh: Arc<Shared>) {
         let mut end = Pos::default();
         let mut done = 0;
         for b in &batches {
+            if let Some(z) = &b.zone {
+                z.before_write(b.offset, b.offset + b.buf.len() as u64);
+            }
             result = b.file.write_batch(&[(b.offset, &b.buf)], true);
             if result.is_err() {
                 break;
+            }
+            if let Some(z) = &b.zone {
+                z.after_write();
             }
             end = b.end;
             done += 1;
@@ -362,6 +436,12 @@ fn lose(sh: &Shared, mut batches: Vec<Batch>, done: usize, e: &std::io::Error) {
         ids: lost.iter().flat_map(|b| b.ids.iter().copied()).collect(),
     };
     st.rotate = true;
+    // Registered before the writer lock goes: an append that now fails to start the next
+    // pack returns `NoSpace` at once, and its upload must find these chunks unindexed.
+    sh.lost.lock().push(range.clone());
+    sh.any_lost.store(true, Ordering::Release);
+    sh.unreaped.lock().push(range.clone());
+    sh.any_unreaped.store(true, Ordering::Release);
     drop(st);
     tracing::warn!(
         error = %e,
@@ -374,15 +454,15 @@ fn lose(sh: &Shared, mut batches: Vec<Batch>, done: usize, e: &std::io::Error) {
         let key = Arc::as_ptr(&b.file) as *const ();
         if !cut.iter().any(|(k, _)| *k == key) {
             cut.push((key, b.offset));
+            // No zeros after the cut: this pack is never appended to again.
+            if let Some(z) = &b.zone {
+                z.stop();
+            }
             if let Err(err) = b.file.truncate(b.offset) {
                 tracing::warn!(error = %err, "cannot cut the refused pack tail");
             }
         }
     }
-    sh.lost.lock().push(range.clone());
-    sh.any_lost.store(true, Ordering::Release);
-    sh.unreaped.lock().push(range.clone());
-    sh.any_unreaped.store(true, Ordering::Release);
     sh.durable.send_modify(|d| d.pos = d.pos.max(range.to));
 }
 
@@ -393,6 +473,10 @@ impl Drop for PackWriter {
         if let Some(h) = self.flusher.lock().take() {
             let _ = h.join();
         }
+        if let Some(z) = self.shared.state.lock().zone.take() {
+            z.stop();
+        }
+        self.settle_sealed();
     }
 }
 

@@ -3,6 +3,8 @@
 //! Layout (all integers little-endian), see `docs/formats.md`:
 //! segment header (16 bytes): `b"SKABWAL1"`, segment number u64;
 //! record: payload length u32, CRC32C u32 of (seq || payload), seq u64, payload.
+//! Zeros after the last record (space pre-zeroed ahead of the writer) are a clean end: an
+//! all-zero record header never passes its CRC (CRC32C of eight zero bytes is not zero).
 
 use crate::limits::WAL_RECORD_LEN_MAX;
 
@@ -40,11 +42,42 @@ pub(crate) fn encode_record(seq: u64, payload: &[u8], out: &mut Vec<u8>) {
 pub(crate) enum SegmentEnd {
     /// Every byte belonged to a valid record.
     Clean,
-    /// Bytes after `valid_len` do not form a valid record (a torn or corrupt tail).
+    /// Only zero bytes follow `valid_len`: space pre-zeroed ahead of the writer, a clean end.
+    ZeroTail { valid_len: u64 },
+    /// Bytes after `valid_len` do not form a valid record (a torn or corrupt tail); `garbage`
+    /// of them, up to the last non-zero byte, are not zero padding.
     Torn {
         valid_len: u64,
+        garbage: u64,
         reason: &'static str,
     },
+}
+
+impl SegmentEnd {
+    /// Where the valid records end (`None`: at the end of the buffer).
+    pub(crate) fn valid_len(&self) -> Option<u64> {
+        match *self {
+            SegmentEnd::Clean => None,
+            SegmentEnd::ZeroTail { valid_len } | SegmentEnd::Torn { valid_len, .. } => {
+                Some(valid_len)
+            }
+        }
+    }
+}
+
+/// How decoding ends at `pos` where no valid record starts: a zero tail or a torn one.
+fn end_at(buf: &[u8], pos: usize, reason: &'static str) -> SegmentEnd {
+    let rest = buf.get(pos..).unwrap_or_default();
+    match rest.iter().rposition(|&b| b != 0) {
+        None => SegmentEnd::ZeroTail {
+            valid_len: pos as u64,
+        },
+        Some(last) => SegmentEnd::Torn {
+            valid_len: pos as u64,
+            garbage: last as u64 + 1,
+            reason,
+        },
+    }
 }
 
 /// The records of one segment, in order.
@@ -71,10 +104,7 @@ pub(crate) fn decode_segment(buf: &[u8]) -> Result<DecodedSegment<'_>, &'static 
         if pos == buf.len() {
             break SegmentEnd::Clean;
         }
-        let torn = |reason| SegmentEnd::Torn {
-            valid_len: pos as u64,
-            reason,
-        };
+        let torn = |reason| end_at(buf, pos, reason);
         let Some(header) = buf.get(pos..pos + RECORD_HEADER_LEN) else {
             break torn("short record header");
         };
@@ -152,7 +182,81 @@ mod tests {
             }
             match d.end {
                 SegmentEnd::Torn { valid_len, .. } => assert_eq!(valid_len as usize, boundaries[n]),
+                SegmentEnd::ZeroTail { .. } => panic!("no zero tail here"),
                 SegmentEnd::Clean => assert_eq!(cut, boundaries[n]),
+            }
+        }
+    }
+
+    #[test]
+    fn an_all_zero_record_header_never_decodes() {
+        assert_ne!(crc32c::crc32c(&[0u8; 8]), 0);
+        for zeros in 0..=RECORD_HEADER_LEN * 3 {
+            let mut buf = segment_with(&[(0, b"first")]);
+            let valid = buf.len() as u64;
+            buf.resize(buf.len() + zeros, 0);
+            let d = decode_segment(&buf).unwrap();
+            assert_eq!(d.records, vec![(0, &b"first"[..])]);
+            let want = if zeros == 0 {
+                SegmentEnd::Clean
+            } else {
+                SegmentEnd::ZeroTail { valid_len: valid }
+            };
+            assert_eq!(d.end, want, "{zeros} zeros");
+        }
+        // A segment of nothing but its header and zeros holds no record.
+        let mut buf = segment_header(3).to_vec();
+        buf.resize(1 << 16, 0);
+        let d = decode_segment(&buf).unwrap();
+        assert!(d.records.is_empty());
+        assert_eq!(
+            d.end,
+            SegmentEnd::ZeroTail {
+                valid_len: SEGMENT_HEADER_LEN as u64
+            }
+        );
+    }
+
+    /// A segment cut anywhere and padded with zeros (pre-zeroed space a crash left behind)
+    /// decodes to a prefix of its records, ending at a record boundary: a zero tail when
+    /// only zeros follow, else a torn tail whose garbage is the non-zero rest.
+    #[test]
+    fn every_truncation_padded_with_zeros_keeps_a_prefix() {
+        // Zero bytes inside and at the end of payloads, and small seqs (zero high bytes).
+        let payloads: [&[u8]; 4] = [b"one", b"t\0o", b"ab\0\0", b"\0\0x"];
+        let mut buf = segment_header(7).to_vec();
+        let mut boundaries = vec![buf.len()];
+        for (i, p) in payloads.iter().enumerate() {
+            encode_record(1 + i as u64, p, &mut buf);
+            boundaries.push(buf.len());
+        }
+        for cut in SEGMENT_HEADER_LEN..=buf.len() {
+            for pad in [0, 1, 7, RECORD_HEADER_LEN, 64, 4096] {
+                let mut b = buf[..cut].to_vec();
+                b.resize(cut + pad, 0);
+                let d = decode_segment(&b).unwrap();
+                let n = d.records.len();
+                let whole = boundaries.iter().filter(|&&e| e <= cut).count() - 1;
+                assert!(n >= whole, "cut {cut} pad {pad}: lost a whole record");
+                for (i, (seq, p)) in d.records.iter().enumerate() {
+                    assert_eq!((*seq, *p), (1 + i as u64, payloads[i]));
+                }
+                let valid = boundaries[n];
+                match d.end {
+                    SegmentEnd::Clean => assert_eq!(b.len(), valid),
+                    SegmentEnd::ZeroTail { valid_len } => {
+                        assert_eq!(valid_len as usize, valid);
+                        assert!(b[valid..].iter().all(|&x| x == 0));
+                    }
+                    SegmentEnd::Torn {
+                        valid_len, garbage, ..
+                    } => {
+                        assert_eq!(valid_len as usize, valid);
+                        assert!(garbage > 0 && valid + garbage as usize <= cut);
+                        assert_ne!(b[valid + garbage as usize - 1], 0);
+                        assert!(b[valid + garbage as usize..].iter().all(|&x| x == 0));
+                    }
+                }
             }
         }
     }

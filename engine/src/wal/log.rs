@@ -5,6 +5,8 @@
 //! fsync ran and syncs it, so concurrent writers share fsyncs. A caller acknowledges an
 //! operation only once [`ShardLog::wait_durable`] says its sequence number is durable.
 //! After a failed write or fsync the log is poisoned: nothing is ever reported durable again.
+//! With a [`PreZeroer`] the segment is kept zeroed ahead of the writes (cheaper fdatasyncs);
+//! the zeros after the last record are a clean end on open, and a rotated segment's are cut.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -14,7 +16,8 @@ use tokio::sync::watch;
 
 use super::frame::{self, DecodedSegment, SegmentEnd, SEGMENT_HEADER_LEN};
 use crate::error::{Error, Result};
-use crate::io::{Storage, StorageFile};
+use crate::io::{PreZeroer, Storage, StorageFile, Zone, ZoneConfig};
+use crate::limits::{STORAGE_OFFSET_MAX, WAL_PREZERO_LOW_WATER, WAL_PREZERO_STEP};
 
 /// What waiters learn from the flusher.
 #[derive(Clone, Copy, Debug, Default)]
@@ -27,7 +30,10 @@ struct Durable {
 struct LogState {
     segment: u64,
     file: Arc<dyn StorageFile>,
+    /// End of the records written or being written (the append position).
     file_len: u64,
+    /// Keeps the segment zeroed ahead of `file_len`, when pre-zeroing is on.
+    zone: Option<Arc<Zone>>,
     pending: Vec<u8>,
     pending_last_seq: u64,
     next_seq: u64,
@@ -38,6 +44,7 @@ struct LogState {
 
 struct Shared {
     storage: Arc<dyn Storage>,
+    prezero: Option<Arc<PreZeroer>>,
     dir: String,
     state: Mutex<LogState>,
     wake: Condvar,
@@ -54,7 +61,8 @@ pub(crate) struct ShardLog {
 /// Records read back when a log is opened, oldest first.
 pub(crate) struct Replay {
     pub records: Vec<(u64, Vec<u8>)>,
-    /// Bytes cut from a torn tail of the last segment (0 when it ended cleanly).
+    /// Bytes cut from a torn tail of the last segment (0 when it ended cleanly; zeros
+    /// after the last record are a clean end and not counted).
     pub torn_bytes: u64,
     #[cfg_attr(not(test), allow(dead_code))]
     pub segments: usize,
@@ -74,6 +82,10 @@ fn parse_segment_name(dir: &str, name: &str) -> Option<u64> {
     num.parse().ok()
 }
 
+fn zone_config() -> ZoneConfig {
+    ZoneConfig::new(WAL_PREZERO_STEP, WAL_PREZERO_LOW_WATER, STORAGE_OFFSET_MAX)
+}
+
 fn read_whole(file: &dyn StorageFile) -> Result<Vec<u8>> {
     let len = file.len()?;
     let len = usize::try_from(len).map_err(|_| Error::Corrupt("WAL segment too large".into()))?;
@@ -85,12 +97,14 @@ fn read_whole(file: &dyn StorageFile) -> Result<Vec<u8>> {
 impl ShardLog {
     /// Opens the log in `dir`, replaying segments numbered `first_segment` and later
     /// (earlier ones are covered by a snapshot and are removed). A torn tail of the last
-    /// segment is cut off; damage anywhere else is `Error::Corrupt`.
+    /// segment is cut off; damage anywhere else is `Error::Corrupt`. Zeros after the last
+    /// record of a segment are a clean end; appends go on over them.
     pub(crate) fn open(
         storage: Arc<dyn Storage>,
         dir: &str,
         first_segment: u64,
         min_next_seq: u64,
+        prezero: Option<Arc<PreZeroer>>,
     ) -> Result<(ShardLog, Replay)> {
         let mut segments: Vec<(u64, String)> = Vec::new();
         for name in storage.list(&format!("{dir}/"))? {
@@ -104,7 +118,8 @@ impl ShardLog {
         let mut records = Vec::new();
         let mut torn_bytes = 0;
         let mut last_seq: Option<u64> = None;
-        let mut open_tail: Option<(u64, Arc<dyn StorageFile>, u64)> = None;
+        // (segment, file, end of its records, file length)
+        let mut open_tail: Option<(u64, Arc<dyn StorageFile>, u64, u64)> = None;
         let count = segments.len();
         for (i, (number, name)) in segments.iter().enumerate() {
             let is_last = i + 1 == count;
@@ -142,24 +157,32 @@ impl ShardLog {
                 last_seq = Some(seq);
                 records.push((seq, payload.to_vec()));
             }
-            let mut len = buf.len() as u64;
-            if let SegmentEnd::Torn { valid_len, reason } = end {
+            let mut file_len = buf.len() as u64;
+            let data_end = end.valid_len().unwrap_or(file_len);
+            if let SegmentEnd::Torn {
+                valid_len,
+                garbage,
+                reason,
+            } = end
+            {
                 if !is_last {
                     return Err(Error::Corrupt(format!(
                         "{name}: {reason} before the last segment"
                     )));
                 }
-                tracing::warn!(segment = %name, reason, cut = len - valid_len, "cutting torn WAL tail");
-                torn_bytes += len - valid_len;
+                tracing::warn!(segment = %name, reason, cut = garbage, "cutting torn WAL tail");
+                torn_bytes += garbage;
                 file.truncate(valid_len)?;
                 file.sync_data()?;
-                len = valid_len;
+                file_len = valid_len;
             }
+            // A zero tail (pre-zeroed space, or a rotated segment whose cut a crash took)
+            // stays: appends overwrite it, and old segments go once a snapshot covers them.
             if is_last {
-                open_tail = Some((*number, file, len));
+                open_tail = Some((*number, file, data_end, file_len));
             }
         }
-        let (segment, file, file_len) = match open_tail {
+        let (segment, file, data_end, file_len) = match open_tail {
             Some(t) => t,
             None => {
                 let number = segments
@@ -168,9 +191,19 @@ impl ShardLog {
                     .unwrap_or(first_segment)
                     .max(first_segment);
                 let file = create_segment(storage.as_ref(), dir, number)?;
-                (number, file, SEGMENT_HEADER_LEN as u64)
+                let len = SEGMENT_HEADER_LEN as u64;
+                (number, file, len, len)
             }
         };
+        let zone = prezero.as_ref().and_then(|z| {
+            z.zone(
+                storage.as_ref(),
+                &segment_name(dir, segment),
+                data_end,
+                file_len,
+                zone_config(),
+            )
+        });
         // A log whose sequence numbers ran out cannot take another record: damage, not data.
         let next_seq = match last_seq {
             Some(s) => s.checked_add(1),
@@ -185,11 +218,13 @@ impl ShardLog {
         });
         let shared = Arc::new(Shared {
             storage,
+            prezero,
             dir: dir.to_string(),
             state: Mutex::new(LogState {
                 segment,
                 file,
-                file_len,
+                file_len: data_end,
+                zone,
                 pending: Vec::new(),
                 pending_last_seq: 0,
                 next_seq,
@@ -266,6 +301,9 @@ impl ShardLog {
         if !st.pending.is_empty() {
             let buf = std::mem::take(&mut st.pending);
             let offset = st.file_len;
+            if let Some(z) = &st.zone {
+                z.before_write(offset, offset + buf.len() as u64);
+            }
             if let Err(e) = st.file.write_batch(&[(offset, &buf)], true) {
                 st.failed = true;
                 sh.durable.send_modify(|d| d.failed = true);
@@ -284,9 +322,22 @@ impl ShardLog {
                 return Err(e);
             }
         };
+        let len = SEGMENT_HEADER_LEN as u64;
+        let zone = sh.prezero.as_ref().and_then(|z| {
+            z.zone(
+                sh.storage.as_ref(),
+                &segment_name(&sh.dir, next),
+                len,
+                len,
+                zone_config(),
+            )
+        });
+        if let Some(old) = std::mem::replace(&mut st.zone, zone) {
+            old.seal(st.file_len);
+        }
         st.segment = next;
         st.file = file;
-        st.file_len = SEGMENT_HEADER_LEN as u64;
+        st.file_len = len;
         Ok((next, st.next_seq))
     }
 
@@ -315,7 +366,7 @@ fn create_segment(storage: &dyn Storage, dir: &str, number: u64) -> Result<Arc<d
 fn flusher(sh: Arc<Shared>) {
     let mut spare: Vec<u8> = Vec::new();
     loop {
-        let (file, offset, buf, last_seq) = {
+        let (file, zone, offset, buf, last_seq) = {
             let mut st = sh.state.lock();
             while st.pending.is_empty() && !st.shutdown {
                 sh.wake.wait(&mut st);
@@ -327,9 +378,21 @@ fn flusher(sh: Arc<Shared>) {
             let buf = std::mem::replace(&mut st.pending, std::mem::take(&mut spare));
             let offset = st.file_len;
             st.file_len += buf.len() as u64;
-            (st.file.clone(), offset, buf, st.pending_last_seq)
+            (
+                st.file.clone(),
+                st.zone.clone(),
+                offset,
+                buf,
+                st.pending_last_seq,
+            )
         };
+        if let Some(z) = &zone {
+            z.before_write(offset, offset + buf.len() as u64);
+        }
         let result = file.write_batch(&[(offset, &buf)], true);
+        if let (Ok(()), Some(z)) = (&result, &zone) {
+            z.after_write();
+        }
         let mut st = sh.state.lock();
         st.flushing = false;
         match result {
@@ -356,6 +419,9 @@ impl Drop for ShardLog {
         if let Some(h) = self.flusher.lock().take() {
             let _ = h.join();
         }
+        if let Some(z) = self.shared.state.lock().zone.take() {
+            z.stop();
+        }
     }
 }
 
@@ -364,8 +430,12 @@ mod tests {
     use super::*;
     use crate::io::{CrashMode, MemStorage};
 
+    fn pz() -> Option<Arc<PreZeroer>> {
+        Some(PreZeroer::start().unwrap())
+    }
+
     fn open(mem: &Arc<MemStorage>, first: u64) -> (ShardLog, Replay) {
-        ShardLog::open(mem.clone(), "wal/000", first, 0).unwrap()
+        ShardLog::open(mem.clone(), "wal/000", first, 0, pz()).unwrap()
     }
 
     #[test]
@@ -446,7 +516,7 @@ mod tests {
         assert_eq!(replay.segments, 2);
         log.remove_before(1).unwrap();
         drop(log);
-        let (_log, replay) = ShardLog::open(mem.clone(), "wal/000", 1, 10).unwrap();
+        let (_log, replay) = ShardLog::open(mem.clone(), "wal/000", 1, 10, pz()).unwrap();
         assert_eq!(replay.records, vec![(10, vec![10])]);
     }
 
@@ -462,7 +532,7 @@ mod tests {
         let len = f.len().unwrap();
         f.write_batch(&[(len - 1, b"X")], true).unwrap();
         assert!(matches!(
-            ShardLog::open(mem.clone(), "wal/000", 0, 0),
+            ShardLog::open(mem.clone(), "wal/000", 0, 0, pz()),
             Err(Error::Corrupt(_))
         ));
     }
@@ -477,15 +547,15 @@ mod tests {
         f.write_batch(&[(0, &seg)], true).unwrap();
         drop(f);
         assert!(matches!(
-            ShardLog::open(mem.clone(), "wal/000", 0, 0),
+            ShardLog::open(mem.clone(), "wal/000", 0, 0, pz()),
             Err(Error::Corrupt(_))
         ));
         let mem = Arc::new(MemStorage::new());
         assert!(matches!(
-            ShardLog::open(mem.clone(), "wal/000", 0, u64::MAX),
+            ShardLog::open(mem.clone(), "wal/000", 0, u64::MAX, pz()),
             Err(Error::Corrupt(_))
         ));
-        let (_log, replay) = ShardLog::open(mem.clone(), "wal/000", 0, u64::MAX - 1).unwrap();
+        let (_log, replay) = ShardLog::open(mem.clone(), "wal/000", 0, u64::MAX - 1, pz()).unwrap();
         assert!(replay.records.is_empty());
     }
 
@@ -494,7 +564,7 @@ mod tests {
         use crate::io::{FaultPlan, FaultyStorage};
         let plan = FaultPlan::new();
         let storage = Arc::new(FaultyStorage::new(MemStorage::new(), plan.clone()));
-        let (log, _) = ShardLog::open(storage, "wal/000", 0, 0).unwrap();
+        let (log, _) = ShardLog::open(storage, "wal/000", 0, 0, pz()).unwrap();
         plan.set_fail_all_syncs(true);
         let seq = log.append(b"x").unwrap();
         assert!(matches!(
@@ -502,5 +572,185 @@ mod tests {
             Err(Error::Poisoned)
         ));
         assert!(matches!(log.append(b"y"), Err(Error::Poisoned)));
+    }
+
+    fn seg_len(s: &dyn Storage, segment: u64) -> u64 {
+        s.open(&segment_name("wal/000", segment), false)
+            .unwrap()
+            .len()
+            .unwrap()
+    }
+
+    fn append_durable(log: &ShardLog, payloads: &[&[u8]]) {
+        let mut last = 0;
+        for p in payloads {
+            last = log.append(p).unwrap();
+        }
+        log.wait_durable_blocking(last).unwrap();
+    }
+
+    fn payloads(replay: &Replay) -> Vec<Vec<u8>> {
+        replay.records.iter().map(|r| r.1.clone()).collect()
+    }
+
+    #[test]
+    fn a_zero_tail_is_a_clean_end_and_appends_overwrite_it() {
+        let mem = Arc::new(MemStorage::new());
+        let zeroer = PreZeroer::start().unwrap();
+        let (log, _) = ShardLog::open(mem.clone(), "wal/000", 0, 0, Some(zeroer.clone())).unwrap();
+        append_durable(&log, &[b"one", b"two"]);
+        zeroer.wait_idle();
+        let zeroed = seg_len(mem.as_ref(), 0);
+        assert!(
+            zeroed >= WAL_PREZERO_LOW_WATER,
+            "nothing zeroed ahead: {zeroed}"
+        );
+        let crashed = Arc::new(mem.crash(CrashMode::DurableOnly));
+        drop(log);
+        assert_eq!(
+            seg_len(crashed.as_ref(), 0),
+            zeroed,
+            "zeros were not durable"
+        );
+        let (log, replay) =
+            ShardLog::open(crashed.clone(), "wal/000", 0, 0, Some(zeroer.clone())).unwrap();
+        assert_eq!(replay.torn_bytes, 0);
+        assert_eq!(payloads(&replay), vec![b"one".to_vec(), b"two".to_vec()]);
+        // Appends go on at the end of the records, over the zeros, and survive a crash.
+        append_durable(&log, &[b"three"]);
+        let again = Arc::new(crashed.crash(CrashMode::DurableOnly));
+        drop(log);
+        let (_log, replay) = ShardLog::open(again.clone(), "wal/000", 0, 0, pz()).unwrap();
+        assert_eq!(replay.torn_bytes, 0);
+        assert_eq!(
+            payloads(&replay),
+            vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
+        );
+        assert_eq!(replay.records.last().unwrap().0, 2);
+    }
+
+    #[test]
+    fn a_torn_record_followed_by_zeros_is_cut() {
+        for garbage in [&b"\x05"[..], b"\x40\0\0\0\x12\x34", b"\0\0\0\x01"] {
+            let mem = Arc::new(MemStorage::new());
+            let (log, _) = open(&mem, 0);
+            append_durable(&log, &[b"kept"]);
+            drop(log);
+            let f = mem.open(&segment_name("wal/000", 0), false).unwrap();
+            // After the record (the zeroer may have zeroed on past it).
+            let end = (SEGMENT_HEADER_LEN + frame::RECORD_HEADER_LEN + 4) as u64;
+            let mut tail = garbage.to_vec();
+            tail.resize(4096, 0);
+            f.write_batch(&[(end, &tail)], true).unwrap();
+            let (log, replay) = open(&mem, 0);
+            let nonzero = garbage.iter().rposition(|&b| b != 0).unwrap() as u64 + 1;
+            assert_eq!(replay.torn_bytes, nonzero, "garbage {garbage:?}");
+            assert_eq!(payloads(&replay), vec![b"kept".to_vec()]);
+            append_durable(&log, &[b"after"]);
+            drop(log);
+            let (_log, replay) = open(&mem, 0);
+            assert_eq!(replay.torn_bytes, 0);
+            assert_eq!(payloads(&replay), vec![b"kept".to_vec(), b"after".to_vec()]);
+        }
+    }
+
+    #[test]
+    fn rotation_cuts_the_zero_tail_and_a_left_one_is_harmless() {
+        let mem = Arc::new(MemStorage::new());
+        let zeroer = PreZeroer::start().unwrap();
+        let (log, _) = ShardLog::open(mem.clone(), "wal/000", 0, 0, Some(zeroer.clone())).unwrap();
+        append_durable(&log, &[b"a", b"b"]);
+        zeroer.wait_idle();
+        let data_end = (SEGMENT_HEADER_LEN + 2 * (frame::RECORD_HEADER_LEN + 1)) as u64;
+        assert!(seg_len(mem.as_ref(), 0) > data_end);
+        log.rotate().unwrap();
+        zeroer.wait_idle();
+        assert_eq!(
+            seg_len(mem.as_ref(), 0),
+            data_end,
+            "sealed segment keeps zeros"
+        );
+        append_durable(&log, &[b"c"]);
+        drop(log);
+        // A crash between the rotation and the cut leaves zeros after the old segment's
+        // records: not corruption.
+        let f = mem.open(&segment_name("wal/000", 0), false).unwrap();
+        f.write_batch(&[(data_end, &[0u8; 5000])], true).unwrap();
+        let (_log, replay) = open(&mem, 0);
+        assert_eq!(replay.torn_bytes, 0);
+        assert_eq!(
+            payloads(&replay),
+            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
+        );
+    }
+
+    /// The zeroer meets a full disk: it stops zeroing this log, the log goes on appending,
+    /// and every acknowledged record survives a crash.
+    #[test]
+    fn a_zeroer_out_of_space_leaves_the_log_working() {
+        use crate::io::{FaultPlan, FaultyStorage};
+        let mem = Arc::new(MemStorage::new());
+        let plan = FaultPlan::new();
+        let storage = Arc::new(FaultyStorage::new(mem.clone(), plan.clone()));
+        let zeroer = PreZeroer::start().unwrap();
+        let (log, _) = ShardLog::open(storage, "wal/000", 0, 0, Some(zeroer.clone())).unwrap();
+        plan.set_space_left(Some(10_000));
+        append_durable(&log, &[b"first"]);
+        zeroer.wait_idle();
+        assert!(plan.counters().injected > 0, "the zeroer met no full disk");
+        assert!(!log.shared.state.lock().failed);
+        // Space freed: appends work, past the end of the short zeros too, and zeroing of
+        // this log stays off (its bytes written are the records' only).
+        plan.set_space_left(None);
+        let before = plan.counters().written_bytes;
+        let big = vec![9u8; 20_000];
+        append_durable(&log, &[b"second", &big]);
+        zeroer.wait_idle();
+        let records = 2 * frame::RECORD_HEADER_LEN as u64 + 6 + 20_000;
+        assert_eq!(plan.counters().written_bytes - before, records);
+        let crashed = Arc::new(mem.crash(CrashMode::DurableOnly));
+        drop(log);
+        let (_log, replay) = open(&crashed, 0);
+        assert_eq!(replay.torn_bytes, 0);
+        assert_eq!(
+            payloads(&replay),
+            vec![b"first".to_vec(), b"second".to_vec(), big]
+        );
+    }
+
+    /// Every cut of a log's last batch, padded with zeros (an overwrite of pre-zeroed space
+    /// that a crash left partly on disk), replays a prefix of the records and reports only
+    /// non-zero bytes as torn.
+    #[test]
+    fn every_cut_padded_with_zeros_replays_a_prefix() {
+        let mem = Arc::new(MemStorage::new());
+        let (log, _) = open(&mem, 0);
+        let all: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i + 1; 10 + i as usize * 7]).collect();
+        let refs: Vec<&[u8]> = all.iter().map(|v| &v[..]).collect();
+        append_durable(&log, &refs);
+        drop(log);
+        let f = mem.open(&segment_name("wal/000", 0), false).unwrap();
+        let mut whole = vec![0u8; f.len().unwrap() as usize];
+        f.read_exact_at(&mut whole, 0).unwrap();
+        let end = whole.iter().rposition(|&b| b != 0).unwrap() + 1;
+        for cut in SEGMENT_HEADER_LEN..=end {
+            let m = Arc::new(MemStorage::new());
+            let mut seg = whole[..cut].to_vec();
+            seg.resize(end + 3000, 0);
+            let g = m.open(&segment_name("wal/000", 0), true).unwrap();
+            g.write_batch(&[(0, &seg)], true).unwrap();
+            m.sync_dir("wal/000").unwrap();
+            let (_log, replay) = open(&m, 0);
+            let got = payloads(&replay);
+            assert!(all.starts_with(&got), "cut {cut}: not a prefix");
+            let mut boundary = SEGMENT_HEADER_LEN;
+            for p in &got {
+                boundary += frame::RECORD_HEADER_LEN + p.len();
+            }
+            assert!(boundary <= cut || got.len() == all.len());
+            let nonzero = whole[boundary..cut].iter().rposition(|&b| b != 0);
+            let torn = nonzero.map_or(0, |i| i as u64 + 1);
+            assert_eq!(replay.torn_bytes, torn, "cut {cut}");
+        }
     }
 }
