@@ -39,6 +39,7 @@ pub fn store_config(config: &Config) -> StoreConfig {
         space_quota_default: (s.default_quota_bytes > 0).then_some(s.default_quota_bytes),
         free_space_reserve_bytes: s.free_space_reserve_bytes,
         chunk_cache_bytes: s.chunk_cache_bytes,
+        prezero: s.prezero,
         ..StoreConfig::default()
     }
 }

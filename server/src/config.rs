@@ -90,6 +90,9 @@ pub struct StorageConfig {
     pub free_space_reserve_bytes: u64,
     /// Bytes of verified chunks kept in memory for hot reads; 0: off.
     pub chunk_cache_bytes: u64,
+    /// Keep packs and WAL segments written with zeros ahead of their appends (cheaper
+    /// fdatasync per acknowledged upload on ext4/XFS; off on copy-on-write file systems).
+    pub prezero: bool,
 }
 
 impl Default for StorageConfig {
@@ -102,6 +105,7 @@ impl Default for StorageConfig {
             default_quota_bytes: 0,
             free_space_reserve_bytes: skab_engine::limits::FREE_SPACE_RESERVE_DEFAULT,
             chunk_cache_bytes: skab_engine::limits::CHUNK_CACHE_BYTES_DEFAULT,
+            prezero: true,
         }
     }
 }
