@@ -240,11 +240,18 @@ run_op() { # $1 server, $2 op, $3 port, $4 round
       rm -f "$WORK/perf.data"
     fi
   fi
+  # What the server left unwritten (the peers answer PUT before their data is on disk): flush it
+  # now, timed, so that it lands on this server's row and not in the next server's run.
+  local f0 f1
+  f0=$(date +%s.%N)
+  sync
+  f1=$(date +%s.%N)
   {
     echo "server=$srv op=$op round=$round conns=$CONNS threads=$THREADS duration=$DURATION fs=\"$FS_KIND\""
     echo "loadavg_after=\"$(cut -d' ' -f1-3 /proc/loadavg)\""
     cat "$out.wrk"
     echo "CPU server_ticks=$((s1 - s0)) wrk_ticks=$w0 clk_tck=$CLK_TCK wall_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
+    echo "SYNC wall_s=$(awk -v a="$f0" -v b="$f1" 'BEGIN { printf "%.3f", b - a }')"
   } >"$out"
   rm -f "$out.wrk"
   grep -q '^RESULT' "$out" || { log "wrk failed for $srv $op:"; cat "$out" >&2; return 1; }
@@ -291,8 +298,8 @@ best_round() { # the result file of the round with the most requests
   echo "$best"
 }
 {
-  echo "| Operation | Server | req/s | p50 ms | p99 ms | server CPU s / 1k req | server cores | wrk cores | non-2xx / errors |"
-  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| Operation | Server | req/s | p50 ms | p99 ms | server CPU s / 1k req | server cores | wrk cores | non-2xx / errors | sync after s |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
   for op in $OPS; do
     for srv in $SERVERS; do
       f=$(best_round "$srv" "$op")
@@ -300,13 +307,15 @@ best_round() { # the result file of the round with the most requests
       awk -v op="$op" -v srv="$srv" '
         /^RESULT/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] } }
         /^CPU/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); c[kv[1]] = kv[2] } }
+        /^SYNC/ { split($2, kv, "="); sync_s = kv[2] }
         END {
           dur = r["duration_us"] / 1e6; n = r["requests"]
           errs = r["err_connect"] + r["err_read"] + r["err_write"] + r["err_timeout"]
           scpu = c["server_ticks"] / c["clk_tck"]; wcpu = c["wrk_ticks"] / c["clk_tck"]
-          printf "| %s | %s | %.0f | %.2f | %.2f | %.3f | %.2f | %.2f | %d / %d |\n",
+          printf "| %s | %s | %.0f | %.2f | %.2f | %.3f | %.2f | %.2f | %d / %d | %.1f |\n",
             op, srv, n / dur, r["p50_us"] / 1000, r["p99_us"] / 1000,
-            (n > 0 ? scpu / n * 1000 : 0), scpu / c["wall_s"], wcpu / c["wall_s"], r["non2xx"], errs
+            (n > 0 ? scpu / n * 1000 : 0), scpu / c["wall_s"], wcpu / c["wall_s"], r["non2xx"], errs,
+            sync_s + 0
         }' "$f"
     done
   done
