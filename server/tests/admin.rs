@@ -100,7 +100,8 @@ fn scrub_reports_corruption_with_the_server_stopped() {
     let d = data.to_str().unwrap();
     let (ok, out) = skab(&["scrub", "--data-dir", d], None);
     assert!(ok, "{out}");
-    // Flip one byte in the middle of the pack that holds the file.
+    // Flip one byte in the middle of the records of the pack that holds the file (the
+    // newest pack ends in zeros kept ahead of the writer: not data).
     let packs = data.join("store/packs");
     let pack = std::fs::read_dir(&packs)
         .unwrap()
@@ -108,7 +109,9 @@ fn scrub_reports_corruption_with_the_server_stopped() {
         .max()
         .unwrap();
     let mut bytes = std::fs::read(&pack).unwrap();
-    let mid = bytes.len() / 2;
+    let records_end = bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
+    assert!(records_end > payload.len(), "the file's chunks are in {pack:?}");
+    let mid = records_end / 2;
     bytes[mid] ^= 0x20;
     std::fs::write(&pack, bytes).unwrap();
     let (ok, out) = skab(&["scrub", "--data-dir", d], None);
