@@ -90,8 +90,9 @@ pub struct StorageConfig {
     pub free_space_reserve_bytes: u64,
     /// Bytes of verified chunks kept in memory for hot reads; 0: off.
     pub chunk_cache_bytes: u64,
-    /// Keep packs and WAL segments written with zeros ahead of their appends (cheaper
-    /// fdatasync per acknowledged upload on ext4/XFS; off on copy-on-write file systems).
+    /// Keep packs and WAL segments written with zeros ahead of their appends: cheaper
+    /// fdatasync for small uploads, but it doubles pack writes and made the exam peak slower
+    /// (docs/benchmarks.md, "Pre-zeroing and the exam peak"), so off by default.
     pub prezero: bool,
 }
 
@@ -105,7 +106,7 @@ impl Default for StorageConfig {
             default_quota_bytes: 0,
             free_space_reserve_bytes: skab_engine::limits::FREE_SPACE_RESERVE_DEFAULT,
             chunk_cache_bytes: skab_engine::limits::CHUNK_CACHE_BYTES_DEFAULT,
-            prezero: true,
+            prezero: false,
         }
     }
 }

@@ -111,7 +111,11 @@ impl Metrics {
             "Bytes of unique chunks stored",
             stored.clone(),
         );
-        registry.register("pack_bytes", "Bytes of pack records on disk (without the zeros kept ahead of the writer)", packs.clone());
+        registry.register(
+            "pack_bytes",
+            "Bytes of pack records on disk (without the zeros kept ahead of the writer)",
+            packs.clone(),
+        );
         registry.register(
             "dedup_ratio",
             "Logical bytes per stored byte",

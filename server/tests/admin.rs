@@ -110,7 +110,10 @@ fn scrub_reports_corruption_with_the_server_stopped() {
         .unwrap();
     let mut bytes = std::fs::read(&pack).unwrap();
     let records_end = bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
-    assert!(records_end > payload.len(), "the file's chunks are in {pack:?}");
+    assert!(
+        records_end > payload.len(),
+        "the file's chunks are in {pack:?}"
+    );
     let mid = records_end / 2;
     bytes[mid] ^= 0x20;
     std::fs::write(&pack, bytes).unwrap();
