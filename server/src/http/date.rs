@@ -23,19 +23,12 @@ pub fn imf_fixdate(t: SystemTime) -> [u8; IMF_FIXDATE_LEN] {
         .min(SECS_MAX);
     let days = secs / 86_400;
     let sod = secs % 86_400;
-    // Civil-from-days (H. Hinnant), for days since 1970-01-01 (non-negative here).
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
+    // 0..=SECS_MAX: the year is 1970..=9999.
+    let (year, month, day) = civil_from_days(days as i64);
+    let year = year as u64;
     let mut out = *b"Thu, 01 Jan 1970 00:00:00 GMT";
     out[..3].copy_from_slice(DAYS[(days % 7) as usize]);
-    two(&mut out[5..7], day);
+    two(&mut out[5..7], u64::from(day));
     out[8..11].copy_from_slice(MONTHS[(month - 1) as usize]);
     two(&mut out[12..14], year / 100);
     two(&mut out[14..16], year % 100);
@@ -43,6 +36,21 @@ pub fn imf_fixdate(t: SystemTime) -> [u8; IMF_FIXDATE_LEN] {
     two(&mut out[20..22], sod / 60 % 60);
     two(&mut out[23..25], sod % 60);
     out
+}
+
+/// `(year, month 1..=12, day 1..=31)` of a day counted from 1970-01-01 (negative before it),
+/// proleptic Gregorian (H. Hinnant's `civil_from_days`).
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month as u32, day as u32)
 }
 
 fn two(out: &mut [u8], n: u64) {
