@@ -316,21 +316,36 @@ async fn a_waiting_login_takes_over_when_the_running_one_is_cancelled() {
     let (_d, _db, a) = setup(AuthConfig::default());
     let peer = ip("10.0.0.5");
     let hdr = basic("anna@skole", "pw-anna");
+    // Every argon2 slot is held while the logins are polled, so that none can finish
+    // before the test cancels it, whatever the scheduling (argon2 is cheap in tests).
+    let slots = a.hash_slots.clone();
+    let n = slots.available_permits() as u32;
+    let hold = slots.clone().acquire_many_owned(n).await.unwrap();
     let mut first = Box::pin(a.authenticate(Some(&hdr), peer));
     let mut second = Box::pin(a.authenticate(Some(&hdr), peer));
     assert!(futures::poll!(first.as_mut()).is_pending());
     assert!(futures::poll!(second.as_mut()).is_pending());
     assert_eq!(a.argon2_in_flight(), 1, "the second joined the first");
     drop(first); // the client of the running login went away
+    assert!(
+        futures::poll!(second.as_mut()).is_pending(),
+        "waits for a slot"
+    );
+    assert_eq!(a.argon2_in_flight(), 1, "the second took the run over");
+    drop(hold);
     assert_eq!(second.await.unwrap().via, AuthVia::Password);
+    assert_eq!(a.argon2_runs(), 1, "the cancelled login never ran argon2");
     assert_eq!(a.argon2_in_flight(), 0);
     // A cancelled sole participant leaves nothing behind.
+    let hold = slots.acquire_many_owned(n).await.unwrap();
     let bo = basic("bo@skole", "pw-bo");
     let mut lone = Box::pin(a.authenticate(Some(&bo), peer));
     assert!(futures::poll!(lone.as_mut()).is_pending());
     assert_eq!(a.argon2_in_flight(), 1);
     drop(lone);
     assert_eq!(a.argon2_in_flight(), 0);
+    drop(hold);
+    assert_eq!(a.argon2_runs(), 1);
 }
 
 #[test]
