@@ -19,6 +19,6 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
-cargo test --workspace
+cargo test --workspace --no-fail-fast
 # Every fuzz target: replay its committed corpus, then fuzz it briefly (docs/reliability.md).
 scripts/fuzz.sh 5
