@@ -31,6 +31,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Threads that serve connections (each runs its own event loop); 0: one per CPU.
     pub workers: usize,
+    /// Which HTTP/1 implementation serves plain (non-TLS) connections.
+    pub http1: Http1,
     pub tls: TlsConfig,
     pub storage: StorageConfig,
     pub limits: LimitsConfig,
@@ -44,6 +46,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./skab-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             workers: 0,
+            http1: Http1::default(),
             tls: TlsConfig::default(),
             storage: StorageConfig::default(),
             limits: LimitsConfig::default(),
@@ -61,6 +64,17 @@ pub struct TlsConfig {
     pub cert: Option<PathBuf>,
     /// PEM private key.
     pub key: Option<PathBuf>,
+}
+
+/// The HTTP/1 implementation for plain connections (TLS and HTTP/2 always use hyper).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Http1 {
+    /// Skab's own (`server/src/http/h1`): less CPU per request.
+    #[default]
+    Skab,
+    /// hyper's.
+    Hyper,
 }
 
 /// Which chunks may be shared by deduplication.

@@ -159,6 +159,33 @@ pub const WORKERS_MAX: usize = 256;
 /// After SIGTERM, how long in-flight requests (uploads) may take to finish, seconds.
 pub const SHUTDOWN_GRACE_S: u64 = 30;
 
+// ---- HTTP/1 connections (server/src/http/h1) ----
+
+/// Most header fields in one request head, count (the head's size is `limits.header_size_max`).
+pub const H1_HEADERS_MAX: usize = 128;
+/// Read buffer of a connection, bytes: a request head and a small body fit in one read.
+pub const H1_READ_BUF_BYTES: usize = 16 * 1024;
+/// Most bytes read from the socket in one call while a body is streamed in.
+pub const H1_BODY_READ_BYTES: usize = 256 * 1024;
+/// Largest unread request body the server reads and discards after answering (e.g. a 401
+/// to a PUT) to keep the connection; a longer rest closes it, bytes.
+pub const H1_DRAIN_MAX_BYTES: u64 = 256 * 1024;
+/// After answering a request whose body is not read to its end, how long the connection
+/// keeps reading (and dropping) what the client still sends before closing, milliseconds.
+pub const H1_LINGER_MS: u64 = 2000;
+/// Most bytes read and dropped while lingering.
+pub const H1_LINGER_MAX_BYTES: usize = 1024 * 1024;
+/// Response body bytes gathered into one vectored write, bytes.
+pub const H1_WRITE_BATCH_BYTES: usize = 256 * 1024;
+/// Buffers in one vectored write, count (below the kernel's IOV_MAX of 1024).
+pub const H1_WRITE_IOVECS_MAX: usize = 64;
+/// Hex digits of a chunk size: 16 cover every u64.
+pub const CHUNK_SIZE_DIGITS_MAX: usize = 16;
+/// Longest chunk extension (`;name=value`, ignored), bytes.
+pub const CHUNK_EXTENSIONS_LEN_MAX: usize = 4096;
+/// Largest trailer section of a chunked body (ignored), bytes.
+pub const CHUNK_TRAILERS_LEN_MAX: usize = 16 * 1024;
+
 // ---- Administration socket (server/src/admin.rs) ----
 
 /// Largest admin request line, bytes.

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures::Stream;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::{Body as _, Frame, Incoming};
+use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 
 /// Every response body.
 pub type Body = BoxBody<Bytes, std::io::Error>;
@@ -37,6 +37,43 @@ where
     ))
 }
 
+/// A request body, from hyper's connections (TLS, HTTP/2) or from Skab's own HTTP/1.
+pub enum ReqBody {
+    Hyper(Incoming),
+    Own(super::h1::OwnBody),
+}
+
+impl hyper::body::Body for ReqBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        match self.get_mut() {
+            ReqBody::Hyper(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(std::io::Error::other))),
+            ReqBody::Own(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ReqBody::Hyper(b) => b.is_end_stream(),
+            ReqBody::Own(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ReqBody::Hyper(b) => b.size_hint(),
+            ReqBody::Own(b) => b.size_hint(),
+        }
+    }
+}
+
 /// Why a request body stream ended in error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFault {
@@ -58,7 +95,7 @@ impl std::fmt::Display for BodyFault {
 /// A request body as a stream of data buffers, at most `max` bytes, failing when no bytes
 /// arrive for `stall` (slow-client guard). `too_large` is set when the limit was the cause.
 pub struct RequestStream {
-    body: Incoming,
+    body: ReqBody,
     max: u64,
     seen: u64,
     stall: Duration,
@@ -68,7 +105,7 @@ pub struct RequestStream {
 }
 
 impl RequestStream {
-    pub fn new(body: Incoming, max: u64, stall: Duration) -> Self {
+    pub fn new(body: ReqBody, max: u64, stall: Duration) -> Self {
         RequestStream {
             body,
             max,
@@ -129,7 +166,7 @@ impl Stream for RequestStream {
 }
 
 /// Reads a whole (small) request body, at most `max` bytes.
-pub async fn read_all(body: Incoming, max: usize, stall: Duration) -> Result<Vec<u8>, BodyFault> {
+pub async fn read_all(body: ReqBody, max: usize, stall: Duration) -> Result<Vec<u8>, BodyFault> {
     use futures::StreamExt;
     let mut s = RequestStream::new(body, max as u64, stall);
     let mut out = Vec::new();

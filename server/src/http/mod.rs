@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod date;
+pub mod h1;
 mod idle;
 pub mod response;
 pub mod service;
@@ -32,6 +33,8 @@ pub async fn run(app: Arc<App>, listener: TcpListener) -> anyhow::Result<()> {
         _ => None,
     };
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Connections on Skab's own HTTP/1 hold a receiver; `closed()` tells when all are gone.
+    let (stop_tx, stop_rx) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(app.config.limits.connections_max));
     let workers = Workers::start(worker_count(app.config.workers))?;
     let mut shutdown = std::pin::pin!(shutdown_signal());
@@ -70,6 +73,7 @@ pub async fn run(app: Arc<App>, listener: TcpListener) -> anyhow::Result<()> {
             app: app.clone(),
             tls: tls.clone(),
             watcher: graceful.watcher(),
+            stop: stop_rx.clone(),
         };
         next = next.wrapping_add(1);
         if let Err(conn) = workers.hand_over(next, conn) {
@@ -78,8 +82,13 @@ pub async fn run(app: Arc<App>, listener: TcpListener) -> anyhow::Result<()> {
         }
     }
     tracing::info!("shutting down: finishing in-flight requests");
+    drop(stop_rx);
+    let _ = stop_tx.send(true);
+    let all_closed = async {
+        tokio::join!(graceful.shutdown(), stop_tx.closed());
+    };
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = all_closed => tracing::info!("all connections closed"),
         _ = tokio::time::sleep(Duration::from_secs(SHUTDOWN_GRACE_S)) => {
             tracing::warn!("shutdown grace period over; closing remaining connections");
         }
@@ -109,6 +118,8 @@ struct Connection {
     app: Arc<App>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     watcher: hyper_util::server::graceful::Watcher,
+    /// Turns true when the server stops (for Skab's own HTTP/1 connections).
+    stop: watch::Receiver<bool>,
 }
 
 /// Serving threads, each a single-threaded tokio runtime fed accepted connections.
@@ -189,6 +200,7 @@ async fn serve_connection(conn: Connection) {
         app,
         tls,
         watcher,
+        stop,
     } = conn;
     let tcp = match TcpStream::from_std(tcp) {
         Ok(t) => t,
@@ -212,10 +224,33 @@ async fn serve_connection(conn: Connection) {
             return;
         }
     }
-    let service = service_fn(move |req| {
-        let app = app.clone();
+    let own_http1 = tls.is_none() && app.config.http1 == crate::config::Http1::Skab;
+    let service_app = app.clone();
+    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let app = service_app.clone();
+        let req = req.map(body::ReqBody::Hyper);
         async move { Ok::<_, std::convert::Infallible>(service::handle(app, req, peer).await) }
     });
+    if own_http1 {
+        let settings = h1::Settings {
+            idle,
+            header_read: first_byte,
+            head_max: app.config.limits.header_size_max,
+        };
+        if let h1::Outcome::Http2 { io, read } = h1::Conn::new(tcp, settings, stop)
+            .run(app.clone(), peer)
+            .await
+        {
+            let io = idle::IdleGuard::new(h1::Prefixed::new(read, io), idle);
+            let conn = http2_builder(&app).serve_connection(TokioIo::new(io), service);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%peer, error = %e, "HTTP/2 connection ended with an error");
+            }
+        }
+        drop(permit);
+        return;
+    }
+    drop(stop);
     let result = match tls {
         Some(acceptor) => match tokio::time::timeout(first_byte, acceptor.accept(tcp))
             .await
@@ -262,6 +297,16 @@ fn builder(app: &App) -> auto::Builder<TokioExecutor> {
     b
 }
 
+/// HTTP/2 with prior knowledge on a plain connection (the `auto` builder's HTTP/2 settings).
+fn http2_builder(app: &App) -> hyper::server::conn::http2::Builder<TokioExecutor> {
+    let limits = &app.config.limits;
+    let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new())
+        .max_header_list_size(limits.header_size_max as u32)
+        .keep_alive_interval(Some(Duration::from_secs(limits.idle_timeout_s)));
+    b
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -293,9 +338,16 @@ pub async fn serve(app: Arc<App>, listen: SocketAddr) -> anyhow::Result<()> {
     } else {
         "http"
     };
-    tracing::info!("listening on {scheme}://{}", listener.local_addr()?);
+    let http1 = match (scheme, app.config.http1) {
+        ("http", crate::config::Http1::Skab) => "skab",
+        _ => "hyper",
+    };
+    tracing::info!(
+        "listening on {scheme}://{} (HTTP/1.1 by {http1})",
+        listener.local_addr()?
+    );
     println!(
-        "skab: serving WebDAV on {scheme}://{}/dav/",
+        "skab: serving WebDAV on {scheme}://{}/dav/ (HTTP/1.1 by {http1})",
         listener.local_addr()?
     );
     run(app, listener).await

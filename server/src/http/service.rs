@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use hyper::body::Incoming;
+use crate::http::body::ReqBody;
 use hyper::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use hyper::{Method, Request, StatusCode};
 use skab_engine::ns::Name;
@@ -38,7 +38,7 @@ pub fn engine_names(path: &crate::dav::path::SpacePath) -> Result<Vec<Name>, ska
     path.segments().map(Name::new).collect()
 }
 
-pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resp {
+pub async fn handle(app: Arc<App>, req: Request<ReqBody>, peer: SocketAddr) -> Resp {
     let started = Instant::now();
     let method = req.method().clone();
     let resp = route(app.clone(), req, peer).await;
@@ -47,7 +47,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     resp
 }
 
-async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resp {
+async fn route(app: Arc<App>, req: Request<ReqBody>, peer: SocketAddr) -> Resp {
     let path = req.uri().path();
     match path {
         "/healthz" => return text(StatusCode::OK, "ok"),

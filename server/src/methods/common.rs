@@ -6,7 +6,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hyper::body::Incoming;
+use crate::http::body::ReqBody;
 use hyper::{HeaderMap, Request, StatusCode};
 use skab_engine::ns::{EntryInfo, Etag, Kind};
 
@@ -179,7 +179,7 @@ pub fn if_holds(ctx: &Ctx, headers: &HeaderMap, ifh: &IfHeader) -> bool {
 /// the write touches must have its token submitted. Returns the submitted tokens.
 pub fn check_write(
     ctx: &Ctx,
-    req: &Request<Incoming>,
+    req: &Request<ReqBody>,
     writes: &[(&SpacePath, WriteScope)],
 ) -> Result<(), Resp> {
     let ifh = if_header(req.headers())?;
@@ -206,7 +206,7 @@ pub fn check_write(
 }
 
 /// Reads a request's XML body (PROPFIND, PROPPATCH, LOCK) within the size and stall limits.
-pub async fn read_xml_body(ctx: &Ctx, req: Request<Incoming>) -> Result<Vec<u8>, Resp> {
+pub async fn read_xml_body(ctx: &Ctx, req: Request<ReqBody>) -> Result<Vec<u8>, Resp> {
     let limits = &ctx.app.config.limits;
     let stall = Duration::from_secs(limits.body_stall_timeout_s);
     match read_all(req.into_body(), limits.xml_size_max, stall).await {

@@ -1,7 +1,7 @@
 //! COPY and MOVE (RFC 4918 §9.8, §9.9) inside the requester's space. COPY shares chunks
 //! (metadata only). A Destination in another space is 403, on another server 502.
 
-use hyper::body::Incoming;
+use crate::http::body::ReqBody;
 use hyper::{Request, StatusCode};
 
 use super::common::{check_write, engine_error, host, is_dir};
@@ -12,7 +12,7 @@ use crate::dav::status::destination_status;
 use crate::http::response::{status, text, Resp};
 use crate::http::service::{engine_names, Ctx};
 
-pub async fn handle(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
+pub async fn handle(ctx: &Ctx, req: &Request<ReqBody>) -> Resp {
     let is_move = req.method().as_str() == "MOVE";
     let headers = req.headers();
     let Some(dest_raw) = headers.get("destination").and_then(|v| v.to_str().ok()) else {

@@ -1,7 +1,7 @@
 //! DELETE (RFC 4918 §9.6): moves the entry or subtree to the user's trash (restorable);
 //! locks on the removed URLs go with it. 204 on success.
 
-use hyper::body::Incoming;
+use crate::http::body::ReqBody;
 use hyper::{Request, StatusCode};
 
 use super::common::{check_write, engine_error};
@@ -9,7 +9,7 @@ use crate::dav::locks::WriteScope;
 use crate::http::response::{status, text, Resp};
 use crate::http::service::Ctx;
 
-pub async fn handle(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
+pub async fn handle(ctx: &Ctx, req: &Request<ReqBody>) -> Resp {
     if ctx.names.is_empty() {
         return text(
             StatusCode::FORBIDDEN,

@@ -1,8 +1,8 @@
 //! GET and HEAD (RFC 9110 §9.3.1-2): files streamed chunk by chunk with single byte ranges
 //! (RFC 9110 §14), conditional requests (§13); a collection gets a plain HTML listing.
 
+use crate::http::body::ReqBody;
 use futures::StreamExt;
-use hyper::body::Incoming;
 use hyper::header::{
     HeaderValue, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_RANGE,
     LAST_MODIFIED, RANGE,
@@ -17,7 +17,7 @@ use crate::http::body::{empty, full, streamed};
 use crate::http::response::{status, Resp};
 use crate::http::service::Ctx;
 
-pub fn handle(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
+pub fn handle(ctx: &Ctx, req: &Request<ReqBody>) -> Resp {
     let head = req.method() == Method::HEAD;
     let info = match ctx.app.store.stat(&ctx.space, &ctx.names) {
         Ok(i) => i,

@@ -2,8 +2,8 @@
 //! infinity, refresh by an empty body with the token in `If`, and locks on unmapped URLs,
 //! which create an empty resource (§7.3).
 
+use crate::http::body::ReqBody;
 use bytes::Bytes;
-use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Request, StatusCode};
 
@@ -15,7 +15,7 @@ use crate::dav::xml::{lock_response_body, parse_lockinfo};
 use crate::http::response::{condition, status, text, xml, Resp};
 use crate::http::service::Ctx;
 
-pub async fn handle_lock(ctx: &Ctx, req: Request<Incoming>) -> Resp {
+pub async fn handle_lock(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
     let lcfg = &ctx.app.lock_config;
     let timeout = parse_timeout(
         req.headers().get("timeout").and_then(|v| v.to_str().ok()),
@@ -130,7 +130,7 @@ pub async fn handle_lock(ctx: &Ctx, req: Request<Incoming>) -> Resp {
     r
 }
 
-pub fn handle_unlock(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
+pub fn handle_unlock(ctx: &Ctx, req: &Request<ReqBody>) -> Resp {
     let Some(raw) = req
         .headers()
         .get("lock-token")

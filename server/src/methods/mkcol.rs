@@ -1,7 +1,8 @@
 //! MKCOL (RFC 4918 §9.3): 201 created, 405 when the URL is mapped, 409 without a parent
 //! collection, 415 for a request body (no extended MKCOL).
 
-use hyper::body::{Body as _, Incoming};
+use crate::http::body::ReqBody;
+use hyper::body::Body as _;
 use hyper::{Request, StatusCode};
 
 use super::common::{check_write, engine_error};
@@ -9,7 +10,7 @@ use crate::dav::locks::WriteScope;
 use crate::http::response::{status, text, Resp};
 use crate::http::service::Ctx;
 
-pub async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
+pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
     let has_body = req
         .headers()
         .get(hyper::header::CONTENT_LENGTH)

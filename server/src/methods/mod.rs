@@ -11,13 +11,13 @@ mod propfind;
 mod proppatch;
 mod put;
 
-use hyper::body::Incoming;
+use crate::http::body::ReqBody;
 use hyper::{Method, Request, StatusCode};
 
 use crate::http::response::{text, Resp};
 use crate::http::service::Ctx;
 
-pub async fn dispatch(ctx: Ctx, req: Request<Incoming>) -> Resp {
+pub async fn dispatch(ctx: Ctx, req: Request<ReqBody>) -> Resp {
     match req.method().as_str() {
         "OPTIONS" => options::handle(&ctx),
         "GET" | "HEAD" => get::handle(&ctx, &req),

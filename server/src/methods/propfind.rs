@@ -2,7 +2,7 @@
 //! `propfind-finite-depth` (§9.1, §16). Live properties, RFC 4331 quota properties on
 //! collections, and dead properties stored by the engine.
 
-use hyper::body::Incoming;
+use crate::http::body::ReqBody;
 use hyper::{Request, StatusCode};
 use skab_engine::ns::EntryInfo;
 
@@ -39,7 +39,7 @@ struct Quota {
     available: u64,
 }
 
-pub async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
+pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
     // Windows' Mini-Redirector sends PROPFIND without Depth; RFC 4918 says that means
     // infinity, which we refuse, so a missing Depth is taken as 1 (docs/webdav.md).
     let depth = match parse_depth(

@@ -2,7 +2,7 @@
 //! order; live `DAV:` properties are protected (403 `cannot-modify-protected-property`, the
 //! rest 424 Failed Dependency).
 
-use hyper::body::Incoming;
+use crate::http::body::ReqBody;
 use hyper::{Request, StatusCode};
 
 use super::common::{check_write, engine_error, read_xml_body};
@@ -26,7 +26,7 @@ const PROTECTED: &[&str] = &[
     "quota-used-bytes",
 ];
 
-pub async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
+pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
     let info = match ctx.app.store.stat(&ctx.space, &ctx.names) {
         Ok(i) => i,
         Err(e) => return engine_error(&e),

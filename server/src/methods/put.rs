@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use hyper::body::Incoming;
+use crate::http::body::ReqBody;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_RANGE, ETAG};
 use hyper::{Request, StatusCode};
 
@@ -15,7 +15,7 @@ use crate::http::body::{BodyFault, RequestStream};
 use crate::http::response::{status, text, Resp};
 use crate::http::service::Ctx;
 
-pub async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
+pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
     if ctx.names.is_empty() {
         return text(
             StatusCode::METHOD_NOT_ALLOWED,

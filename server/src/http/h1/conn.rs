@@ -1,0 +1,656 @@
+//! One HTTP/1 connection: reads request heads, runs the handler while feeding it the body
+//! on demand, writes the response (head and small bodies in one write), and keeps the
+//! connection alive when the framing allows. Timeouts: `idle` between requests and while a
+//! write is stuck, `header_read` from the first byte of a head to its end.
+
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::{pin, Pin};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http_body_util::BodyExt as _;
+use hyper::{Method, Request, StatusCode, Version};
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
+
+use super::body::{End, OwnBody, Shared};
+use super::chunked::{ChunkedDecoder, Step};
+use super::head::{self, Framing, Head, HeadError, Parsed};
+use super::write;
+use crate::app::App;
+use crate::http::body::ReqBody;
+use crate::http::response::Resp;
+use crate::limits::{
+    H1_BODY_READ_BYTES, H1_DRAIN_MAX_BYTES, H1_LINGER_MAX_BYTES, H1_LINGER_MS, H1_READ_BUF_BYTES,
+    H1_WRITE_BATCH_BYTES, H1_WRITE_IOVECS_MAX,
+};
+
+/// How a connection ended.
+pub enum Outcome {
+    Closed,
+    /// The client spoke HTTP/2 with prior knowledge: the socket and what was read from it.
+    Http2 {
+        io: TcpStream,
+        read: Bytes,
+    },
+}
+
+/// Connection settings, from `limits`.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub idle: Duration,
+    pub header_read: Duration,
+    pub head_max: usize,
+}
+
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Where the request body stands on the connection's side.
+enum BodyState {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    Done,
+    Failed,
+}
+
+enum Wait {
+    Timeout,
+    Stop,
+    Io,
+}
+
+/// A timer that fires at or before the earliest deadline asked of it, re-armed lazily
+/// (moving a timer on every request is a measurable share of a small one).
+struct Deadline {
+    timer: Pin<Box<Sleep>>,
+    armed: Instant,
+}
+
+impl Deadline {
+    fn new(at: Instant) -> Self {
+        Deadline {
+            timer: Box::pin(tokio::time::sleep_until(at)),
+            armed: at,
+        }
+    }
+
+    /// Whether `due` has passed; otherwise the timer is registered with `cx`.
+    fn expired(&mut self, cx: &mut Context<'_>, due: Instant) -> bool {
+        if due < self.armed {
+            self.timer.as_mut().reset(due);
+            self.armed = due;
+        }
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            if Instant::now() >= due {
+                return true;
+            }
+            self.timer.as_mut().reset(due);
+            self.armed = due;
+        }
+    }
+}
+
+pub struct Conn {
+    io: TcpStream,
+    buf: BytesMut,
+    out: Vec<u8>,
+    settings: Settings,
+    deadline: Deadline,
+    last_activity: Instant,
+    /// When the head being read started to arrive (set once its reading had to wait).
+    head_started: Option<Instant>,
+    stop_rx: watch::Receiver<bool>,
+    stop: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl Conn {
+    pub fn new(io: TcpStream, settings: Settings, stop_rx: watch::Receiver<bool>) -> Self {
+        let now = Instant::now();
+        let mut rx = stop_rx.clone();
+        Conn {
+            io,
+            buf: BytesMut::with_capacity(H1_READ_BUF_BYTES),
+            out: Vec::with_capacity(1024),
+            settings,
+            deadline: Deadline::new(now + settings.idle),
+            last_activity: now,
+            head_started: None,
+            stop_rx,
+            stop: Box::pin(async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }),
+        }
+    }
+
+    /// Serves requests until the connection closes.
+    pub async fn run(mut self, app: Arc<App>, peer: SocketAddr) -> Outcome {
+        let mut first = true;
+        loop {
+            let head = match self.read_head().await {
+                Ok(Some(Parsed::Complete(h))) => h,
+                Ok(Some(Parsed::Http2Preface)) if first => {
+                    return Outcome::Http2 {
+                        io: self.io,
+                        read: self.buf.freeze(),
+                    }
+                }
+                Ok(Some(Parsed::Http2Preface)) => {
+                    self.refuse(HeadError {
+                        status: StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+                        reason: "HTTP/2 preface inside an HTTP/1 connection",
+                    })
+                    .await;
+                    return Outcome::Closed;
+                }
+                Ok(Some(Parsed::Partial)) | Ok(None) => return Outcome::Closed,
+                Err(e) => {
+                    self.refuse(e).await;
+                    return Outcome::Closed;
+                }
+            };
+            first = false;
+            if !self.exchange(*head, &app, peer).await {
+                return Outcome::Closed;
+            }
+        }
+    }
+
+    /// Reads until a whole head is buffered. `None`: the connection closed, timed out or
+    /// the server is stopping while it was idle.
+    async fn read_head(&mut self) -> Result<Option<Parsed>, HeadError> {
+        // A head ends with an empty line: parsing again is useless until a read brings a
+        // line feed (a client trickling bytes must not make the server re-parse per byte).
+        let mut may_be_complete = true;
+        loop {
+            head::skip_leading_empty_lines(&mut self.buf);
+            if !may_be_complete && self.buf.len() > self.settings.head_max {
+                return Err(HeadError {
+                    status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    reason: "request head too large",
+                });
+            }
+            if may_be_complete && !self.buf.is_empty() {
+                match head::parse(&mut self.buf, self.settings.head_max)? {
+                    Parsed::Partial => {}
+                    done => {
+                        self.head_started = None;
+                        return Ok(Some(done));
+                    }
+                }
+            }
+            let idle = self.buf.is_empty();
+            let due = if idle {
+                self.last_activity + self.settings.idle
+            } else {
+                *self.head_started.get_or_insert_with(Instant::now) + self.settings.header_read
+            };
+            self.buf.reserve(H1_READ_BUF_BYTES);
+            match self.read_some(due, idle).await {
+                Ok(0) | Err(_) => return Ok(None),
+                Ok(n) => may_be_complete = self.buf[self.buf.len() - n..].contains(&b'\n'),
+            }
+        }
+    }
+
+    /// One read into the buffer, waiting at most until `due` (and, if `stoppable`, until
+    /// the server stops).
+    async fn read_some(&mut self, due: Instant, stoppable: bool) -> Result<usize, Wait> {
+        let Conn {
+            io,
+            buf,
+            deadline,
+            stop,
+            ..
+        } = self;
+        poll_fn(|cx| {
+            match pin!(io.read_buf(buf)).poll(cx) {
+                Poll::Ready(r) => return Poll::Ready(r.map_err(|_| Wait::Io)),
+                Poll::Pending => {}
+            }
+            if stoppable && stop.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(Wait::Stop));
+            }
+            if deadline.expired(cx, due) {
+                return Poll::Ready(Err(Wait::Timeout));
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Runs one request and writes its response; true if the connection stays open.
+    async fn exchange(&mut self, head: Head, app: &Arc<App>, peer: SocketAddr) -> bool {
+        let Head {
+            method,
+            uri,
+            version,
+            headers,
+            framing,
+            keep_alive,
+            expects_continue,
+        } = head;
+        let shared = Shared::new();
+        let (mut state, length) = match framing {
+            Framing::Length(0) => (BodyState::Done, Some(0)),
+            Framing::Length(n) => (BodyState::Length(n), Some(n)),
+            Framing::Chunked => (BodyState::Chunked(ChunkedDecoder::new()), None),
+        };
+        if matches!(state, BodyState::Done) {
+            shared.lock().end = End::Complete;
+        } else {
+            feed(&mut self.buf, &mut state, &shared, None);
+        }
+        let mut req = Request::new(ReqBody::Own(OwnBody::new(shared.clone(), length)));
+        *req.method_mut() = method.clone();
+        *req.uri_mut() = uri;
+        *req.version_mut() = version;
+        *req.headers_mut() = headers;
+        let mut sent_continue = !expects_continue;
+        let resp = {
+            let mut handler = pin!(crate::http::service::handle(app.clone(), req, peer));
+            let mut continue_sent = 0usize;
+            let Conn { io, buf, .. } = &mut *self;
+            poll_fn(|cx| loop {
+                if let Poll::Ready(resp) = handler.as_mut().poll(cx) {
+                    return Poll::Ready(resp);
+                }
+                if matches!(state, BodyState::Done | BodyState::Failed) {
+                    return Poll::Pending;
+                }
+                {
+                    let mut s = shared.lock();
+                    if !s
+                        .conn_waker
+                        .as_ref()
+                        .is_some_and(|w| w.will_wake(cx.waker()))
+                    {
+                        s.conn_waker = Some(cx.waker().clone());
+                    }
+                    if !s.wants {
+                        return Poll::Pending;
+                    }
+                }
+                while !sent_continue {
+                    match Pin::new(&mut *io).poll_write(cx, &CONTINUE[continue_sent..]) {
+                        Poll::Ready(Ok(n)) if n > 0 => {
+                            continue_sent += n;
+                            sent_continue = continue_sent == CONTINUE.len();
+                        }
+                        Poll::Ready(_) => {
+                            fail(&mut state, &shared, cx);
+                            break;
+                        }
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                if matches!(state, BodyState::Failed) {
+                    continue;
+                }
+                buf.reserve(H1_BODY_READ_BYTES);
+                match pin!(io.read_buf(buf)).poll(cx) {
+                    Poll::Ready(Ok(n)) if n > 0 => feed(buf, &mut state, &shared, Some(cx)),
+                    Poll::Ready(_) => fail(&mut state, &shared, cx),
+                    Poll::Pending => return Poll::Pending,
+                }
+            })
+            .await
+        };
+        let body_done = matches!(state, BodyState::Done);
+        let drainable = sent_continue
+            && match state {
+                BodyState::Length(left) => left <= H1_DRAIN_MAX_BYTES,
+                BodyState::Chunked(_) => true,
+                BodyState::Done | BodyState::Failed => false,
+            };
+        let mut keep = keep_alive && (body_done || drainable) && !*self.stop_rx.borrow();
+        let written = self.write_response(&method, version, resp, &mut keep).await;
+        self.last_activity = Instant::now();
+        if !written {
+            return false;
+        }
+        if keep && !body_done {
+            keep = self.drain(&mut state).await;
+        }
+        if !keep {
+            self.close(!body_done).await;
+        }
+        keep
+    }
+
+    /// Writes `resp`; false if the connection broke (or must close: a body cut short).
+    async fn write_response(
+        &mut self,
+        method: &Method,
+        version: Version,
+        resp: Resp,
+        keep: &mut bool,
+    ) -> bool {
+        let (mut parts, mut body) = resp.into_parts();
+        let framing = write::framing(
+            method,
+            version,
+            parts.status,
+            &mut parts.headers,
+            &body,
+            keep,
+        );
+        self.out.clear();
+        write::head(
+            &mut self.out,
+            version,
+            parts.status,
+            &parts.headers,
+            framing,
+            *keep,
+        );
+        let mut head_sent = 0usize;
+        let mut queue: VecDeque<Bytes> = VecDeque::new();
+        let mut queued = 0usize;
+        let mut left = match framing {
+            write::Framing::Length(n) => n,
+            _ => u64::MAX,
+        };
+        let mut done = framing == write::Framing::None;
+        let mut complete = true;
+        loop {
+            // Take what the body has ready, up to a batch.
+            while !done && queued < H1_WRITE_BATCH_BYTES && queue.len() + 3 <= H1_WRITE_IOVECS_MAX {
+                let frame = match futures::poll!(body.frame()) {
+                    Poll::Ready(f) => f,
+                    Poll::Pending if head_sent < self.out.len() || !queue.is_empty() => break,
+                    Poll::Pending => body.frame().await,
+                };
+                match frame {
+                    Some(Ok(frame)) => {
+                        let Ok(mut data) = frame.into_data() else {
+                            continue;
+                        };
+                        if data.is_empty() {
+                            continue;
+                        }
+                        if data.len() as u64 > left {
+                            tracing::warn!("response body longer than its Content-Length; cut");
+                            data.truncate(left as usize);
+                            complete = false;
+                            done = true;
+                        }
+                        left = left.saturating_sub(data.len() as u64);
+                        queued += data.len();
+                        if framing == write::Framing::Chunked {
+                            queue.push_back(Bytes::from(write::chunk_head(data.len())));
+                            queue.push_back(data);
+                            queue.push_back(Bytes::from_static(b"\r\n"));
+                        } else {
+                            queue.push_back(data);
+                        }
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "response body failed; closing");
+                        complete = false;
+                        done = true;
+                    }
+                    None => {
+                        done = true;
+                        match framing {
+                            write::Framing::Chunked => {
+                                queue.push_back(Bytes::from_static(b"0\r\n\r\n"))
+                            }
+                            write::Framing::Length(_) if left > 0 => complete = false,
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            if head_sent == self.out.len() && queue.is_empty() {
+                if done {
+                    break;
+                }
+                continue;
+            }
+            match self.write_some(&mut head_sent, &mut queue).await {
+                Ok(n) => queued = queued.saturating_sub(n),
+                Err(_) => return false,
+            }
+        }
+        if !complete {
+            *keep = false;
+            return false;
+        }
+        true
+    }
+
+    /// One vectored write of the unsent head and queued pieces; returns the body bytes sent.
+    async fn write_some(
+        &mut self,
+        head_sent: &mut usize,
+        queue: &mut VecDeque<Bytes>,
+    ) -> io::Result<usize> {
+        let due = self.last_activity + self.settings.idle;
+        let Conn {
+            io, out, deadline, ..
+        } = self;
+        let n = poll_fn(|cx| {
+            let mut slices = Vec::with_capacity(queue.len() + 1);
+            if *head_sent < out.len() {
+                slices.push(io::IoSlice::new(&out[*head_sent..]));
+            }
+            slices.extend(queue.iter().map(|b| io::IoSlice::new(b)));
+            match Pin::new(&mut *io).poll_write_vectored(cx, &slices) {
+                Poll::Ready(Ok(0)) => Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(r) => Poll::Ready(r),
+                Poll::Pending if deadline.expired(cx, due) => {
+                    Poll::Ready(Err(io::ErrorKind::TimedOut.into()))
+                }
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await?;
+        self.last_activity = Instant::now();
+        let mut rest = n;
+        let from_head = (self.out.len() - *head_sent).min(rest);
+        *head_sent += from_head;
+        rest -= from_head;
+        let body_bytes = rest;
+        while rest > 0 {
+            let Some(front) = queue.front_mut() else {
+                break;
+            };
+            if front.len() <= rest {
+                rest -= front.len();
+                queue.pop_front();
+            } else {
+                front.advance(rest);
+                rest = 0;
+            }
+        }
+        Ok(body_bytes)
+    }
+
+    /// Reads and discards the unread rest of a request body (at most `H1_DRAIN_MAX_BYTES`);
+    /// true if the next request can follow on this connection.
+    async fn drain(&mut self, state: &mut BodyState) -> bool {
+        let mut discarded = 0u64;
+        let sink = Shared::new();
+        loop {
+            feed(&mut self.buf, state, &sink, None);
+            discarded += sink
+                .lock()
+                .queue
+                .drain(..)
+                .map(|b| b.len() as u64)
+                .sum::<u64>();
+            match state {
+                BodyState::Done => return true,
+                BodyState::Failed => return false,
+                _ if discarded > H1_DRAIN_MAX_BYTES => return false,
+                _ => {}
+            }
+            let due = self.last_activity + self.settings.idle;
+            self.buf.reserve(H1_READ_BUF_BYTES);
+            match self.read_some(due, false).await {
+                Ok(n) if n > 0 => {}
+                _ => return false,
+            }
+        }
+    }
+
+    /// Answers a head that cannot be served, then closes.
+    async fn refuse(&mut self, e: HeadError) {
+        let text = format!("{}\n", e.reason);
+        let msg = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+            e.status.as_str(),
+            e.status.canonical_reason().unwrap_or(""),
+            text.len()
+        );
+        let due = Instant::now() + self.settings.idle;
+        let _ = tokio::time::timeout_at(due, self.io.write_all(msg.as_bytes())).await;
+        self.close(true).await;
+    }
+
+    /// Closes the connection. With `linger`, what the client may still be sending is read
+    /// and dropped for a moment first, so that the kernel does not answer it with a reset
+    /// that could destroy the response in flight.
+    async fn close(&mut self, linger: bool) {
+        let _ = self.io.shutdown().await;
+        if !linger {
+            return;
+        }
+        let until = Instant::now() + Duration::from_millis(H1_LINGER_MS);
+        let mut dropped = 0usize;
+        let mut scratch = vec![0u8; 16 * 1024];
+        while dropped < H1_LINGER_MAX_BYTES {
+            match tokio::time::timeout_at(until, self.io.read(&mut scratch)).await {
+                Ok(Ok(n)) if n > 0 => dropped += n,
+                _ => break,
+            }
+        }
+    }
+}
+
+/// Moves decoded body data from the read buffer to the handler's queue.
+fn feed(
+    buf: &mut BytesMut,
+    state: &mut BodyState,
+    shared: &Arc<Mutex<Shared>>,
+    cx: Option<&Context<'_>>,
+) {
+    let mut s = shared.lock();
+    let before = (s.queue.len(), s.end);
+    match state {
+        BodyState::Length(left) => {
+            if !buf.is_empty() {
+                let n = (buf.len() as u64).min(*left) as usize;
+                s.queue.push_back(buf.split_to(n).freeze());
+                *left -= n as u64;
+                if *left == 0 {
+                    *state = BodyState::Done;
+                    s.end = End::Complete;
+                }
+            }
+        }
+        BodyState::Chunked(decoder) => loop {
+            match decoder.decode(buf) {
+                Ok(Step::Data(data)) => s.queue.push_back(data),
+                Ok(Step::NeedMore) => break,
+                Ok(Step::Done) => {
+                    *state = BodyState::Done;
+                    s.end = End::Complete;
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(error = ?e, "bad chunked body");
+                    *state = BodyState::Failed;
+                    s.end = End::Broken;
+                    break;
+                }
+            }
+        },
+        BodyState::Done | BodyState::Failed => {}
+    }
+    if (s.queue.len(), s.end) != before {
+        s.wants = false;
+        if let Some(cx) = cx {
+            s.wake_body(cx);
+        }
+    }
+}
+
+/// The body cannot continue (connection closed or broken).
+fn fail(state: &mut BodyState, shared: &Arc<Mutex<Shared>>, cx: &Context<'_>) {
+    *state = BodyState::Failed;
+    let mut s = shared.lock();
+    s.end = End::Broken;
+    s.wants = false;
+    s.wake_body(cx);
+}
+
+/// `AsyncRead` that yields `prefix` before reading from `io` (hands an HTTP/2 connection
+/// to hyper with the bytes already read).
+pub struct Prefixed {
+    prefix: Bytes,
+    io: TcpStream,
+}
+
+impl Prefixed {
+    pub fn new(prefix: Bytes, io: TcpStream) -> Self {
+        Prefixed { prefix, io }
+    }
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
