@@ -1,6 +1,7 @@
 //! Prometheus metrics: request counts and latency histograms per method, engine figures.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use hyper::header::{HeaderValue, CONTENT_TYPE};
@@ -28,26 +29,34 @@ struct StatusLabels {
     status: u16,
 }
 
-/// The label of a request method: the known ones by name, anything else as `other` (a
-/// client must not be able to grow the label set).
-fn method_label(method: &Method) -> &'static str {
-    const KNOWN: &[&str] = &[
-        "GET",
-        "HEAD",
-        "PUT",
-        "DELETE",
-        "OPTIONS",
-        "POST",
-        "PROPFIND",
-        "PROPPATCH",
-        "MKCOL",
-        "COPY",
-        "MOVE",
-        "LOCK",
-        "UNLOCK",
-    ];
+/// The methods with their own label; any other is `other` (a client must not be able to grow
+/// the label set).
+const METHOD_LABELS: [&str; 14] = [
+    "GET",
+    "HEAD",
+    "PUT",
+    "DELETE",
+    "OPTIONS",
+    "POST",
+    "PROPFIND",
+    "PROPPATCH",
+    "MKCOL",
+    "COPY",
+    "MOVE",
+    "LOCK",
+    "UNLOCK",
+    "other",
+];
+/// Statuses whose counters are remembered per method (the rest are looked up each time).
+const STATUS_CACHED: std::ops::Range<u16> = 100..600;
+
+/// The index of a request method's label in `METHOD_LABELS`.
+fn method_index(method: &Method) -> usize {
     let m = method.as_str();
-    KNOWN.iter().find(|k| **k == m).copied().unwrap_or("other")
+    METHOD_LABELS[..METHOD_LABELS.len() - 1]
+        .iter()
+        .position(|k| *k == m)
+        .unwrap_or(METHOD_LABELS.len() - 1)
 }
 
 /// Latency buckets, seconds: 100 µs to about 13 s.
@@ -70,6 +79,10 @@ pub struct Metrics {
     cache_hits: Counter<u64, AtomicU64>,
     cache_misses: Counter<u64, AtomicU64>,
     cache_bytes: Gauge<f64, AtomicU64>,
+    /// Handles into `requests` by (method, status), filled on first use: the family's lookup
+    /// (a lock and a hash of the labels) is paid once per series, not per request.
+    request_counters: Box<[OnceLock<Counter>]>,
+    latency_by_method: [OnceLock<Histogram>; METHOD_LABELS.len()],
 }
 
 impl Default for Metrics {
@@ -154,19 +167,36 @@ impl Metrics {
             cache_hits,
             cache_misses,
             cache_bytes,
+            request_counters: (0..METHOD_LABELS.len() * STATUS_CACHED.len())
+                .map(|_| OnceLock::new())
+                .collect(),
+            latency_by_method: std::array::from_fn(|_| OnceLock::new()),
         }
     }
 
     pub fn observe(&self, method: &Method, status: StatusCode, took: Duration) {
-        let m = method_label(method);
-        self.requests
-            .get_or_create(&StatusLabels {
-                method: m,
-                status: status.as_u16(),
+        let m = method_index(method);
+        let labels = || StatusLabels {
+            method: METHOD_LABELS[m],
+            status: status.as_u16(),
+        };
+        let code = status.as_u16();
+        if STATUS_CACHED.contains(&code) {
+            let slot = m * STATUS_CACHED.len() + usize::from(code - STATUS_CACHED.start);
+            self.request_counters[slot]
+                .get_or_init(|| self.requests.get_or_create(&labels()).clone())
+                .inc();
+        } else {
+            self.requests.get_or_create(&labels()).inc();
+        }
+        self.latency_by_method[m]
+            .get_or_init(|| {
+                self.latency
+                    .get_or_create(&MethodLabels {
+                        method: METHOD_LABELS[m],
+                    })
+                    .clone()
             })
-            .inc();
-        self.latency
-            .get_or_create(&MethodLabels { method: m })
             .observe(took.as_secs_f64());
     }
 

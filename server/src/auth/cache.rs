@@ -15,7 +15,9 @@ struct Entry {
     expires: Instant,
 }
 
-type Key = (TenantName, UserName);
+/// A hash of (tenant, user): two users sharing one can only evict each other's entry (the
+/// digest still names the user), so no key has to be built per request.
+type Key = u64;
 
 /// Sharded map from user to the digest of the last password verified for them.
 pub struct CredentialCache {
@@ -55,9 +57,12 @@ impl CredentialCache {
         h.finalize()
     }
 
-    fn shard(&self, k: &Key) -> &Mutex<HashMap<Key, Entry>> {
-        let i = (self.hasher.hash_one(k) as usize) % self.shards.len();
-        &self.shards[i]
+    fn key(&self, tenant: &TenantName, user: &UserName) -> Key {
+        self.hasher.hash_one((tenant.as_str(), user.as_str()))
+    }
+
+    fn shard(&self, k: Key) -> &Mutex<HashMap<Key, Entry>> {
+        &self.shards[(k as usize) % self.shards.len()]
     }
 
     /// Whether this exact password was verified for the user at this epoch within the TTL.
@@ -74,8 +79,8 @@ impl CredentialCache {
             return false;
         }
         let d = self.digest(tenant, user, password);
-        let k = (tenant.clone(), user.clone());
-        let mut shard = self.shard(&k).lock();
+        let k = self.key(tenant, user);
+        let mut shard = self.shard(k).lock();
         match shard.get(&k) {
             Some(e) if e.epoch == epoch && now < e.expires => e.digest == d,
             Some(_) => {
@@ -103,16 +108,13 @@ impl CredentialCache {
             epoch,
             expires: now + self.ttl,
         };
-        let k = (tenant.clone(), user.clone());
-        let mut shard = self.shard(&k).lock();
+        let k = self.key(tenant, user);
+        let mut shard = self.shard(k).lock();
         if shard.len() >= self.per_shard && !shard.contains_key(&k) {
             shard.retain(|_, e| now < e.expires);
             if shard.len() >= self.per_shard {
                 // Still full of live entries: drop the one closest to expiry.
-                let oldest = shard
-                    .iter()
-                    .min_by_key(|(_, e)| e.expires)
-                    .map(|(k, _)| k.clone());
+                let oldest = shard.iter().min_by_key(|(_, e)| e.expires).map(|(k, _)| *k);
                 if let Some(o) = oldest {
                     shard.remove(&o);
                 }
@@ -123,8 +125,8 @@ impl CredentialCache {
 
     /// Forgets a user (password changed, user disabled or deleted).
     pub fn invalidate(&self, tenant: &TenantName, user: &UserName) {
-        let k = (tenant.clone(), user.clone());
-        self.shard(&k).lock().remove(&k);
+        let k = self.key(tenant, user);
+        self.shard(k).lock().remove(&k);
     }
 
     /// Entries held (live or expired).

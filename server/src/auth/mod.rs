@@ -219,9 +219,12 @@ impl Authenticator {
         header: Option<&str>,
         peer: IpAddr,
     ) -> Result<Principal, AuthError> {
-        self.background_refresh();
+        let now = Instant::now();
+        self.background_refresh(now);
         match parse_authorization(header.ok_or(AuthError::Missing)?)? {
-            Credentials::Basic { login, password } => self.basic(&login, &password, peer).await,
+            Credentials::Basic { login, password } => {
+                self.basic(&login, &password, peer, now).await
+            }
             Credentials::Bearer(token) => self.bearer(token, peer).await,
         }
     }
@@ -285,6 +288,7 @@ impl Authenticator {
         login: &str,
         password: &str,
         peer: IpAddr,
+        now: Instant,
     ) -> Result<Principal, AuthError> {
         let Ok((tenant, user)) = parse_login(login) else {
             return Err(AuthError::BadCredentials);
@@ -305,7 +309,6 @@ impl Authenticator {
             }
         }
         // 2. Cache: this password was verified for this user recently.
-        let now = Instant::now();
         if let Some((disabled, epoch)) = state {
             if !disabled && self.cache.check(&tenant, &user, password, epoch, now) {
                 return Ok(Principal {
@@ -460,13 +463,15 @@ impl Authenticator {
     }
 
     /// Starts a refresh on the blocking pool if the last one is older than the interval.
-    fn background_refresh(&self) {
+    fn background_refresh(&self, now: Instant) {
         {
             let mut last = self.last_refresh.lock();
-            if last.elapsed() < Duration::from_millis(USER_DB_REFRESH_INTERVAL_MS) {
+            if now.saturating_duration_since(*last)
+                < Duration::from_millis(USER_DB_REFRESH_INTERVAL_MS)
+            {
                 return;
             }
-            *last = Instant::now();
+            *last = now;
         }
         if self.refreshing.swap(true, Ordering::AcqRel) {
             return;

@@ -436,27 +436,37 @@ impl Conn {
         head_sent: &mut usize,
         queue: &mut VecDeque<Bytes>,
     ) -> io::Result<usize> {
-        let due = self.last_activity + self.settings.idle;
+        let idle = self.settings.idle;
         let Conn {
             io, out, deadline, ..
         } = self;
+        let mut waited: Option<Instant> = None;
         let n = poll_fn(|cx| {
-            let mut slices = Vec::with_capacity(queue.len() + 1);
+            let mut slices = [io::IoSlice::new(&[]); H1_WRITE_IOVECS_MAX];
+            let mut used = 0;
             if *head_sent < out.len() {
-                slices.push(io::IoSlice::new(&out[*head_sent..]));
+                slices[0] = io::IoSlice::new(&out[*head_sent..]);
+                used = 1;
             }
-            slices.extend(queue.iter().map(|b| io::IoSlice::new(b)));
-            match Pin::new(&mut *io).poll_write_vectored(cx, &slices) {
+            for b in queue.iter().take(H1_WRITE_IOVECS_MAX - used) {
+                slices[used] = io::IoSlice::new(b);
+                used += 1;
+            }
+            match Pin::new(&mut *io).poll_write_vectored(cx, &slices[..used]) {
                 Poll::Ready(Ok(0)) => Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(r) => Poll::Ready(r),
-                Poll::Pending if deadline.expired(cx, due) => {
-                    Poll::Ready(Err(io::ErrorKind::TimedOut.into()))
+                Poll::Pending => {
+                    // The previous write made progress just before this one: the client
+                    // gets `idle` from the moment this write has to wait.
+                    let since = *waited.get_or_insert_with(Instant::now);
+                    if deadline.expired(cx, since + idle) {
+                        return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+                    }
+                    Poll::Pending
                 }
-                Poll::Pending => Poll::Pending,
             }
         })
         .await?;
-        self.last_activity = Instant::now();
         let mut rest = n;
         let from_head = (self.out.len() - *head_sent).min(rest);
         *head_sent += from_head;
