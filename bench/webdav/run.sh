@@ -6,7 +6,8 @@
 # interleaved over the servers, measuring the server's and wrk's CPU seconds; then stop them all. Results: bench/webdav/results/*.txt and a
 # markdown table on stdout (also results/summary.md). Run as root (apt, mount, www-data).
 #
-# Knobs (environment): DURATION (12s), CONNS (64), THREADS (2), SERVERS ("skab apache nginx rclone"),
+# Knobs (environment): DURATION (12s), CONNS (64), THREADS (2), SERVERS ("skab apache nginx rclone";
+# also "skab-hyper": the same skab binary with `http1 = "hyper"`, to compare its own HTTP/1 with hyper's),
 # OPS ("put get propfind1 propfind0"), ROUNDS (2), NFILES (1000), IMG_SIZE (8G), NO_LOOP=1 (root fs instead),
 # NO_INSTALL=1, NO_BUILD=1, BASE_PORT (28080), SKAB_BIN (default target/release/skab),
 # RESULTS_DIR (bench/webdav/results). Profiling (slows the profiled server; not for the table):
@@ -70,7 +71,7 @@ if [ -z "${NO_INSTALL:-}" ]; then
   # Debian starts the packaged services on install; they are not part of the benchmark.
   for svc in apache2 nginx; do service "$svc" stop >/dev/null 2>&1 || true; done
 fi
-if [[ " $SERVERS " == *" skab "* ]]; then
+if [[ " $SERVERS " == *" skab "* || " $SERVERS " == *" skab-hyper "* ]]; then
   if [ -z "${NO_BUILD:-}" ]; then
     log "building skab (release)"
     (cd "$REPO" && cargo build --release -q -p skab-server)
@@ -134,6 +135,9 @@ start_skab() {
   SRV_PID=$!
   SRV_PREFIX="/dav/bench/u"
   SRV_AUTH="Basic $(printf 'u@bench:%s' "$SKAB_PASS" | base64 -w0)"
+}
+start_skab-hyper() { # skab with hyper's HTTP/1 instead of its own
+  SKAB_HTTP1=hyper start_skab "$@"
 }
 start_apache() {
   local data="$1" port="$2"
@@ -297,14 +301,21 @@ best_round() { # the result file of the round with the most requests
   done
   echo "$best"
 }
+median_rps() { # $1 server, $2 op: the median req/s over all rounds
+  local f
+  for f in "$RESULTS/$1-$2-r"*.txt; do
+    awk '/^RESULT/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] } }
+         END { if (r["duration_us"] > 0) printf "%.0f\n", r["requests"] / (r["duration_us"] / 1e6) }' "$f"
+  done | sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 {
-  echo "| Operation | Server | req/s | p50 ms | p99 ms | server CPU s / 1k req | server cores | wrk cores | non-2xx / errors | sync after s |"
-  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| Operation | Server | req/s | median req/s | p50 ms | p99 ms | server CPU µs / req | server cores | wrk cores | non-2xx / errors | sync after s |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   for op in $OPS; do
     for srv in $SERVERS; do
       f=$(best_round "$srv" "$op")
       [ -n "$f" ] || continue
-      awk -v op="$op" -v srv="$srv" '
+      awk -v op="$op" -v srv="$srv" -v median="$(median_rps "$srv" "$op")" '
         /^RESULT/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] } }
         /^CPU/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); c[kv[1]] = kv[2] } }
         /^SYNC/ { split($2, kv, "="); sync_s = kv[2] }
@@ -312,15 +323,15 @@ best_round() { # the result file of the round with the most requests
           dur = r["duration_us"] / 1e6; n = r["requests"]
           errs = r["err_connect"] + r["err_read"] + r["err_write"] + r["err_timeout"]
           scpu = c["server_ticks"] / c["clk_tck"]; wcpu = c["wrk_ticks"] / c["clk_tck"]
-          printf "| %s | %s | %.0f | %.2f | %.2f | %.3f | %.2f | %.2f | %d / %d | %.1f |\n",
-            op, srv, n / dur, r["p50_us"] / 1000, r["p99_us"] / 1000,
-            (n > 0 ? scpu / n * 1000 : 0), scpu / c["wall_s"], wcpu / c["wall_s"], r["non2xx"], errs,
+          printf "| %s | %s | %.0f | %d | %.2f | %.2f | %.1f | %.2f | %.2f | %d / %d | %.1f |\n",
+            op, srv, n / dur, median, r["p50_us"] / 1000, r["p99_us"] / 1000,
+            (n > 0 ? scpu / n * 1e6 : 0), scpu / c["wall_s"], wcpu / c["wall_s"], r["non2xx"], errs,
             sync_s + 0
         }' "$f"
     done
   done
   echo
-  echo "Data: $FS_KIND. $CONNS connections, $THREADS wrk threads, $DURATION per run, best of $ROUNDS interleaved rounds, $NFILES files of 16 KiB."
+  echo "Data: $FS_KIND. $CONNS connections, $THREADS wrk threads, $DURATION per run, best of $ROUNDS interleaved rounds (the row shows the best round; median over all rounds beside it), $NFILES files of 16 KiB."
 } | tee "$RESULTS/summary.md"
 {
   echo "kernel: $(uname -r)"

@@ -350,6 +350,18 @@ fn server_seeds(seeds: &mut Seeds) {
     for (i, a) in auth.iter().enumerate() {
         add(seeds, "auth_header", format!("auth-{i}"), a.as_bytes());
     }
+
+    // First byte: the read size the target feeds the parser with.
+    let http1: [(&str, &[u8]); 4] = [
+        ("chunked", b"\x07PUT /dav/t/u/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+        ("length", b"\x03GET / HTTP/1.1\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc"),
+        ("http10", b"\x01PROPFIND /dav/ HTTP/1.0\r\nDepth: 1\r\nExpect: 100-continue\r\n\r\n"),
+        ("smuggle", b"\x10POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+    ];
+    for (name, bytes) in http1 {
+        add(seeds, "http1_request", name, bytes);
+        hostile(seeds, "http1_request", name, bytes);
+    }
 }
 
 fn users_seeds(seeds: &mut Seeds) {
