@@ -163,8 +163,9 @@ pub const SHUTDOWN_GRACE_S: u64 = 30;
 
 /// Most header fields in one request head, count (the head's size is `limits.header_size_max`).
 pub const H1_HEADERS_MAX: usize = 128;
-/// Read buffer of a connection, bytes: a request head and a small body fit in one read.
-pub const H1_READ_BUF_BYTES: usize = 16 * 1024;
+/// Read buffer of a connection, bytes: a request head and a small body fit in one read. A
+/// connection's buffer grows while a body streams in and goes back to this size after it.
+pub const H1_READ_BUF_BYTES: usize = 8 * 1024;
 /// Most bytes read from the socket in one call while a body is streamed in.
 pub const H1_BODY_READ_BYTES: usize = 256 * 1024;
 /// Largest unread request body the server reads and discards after answering (e.g. a 401

@@ -324,6 +324,9 @@ impl Conn {
         }
         if !keep {
             self.close(!body_done).await;
+        } else if self.buf.is_empty() && self.buf.capacity() > H1_READ_BUF_BYTES {
+            // An upload grew the buffer: an idle keep-alive connection holds only the usual.
+            self.buf = BytesMut::with_capacity(H1_READ_BUF_BYTES);
         }
         keep
     }
