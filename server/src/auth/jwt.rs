@@ -99,6 +99,11 @@ impl JwtVerifier {
 
     /// Verifies signature, `exp`, `nbf`, `iss` and `aud`, then maps the claims to a user.
     pub fn verify(&self, token: &str) -> Result<(TenantName, UserName), JwtError> {
+        self.verify_with_expiry(token).map(|(t, u, _)| (t, u))
+    }
+
+    /// As [`JwtVerifier::verify`], with the token's `exp` (seconds since the epoch).
+    pub fn verify_with_expiry(&self, token: &str) -> Result<(TenantName, UserName, u64), JwtError> {
         if self.issuers.is_empty() {
             return Err(JwtError::NotConfigured);
         }
@@ -108,20 +113,27 @@ impl JwtVerifier {
             match decode::<Map<String, Value>>(token, &iss.key, &iss.validation) {
                 Ok(data) => {
                     let claims = data.claims;
+                    // Required and checked by the validation; a fractional one is cut down.
+                    let exp = claims
+                        .get("exp")
+                        .and_then(Value::as_f64)
+                        .ok_or_else(|| JwtError::Claim("exp".into()))?
+                        .max(0.0) as u64;
                     let user_value = claim_str(&claims, &iss.user_claim)?;
-                    return match &iss.tenant_claim {
+                    let (tenant, user) = match &iss.tenant_claim {
                         None => parse_login(user_value)
-                            .map_err(|_| JwtError::Claim(iss.user_claim.clone())),
+                            .map_err(|_| JwtError::Claim(iss.user_claim.clone()))?,
                         Some(tc) => {
                             let t = claim_str(&claims, tc)?.to_ascii_lowercase();
                             let u = user_value.to_ascii_lowercase();
-                            Ok((
+                            (
                                 TenantName::new(&t).map_err(|_| JwtError::Claim(tc.clone()))?,
                                 UserName::new(&u)
                                     .map_err(|_| JwtError::Claim(iss.user_claim.clone()))?,
-                            ))
+                            )
                         }
                     };
+                    return Ok((tenant, user, exp));
                 }
                 Err(e) => last = JwtError::Rejected(e.to_string()),
             }

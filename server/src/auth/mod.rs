@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod flight;
 pub mod jwt;
+pub mod jwt_cache;
 pub mod password;
 pub mod throttle;
 pub mod token;
@@ -20,6 +21,7 @@ use base64::Engine;
 use cache::CredentialCache;
 use flight::Flights;
 use jwt::JwtVerifier;
+use jwt_cache::JwtCache;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -142,6 +144,8 @@ pub struct Authenticator {
     cache: CredentialCache,
     throttle: Throttle,
     jwt: JwtVerifier,
+    jwt_cache: JwtCache,
+    jwt_verifications: AtomicU64,
     hash_slots: Arc<Semaphore>,
     flights: Flights<AuthError>,
     argon2_runs: Arc<AtomicU64>,
@@ -182,6 +186,11 @@ impl Authenticator {
                 source_per_minute: cfg.source_failures_per_minute,
             }),
             jwt,
+            jwt_cache: JwtCache::new(
+                Duration::from_secs(cfg.credential_cache_ttl_s),
+                cfg.credential_cache_entries,
+            ),
+            jwt_verifications: AtomicU64::new(0),
             hash_slots: Arc::new(Semaphore::new(slots.max(1))),
             flights: Flights::new(),
             argon2_runs: Arc::new(AtomicU64::new(0)),
@@ -201,6 +210,11 @@ impl Authenticator {
     /// Password verifications (argon2 runs) done since start.
     pub fn argon2_runs(&self) -> u64 {
         self.argon2_runs.load(Ordering::Relaxed)
+    }
+
+    /// JWT signature checks done since start (the verified-JWT cache answers the rest).
+    pub fn jwt_verifications(&self) -> u64 {
+        self.jwt_verifications.load(Ordering::Relaxed)
     }
 
     /// Password verifications in progress that a concurrent identical login would join.
@@ -244,12 +258,10 @@ impl Authenticator {
             self.throttle.record_source_failure(peer, Instant::now());
             return Err(AuthError::BadCredentials);
         }
-        let (tenant, user) = match self.jwt.verify(token_str) {
-            Ok(tu) => tu,
-            Err(_) => {
-                self.throttle.record_source_failure(peer, Instant::now());
-                return Err(AuthError::BadCredentials);
-            }
+        let now = Instant::now();
+        let (tenant, user) = match self.jwt_cache.get(token_str, now) {
+            Some(tu) => tu,
+            None => self.verify_jwt(token_str, peer, now)?,
         };
         let mut state = self.db.credential_state(&tenant, &user);
         if state.is_none() {
@@ -263,6 +275,28 @@ impl Authenticator {
                 via: AuthVia::Jwt,
             }),
             _ => Err(AuthError::BadCredentials),
+        }
+    }
+
+    /// Checks a JWT's signature and claims and remembers it until its `exp` (without the
+    /// leeway the check allows) in the verified-JWT cache.
+    fn verify_jwt(
+        &self,
+        token_str: &str,
+        peer: IpAddr,
+        now: Instant,
+    ) -> Result<(TenantName, UserName), AuthError> {
+        self.jwt_verifications.fetch_add(1, Ordering::Relaxed);
+        match self.jwt.verify_with_expiry(token_str) {
+            Ok((tenant, user, exp)) => {
+                let left = Duration::from_secs(exp.saturating_sub(now_unix()));
+                self.jwt_cache.insert(token_str, &tenant, &user, left, now);
+                Ok((tenant, user))
+            }
+            Err(_) => {
+                self.throttle.record_source_failure(peer, now);
+                Err(AuthError::BadCredentials)
+            }
         }
     }
 

@@ -171,6 +171,60 @@ async fn jwt_bearer_maps_to_existing_users_only() {
 }
 
 #[tokio::test]
+async fn a_verified_jwt_is_checked_once_until_it_expires() {
+    let mut cfg = AuthConfig::default();
+    cfg.jwt.push(jwt::tests::hs_issuer("k"));
+    let (_d, db, a) = setup(cfg);
+    let peer = ip("10.0.0.7");
+    let bearer = |secret: &str, exp_in: u64| {
+        let claims = serde_json::json!({"iss": "https://idp.example", "aud": "skab",
+            "exp": now_unix() + exp_in, "preferred_username": "bo@skole"});
+        format!("Bearer {}", jwt::tests::hs_token(secret, claims))
+    };
+    let long = bearer("k", 600);
+    for _ in 0..5 {
+        let p = a.authenticate(Some(&long), peer).await.unwrap();
+        assert_eq!((p.user.as_str(), p.via), ("bo", AuthVia::Jwt));
+    }
+    assert_eq!(
+        a.jwt_verifications(),
+        1,
+        "one signature check for five requests"
+    );
+    // Another signature is another token: checked, and refused.
+    // (A character well inside the signature, so that no unused trailing bits are hit.)
+    let at = long.len() - 10;
+    let swap = if &long[at..at + 1] == "A" { "B" } else { "A" };
+    let forged = format!("{}{swap}{}", &long[..at], &long[at + 1..]);
+    assert!(a.authenticate(Some(&forged), peer).await.is_err());
+    assert!(a
+        .authenticate(Some(&bearer("other", 600)), peer)
+        .await
+        .is_err());
+    assert_eq!(a.jwt_verifications(), 3);
+    // Remembered only until `exp`: afterwards it is checked again (and passes within the
+    // leeway the check allows).
+    let short = bearer("k", 1);
+    a.authenticate(Some(&short), peer).await.unwrap();
+    assert_eq!(a.jwt_verifications(), 4);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    a.authenticate(Some(&short), peer).await.unwrap();
+    assert_eq!(a.jwt_verifications(), 5);
+    // The cache never overrides the user database: a disabled user is refused at once.
+    db.set_disabled(&t("skole"), &u("bo"), true).unwrap();
+    a.refresh_now().await.unwrap();
+    assert_eq!(
+        a.authenticate(Some(&long), peer).await,
+        Err(AuthError::BadCredentials)
+    );
+    assert_eq!(
+        a.jwt_verifications(),
+        5,
+        "answered from the cache, refused by the user"
+    );
+}
+
+#[tokio::test]
 async fn typos_throttle_the_account_not_the_classmates() {
     let (_d, _db, a) = setup(AuthConfig::default());
     let nat = ip("192.0.2.50");
