@@ -174,8 +174,11 @@ pub const H1_DRAIN_MAX_BYTES: u64 = 256 * 1024;
 /// After answering a request whose body is not read to its end, how long the connection
 /// keeps reading (and dropping) what the client still sends before closing, milliseconds.
 pub const H1_LINGER_MS: u64 = 2000;
-/// Most bytes read and dropped while lingering.
-pub const H1_LINGER_MAX_BYTES: usize = 1024 * 1024;
+/// Most bytes read and dropped while lingering after a body of unknown length (chunked).
+pub const H1_LINGER_MAX_BYTES: u64 = 1024 * 1024;
+/// Most bytes read and dropped while lingering after a body with a declared length (the
+/// client will send all of it; an upload refused from its head is the common case).
+pub const H1_LINGER_DECLARED_MAX_BYTES: u64 = 64 * 1024 * 1024;
 /// Response body bytes gathered into one vectored write, bytes.
 pub const H1_WRITE_BATCH_BYTES: usize = 256 * 1024;
 /// Buffers in one vectored write, count (below the kernel's IOV_MAX of 1024).

@@ -357,3 +357,78 @@ fn idle_keep_alive_connections_are_closed() {
     );
     still_serving(&server);
 }
+
+#[test]
+fn a_client_that_stops_reading_is_cut_off_and_costs_no_memory() {
+    // Skab's own HTTP/1, and hyper's (which serves TLS and HTTP/2 connections).
+    for http1 in ["skab", "hyper"] {
+        let server = Server::start_opts(
+            Opts::default()
+                .user(TENANT, USER, PASSWORD)
+                .config(&format!("http1 = \"{http1}\"\n{CONFIG}")),
+        );
+        stuck_reader_is_cut_off(&server);
+    }
+}
+
+fn stuck_reader_is_cut_off(server: &Server) {
+    let c = server.client();
+    // 256 KiB: far more than the socket buffers hold once a few answers pile up.
+    let big: Vec<u8> = (0..256 * 1024u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(c.put(&dav("big.bin"), &big).status, 201);
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    let get = format!(
+        "GET {} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\n\r\n",
+        dav("big.bin"),
+        c.auth.as_deref().unwrap()
+    );
+    // 400 pipelined GETs (100 MiB of answers), and then nothing is read.
+    let mut sent = 0;
+    for _ in 0..400 {
+        if s.write_all(get.as_bytes()).is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    assert!(sent > 0);
+    let rss_before = rss_kib(server.pid());
+    std::thread::sleep(Duration::from_secs(5));
+    // idle_timeout_s is 2: the stuck write was given up and the connection closed, so what
+    // the socket still holds ends in EOF (or a reset), far short of 400 answers.
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let t = Instant::now();
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the connection stayed open"
+        );
+    }
+    assert!(
+        got < 100 * big.len(),
+        "read {got} bytes: the server kept writing"
+    );
+    let rss_after = rss_kib(server.pid());
+    assert!(
+        rss_after < rss_before + 32 * 1024,
+        "server grew from {rss_before} to {rss_after} KiB for one stuck client"
+    );
+    still_serving(server);
+}
+
+/// Resident memory of a process, KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}

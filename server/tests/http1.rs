@@ -292,3 +292,31 @@ fn the_hyper_implementation_can_still_be_chosen() {
         server.log()
     );
 }
+
+#[test]
+fn a_large_upload_refused_from_its_head_still_gets_its_answer() {
+    let server = Server::start();
+    let wrong = basic(&format!("{USER}@{TENANT}"), "wrong password");
+    let body = vec![b'x'; 16 << 20];
+    // The server answers 401 before reading the body and closes; unless it reads what the
+    // client still sends first, the close resets the connection and the answer is lost.
+    for round in 0..5 {
+        let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        let mut req = format!(
+            "PUT {} HTTP/1.1\r\nHost: x\r\nAuthorization: {wrong}\r\nContent-Length: {}\r\n\r\n",
+            dav("big.bin"),
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(&body);
+        if let Err(e) = s.write_all(&req) {
+            panic!("round {round}: the server cut the upload off instead of answering: {e}");
+        }
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 401"), "round {round}: {text:?}");
+    }
+}

@@ -1,6 +1,7 @@
-//! Idle timeout for connections: hyper's HTTP/1 has none between requests, so a keep-alive
-//! connection that goes quiet would hold its slot forever. Any byte read or written resets the
-//! clock; a read still pending after `idle` of silence fails with `TimedOut`, and hyper closes.
+//! Idle timeout for hyper's connections (TLS, HTTP/2, `http1 = "hyper"`): hyper's HTTP/1 has
+//! none between requests, and none for a client that stops reading, so such a connection would
+//! hold its slot forever. Any byte read or written resets the clock; a read or write still
+//! pending after `idle` of silence fails with `TimedOut`, and hyper closes.
 //! Activity only records the time; the timer is moved when it fires early, not on every I/O
 //! (re-arming a timer per read and write was a measurable share of a small request).
 
@@ -51,6 +52,28 @@ impl<S> IdleGuard<S> {
     }
 }
 
+impl<S> IdleGuard<S> {
+    /// Progress resets the clock; a write still stuck after `idle` of silence fails (a client
+    /// that stops reading must not hold its connection forever).
+    fn after_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match r {
+            Poll::Ready(Ok(n)) if n > 0 => {
+                self.touch();
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending if self.idle_expired(cx) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection idle: the client stopped reading",
+            ))),
+            r => r,
+        }
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for IdleGuard<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -85,10 +108,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IdleGuard<S> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, data);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.touch();
-        }
-        r
+        self.after_write(cx, r)
     }
 
     fn poll_write_vectored(
@@ -97,10 +117,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IdleGuard<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.touch();
-        }
-        r
+        self.after_write(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -29,8 +29,8 @@ use crate::app::App;
 use crate::http::body::ReqBody;
 use crate::http::response::Resp;
 use crate::limits::{
-    H1_BODY_READ_BYTES, H1_DRAIN_MAX_BYTES, H1_LINGER_MAX_BYTES, H1_LINGER_MS, H1_READ_BUF_BYTES,
-    H1_WRITE_BATCH_BYTES, H1_WRITE_IOVECS_MAX,
+    H1_BODY_READ_BYTES, H1_DRAIN_MAX_BYTES, H1_LINGER_DECLARED_MAX_BYTES, H1_LINGER_MAX_BYTES,
+    H1_LINGER_MS, H1_READ_BUF_BYTES, H1_WRITE_BATCH_BYTES, H1_WRITE_IOVECS_MAX,
 };
 
 /// How a connection ended.
@@ -323,7 +323,13 @@ impl Conn {
             keep = self.drain(&mut state).await;
         }
         if !keep {
-            self.close(!body_done).await;
+            // What the client may still send: the declared rest, or an unknown amount.
+            let linger = match state {
+                BodyState::Done => 0,
+                BodyState::Length(left) => left.min(H1_LINGER_DECLARED_MAX_BYTES),
+                BodyState::Chunked(_) | BodyState::Failed => H1_LINGER_MAX_BYTES,
+            };
+            self.close(linger).await;
         } else if self.buf.is_empty() && self.buf.capacity() > H1_READ_BUF_BYTES {
             // An upload grew the buffer: an idle keep-alive connection holds only the usual.
             self.buf = BytesMut::with_capacity(H1_READ_BUF_BYTES);
@@ -529,23 +535,24 @@ impl Conn {
         );
         let due = Instant::now() + self.settings.idle;
         let _ = tokio::time::timeout_at(due, self.io.write_all(msg.as_bytes())).await;
-        self.close(true).await;
+        self.close(H1_LINGER_MAX_BYTES).await;
     }
 
-    /// Closes the connection. With `linger`, what the client may still be sending is read
-    /// and dropped for a moment first, so that the kernel does not answer it with a reset
-    /// that could destroy the response in flight.
-    async fn close(&mut self, linger: bool) {
+    /// Closes the connection. What the client may still be sending (up to `linger` bytes,
+    /// for at most `H1_LINGER_MS`) is read and dropped first: closing with unread data makes
+    /// the kernel send a reset, which can destroy the answer before the client reads it
+    /// (RFC 9112 §9.6).
+    async fn close(&mut self, linger: u64) {
         let _ = self.io.shutdown().await;
-        if !linger {
+        if linger == 0 {
             return;
         }
         let until = Instant::now() + Duration::from_millis(H1_LINGER_MS);
-        let mut dropped = 0usize;
-        let mut scratch = vec![0u8; 16 * 1024];
-        while dropped < H1_LINGER_MAX_BYTES {
+        let mut dropped = 0u64;
+        let mut scratch = vec![0u8; 64 * 1024];
+        while dropped < linger {
             match tokio::time::timeout_at(until, self.io.read(&mut scratch)).await {
-                Ok(Ok(n)) if n > 0 => dropped += n,
+                Ok(Ok(n)) if n > 0 => dropped += n as u64,
                 _ => break,
             }
         }
