@@ -309,8 +309,8 @@ median_rps() { # $1 server, $2 op: the median req/s over all rounds
   done | sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 {
-  echo "| Operation | Server | req/s | median req/s | p50 ms | p99 ms | server CPU µs / req | server cores | wrk cores | non-2xx / errors | sync after s |"
-  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| Operation | Server | req/s | median req/s | p50 ms | p99 ms | server CPU µs / req | server cores | wrk cores | non-2xx / errors | sync after s | req/s until durable |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   for op in $OPS; do
     for srv in $SERVERS; do
       f=$(best_round "$srv" "$op")
@@ -323,15 +323,15 @@ median_rps() { # $1 server, $2 op: the median req/s over all rounds
           dur = r["duration_us"] / 1e6; n = r["requests"]
           errs = r["err_connect"] + r["err_read"] + r["err_write"] + r["err_timeout"]
           scpu = c["server_ticks"] / c["clk_tck"]; wcpu = c["wrk_ticks"] / c["clk_tck"]
-          printf "| %s | %s | %.0f | %d | %.2f | %.2f | %.1f | %.2f | %.2f | %d / %d | %.1f |\n",
+          printf "| %s | %s | %.0f | %d | %.2f | %.2f | %.1f | %.2f | %.2f | %d / %d | %.1f | %.0f |\n",
             op, srv, n / dur, median, r["p50_us"] / 1000, r["p99_us"] / 1000,
             (n > 0 ? scpu / n * 1e6 : 0), scpu / c["wall_s"], wcpu / c["wall_s"], r["non2xx"], errs,
-            sync_s + 0
+            sync_s + 0, n / (dur + sync_s)
         }' "$f"
     done
   done
   echo
-  echo "Data: $FS_KIND. $CONNS connections, $THREADS wrk threads, $DURATION per run, best of $ROUNDS interleaved rounds (the row shows the best round; median over all rounds beside it), $NFILES files of 16 KiB."
+  echo "Data: $FS_KIND. $CONNS connections, $THREADS wrk threads, $DURATION per run, best of $ROUNDS interleaved rounds (the row shows the best round; median over all rounds beside it), $NFILES files of 16 KiB. \"req/s until durable\": the run's requests over its time plus the time the \`sync\` after it took to write out what the server left unwritten."
 } | tee "$RESULTS/summary.md"
 {
   echo "kernel: $(uname -r)"
