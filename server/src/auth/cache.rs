@@ -1,9 +1,7 @@
 //! Verified-credential cache: a correct password pays argon2 once per TTL, not per request.
 
-use crate::limits::AUTH_TABLE_SHARDS;
+use super::expiring::ExpiringMap;
 use crate::users::{TenantName, UserName};
-use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
@@ -12,20 +10,18 @@ struct Entry {
     digest: blake3::Hash,
     /// The user's credential epoch when verified; any other epoch means stale.
     epoch: u64,
-    expires: Instant,
 }
 
 /// A hash of (tenant, user): two users sharing one can only evict each other's entry (the
 /// digest still names the user), so no key has to be built per request.
 type Key = u64;
 
-/// Sharded map from user to the digest of the last password verified for them.
+/// Map from user to the digest of the last password verified for them.
 pub struct CredentialCache {
     key: [u8; 32],
     ttl: Duration,
-    per_shard: usize,
     hasher: std::collections::hash_map::RandomState,
-    shards: Vec<Mutex<HashMap<Key, Entry>>>,
+    entries: ExpiringMap<Key, Entry>,
 }
 
 impl CredentialCache {
@@ -34,14 +30,12 @@ impl CredentialCache {
     pub fn new(ttl: Duration, capacity: usize) -> Self {
         let mut key = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+        let capacity = if ttl.is_zero() { 0 } else { capacity };
         CredentialCache {
             key,
             ttl,
-            per_shard: capacity.div_ceil(AUTH_TABLE_SHARDS),
             hasher: Default::default(),
-            shards: (0..AUTH_TABLE_SHARDS)
-                .map(|_| Mutex::new(HashMap::new()))
-                .collect(),
+            entries: ExpiringMap::new(capacity),
         }
     }
 
@@ -61,10 +55,6 @@ impl CredentialCache {
         self.hasher.hash_one((tenant.as_str(), user.as_str()))
     }
 
-    fn shard(&self, k: Key) -> &Mutex<HashMap<Key, Entry>> {
-        &self.shards[(k as usize) % self.shards.len()]
-    }
-
     /// Whether this exact password was verified for the user at this epoch within the TTL.
     /// The digest comparison is constant-time (`blake3::Hash`'s `PartialEq`).
     pub fn check(
@@ -75,20 +65,16 @@ impl CredentialCache {
         epoch: u64,
         now: Instant,
     ) -> bool {
-        if self.per_shard == 0 || self.ttl.is_zero() {
+        if !self.entries.holds_anything() {
             return false;
         }
         let d = self.digest(tenant, user, password);
-        let k = self.key(tenant, user);
-        let mut shard = self.shard(k).lock();
-        match shard.get(&k) {
-            Some(e) if e.epoch == epoch && now < e.expires => e.digest == d,
-            Some(_) => {
-                shard.remove(&k);
-                false
-            }
-            None => false,
-        }
+        // Another epoch makes the entry stale (removed); another password is just a miss.
+        self.entries
+            .lookup(&self.key(tenant, user), now, |e| {
+                (e.epoch == epoch).then(|| e.digest == d)
+            })
+            .unwrap_or(false)
     }
 
     /// Remembers a verified password.
@@ -100,43 +86,30 @@ impl CredentialCache {
         epoch: u64,
         now: Instant,
     ) {
-        if self.per_shard == 0 || self.ttl.is_zero() {
+        if !self.entries.holds_anything() {
             return;
         }
         let entry = Entry {
             digest: self.digest(tenant, user, password),
             epoch,
-            expires: now + self.ttl,
         };
-        let k = self.key(tenant, user);
-        let mut shard = self.shard(k).lock();
-        if shard.len() >= self.per_shard && !shard.contains_key(&k) {
-            shard.retain(|_, e| now < e.expires);
-            if shard.len() >= self.per_shard {
-                // Still full of live entries: drop the one closest to expiry.
-                let oldest = shard.iter().min_by_key(|(_, e)| e.expires).map(|(k, _)| *k);
-                if let Some(o) = oldest {
-                    shard.remove(&o);
-                }
-            }
-        }
-        shard.insert(k, entry);
+        self.entries
+            .insert(self.key(tenant, user), entry, now + self.ttl, now);
     }
 
     /// Forgets a user (password changed, user disabled or deleted).
     pub fn invalidate(&self, tenant: &TenantName, user: &UserName) {
-        let k = self.key(tenant, user);
-        self.shard(k).lock().remove(&k);
+        self.entries.remove(&self.key(tenant, user));
     }
 
     /// Entries held (live or expired).
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().len()).sum()
+        self.entries.len()
     }
 
     /// Whether no entry is held.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.entries.is_empty()
     }
 }
 
@@ -184,7 +157,7 @@ mod tests {
 
     #[test]
     fn bounded_size() {
-        let cap = 2 * AUTH_TABLE_SHARDS;
+        let cap = 2 * crate::limits::AUTH_TABLE_SHARDS;
         let c = CredentialCache::new(Duration::from_secs(10), cap);
         let now = Instant::now();
         for i in 0..cap * 10 {

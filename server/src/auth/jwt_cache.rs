@@ -2,28 +2,21 @@
 //! keyed hash, until it expires or `credential_cache_ttl_s` passes, so a client that sends the
 //! same token on every request pays the signature check (up to ~100 µs for ES256) once.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
-
-use crate::limits::AUTH_TABLE_SHARDS;
+use super::expiring::ExpiringMap;
 use crate::users::{TenantName, UserName};
-
-type Digest = [u8; 32];
 
 struct Entry {
     tenant: TenantName,
     user: UserName,
-    expires: Instant,
 }
 
-/// Sharded map from the keyed BLAKE3 of a token to the user it names.
+/// Map from the keyed BLAKE3 of a token to the user it names.
 pub struct JwtCache {
     key: [u8; 32],
     ttl: Duration,
-    per_shard: usize,
-    shards: Vec<Mutex<HashMap<Digest, Entry>>>,
+    entries: ExpiringMap<[u8; 32], Entry>,
 }
 
 impl JwtCache {
@@ -31,44 +24,26 @@ impl JwtCache {
     pub fn new(ttl: Duration, capacity: usize) -> Self {
         let mut key = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+        let capacity = if ttl.is_zero() { 0 } else { capacity };
         JwtCache {
             key,
             ttl,
-            per_shard: capacity.div_ceil(AUTH_TABLE_SHARDS),
-            shards: (0..AUTH_TABLE_SHARDS)
-                .map(|_| Mutex::new(HashMap::new()))
-                .collect(),
+            entries: ExpiringMap::new(capacity),
         }
     }
 
-    fn enabled(&self) -> bool {
-        self.per_shard > 0 && !self.ttl.is_zero()
-    }
-
-    fn digest(&self, token: &str) -> Digest {
+    fn digest(&self, token: &str) -> [u8; 32] {
         *blake3::keyed_hash(&self.key, token.as_bytes()).as_bytes()
-    }
-
-    fn shard(&self, d: &Digest) -> &Mutex<HashMap<Digest, Entry>> {
-        let i = u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]) as usize;
-        &self.shards[i % self.shards.len()]
     }
 
     /// The user a token verified earlier names, if it is still within its lifetime here.
     pub fn get(&self, token: &str, now: Instant) -> Option<(TenantName, UserName)> {
-        if !self.enabled() {
+        if !self.entries.holds_anything() {
             return None;
         }
-        let d = self.digest(token);
-        let mut shard = self.shard(&d).lock();
-        match shard.get(&d) {
-            Some(e) if now < e.expires => Some((e.tenant.clone(), e.user.clone())),
-            Some(_) => {
-                shard.remove(&d);
-                None
-            }
-            None => None,
-        }
+        self.entries.lookup(&self.digest(token), now, |e| {
+            Some((e.tenant.clone(), e.user.clone()))
+        })
     }
 
     /// Remembers a verified token until `valid_for` from `now` (its `exp`) or the TTL,
@@ -81,36 +56,29 @@ impl JwtCache {
         valid_for: Duration,
         now: Instant,
     ) {
-        if !self.enabled() || valid_for.is_zero() {
+        if !self.entries.holds_anything() || valid_for.is_zero() {
             return;
         }
-        let d = self.digest(token);
         let entry = Entry {
             tenant: tenant.clone(),
             user: user.clone(),
-            expires: now + valid_for.min(self.ttl),
         };
-        let mut shard = self.shard(&d).lock();
-        if shard.len() >= self.per_shard && !shard.contains_key(&d) {
-            shard.retain(|_, e| now < e.expires);
-            if shard.len() >= self.per_shard {
-                let nearest = shard.iter().min_by_key(|(_, e)| e.expires).map(|(k, _)| *k);
-                if let Some(k) = nearest {
-                    shard.remove(&k);
-                }
-            }
-        }
-        shard.insert(d, entry);
+        self.entries.insert(
+            self.digest(token),
+            entry,
+            now + valid_for.min(self.ttl),
+            now,
+        );
     }
 
     /// Tokens held (live or expired).
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().len()).sum()
+        self.entries.len()
     }
 
     /// Whether no token is held.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.entries.is_empty()
     }
 }
 
@@ -160,7 +128,7 @@ mod tests {
         for i in 0..10_000 {
             c.insert(&format!("t{i}"), &t, &u, Duration::from_secs(60 + i), now);
         }
-        assert!(c.len() <= 128 + AUTH_TABLE_SHARDS, "{}", c.len());
+        assert!(c.len() <= 128, "{}", c.len());
         let off = JwtCache::new(Duration::ZERO, 128);
         off.insert("tok", &t, &u, Duration::from_secs(60), now);
         assert_eq!(off.get("tok", now), None);

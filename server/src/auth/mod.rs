@@ -3,6 +3,7 @@
 //! Design, costs and the order of checks: `docs/auth.md`.
 
 pub mod cache;
+pub mod expiring;
 pub mod flight;
 pub mod jwt;
 pub mod jwt_cache;
