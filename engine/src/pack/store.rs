@@ -352,6 +352,11 @@ impl ChunkStore {
         self.writer.wait_durable_blocking(pos)
     }
 
+    /// Whether a full disk refused any of the records ending at `ends`.
+    pub(crate) fn any_lost(&self, ends: &[Pos]) -> bool {
+        self.writer.any_lost(ends)
+    }
+
     pub(crate) fn contains(&self, id: &ChunkId) -> bool {
         self.index.contains_key(id)
     }

@@ -326,6 +326,16 @@ impl PackWriter {
         Ok(())
     }
 
+    /// Whether any of the records ending at `ends` was refused by a full disk (so far: a
+    /// refusal is recorded before `wait_durable` passes its position).
+    pub(crate) fn any_lost(&self, ends: &[Pos]) -> bool {
+        if !self.shared.any_lost.load(Ordering::Acquire) {
+            return false;
+        }
+        let lost = self.shared.lost.lock();
+        ends.iter().any(|e| lost.iter().any(|r| r.holds(*e)))
+    }
+
     /// Ranges lost to a full disk whose chunks are still to be unindexed (taken once).
     pub(crate) fn take_unreaped(&self) -> Vec<LostRange> {
         if !self.shared.any_unreaped.load(Ordering::Acquire) {

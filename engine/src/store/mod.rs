@@ -794,11 +794,13 @@ impl Store {
         drop(tree);
         for c in &effects.added {
             for r in c.chunks.iter() {
-                let present = inner.chunks.add_ref(&r.id);
-                debug_assert!(
-                    present || upload.is_none(),
-                    "added content names an unknown chunk"
-                );
+                if !inner.chunks.add_ref(&r.id) && upload.is_some() {
+                    // Only a pack write refused for lack of space unindexes a new upload's
+                    // chunk: `wait_committed` then fails the upload and says to restart.
+                    tracing::error!(
+                        "an upload's chunk was refused by a full disk after the checks"
+                    );
+                }
             }
         }
         Ok((
@@ -845,6 +847,8 @@ impl Store {
         };
         let mut out = Vec::new();
         let mut last = Pos::default();
+        // Where each chunk's record ends (new or deduplicated): all must be durable.
+        let mut ends = Vec::new();
         let mut size = 0u64;
         while let Some(item) = body.next().await {
             let buf = item.map_err(|e| Error::Aborted(e.to_string()))?;
@@ -859,7 +863,9 @@ impl Store {
             }
             ingest.push(buf, &mut out);
             for (id, data) in out.drain(..) {
-                last = last.max(inner.chunks.put(id, &data)?);
+                let end = inner.chunks.put(id, &data)?;
+                last = last.max(end);
+                ends.push(end);
                 refs.held.push(ChunkRef {
                     id,
                     len: data.len() as u32,
@@ -868,7 +874,9 @@ impl Store {
         }
         let (hash, total) = ingest.finish(&mut out);
         for (id, data) in out.drain(..) {
-            last = last.max(inner.chunks.put(id, &data)?);
+            let end = inner.chunks.put(id, &data)?;
+            last = last.max(end);
+            ends.push(end);
             refs.held.push(ChunkRef {
                 id,
                 len: data.len() as u32,
@@ -887,6 +895,11 @@ impl Store {
             keep_versions: inner.config.versions_kept,
         };
         let growth = size.saturating_sub(old_size);
+        // The space seen before the body may be gone now (this upload or others took it):
+        // look again, so that a disk that filled meanwhile fails the upload here, before it
+        // is applied, and not after (a pack write refused for lack of space unindexes its
+        // chunks; an applied op naming them could only be undone by a restart).
+        let careful = careful || self.space_check()?;
         if careful {
             if let Err(e) = inner.chunks.wait_durable(last).await {
                 if matches!(e, Error::NoSpace) {
@@ -895,9 +908,21 @@ impl Store {
                 return Err(e);
             }
         }
+        // A chunk may have been refused already, in a batch before the last one.
+        if inner.chunks.any_lost(&ends) {
+            inner.tight.store(true, Ordering::Relaxed);
+            return Err(Error::NoSpace);
+        }
         let (commit, change) = self.mutate_nowait(key, op, growth, Some((&content, last)))?;
         drop(refs);
         self.wait_committed(commit).await?;
+        // Durable through `last`: every refusal up to it is recorded. One that hit an earlier
+        // chunk after the check above leaves an applied op without its data (rare: the disk
+        // filled within microseconds); like `wait_committed`'s, only a restart repairs it.
+        if inner.chunks.any_lost(&ends) {
+            tracing::error!("a full disk took chunks of an applied upload; restart to recover");
+            return Err(Error::NoSpace);
+        }
         self.release_dropped(&change.dropped);
         change.info.ok_or(Error::NotFound)
     }
