@@ -1053,6 +1053,34 @@ mod tests {
         assert_all(&store, &all[1..]);
     }
 
+    /// A batch refused by a full disk, then one written in the next pack: waiting for the
+    /// later position succeeds, so an upload must ask about every record it relies on.
+    #[test]
+    fn a_refused_earlier_record_is_reported_after_a_later_one_is_durable() {
+        let mem = Arc::new(MemStorage::new());
+        let plan = FaultPlan::new();
+        let storage = Arc::new(FaultyStorage::new(mem, plan.clone()));
+        let store = ChunkStore::open_with(storage, PACK_SIZE_TARGET, None)
+            .unwrap()
+            .0;
+        plan.only_prefix(Some("packs/"));
+        plan.set_space_left(Some(0));
+        let (a_id, a) = chunk(1, 4000);
+        let a_end = store.put(a_id, &a).unwrap();
+        assert!(matches!(
+            store.wait_durable_blocking(a_end),
+            Err(Error::NoSpace)
+        ));
+        plan.set_space_left(None);
+        let (b_id, b) = chunk(2, 4000);
+        let b_end = store.put(b_id, &b).unwrap();
+        assert!(b_end > a_end);
+        store.wait_durable_blocking(b_end).unwrap();
+        assert!(store.any_lost(&[a_end, b_end]), "the refused record");
+        assert!(!store.any_lost(&[b_end]));
+        assert!(!store.is_failed());
+    }
+
     /// The zeroer meets a full disk: it stops zeroing the pack, the writer goes on, and
     /// every acknowledged record survives a crash.
     #[test]
