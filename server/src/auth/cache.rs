@@ -1,6 +1,6 @@
 //! Verified-credential cache: a correct password pays argon2 once per TTL, not per request.
 
-use super::expiring::ExpiringMap;
+use super::expiring::{process_key, ExpiringMap};
 use crate::users::{TenantName, UserName};
 use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
@@ -28,14 +28,11 @@ impl CredentialCache {
     /// A cache holding at most about `capacity` users for `ttl` each; capacity 0 or ttl 0
     /// disables it.
     pub fn new(ttl: Duration, capacity: usize) -> Self {
-        let mut key = [0u8; 32];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
-        let capacity = if ttl.is_zero() { 0 } else { capacity };
         CredentialCache {
-            key,
+            key: process_key(),
             ttl,
             hasher: Default::default(),
-            entries: ExpiringMap::new(capacity),
+            entries: ExpiringMap::for_ttl(ttl, capacity),
         }
     }
 

@@ -10,6 +10,14 @@ use parking_lot::Mutex;
 
 use crate::limits::AUTH_TABLE_SHARDS;
 
+/// A random key for this process's keyed hashes of secrets (never stored, so nothing of a
+/// cache can be attacked offline or survives a restart).
+pub fn process_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+    key
+}
+
 /// A key that already is a hash (or a digest): its shard comes from its bits.
 pub trait ShardKey: Hash + Eq + Copy {
     fn shard_bits(&self) -> u64;
@@ -49,6 +57,11 @@ impl<K: ShardKey, V> ExpiringMap<K, V> {
                 .map(|_| Mutex::new(HashMap::new()))
                 .collect(),
         }
+    }
+
+    /// For a cache whose entries live at most `ttl`: a zero `ttl` means it holds nothing.
+    pub fn for_ttl(ttl: std::time::Duration, capacity: usize) -> Self {
+        Self::new(if ttl.is_zero() { 0 } else { capacity })
     }
 
     /// Whether the map can hold entries at all (capacity above 0).

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::expiring::ExpiringMap;
+use super::expiring::{process_key, ExpiringMap};
 use crate::users::{TenantName, UserName};
 
 struct Entry {
@@ -22,13 +22,10 @@ pub struct JwtCache {
 impl JwtCache {
     /// At most about `capacity` tokens, each for at most `ttl`; capacity or ttl 0 disables it.
     pub fn new(ttl: Duration, capacity: usize) -> Self {
-        let mut key = [0u8; 32];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
-        let capacity = if ttl.is_zero() { 0 } else { capacity };
         JwtCache {
-            key,
+            key: process_key(),
             ttl,
-            entries: ExpiringMap::new(capacity),
+            entries: ExpiringMap::for_ttl(ttl, capacity),
         }
     }
 
