@@ -8,7 +8,8 @@
 #
 # Knobs (environment): DURATION (12s), CONNS (64), THREADS (2), SERVERS ("skab apache nginx rclone";
 # also "skab-hyper": the same skab binary with `http1 = "hyper"`, to compare its own HTTP/1 with hyper's),
-# OPS ("put get propfind1 propfind0"), ROUNDS (2), NFILES (1000), IMG_SIZE (8G), NO_LOOP=1 (root fs instead),
+# OPS ("put get propfind1 propfind0"), ROUNDS (2), NFILES (1000), DATA_FS (image|sparse|root; see below),
+# IMG_SIZE (16G; sparse: per server), NO_LOOP=1 (= DATA_FS=root),
 # NO_INSTALL=1, NO_BUILD=1, BASE_PORT (28080), SKAB_BIN (default target/release/skab),
 # RESULTS_DIR (bench/webdav/results). Profiling (slows the profiled server; not for the table):
 # PROFILE=perf|strace profiles the servers in PROFILE_SERVERS (skab) during each run and writes
@@ -24,7 +25,7 @@ SERVERS="${SERVERS:-skab apache nginx rclone}"
 OPS="${OPS:-put get propfind1 propfind0}"
 ROUNDS="${ROUNDS:-2}"
 NFILES="${NFILES:-1000}"
-IMG_SIZE="${IMG_SIZE:-8G}"
+IMG_SIZE="${IMG_SIZE:-16G}"
 BASE_PORT="${BASE_PORT:-28080}"
 SKAB_BIN="${SKAB_BIN:-$REPO/target/release/skab}"
 RESULTS="${RESULTS_DIR:-$HERE/results}"
@@ -88,29 +89,72 @@ for i in $(seq 0 $((NFILES - 1))); do printf -v n 'f%04d.bin' "$i"; echo "$n"; d
 head -c $((NFILES * 16384)) /dev/urandom | split -b 16384 -a 4 -d - "$WORK/files/f"
 (cd "$WORK/files" && for f in f[0-9][0-9][0-9][0-9]; do mv "$f" "$f.bin"; done)
 
-# ---- data file system: a fresh ext4 loop image per server ------------------------------------
+# ---- data file system -------------------------------------------------------------------------
+# DATA_FS=image (default): one ext4 file system for all servers (a directory each) on a loop device
+#   with direct I/O over an image file written in full first (IMG_SIZE). Like a disk partition:
+#   a flush is the device's flush. (A sparse image makes every fsync inside it also allocate
+#   blocks and write metadata in the host file system - a cost that only servers that fsync pay.)
+# DATA_FS=sparse: the older rig, a fresh sparse ext4 loop image per server (plain `mount -o loop`).
+# DATA_FS=root (or NO_LOOP=1): the root file system.
+DATA_FS="${DATA_FS:-image}"
+[ -n "${NO_LOOP:-}" ] && DATA_FS=root
 FS_KIND="root file system ($(findmnt -no FSTYPE -T /var/tmp))"
 MOUNTS=()
-mount_data() { # $1: mount point (per server)
+LOOPDEV=""
+SHARED_MNT=""
+mount_shared_image() { # once: write the image in full, attach with direct I/O, mkfs, mount
+  local img="$WORK/data.img"
+  SHARED_MNT="$WORK/data"
+  mkdir -p "$SHARED_MNT"
+  log "writing the $IMG_SIZE data image in full (once)"
+  local mib
+  mib=$(numfmt --from=iec "$IMG_SIZE")
+  mib=$((mib / 1048576))
+  dd if=/dev/zero of="$img" bs=1M count="$mib" conv=fsync status=none
+  LOOPDEV=$(losetup --direct-io=on -f --show "$img") || return 1
+  # nodiscard: a discard would punch holes in the image and make it sparse again.
+  mkfs.ext4 -q -F -E nodiscard,lazy_itable_init=0,lazy_journal_init=0 "$LOOPDEV" || return 1
+  mount "$LOOPDEV" "$SHARED_MNT" || return 1
+  MOUNTS+=("$SHARED_MNT")
+  FS_KIND="ext4 on a loop device (direct I/O) over a fully written $IMG_SIZE image on $(findmnt -no FSTYPE -T /var/tmp), shared"
+}
+mount_data() { # $1: data dir (per server)
   local mnt="$1"
-  mkdir -p "$mnt"
-  if [ -z "${NO_LOOP:-}" ]; then
-    truncate -s "$IMG_SIZE" "$mnt.img"
-    if mkfs.ext4 -q -F "$mnt.img" && mount -o loop "$mnt.img" "$mnt"; then
+  case "$DATA_FS" in
+    image)
+      if [ -z "$SHARED_MNT" ] && ! mount_shared_image; then
+        log "image setup failed; using the root file system"
+        DATA_FS=root
+        FS_KIND="root file system ($(findmnt -no FSTYPE -T /var/tmp))"
+        mkdir -p "$mnt"
+        return 0
+      fi
+      mkdir -p "$SHARED_MNT/$(basename "$mnt")" "$mnt"
+      mount --bind "$SHARED_MNT/$(basename "$mnt")" "$mnt"
       MOUNTS+=("$mnt")
-      FS_KIND="fresh ext4 loop image per server ($IMG_SIZE, sparse file on $(findmnt -no FSTYPE -T /var/tmp))"
-      return 0
-    fi
-    log "loop mount failed; using the root file system"
-    FS_KIND="root file system ($(findmnt -no FSTYPE -T /var/tmp))"
-  fi
+      ;;
+    sparse)
+      mkdir -p "$mnt"
+      truncate -s "$IMG_SIZE" "$mnt.img"
+      if mkfs.ext4 -q -F "$mnt.img" && mount -o loop "$mnt.img" "$mnt"; then
+        MOUNTS+=("$mnt")
+        FS_KIND="fresh ext4 loop image per server ($IMG_SIZE, sparse file on $(findmnt -no FSTYPE -T /var/tmp))"
+        return 0
+      fi
+      log "loop mount failed; using the root file system"
+      FS_KIND="root file system ($(findmnt -no FSTYPE -T /var/tmp))"
+      ;;
+    *) mkdir -p "$mnt" ;;
+  esac
 }
 umount_data() {
-  local m
-  for m in "${MOUNTS[@]:-}"; do
+  local i m
+  for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do # bind mounts before the shared one
+    m="${MOUNTS[$i]}"
     [ -n "$m" ] && mountpoint -q "$m" && umount "$m"
   done
   MOUNTS=()
+  if [ -n "$LOOPDEV" ]; then losetup -d "$LOOPDEV" || true; LOOPDEV=""; fi
 }
 
 # ---- CPU accounting: utime+stime(+cutime+cstime) of a process tree, in clock ticks -----------

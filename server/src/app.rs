@@ -3,10 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use skab_engine::io::IoChoice;
 use skab_engine::{DedupMode, Store, StoreConfig};
 
 use crate::auth::Authenticator;
-use crate::config::{Config, DedupDomain};
+use crate::config::{Config, DedupDomain, IoBackend};
 use crate::dav::locks::{LockConfig, LockManager};
 use crate::metrics::Metrics;
 use crate::users::UserDb;
@@ -40,6 +41,11 @@ pub fn store_config(config: &Config) -> StoreConfig {
         free_space_reserve_bytes: s.free_space_reserve_bytes,
         chunk_cache_bytes: s.chunk_cache_bytes,
         prezero: s.prezero,
+        io: match s.io {
+            IoBackend::Auto => IoChoice::Auto,
+            IoBackend::Uring => IoChoice::Uring,
+            IoBackend::Std => IoChoice::Std,
+        },
         ..StoreConfig::default()
     }
 }

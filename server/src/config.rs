@@ -88,6 +88,19 @@ pub enum DedupDomain {
     Global,
 }
 
+/// How the engine does its file I/O.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IoBackend {
+    /// io_uring where the kernel allows it, else the portable backend.
+    #[default]
+    Auto,
+    /// io_uring, or refuse to start.
+    Uring,
+    /// Plain system calls (pwrite, fdatasync) from the committing threads.
+    Std,
+}
+
 /// Storage policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -108,6 +121,8 @@ pub struct StorageConfig {
     /// fdatasync for small uploads, but it doubles pack writes and made the exam peak slower
     /// (docs/benchmarks.md, "Pre-zeroing and the exam peak"), so off by default.
     pub prezero: bool,
+    /// File I/O backend: `auto` (io_uring where allowed), `uring` or `std`.
+    pub io: IoBackend,
 }
 
 impl Default for StorageConfig {
@@ -121,6 +136,7 @@ impl Default for StorageConfig {
             free_space_reserve_bytes: skab_engine::limits::FREE_SPACE_RESERVE_DEFAULT,
             chunk_cache_bytes: skab_engine::limits::CHUNK_CACHE_BYTES_DEFAULT,
             prezero: false,
+            io: IoBackend::Auto,
         }
     }
 }
