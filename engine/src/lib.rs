@@ -10,6 +10,7 @@ pub mod fuzzing;
 pub mod ids;
 pub mod io;
 pub mod limits;
+mod mark;
 pub mod ns;
 mod pack;
 mod store;

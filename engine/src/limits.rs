@@ -125,6 +125,12 @@ pub const FREE_SPACE_RESERVE_DEFAULT: u64 = 512 << 20;
 /// in flight between two free-space checks.
 pub const FREE_SPACE_CAREFUL_MARGIN: u64 = 128 << 20;
 
+/// Emptied pack batch buffers the writer keeps for the next batches (a batch of small uploads
+/// grows to some hundreds of KiB; starting each from scratch copied it again at every doubling).
+pub const PACK_BATCH_SPARES: usize = 2;
+/// Largest batch buffer kept for reuse, bytes (a batch after a burst of large files is let go).
+pub const PACK_BATCH_SPARE_BYTES_MAX: usize = 4 << 20;
+
 // --- Pre-zeroing (engine/src/io/prezero.rs, docs/architecture.md "Pre-zeroed appends") ---
 
 /// Bytes of a pack zeroed (written and synced) ahead of its append position per round: a

@@ -245,13 +245,11 @@ pub(crate) fn check_range(offset: u64, len: usize) -> io::Result<()> {
 
 /// Bytes available to unprivileged writers on the file system holding `path` (statvfs).
 #[cfg(unix)]
-pub(crate) fn statvfs_free(path: &Path) -> io::Result<Option<u64>> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| invalid("storage root contains NUL"))?;
-    // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized out-parameter.
+pub(crate) fn fstatvfs_free(dir: &std::fs::File) -> io::Result<Option<u64>> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `dir` is an open descriptor and `st` a properly sized out-parameter.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    let rc = unsafe { libc::fstatvfs(dir.as_raw_fd(), &mut st) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
@@ -262,7 +260,7 @@ pub(crate) fn statvfs_free(path: &Path) -> io::Result<Option<u64>> {
 }
 
 #[cfg(not(unix))]
-pub(crate) fn statvfs_free(_path: &Path) -> io::Result<Option<u64>> {
+pub(crate) fn fstatvfs_free(_dir: &std::fs::File) -> io::Result<Option<u64>> {
     Ok(None)
 }
 

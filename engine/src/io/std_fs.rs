@@ -13,9 +13,12 @@ use super::{
 };
 
 /// Files under one root directory, through std::fs.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct StdStorage {
     root: PathBuf,
+    /// The root directory, held open so that free-space checks (one or two per upload) need
+    /// no path lookup.
+    root_dir: File,
 }
 
 impl StdStorage {
@@ -30,6 +33,7 @@ impl StdStorage {
         }
         Ok(StdStorage {
             root: root.to_path_buf(),
+            root_dir: File::open(root)?,
         })
     }
 
@@ -171,7 +175,7 @@ impl Storage for StdStorage {
     }
 
     fn free_bytes(&self) -> io::Result<Option<u64>> {
-        super::statvfs_free(&self.root)
+        super::fstatvfs_free(&self.root_dir)
     }
 }
 

@@ -237,7 +237,7 @@ impl Storage for UringStorage {
     }
 
     fn free_bytes(&self) -> io::Result<Option<u64>> {
-        super::statvfs_free(self.fs.root())
+        self.fs.free_bytes()
     }
 }
 

@@ -18,13 +18,16 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
-use tokio::sync::watch;
 
 use super::format::{self, PACK_HEADER_LEN, RECORD_HEADER_LEN};
 use crate::error::{Error, Result};
 use crate::ids::{ChunkId, PackId};
 use crate::io::{is_out_of_space, PreZeroer, Storage, StorageFile, Zone, ZoneConfig};
-use crate::limits::{PACK_PREZERO_LOW_WATER, PACK_PREZERO_STEP, PACK_SIZE_TARGET};
+use crate::limits::{
+    PACK_BATCH_SPARES, PACK_BATCH_SPARE_BYTES_MAX, PACK_PREZERO_LOW_WATER, PACK_PREZERO_STEP,
+    PACK_SIZE_TARGET,
+};
+use crate::mark::DurableMark;
 
 /// Bits of a [`Pos`] that hold the offset inside a pack.
 const POS_OFFSET_BITS: u32 = 40;
@@ -85,12 +88,6 @@ impl LostRange {
     }
 }
 
-#[derive(Clone, Copy, Default)]
-struct Durable {
-    pos: Pos,
-    failed: bool,
-}
-
 struct WriterState {
     pack: PackId,
     file: Arc<dyn StorageFile>,
@@ -99,6 +96,8 @@ struct WriterState {
     /// Reserved end of the current pack (bytes appended, durable or pending).
     len: u64,
     pending: Vec<Batch>,
+    /// Emptied buffers of written batches, reused so that a batch does not grow from scratch.
+    spare: Vec<Vec<u8>>,
     flushing: bool,
     failed: bool,
     /// A batch of the current pack was lost to a full disk: the next append starts a new pack.
@@ -116,7 +115,8 @@ struct Shared {
     state: Mutex<WriterState>,
     wake: Condvar,
     idle: Condvar,
-    durable: watch::Sender<Durable>,
+    /// Every record ending at or before this position (a [`Pos`]) is durable.
+    durable: DurableMark,
     /// Every range lost to a full disk since open (rare: one per ENOSPC episode).
     lost: Mutex<Vec<LostRange>>,
     /// Lost ranges whose chunks the chunk store has not yet unindexed.
@@ -198,10 +198,7 @@ impl PackWriter {
             file_len,
             pack_target,
         );
-        let (durable, _) = watch::channel(Durable {
-            pos: Pos::new(pack, len),
-            failed: false,
-        });
+        let durable = DurableMark::new(Pos::new(pack, len).0);
         let shared = Arc::new(Shared {
             storage,
             prezero,
@@ -213,6 +210,7 @@ impl PackWriter {
                 zone,
                 len,
                 pending: Vec::new(),
+                spare: Vec::new(),
                 flushing: false,
                 failed: false,
                 rotate: false,
@@ -279,11 +277,15 @@ impl PackWriter {
         if !same_file {
             let file = st.file.clone();
             let zone = st.zone.clone();
+            let buf = st
+                .spare
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(record_len as usize));
             st.pending.push(Batch {
                 file,
                 zone,
                 offset,
-                buf: Vec::with_capacity(record_len as usize),
+                buf,
                 end,
                 ids: Vec::new(),
             });
@@ -309,12 +311,7 @@ impl PackWriter {
     /// Waits until the record ending at `pos` is durable; `Error::NoSpace` when a full disk
     /// kept it from the packs.
     pub(crate) async fn wait_durable(&self, pos: Pos) -> Result<()> {
-        let mut rx = self.shared.durable.subscribe();
-        let d = *rx
-            .wait_for(|d| d.failed || d.pos >= pos)
-            .await
-            .map_err(|_| Error::Poisoned)?;
-        if d.pos < pos {
+        if !self.shared.durable.wait(pos.0).await {
             return Err(Error::Poisoned);
         }
         // The flusher records a lost range before it moves `pos` past it.
@@ -352,7 +349,7 @@ impl PackWriter {
 
     /// The position up to which everything is durable.
     pub(crate) fn durable_pos(&self) -> Pos {
-        self.shared.durable.borrow().pos
+        Pos(self.shared.durable.get())
     }
 
     /// The pack being appended to.
@@ -414,7 +411,17 @@ fn flusher(sh: Arc<Shared>) {
             Ok(()) => {
                 let mut st = sh.state.lock();
                 st.flushing = false;
-                sh.durable.send_modify(|d| d.pos = d.pos.max(end));
+                for mut b in batches {
+                    if st.spare.len() < PACK_BATCH_SPARES
+                        && b.buf.capacity() <= PACK_BATCH_SPARE_BYTES_MAX
+                    {
+                        b.buf.clear();
+                        st.spare.push(b.buf);
+                    }
+                }
+                drop(st);
+                // Waiters wake outside the lock, so appenders never wait behind the wake-ups.
+                sh.durable.advance(end.0);
             }
             Err(e) if is_out_of_space(&e) => lose(&sh, batches, done, &e),
             Err(e) => {
@@ -422,7 +429,8 @@ fn flusher(sh: Arc<Shared>) {
                 st.flushing = false;
                 tracing::error!(error = %e, "pack write failed; chunk store poisoned");
                 st.failed = true;
-                sh.durable.send_modify(|d| d.failed = true);
+                drop(st);
+                sh.durable.fail();
             }
         }
         sh.idle.notify_all();
@@ -473,7 +481,7 @@ fn lose(sh: &Shared, mut batches: Vec<Batch>, done: usize, e: &std::io::Error) {
             }
         }
     }
-    sh.durable.send_modify(|d| d.pos = d.pos.max(range.to));
+    sh.durable.advance(range.to.0);
 }
 
 impl Drop for PackWriter {

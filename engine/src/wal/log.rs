@@ -12,20 +12,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
-use tokio::sync::watch;
 
 use super::frame::{self, DecodedSegment, SegmentEnd, SEGMENT_HEADER_LEN};
 use crate::error::{Error, Result};
 use crate::io::{PreZeroer, Storage, StorageFile, Zone, ZoneConfig};
 use crate::limits::{STORAGE_OFFSET_MAX, WAL_PREZERO_LOW_WATER, WAL_PREZERO_STEP};
-
-/// What waiters learn from the flusher.
-#[derive(Clone, Copy, Debug, Default)]
-struct Durable {
-    /// Every record with a smaller sequence number is durable.
-    upto: u64,
-    failed: bool,
-}
+use crate::mark::DurableMark;
 
 struct LogState {
     segment: u64,
@@ -49,7 +41,8 @@ struct Shared {
     state: Mutex<LogState>,
     wake: Condvar,
     idle: Condvar,
-    durable: watch::Sender<Durable>,
+    /// Every record with a smaller sequence number is durable.
+    durable: DurableMark,
 }
 
 /// A shard's log. Dropping it stops the flusher after writing what is pending.
@@ -212,10 +205,7 @@ impl ShardLog {
         .map(|n| n.max(min_next_seq))
         .filter(|&n| n < u64::MAX)
         .ok_or_else(|| Error::Corrupt(format!("{dir}: WAL sequence numbers exhausted")))?;
-        let (durable, _) = watch::channel(Durable {
-            upto: next_seq,
-            failed: false,
-        });
+        let durable = DurableMark::new(next_seq);
         let shared = Arc::new(Shared {
             storage,
             prezero,
@@ -269,12 +259,7 @@ impl ShardLog {
 
     /// Waits until record `seq` is durable.
     pub(crate) async fn wait_durable(&self, seq: u64) -> Result<()> {
-        let mut rx = self.shared.durable.subscribe();
-        let d = rx
-            .wait_for(|d| d.failed || d.upto > seq)
-            .await
-            .map_err(|_| Error::Poisoned)?;
-        if d.upto > seq {
+        if self.shared.durable.wait(seq + 1).await {
             Ok(())
         } else {
             Err(Error::Poisoned)
@@ -306,19 +291,18 @@ impl ShardLog {
             }
             if let Err(e) = st.file.write_batch(&[(offset, &buf)], true) {
                 st.failed = true;
-                sh.durable.send_modify(|d| d.failed = true);
+                sh.durable.fail();
                 return Err(e.into());
             }
             st.file_len += buf.len() as u64;
-            let last = st.pending_last_seq;
-            sh.durable.send_modify(|d| d.upto = d.upto.max(last + 1));
+            sh.durable.advance(st.pending_last_seq + 1);
         }
         let next = st.segment + 1;
         let file = match create_segment(sh.storage.as_ref(), &sh.dir, next) {
             Ok(f) => f,
             Err(e) => {
                 st.failed = true;
-                sh.durable.send_modify(|d| d.failed = true);
+                sh.durable.fail();
                 return Err(e);
             }
         };
@@ -395,18 +379,19 @@ fn flusher(sh: Arc<Shared>) {
         }
         let mut st = sh.state.lock();
         st.flushing = false;
-        match result {
-            Ok(()) => sh
-                .durable
-                .send_modify(|d| d.upto = d.upto.max(last_seq + 1)),
-            Err(e) => {
-                tracing::error!(error = %e, dir = %sh.dir, "WAL write failed; log poisoned");
-                st.failed = true;
-                sh.durable.send_modify(|d| d.failed = true);
-            }
+        let ok = result.is_ok();
+        if let Err(e) = result {
+            tracing::error!(error = %e, dir = %sh.dir, "WAL write failed; log poisoned");
+            st.failed = true;
         }
-        sh.idle.notify_all();
         drop(st);
+        sh.idle.notify_all();
+        // Waiters wake outside the lock, so appenders never wait behind the wake-ups.
+        if ok {
+            sh.durable.advance(last_seq + 1);
+        } else {
+            sh.durable.fail();
+        }
         spare = buf;
         spare.clear();
     }
