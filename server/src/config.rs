@@ -609,6 +609,20 @@ mod tests {
     }
 
     #[test]
+    fn the_io_backend_is_chosen_by_name() {
+        let c = Config::load_from(&CliOverrides::default(), &[]).unwrap();
+        assert_eq!(c.storage.io, IoBackend::Auto);
+        for (name, want) in [("std", IoBackend::Std), ("uring", IoBackend::Uring)] {
+            let e = env(&[("SKAB_STORAGE_IO", name)]);
+            let c = Config::load_from(&CliOverrides::default(), &e).unwrap();
+            assert_eq!(c.storage.io, want);
+        }
+        let e = env(&[("SKAB_STORAGE_IO", "aio")]);
+        let err = Config::load_from(&CliOverrides::default(), &e).unwrap_err();
+        assert!(err.to_string().contains("storage.io"), "{err}");
+    }
+
+    #[test]
     fn config_file_named_by_env() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
