@@ -432,3 +432,47 @@ fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap()
 }
+
+#[test]
+fn an_upload_that_stalls_gets_408_and_leaves_nothing() {
+    // Skab's own HTTP/1 guards the stall with the connection's timer, hyper's path with the
+    // body stream's own; both must answer. The idle timeout is longer, so only the stall cuts.
+    for http1 in ["skab", "hyper"] {
+        let config = format!(
+            "http1 = \"{http1}\"\n[limits]\nbody_stall_timeout_s = 2\nidle_timeout_s = 30\n"
+        );
+        let server =
+            Server::start_opts(Opts::default().user(TENANT, USER, PASSWORD).config(&config));
+        let c = server.client();
+        let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        let head = format!(
+            "PUT {} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: 100000\r\n\r\n",
+            dav("stalled.bin"),
+            c.auth.as_deref().unwrap()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(&[7u8; 1000]).unwrap();
+        let t = Instant::now();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+        let took = t.elapsed();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 408"),
+            "{http1}: after {took:?}: {answer:?}"
+        );
+        assert!(
+            took >= Duration::from_millis(1500) && took < Duration::from_secs(8),
+            "{http1}: the stall was cut after {took:?} (body_stall_timeout_s = 2)"
+        );
+        assert_eq!(c.get(&dav("stalled.bin")).status, 404, "{http1}");
+        still_serving(&server);
+    }
+}

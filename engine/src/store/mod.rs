@@ -688,12 +688,12 @@ impl Store {
 
     /// Waits until an op's record and every pack byte its log relies on are durable: the
     /// WAL fsync and the pack fsync run at the same time, so a PUT pays one round trip.
+    /// The log is awaited first: its record was appended after the chunks, so the packs are
+    /// mostly durable by then and the task is woken once, not once per flusher.
     async fn wait_committed(&self, c: Commit) -> Result<()> {
         let shard = &self.inner.shards[c.shard];
-        let (wal, packs) = futures::join!(
-            shard.log.wait_durable(c.seq),
-            self.inner.chunks.wait_durable(Pos(c.pack_mark))
-        );
+        let wal = shard.log.wait_durable(c.seq).await;
+        let packs = self.inner.chunks.wait_durable(Pos(c.pack_mark)).await;
         if let Err(Error::NoSpace) = packs {
             // Rare: the disk filled faster than the free-space checks saw. The op is applied
             // and logged but its chunks are gone; only a restart's replay makes it consistent.

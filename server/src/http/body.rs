@@ -141,14 +141,22 @@ impl Stream for RequestStream {
                     }
                     return Poll::Ready(Some(Ok(data)));
                 }
-                Poll::Ready(Some(Err(_))) => {
+                Poll::Ready(Some(Err(e))) => {
                     this.done = true;
-                    return Poll::Ready(Some(Err(BodyFault::Broken)));
+                    let stalled = matches!(&this.body, ReqBody::Own(_))
+                        && e.kind() == std::io::ErrorKind::TimedOut;
+                    return Poll::Ready(Some(Err(if stalled {
+                        BodyFault::Stalled
+                    } else {
+                        BodyFault::Broken
+                    })));
                 }
                 Poll::Ready(None) => {
                     this.done = true;
                     return Poll::Ready(None);
                 }
+                // Skab's own connections guard the stall themselves (`h1::Settings`).
+                Poll::Pending if matches!(this.body, ReqBody::Own(_)) => return Poll::Pending,
                 Poll::Pending => {
                     let stall = this.stall;
                     let timer = this

@@ -236,6 +236,7 @@ async fn serve_connection(conn: Connection) {
             idle,
             header_read: first_byte,
             head_max: app.config.limits.header_size_max,
+            body_stall: Duration::from_secs(app.config.limits.body_stall_timeout_s),
         };
         if let h1::Outcome::Http2 { io, read } = h1::Conn::new(tcp, settings, stop)
             .run(app.clone(), peer)

@@ -16,8 +16,10 @@ use parking_lot::Mutex;
 pub enum End {
     Open,
     Complete,
-    /// Cut off (connection closed, timed out or bad framing).
+    /// Cut off (connection closed or bad framing).
     Broken,
+    /// No byte arrived for the body stall timeout (`Settings::body_stall`).
+    Stalled,
 }
 
 /// State shared by the connection and the handler's body.
@@ -82,6 +84,10 @@ impl hyper::body::Body for OwnBody {
             End::Broken => Poll::Ready(Some(Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
                 "request body cut off",
+            )))),
+            End::Stalled => Poll::Ready(Some(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "request body stalled",
             )))),
             End::Open => {
                 s.wants = true;

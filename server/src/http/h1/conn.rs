@@ -49,6 +49,10 @@ pub struct Settings {
     pub idle: Duration,
     pub header_read: Duration,
     pub head_max: usize,
+    /// A request body that sends no byte for this long fails as stalled. The connection
+    /// guards it with its own timer, and only while the socket has nothing (a tokio timer
+    /// per upload cost a timer registration and a wake-up of the thread's driver).
+    pub body_stall: Duration,
 }
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -260,7 +264,11 @@ impl Conn {
         let resp = {
             let mut handler = pin!(crate::http::service::handle(app.clone(), req, peer));
             let mut continue_sent = 0usize;
-            let Conn { io, buf, .. } = &mut *self;
+            let body_stall = self.settings.body_stall;
+            let mut progress = self.last_activity;
+            let Conn {
+                io, buf, deadline, ..
+            } = &mut *self;
             poll_fn(|cx| loop {
                 if let Poll::Ready(resp) = handler.as_mut().poll(cx) {
                     return Poll::Ready(resp);
@@ -288,7 +296,7 @@ impl Conn {
                             sent_continue = continue_sent == CONTINUE.len();
                         }
                         Poll::Ready(_) => {
-                            fail(&mut state, &shared, cx);
+                            fail(&mut state, &shared, End::Broken, cx);
                             break;
                         }
                         Poll::Pending => return Poll::Pending,
@@ -299,9 +307,18 @@ impl Conn {
                 }
                 buf.reserve(H1_BODY_READ_BYTES);
                 match pin!(io.read_buf(buf)).poll(cx) {
-                    Poll::Ready(Ok(n)) if n > 0 => feed(buf, &mut state, &shared, Some(cx)),
-                    Poll::Ready(_) => fail(&mut state, &shared, cx),
-                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(n)) if n > 0 => {
+                        progress = Instant::now();
+                        feed(buf, &mut state, &shared, Some(cx));
+                    }
+                    Poll::Ready(_) => fail(&mut state, &shared, End::Broken, cx),
+                    Poll::Pending => {
+                        if deadline.expired(cx, progress + body_stall) {
+                            fail(&mut state, &shared, End::Stalled, cx);
+                            continue;
+                        }
+                        return Poll::Pending;
+                    }
                 }
             })
             .await
@@ -607,11 +624,12 @@ fn feed(
     }
 }
 
-/// The body cannot continue (connection closed or broken).
-fn fail(state: &mut BodyState, shared: &Arc<Mutex<Shared>>, cx: &Context<'_>) {
+/// The body cannot continue (`why`: connection closed or broken, or stalled).
+fn fail(state: &mut BodyState, shared: &Arc<Mutex<Shared>>, why: End, cx: &Context<'_>) {
+    debug_assert!(matches!(why, End::Broken | End::Stalled));
     *state = BodyState::Failed;
     let mut s = shared.lock();
-    s.end = End::Broken;
+    s.end = why;
     s.wants = false;
     s.wake_body(cx);
 }
