@@ -103,6 +103,11 @@ struct WriterState {
     /// A batch of the current pack was lost to a full disk: the next append starts a new pack.
     rotate: bool,
     shutdown: bool,
+    /// The next pack, created ahead by the preparer thread (header durable, directory synced),
+    /// so that sealing a pack costs an append no file creation and no fsync.
+    next: Option<(PackId, Arc<dyn StorageFile>)>,
+    /// The preparer was asked for the next pack and has not answered yet.
+    preparing: bool,
 }
 
 struct Shared {
@@ -115,6 +120,10 @@ struct Shared {
     state: Mutex<WriterState>,
     wake: Condvar,
     idle: Condvar,
+    /// Wakes the preparer thread.
+    prepare: Condvar,
+    /// The preparer finished (`preparing` turned false).
+    prepared: Condvar,
     /// Every record ending at or before this position (a [`Pos`]) is durable.
     durable: DurableMark,
     /// Every range lost to a full disk since open (rare: one per ENOSPC episode).
@@ -138,6 +147,7 @@ pub(crate) struct Placed {
 pub(crate) struct PackWriter {
     shared: Arc<Shared>,
     flusher: Mutex<Option<JoinHandle<()>>>,
+    preparer: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// Creates pack `pack` durably (header written and synced, directory synced).
@@ -215,9 +225,13 @@ impl PackWriter {
                 failed: false,
                 rotate: false,
                 shutdown: false,
+                next: None,
+                preparing: false,
             }),
             wake: Condvar::new(),
             idle: Condvar::new(),
+            prepare: Condvar::new(),
+            prepared: Condvar::new(),
             durable,
             lost: Mutex::new(Vec::new()),
             unreaped: Mutex::new(Vec::new()),
@@ -228,9 +242,23 @@ impl PackWriter {
         let handle = std::thread::Builder::new()
             .name("skab-pack-flusher".into())
             .spawn(move || flusher(s))?;
+        let s = shared.clone();
+        let prep = std::thread::Builder::new()
+            .name("skab-pack-prep".into())
+            .spawn(move || preparer(s));
+        let prep = match prep {
+            Ok(h) => h,
+            Err(e) => {
+                shared.state.lock().shutdown = true;
+                shared.wake.notify_all();
+                let _ = handle.join();
+                return Err(e.into());
+            }
+        };
         Ok(PackWriter {
             shared,
             flusher: Mutex::new(Some(handle)),
+            preparer: Mutex::new(Some(prep)),
         })
     }
 
@@ -244,10 +272,17 @@ impl PackWriter {
         let record_len = RECORD_HEADER_LEN + data.len() as u64;
         if st.rotate || (st.len + record_len > sh.pack_target && st.len > PACK_HEADER_LEN) {
             let next = PackId(st.pack.0 + 1);
-            let file = create_pack(sh.storage.as_ref(), next).map_err(|e| match e {
-                Error::Io(io) if is_out_of_space(&io) => Error::NoSpace,
-                other => other,
-            })?;
+            // Never create the pack the preparer is creating (it truncates what it opens).
+            while st.preparing && !st.shutdown {
+                sh.prepared.wait(&mut st);
+            }
+            let file = match st.next.take() {
+                Some((id, file)) if id == next => file,
+                _ => create_pack(sh.storage.as_ref(), next).map_err(|e| match e {
+                    Error::Io(io) if is_out_of_space(&io) => Error::NoSpace,
+                    other => other,
+                })?,
+            };
             let zone = new_zone(
                 sh.prezero.as_ref(),
                 sh.storage.as_ref(),
@@ -264,6 +299,11 @@ impl PackWriter {
             st.file = file;
             st.len = PACK_HEADER_LEN;
             st.rotate = false;
+        }
+        // Halfway through a pack, the preparer creates the next one.
+        if st.next.is_none() && !st.preparing && st.len > sh.pack_target / 2 {
+            st.preparing = true;
+            sh.prepare.notify_one();
         }
         let offset = st.len;
         let end = Pos::new(st.pack, offset + record_len);
@@ -350,6 +390,24 @@ impl PackWriter {
     /// The position up to which everything is durable.
     pub(crate) fn durable_pos(&self) -> Pos {
         Pos(self.shared.durable.get())
+    }
+
+    /// Waits until a pack being prepared ahead is on disk (or given up).
+    pub(crate) fn settle_prepared(&self) {
+        let mut st = self.shared.state.lock();
+        while st.preparing && !st.shutdown {
+            self.shared.prepared.wait(&mut st);
+        }
+    }
+
+    /// Bytes of the pack prepared ahead (its header), once any preparation under way is done.
+    pub(crate) fn prepared_bytes(&self) -> u64 {
+        self.settle_prepared();
+        if self.shared.state.lock().next.is_some() {
+            PACK_HEADER_LEN
+        } else {
+            0
+        }
     }
 
     /// The pack being appended to.
@@ -484,10 +542,42 @@ fn lose(sh: &Shared, mut batches: Vec<Batch>, done: usize, e: &std::io::Error) {
     sh.durable.advance(range.to.0);
 }
 
+/// Creates the pack after the current one when the writer asks (off the appenders' path:
+/// a creation is a file, a synced header and a synced directory).
+fn preparer(sh: Arc<Shared>) {
+    loop {
+        let pack = {
+            let mut st = sh.state.lock();
+            while !st.preparing && !st.shutdown {
+                sh.prepare.wait(&mut st);
+            }
+            if st.shutdown {
+                return;
+            }
+            PackId(st.pack.0 + 1)
+        };
+        let made = create_pack(sh.storage.as_ref(), pack);
+        let mut st = sh.state.lock();
+        st.preparing = false;
+        sh.prepared.notify_all();
+        match made {
+            // Still the next one (the writer may have moved on and made it itself).
+            Ok(file) if st.pack.0 + 1 == pack.0 => st.next = Some((pack, file)),
+            Ok(_) => {}
+            // The writer creates it itself when it must, and reports the error then.
+            Err(e) => tracing::warn!(error = %e, pack = pack.0, "could not prepare the next pack"),
+        }
+    }
+}
+
 impl Drop for PackWriter {
     fn drop(&mut self) {
         self.shared.state.lock().shutdown = true;
         self.shared.wake.notify_all();
+        self.shared.prepare.notify_all();
+        if let Some(h) = self.preparer.lock().take() {
+            let _ = h.join();
+        }
         if let Some(h) = self.flusher.lock().take() {
             let _ = h.join();
         }
