@@ -804,17 +804,13 @@ mod tests {
             let (store, _) = ChunkStore::open_with(mem.clone(), target, None).unwrap();
             // Past half the target: the preparer makes pack 2 while pack 1 is appended to.
             let durable: Vec<_> = (0..12).map(|i| chunk(i, 3000)).collect();
-            for (id, d) in &durable {
-                store.put(*id, d).unwrap();
-            }
-            store
-                .wait_durable_blocking(store.writer.durable_pos())
-                .unwrap();
-            let last = durable
+            let ends: Vec<Pos> = durable
                 .iter()
                 .map(|(id, d)| store.put(*id, d).unwrap())
-                .max();
-            store.wait_durable_blocking(last.unwrap()).unwrap();
+                .collect();
+            store
+                .wait_durable_blocking(*ends.iter().max().unwrap())
+                .unwrap();
             store.writer.settle_prepared();
             assert_eq!(store.writer.current_pack(), PackId(1));
             assert_eq!(
