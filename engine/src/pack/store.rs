@@ -796,6 +796,19 @@ mod tests {
         }
     }
 
+    /// Puts chunks `ids` of 3000 bytes each and waits until they are all durable.
+    fn put_durably(store: &ChunkStore, ids: std::ops::Range<u32>) -> Vec<(ChunkId, Vec<u8>)> {
+        let chunks: Vec<_> = ids.map(|i| chunk(i, 3000)).collect();
+        let ends: Vec<Pos> = chunks
+            .iter()
+            .map(|(id, d)| store.put(*id, d).unwrap())
+            .collect();
+        if let Some(last) = ends.iter().max() {
+            store.wait_durable_blocking(*last).unwrap();
+        }
+        chunks
+    }
+
     #[test]
     fn the_next_pack_is_prepared_ahead_and_a_crash_before_it_is_used_cuts_the_torn_tail() {
         for seed in 0..10 {
@@ -803,14 +816,7 @@ mod tests {
             let target = 64 * 1024;
             let (store, _) = ChunkStore::open_with(mem.clone(), target, None).unwrap();
             // Past half the target: the preparer makes pack 2 while pack 1 is appended to.
-            let durable: Vec<_> = (0..12).map(|i| chunk(i, 3000)).collect();
-            let ends: Vec<Pos> = durable
-                .iter()
-                .map(|(id, d)| store.put(*id, d).unwrap())
-                .collect();
-            store
-                .wait_durable_blocking(*ends.iter().max().unwrap())
-                .unwrap();
+            let durable = put_durably(&store, 0..12);
             store.writer.settle_prepared();
             assert_eq!(store.writer.current_pack(), PackId(1));
             assert_eq!(
@@ -832,14 +838,7 @@ mod tests {
             }
             assert_eq!(store.scrub().corrupt, vec![]);
             // Rotation uses the prepared pack; everything reads back after another reopen.
-            let more: Vec<_> = (200..230).map(|i| chunk(i, 3000)).collect();
-            let ends: Vec<Pos> = more
-                .iter()
-                .map(|(id, d)| store.put(*id, d).unwrap())
-                .collect();
-            store
-                .wait_durable_blocking(*ends.iter().max().unwrap())
-                .unwrap();
+            let more = put_durably(&store, 200..230);
             assert!(store.writer.current_pack() > PackId(1));
             drop(store);
             let (store, rec) = ChunkStore::open_with(crashed, target, None).unwrap();
