@@ -108,7 +108,7 @@ pub fn pack_header(pack: u32) -> Vec<u8> {
 pub fn pack_frame_record(data: &[u8], out: &mut Vec<u8>) {
     let data = &data[..data.len().min(crate::limits::CHUNK_SIZE_MAX_LIMIT)];
     let id = crate::ChunkId(*blake3::hash(data).as_bytes());
-    format::encode_record_header(&id, data, out);
+    out.extend_from_slice(&format::record_header(&id, data));
     out.extend_from_slice(data);
 }
 

@@ -56,6 +56,9 @@ pub const URING_OP_BYTES_MAX: usize = 1 << 30;
 /// Times a transiently refused io_uring_enter (EINTR/EAGAIN/EBUSY) is retried before an
 /// error is returned (or, with operations in flight, waited on further).
 pub const URING_ENTER_RETRIES: u32 = 1000;
+/// Alignment of direct (page-cache bypassing) writes: their file offset, length and memory
+/// address, bytes. 4 KiB covers 512-byte and 4 KiB logical sectors alike.
+pub const DIRECT_IO_ALIGN: usize = 4096;
 /// Largest file the in-memory test backend holds, bytes: a test writing past it has a bug.
 pub const MEM_FILE_LEN_MAX: u64 = 1 << 32;
 /// Largest file offset any backend accepts, bytes (the kernel's `loff_t` is signed).
@@ -63,6 +66,8 @@ pub const STORAGE_OFFSET_MAX: u64 = i64::MAX as u64;
 
 const _: () = assert!(URING_RING_ENTRIES >= 2);
 const _: () = assert!(URING_OP_BYTES_MAX <= 0x7fff_f000);
+const _: () = assert!(URING_OP_BYTES_MAX.is_multiple_of(DIRECT_IO_ALIGN));
+const _: () = assert!(DIRECT_IO_ALIGN.is_power_of_two());
 
 // --- Namespace tree (engine/src/ns) ---
 

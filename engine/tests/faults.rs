@@ -240,14 +240,19 @@ async fn a_file_whose_chunks_died_with_a_failed_fsync_does_not_come_back() {
 
 /// The WAL record of a file became durable but its chunks did not (the two fsyncs run at the
 /// same time; a crash can fall between them): recovery skips the record, it was never
-/// acknowledged, and nothing half-written is visible. Without pre-zeroing the crash leaves
-/// the pack cut short; with it, b's records read as the zeros that were durable before them.
+/// acknowledged, and nothing half-written is visible. With buffered appends the crash leaves
+/// the pack cut short; with direct appends, at a's records and the alignment padding after
+/// them; with pre-zeroing, b's records read as the zeros that were durable before them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_durable_record_whose_chunks_are_missing_is_skipped_on_recovery() {
-    for prezero in [false, true] {
+    for (prezero, direct_io) in [(false, false), (false, true), (true, false)] {
         let tmp = tempfile::tempdir().unwrap();
         let plan = FaultPlan::new();
-        let config = StoreConfig { prezero, ..cfg(0) };
+        let config = StoreConfig {
+            prezero,
+            direct_io,
+            ..cfg(0)
+        };
         let open = || open_with(tmp.path(), &plan, config.clone());
         let store = open();
         let k = SpaceKey::new("school", "ann").unwrap();
@@ -279,6 +284,11 @@ async fn a_durable_record_whose_chunks_are_missing_is_skipped_on_recovery() {
             assert!(end_after_b > end_after_a, "b wrote no records");
             let zeros = vec![0u8; (end_after_b - end_after_a) as usize];
             std::os::unix::fs::FileExt::write_all_at(&f, &zeros, end_after_a).unwrap();
+        } else if direct_io {
+            assert!(len_after_a > end_after_a, "no padding after a's records");
+            assert!(len_after_a - end_after_a < 4096);
+            f.set_len(end_after_a).unwrap();
+            f.set_len(len_after_a).unwrap();
         } else {
             assert_eq!(len_after_a, end_after_a);
             f.set_len(len_after_a).unwrap();

@@ -41,6 +41,7 @@ pub fn store_config(config: &Config) -> StoreConfig {
         free_space_reserve_bytes: s.free_space_reserve_bytes,
         chunk_cache_bytes: s.chunk_cache_bytes,
         prezero: s.prezero,
+        direct_io: s.direct_io,
         io: match s.io {
             IoBackend::Auto => IoChoice::Auto,
             IoBackend::Uring => IoChoice::Uring,

@@ -121,6 +121,9 @@ pub struct StorageConfig {
     /// fdatasync for small uploads, but it doubles pack writes and made the exam peak slower
     /// (docs/benchmarks.md, "Pre-zeroing and the exam peak"), so off by default.
     pub prezero: bool,
+    /// Append pack data with direct I/O (no copy into the page cache) where the file
+    /// system allows; ignored while `prezero` is on.
+    pub direct_io: bool,
     /// File I/O backend: `auto` (io_uring where allowed), `uring` or `std`.
     pub io: IoBackend,
 }
@@ -136,6 +139,7 @@ impl Default for StorageConfig {
             free_space_reserve_bytes: skab_engine::limits::FREE_SPACE_RESERVE_DEFAULT,
             chunk_cache_bytes: skab_engine::limits::CHUNK_CACHE_BYTES_DEFAULT,
             prezero: false,
+            direct_io: true,
             io: IoBackend::Auto,
         }
     }

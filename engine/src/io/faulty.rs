@@ -7,6 +7,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::{Storage, StorageFile};
+use crate::limits::DIRECT_IO_ALIGN;
 
 /// Operation counts of a [`FaultyStorage`] since its plan was made.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -232,6 +233,19 @@ impl<S: Storage> Storage for FaultyStorage<S> {
             inner,
             name: name.to_owned(),
             plan: self.plan.clone(),
+            direct: false,
+        }))
+    }
+
+    fn open_direct(&self, name: &str) -> io::Result<Option<Arc<dyn StorageFile>>> {
+        bump(&self.plan.counters.opens, 1);
+        Ok(self.inner.open_direct(name)?.map(|inner| {
+            Arc::new(FaultyFile {
+                inner,
+                name: name.to_owned(),
+                plan: self.plan.clone(),
+                direct: true,
+            }) as Arc<dyn StorageFile>
         }))
     }
 
@@ -273,6 +287,8 @@ pub struct FaultyFile {
     inner: Arc<dyn StorageFile>,
     name: String,
     plan: Arc<FaultPlan>,
+    /// A direct-I/O handle: a short write stops at an aligned length, as the kernel's does.
+    direct: bool,
 }
 
 impl FaultyFile {
@@ -337,6 +353,9 @@ impl StorageFile for FaultyFile {
         match self.write_fate(total) {
             WriteFate::Fail(e) => Err(e),
             WriteFate::Short(mut budget) => {
+                if self.direct {
+                    budget -= budget % DIRECT_IO_ALIGN as u64;
+                }
                 let mut part: Vec<(u64, &[u8])> = Vec::new();
                 for &(off, data) in writes {
                     if budget == 0 {

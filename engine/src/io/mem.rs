@@ -9,7 +9,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::std_fs::validate_prefix;
-use super::{check_range, parent_dir, validate_dir, validate_name, Storage, StorageFile};
+use super::{
+    check_range, direct_write_is_aligned, parent_dir, validate_dir, validate_name, Storage,
+    StorageFile,
+};
 use crate::limits::MEM_FILE_LEN_MAX;
 
 /// What [`MemStorage::crash`] keeps of data that was not yet durable.
@@ -158,7 +161,10 @@ impl Storage for MemStorage {
                 ))
             }
         };
-        Ok(Arc::new(MemFile { inode }))
+        Ok(Arc::new(MemFile {
+            inode,
+            direct: false,
+        }))
     }
 
     fn remove(&self, name: &str) -> io::Result<()> {
@@ -214,6 +220,23 @@ impl Storage for MemStorage {
     fn kind(&self) -> &'static str {
         "memory"
     }
+
+    /// A second handle on the same file that refuses writes a real `O_DIRECT` file would
+    /// refuse (unaligned offset, length or memory), so tests hold the engine to them.
+    fn open_direct(&self, name: &str) -> io::Result<Option<Arc<dyn StorageFile>>> {
+        validate_name(name)?;
+        let inode = self.ns.lock().live.get(name).cloned();
+        match inode {
+            Some(inode) => Ok(Some(Arc::new(MemFile {
+                inode,
+                direct: true,
+            }))),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{name} not found"),
+            )),
+        }
+    }
 }
 
 /// Refuses to create `name` below a path that is a file.
@@ -233,6 +256,8 @@ fn check_no_file_ancestor(ns: &Namespace, name: &str) -> io::Result<()> {
 
 struct MemFile {
     inode: Arc<Inode>,
+    /// Opened by [`Storage::open_direct`]: writes must be aligned.
+    direct: bool,
 }
 
 impl StorageFile for MemFile {
@@ -260,6 +285,9 @@ impl StorageFile for MemFile {
                     io::ErrorKind::InvalidInput,
                     "write past the in-memory file size limit",
                 ));
+            }
+            if self.direct && !direct_write_is_aligned(offset, data) {
+                return Err(io::Error::from_raw_os_error(libc::EINVAL));
             }
         }
         let mut d = self.inode.data.lock();

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::limits::{STORAGE_NAME_LEN_MAX, STORAGE_OFFSET_MAX};
+use crate::limits::{DIRECT_IO_ALIGN, STORAGE_NAME_LEN_MAX, STORAGE_OFFSET_MAX};
 
 mod faulty;
 mod mem;
@@ -55,6 +55,26 @@ pub trait Storage: Send + Sync + 'static {
     fn free_bytes(&self) -> io::Result<Option<u64>> {
         Ok(None)
     }
+    /// Opens the existing file `name` a second time for direct I/O (`O_DIRECT`: writes go to
+    /// the device without a copy into the page cache), or `None` where the backend or file
+    /// system has no direct I/O. Writes through the handle must start at a multiple of
+    /// [`DIRECT_IO_ALIGN`], be a multiple of it long and come from memory aligned to it
+    /// ([`AlignedBuf`]); reads should use the ordinary handle.
+    fn open_direct(&self, _name: &str) -> io::Result<Option<Arc<dyn StorageFile>>> {
+        Ok(None)
+    }
+}
+
+/// A growable byte buffer whose start is aligned for direct I/O.
+pub(crate) type AlignedBuf = aligned_vec::AVec<u8, aligned_vec::ConstAlign<DIRECT_IO_ALIGN>>;
+
+/// Whether a direct write of `data` at `offset` meets the alignment [`Storage::open_direct`]
+/// asks for.
+pub(crate) fn direct_write_is_aligned(offset: u64, data: &[u8]) -> bool {
+    let a = DIRECT_IO_ALIGN as u64;
+    offset.is_multiple_of(a)
+        && (data.len() as u64).is_multiple_of(a)
+        && (data.as_ptr() as usize).is_multiple_of(DIRECT_IO_ALIGN)
 }
 
 /// An open file of a [`Storage`].
@@ -105,6 +125,9 @@ impl<T: Storage + ?Sized> Storage for Arc<T> {
     }
     fn free_bytes(&self) -> io::Result<Option<u64>> {
         (**self).free_bytes()
+    }
+    fn open_direct(&self, name: &str) -> io::Result<Option<Arc<dyn StorageFile>>> {
+        (**self).open_direct(name)
     }
 }
 

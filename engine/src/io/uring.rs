@@ -239,6 +239,16 @@ impl Storage for UringStorage {
     fn free_bytes(&self) -> io::Result<Option<u64>> {
         self.fs.free_bytes()
     }
+
+    fn open_direct(&self, name: &str) -> io::Result<Option<Arc<dyn StorageFile>>> {
+        Ok(self.fs.open_direct_file(name)?.map(|file| {
+            Arc::new(UringFile {
+                file,
+                pool: self.pool.clone(),
+                poisoned: AtomicBool::new(false),
+            }) as Arc<dyn StorageFile>
+        }))
+    }
 }
 
 struct UringFile {

@@ -30,17 +30,17 @@ pub(crate) fn parse_pack_header(h: &[u8]) -> Result<PackId, &'static str> {
     Ok(PackId(u32::from_le_bytes(id)))
 }
 
-/// Appends a record header for `data` to `out`.
-pub(crate) fn encode_record_header(id: &ChunkId, data: &[u8], out: &mut Vec<u8>) {
+/// The record header for chunk `id` holding `data`.
+pub(crate) fn record_header(id: &ChunkId, data: &[u8]) -> [u8; RECORD_HEADER_LEN as usize] {
     assert!(data.len() <= CHUNK_SIZE_MAX_LIMIT);
-    let start = out.len();
-    out.extend_from_slice(RECORD_MAGIC);
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out.extend_from_slice(&id.0);
-    out.extend_from_slice(&crc32c::crc32c(data).to_le_bytes());
-    let hcrc = crc32c::crc32c(&out[start..]);
-    out.extend_from_slice(&hcrc.to_le_bytes());
-    debug_assert_eq!((out.len() - start) as u64, RECORD_HEADER_LEN);
+    let mut h = [0u8; RECORD_HEADER_LEN as usize];
+    h[0..4].copy_from_slice(RECORD_MAGIC);
+    h[4..8].copy_from_slice(&(data.len() as u32).to_le_bytes());
+    h[8..40].copy_from_slice(&id.0);
+    h[40..44].copy_from_slice(&crc32c::crc32c(data).to_le_bytes());
+    let hcrc = crc32c::crc32c(&h[..44]);
+    h[44..48].copy_from_slice(&hcrc.to_le_bytes());
+    h
 }
 
 /// A decoded record header.
@@ -84,7 +84,7 @@ mod tests {
     fn record_header_round_trip_and_damage() {
         let id = ChunkId([7; 32]);
         let mut buf = Vec::new();
-        encode_record_header(&id, b"hello", &mut buf);
+        buf.extend_from_slice(&record_header(&id, b"hello"));
         let h = parse_record_header(&buf).unwrap();
         assert_eq!(h.id, id);
         assert_eq!(h.len, 5);

@@ -22,10 +22,10 @@ use parking_lot::{Condvar, Mutex};
 use super::format::{self, PACK_HEADER_LEN, RECORD_HEADER_LEN};
 use crate::error::{Error, Result};
 use crate::ids::{ChunkId, PackId};
-use crate::io::{is_out_of_space, PreZeroer, Storage, StorageFile, Zone, ZoneConfig};
+use crate::io::{is_out_of_space, AlignedBuf, PreZeroer, Storage, StorageFile, Zone, ZoneConfig};
 use crate::limits::{
-    PACK_BATCH_SPARES, PACK_BATCH_SPARE_BYTES_MAX, PACK_PREZERO_LOW_WATER, PACK_PREZERO_STEP,
-    PACK_SIZE_TARGET,
+    DIRECT_IO_ALIGN, PACK_BATCH_SPARES, PACK_BATCH_SPARE_BYTES_MAX, PACK_PREZERO_LOW_WATER,
+    PACK_PREZERO_STEP, PACK_SIZE_TARGET,
 };
 use crate::mark::DurableMark;
 
@@ -65,9 +65,15 @@ pub(crate) fn parse_pack_name(name: &str) -> Option<PackId> {
 
 struct Batch {
     file: Arc<dyn StorageFile>,
+    /// The pack's direct-I/O handle: `buf` is then written through it, padded to the alignment.
+    direct: Option<Arc<dyn StorageFile>>,
     zone: Option<Arc<Zone>>,
+    /// Where this batch's first record starts.
     offset: u64,
-    buf: Vec<u8>,
+    /// Where `buf` starts: `offset`, or with `direct` the aligned offset at or below it (`buf`
+    /// then begins with the pack's bytes from there to `offset`, written again unchanged).
+    write_from: u64,
+    buf: AlignedBuf,
     end: Pos,
     /// The chunks whose records are in `buf`, in order.
     ids: Vec<ChunkId>,
@@ -91,13 +97,18 @@ impl LostRange {
 struct WriterState {
     pack: PackId,
     file: Arc<dyn StorageFile>,
+    /// The current pack opened for direct I/O, when direct appends are on and possible.
+    direct: Option<Arc<dyn StorageFile>>,
+    /// With `direct`: the current pack's bytes from the aligned offset at or below the end of
+    /// what the flusher has taken, to that end (a new batch starts with them).
+    tail: Vec<u8>,
     /// Keeps the current pack zeroed ahead of `len`, when pre-zeroing is on.
     zone: Option<Arc<Zone>>,
     /// Reserved end of the current pack (bytes appended, durable or pending).
     len: u64,
     pending: Vec<Batch>,
     /// Emptied buffers of written batches, reused so that a batch does not grow from scratch.
-    spare: Vec<Vec<u8>>,
+    spare: Vec<AlignedBuf>,
     flushing: bool,
     failed: bool,
     /// A batch of the current pack was lost to a full disk: the next append starts a new pack.
@@ -105,16 +116,27 @@ struct WriterState {
     shutdown: bool,
     /// The next pack, created ahead by the preparer thread (header durable, directory synced),
     /// so that sealing a pack costs an append no file creation and no fsync.
-    next: Option<(PackId, Arc<dyn StorageFile>)>,
+    next: Option<(PackId, PackFiles)>,
     /// The preparer was asked for the next pack and has not answered yet.
     preparing: bool,
+}
+
+/// A pack's handles: the ordinary one (reads, syncs, cuts) and, for appends, a direct one.
+struct PackFiles {
+    file: Arc<dyn StorageFile>,
+    direct: Option<Arc<dyn StorageFile>>,
 }
 
 struct Shared {
     storage: Arc<dyn Storage>,
     prezero: Option<Arc<PreZeroer>>,
+    /// Append through direct I/O (no copy into the page cache) where the storage allows.
+    direct: bool,
     /// Zones of packs sealed since the last [`PackWriter::settle_sealed`].
     sealed: Mutex<Vec<Arc<Zone>>>,
+    /// Packs sealed after direct appends, with the end of their records: their last write was
+    /// padded to the alignment, and the padding is cut once that end is durable.
+    sealed_padded: Mutex<Vec<(Arc<dyn StorageFile>, Pos)>>,
     /// A pack is sealed once the next record would take it past this many bytes.
     pack_target: u64,
     state: Mutex<WriterState>,
@@ -159,6 +181,35 @@ pub(crate) fn create_pack(storage: &dyn Storage, pack: PackId) -> Result<Arc<dyn
     Ok(file)
 }
 
+impl Shared {
+    /// Opens `pack` for direct appends when they are on and the storage allows.
+    fn open_direct(&self, pack: PackId) -> Result<Option<Arc<dyn StorageFile>>> {
+        if !self.direct {
+            return Ok(None);
+        }
+        Ok(self.storage.open_direct(&pack_name(pack))?)
+    }
+
+    /// Creates `pack` durably with its handles.
+    fn create_pack_files(&self, pack: PackId) -> Result<PackFiles> {
+        let file = create_pack(self.storage.as_ref(), pack)?;
+        let direct = self.open_direct(pack)?;
+        Ok(PackFiles { file, direct })
+    }
+}
+
+/// `offset` rounded down to the direct-I/O alignment.
+fn align_down(offset: u64) -> u64 {
+    offset - offset % DIRECT_IO_ALIGN as u64
+}
+
+/// The bytes of `file` from the aligned offset at or below `end` up to `end`.
+fn read_tail(file: &dyn StorageFile, end: u64) -> Result<Vec<u8>> {
+    let mut tail = vec![0u8; (end - align_down(end)) as usize];
+    file.read_exact_at(&mut tail, align_down(end))?;
+    Ok(tail)
+}
+
 fn new_zone(
     prezero: Option<&Arc<PreZeroer>>,
     storage: &dyn Storage,
@@ -175,12 +226,13 @@ impl PackWriter {
     /// Continues appending to `pack` whose valid length is `len` (or creates it when `len == 0`).
     #[cfg(test)]
     pub(crate) fn start(storage: Arc<dyn Storage>, pack: PackId, len: u64) -> Result<PackWriter> {
-        Self::start_with(storage, pack, len, len, PACK_SIZE_TARGET, None)
+        Self::start_with(storage, pack, len, len, PACK_SIZE_TARGET, None, true)
     }
 
     /// [`PackWriter::start`] sealing packs past `pack_target` bytes (checked by the caller);
     /// the pack's bytes from `len` to `file_len` read as zeros. Keeps packs zeroed ahead when
-    /// `prezero` is given.
+    /// `prezero` is given, else appends with direct I/O when `direct` is set and the storage
+    /// allows it.
     pub(crate) fn start_with(
         storage: Arc<dyn Storage>,
         pack: PackId,
@@ -188,6 +240,7 @@ impl PackWriter {
         file_len: u64,
         pack_target: u64,
         prezero: Option<Arc<PreZeroer>>,
+        direct: bool,
     ) -> Result<PackWriter> {
         debug_assert!(pack_target <= PACK_SIZE_TARGET);
         let (file, len, file_len) = if len == 0 {
@@ -208,15 +261,29 @@ impl PackWriter {
             file_len,
             pack_target,
         );
+        let direct = direct && prezero.is_none();
+        let direct_file = if direct {
+            storage.open_direct(&pack_name(pack))?
+        } else {
+            None
+        };
+        let tail = match &direct_file {
+            Some(_) => read_tail(file.as_ref(), len)?,
+            None => Vec::new(),
+        };
         let durable = DurableMark::new(Pos::new(pack, len).0);
         let shared = Arc::new(Shared {
             storage,
             prezero,
+            direct,
             sealed: Mutex::new(Vec::new()),
+            sealed_padded: Mutex::new(Vec::new()),
             pack_target,
             state: Mutex::new(WriterState {
                 pack,
                 file,
+                direct: direct_file,
+                tail,
                 zone,
                 len,
                 pending: Vec::new(),
@@ -276,9 +343,9 @@ impl PackWriter {
             while st.preparing && !st.shutdown {
                 sh.prepared.wait(&mut st);
             }
-            let file = match st.next.take() {
-                Some((id, file)) if id == next => file,
-                _ => create_pack(sh.storage.as_ref(), next).map_err(|e| match e {
+            let files = match st.next.take() {
+                Some((id, files)) if id == next => files,
+                _ => sh.create_pack_files(next).map_err(|e| match e {
                     Error::Io(io) if is_out_of_space(&io) => Error::NoSpace,
                     other => other,
                 })?,
@@ -295,8 +362,17 @@ impl PackWriter {
                 old.seal(st.len);
                 sh.sealed.lock().push(old);
             }
+            if st.direct.is_some() {
+                let end = Pos::new(st.pack, st.len);
+                sh.sealed_padded.lock().push((st.file.clone(), end));
+            }
+            st.tail.clear();
+            if files.direct.is_some() {
+                st.tail.extend_from_slice(&format::pack_header(next));
+            }
             st.pack = next;
-            st.file = file;
+            st.file = files.file;
+            st.direct = files.direct;
             st.len = PACK_HEADER_LEN;
             st.rotate = false;
         }
@@ -316,15 +392,24 @@ impl PackWriter {
         }
         if !same_file {
             let file = st.file.clone();
+            let direct = st.direct.clone();
             let zone = st.zone.clone();
-            let buf = st
-                .spare
-                .pop()
-                .unwrap_or_else(|| Vec::with_capacity(record_len as usize));
+            let mut buf = st.spare.pop().unwrap_or_else(|| {
+                AlignedBuf::with_capacity(DIRECT_IO_ALIGN, record_len as usize + DIRECT_IO_ALIGN)
+            });
+            let write_from = if direct.is_some() {
+                assert_eq!(offset - align_down(offset), st.tail.len() as u64);
+                buf.extend_from_slice(&st.tail);
+                align_down(offset)
+            } else {
+                offset
+            };
             st.pending.push(Batch {
                 file,
+                direct,
                 zone,
                 offset,
+                write_from,
                 buf,
                 end,
                 ids: Vec::new(),
@@ -333,7 +418,9 @@ impl PackWriter {
         let Some(batch) = st.pending.last_mut() else {
             unreachable!("a batch was just ensured");
         };
-        format::encode_record_header(id, data, &mut batch.buf);
+        batch
+            .buf
+            .extend_from_slice(&format::record_header(id, data));
         batch.buf.extend_from_slice(data);
         batch.end = end;
         batch.ids.push(*id);
@@ -415,6 +502,12 @@ impl PackWriter {
         self.shared.state.lock().pack
     }
 
+    /// Whether the current pack is appended to with direct I/O.
+    #[cfg(test)]
+    pub(crate) fn current_direct(&self) -> bool {
+        self.shared.state.lock().direct.is_some()
+    }
+
     /// The open file of the current pack, if it is `pack`.
     pub(crate) fn current_file(&self, pack: PackId) -> Option<Arc<dyn StorageFile>> {
         let st = self.shared.state.lock();
@@ -432,6 +525,33 @@ impl PackWriter {
         for z in sealed {
             z.finish_seal();
         }
+        self.cut_padding();
+    }
+
+    /// Cuts the alignment padding after the records of sealed packs whose records are all
+    /// durable (the others wait for a later call).
+    fn cut_padding(&self) {
+        let durable = self.durable_pos();
+        let due: Vec<(Arc<dyn StorageFile>, Pos)> = {
+            let mut padded = self.shared.sealed_padded.lock();
+            let (due, later) = std::mem::take(&mut *padded)
+                .into_iter()
+                .partition(|(_, end)| *end <= durable);
+            *padded = later;
+            due
+        };
+        for (file, end) in due {
+            let cut = file.len().and_then(|len| {
+                if len > end.offset() {
+                    file.truncate(end.offset())?;
+                    file.sync_data()?;
+                }
+                Ok(())
+            });
+            if let Err(e) = cut {
+                tracing::warn!(pack = end.pack().0, error = %e, "cannot cut a sealed pack's padding");
+            }
+        }
     }
 }
 
@@ -446,16 +566,27 @@ fn flusher(sh: Arc<Shared>) {
                 return;
             }
             st.flushing = true;
-            std::mem::take(&mut st.pending)
+            let batches = std::mem::take(&mut st.pending);
+            keep_tail(&mut st, &batches);
+            batches
         };
+        let mut batches = batches;
         let mut result = Ok(());
         let mut end = Pos::default();
         let mut done = 0;
-        for b in &batches {
+        for b in &mut batches {
             if let Some(z) = &b.zone {
                 z.before_write(b.offset, b.offset + b.buf.len() as u64);
             }
-            result = b.file.write_batch(&[(b.offset, &b.buf)], true);
+            let target = match &b.direct {
+                Some(direct) => {
+                    let padded = b.buf.len().next_multiple_of(DIRECT_IO_ALIGN);
+                    b.buf.resize(padded, 0);
+                    direct
+                }
+                None => &b.file,
+            };
+            result = target.write_batch(&[(b.write_from, &b.buf)], true);
             if result.is_err() {
                 break;
             }
@@ -493,6 +624,23 @@ fn flusher(sh: Arc<Shared>) {
         }
         sh.idle.notify_all();
     }
+}
+
+/// Keeps the bytes that the next batch of the current pack must write again: those of the
+/// last taken batch from its last aligned offset on (direct appends only).
+fn keep_tail(st: &mut WriterState, taken: &[Batch]) {
+    let Some(last) = taken.last() else {
+        return;
+    };
+    if last.direct.is_none() || !Arc::ptr_eq(&last.file, &st.file) {
+        return;
+    }
+    let end = last.end.offset();
+    debug_assert_eq!(end - last.write_from, last.buf.len() as u64);
+    let from = (align_down(end) - last.write_from) as usize;
+    let to = (end - last.write_from) as usize;
+    st.tail.clear();
+    st.tail.extend_from_slice(&last.buf[from..to]);
 }
 
 /// A full disk refused `batches[done]`: it, the batches after it and everything still pending
@@ -556,13 +704,13 @@ fn preparer(sh: Arc<Shared>) {
             }
             PackId(st.pack.0 + 1)
         };
-        let made = create_pack(sh.storage.as_ref(), pack);
+        let made = sh.create_pack_files(pack);
         let mut st = sh.state.lock();
         st.preparing = false;
         sh.prepared.notify_all();
         match made {
             // Still the next one (the writer may have moved on and made it itself).
-            Ok(file) if st.pack.0 + 1 == pack.0 => st.next = Some((pack, file)),
+            Ok(files) if st.pack.0 + 1 == pack.0 => st.next = Some((pack, files)),
             Ok(_) => {}
             // The writer creates it itself when it must, and reports the error then.
             Err(e) => tracing::warn!(error = %e, pack = pack.0, "could not prepare the next pack"),

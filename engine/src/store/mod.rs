@@ -78,6 +78,11 @@ pub struct StoreConfig {
     /// write of every pack byte and at most 24 MiB of zeros ahead in the packs plus 1.25 MiB
     /// per WAL shard. Default on.
     pub prezero: bool,
+    /// Append pack data with direct I/O (`O_DIRECT`) where the file system allows, when
+    /// `prezero` is off: chunk bytes go to the device from the batch buffer, without a copy
+    /// into the page cache and its writeback (docs/architecture.md, "Direct pack appends").
+    /// Reads keep using the page cache. Default on.
+    pub direct_io: bool,
 }
 
 /// Shards of a new store: enough that writers rarely share a WAL lock, few enough that
@@ -101,6 +106,7 @@ impl Default for StoreConfig {
             free_space_reserve_bytes: FREE_SPACE_RESERVE_DEFAULT,
             chunk_cache_bytes: CHUNK_CACHE_BYTES_DEFAULT,
             prezero: true,
+            direct_io: true,
         }
     }
 }
@@ -295,8 +301,12 @@ impl Store {
         } else {
             None
         };
-        let (chunks, chunk_rec) =
-            ChunkStore::open_with(storage.clone(), config.pack_size_target, prezero.clone())?;
+        let (chunks, chunk_rec) = ChunkStore::open_with(
+            storage.clone(),
+            config.pack_size_target,
+            prezero.clone(),
+            config.direct_io,
+        )?;
         let mut report = RecoveryReport {
             chunks_from_checkpoint: chunk_rec.from_checkpoint,
             chunk_records_scanned: chunk_rec.scanned_records,
