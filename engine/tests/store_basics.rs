@@ -502,7 +502,8 @@ fn dir_bytes(dir: &Path) -> u64 {
 async fn gc_and_compact_reclaim_space() {
     let tmp = tempfile::tempdir().unwrap();
     // Without pre-zeroing: the pack bytes on disk are compared with `pack_bytes` below, which
-    // does not count the zeros kept ahead of the current pack.
+    // does not count the zeros kept ahead of the current pack (nor the padding, less than a
+    // block, after the last direct append to it).
     let cfg = || StoreConfig {
         prezero: false,
         ..cfg()
@@ -529,7 +530,11 @@ async fn gc_and_compact_reclaim_space() {
     assert!(compact.packs_removed >= 2, "{compact:?}");
     let left = dir_bytes(&tmp.path().join("packs"));
     assert!(left < full / 2, "{left} of {full} bytes left");
-    assert_eq!(store.stats().pack_bytes, left);
+    let counted = store.stats().pack_bytes;
+    assert!(
+        counted <= left && left - counted < 4096,
+        "{counted} bytes counted, {left} on disk"
+    );
     for (i, f) in files.iter().enumerate().skip(8) {
         assert_eq!(&read(&store, &k, &format!("f{i}")).await, f);
     }
