@@ -158,6 +158,12 @@ pub enum UserCmd {
         #[arg(long, value_name = "FILE")]
         csv: PathBuf,
     },
+    /// Rewrite the user log as the current users, tenants and app tokens alone (safe while
+    /// the server runs; the server also does it by itself once the log has grown enough).
+    Compact {
+        #[command(flatten)]
+        dir: DirArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -345,6 +351,14 @@ fn user_cmd(c: UserCmd, out: &mut impl Write) -> Result<(), CliError> {
                     fmt_time(u.created)
                 )?;
             }
+        }
+        UserCmd::Compact { dir } => {
+            let c = open_db(&dir)?.compact()?;
+            writeln!(
+                out,
+                "user log compacted: {} -> {} bytes, {} -> {} records",
+                c.bytes_before, c.bytes_after, c.ops_before, c.ops_after
+            )?;
         }
         UserCmd::Import { dir, csv } => {
             let db = open_db(&dir)?;

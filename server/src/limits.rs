@@ -76,6 +76,12 @@ pub const IMPORT_ROWS_MAX: usize = 10_000_000;
 pub const IMPORT_ERRORS_SHOWN_MAX: usize = 100;
 /// The running server re-reads the user log at most this often on its own, milliseconds.
 pub const USER_DB_REFRESH_INTERVAL_MS: u64 = 1000;
+/// The user log is compacted only once it is at least this large, bytes.
+pub const USER_LOG_COMPACT_MIN_BYTES: u64 = 16 << 20;
+/// ... and holds more than this many operations per live record (tenant, user, app token).
+pub const USER_LOG_COMPACT_RATIO: u64 = 4;
+/// Operations per transaction in a compacted log (bounds what a reader holds per transaction).
+pub const USER_LOG_COMPACT_TXN_OPS: usize = 4096;
 /// A failed login re-reads the user log first unless it was read this recently, milliseconds.
 pub const USER_DB_REFRESH_ON_MISS_MIN_MS: u64 = 100;
 

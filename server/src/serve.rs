@@ -53,8 +53,8 @@ fn ensure_demo_account(app: &App) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Periodic upkeep: snapshots (so restarts replay little WAL), version/trash expiry, and
-/// app-token last-use records.
+/// Periodic upkeep: snapshots (so restarts replay little WAL), version/trash expiry,
+/// app-token last-use records and, when it has grown enough, user log compaction.
 async fn maintenance(app: Arc<App>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(MAINTENANCE_INTERVAL_S));
     tick.tick().await;
@@ -66,6 +66,15 @@ async fn maintenance(app: Arc<App>) {
         checkpoint_at_low_priority(&app).await;
         if let Err(e) = app.auth.flush_token_use().await {
             tracing::warn!(error = %e, "recording app token use failed");
+        }
+        match app.auth.compact_users_if_due().await {
+            Ok(Some(c)) => tracing::info!(
+                bytes_before = c.bytes_before,
+                bytes_after = c.bytes_after,
+                "user log compacted"
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "user log compaction failed"),
         }
     }
 }

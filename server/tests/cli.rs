@@ -187,6 +187,50 @@ fn tenants_and_tokens() {
 }
 
 #[test]
+fn compact_rewrites_the_user_log_and_keeps_accounts_and_tokens() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    for user in ["anna", "bo", "cy"] {
+        let who = ["--tenant", "skole", "--user", user];
+        ok(&skab(
+            dir,
+            &[&["user", "add"][..], &who, &["--password-stdin"]].concat(),
+            Some("pw"),
+        ));
+    }
+    let who = ["--tenant", "skole", "--user", "bo"];
+    ok(&skab(dir, &[&["user", "del"][..], &who].concat(), None));
+    let anna = ["--tenant", "skole", "--user", "anna"];
+    let out = ok(&skab(
+        dir,
+        &[&["token", "create"][..], &anna, &["--label", "laptop"]].concat(),
+        None,
+    ));
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .unwrap()
+        .to_string();
+    let log = dir.join("users").join("users.log");
+    let before = std::fs::metadata(&log).unwrap().len();
+    let out = ok(&skab(dir, &["user", "compact"], None));
+    assert!(out.starts_with("user log compacted: "), "{out}");
+    assert!(std::fs::metadata(&log).unwrap().len() < before);
+    assert!(!dir.join("users").join("users.log.compact").exists());
+    assert_eq!(users_of(dir, "skole"), ["anna", "cy"]);
+    let list = ok(&skab(dir, &[&["token", "list"][..], &anna].concat(), None));
+    assert!(list.contains(&id) && list.contains("laptop"), "{list}");
+    // The log goes on after the compaction.
+    let who = ["--tenant", "skole", "--user", "dan"];
+    ok(&skab(
+        dir,
+        &[&["user", "add"][..], &who, &["--password-stdin"]].concat(),
+        Some("pw"),
+    ));
+    assert_eq!(users_of(dir, "skole"), ["anna", "cy", "dan"]);
+}
+
+#[test]
 fn import_hashes_plaintext_and_bad_rows() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();

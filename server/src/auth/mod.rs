@@ -539,6 +539,20 @@ impl Authenticator {
         }
     }
 
+    /// Compacts the user log when it has grown well past the live state (app-token uses add
+    /// a record per used token at every flush), on a blocking thread.
+    pub async fn compact_users_if_due(&self) -> Result<Option<crate::users::Compaction>, String> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            if !db.compaction_due() {
+                return Ok(None);
+            }
+            db.compact().map(Some).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
     /// Writes pending token last-use times to the log, if no other writer holds it.
     /// Call periodically (e.g. every minute). Returns how many were written.
     pub async fn flush_token_use(&self) -> Result<usize, String> {

@@ -61,6 +61,31 @@ pub(crate) enum Op {
         id: TokenId,
         at: u64,
     },
+    /// The first operation of a compacted log: offsets in this file count from `base`, past
+    /// every offset of the log it replaced, so epochs (offsets) never repeat.
+    LogBase {
+        base: u64,
+    },
+    /// A user as a compaction writes it: all of it, its epoch kept.
+    UserRestore {
+        tenant: TenantName,
+        user: UserName,
+        phc: String,
+        quota: Option<u64>,
+        disabled: bool,
+        created: u64,
+        epoch: u64,
+    },
+    /// An app token as a compaction writes it.
+    TokenRestore {
+        tenant: TenantName,
+        user: UserName,
+        id: TokenId,
+        label: String,
+        hash: [u8; 32],
+        created: u64,
+        last_used: Option<u64>,
+    },
 }
 
 /// A record: an operation, or the end of a transaction of `ops` operations.

@@ -9,20 +9,25 @@ pub mod names;
 pub use names::{parse_login, NameError, TenantName, UserName};
 
 use crate::auth::{password, token};
-use crate::limits::{TOKENS_PER_USER_MAX, TOKEN_LABEL_LEN_MAX};
+use crate::limits::{
+    TOKENS_PER_USER_MAX, TOKEN_LABEL_LEN_MAX, USER_LOG_COMPACT_MIN_BYTES, USER_LOG_COMPACT_RATIO,
+    USER_LOG_COMPACT_TXN_OPS,
+};
 use log::{Entry, Op};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// Sub-directory of the data dir holding the user database.
 pub const USERS_DIR: &str = "users";
 const LOG_FILE: &str = "users.log";
+/// Where a compaction writes the new log before renaming it over [`LOG_FILE`].
+const COMPACT_FILE: &str = "users.log.compact";
 const LOCK_FILE: &str = "users.lock";
 const KEY_FILE: &str = "token.key";
 
@@ -191,10 +196,59 @@ pub enum Refresh {
 
 struct ReadPos {
     log: File,
+    /// (device, inode) of `log`: a compaction in any process renames a new file over the
+    /// path, which the next refresh or write notices and reloads.
+    ident: (u64, u64),
     /// File offset just past the last applied transaction.
     applied_end: u64,
     /// `(applied_end, file length)` when the bytes past `applied_end` were found torn.
     torn_seen: Option<(u64, u64)>,
+    /// What file offset 0 counts as (`Op::LogBase` of a compacted log, else 0): operations
+    /// are numbered `base + offset`, and a user's epoch is such a number.
+    base: u64,
+    /// Operations in the current file (against the live records: when to compact).
+    ops: u64,
+}
+
+/// What a compaction of the user log did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compaction {
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    pub ops_before: u64,
+    pub ops_after: u64,
+}
+
+fn file_ident(m: &std::fs::Metadata) -> (u64, u64) {
+    (m.dev(), m.ino())
+}
+
+/// Opens the log at `path` for reading and writing and checks its magic.
+fn open_log(path: &Path) -> Result<File, UserDbError> {
+    let mut log = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io_err(path))?;
+    let mut magic = [0u8; 8];
+    log.read_exact(&mut magic).map_err(io_err(path))?;
+    if &magic != log::MAGIC {
+        return Err(UserDbError::Corrupt {
+            path: path.to_path_buf(),
+            why: "not a skab user log (bad magic)".into(),
+        });
+    }
+    Ok(log)
+}
+
+/// Appends `ops` as one transaction (the operations, then their commit) to `buf`.
+fn encode_txn(buf: &mut Vec<u8>, ops: &[Op]) -> Result<(), UserDbError> {
+    let count = u32::try_from(ops.len())
+        .map_err(|_| UserDbError::Other("too many operations in one transaction".into()))?;
+    for op in ops {
+        log::encode(buf, &Entry::Op(op.clone())).map_err(UserDbError::Other)?;
+    }
+    log::encode(buf, &Entry::Commit { ops: count }).map_err(UserDbError::Other)
 }
 
 /// A user plus the one new user to add, for import.
@@ -298,32 +352,19 @@ impl UserDb {
                     path: key_path.clone(),
                     why: format!("expected 32 bytes, found {}", key_bytes.len()),
                 })?;
-        let mut log = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&log_path)
-            .map_err(io_err(&log_path))?;
-        let mut magic = [0u8; 8];
-        log.read_exact(&mut magic)
-            .map_err(io_err(&log_path))
-            .and_then(|_| {
-                if &magic == log::MAGIC {
-                    Ok(())
-                } else {
-                    Err(UserDbError::Corrupt {
-                        path: log_path.clone(),
-                        why: "not a skab user log (bad magic)".into(),
-                    })
-                }
-            })?;
+        let log = open_log(&log_path)?;
+        let ident = file_ident(&log.metadata().map_err(io_err(&log_path))?);
         let db = UserDb {
             dir,
             token_key,
             state: RwLock::new(State::default()),
             io: Mutex::new(ReadPos {
                 log,
+                ident,
                 applied_end: log::MAGIC.len() as u64,
                 torn_seen: None,
+                base: 0,
+                ops: 0,
             }),
         };
         {
@@ -349,7 +390,9 @@ impl UserDb {
     pub fn refresh(&self) -> Result<Refresh, UserDbError> {
         let mut io = self.io.lock();
         let len = self.log_len(&io)?;
-        if len == io.applied_end || io.torn_seen == Some((io.applied_end, len)) {
+        if (len == io.applied_end || io.torn_seen == Some((io.applied_end, len)))
+            && !self.replaced(&io)?
+        {
             return Ok(Refresh::Unchanged);
         }
         let Some(_lock) = flock(&self.dir, false, false)? else {
@@ -369,8 +412,51 @@ impl UserDb {
             .map_err(io_err(&self.log_path()))
     }
 
-    /// Reads and applies complete transactions past `applied_end`. Caller holds a flock.
+    /// Whether a compaction replaced the log file since `io` opened it.
+    fn replaced(&self, io: &ReadPos) -> Result<bool, UserDbError> {
+        let path = self.log_path();
+        let now = std::fs::metadata(&path).map_err(io_err(&path))?;
+        Ok(file_ident(&now) != io.ident)
+    }
+
+    /// Loads the log file now at the path from its start into a fresh state, then swaps it
+    /// in (readers see the old state until then). Caller holds a flock.
+    fn reload(&self, io: &mut ReadPos) -> Result<Refresh, UserDbError> {
+        let path = self.log_path();
+        let mut log = open_log(&path)?;
+        let ident = file_ident(&log.metadata().map_err(io_err(&path))?);
+        let mut bytes = Vec::new();
+        log.read_to_end(&mut bytes).map_err(io_err(&path))?;
+        let start = log::MAGIC.len() as u64;
+        let len = start + bytes.len() as u64;
+        let scan = log::scan(&bytes, start);
+        let n = scan.ops.len();
+        let mut st = State::default();
+        let mut base = 0;
+        for (offset, op) in scan.ops {
+            match op {
+                Op::LogBase { base: b } => base = b,
+                op => apply(&mut st, base + offset, op),
+            }
+        }
+        *self.state.write() = st;
+        *io = ReadPos {
+            log,
+            ident,
+            applied_end: scan.committed_end,
+            torn_seen: scan.torn.then_some((scan.committed_end, len)),
+            base,
+            ops: n as u64,
+        };
+        Ok(Refresh::Applied(n))
+    }
+
+    /// Reads and applies complete transactions past `applied_end` (the whole log again if a
+    /// compaction replaced it). Caller holds a flock.
     fn read_new(&self, io: &mut ReadPos) -> Result<Refresh, UserDbError> {
+        if self.replaced(io)? {
+            return self.reload(io);
+        }
         let path = self.log_path();
         let len = self.log_len(io)?;
         if len < io.applied_end {
@@ -395,9 +481,13 @@ impl UserDb {
         if n > 0 {
             let mut st = self.state.write();
             for (offset, op) in scan.ops {
-                apply(&mut st, offset, op);
+                match op {
+                    Op::LogBase { base } => io.base = base,
+                    op => apply(&mut st, io.base + offset, op),
+                }
             }
         }
+        io.ops += n as u64;
         io.applied_end = scan.committed_end;
         io.torn_seen = scan.torn.then_some((io.applied_end, len));
         Ok(if n > 0 {
@@ -424,8 +514,48 @@ impl UserDb {
         io: &mut ReadPos,
         build: impl FnOnce(&State) -> Result<(Vec<Op>, T), UserDbError>,
     ) -> Result<T, UserDbError> {
-        let path = self.log_path();
         self.read_new(io)?;
+        self.set_aside_torn_tail(io)?;
+        let (ops, out) = {
+            let st = self.state.read();
+            build(&st)?
+        };
+        if ops.is_empty() {
+            return Ok(out);
+        }
+        let path = self.log_path();
+        let start = io.applied_end;
+        let mut buf = Vec::with_capacity(ops.len() * 128);
+        let mut offsets = Vec::with_capacity(ops.len());
+        let mut written = start;
+        let count = u32::try_from(ops.len())
+            .map_err(|_| UserDbError::Other("too many operations in one transaction".into()))?;
+        for op in &ops {
+            offsets.push(io.base + written + buf.len() as u64);
+            log::encode(&mut buf, &Entry::Op(op.clone())).map_err(UserDbError::Other)?;
+            if buf.len() >= 8 * 1024 * 1024 {
+                io.log.write_all_at(&buf, written).map_err(io_err(&path))?;
+                written += buf.len() as u64;
+                buf.clear();
+            }
+        }
+        log::encode(&mut buf, &Entry::Commit { ops: count }).map_err(UserDbError::Other)?;
+        io.log.write_all_at(&buf, written).map_err(io_err(&path))?;
+        written += buf.len() as u64;
+        io.log.sync_data().map_err(io_err(&path))?;
+        let mut st = self.state.write();
+        for (offset, op) in offsets.into_iter().zip(ops) {
+            apply(&mut st, offset, op);
+        }
+        io.applied_end = written;
+        io.ops += u64::from(count);
+        Ok(out)
+    }
+
+    /// Cuts the bytes after the last complete transaction (a writer died mid-transaction),
+    /// keeping a copy of them aside. Caller holds the exclusive flock.
+    fn set_aside_torn_tail(&self, io: &mut ReadPos) -> Result<(), UserDbError> {
+        let path = self.log_path();
         let len = self.log_len(io)?;
         if len > io.applied_end {
             // A writer died mid-transaction: keep its bytes aside, then cut them off.
@@ -446,38 +576,123 @@ impl UserDb {
             io.log.sync_all().map_err(io_err(&path))?;
             io.torn_seen = None;
         }
-        let (ops, out) = {
-            let st = self.state.read();
-            build(&st)?
+        Ok(())
+    }
+
+    /// Records that the live state needs: tenants, users and app tokens.
+    fn live_records(&self) -> u64 {
+        let st = self.state.read();
+        st.tenants
+            .values()
+            .map(|t| {
+                1 + t
+                    .users
+                    .values()
+                    .map(|u| 1 + u.tokens.len() as u64)
+                    .sum::<u64>()
+            })
+            .sum()
+    }
+
+    /// Whether the log has grown well past what the live state needs (app-token uses above
+    /// all: one record per used token every few minutes) and is worth compacting.
+    pub fn compaction_due(&self) -> bool {
+        let (bytes, ops) = {
+            let io = self.io.lock();
+            (io.applied_end, io.ops)
         };
-        if ops.is_empty() {
-            return Ok(out);
-        }
-        let start = io.applied_end;
-        let mut buf = Vec::with_capacity(ops.len() * 128);
-        let mut offsets = Vec::with_capacity(ops.len());
-        let mut written = start;
-        let count = u32::try_from(ops.len())
-            .map_err(|_| UserDbError::Other("too many operations in one transaction".into()))?;
-        for op in &ops {
-            offsets.push(written + buf.len() as u64);
-            log::encode(&mut buf, &Entry::Op(op.clone())).map_err(UserDbError::Other)?;
-            if buf.len() >= 8 * 1024 * 1024 {
-                io.log.write_all_at(&buf, written).map_err(io_err(&path))?;
-                written += buf.len() as u64;
-                buf.clear();
+        bytes >= USER_LOG_COMPACT_MIN_BYTES
+            && ops > USER_LOG_COMPACT_RATIO.saturating_mul(self.live_records() + 1)
+    }
+
+    /// Rewrites the log as the live state alone (a record per tenant, user and app token,
+    /// epochs kept, numbering continued past the old log's end), atomically: a temp file,
+    /// fsync, rename over the log, directory fsync. Other processes reload at their next
+    /// refresh or write. Waits while another process writes.
+    pub fn compact(&self) -> Result<Compaction, UserDbError> {
+        let mut io = self.io.lock();
+        let _lock = flock(&self.dir, true, true)?.ok_or(UserDbError::Busy)?;
+        self.read_new(&mut io)?;
+        self.set_aside_torn_tail(&mut io)?;
+        let (bytes_before, ops_before) = (io.applied_end, io.ops);
+        let base = io.base + io.applied_end;
+        let tmp = self.dir.join(COMPACT_FILE);
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io_err(&tmp))?;
+        let mut buf = log::MAGIC.to_vec();
+        let mut txn = vec![Op::LogBase { base }];
+        let mut ops_after = 0u64;
+        {
+            let st = self.state.read();
+            for (tenant, t) in &st.tenants {
+                txn.push(Op::TenantAdd {
+                    tenant: tenant.clone(),
+                    at: t.created,
+                });
+                for (user, u) in &t.users {
+                    txn.push(Op::UserRestore {
+                        tenant: tenant.clone(),
+                        user: user.clone(),
+                        phc: u.phc.to_string(),
+                        quota: u.quota,
+                        disabled: u.disabled,
+                        created: u.created,
+                        epoch: u.epoch,
+                    });
+                    for k in &u.tokens {
+                        txn.push(Op::TokenRestore {
+                            tenant: tenant.clone(),
+                            user: user.clone(),
+                            id: k.id,
+                            label: k.label.clone(),
+                            hash: k.hash,
+                            created: k.created,
+                            last_used: k.last_used,
+                        });
+                    }
+                    if txn.len() >= USER_LOG_COMPACT_TXN_OPS {
+                        encode_txn(&mut buf, &txn)?;
+                        ops_after += txn.len() as u64;
+                        txn.clear();
+                        if buf.len() >= 8 * 1024 * 1024 {
+                            f.write_all(&buf).map_err(io_err(&tmp))?;
+                            buf.clear();
+                        }
+                    }
+                }
             }
         }
-        log::encode(&mut buf, &Entry::Commit { ops: count }).map_err(UserDbError::Other)?;
-        io.log.write_all_at(&buf, written).map_err(io_err(&path))?;
-        written += buf.len() as u64;
-        io.log.sync_data().map_err(io_err(&path))?;
-        let mut st = self.state.write();
-        for (offset, op) in offsets.into_iter().zip(ops) {
-            apply(&mut st, offset, op);
+        if !txn.is_empty() {
+            encode_txn(&mut buf, &txn)?;
+            ops_after += txn.len() as u64;
         }
-        io.applied_end = written;
-        Ok(out)
+        f.write_all(&buf).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        drop(f);
+        let path = self.log_path();
+        std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        fsync_dir(&self.dir)?;
+        let log = open_log(&path)?;
+        let meta = log.metadata().map_err(io_err(&path))?;
+        *io = ReadPos {
+            log,
+            ident: file_ident(&meta),
+            applied_end: meta.len(),
+            torn_seen: None,
+            base,
+            ops: ops_after,
+        };
+        Ok(Compaction {
+            bytes_before,
+            bytes_after: meta.len(),
+            ops_before,
+            ops_after,
+        })
     }
 
     // ----- reads -----
@@ -970,26 +1185,65 @@ fn apply(st: &mut State, offset: u64, op: Op) {
             label,
             hash,
             at,
-        } => {
-            let fits = !st.token_index.contains_key(&hash)
-                && user_mut(st, &tenant, &user).is_some_and(|u| {
-                    if u.tokens.iter().any(|t| t.id == id) {
-                        return false;
-                    }
-                    u.tokens.push(TokenRec {
-                        id,
-                        label,
-                        hash,
-                        created: at,
-                        last_used: None,
-                    });
-                    true
-                });
-            if fits {
-                st.token_index.insert(hash, (tenant, user, id));
+        } => add_token(
+            st,
+            tenant,
+            user,
+            TokenRec {
+                id,
+                label,
+                hash,
+                created: at,
+                last_used: None,
+            },
+        ),
+        Op::TokenRestore {
+            tenant,
+            user,
+            id,
+            label,
+            hash,
+            created,
+            last_used,
+        } => add_token(
+            st,
+            tenant,
+            user,
+            TokenRec {
+                id,
+                label,
+                hash,
+                created,
+                last_used,
+            },
+        ),
+        Op::UserRestore {
+            tenant,
+            user,
+            phc,
+            quota,
+            disabled,
+            created,
+            epoch,
+        } => match st.tenants.get_mut(&tenant) {
+            Some(t) if !t.users.contains_key(&user) => {
+                t.users.insert(
+                    user,
+                    User {
+                        phc: phc.into_boxed_str(),
+                        quota,
+                        disabled,
+                        created,
+                        epoch,
+                        tokens: Vec::new(),
+                    },
+                );
+                true
             }
-            fits
-        }
+            _ => false,
+        },
+        // Read by the log reader, which numbers the operations after it.
+        Op::LogBase { .. } => true,
         Op::TokenRevoke { tenant, user, id } => {
             let hash = user_mut(st, &tenant, &user).and_then(|u| {
                 let i = u.tokens.iter().position(|t| t.id == id)?;
@@ -1021,6 +1275,23 @@ fn apply(st: &mut State, offset: u64, op: Op) {
     if !ok {
         st.ignored += 1;
     }
+}
+
+/// Gives `user` the app token `rec`, unless its id or hash is taken.
+fn add_token(st: &mut State, tenant: TenantName, user: UserName, rec: TokenRec) -> bool {
+    let (id, hash) = (rec.id, rec.hash);
+    let fits = !st.token_index.contains_key(&hash)
+        && user_mut(st, &tenant, &user).is_some_and(|u| {
+            if u.tokens.iter().any(|t| t.id == id) {
+                return false;
+            }
+            u.tokens.push(rec);
+            true
+        });
+    if fits {
+        st.token_index.insert(hash, (tenant, user, id));
+    }
+    fits
 }
 
 fn user_mut<'a>(st: &'a mut State, tenant: &TenantName, user: &UserName) -> Option<&'a mut User> {
@@ -1201,5 +1472,127 @@ mod tests {
             db.revoke_token(&t("s"), &u("a"), TokenId(0)),
             Err(UserDbError::NoSuchToken)
         ));
+    }
+
+    /// Everything a caller can see of the database, for before/after comparisons.
+    fn view(db: &UserDb) -> Vec<String> {
+        let mut v = Vec::new();
+        for ti in db.tenants() {
+            v.push(format!("{ti:?}"));
+            for ui in db.users(&ti.name).unwrap() {
+                let c = db.credentials(&ti.name, &ui.user).unwrap();
+                v.push(format!("{ui:?} {} {} {}", c.phc, c.disabled, c.epoch));
+                for k in db.tokens(&ti.name, &ui.user).unwrap() {
+                    v.push(format!("{k:?}"));
+                }
+            }
+        }
+        v.sort();
+        v
+    }
+
+    /// A log that grew with token-use records is rewritten as the live state alone: the same
+    /// users, tokens (with their last use), quotas, flags and epochs, in this process, after a
+    /// reopen and in another process that only refreshes; numbering goes on past the old log,
+    /// so a later password change never reuses an epoch.
+    #[test]
+    fn compaction_keeps_the_state_and_the_epochs_and_other_processes_follow() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = UserDb::open(dir.path()).unwrap();
+        let other = UserDb::open(dir.path()).unwrap();
+        for i in 0..20 {
+            db.add_user(&t("s"), &u(&format!("p{i}")), &test_phc("pw"))
+                .unwrap();
+        }
+        db.set_quota(&t("s"), &u("p1"), Some(7)).unwrap();
+        db.set_disabled(&t("s"), &u("p2"), true).unwrap();
+        db.add_user(&t("gone"), &u("x"), &test_phc("pw")).unwrap();
+        db.delete_user(&t("gone"), &u("x")).unwrap();
+        let (id, secret) = db.create_token(&t("s"), &u("p3"), "laptop").unwrap();
+        let (dead, _) = db.create_token(&t("s"), &u("p3"), "old").unwrap();
+        db.revoke_token(&t("s"), &u("p3"), dead).unwrap();
+        for at in 0..300 {
+            assert!(db
+                .record_token_use(&[(t("s"), u("p3"), id, 1000 + at)])
+                .unwrap());
+        }
+        let before = view(&db);
+        // The other process is up to date, so only the file's identity can tell it to reload.
+        other.refresh().unwrap();
+        assert_eq!(view(&other), before);
+        assert_eq!(other.refresh().unwrap(), Refresh::Unchanged);
+        let epochs_before: Vec<u64> = (0..20)
+            .map(|i| db.credentials(&t("s"), &u(&format!("p{i}"))).unwrap().epoch)
+            .collect();
+        let max_epoch = *epochs_before.iter().max().unwrap();
+        let len_before = std::fs::metadata(dir.path().join(USERS_DIR).join(LOG_FILE))
+            .unwrap()
+            .len();
+        let c = db.compact().unwrap();
+        assert_eq!(c.bytes_before, len_before);
+        assert!(c.bytes_after < c.bytes_before / 3, "{c:?}");
+        assert!(c.ops_after < c.ops_before / 10, "{c:?}");
+        assert_eq!(view(&db), before);
+        assert_eq!(
+            db.tokens(&t("s"), &u("p3")).unwrap()[0].last_used,
+            Some(1299)
+        );
+        let raw = token::parse(&secret).unwrap();
+        assert_eq!(
+            db.token_owner(&token::hash(db.token_key(), &raw)),
+            Some((t("s"), u("p3"), id))
+        );
+        // The other process notices the new file and reloads it.
+        assert!(matches!(other.refresh().unwrap(), Refresh::Applied(_)));
+        assert_eq!(view(&other), before);
+        // Writes from either side after the compaction reach the other.
+        other
+            .set_password(&t("s"), &u("p0"), &test_phc("new"))
+            .unwrap();
+        let e = other.credentials(&t("s"), &u("p0")).unwrap().epoch;
+        assert!(e > max_epoch, "epoch {e} reused (max before {max_epoch})");
+        db.refresh().unwrap();
+        assert_eq!(db.credentials(&t("s"), &u("p0")).unwrap().epoch, e);
+        db.add_user(&t("s"), &u("late"), &test_phc("pw")).unwrap();
+        other.refresh().unwrap();
+        assert!(other.user(&t("s"), &u("late")).is_some());
+        let now = view(&db);
+        assert_eq!(view(&other), now);
+        drop((db, other));
+        let db = UserDb::open(dir.path()).unwrap();
+        assert_eq!(view(&db), now);
+        assert_eq!(db.ignored_ops(), 0);
+        // A second compaction numbers past the first one's end.
+        let before_second = view(&db);
+        db.compact().unwrap();
+        assert_eq!(view(&db), before_second);
+        db.set_disabled(&t("s"), &u("p5"), true).unwrap();
+        assert!(db.credentials(&t("s"), &u("p5")).unwrap().epoch > e);
+    }
+
+    #[test]
+    fn compaction_is_due_only_for_a_grown_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = UserDb::open(dir.path()).unwrap();
+        db.add_user(&t("s"), &u("a"), &test_phc("pw")).unwrap();
+        let (id, _) = db.create_token(&t("s"), &u("a"), "sync").unwrap();
+        assert!(!db.compaction_due(), "a small log");
+        // Token uses alone, written in large batches, past the size floor.
+        let batch: Vec<_> = (0..20_000u64).map(|at| (t("s"), u("a"), id, at)).collect();
+        while std::fs::metadata(dir.path().join(USERS_DIR).join(LOG_FILE))
+            .unwrap()
+            .len()
+            < USER_LOG_COMPACT_MIN_BYTES
+        {
+            assert!(!db.compaction_due());
+            db.record_token_use(&batch).unwrap();
+        }
+        assert!(db.compaction_due());
+        db.compact().unwrap();
+        assert!(!db.compaction_due());
+        assert_eq!(
+            db.tokens(&t("s"), &u("a")).unwrap()[0].last_used,
+            Some(19_999)
+        );
     }
 }
