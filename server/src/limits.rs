@@ -42,6 +42,9 @@ pub const DAV_LOCK_TIMEOUT_MAX_S: u64 = 3600;
 pub const DAV_LOCKS_PER_SPACE_MAX: usize = 1024;
 /// Most live locks in the whole server, count (bounds the lock manager's memory).
 pub const DAV_LOCKS_TOTAL_MAX: usize = 1_000_000;
+/// Largest saved-locks file read back at start (`dav::lock_file`), bytes; a larger one is
+/// dropped with a warning (1,000,000 locks with typical owners take about 200 MB).
+pub const LOCK_FILE_LEN_MAX: u64 = 1 << 30;
 
 const _: () = assert!(DAV_LOCK_TIMEOUT_DEFAULT_S <= DAV_LOCK_TIMEOUT_MAX_S);
 const _: () = assert!(DAV_LOCKS_PER_SPACE_MAX <= DAV_LOCKS_TOTAL_MAX);

@@ -146,6 +146,11 @@ pub fn serve(config: Config) -> Result<(), CliError> {
         "store recovered"
     );
     ensure_demo_account(&app)?;
+    match crate::dav::lock_file::load(&app.config.data_dir, &app.locks) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(locks = n, "WebDAV locks restored from the last shutdown"),
+        Err(e) => tracing::warn!(error = %e, "saved WebDAV locks not restored"),
+    }
     let app = Arc::new(app);
     let result = runtime.block_on(async {
         crate::admin::spawn_listener(app.store.clone(), &app.config.data_dir)
@@ -153,6 +158,12 @@ pub fn serve(config: Config) -> Result<(), CliError> {
         tokio::spawn(maintenance(app.clone()));
         crate::http::serve(app.clone(), listen).await
     });
+    // Office suites hold locks for hours: a planned restart must not break their next save.
+    match crate::dav::lock_file::save(&app.config.data_dir, &app.locks) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(locks = n, "WebDAV locks saved for the next start"),
+        Err(e) => tracing::warn!(error = %e, "WebDAV locks could not be saved"),
+    }
     // Leave a fresh snapshot behind so the next start replays little.
     if let Err(e) = app.store.checkpoint() {
         tracing::warn!(error = %e, "checkpoint at shutdown failed");

@@ -233,6 +233,57 @@ fn office_lock_refresh_save_unlock() {
     assert_eq!(c.get(&doc).body, b"version 3");
 }
 
+/// A planned restart (SIGTERM) keeps the locks an office suite holds, less the time it
+/// took, so its next save with the lock token works; a crash loses them (no lock released
+/// meanwhile can come back as a ghost).
+#[test]
+fn office_locks_survive_a_planned_restart_not_a_crash() {
+    let mut server = Server::start();
+    let c = server.client();
+    let doc = dav("Stil.docx");
+    assert_eq!(c.put(&doc, b"draft").status, 201);
+    let r = c.send(
+        "LOCK",
+        &doc,
+        &[
+            ("Depth", "0"),
+            ("Timeout", "Second-3600"),
+            ("Content-Type", "text/xml"),
+        ],
+        LOCKINFO.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let token = r
+        .header("lock-token")
+        .expect("Lock-Token header")
+        .trim_matches(['<', '>'])
+        .to_string();
+    let iff = format!("(<{token}>)");
+    server.signal(15);
+    let st = server
+        .wait_exit(Duration::from_secs(15))
+        .expect("server did not exit after SIGTERM");
+    assert!(st.success(), "exit status {st:?}\n{}", server.log());
+    server.restart();
+    let c = server.client();
+    assert_eq!(c.put(&doc, b"intruder").status, 423, "{}", server.log());
+    let r = c.send("PUT", &doc, &[("If", &iff)], b"saved after the restart");
+    assert_eq!(r.status, 204, "{}", r.text());
+    let r = c.send(
+        "LOCK",
+        &doc,
+        &[("If", &iff), ("Timeout", "Second-3600")],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("Word user"), "owner kept: {}", r.text());
+    // `restart` kills the process: nothing is saved, the lock is gone.
+    server.restart();
+    let c = server.client();
+    assert_eq!(c.put(&doc, b"after a crash").status, 204);
+    assert_eq!(c.get(&doc).body, b"after a crash");
+}
+
 /// `href="..."` values of an HTML page.
 fn links(html: &str) -> Vec<String> {
     html.split("href=\"")

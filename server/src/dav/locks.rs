@@ -29,6 +29,24 @@ pub enum LockDepth {
     Infinity,
 }
 
+/// A live lock as kept across a graceful restart (`dav::lock_file`): its time left, not an
+/// instant, since instants do not survive the process.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SavedLock {
+    pub tenant: String,
+    pub user: String,
+    pub token: String,
+    /// The root's decoded segments.
+    pub root: Vec<String>,
+    pub exclusive: bool,
+    pub infinity: bool,
+    pub owner: Option<String>,
+    pub principal: String,
+    pub timeout_s: u64,
+    pub remaining_ms: u64,
+    pub created_resource: bool,
+}
+
 /// A snapshot of one live lock, for lockdiscovery and the handlers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LockInfo {
@@ -460,6 +478,111 @@ impl LockManager {
             Ok(info)
         })
         .unwrap_or(Err(LockError::NoSuchLock))
+    }
+
+    /// Every live lock with the time it has left (saved at shutdown).
+    pub fn export(&self) -> Vec<SavedLock> {
+        let now = self.clock.now();
+        let mut out = Vec::with_capacity(self.total());
+        for entry in self.spaces.iter() {
+            let t = entry.value().lock();
+            for (token, l) in t.by_token.iter().filter(|(_, l)| l.expires > now) {
+                out.push(SavedLock {
+                    tenant: entry.key().tenant.clone(),
+                    user: entry.key().user.clone(),
+                    token: token.clone(),
+                    root: l.root.segments().map(str::to_owned).collect(),
+                    exclusive: l.scope == LockScope::Exclusive,
+                    infinity: l.depth == LockDepth::Infinity,
+                    owner: l.owner.clone(),
+                    principal: l.principal.clone(),
+                    timeout_s: l.timeout.as_secs(),
+                    remaining_ms: l.expires.duration_since(now).as_millis() as u64,
+                    created_resource: l.created_resource,
+                });
+            }
+        }
+        out
+    }
+
+    /// Takes back saved locks, each with `elapsed` (the time since the save) taken off what it
+    /// had left. Entries that expired meanwhile, that are malformed, that conflict with a lock
+    /// already here or that exceed the limits are skipped. Returns how many were restored.
+    pub fn restore(&self, saved: Vec<SavedLock>, elapsed: Duration) -> usize {
+        let max_timeout = self.config.max_timeout.max(Duration::from_secs(1));
+        let mut restored = 0;
+        for s in saved {
+            let left = Duration::from_millis(s.remaining_ms).saturating_sub(elapsed);
+            let Ok(root) = SpacePath::from_segments(&s.root) else {
+                continue;
+            };
+            if left.is_zero()
+                || !s.token.starts_with("opaquelocktoken:")
+                || s.owner
+                    .as_ref()
+                    .is_some_and(|o| o.len() > DAV_LOCK_OWNER_LEN_MAX)
+            {
+                continue;
+            }
+            let timeout =
+                Duration::from_secs(s.timeout_s).clamp(Duration::from_secs(1), max_timeout);
+            let scope = if s.exclusive {
+                LockScope::Exclusive
+            } else {
+                LockScope::Shared
+            };
+            let depth = if s.infinity {
+                LockDepth::Infinity
+            } else {
+                LockDepth::Zero
+            };
+            let space = SpaceKey {
+                tenant: s.tenant,
+                user: s.user,
+            };
+            let (token, owner, principal) = (s.token, s.owner, s.principal);
+            let created_resource = s.created_resource;
+            let ok = self.with_space(&space, true, |t, now| {
+                let conflicts =
+                    |l: &Lock| l.scope == LockScope::Exclusive || scope == LockScope::Exclusive;
+                let clash = t.covering(&root).any(|(_, l)| conflicts(l))
+                    || (depth == LockDepth::Infinity && t.below(&root).any(|(_, l)| conflicts(l)));
+                if clash
+                    || t.by_token.contains_key(&token)
+                    || t.by_token.len() >= self.config.per_space_max
+                {
+                    return false;
+                }
+                if self.total.fetch_add(1, Ordering::Relaxed) >= self.config.total_max {
+                    self.total.fetch_sub(1, Ordering::Relaxed);
+                    return false;
+                }
+                let expires = now + left.min(timeout);
+                t.by_root
+                    .entry(root.as_str().to_owned())
+                    .or_default()
+                    .push(token.clone());
+                t.expiry.push(Reverse((expires, token.clone())));
+                t.by_token.insert(
+                    token,
+                    Lock {
+                        root,
+                        scope,
+                        depth,
+                        owner,
+                        principal,
+                        timeout,
+                        expires,
+                        created_resource,
+                    },
+                );
+                true
+            });
+            if ok == Some(true) {
+                restored += 1;
+            }
+        }
+        restored
     }
 
     /// The live locks whose scope covers `path` (lockdiscovery, and the If evaluator's tokens).

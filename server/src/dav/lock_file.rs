@@ -1,0 +1,207 @@
+//! Live WebDAV locks kept across a graceful restart: saved at shutdown, taken back (and the
+//! file removed) at the next start. A crash loses them, as it always did.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::locks::{LockManager, SavedLock};
+use crate::limits::LOCK_FILE_LEN_MAX;
+
+/// The file in the data dir.
+pub const LOCK_FILE: &str = "locks.saved";
+const MAGIC: &[u8; 8] = b"SKABLCK1";
+/// Magic, payload length (u64 LE), CRC32C of the payload (u32 LE).
+const HEADER_LEN: usize = 8 + 8 + 4;
+
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    saved_at_unix_ms: u64,
+    locks: Vec<SavedLock>,
+}
+
+fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn fsync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Writes every live lock to the data dir (temp file, fsync, rename, directory fsync).
+/// Returns how many; with none, writes nothing.
+pub fn save(data_dir: &Path, locks: &LockManager) -> io::Result<usize> {
+    let list = locks.export();
+    if list.is_empty() {
+        return Ok(0);
+    }
+    let n = list.len();
+    let payload = postcard::to_allocvec(&Saved {
+        saved_at_unix_ms: now_unix_ms(),
+        locks: list,
+    })
+    .map_err(io::Error::other)?;
+    let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len());
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+    bytes.extend_from_slice(&payload);
+    let tmp = data_dir.join(format!("{LOCK_FILE}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, data_dir.join(LOCK_FILE))?;
+    fsync_dir(data_dir)?;
+    Ok(n)
+}
+
+/// Takes back the locks a graceful shutdown saved, less the time since, and removes the file
+/// (a later crash must not bring back locks released meanwhile). Returns how many were restored;
+/// a damaged file is removed and reported as an error.
+pub fn load(data_dir: &Path, locks: &LockManager) -> Result<usize, String> {
+    let path = data_dir.join(LOCK_FILE);
+    let len = match std::fs::metadata(&path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let bytes = if len <= LOCK_FILE_LEN_MAX {
+        std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?
+    } else {
+        Vec::new()
+    };
+    std::fs::remove_file(&path)
+        .and_then(|()| fsync_dir(data_dir))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if len > LOCK_FILE_LEN_MAX {
+        return Err(format!(
+            "{}: {len} bytes, more than {LOCK_FILE_LEN_MAX}: not read",
+            path.display()
+        ));
+    }
+    let saved = decode(&bytes).map_err(|why| format!("{}: {why}", path.display()))?;
+    let elapsed = now_unix_ms().saturating_sub(saved.saved_at_unix_ms);
+    Ok(locks.restore(saved.locks, std::time::Duration::from_millis(elapsed)))
+}
+
+fn decode(bytes: &[u8]) -> Result<Saved, &'static str> {
+    let header = bytes.get(..HEADER_LEN).ok_or("too short")?;
+    if &header[..8] != MAGIC {
+        return Err("not a skab lock file (bad magic)");
+    }
+    let mut len8 = [0u8; 8];
+    len8.copy_from_slice(&header[8..16]);
+    let mut crc4 = [0u8; 4];
+    crc4.copy_from_slice(&header[16..20]);
+    let payload = &bytes[HEADER_LEN..];
+    if u64::from_le_bytes(len8) != payload.len() as u64 {
+        return Err("length does not match");
+    }
+    if crc32c::crc32c(payload) != u32::from_le_bytes(crc4) {
+        return Err("checksum mismatch");
+    }
+    postcard::from_bytes(payload).map_err(|_| "does not decode")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dav::locks::{LockConfig, LockDepth, LockRequest, LockScope};
+    use crate::dav::path::{SpaceKey, SpacePath};
+    use std::time::Duration;
+
+    fn space() -> SpaceKey {
+        SpaceKey {
+            tenant: "skole".into(),
+            user: "anna".into(),
+        }
+    }
+
+    #[test]
+    fn saved_locks_come_back_once_and_damage_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = LockManager::new(LockConfig::default());
+        let path = SpacePath::from_segments(["docs", "essay.docx"]).unwrap();
+        let info = before
+            .lock(
+                &space(),
+                LockRequest {
+                    path: &path,
+                    scope: LockScope::Exclusive,
+                    depth: LockDepth::Zero,
+                    timeout: Duration::from_secs(600),
+                    owner: Some("<D:href>anna</D:href>".into()),
+                    principal: "anna@skole",
+                    resource_exists: true,
+                },
+            )
+            .unwrap();
+        assert_eq!(save(dir.path(), &before).unwrap(), 1);
+        let after = LockManager::new(LockConfig::default());
+        assert_eq!(load(dir.path(), &after).unwrap(), 1);
+        let got = after.get(&space(), &info.token).unwrap();
+        assert_eq!(
+            (got.root, got.scope, got.depth),
+            (path.clone(), info.scope, info.depth)
+        );
+        assert_eq!(got.owner, info.owner);
+        assert_eq!(got.principal, "anna@skole");
+        assert!(
+            got.remaining <= Duration::from_secs(600) && got.remaining > Duration::from_secs(590)
+        );
+        // Taken once: the file is gone, a second start restores nothing.
+        assert!(!dir.path().join(LOCK_FILE).exists());
+        assert_eq!(
+            load(dir.path(), &LockManager::new(LockConfig::default())).unwrap(),
+            0
+        );
+        // A flipped byte is refused (and the file removed), never half-applied.
+        save(dir.path(), &after).unwrap();
+        let f = dir.path().join(LOCK_FILE);
+        let mut bytes = std::fs::read(&f).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&f, &bytes).unwrap();
+        let fresh = LockManager::new(LockConfig::default());
+        assert!(load(dir.path(), &fresh).unwrap_err().contains("checksum"));
+        assert_eq!(fresh.total(), 0);
+        assert!(!f.exists());
+    }
+
+    #[test]
+    fn time_since_the_save_counts_and_expired_locks_stay_gone() {
+        let m = LockManager::new(LockConfig::default());
+        let path = SpacePath::from_segments(["a"]).unwrap();
+        let mut saved = SavedLock {
+            tenant: "skole".into(),
+            user: "anna".into(),
+            token: "opaquelocktoken:00000000-0000-4000-8000-000000000001".into(),
+            root: vec!["a".into()],
+            exclusive: true,
+            infinity: false,
+            owner: None,
+            principal: "anna@skole".into(),
+            timeout_s: 600,
+            remaining_ms: 100_000,
+            created_resource: false,
+        };
+        assert_eq!(m.restore(vec![saved.clone()], Duration::from_secs(100)), 0);
+        let left = m.restore(vec![saved.clone()], Duration::from_secs(40));
+        assert_eq!(left, 1);
+        let got = m.get(&space(), &saved.token).unwrap();
+        assert!(got.remaining <= Duration::from_secs(60));
+        assert_eq!(m.locks_covering(&space(), &path).len(), 1);
+        // A second exclusive lock on the same root conflicts; a malformed one is skipped.
+        saved.token = "opaquelocktoken:00000000-0000-4000-8000-000000000002".into();
+        assert_eq!(m.restore(vec![saved.clone()], Duration::ZERO), 0);
+        saved.root = vec!["..".into()];
+        saved.exclusive = false;
+        assert_eq!(m.restore(vec![saved], Duration::ZERO), 0);
+        assert_eq!(m.total(), 1);
+    }
+}
