@@ -68,6 +68,9 @@ struct PlanState {
     /// The data sync this many matching syncs from now fails with EIO (1 = the next).
     fail_sync_in: Option<u64>,
     fail_all_syncs: bool,
+    /// Every write through a direct handle fails with EINVAL, as on a file system that opens
+    /// `O_DIRECT` files but refuses their writes.
+    refuse_direct_writes: bool,
     flips: Vec<BitFlip>,
 }
 
@@ -132,6 +135,11 @@ impl FaultPlan {
     /// Every matching data sync fails with EIO while set.
     pub fn set_fail_all_syncs(&self, fail: bool) {
         self.state.lock().fail_all_syncs = fail;
+    }
+
+    /// Every write through a direct-I/O handle fails with EINVAL while set.
+    pub fn set_refuse_direct_writes(&self, refuse: bool) {
+        self.state.lock().refuse_direct_writes = refuse;
     }
 
     /// Reads of file `name` that cover byte `offset` see bit `bit` (0..8) of it flipped.
@@ -350,6 +358,10 @@ impl StorageFile for FaultyFile {
         let c = &self.plan.counters;
         bump(&c.write_batches, 1);
         let total: u64 = writes.iter().map(|(_, d)| d.len() as u64).sum();
+        if self.direct && self.plan.state.lock().refuse_direct_writes {
+            bump(&c.injected, 1);
+            return Err(raw(libc::EINVAL));
+        }
         match self.write_fate(total) {
             WriteFate::Fail(e) => Err(e),
             WriteFate::Short(mut budget) => {

@@ -925,6 +925,38 @@ mod tests {
         }
     }
 
+    /// A file system that opens files with O_DIRECT but refuses the writes: the batch goes
+    /// through the page cache instead, and so does everything after it, without an error.
+    #[test]
+    fn a_refused_direct_write_falls_back_to_buffered_appends() {
+        let mem = Arc::new(MemStorage::new());
+        let plan = FaultPlan::new();
+        let storage: Arc<dyn Storage> = Arc::new(FaultyStorage::new(mem.clone(), plan.clone()));
+        let target = 64 * 1024;
+        let (store, _) = ChunkStore::open_with(storage.clone(), target, None, true).unwrap();
+        assert!(store.writer.current_direct());
+        let mut durable = put_durably(&store, 0..5);
+        plan.set_refuse_direct_writes(true);
+        durable.extend(put_durably(&store, 5..60));
+        assert!(!store.writer.current_direct());
+        assert!(
+            store.writer.current_pack() > PackId(1),
+            "no new pack after the fallback"
+        );
+        assert!(plan.counters().injected > 0, "no direct write was refused");
+        for (id, d) in &durable {
+            assert_eq!(&store.read_raw(id).unwrap()[..], &d[..]);
+        }
+        let crashed = Arc::new(mem.crash(CrashMode::DurableOnly));
+        drop(store);
+        let (store, rec) = ChunkStore::open_with(crashed, target, None, true).unwrap();
+        assert_eq!((rec.torn_bytes, rec.damaged_bytes), (0, 0));
+        for (id, d) in &durable {
+            assert_eq!(&store.read_raw(id).unwrap()[..], &d[..]);
+        }
+        assert_eq!(store.scrub().corrupt, vec![]);
+    }
+
     #[test]
     fn gc_keeps_referenced_chunks_and_compaction_reclaims_space() {
         let mem = Arc::new(MemStorage::new());

@@ -130,8 +130,9 @@ struct PackFiles {
 struct Shared {
     storage: Arc<dyn Storage>,
     prezero: Option<Arc<PreZeroer>>,
-    /// Append through direct I/O (no copy into the page cache) where the storage allows.
-    direct: bool,
+    /// Append through direct I/O (no copy into the page cache) where the storage allows;
+    /// cleared for good when a direct write is refused (EINVAL).
+    direct: AtomicBool,
     /// Zones of packs sealed since the last [`PackWriter::settle_sealed`].
     sealed: Mutex<Vec<Arc<Zone>>>,
     /// Packs sealed after direct appends, with the end of their records: their last write was
@@ -184,7 +185,7 @@ pub(crate) fn create_pack(storage: &dyn Storage, pack: PackId) -> Result<Arc<dyn
 impl Shared {
     /// Opens `pack` for direct appends when they are on and the storage allows.
     fn open_direct(&self, pack: PackId) -> Result<Option<Arc<dyn StorageFile>>> {
-        if !self.direct {
+        if !self.direct.load(Ordering::Relaxed) {
             return Ok(None);
         }
         Ok(self.storage.open_direct(&pack_name(pack))?)
@@ -275,7 +276,7 @@ impl PackWriter {
         let shared = Arc::new(Shared {
             storage,
             prezero,
-            direct,
+            direct: AtomicBool::new(direct),
             sealed: Mutex::new(Vec::new()),
             sealed_padded: Mutex::new(Vec::new()),
             pack_target,
@@ -587,6 +588,9 @@ fn flusher(sh: Arc<Shared>) {
                 None => &b.file,
             };
             result = target.write_batch(&[(b.write_from, &b.buf)], true);
+            if b.direct.is_some() && is_refused_direct(&result) {
+                result = fall_back_to_buffered(&sh, b);
+            }
             if result.is_err() {
                 break;
             }
@@ -624,6 +628,35 @@ fn flusher(sh: Arc<Shared>) {
         }
         sh.idle.notify_all();
     }
+}
+
+/// Whether a direct write failed because the file system refuses direct I/O after all (it
+/// opened the file with `O_DIRECT` but rejects the writes).
+fn is_refused_direct(result: &std::io::Result<()>) -> bool {
+    matches!(result, Err(e) if e.raw_os_error() == Some(libc::EINVAL))
+}
+
+/// Writes batch `b` through the pack's ordinary handle instead, and turns direct appends off
+/// for good: this and every later batch and pack go through the page cache.
+fn fall_back_to_buffered(sh: &Shared, b: &Batch) -> std::io::Result<()> {
+    if sh.direct.swap(false, Ordering::Relaxed) {
+        tracing::warn!("direct writes refused (EINVAL): packs are appended through the page cache");
+    }
+    {
+        let mut st = sh.state.lock();
+        st.direct = None;
+        st.tail.clear();
+        for p in st.pending.iter_mut() {
+            p.direct = None;
+            // Its leading bytes were written already; the rest start at its first record.
+            let skip = (p.offset - p.write_from) as usize;
+            let rest = p.buf[skip..].to_vec();
+            p.buf.clear();
+            p.buf.extend_from_slice(&rest);
+            p.write_from = p.offset;
+        }
+    }
+    b.file.write_batch(&[(b.write_from, &b.buf)], true)
 }
 
 /// Keeps the bytes that the next batch of the current pack must write again: those of the
