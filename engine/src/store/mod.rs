@@ -221,7 +221,13 @@ struct Shard {
     /// follows a record whose chunks could still be lost.
     pack_mark: AtomicU64,
     spaces: Mutex<Vec<Arc<SpaceHandle>>>,
+    /// The log's next sequence number when the snapshot on disk was taken (`SNAPSHOT_STALE`
+    /// when unknown or older): while no record follows it, a checkpoint skips this shard.
+    snapshot_seq: AtomicU64,
 }
+
+/// [`Shard::snapshot_seq`] of a shard whose snapshot must be written at the next checkpoint.
+const SNAPSHOT_STALE: u64 = u64::MAX;
 
 struct Inner {
     storage: Arc<dyn Storage>,
@@ -337,7 +343,9 @@ impl Store {
             let mut first_segment = 0;
             let mut min_next_seq = 0;
             let mut shard_spaces = Vec::new();
+            let mut have_snapshot = false;
             if let Some(buf) = snapshot::read(storage.as_ref(), shard)? {
+                have_snapshot = true;
                 let snap = snapshot::access(&buf)?;
                 first_segment = snap.next_segment.to_native();
                 min_next_seq = snap.next_seq.to_native();
@@ -367,6 +375,12 @@ impl Store {
                 prezero.clone(),
             )?;
             rep.wal_torn_bytes += replay.torn_bytes;
+            // Nothing after the snapshot: it is the shard's state, no need to write it again.
+            let snapshot_seq = if have_snapshot && replay.records.is_empty() {
+                log.next_seq()
+            } else {
+                SNAPSHOT_STALE
+            };
             // Records of one space usually come in runs: remember the last space's handle.
             let mut last_space: Option<Arc<SpaceHandle>> = None;
             for (seq, payload) in replay.records {
@@ -436,6 +450,7 @@ impl Store {
                     apply: RwLock::new(()),
                     pack_mark: AtomicU64::new(0),
                     spaces: Mutex::new(shard_spaces),
+                    snapshot_seq: AtomicU64::new(snapshot_seq),
                 },
                 rep,
             ))
@@ -1299,7 +1314,8 @@ impl Store {
         report
     }
 
-    /// Snapshots every shard and checkpoints the chunk index, so the next open replays little.
+    /// Snapshots every shard that changed since its last snapshot and checkpoints the chunk
+    /// index, so the next open replays little.
     pub fn checkpoint(&self) -> Result<()> {
         for n in 0..self.inner.shards.len() {
             self.snapshot_shard(n)?;
@@ -1310,6 +1326,11 @@ impl Store {
     fn snapshot_shard(&self, n: usize) -> Result<()> {
         let inner = &self.inner;
         let shard = &inner.shards[n];
+        // Every change to a shard's state appends a record to its log first: no record since
+        // the last snapshot, no change (a read-only 08:00 storm then costs the checkpoint nothing).
+        if shard.log.next_seq() == shard.snapshot_seq.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let snap = {
             let _x = shard.apply.write();
             let (next_segment, next_seq) = shard.log.rotate()?;
@@ -1340,6 +1361,7 @@ impl Store {
             }
         };
         snapshot::write(inner.storage.as_ref(), n, &snap)?;
+        shard.snapshot_seq.store(snap.next_seq, Ordering::Release);
         shard.log.remove_before(snap.next_segment)
     }
 

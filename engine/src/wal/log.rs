@@ -257,6 +257,11 @@ impl ShardLog {
         Ok(seq)
     }
 
+    /// The sequence number the next appended record will get.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.shared.state.lock().next_seq
+    }
+
     /// Waits until record `seq` is durable.
     pub(crate) async fn wait_durable(&self, seq: u64) -> Result<()> {
         if self.shared.durable.wait(seq + 1).await {
