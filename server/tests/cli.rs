@@ -41,6 +41,22 @@ fn users_of(dir: &Path, tenant: &str) -> Vec<String> {
         .collect()
 }
 
+/// `skab token create` for `who` (the --tenant/--user arguments): the token's id and secret.
+fn create_token(dir: &Path, who: &[&str], label: &str) -> (String, String) {
+    let out = ok(&skab(
+        dir,
+        &[&["token", "create"][..], who, &["--label", label]].concat(),
+        None,
+    ));
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name:?} in {out}"))
+            .to_string()
+    };
+    (field("id: "), field("token: "))
+}
+
 fn cheap(pw: &str) -> String {
     password::hash_with(pw, 64, 1, 1).unwrap()
 }
@@ -143,21 +159,7 @@ fn tenants_and_tokens() {
         .collect();
     assert_eq!(names, ["a-skole", "b-skole"]);
     let who = ["--tenant", "a-skole", "--user", "bo"];
-    let out = ok(&skab(
-        dir,
-        &[&["token", "create"][..], &who, &["--label", "iPad"]].concat(),
-        None,
-    ));
-    let id = out
-        .lines()
-        .find_map(|l| l.strip_prefix("id: "))
-        .unwrap()
-        .to_string();
-    let secret = out
-        .lines()
-        .find_map(|l| l.strip_prefix("token: "))
-        .unwrap()
-        .to_string();
+    let (id, secret) = create_token(dir, &who, "iPad");
     assert!(secret.starts_with("skab_at_"));
     let list = ok(&skab(dir, &[&["token", "list"][..], &who].concat(), None));
     assert!(
@@ -201,16 +203,7 @@ fn compact_rewrites_the_user_log_and_keeps_accounts_and_tokens() {
     let who = ["--tenant", "skole", "--user", "bo"];
     ok(&skab(dir, &[&["user", "del"][..], &who].concat(), None));
     let anna = ["--tenant", "skole", "--user", "anna"];
-    let out = ok(&skab(
-        dir,
-        &[&["token", "create"][..], &anna, &["--label", "laptop"]].concat(),
-        None,
-    ));
-    let id = out
-        .lines()
-        .find_map(|l| l.strip_prefix("id: "))
-        .unwrap()
-        .to_string();
+    let (id, _) = create_token(dir, &anna, "laptop");
     let log = dir.join("users").join("users.log");
     let before = std::fs::metadata(&log).unwrap().len();
     let out = ok(&skab(dir, &["user", "compact"], None));

@@ -167,18 +167,11 @@ fn windows_propfind_without_depth_is_depth_one_and_infinity_is_refused() {
     assert!(!r.text().contains("deep.txt"));
 }
 
-const LOCKINFO: &str = r#"<?xml version="1.0" encoding="utf-8"?>
-<D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner><D:href>Word user</D:href></D:owner></D:lockinfo>"#;
-
-#[test]
-fn office_lock_refresh_save_unlock() {
-    let server = Server::start();
-    let c = server.client();
-    let doc = dav("Opgave.docx");
-    assert_eq!(c.put(&doc, b"version 1").status, 201);
+/// LOCK as Word sends it: exclusive, depth 0, an hour; returns the token and the reply.
+fn office_lock(c: &common::Http, doc: &str) -> (String, common::Reply) {
     let r = c.send(
         "LOCK",
-        &doc,
+        doc,
         &[
             ("Depth", "0"),
             ("Timeout", "Second-3600"),
@@ -192,6 +185,19 @@ fn office_lock_refresh_save_unlock() {
         .expect("Lock-Token header")
         .trim_matches(['<', '>'])
         .to_string();
+    (token, r)
+}
+
+const LOCKINFO: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner><D:href>Word user</D:href></D:owner></D:lockinfo>"#;
+
+#[test]
+fn office_lock_refresh_save_unlock() {
+    let server = Server::start();
+    let c = server.client();
+    let doc = dav("Opgave.docx");
+    assert_eq!(c.put(&doc, b"version 1").status, 201);
+    let (token, r) = office_lock(&c, &doc);
     assert!(token.starts_with("opaquelocktoken:"), "{token}");
     assert!(r.text().contains(&token));
     let iff = format!("(<{token}>)");
@@ -242,22 +248,7 @@ fn office_locks_survive_a_planned_restart_not_a_crash() {
     let c = server.client();
     let doc = dav("Stil.docx");
     assert_eq!(c.put(&doc, b"draft").status, 201);
-    let r = c.send(
-        "LOCK",
-        &doc,
-        &[
-            ("Depth", "0"),
-            ("Timeout", "Second-3600"),
-            ("Content-Type", "text/xml"),
-        ],
-        LOCKINFO.as_bytes(),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    let token = r
-        .header("lock-token")
-        .expect("Lock-Token header")
-        .trim_matches(['<', '>'])
-        .to_string();
+    let (token, _) = office_lock(&c, &doc);
     let iff = format!("(<{token}>)");
     server.signal(15);
     let st = server

@@ -1115,23 +1115,19 @@ fn apply(st: &mut State, offset: u64, op: Op) {
             user,
             phc,
             at,
-        } => match st.tenants.get_mut(&tenant) {
-            Some(t) if !t.users.contains_key(&user) => {
-                t.users.insert(
-                    user,
-                    User {
-                        phc: phc.into_boxed_str(),
-                        quota: None,
-                        disabled: false,
-                        created: at,
-                        epoch: offset,
-                        tokens: Vec::new(),
-                    },
-                );
-                true
-            }
-            _ => false,
-        },
+        } => add_user(
+            st,
+            &tenant,
+            user,
+            User {
+                phc: phc.into_boxed_str(),
+                quota: None,
+                disabled: false,
+                created: at,
+                epoch: offset,
+                tokens: Vec::new(),
+            },
+        ),
         Op::UserPassword { tenant, user, phc } => match user_mut(st, &tenant, &user) {
             Some(u) => {
                 u.phc = phc.into_boxed_str();
@@ -1225,23 +1221,19 @@ fn apply(st: &mut State, offset: u64, op: Op) {
             disabled,
             created,
             epoch,
-        } => match st.tenants.get_mut(&tenant) {
-            Some(t) if !t.users.contains_key(&user) => {
-                t.users.insert(
-                    user,
-                    User {
-                        phc: phc.into_boxed_str(),
-                        quota,
-                        disabled,
-                        created,
-                        epoch,
-                        tokens: Vec::new(),
-                    },
-                );
-                true
-            }
-            _ => false,
-        },
+        } => add_user(
+            st,
+            &tenant,
+            user,
+            User {
+                phc: phc.into_boxed_str(),
+                quota,
+                disabled,
+                created,
+                epoch,
+                tokens: Vec::new(),
+            },
+        ),
         // Read by the log reader, which numbers the operations after it.
         Op::LogBase { .. } => true,
         Op::TokenRevoke { tenant, user, id } => {
@@ -1274,6 +1266,17 @@ fn apply(st: &mut State, offset: u64, op: Op) {
     };
     if !ok {
         st.ignored += 1;
+    }
+}
+
+/// Adds `user` to an existing `tenant`, unless the name is taken.
+fn add_user(st: &mut State, tenant: &TenantName, user: UserName, u: User) -> bool {
+    match st.tenants.get_mut(tenant) {
+        Some(t) if !t.users.contains_key(&user) => {
+            t.users.insert(user, u);
+            true
+        }
+        _ => false,
     }
 }
 
