@@ -188,6 +188,13 @@ fn office_lock(c: &common::Http, doc: &str) -> (String, common::Reply) {
     (token, r)
 }
 
+/// A lock refresh as office suites send it (`iff` names the token).
+fn refresh_lock(c: &common::Http, doc: &str, iff: &str) -> common::Reply {
+    let r = c.send("LOCK", doc, &[("If", iff), ("Timeout", "Second-3600")], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r
+}
+
 const LOCKINFO: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 <D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner><D:href>Word user</D:href></D:owner></D:lockinfo>"#;
 
@@ -203,13 +210,7 @@ fn office_lock_refresh_save_unlock() {
     let iff = format!("(<{token}>)");
     // Office refreshes about every 45 s; many refreshes in a row must all work.
     for _ in 0..25 {
-        let r = c.send(
-            "LOCK",
-            &doc,
-            &[("If", &iff), ("Timeout", "Second-3600")],
-            b"",
-        );
-        assert_eq!(r.status, 200, "{}", r.text());
+        let r = refresh_lock(&c, &doc, &iff);
         assert!(r.text().contains(&token), "{}", r.text());
     }
     // Someone else (no token) cannot save; the lock holder can.
@@ -260,13 +261,7 @@ fn office_locks_survive_a_planned_restart_not_a_crash() {
     assert_eq!(c.put(&doc, b"intruder").status, 423, "{}", server.log());
     let r = c.send("PUT", &doc, &[("If", &iff)], b"saved after the restart");
     assert_eq!(r.status, 204, "{}", r.text());
-    let r = c.send(
-        "LOCK",
-        &doc,
-        &[("If", &iff), ("Timeout", "Second-3600")],
-        b"",
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
+    let r = refresh_lock(&c, &doc, &iff);
     assert!(r.text().contains("Word user"), "owner kept: {}", r.text());
     // `restart` kills the process: nothing is saved, the lock is gone.
     server.restart();

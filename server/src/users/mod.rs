@@ -468,14 +468,7 @@ impl UserDb {
         if len == io.applied_end {
             return Ok(Refresh::Unchanged);
         }
-        let mut bytes = Vec::new();
-        io.log
-            .seek(SeekFrom::Start(io.applied_end))
-            .map_err(io_err(&path))?;
-        (&io.log)
-            .take(len - io.applied_end)
-            .read_to_end(&mut bytes)
-            .map_err(io_err(&path))?;
+        let bytes = self.read_past_applied(io, len)?;
         let scan = log::scan(&bytes, io.applied_end);
         let n = scan.ops.len();
         if n > 0 {
@@ -552,6 +545,20 @@ impl UserDb {
         Ok(out)
     }
 
+    /// The log's bytes from `applied_end` up to `len`.
+    fn read_past_applied(&self, io: &mut ReadPos, len: u64) -> Result<Vec<u8>, UserDbError> {
+        let path = self.log_path();
+        let mut bytes = Vec::new();
+        io.log
+            .seek(SeekFrom::Start(io.applied_end))
+            .map_err(io_err(&path))?;
+        (&io.log)
+            .take(len - io.applied_end)
+            .read_to_end(&mut bytes)
+            .map_err(io_err(&path))?;
+        Ok(bytes)
+    }
+
     /// Cuts the bytes after the last complete transaction (a writer died mid-transaction),
     /// keeping a copy of them aside. Caller holds the exclusive flock.
     fn set_aside_torn_tail(&self, io: &mut ReadPos) -> Result<(), UserDbError> {
@@ -559,14 +566,7 @@ impl UserDb {
         let len = self.log_len(io)?;
         if len > io.applied_end {
             // A writer died mid-transaction: keep its bytes aside, then cut them off.
-            let mut torn = Vec::new();
-            io.log
-                .seek(SeekFrom::Start(io.applied_end))
-                .map_err(io_err(&path))?;
-            (&io.log)
-                .take(len - io.applied_end)
-                .read_to_end(&mut torn)
-                .map_err(io_err(&path))?;
+            let torn = self.read_past_applied(io, len)?;
             write_atomic(
                 &self.dir,
                 &format!("{LOG_FILE}.torn-{}", io.applied_end),
