@@ -48,6 +48,15 @@ fn open_with(dir: &Path, plan: &Arc<FaultPlan>, config: StoreConfig) -> Store {
     Store::open_with_storage(storage, config).unwrap()
 }
 
+/// Whether files in `dir` can be opened for direct I/O (tmpfs before Linux 6.6 cannot).
+fn direct_io_works(dir: &Path) -> bool {
+    let s = StdStorage::new(dir).unwrap();
+    s.open("probe", true).unwrap();
+    let works = s.open_direct("probe").unwrap().is_some();
+    s.remove("probe").unwrap();
+    works
+}
+
 async fn put(store: &Store, k: &SpaceKey, path: &str, data: &[u8]) -> Result<(), Error> {
     store
         .put_bytes(k, &p(path), Bytes::copy_from_slice(data))
@@ -247,6 +256,10 @@ async fn a_file_whose_chunks_died_with_a_failed_fsync_does_not_come_back() {
 async fn a_durable_record_whose_chunks_are_missing_is_skipped_on_recovery() {
     for (prezero, direct_io) in [(false, false), (false, true), (true, false)] {
         let tmp = tempfile::tempdir().unwrap();
+        if direct_io && !direct_io_works(tmp.path()) {
+            eprintln!("the temp dir's file system has no O_DIRECT: direct case not run");
+            continue;
+        }
         let plan = FaultPlan::new();
         let config = StoreConfig {
             prezero,
