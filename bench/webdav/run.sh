@@ -10,7 +10,8 @@
 # also "skab-hyper": the same skab binary with `http1 = "hyper"`, to compare its own HTTP/1 with hyper's),
 # OPS ("put get propfind1 propfind0"), ROUNDS (2), NFILES (1000), DATA_FS (image|sparse|root; see below),
 # IMG_SIZE (16G; sparse: per server), NO_LOOP=1 (= DATA_FS=root),
-# NO_INSTALL=1, NO_BUILD=1, BASE_PORT (28080), SKAB_BIN (default target/release/skab),
+# NO_INSTALL=1, NO_BUILD=1, BASE_PORT (28080), WORKERS (unset: each server's default, one per CPU;
+# N: skab `workers`, nginx `worker_processes` and rclone's GOMAXPROCS set to N, Apache unchanged), SKAB_BIN (default target/release/skab),
 # RESULTS_DIR (bench/webdav/results). Profiling (slows the profiled server; not for the table):
 # PROFILE=perf|strace profiles the servers in PROFILE_SERVERS (skab) during each run and writes
 # <server>-<op>-r<round>.perf.txt (perf report) or .strace.txt (strace -c) next to the results.
@@ -174,7 +175,7 @@ start_skab() {
   local data="$1" port="$2"
   echo "$SKAB_PASS" | env -u SKAB_BIN "$SKAB_BIN" user add --data-dir "$data" --tenant bench --user u --password-stdin >/dev/null
   # SKAB_BIN is this script's knob, not a server setting (the server refuses unknown SKAB_*).
-  env -u SKAB_BIN SKAB_LOG_LEVEL=warn "$SKAB_BIN" serve --data-dir "$data" --listen "127.0.0.1:$port" \
+  env -u SKAB_BIN SKAB_LOG_LEVEL=warn SKAB_WORKERS="${WORKERS:-0}" "$SKAB_BIN" serve --data-dir "$data" --listen "127.0.0.1:$port" \
     >"$RUN/stdout.log" 2>&1 &
   SRV_PID=$!
   SRV_PREFIX="/dav/bench/u"
@@ -198,6 +199,7 @@ start_nginx() {
   mkdir -p "$data/root" "$data/.tmp"
   chown -R www-data:www-data "$data"
   sed -e "s#@RUN@#$RUN#g" -e "s#@DATA@#$data#g" -e "s#@PORT@#$port#g" \
+    -e "s#^worker_processes auto;#worker_processes ${WORKERS:-auto};#" \
     "$HERE/conf/nginx.conf.in" >"$RUN/nginx.conf"
   nginx -p "$RUN" -c "$RUN/nginx.conf" -g 'daemon off;' >"$RUN/stdout.log" 2>&1 &
   SRV_PID=$!
@@ -206,7 +208,7 @@ start_nginx() {
 }
 start_rclone() {
   local data="$1" port="$2"
-  rclone serve webdav "$data" --config "$HERE/conf/rclone.conf" --addr "127.0.0.1:$port" \
+  env ${WORKERS:+GOMAXPROCS=$WORKERS} rclone serve webdav "$data" --config "$HERE/conf/rclone.conf" --addr "127.0.0.1:$port" \
     --log-level ERROR >"$RUN/stdout.log" 2>&1 &
   SRV_PID=$!
   SRV_PREFIX=""
@@ -345,21 +347,26 @@ best_round() { # the result file of the round with the most requests
   done
   echo "$best"
 }
-median_rps() { # $1 server, $2 op: the median req/s over all rounds
+median_of() { # $1 server, $2 op, $3 rps|p99: that figure's median over all rounds
   local f
   for f in "$RESULTS/$1-$2-r"*.txt; do
-    awk '/^RESULT/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] } }
-         END { if (r["duration_us"] > 0) printf "%.0f\n", r["requests"] / (r["duration_us"] / 1e6) }' "$f"
-  done | sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+    awk -v what="$3" '/^RESULT/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] } }
+         END { if (r["duration_us"] <= 0) exit
+               if (what == "p99") printf "%.2f\n", r["p99_us"] / 1000
+               else printf "%.0f\n", r["requests"] / (r["duration_us"] / 1e6) }' "$f"
+  done | sort -g | awk -v fmt="$([ "$3" = p99 ] && echo %.2f || echo %.0f)" '{ v[NR] = $1 }
+    END { if (NR == 0) m = 0; else if (NR % 2) m = v[(NR + 1) / 2]; else m = (v[NR / 2] + v[NR / 2 + 1]) / 2
+          printf fmt "\n", m }'
 }
 {
-  echo "| Operation | Server | req/s | median req/s | p50 ms | p99 ms | server CPU µs / req | server cores | wrk cores | non-2xx / errors | sync after s | req/s until durable |"
-  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| Operation | Server | req/s | median req/s | p50 ms | p99 ms | median p99 ms | server CPU µs / req | server cores | wrk cores | non-2xx / errors | sync after s | req/s until durable |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   for op in $OPS; do
     for srv in $SERVERS; do
       f=$(best_round "$srv" "$op")
       [ -n "$f" ] || continue
-      awk -v op="$op" -v srv="$srv" -v median="$(median_rps "$srv" "$op")" '
+      awk -v op="$op" -v srv="$srv" -v median="$(median_of "$srv" "$op" rps)" \
+        -v median_p99="$(median_of "$srv" "$op" p99)" '
         /^RESULT/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] } }
         /^CPU/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); c[kv[1]] = kv[2] } }
         /^SYNC/ { split($2, kv, "="); sync_s = kv[2] }
@@ -367,15 +374,15 @@ median_rps() { # $1 server, $2 op: the median req/s over all rounds
           dur = r["duration_us"] / 1e6; n = r["requests"]
           errs = r["err_connect"] + r["err_read"] + r["err_write"] + r["err_timeout"]
           scpu = c["server_ticks"] / c["clk_tck"]; wcpu = c["wrk_ticks"] / c["clk_tck"]
-          printf "| %s | %s | %.0f | %d | %.2f | %.2f | %.1f | %.2f | %.2f | %d / %d | %.1f | %.0f |\n",
-            op, srv, n / dur, median, r["p50_us"] / 1000, r["p99_us"] / 1000,
+          printf "| %s | %s | %.0f | %d | %.2f | %.2f | %s | %.1f | %.2f | %.2f | %d / %d | %.1f | %.0f |\n",
+            op, srv, n / dur, median, r["p50_us"] / 1000, r["p99_us"] / 1000, median_p99,
             (n > 0 ? scpu / n * 1e6 : 0), scpu / c["wall_s"], wcpu / c["wall_s"], r["non2xx"], errs,
             sync_s + 0, n / (dur + sync_s)
         }' "$f"
     done
   done
   echo
-  echo "Data: $FS_KIND. $CONNS connections, $THREADS wrk threads, $DURATION per run, best of $ROUNDS interleaved rounds (the row shows the best round; median over all rounds beside it), $NFILES files of 16 KiB. \"req/s until durable\": the run's requests over its time plus the time the \`sync\` after it took to write out what the server left unwritten."
+  echo "Data: $FS_KIND. Server workers: ${WORKERS:-one per CPU (the default of each)}. $CONNS connections, $THREADS wrk threads, $DURATION per run, best of $ROUNDS interleaved rounds (the row shows the best round; the medians of req/s and p99 over all rounds beside it), $NFILES files of 16 KiB. \"req/s until durable\": the run's requests over its time plus the time the \`sync\` after it took to write out what the server left unwritten."
 } | tee "$RESULTS/summary.md"
 {
   echo "kernel: $(uname -r)"

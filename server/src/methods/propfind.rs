@@ -85,10 +85,15 @@ pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
         }
         Err(e) => return engine_error(&e),
     };
-    let quota = ctx.app.store.usage(&ctx.space).ok().map(|u| Quota {
-        used: u.used_bytes,
-        available: u.available_bytes().unwrap_or(i64::MAX as u64),
-    });
+    // Quota properties exist on collections only (`has_live`): a file alone skips the lookup.
+    let any_dir = is_dir(&info) || children.iter().any(is_dir);
+    let quota = any_dir
+        .then(|| ctx.app.store.usage(&ctx.space).ok())
+        .flatten()
+        .map(|u| Quota {
+            used: u.used_bytes,
+            available: u.available_bytes().unwrap_or(i64::MAX as u64),
+        });
     let mut ms = Multistatus::with_capacity(
         MULTISTATUS_HEAD_BYTES + (children.len() + 1) * MULTISTATUS_RESPONSE_BYTES,
     );
