@@ -122,14 +122,13 @@ pub fn parse_authorization(header: &str) -> Result<Credentials<'_>, AuthError> {
         let decoded = STANDARD
             .decode(rest)
             .map_err(|_| AuthError::Malformed("bad base64"))?;
-        let text = String::from_utf8(decoded).map_err(|_| AuthError::Malformed("not UTF-8"))?;
-        let (login, password) = text
-            .split_once(':')
-            .ok_or(AuthError::Malformed("no colon"))?;
-        Ok(Credentials::Basic {
-            login: login.to_string(),
-            password: password.to_string(),
-        })
+        let mut login =
+            String::from_utf8(decoded).map_err(|_| AuthError::Malformed("not UTF-8"))?;
+        let colon = login.find(':').ok_or(AuthError::Malformed("no colon"))?;
+        // Split the decoded text in place: one allocation for the password, none for the login.
+        let password = login.split_off(colon + 1);
+        login.truncate(colon);
+        Ok(Credentials::Basic { login, password })
     } else if scheme.eq_ignore_ascii_case("bearer") {
         Ok(Credentials::Bearer(rest))
     } else {

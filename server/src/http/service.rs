@@ -18,9 +18,7 @@ use crate::methods;
 /// What every WebDAV handler gets: who asks, for what, in which space.
 pub struct Ctx {
     pub app: Arc<App>,
-    /// `user@tenant` (the principal that owns locks).
-    pub principal: String,
-    /// The engine's key of the requester's home space.
+    /// The engine's key of the requester's home space (a user reaches only their own).
     pub space: skab_engine::SpaceKey,
     pub target: DavPath,
     /// The target's path as engine names (NFC-normalized).
@@ -28,6 +26,11 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// `user@tenant`: the principal that owns locks (built only by the lock paths).
+    pub fn principal(&self) -> String {
+        format!("{}@{}", self.space.user(), self.space.tenant())
+    }
+
     pub fn href(&self, path: &crate::dav::path::SpacePath, collection: bool) -> String {
         crate::dav::path::href(&self.target.space, path, collection)
     }
@@ -111,7 +114,6 @@ async fn route(app: Arc<App>, req: Request<ReqBody>, peer: SocketAddr) -> Resp {
     };
     let ctx = Ctx {
         app,
-        principal: format!("{}@{}", principal.user, principal.tenant),
         space,
         target,
         names,

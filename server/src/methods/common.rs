@@ -196,7 +196,7 @@ pub fn check_write(
         if let Err(e) =
             ctx.app
                 .locks
-                .check_write(&ctx.target.space, path, *scope, &tokens, &ctx.principal)
+                .check_write(&ctx.target.space, path, *scope, &tokens, &ctx.principal())
         {
             let (code, cond) = lock_error(&e, LockOp::Write, |p| ctx.href(p, false));
             return Err(condition(code, cond.as_ref()));

@@ -79,7 +79,7 @@ pub async fn handle_lock(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
             &ctx.target.path,
             &tokens,
             timeout,
-            &ctx.principal,
+            &ctx.principal(),
         ) {
             Ok(info) => xml(StatusCode::OK, lock_response_body(&info, &root_href(&info))),
             Err(e) => {
@@ -94,7 +94,7 @@ pub async fn handle_lock(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
         depth,
         timeout,
         owner: lockinfo.owner,
-        principal: &ctx.principal,
+        principal: &ctx.principal(),
         resource_exists: existing.is_some(),
     };
     let info = match ctx.app.locks.lock(&ctx.target.space, request) {
@@ -117,7 +117,7 @@ pub async fn handle_lock(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
                 &ctx.target.space,
                 &ctx.target.path,
                 &info.token,
-                &ctx.principal,
+                &ctx.principal(),
             );
             return engine_error(&e);
         }
@@ -142,11 +142,12 @@ pub fn handle_unlock(ctx: &Ctx, req: &Request<ReqBody>) -> Resp {
         Ok(t) => t,
         Err(_) => return text(StatusCode::BAD_REQUEST, "bad Lock-Token header"),
     };
-    match ctx
-        .app
-        .locks
-        .unlock(&ctx.target.space, &ctx.target.path, &token, &ctx.principal)
-    {
+    match ctx.app.locks.unlock(
+        &ctx.target.space,
+        &ctx.target.path,
+        &token,
+        &ctx.principal(),
+    ) {
         Ok(_) => status(StatusCode::NO_CONTENT),
         Err(e) => {
             let (code, cond) = lock_error(&e, LockOp::Unlock, |p| ctx.href(p, false));
