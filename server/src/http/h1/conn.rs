@@ -331,6 +331,11 @@ impl Conn {
                 BodyState::Done | BodyState::Failed => false,
             };
         let mut keep = keep_alive && (body_done || drainable) && !*self.stop_rx.borrow();
+        // Let the other connections that are ready in this event-loop turn compute their
+        // answers first: the turn's responses then go out back to back, and a peer's thread
+        // that waits on several of them is woken once, not once per response
+        // (docs/architecture.md, "Own HTTP/1").
+        tokio::task::yield_now().await;
         let written = self.write_response(&method, version, resp, &mut keep).await;
         self.last_activity = Instant::now();
         if !written {
