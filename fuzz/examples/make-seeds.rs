@@ -365,7 +365,7 @@ fn server_seeds(seeds: &mut Seeds) {
 }
 
 fn users_seeds(seeds: &mut Seeds) {
-    use skab_server::auth::password::hash_with;
+    use skab_server::users::password::hash_with;
     use skab_server::users::{TenantName, UserDb, UserName};
     let dir = tempfile::tempdir().expect("temp dir");
     let db = UserDb::open(dir.path()).expect("user db");

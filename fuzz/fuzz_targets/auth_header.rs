@@ -6,7 +6,8 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use skab_server::auth::jwt::JwtVerifier;
-use skab_server::auth::{parse_authorization, password, token, Credentials};
+use skab_server::auth::{parse_authorization, Credentials};
+use skab_server::users::{password, token};
 use skab_server::config::JwtIssuerConfig;
 use skab_server::users::parse_login;
 

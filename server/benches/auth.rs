@@ -4,7 +4,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use skab_server::auth::cache::CredentialCache;
-use skab_server::auth::{password, token};
+use skab_server::users::{password, token};
 use skab_server::users::{TenantName, UserDb, UserName};
 use std::hint::black_box;
 use std::time::{Duration, Instant};

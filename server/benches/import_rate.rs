@@ -3,7 +3,7 @@
 //!
 //! `cargo bench -p skab-server --bench import_rate`
 
-use skab_server::auth::password;
+use skab_server::users::password;
 use skab_server::users::{import::import_csv, UserDb};
 use std::io::Write;
 use std::time::Instant;

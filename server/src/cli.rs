@@ -1,10 +1,10 @@
 //! The `skab` command line: `serve` and the user, tenant and token administration commands.
 
 use crate::admin::AdminRequest;
-use crate::auth::password;
 use crate::config::{CliOverrides, Config};
 use crate::limits::PASSWORD_LEN_MAX;
 use crate::users::import::{import_csv, ImportError};
+use crate::users::password;
 use crate::users::{TenantName, TokenId, UserDb, UserName};
 use clap::{Args, Parser, Subcommand};
 use std::io::{Read, Write};

@@ -11,5 +11,6 @@ pub mod http;
 pub mod limits;
 pub mod methods;
 pub mod metrics;
+pub mod route;
 pub mod serve;
 pub mod users;

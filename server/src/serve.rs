@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use crate::app::App;
-use crate::auth::password::hash_password;
 use crate::cli::CliError;
 use crate::config::{Config, LogFormat};
 use crate::limits::{ALLOC_MMAP_THRESHOLD_BYTES, CHECKPOINT_NICE, MAINTENANCE_INTERVAL_S};
+use crate::users::password::hash_password;
 use crate::users::{TenantName, UserName};
 
 /// Tenant and user created on the first start of an empty data dir.
@@ -156,7 +156,25 @@ pub fn serve(config: Config) -> Result<(), CliError> {
         crate::admin::spawn_listener(app.store.clone(), &app.config.data_dir)
             .map_err(|e| anyhow::anyhow!("admin socket: {e}"))?;
         tokio::spawn(maintenance(app.clone()));
-        crate::http::serve(app.clone(), listen).await
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let settings = crate::route::http_settings(&app.config);
+        let (scheme, http1) = (
+            settings.scheme(),
+            if settings.uses_own_http1() {
+                "skab"
+            } else {
+                "hyper"
+            },
+        );
+        let addr = listener.local_addr()?;
+        tracing::info!("listening on {scheme}://{addr} (HTTP/1.1 by {http1})");
+        println!("skab: serving WebDAV on {scheme}://{addr}/dav/ (HTTP/1.1 by {http1})");
+        crate::http::run(
+            Arc::new(crate::route::Router::new(app.clone())),
+            settings,
+            listener,
+        )
+        .await
     });
     // Office suites hold locks for hours: a planned restart must not break their next save.
     match crate::dav::lock_file::save(&app.config.data_dir, &app.locks) {

@@ -1,6 +1,6 @@
 //! Runs the built `skab` binary against data dirs in temp directories.
 
-use skab_server::auth::password;
+use skab_server::users::password;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

@@ -241,7 +241,7 @@ fn users_imported_while_running_log_in_at_the_first_request() {
     // Warm the auth path so the first miss below is not the server's first refresh.
     assert_eq!(server.client().propfind(&dav(""), "0").status, 207);
     const N: usize = 40;
-    let phc = skab_server::auth::password::hash_password("imported pw").unwrap();
+    let phc = skab_server::users::password::hash_password("imported pw").unwrap();
     let mut csv = String::from("user,tenant,password\n");
     for i in 0..N {
         csv.push_str(&format!("pupil{i},{TENANT},{phc}\n"));

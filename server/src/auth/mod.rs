@@ -7,16 +7,14 @@ pub mod expiring;
 pub mod flight;
 pub mod jwt;
 pub mod jwt_cache;
-pub mod password;
 pub mod throttle;
-pub mod token;
 
 use crate::config::AuthConfig;
 use crate::limits::{
     AUTH_HEADER_LEN_MAX, TOKEN_LAST_USED_RESOLUTION_S, USER_DB_REFRESH_INTERVAL_MS,
     USER_DB_REFRESH_ON_MISS_MIN_MS,
 };
-use crate::users::{now_unix, parse_login, TenantName, TokenId, UserDb, UserName};
+use crate::users::{now_unix, parse_login, password, token, TenantName, TokenId, UserDb, UserName};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use cache::CredentialCache;

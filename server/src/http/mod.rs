@@ -1,15 +1,16 @@
 //! HTTP serving: the accept loop (plain or TLS), connection limits and timeouts, graceful
-//! shutdown that lets in-flight requests (uploads) finish.
+//! shutdown that lets in-flight requests (uploads) finish. Knows nothing of WebDAV: each
+//! request goes to a [`Handler`] (the server's router, `crate::route`).
 
 pub mod body;
 pub mod date;
 pub mod h1;
 mod idle;
 pub mod response;
-pub mod service;
-pub mod status;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,24 +20,73 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
-use crate::app::App;
 use crate::limits::{SHUTDOWN_GRACE_S, WORKERS_MAX};
+use body::ReqBody;
+use response::Resp;
+
+/// What answers requests: both HTTP/1 paths and HTTP/2 call it for every request.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(
+        &self,
+        req: hyper::Request<ReqBody>,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Resp> + Send;
+}
+
+/// How to serve: TLS, which HTTP/1 implementation, threads, limits and timeouts.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Certificate and key (PEM); plain HTTP when none.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Skab's own HTTP/1 for plain connections (hyper's otherwise, and always with TLS).
+    pub own_http1: bool,
+    /// Serving threads (0: one per CPU, at most `WORKERS_MAX`).
+    pub workers: usize,
+    pub connections_max: usize,
+    /// From a connection's first byte (or accept) to the end of a request head.
+    pub header_read: Duration,
+    /// Between requests on a kept-alive connection.
+    pub idle: Duration,
+    pub header_size_max: usize,
+    /// A request body that sends nothing for this long fails as stalled.
+    pub body_stall: Duration,
+}
+
+impl Settings {
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// Whether plain HTTP/1 connections are served by Skab's own implementation.
+    pub fn uses_own_http1(&self) -> bool {
+        self.tls.is_none() && self.own_http1
+    }
+}
 
 /// Serves until ctrl-c / SIGTERM, then stops accepting and waits (bounded) for requests.
 ///
 /// The calling runtime only accepts; each connection is handed to one of the worker threads
 /// (`workers`), each running its own single-threaded event loop, and stays there. Requests
 /// then run without cross-thread wake-ups (docs/architecture.md, "Serving threads").
-pub async fn run(app: Arc<App>, listener: TcpListener) -> anyhow::Result<()> {
-    let tls = match (&app.config.tls.cert, &app.config.tls.key) {
-        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
-        _ => None,
+pub async fn run<H: Handler>(
+    handler: Arc<H>,
+    settings: Settings,
+    listener: TcpListener,
+) -> anyhow::Result<()> {
+    let tls = match &settings.tls {
+        Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+        None => None,
     };
+    let settings = Arc::new(settings);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     // Connections on Skab's own HTTP/1 hold a receiver; `closed()` tells when all are gone.
     let (stop_tx, stop_rx) = watch::channel(false);
-    let permits = Arc::new(Semaphore::new(app.config.limits.connections_max));
-    let workers = Workers::start(worker_count(app.config.workers))?;
+    let permits = Arc::new(Semaphore::new(settings.connections_max));
+    let workers = Workers::start(worker_count(settings.workers))?;
     let mut shutdown = std::pin::pin!(shutdown_signal());
     let mut next = 0usize;
     loop {
@@ -70,7 +120,8 @@ pub async fn run(app: Arc<App>, listener: TcpListener) -> anyhow::Result<()> {
             tcp,
             peer,
             permit,
-            app: app.clone(),
+            handler: handler.clone(),
+            settings: settings.clone(),
             tls: tls.clone(),
             watcher: graceful.watcher(),
             stop: stop_rx.clone(),
@@ -111,11 +162,12 @@ fn worker_count(configured: usize) -> usize {
 }
 
 /// An accepted connection on its way to a worker thread.
-struct Connection {
+struct Connection<H> {
     tcp: std::net::TcpStream,
     peer: SocketAddr,
     permit: OwnedSemaphorePermit,
-    app: Arc<App>,
+    handler: Arc<H>,
+    settings: Arc<Settings>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     watcher: hyper_util::server::graceful::Watcher,
     /// Turns true when the server stops (for Skab's own HTTP/1 connections).
@@ -123,14 +175,14 @@ struct Connection {
 }
 
 /// Serving threads, each a single-threaded tokio runtime fed accepted connections.
-struct Workers {
-    senders: Vec<mpsc::UnboundedSender<Connection>>,
+struct Workers<H> {
+    senders: Vec<mpsc::UnboundedSender<Connection<H>>>,
     stop: watch::Sender<bool>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
-impl Workers {
-    fn start(count: usize) -> anyhow::Result<Workers> {
+impl<H: Handler> Workers<H> {
+    fn start(count: usize) -> anyhow::Result<Workers<H>> {
         assert!((1..=WORKERS_MAX).contains(&count));
         let (stop, _) = watch::channel(false);
         let mut senders = Vec::with_capacity(count);
@@ -156,7 +208,7 @@ impl Workers {
     }
 
     /// Gives `conn` to worker `n % count`; hands it back if that worker is gone.
-    fn hand_over(&self, n: usize, conn: Connection) -> Result<(), Connection> {
+    fn hand_over(&self, n: usize, conn: Connection<H>) -> Result<(), Connection<H>> {
         let tx = &self.senders[n % self.senders.len()];
         tx.send(conn).map_err(|e| e.0)
     }
@@ -173,8 +225,8 @@ impl Workers {
     }
 }
 
-async fn worker_loop(
-    mut connections: mpsc::UnboundedReceiver<Connection>,
+async fn worker_loop<H: Handler>(
+    mut connections: mpsc::UnboundedReceiver<Connection<H>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut accepting = true;
@@ -192,12 +244,13 @@ async fn worker_loop(
     }
 }
 
-async fn serve_connection(conn: Connection) {
+async fn serve_connection<H: Handler>(conn: Connection<H>) {
     let Connection {
         tcp,
         peer,
         permit,
-        app,
+        handler,
+        settings,
         tls,
         watcher,
         stop,
@@ -210,9 +263,9 @@ async fn serve_connection(conn: Connection) {
         }
     };
     let _ = tcp.set_nodelay(true);
-    let builder = builder(&app);
-    let first_byte = Duration::from_secs(app.config.limits.header_read_timeout_s);
-    let idle = Duration::from_secs(app.config.limits.idle_timeout_s);
+    let builder = builder(&settings);
+    let first_byte = settings.header_read;
+    let idle = settings.idle;
     // hyper's header timeout starts at the first byte: a client that connects and
     // sends nothing would hold its connection slot forever (connection exhaustion).
     let mut probe = [0u8; 1];
@@ -224,26 +277,26 @@ async fn serve_connection(conn: Connection) {
             return;
         }
     }
-    let own_http1 = tls.is_none() && app.config.http1 == crate::config::Http1::Skab;
-    let service_app = app.clone();
+    let own_http1 = tls.is_none() && settings.own_http1;
+    let service_handler = handler.clone();
     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-        let app = service_app.clone();
+        let handler = service_handler.clone();
         let req = req.map(body::ReqBody::Hyper);
-        async move { Ok::<_, std::convert::Infallible>(service::handle(app, req, peer).await) }
+        async move { Ok::<_, std::convert::Infallible>(handler.handle(req, peer).await) }
     });
     if own_http1 {
-        let settings = h1::Settings {
+        let h1_settings = h1::Settings {
             idle,
             header_read: first_byte,
-            head_max: app.config.limits.header_size_max,
-            body_stall: Duration::from_secs(app.config.limits.body_stall_timeout_s),
+            head_max: settings.header_size_max,
+            body_stall: settings.body_stall,
         };
-        if let h1::Outcome::Http2 { io, read } = h1::Conn::new(tcp, settings, stop)
-            .run(app.clone(), peer)
+        if let h1::Outcome::Http2 { io, read } = h1::Conn::new(tcp, h1_settings, stop)
+            .run(&*handler, peer)
             .await
         {
             let io = idle::IdleGuard::new(h1::Prefixed::new(read, io), idle);
-            let conn = http2_builder(&app).serve_connection(TokioIo::new(io), service);
+            let conn = http2_builder(&settings).serve_connection(TokioIo::new(io), service);
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%peer, error = %e, "HTTP/2 connection ended with an error");
             }
@@ -283,28 +336,26 @@ async fn serve_connection(conn: Connection) {
     drop(permit);
 }
 
-fn builder(app: &App) -> auto::Builder<TokioExecutor> {
-    let limits = &app.config.limits;
+fn builder(settings: &Settings) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(limits.header_read_timeout_s))
-        .max_buf_size(limits.header_size_max.max(8192))
+        .header_read_timeout(settings.header_read)
+        .max_buf_size(settings.header_size_max.max(8192))
         .keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(limits.header_size_max as u32)
-        .keep_alive_interval(Some(Duration::from_secs(limits.idle_timeout_s)));
+        .max_header_list_size(settings.header_size_max as u32)
+        .keep_alive_interval(Some(settings.idle));
     b
 }
 
 /// HTTP/2 with prior knowledge on a plain connection (the `auto` builder's HTTP/2 settings).
-fn http2_builder(app: &App) -> hyper::server::conn::http2::Builder<TokioExecutor> {
-    let limits = &app.config.limits;
+fn http2_builder(settings: &Settings) -> hyper::server::conn::http2::Builder<TokioExecutor> {
     let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     b.timer(TokioTimer::new())
-        .max_header_list_size(limits.header_size_max as u32)
-        .keep_alive_interval(Some(Duration::from_secs(limits.idle_timeout_s)));
+        .max_header_list_size(settings.header_size_max as u32)
+        .keep_alive_interval(Some(settings.idle));
     b
 }
 
@@ -329,29 +380,6 @@ async fn shutdown_signal() {
     {
         let _ = ctrl_c.await;
     }
-}
-
-/// Binds and serves `app` (the `skab serve` command).
-pub async fn serve(app: Arc<App>, listen: SocketAddr) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(listen).await?;
-    let scheme = if app.config.tls.cert.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    let http1 = match (scheme, app.config.http1) {
-        ("http", crate::config::Http1::Skab) => "skab",
-        _ => "hyper",
-    };
-    tracing::info!(
-        "listening on {scheme}://{} (HTTP/1.1 by {http1})",
-        listener.local_addr()?
-    );
-    println!(
-        "skab: serving WebDAV on {scheme}://{}/dav/ (HTTP/1.1 by {http1})",
-        listener.local_addr()?
-    );
-    run(app, listener).await
 }
 
 mod tls {

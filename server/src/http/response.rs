@@ -4,7 +4,6 @@ use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 
 use super::body::{empty, full, Body};
-use crate::dav::xml::{error_body, DavCondition};
 
 pub type Resp = Response<Body>;
 
@@ -40,17 +39,4 @@ pub fn xml(code: StatusCode, body: String) -> Resp {
         HeaderValue::from_static("application/xml; charset=utf-8"),
     );
     r
-}
-
-/// A status with a `DAV:error` body naming a precondition (RFC 4918 §16).
-pub fn condition(code: StatusCode, cond: Option<&DavCondition>) -> Resp {
-    match cond {
-        Some(c) => xml(code, error_body(c)),
-        None => status(code),
-    }
-}
-
-/// 207 Multi-Status.
-pub fn multistatus(body: String) -> Resp {
-    xml(StatusCode::MULTI_STATUS, body)
 }

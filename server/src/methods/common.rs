@@ -10,14 +10,15 @@ use crate::http::body::ReqBody;
 use hyper::{HeaderMap, Request, StatusCode};
 use skab_engine::ns::{EntryInfo, Etag, Kind};
 
+use super::ctx::{engine_names, Ctx};
+use super::reply::condition;
+use super::status::status_of;
 use crate::dav::headers::{IfHeader, ResourceState};
 use crate::dav::locks::WriteScope;
 use crate::dav::path::{parse_uri_ref, HostCheck, SpacePath, UriTarget};
 use crate::dav::status::{lock_error, LockOp};
 use crate::http::body::{read_all, BodyFault};
-use crate::http::response::{condition, status, text, Resp};
-use crate::http::service::{engine_names, Ctx};
-use crate::http::status::status_of;
+use crate::http::response::{status, text, Resp};
 
 /// Bytes of the content hash shown in an ETag: 128 bits stay collision-free for every file
 /// a server will hold, and keep `If` headers short (some clients, litmus among them, cut

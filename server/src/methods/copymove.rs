@@ -5,12 +5,12 @@ use crate::http::body::ReqBody;
 use hyper::{Request, StatusCode};
 
 use super::common::{check_write, engine_error, host, is_dir};
+use super::ctx::{engine_names, Ctx};
 use crate::dav::headers::{parse_depth, parse_overwrite, Depth};
 use crate::dav::locks::WriteScope;
 use crate::dav::path::{parse_destination, Destination};
 use crate::dav::status::destination_status;
 use crate::http::response::{status, text, Resp};
-use crate::http::service::{engine_names, Ctx};
 
 pub async fn handle(ctx: &Ctx, req: &Request<ReqBody>) -> Resp {
     let is_move = req.method().as_str() == "MOVE";

@@ -5,9 +5,9 @@ use crate::http::body::ReqBody;
 use hyper::{Request, StatusCode};
 
 use super::common::{check_write, engine_error};
+use super::ctx::Ctx;
 use crate::dav::locks::WriteScope;
 use crate::http::response::{status, text, Resp};
-use crate::http::service::Ctx;
 
 pub async fn handle(ctx: &Ctx, req: &Request<ReqBody>) -> Resp {
     if ctx.names.is_empty() {

@@ -10,12 +10,12 @@ use hyper::header::{
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::common::{engine_error, etag, is_dir, time_of};
+use super::ctx::Ctx;
 use crate::dav::headers::{
     evaluate_preconditions, if_range_allows, parse_range, Precondition, RangeRequest,
 };
 use crate::http::body::{empty, full, streamed};
 use crate::http::response::{status, Resp};
-use crate::http::service::Ctx;
 
 pub fn handle(ctx: &Ctx, req: &Request<ReqBody>) -> Resp {
     let head = req.method() == Method::HEAD;

@@ -8,12 +8,13 @@ use hyper::header::HeaderValue;
 use hyper::{Request, StatusCode};
 
 use super::common::{engine_error, if_header, if_holds, is_dir, read_xml_body};
+use super::ctx::Ctx;
+use super::reply::condition;
 use crate::dav::headers::{parse_depth, parse_lock_token, parse_timeout, Depth};
 use crate::dav::locks::{LockDepth, LockRequest};
 use crate::dav::status::{lock_error, xml_error, LockOp};
 use crate::dav::xml::{lock_response_body, parse_lockinfo};
-use crate::http::response::{condition, status, text, xml, Resp};
-use crate::http::service::Ctx;
+use crate::http::response::{status, text, xml, Resp};
 
 pub async fn handle_lock(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
     let lcfg = &ctx.app.lock_config;

@@ -6,9 +6,9 @@ use hyper::body::Body as _;
 use hyper::{Request, StatusCode};
 
 use super::common::{check_write, engine_error};
+use super::ctx::Ctx;
 use crate::dav::locks::WriteScope;
 use crate::http::response::{status, text, Resp};
-use crate::http::service::Ctx;
 
 pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
     let has_body = req

@@ -2,6 +2,7 @@
 
 pub mod common;
 mod copymove;
+mod ctx;
 mod delete;
 mod get;
 mod lock;
@@ -10,12 +11,16 @@ pub mod options;
 mod propfind;
 mod proppatch;
 mod put;
+mod reply;
+mod status;
+
+pub use ctx::{engine_names, Ctx};
+pub use status::status_of;
 
 use crate::http::body::ReqBody;
 use hyper::{Method, Request, StatusCode};
 
 use crate::http::response::{text, Resp};
-use crate::http::service::Ctx;
 
 pub async fn dispatch(ctx: Ctx, req: Request<ReqBody>) -> Resp {
     match req.method().as_str() {

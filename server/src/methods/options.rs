@@ -3,8 +3,8 @@
 use hyper::header::{HeaderValue, ALLOW};
 use hyper::StatusCode;
 
+use super::ctx::Ctx;
 use crate::http::response::{status, Resp};
-use crate::http::service::Ctx;
 
 const ALLOWED: &str =
     "OPTIONS, GET, HEAD, PUT, DELETE, MKCOL, COPY, MOVE, PROPFIND, PROPPATCH, LOCK, UNLOCK";

@@ -7,13 +7,14 @@ use hyper::{Request, StatusCode};
 use skab_engine::ns::EntryInfo;
 
 use super::common::{content_type, engine_error, etag, is_dir, read_xml_body, time_of};
+use super::ctx::Ctx;
+use super::reply::{condition, multistatus};
 use crate::dav::headers::{parse_depth, Depth};
 use crate::dav::path::SpacePath;
 use crate::dav::propfind_cache::parse_propfind_cached;
 use crate::dav::status::xml_error;
 use crate::dav::xml::{DavCondition, Multistatus, PropName, PropWriter, Propfind};
-use crate::http::response::{condition, multistatus, text, Resp};
-use crate::http::service::Ctx;
+use crate::http::response::{text, Resp};
 
 /// Live properties every resource has, in `allprop` and `propname` answers.
 const LIVE: &[&str] = &[

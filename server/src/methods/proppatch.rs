@@ -6,11 +6,12 @@ use crate::http::body::ReqBody;
 use hyper::{Request, StatusCode};
 
 use super::common::{check_write, engine_error, read_xml_body};
+use super::ctx::Ctx;
+use super::reply::{condition, multistatus};
 use crate::dav::locks::WriteScope;
 use crate::dav::status::xml_error;
 use crate::dav::xml::{parse_proppatch, DavCondition, Multistatus, PropName, PropPatchOp};
-use crate::http::response::{condition, multistatus, Resp};
-use crate::http::service::Ctx;
+use crate::http::response::Resp;
 
 /// `DAV:` properties the server computes; clients cannot set or remove them.
 const PROTECTED: &[&str] = &[

@@ -9,11 +9,11 @@ use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_RANGE, ETAG};
 use hyper::{Request, StatusCode};
 
 use super::common::{check_write, engine_error, etag, is_dir, time_of};
+use super::ctx::Ctx;
 use crate::dav::headers::{evaluate_preconditions, Precondition};
 use crate::dav::locks::WriteScope;
 use crate::http::body::{BodyFault, RequestStream};
 use crate::http::response::{status, text, Resp};
-use crate::http::service::Ctx;
 
 pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
     if ctx.names.is_empty() {

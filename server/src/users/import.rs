@@ -1,8 +1,8 @@
 //! Bulk import of users from CSV (`user,tenant,password`): all rows or none.
 
 use super::names::{TenantName, UserName};
+use super::password;
 use super::{NewUser, UserDb, UserDbError};
-use crate::auth::password;
 use crate::limits::{IMPORT_ERRORS_SHOWN_MAX, IMPORT_ROWS_MAX};
 use rayon::prelude::*;
 use std::collections::HashMap;

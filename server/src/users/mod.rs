@@ -5,10 +5,11 @@
 pub mod import;
 mod log;
 pub mod names;
+pub mod password;
+pub mod token;
 
 pub use names::{parse_login, NameError, TenantName, UserName};
 
-use crate::auth::{password, token};
 use crate::limits::{
     TOKENS_PER_USER_MAX, TOKEN_LABEL_LEN_MAX, USER_LOG_COMPACT_MIN_BYTES, USER_LOG_COMPACT_RATIO,
     USER_LOG_COMPACT_TXN_OPS,

@@ -25,9 +25,9 @@ use super::body::{End, OwnBody, Shared};
 use super::chunked::{ChunkedDecoder, Step};
 use super::head::{self, Framing, Head, HeadError, Parsed};
 use super::write;
-use crate::app::App;
 use crate::http::body::ReqBody;
 use crate::http::response::Resp;
+use crate::http::Handler;
 use crate::limits::{
     H1_BODY_READ_BYTES, H1_DRAIN_MAX_BYTES, H1_LINGER_DECLARED_MAX_BYTES, H1_LINGER_MAX_BYTES,
     H1_LINGER_MS, H1_READ_BUF_BYTES, H1_WRITE_BATCH_BYTES, H1_WRITE_IOVECS_MAX,
@@ -138,7 +138,7 @@ impl Conn {
     }
 
     /// Serves requests until the connection closes.
-    pub async fn run(mut self, app: Arc<App>, peer: SocketAddr) -> Outcome {
+    pub async fn run<H: Handler>(mut self, handler: &H, peer: SocketAddr) -> Outcome {
         let mut first = true;
         loop {
             let head = match self.read_head().await {
@@ -164,7 +164,7 @@ impl Conn {
                 }
             };
             first = false;
-            if !self.exchange(*head, &app, peer).await {
+            if !self.exchange(*head, handler, peer).await {
                 return Outcome::Closed;
             }
         }
@@ -234,7 +234,7 @@ impl Conn {
     }
 
     /// Runs one request and writes its response; true if the connection stays open.
-    async fn exchange(&mut self, head: Head, app: &Arc<App>, peer: SocketAddr) -> bool {
+    async fn exchange<H: Handler>(&mut self, head: Head, handler: &H, peer: SocketAddr) -> bool {
         let Head {
             method,
             uri,
@@ -262,7 +262,7 @@ impl Conn {
         *req.headers_mut() = headers;
         let mut sent_continue = !expects_continue;
         let resp = {
-            let mut handler = pin!(crate::http::service::handle(app.clone(), req, peer));
+            let mut handler = pin!(handler.handle(req, peer));
             let mut continue_sent = 0usize;
             let body_stall = self.settings.body_stall;
             let mut progress = self.last_activity;

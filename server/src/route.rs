@@ -1,53 +1,58 @@
-//! Per-request entry point: routing, authentication, space checks and method dispatch.
+//! Per-request entry point: which part of the server answers a path (health, metrics, WebDAV),
+//! then authentication, the space check and method dispatch. The HTTP layer calls it through
+//! [`http::Handler`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::http::body::ReqBody;
 use hyper::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use hyper::{Method, Request, StatusCode};
-use skab_engine::ns::Name;
 
-use super::response::{status, text, Resp};
 use crate::app::App;
-use crate::dav::path::{parse_target, DavPath};
+use crate::dav::path::parse_target;
 use crate::dav::status::path_error;
-use crate::methods;
+use crate::http::body::ReqBody;
+use crate::http::response::{status, text, Resp};
+use crate::http::{self, Handler};
+use crate::methods::{self, engine_names, status_of, Ctx};
 
-/// What every WebDAV handler gets: who asks, for what, in which space.
-pub struct Ctx {
-    pub app: Arc<App>,
-    /// The engine's key of the requester's home space (a user reaches only their own).
-    pub space: skab_engine::SpaceKey,
-    pub target: DavPath,
-    /// The target's path as engine names (NFC-normalized).
-    pub names: Vec<Name>,
+/// The server's request handler: everything behind the HTTP layer.
+pub struct Router {
+    app: Arc<App>,
 }
 
-impl Ctx {
-    /// `user@tenant`: the principal that owns locks (built only by the lock paths).
-    pub fn principal(&self) -> String {
-        format!("{}@{}", self.space.user(), self.space.tenant())
-    }
-
-    pub fn href(&self, path: &crate::dav::path::SpacePath, collection: bool) -> String {
-        crate::dav::path::href(&self.target.space, path, collection)
+impl Router {
+    pub fn new(app: Arc<App>) -> Router {
+        Router { app }
     }
 }
 
-/// Converts the protocol layer's path into engine names.
-pub fn engine_names(path: &crate::dav::path::SpacePath) -> Result<Vec<Name>, skab_engine::Error> {
-    path.segments().map(Name::new).collect()
+impl Handler for Router {
+    async fn handle(&self, req: Request<ReqBody>, peer: SocketAddr) -> Resp {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let resp = route(self.app.clone(), req, peer).await;
+        self.app
+            .metrics
+            .observe(&method, resp.status(), started.elapsed());
+        resp
+    }
 }
 
-pub async fn handle(app: Arc<App>, req: Request<ReqBody>, peer: SocketAddr) -> Resp {
-    let started = Instant::now();
-    let method = req.method().clone();
-    let resp = route(app.clone(), req, peer).await;
-    app.metrics
-        .observe(&method, resp.status(), started.elapsed());
-    resp
+/// The HTTP layer's settings from the server's configuration.
+pub fn http_settings(config: &crate::config::Config) -> http::Settings {
+    let limits = &config.limits;
+    http::Settings {
+        tls: config.tls.cert.clone().zip(config.tls.key.clone()),
+        own_http1: config.http1 == crate::config::Http1::Skab,
+        workers: config.workers,
+        connections_max: limits.connections_max,
+        header_read: Duration::from_secs(limits.header_read_timeout_s),
+        idle: Duration::from_secs(limits.idle_timeout_s),
+        header_size_max: limits.header_size_max,
+        body_stall: Duration::from_secs(limits.body_stall_timeout_s),
+    }
 }
 
 async fn route(app: Arc<App>, req: Request<ReqBody>, peer: SocketAddr) -> Resp {
@@ -105,7 +110,7 @@ async fn route(app: Arc<App>, req: Request<ReqBody>, peer: SocketAddr) -> Resp {
     };
     if !app.store.space_exists(&space) {
         if let Err(e) = app.store.create_space(&space).await {
-            return text(super::status::status_of(&e), &e.to_string());
+            return text(status_of(&e), &e.to_string());
         }
     }
     let names = match engine_names(&target.path) {
