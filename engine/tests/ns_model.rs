@@ -179,9 +179,14 @@ impl Model {
         self.next_trash += 1;
     }
 
+    /// Each directory in `dirs` and every one above it, once: a change below a directory
+    /// moves its mtime.
     fn touch(&mut self, dirs: &[P], now: i64) {
-        let set: BTreeSet<&P> = dirs.iter().collect();
-        for d in set {
+        let set: BTreeSet<P> = dirs
+            .iter()
+            .flat_map(|d| (0..=d.len()).map(move |i| d[..i].to_vec()))
+            .collect();
+        for d in &set {
             let e = self.live.get_mut(d).unwrap();
             e.mtime = now.max(e.mtime + 1);
         }
@@ -239,6 +244,7 @@ impl Model {
                             let n = e.versions.len() - keep;
                             e.versions.drain(..n);
                         }
+                        self.touch(&[path[..path.len() - 1].to_vec()], *now);
                     }
                 }
             }
@@ -377,6 +383,7 @@ impl Model {
                 e.file = Some(v.content);
                 e.mtime = *now;
                 self.next_version += 1;
+                self.touch(&[path[..path.len() - 1].to_vec()], *now);
             }
             NsOp::Expire {
                 now,
@@ -396,22 +403,47 @@ impl Model {
                     self.trash.retain(|t| now - t.deleted_at <= *max);
                 }
             }
-            NsOp::SetProps { path, set, remove } => {
-                self.find(path)?;
-                for (i, (n, _)) in set.iter().enumerate() {
-                    if set[..i].iter().any(|(m, _)| m == n) || remove.contains(n) {
-                        return Err(Error::Invalid(""));
-                    }
-                }
-                let e = self.live.get_mut(path).unwrap();
-                for (n, v) in set {
-                    e.props.insert(n.clone(), v.clone());
-                }
-                for n in remove {
-                    e.props.remove(n);
-                }
+            NsOp::SetProps {
+                path,
+                set,
+                remove,
+                now,
+            } => self.set_props(path, set, remove, *now)?,
+            NsOp::SetPropsUntimed { path, set, remove } => {
+                self.set_props(path, set, remove, i64::MIN)?
             }
             NsOp::SetQuota { bytes } => self.quota = *bytes,
+        }
+        Ok(())
+    }
+
+    fn set_props(
+        &mut self,
+        path: &P,
+        set: &[(PropName, Vec<u8>)],
+        remove: &[PropName],
+        now: i64,
+    ) -> Result<()> {
+        {
+            self.find(path)?;
+            for (i, (n, _)) in set.iter().enumerate() {
+                if set[..i].iter().any(|(m, _)| m == n) || remove.contains(n) {
+                    return Err(Error::Invalid(""));
+                }
+            }
+            let e = self.live.get_mut(path).unwrap();
+            for (n, v) in set {
+                e.props.insert(n.clone(), v.clone());
+            }
+            for n in remove {
+                e.props.remove(n);
+            }
+            let dir = if e.file.is_some() {
+                path[..path.len() - 1].to_vec()
+            } else {
+                path.clone()
+            };
+            self.touch(&[dir], now);
         }
         Ok(())
     }
@@ -552,7 +584,8 @@ enum Gen {
     Purge(u64),
     RestoreVersion(P, u64),
     Expire(Option<i64>, Option<i64>),
-    Props(P, Vec<(PropName, Vec<u8>)>, Vec<PropName>),
+    /// The last field: logged with a time (or as a log from before propagation).
+    Props(P, Vec<(PropName, Vec<u8>)>, Vec<PropName>, bool),
     Quota(Option<u64>),
     Snapshot,
 }
@@ -572,9 +605,10 @@ fn gen_s() -> impl Strategy<Value = (Gen, i64)> {
         2 => (
             path_s(),
             prop::collection::vec((prop_name_s(), prop::collection::vec(any::<u8>(), 0..3)), 0..3),
-            prop::collection::vec(prop_name_s(), 0..2)
+            prop::collection::vec(prop_name_s(), 0..2),
+            prop::bool::weighted(0.8)
         )
-            .prop_map(|(p, s, r)| Gen::Props(p, s, r)),
+            .prop_map(|(p, s, r, timed)| Gen::Props(p, s, r, timed)),
         1 => prop::option::of(0..3000u64).prop_map(Gen::Quota),
         1 => Just(Gen::Snapshot),
     ];
@@ -615,7 +649,13 @@ fn to_op(g: Gen, now: i64) -> Option<NsOp> {
             version_age_max_ns: v,
             trash_age_max_ns: t,
         },
-        Gen::Props(path, set, remove) => NsOp::SetProps { path, set, remove },
+        Gen::Props(path, set, remove, true) => NsOp::SetProps {
+            path,
+            set,
+            remove,
+            now,
+        },
+        Gen::Props(path, set, remove, false) => NsOp::SetPropsUntimed { path, set, remove },
         Gen::Quota(bytes) => NsOp::SetQuota { bytes },
         Gen::Snapshot => return None,
     })

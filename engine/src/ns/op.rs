@@ -76,12 +76,21 @@ pub enum NsOp {
         version_age_max_ns: Option<i64>,
         trash_age_max_ns: Option<i64>,
     },
-    /// Set and remove dead properties, all or nothing. Values are raw XML bytes.
-    SetProps {
+    /// [`NsOp::SetProps`] as logged before changes propagated upwards, without a time
+    /// (kept so that older logs replay; never written now).
+    SetPropsUntimed {
         path: Path,
         set: Vec<(PropName, Vec<u8>)>,
         remove: Vec<PropName>,
     },
     /// Set the space's quota in logical bytes of live files (`None` = unlimited).
     SetQuota { bytes: Option<u64> },
+    /// Set and remove dead properties, all or nothing. Values are raw XML bytes. The
+    /// directories above the entry take `now` as their mtime (a change below them).
+    SetProps {
+        path: Path,
+        set: Vec<(PropName, Vec<u8>)>,
+        remove: Vec<PropName>,
+        now: i64,
+    },
 }

@@ -624,6 +624,7 @@ mod tests {
                 path: p("d"),
                 set: vec![(PropName::new("u", "x"), b"<v/>".to_vec())],
                 remove: vec![],
+                now: 9,
             },
         ];
         for op in &ops {

@@ -514,14 +514,23 @@ impl SpaceTree {
             .map_or(0, |c| self.contents.get(c).size)
     }
 
-    /// Bumps a directory's mtime: to `now`, or one past its old value if that is not older.
+    /// Bumps the mtime of each directory in `dirs` and of every directory above it, once
+    /// each: to `now`, or one past its old value if that is not older. So a directory's mtime,
+    /// and with it its ETag, strictly increases whenever anything below it changes (O(depth);
+    /// `docs/namespace.md`, "Change propagation").
     fn touch(&mut self, dirs: &[u32], now: i64) {
-        for (i, &d) in dirs.iter().enumerate() {
-            if dirs[..i].contains(&d) {
-                continue;
+        let mut bumped: Vec<u32> = Vec::new();
+        for &start in dirs {
+            let mut d = start;
+            while d != NIL && !bumped.contains(&d) {
+                let n = self.node_mut(d);
+                n.mtime = now.max(n.mtime.saturating_add(1));
+                let parent = n.parent;
+                if dirs.len() > 1 {
+                    bumped.push(d);
+                }
+                d = parent;
             }
-            let m = &mut self.node_mut(d).mtime;
-            *m = now.max(m.saturating_add(1));
         }
     }
 
@@ -702,7 +711,15 @@ impl SpaceTree {
                 version_age_max_ns,
                 trash_age_max_ns,
             } => self.expire(*now, *version_age_max_ns, *trash_age_max_ns, &mut fx),
-            NsOp::SetProps { path, set, remove } => self.set_props(path, set, remove)?,
+            NsOp::SetProps {
+                path,
+                set,
+                remove,
+                now,
+            } => self.set_props(path, set, remove, Some(*now))?,
+            NsOp::SetPropsUntimed { path, set, remove } => {
+                self.set_props(path, set, remove, None)?
+            }
             NsOp::SetQuota { bytes } => self.quota = *bytes,
         }
         Ok(fx)
@@ -794,6 +811,7 @@ impl SpaceTree {
                 }
                 self.node_mut(s).mtime = now;
                 self.trim_versions(s, keep, fx);
+                self.touch(&[p], now);
             }
         }
         Ok(())
@@ -947,6 +965,8 @@ impl SpaceTree {
         let n = self.node_mut(s);
         n.link = FILE_BIT | new_content;
         n.mtime = now;
+        let parent = n.parent;
+        self.touch(&[parent], now);
         self.live_bytes = self.live_bytes - old_size + new_size;
         Ok(())
     }
@@ -982,11 +1002,14 @@ impl SpaceTree {
         }
     }
 
+    /// Sets and removes dead properties; the directories above the entry (and the entry, if
+    /// a directory) are touched at `now`, or one tick on where the op carries no time.
     fn set_props(
         &mut self,
         path: &[Name],
         set: &[(PropName, Vec<u8>)],
         remove: &[PropName],
+        now: Option<i64>,
     ) -> Result<()> {
         check_depth(path)?;
         let s = self.find(path)?;
@@ -1029,6 +1052,12 @@ impl SpaceTree {
         } else {
             self.props.insert(s, props);
         }
+        let from = if self.node(s).is_file() {
+            self.node(s).parent
+        } else {
+            s
+        };
+        self.touch(&[from], now.unwrap_or(i64::MIN));
         Ok(())
     }
 
@@ -1433,6 +1462,7 @@ mod tests {
             path: p("a/f"),
             set,
             remove: vec![],
+            now: 9,
         })
         .unwrap();
         let fx = t
@@ -1534,6 +1564,7 @@ mod tests {
             path: p("f"),
             set,
             remove: vec![],
+            now: 9,
         })
         .unwrap();
         let one_more = vec![(n(PROPS_PER_ENTRY_MAX), vec![1])];
@@ -1541,6 +1572,7 @@ mod tests {
             path: p("f"),
             set: one_more,
             remove: vec![],
+            now: 9,
         });
         assert!(matches!(r, Err(Error::LimitExceeded(_))));
         let big = vec![(n(0), vec![0; PROP_VALUE_LEN_MAX + 1])];
@@ -1548,6 +1580,7 @@ mod tests {
             path: p("f"),
             set: big,
             remove: vec![],
+            now: 9,
         });
         assert!(matches!(r, Err(Error::LimitExceeded(_))));
         assert_eq!(t.props(f).len(), PROPS_PER_ENTRY_MAX);
@@ -1556,6 +1589,7 @@ mod tests {
             path: p("f"),
             set: vec![],
             remove: vec![n(0)],
+            now: 9,
         })
         .unwrap();
         assert_eq!(t.props(f).len(), PROPS_PER_ENTRY_MAX - 1);

@@ -1034,6 +1034,7 @@ impl Store {
             path: path.to_vec(),
             set,
             remove,
+            now: now_ns(),
         };
         self.mutate(key, op, 0).await.map(|_| ())
     }
