@@ -202,12 +202,23 @@ impl Model {
                 self.live.insert(path.clone(), dir_entry(*now));
                 self.touch(&[path[..path.len() - 1].to_vec()], *now);
             }
-            NsOp::PutFile {
-                path,
-                content,
-                now,
-                keep_versions,
-            } => {
+            NsOp::PutFile { .. } | NsOp::PutFileAt { .. } => {
+                let (path, content, now, mtime, keep_versions) = match op {
+                    NsOp::PutFile {
+                        path,
+                        content,
+                        now,
+                        keep_versions,
+                    } => (path, content, now, now, keep_versions),
+                    NsOp::PutFileAt {
+                        path,
+                        content,
+                        now,
+                        mtime,
+                        keep_versions,
+                    } => (path, content, now, mtime, keep_versions),
+                    _ => unreachable!(),
+                };
                 self.find_parent(path)?;
                 let ci = (content.hash.0[0] - 1) as usize;
                 let old = self.live.get(path).cloned();
@@ -219,6 +230,7 @@ impl Model {
                 match old {
                     None => {
                         let mut e = dir_entry(*now);
+                        e.mtime = *mtime;
                         e.file = Some(ci);
                         self.live.insert(path.clone(), e);
                         self.touch(&[path[..path.len() - 1].to_vec()], *now);
@@ -239,7 +251,7 @@ impl Model {
                             }
                             e.file = Some(ci);
                         }
-                        e.mtime = *now;
+                        e.mtime = *mtime;
                         if e.versions.len() > keep {
                             let n = e.versions.len() - keep;
                             e.versions.drain(..n);
@@ -576,7 +588,8 @@ fn prop_name_s() -> impl Strategy<Value = PropName> {
 #[derive(Clone, Debug)]
 enum Gen {
     Mkdir(P),
-    Put(P, usize, u32),
+    /// The last field: the client's mtime, if it gave one.
+    Put(P, usize, u32, Option<i64>),
     Move(P, P, bool),
     Copy(P, P, bool),
     Delete(P),
@@ -593,7 +606,8 @@ enum Gen {
 fn gen_s() -> impl Strategy<Value = (Gen, i64)> {
     let g = prop_oneof![
         3 => path_s().prop_map(Gen::Mkdir),
-        5 => (path_s(), 0..SIZES.len(), 0..3u32).prop_map(|(p, c, k)| Gen::Put(p, c, k)),
+        5 => (path_s(), 0..SIZES.len(), 0..3u32, prop::option::weighted(0.3, -5..20i64))
+            .prop_map(|(p, c, k, m)| Gen::Put(p, c, k, m)),
         2 => (path_s(), path_s(), any::<bool>()).prop_map(|(a, b, o)| Gen::Move(a, b, o)),
         2 => (path_s(), path_s(), any::<bool>()).prop_map(|(a, b, o)| Gen::Copy(a, b, o)),
         2 => path_s().prop_map(Gen::Delete),
@@ -618,10 +632,17 @@ fn gen_s() -> impl Strategy<Value = (Gen, i64)> {
 fn to_op(g: Gen, now: i64) -> Option<NsOp> {
     Some(match g {
         Gen::Mkdir(path) => NsOp::Mkdir { path, now },
-        Gen::Put(path, c, keep_versions) => NsOp::PutFile {
+        Gen::Put(path, c, keep_versions, None) => NsOp::PutFile {
             path,
             content: content(c),
             now,
+            keep_versions,
+        },
+        Gen::Put(path, c, keep_versions, Some(mtime)) => NsOp::PutFileAt {
+            path,
+            content: content(c),
+            now,
+            mtime,
             keep_versions,
         },
         Gen::Move(from, to, overwrite) => NsOp::Move {

@@ -27,8 +27,8 @@ fuzz_target!(|data: &[u8]| {
         tenant: "skole1".into(),
         user: "anna".into(),
     };
-    let _ = parse_uri_ref(s, HostCheck::Require("dav.example.dk:443"));
-    let _ = parse_uri_ref(s, HostCheck::Ignore);
+    let _ = parse_uri_ref(s, HostCheck::Require("dav.example.dk:443"), None);
+    let _ = parse_uri_ref(s, HostCheck::Ignore, None);
     let _ = parse_destination(s, &space, HostCheck::Require("dav.example.dk"));
     let _ = parse_destination(s, &space, HostCheck::Ignore);
 });

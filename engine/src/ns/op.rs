@@ -93,4 +93,24 @@ pub enum NsOp {
         remove: Vec<PropName>,
         now: i64,
     },
+    /// [`NsOp::PutFile`] with the file's own modification time given by the client
+    /// (`mtime`, e.g. a sync client's `X-OC-Mtime`); `now` still dates the change for the
+    /// directories above and for versions.
+    PutFileAt {
+        path: Path,
+        content: Content,
+        now: i64,
+        mtime: i64,
+        keep_versions: u32,
+    },
+}
+
+impl NsOp {
+    /// The content a put op makes current, if it is one.
+    pub fn put_content(&self) -> Option<&Content> {
+        match self {
+            NsOp::PutFile { content, .. } | NsOp::PutFileAt { content, .. } => Some(content),
+            _ => None,
+        }
+    }
 }

@@ -673,7 +673,21 @@ impl SpaceTree {
                 content,
                 now,
                 keep_versions,
-            } => self.put_file(path, content, *now, *keep_versions, intern, &mut fx)?,
+            } => self.put_file(path, content, (*now, *now), *keep_versions, intern, &mut fx)?,
+            NsOp::PutFileAt {
+                path,
+                content,
+                now,
+                mtime,
+                keep_versions,
+            } => self.put_file(
+                path,
+                content,
+                (*now, *mtime),
+                *keep_versions,
+                intern,
+                &mut fx,
+            )?,
             NsOp::Move {
                 from,
                 to,
@@ -747,11 +761,12 @@ impl SpaceTree {
         Ok(())
     }
 
+    /// `times`: when the change happens, and the file's modification time.
     fn put_file(
         &mut self,
         path: &[Name],
         content: &Content,
-        now: i64,
+        (now, mtime): (i64, i64),
         keep_versions: u32,
         intern: Interner<'_>,
         fx: &mut Effects,
@@ -775,7 +790,7 @@ impl SpaceTree {
                 let c = self.contents.add(content, intern, fx);
                 let s = self.alloc(Node {
                     name: name.as_str().into(),
-                    mtime: now,
+                    mtime,
                     ctime: now,
                     parent: NIL,
                     next: 0,
@@ -809,7 +824,7 @@ impl SpaceTree {
                     }
                     self.live_bytes = self.live_bytes - old_size + content.size;
                 }
-                self.node_mut(s).mtime = now;
+                self.node_mut(s).mtime = mtime;
                 self.trim_versions(s, keep, fx);
                 self.touch(&[p], now);
             }

@@ -1,6 +1,7 @@
 //! The public face of the engine: [`Store`] ties chunking, packs, the sharded namespace and
 //! the write-ahead logs together behind a narrow async API.
 
+mod assemble;
 mod cache;
 pub(crate) mod meta;
 mod read;
@@ -256,6 +257,26 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
+/// The op that makes `content` current at `path` (with the client's mtime if given).
+fn put_op(path: &[Name], content: Content, mtime: Option<i64>, keep_versions: u32) -> NsOp {
+    let now = now_ns();
+    match mtime {
+        None => NsOp::PutFile {
+            path: path.to_vec(),
+            content,
+            now,
+            keep_versions,
+        },
+        Some(mtime) => NsOp::PutFileAt {
+            path: path.to_vec(),
+            content,
+            now,
+            mtime,
+            keep_versions,
+        },
+    }
+}
+
 fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -419,7 +440,7 @@ impl Store {
                     WalRecordView::Space { tenant, user, op } => {
                         // A file whose chunks never reached the packs was never
                         // acknowledged (acks wait for both); it did not happen.
-                        if let NsOp::PutFile { content, .. } = &op {
+                        if let Some(content) = op.put_content() {
                             if content.chunks.iter().any(|c| !chunks.contains(&c.id)) {
                                 rep.wal_records_uncommitted += 1;
                                 continue;
@@ -811,9 +832,9 @@ impl Store {
             tenant.used.fetch_sub(before - after, Ordering::Relaxed);
         }
         let info = match &op {
-            NsOp::PutFile { path, .. } | NsOp::Mkdir { path, .. } => {
-                tree.resolve(path).and_then(|n| tree.stat(n))
-            }
+            NsOp::PutFile { path, .. }
+            | NsOp::PutFileAt { path, .. }
+            | NsOp::Mkdir { path, .. } => tree.resolve(path).and_then(|n| tree.stat(n)),
             _ => None,
         };
         drop(tree);
@@ -845,7 +866,23 @@ impl Store {
     /// new chunks to packs, and once all is durable makes it visible at `path` atomically
     /// (overwriting keeps the old content as a version). A stream that fails or ends early
     /// leaves no trace in the namespace.
-    pub async fn put<S, E>(&self, key: &SpaceKey, path: &[Name], mut body: S) -> Result<EntryInfo>
+    pub async fn put<S, E>(&self, key: &SpaceKey, path: &[Name], body: S) -> Result<EntryInfo>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        self.put_at(key, path, body, None).await
+    }
+
+    /// [`Store::put`] with the file's modification time given (ns since the epoch; `None`:
+    /// the time of the write).
+    pub async fn put_at<S, E>(
+        &self,
+        key: &SpaceKey,
+        path: &[Name],
+        mut body: S,
+        mtime: Option<i64>,
+    ) -> Result<EntryInfo>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -913,12 +950,7 @@ impl Store {
             size,
             chunks: refs.held.clone().into_boxed_slice(),
         };
-        let op = NsOp::PutFile {
-            path: path.to_vec(),
-            content: content.clone(),
-            now: now_ns(),
-            keep_versions: inner.config.versions_kept,
-        };
+        let op = put_op(path, content.clone(), mtime, inner.config.versions_kept);
         let growth = size.saturating_sub(old_size);
         // The space seen before the body may be gone now (this upload or others took it):
         // look again, so that a disk that filled meanwhile fails the upload here, before it

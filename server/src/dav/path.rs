@@ -8,6 +8,22 @@ use crate::limits::{DAV_PATH_DEPTH_MAX, DAV_SEGMENT_LEN_MAX, DAV_TARGET_LEN_MAX}
 
 /// Every WebDAV URL starts with this, then `<tenant>/<user>/`.
 pub const DAV_PREFIX: &str = "/dav/";
+/// The ownCloud/Nextcloud WebDAV URLs: `<user>@<tenant>/` follows.
+pub const OC_FILES_PREFIX: &str = "/remote.php/dav/files/";
+/// The legacy ownCloud WebDAV URL of the logged-in user's own files.
+pub const OC_WEBDAV_PREFIX: &str = "/remote.php/webdav/";
+
+/// Where a space's tree appears among URLs; hrefs in answers use the request's mount.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Mount {
+    /// `/dav/<tenant>/<user>/`.
+    #[default]
+    Dav,
+    /// `/remote.php/dav/files/<user>@<tenant>/` (ownCloud and Nextcloud clients).
+    OcFiles,
+    /// `/remote.php/webdav/`: the requester's own space (older ownCloud clients).
+    OcWebdav,
+}
 
 /// Bytes escaped in hrefs: all but RFC 3986 unreserved (`/` never occurs inside a segment).
 const HREF_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
@@ -21,7 +37,7 @@ const HREF_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
 pub enum PathError {
     #[error("path longer than {DAV_TARGET_LEN_MAX} bytes")]
     TooLong,
-    #[error("path does not start with {DAV_PREFIX}")]
+    #[error("path does not start with {DAV_PREFIX} or {OC_FILES_PREFIX}")]
     NotDav,
     #[error("path names no tenant and user space")]
     NoSpace,
@@ -199,12 +215,14 @@ pub struct DavPath {
     pub path: SpacePath,
     /// The URL ended with `/` (a collection was meant).
     pub trailing_slash: bool,
+    /// Which URL form named it (answers use the same).
+    pub mount: Mount,
 }
 
 impl DavPath {
     /// The encoded href for responses; collections end in `/`.
     pub fn href(&self, collection: bool) -> String {
-        href(&self.space, &self.path, collection)
+        href_at(self.mount, &self.space, &self.path, collection)
     }
 }
 
@@ -226,14 +244,32 @@ pub fn encode_segment(seg: &str, out: &mut String) {
 /// The href of `path` in `space`: `/dav/<tenant>/<user>/<segments>` with every byte but
 /// unreserved ones escaped; a collection (and the root) ends in `/`.
 pub fn href(space: &SpaceKey, path: &SpacePath, collection: bool) -> String {
+    href_at(Mount::Dav, space, path, collection)
+}
+
+/// The href of `path` in `space` under `mount`.
+pub fn href_at(mount: Mount, space: &SpaceKey, path: &SpacePath, collection: bool) -> String {
     let mut out = String::with_capacity(
-        DAV_PREFIX.len() + space.tenant.len() + space.user.len() + path.0.len() + 8,
+        OC_FILES_PREFIX.len() + space.tenant.len() + space.user.len() + path.0.len() + 8,
     );
-    out.push_str(DAV_PREFIX);
-    encode_segment(&space.tenant, &mut out);
-    out.push('/');
-    encode_segment(&space.user, &mut out);
-    out.push('/');
+    match mount {
+        Mount::Dav => {
+            out.push_str(DAV_PREFIX);
+            encode_segment(&space.tenant, &mut out);
+            out.push('/');
+            encode_segment(&space.user, &mut out);
+            out.push('/');
+        }
+        Mount::OcFiles => {
+            // Account names are [a-z0-9._-]: `user@tenant` needs no escaping ('@' is a pchar).
+            out.push_str(OC_FILES_PREFIX);
+            encode_segment(&space.user, &mut out);
+            out.push('@');
+            encode_segment(&space.tenant, &mut out);
+            out.push('/');
+        }
+        Mount::OcWebdav => out.push_str(OC_WEBDAV_PREFIX),
+    }
     let mut first = true;
     for seg in path.segments() {
         if !first {
@@ -308,6 +344,30 @@ pub fn decode_segment(raw: &str) -> Result<String, PathError> {
 /// Parses an origin-form request-target (`/dav/<tenant>/<user>/a/b?query`) into a space path.
 /// The query is ignored; duplicate slashes collapse.
 pub fn parse_target(target: &str) -> Result<DavPath, PathError> {
+    parse_target_as(target, None)
+}
+
+/// Which mount a request path is under, and what follows its prefix.
+pub fn mount_of(path: &str) -> Option<(Mount, &str)> {
+    if path == "/dav" {
+        return Some((Mount::Dav, ""));
+    }
+    if let Some(rest) = path.strip_prefix(DAV_PREFIX) {
+        return Some((Mount::Dav, rest));
+    }
+    if let Some(rest) = path.strip_prefix(OC_FILES_PREFIX) {
+        return Some((Mount::OcFiles, rest));
+    }
+    if path == OC_WEBDAV_PREFIX.trim_end_matches('/') {
+        return Some((Mount::OcWebdav, ""));
+    }
+    path.strip_prefix(OC_WEBDAV_PREFIX)
+        .map(|rest| (Mount::OcWebdav, rest))
+}
+
+/// [`parse_target`] for any mount; `me` is the space `/remote.php/webdav/` names (the
+/// requester's own; without it that form is `NoSpace`).
+pub fn parse_target_as(target: &str, me: Option<&SpaceKey>) -> Result<DavPath, PathError> {
     if target.len() > DAV_TARGET_LEN_MAX {
         return Err(PathError::TooLong);
     }
@@ -315,15 +375,28 @@ pub fn parse_target(target: &str) -> Result<DavPath, PathError> {
         Some(i) => &target[..i],
         None => target,
     };
-    let rest = if path == "/dav" {
-        ""
-    } else {
-        path.strip_prefix(DAV_PREFIX).ok_or(PathError::NotDav)?
-    };
+    let (mount, rest) = mount_of(path).ok_or(PathError::NotDav)?;
     let trailing_slash = path.ends_with('/');
     let mut segs = rest.split('/').filter(|s| !s.is_empty());
-    let tenant = decode_segment(segs.next().ok_or(PathError::NoSpace)?)?;
-    let user = decode_segment(segs.next().ok_or(PathError::NoSpace)?)?;
+    let (tenant, user) = match mount {
+        Mount::Dav => {
+            let tenant = decode_segment(segs.next().ok_or(PathError::NoSpace)?)?;
+            let user = decode_segment(segs.next().ok_or(PathError::NoSpace)?)?;
+            (tenant, user)
+        }
+        Mount::OcFiles => {
+            let uid = decode_segment(segs.next().ok_or(PathError::NoSpace)?)?;
+            let (user, tenant) = uid.rsplit_once('@').ok_or(PathError::NoSpace)?;
+            if user.is_empty() || tenant.is_empty() {
+                return Err(PathError::NoSpace);
+            }
+            (tenant.to_string(), user.to_string())
+        }
+        Mount::OcWebdav => {
+            let me = me.ok_or(PathError::NoSpace)?;
+            (me.tenant.clone(), me.user.clone())
+        }
+    };
     let mut sp = String::new();
     let mut depth = 0usize;
     for raw in segs {
@@ -341,6 +414,7 @@ pub fn parse_target(target: &str) -> Result<DavPath, PathError> {
         space: SpaceKey { tenant, user },
         path: SpacePath(sp),
         trailing_slash,
+        mount,
     })
 }
 
@@ -368,13 +442,18 @@ fn strip_default_port(authority: &str, scheme_https: bool) -> &str {
 }
 
 /// Parses an RFC 4918 Simple-ref: an absolute http(s) URI or an absolute path.
-pub fn parse_uri_ref(value: &str, host: HostCheck<'_>) -> Result<UriTarget, PathError> {
+/// `me` is the requester's space (what `/remote.php/webdav/` names).
+pub fn parse_uri_ref(
+    value: &str,
+    host: HostCheck<'_>,
+    me: Option<&SpaceKey>,
+) -> Result<UriTarget, PathError> {
     let value = value.trim();
     if value.len() > DAV_TARGET_LEN_MAX {
         return Err(PathError::TooLong);
     }
     if value.starts_with('/') {
-        return parse_target(value).map(UriTarget::Local);
+        return parse_target_as(value, me).map(UriTarget::Local);
     }
     let (scheme, rest) = value.split_once("://").ok_or(PathError::BadUri)?;
     let https = if scheme.eq_ignore_ascii_case("https") {
@@ -402,7 +481,7 @@ pub fn parse_uri_ref(value: &str, host: HostCheck<'_>) -> Result<UriTarget, Path
     if !path.starts_with('/') {
         return Err(PathError::NotDav);
     }
-    parse_target(path).map(UriTarget::Local)
+    parse_target_as(path, me).map(UriTarget::Local)
 }
 
 /// Where a Destination header points, relative to the request's space.
@@ -422,7 +501,7 @@ pub fn parse_destination(
     request_space: &SpaceKey,
     host: HostCheck<'_>,
 ) -> Result<Destination, PathError> {
-    Ok(match parse_uri_ref(value, host)? {
+    Ok(match parse_uri_ref(value, host, Some(request_space))? {
         UriTarget::OtherHost => Destination::OtherHost,
         UriTarget::Local(p) if &p.space == request_space => Destination::Local(p),
         UriTarget::Local(p) => Destination::OtherSpace(p),
@@ -643,7 +722,7 @@ mod tests {
         #[test]
         fn parse_never_panics(s in "\\PC{0,64}") {
             let _ = parse_target(&s);
-            let _ = parse_uri_ref(&s, HostCheck::Require("h"));
+            let _ = parse_uri_ref(&s, HostCheck::Require("h"), None);
         }
     }
 }

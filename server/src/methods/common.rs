@@ -156,7 +156,7 @@ pub fn if_holds(ctx: &Ctx, headers: &HeaderMap, ifh: &IfHeader) -> bool {
     ifh.evaluate(|tag| {
         let path = match tag {
             None => Some(ctx.target.path.clone()),
-            Some(uri) => match parse_uri_ref(uri, hostc) {
+            Some(uri) => match parse_uri_ref(uri, hostc, Some(&ctx.target.space)) {
                 Ok(UriTarget::Local(p)) if p.space == ctx.target.space => Some(p.path),
                 _ => None,
             },

@@ -24,7 +24,7 @@ impl Ctx {
     }
 
     pub fn href(&self, path: &SpacePath, collection: bool) -> String {
-        crate::dav::path::href(&self.target.space, path, collection)
+        crate::dav::path::href_at(self.target.mount, &self.target.space, path, collection)
     }
 }
 
