@@ -11,6 +11,7 @@ pub mod http;
 pub mod limits;
 pub mod methods;
 pub mod metrics;
+pub mod oc;
 pub mod route;
 pub mod serve;
 pub mod users;

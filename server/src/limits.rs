@@ -212,3 +212,19 @@ pub const ALLOC_MMAP_THRESHOLD_BYTES: i32 = 4 << 20;
 pub const MAINTENANCE_INTERVAL_S: u64 = 300;
 /// Nice value of the thread that writes periodic snapshots (requests go first).
 pub const CHECKPOINT_NICE: i32 = 10;
+
+// ---- ownCloud/Nextcloud client protocol (server/src/oc) ----
+
+/// Longest `OC-Checksum` header, bytes (a few `TYPE:hex` items).
+pub const OC_CHECKSUM_HEADER_LEN_MAX: usize = 512;
+/// Longest `X-OC-Mtime` header, bytes.
+pub const OC_MTIME_HEADER_LEN_MAX: usize = 32;
+/// Latest modification time a client may set: 9999-12-31, seconds since the epoch.
+pub const OC_MTIME_MAX_S: i64 = 253_402_300_799;
+/// A chunked upload untouched this long is removed with its chunks, seconds (a day: a
+/// client resuming after a night still finds its chunks).
+pub const OC_UPLOAD_TTL_S: u64 = 24 * 3600;
+/// Chunked uploads one user may have open at once.
+pub const OC_UPLOADS_PER_USER_MAX: usize = 64;
+/// Chunks in one chunked upload (a 100 GiB file in 10 MiB chunks is ~10,000).
+pub const OC_CHUNKS_PER_UPLOAD_MAX: usize = 16_384;

@@ -10,12 +10,13 @@ use hyper::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use hyper::{Method, Request, StatusCode};
 
 use crate::app::App;
-use crate::dav::path::parse_target;
+use crate::dav::path::{mount_of, parse_target_as, Mount};
 use crate::dav::status::path_error;
 use crate::http::body::ReqBody;
 use crate::http::response::{status, text, Resp};
 use crate::http::{self, Handler};
 use crate::methods::{self, engine_names, status_of, Ctx};
+use crate::oc;
 
 /// The server's request handler: everything behind the HTTP layer.
 pub struct Router {
@@ -70,9 +71,12 @@ async fn route(app: Arc<App>, req: Request<ReqBody>, peer: SocketAddr) -> Resp {
             };
         }
         "/metrics" => return app.metrics.render(&app.store),
+        "/status.php" => return oc::discovery::status_php(),
         _ => {}
     }
-    if !(path == "/dav" || path.starts_with("/dav/")) {
+    let mount = mount_of(path).map(|(m, _)| m);
+    let ocs = oc::discovery::is_ocs(path);
+    if mount.is_none() && !ocs {
         if path == "/" && (req.method() == Method::GET || req.method() == Method::HEAD) {
             return text(
                 StatusCode::OK,
@@ -92,21 +96,44 @@ async fn route(app: Arc<App>, req: Request<ReqBody>, peer: SocketAddr) -> Resp {
         Ok(p) => p,
         Err(e) => return unauthorized(&app, &e),
     };
-    let target = match parse_target(req.uri().path()) {
+    if ocs {
+        return oc::discovery::ocs(&req, &principal);
+    }
+    let me = crate::dav::path::SpaceKey {
+        tenant: principal.tenant.as_str().to_string(),
+        user: principal.user.as_str().to_string(),
+    };
+    let target = match parse_target_as(req.uri().path(), Some(&me)) {
         Ok(t) => t,
         Err(e) => return text(path_error(&e), &e.to_string()),
     };
-    // A user reaches only their own home: anything else is 403 whether or not it exists,
-    // so nothing about other spaces can be learned.
-    if target.space.tenant != principal.tenant.as_str()
-        || target.space.user != principal.user.as_str()
-    {
-        return text(StatusCode::FORBIDDEN, "outside your space");
-    }
-    let space = match skab_engine::SpaceKey::new(principal.tenant.as_str(), principal.user.as_str())
+    let home = match skab_engine::SpaceKey::new(principal.tenant.as_str(), principal.user.as_str())
     {
         Ok(s) => s,
         Err(e) => return text(StatusCode::FORBIDDEN, &e.to_string()),
+    };
+    let space = if target.mount == Mount::OcUploads {
+        // The user's own folder of the tenant's upload space, and nothing else there.
+        let own = target.space.tenant == me.tenant
+            && target.path.segments().next() == Some(me.user.as_str());
+        if !own {
+            return text(StatusCode::FORBIDDEN, "outside your uploads");
+        }
+        let uploads = match oc::upload::uploads_space(&me.tenant) {
+            Ok(k) => k,
+            Err(e) => return text(status_of(&e), &e.to_string()),
+        };
+        if let Err(r) = oc::upload::prepare(&app, &uploads, &me.user).await {
+            return r;
+        }
+        uploads
+    } else {
+        // A user reaches only their own home: anything else is 403 whether or not it
+        // exists, so nothing about other spaces can be learned.
+        if target.space != me {
+            return text(StatusCode::FORBIDDEN, "outside your space");
+        }
+        home
     };
     if !app.store.space_exists(&space) {
         if let Err(e) = app.store.create_space(&space).await {

@@ -63,6 +63,10 @@ async fn maintenance(app: Arc<App>) {
         if let Err(e) = app.store.expire().await {
             tracing::warn!(error = %e, "expiry failed");
         }
+        let uploads = crate::oc::upload::expire(&app).await;
+        if uploads > 0 {
+            tracing::info!(uploads, "unfinished chunked uploads expired");
+        }
         checkpoint_at_low_priority(&app).await;
         if let Err(e) = app.auth.flush_token_use().await {
             tracing::warn!(error = %e, "recording app token use failed");

@@ -1113,6 +1113,13 @@ impl Store {
             .ok_or(Error::NotFound)
     }
 
+    /// Logical bytes of the files at and below the entry `id` (costs O(entries below it)).
+    pub fn tree_bytes(&self, key: &SpaceKey, id: crate::NodeId) -> u64 {
+        let Ok(sp) = self.space(key) else { return 0 };
+        let tree = sp.tree.read();
+        subtree_bytes(&tree, id)
+    }
+
     /// The entry and its children (costs O(children)).
     pub fn list(&self, key: &SpaceKey, path: &[Name]) -> Result<(EntryInfo, Vec<EntryInfo>)> {
         let sp = self.space(key)?;

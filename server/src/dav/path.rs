@@ -12,6 +12,11 @@ pub const DAV_PREFIX: &str = "/dav/";
 pub const OC_FILES_PREFIX: &str = "/remote.php/dav/files/";
 /// The legacy ownCloud WebDAV URL of the logged-in user's own files.
 pub const OC_WEBDAV_PREFIX: &str = "/remote.php/webdav/";
+/// Chunked uploads of the ownCloud/Nextcloud clients: `<user>@<tenant>/<transfer>/<chunk>`.
+pub const OC_UPLOADS_PREFIX: &str = "/remote.php/dav/uploads/";
+/// The user name of each tenant's upload space, where chunks wait for their final MOVE. Users
+/// cannot have it (theirs start with a letter or digit); its tree holds one folder per user.
+pub const UPLOADS_SPACE_USER: &str = "_uploads";
 
 /// Where a space's tree appears among URLs; hrefs in answers use the request's mount.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -23,6 +28,9 @@ pub enum Mount {
     OcFiles,
     /// `/remote.php/webdav/`: the requester's own space (older ownCloud clients).
     OcWebdav,
+    /// `/remote.php/dav/uploads/<user>@<tenant>/`: the tenant's upload space
+    /// ([`UPLOADS_SPACE_USER`]), inside it the folder named after the user.
+    OcUploads,
 }
 
 /// Bytes escaped in hrefs: all but RFC 3986 unreserved (`/` never occurs inside a segment).
@@ -269,6 +277,28 @@ pub fn href_at(mount: Mount, space: &SpaceKey, path: &SpacePath, collection: boo
             out.push('/');
         }
         Mount::OcWebdav => out.push_str(OC_WEBDAV_PREFIX),
+        Mount::OcUploads => {
+            out.push_str(OC_UPLOADS_PREFIX);
+            let mut segs = path.segments();
+            if let Some(user) = segs.next() {
+                encode_segment(user, &mut out);
+                out.push('@');
+                encode_segment(&space.tenant, &mut out);
+                out.push('/');
+            }
+            let mut first = true;
+            for seg in segs {
+                if !first {
+                    out.push('/');
+                }
+                first = false;
+                encode_segment(seg, &mut out);
+            }
+            if collection && path.depth() > 1 {
+                out.push('/');
+            }
+            return out;
+        }
     }
     let mut first = true;
     for seg in path.segments() {
@@ -358,6 +388,9 @@ pub fn mount_of(path: &str) -> Option<(Mount, &str)> {
     if let Some(rest) = path.strip_prefix(OC_FILES_PREFIX) {
         return Some((Mount::OcFiles, rest));
     }
+    if let Some(rest) = path.strip_prefix(OC_UPLOADS_PREFIX) {
+        return Some((Mount::OcUploads, rest));
+    }
     if path == OC_WEBDAV_PREFIX.trim_end_matches('/') {
         return Some((Mount::OcWebdav, ""));
     }
@@ -378,27 +411,34 @@ pub fn parse_target_as(target: &str, me: Option<&SpaceKey>) -> Result<DavPath, P
     let (mount, rest) = mount_of(path).ok_or(PathError::NotDav)?;
     let trailing_slash = path.ends_with('/');
     let mut segs = rest.split('/').filter(|s| !s.is_empty());
+    let mut sp = String::new();
+    let mut depth = 0usize;
     let (tenant, user) = match mount {
         Mount::Dav => {
             let tenant = decode_segment(segs.next().ok_or(PathError::NoSpace)?)?;
             let user = decode_segment(segs.next().ok_or(PathError::NoSpace)?)?;
             (tenant, user)
         }
-        Mount::OcFiles => {
+        Mount::OcFiles | Mount::OcUploads => {
             let uid = decode_segment(segs.next().ok_or(PathError::NoSpace)?)?;
             let (user, tenant) = uid.rsplit_once('@').ok_or(PathError::NoSpace)?;
             if user.is_empty() || tenant.is_empty() {
                 return Err(PathError::NoSpace);
             }
-            (tenant.to_string(), user.to_string())
+            if mount == Mount::OcUploads {
+                // The user's folder in the tenant's upload space.
+                sp.push_str(user);
+                depth = 1;
+                (tenant.to_string(), UPLOADS_SPACE_USER.to_string())
+            } else {
+                (tenant.to_string(), user.to_string())
+            }
         }
         Mount::OcWebdav => {
             let me = me.ok_or(PathError::NoSpace)?;
             (me.tenant.clone(), me.user.clone())
         }
     };
-    let mut sp = String::new();
-    let mut depth = 0usize;
     for raw in segs {
         let seg = decode_segment(raw)?;
         depth += 1;
@@ -512,6 +552,66 @@ pub fn parse_destination(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn every_mount_round_trips_its_hrefs() {
+        let me = sp("school", "pupil");
+        for (url, mount, space, path) in [
+            ("/dav/school/pupil/a/b%20c", Mount::Dav, me.clone(), "a/b c"),
+            (
+                "/remote.php/dav/files/pupil@school/a/b%20c",
+                Mount::OcFiles,
+                me.clone(),
+                "a/b c",
+            ),
+            (
+                "/remote.php/dav/files/pupil%40school/a/b%20c",
+                Mount::OcFiles,
+                me.clone(),
+                "a/b c",
+            ),
+            (
+                "/remote.php/webdav/a/b%20c",
+                Mount::OcWebdav,
+                me.clone(),
+                "a/b c",
+            ),
+            (
+                "/remote.php/dav/uploads/pupil@school/t1/00001",
+                Mount::OcUploads,
+                sp("school", UPLOADS_SPACE_USER),
+                "pupil/t1/00001",
+            ),
+        ] {
+            let t = parse_target_as(url, Some(&me)).unwrap();
+            assert_eq!(
+                (t.mount, &t.space, t.path.as_str()),
+                (mount, &space, path),
+                "{url}"
+            );
+            let back = parse_target_as(&t.href(false), Some(&me)).unwrap();
+            assert_eq!(back, t, "{url}");
+        }
+        // The legacy form needs to know whose it is; user@tenant needs both halves.
+        assert_eq!(
+            parse_target("/remote.php/webdav/x"),
+            Err(PathError::NoSpace)
+        );
+        assert_eq!(
+            parse_target("/remote.php/dav/files/pupil/x"),
+            Err(PathError::NoSpace)
+        );
+        assert_eq!(
+            parse_target("/remote.php/dav/files/@school/x"),
+            Err(PathError::NoSpace)
+        );
+        assert_eq!(
+            parse_target_as("/remote.php/dav/files/pupil@school/", None)
+                .unwrap()
+                .href(true),
+            "/remote.php/dav/files/pupil@school/"
+        );
+    }
 
     fn sp(t: &str, u: &str) -> SpaceKey {
         SpaceKey {

@@ -8,12 +8,23 @@ use super::common::{check_write, engine_error, host, is_dir};
 use super::ctx::{engine_names, Ctx};
 use crate::dav::headers::{parse_depth, parse_overwrite, Depth};
 use crate::dav::locks::WriteScope;
-use crate::dav::path::{parse_destination, Destination};
+use crate::dav::path::{parse_destination, Destination, Mount};
 use crate::dav::status::destination_status;
 use crate::http::response::{status, text, Resp};
+use crate::oc;
 
 pub async fn handle(ctx: &Ctx, req: &Request<ReqBody>) -> Resp {
     let is_move = req.method().as_str() == "MOVE";
+    if ctx.target.mount == Mount::OcUploads {
+        return if is_move && ctx.target.path.name() == Some(oc::upload::ASSEMBLED_NAME) {
+            oc::upload::finish(ctx, req).await
+        } else {
+            text(
+                StatusCode::FORBIDDEN,
+                "uploads are finished by MOVE of <upload>/.file",
+            )
+        };
+    }
     let headers = req.headers();
     let Some(dest_raw) = headers.get("destination").and_then(|v| v.to_str().ok()) else {
         return text(StatusCode::BAD_REQUEST, "Destination header missing");

@@ -7,7 +7,9 @@ use hyper::{Request, StatusCode};
 use super::common::{check_write, engine_error};
 use super::ctx::Ctx;
 use crate::dav::locks::WriteScope;
+use crate::dav::path::Mount;
 use crate::http::response::{status, text, Resp};
+use crate::oc;
 
 pub async fn handle(ctx: &Ctx, req: &Request<ReqBody>) -> Resp {
     if ctx.names.is_empty() {
@@ -18,6 +20,9 @@ pub async fn handle(ctx: &Ctx, req: &Request<ReqBody>) -> Resp {
     }
     if ctx.app.store.stat(&ctx.space, &ctx.names).is_err() {
         return status(StatusCode::NOT_FOUND);
+    }
+    if ctx.target.mount == Mount::OcUploads {
+        return oc::upload::remove(ctx).await;
     }
     if let Err(r) = check_write(ctx, req, &[(&ctx.target.path, WriteScope::REMOVE_TREE)]) {
         return r;

@@ -8,7 +8,10 @@ use hyper::{Request, StatusCode};
 use super::common::{check_write, engine_error};
 use super::ctx::Ctx;
 use crate::dav::locks::WriteScope;
+use crate::dav::path::Mount;
 use crate::http::response::{status, text, Resp};
+use crate::oc;
+use hyper::header::HeaderValue;
 
 pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
     let has_body = req
@@ -30,8 +33,19 @@ pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
     if let Err(r) = check_write(ctx, &req, &[(&ctx.target.path, WriteScope::CREATE)]) {
         return r;
     }
+    if ctx.target.mount == Mount::OcUploads {
+        if let Err(r) = oc::upload::before_mkcol(ctx, &req) {
+            return r;
+        }
+    }
     match ctx.app.store.mkdir(&ctx.space, &ctx.names).await {
-        Ok(_) => status(StatusCode::CREATED),
+        Ok(info) => {
+            let mut r = status(StatusCode::CREATED);
+            if let Ok(v) = HeaderValue::from_str(&oc::headers::oc_id(&info)) {
+                r.headers_mut().insert("oc-fileid", v);
+            }
+            r
+        }
         Err(skab_engine::Error::AlreadyExists) => status(StatusCode::METHOD_NOT_ALLOWED),
         Err(e) => engine_error(&e),
     }

@@ -15,6 +15,7 @@ use crate::dav::propfind_cache::parse_propfind_cached;
 use crate::dav::status::xml_error;
 use crate::dav::xml::{DavCondition, Multistatus, PropName, PropWriter, Propfind};
 use crate::http::response::{text, Resp};
+use crate::oc::{self, OC_NS};
 
 /// Live properties every resource has, in `allprop` and `propname` answers.
 const LIVE: &[&str] = &[
@@ -34,6 +35,8 @@ const MULTISTATUS_HEAD_BYTES: usize = 1024;
 const MULTISTATUS_RESPONSE_BYTES: usize = 512;
 /// RFC 4331 §3: quota properties are not returned by `allprop`.
 const QUOTA: &[&str] = &["quota-available-bytes", "quota-used-bytes"];
+/// ownCloud's live properties (`oc:`), answered when asked for by name.
+const OC_LIVE: &[&str] = &["fileid", "id", "permissions", "size"];
 
 struct Quota {
     used: u64,
@@ -168,7 +171,7 @@ fn describe(
             let mut missing: Vec<&PropName> = Vec::new();
             let mut found: Vec<&PropName> = Vec::new();
             for n in names {
-                let is_live = n.is_dav() && has_live(info, &n.name, quota);
+                let is_live = (n.is_dav() && has_live(info, &n.name, quota)) || is_oc_live(n);
                 let is_dead = dead
                     .iter()
                     .any(|(d, _)| *d.ns == n.ns && *d.local == n.name);
@@ -183,6 +186,8 @@ fn describe(
                     for n in &found {
                         if n.is_dav() && has_live(info, &n.name, quota) {
                             live(ctx, p, path, info, &n.name, quota);
+                        } else if is_oc_live(n) {
+                            oc_live(ctx, p, info, n, quota);
                         } else if let Some((_, v)) = dead
                             .iter()
                             .find(|(d, _)| *d.ns == n.ns && *d.local == n.name)
@@ -200,6 +205,43 @@ fn describe(
                 });
             }
         }
+    }
+}
+
+fn is_oc_live(n: &PropName) -> bool {
+    n.ns == OC_NS && OC_LIVE.contains(&n.name.as_str())
+}
+
+/// One of [`OC_LIVE`].
+fn oc_live(
+    ctx: &Ctx,
+    p: &mut PropWriter<'_>,
+    info: &EntryInfo,
+    n: &PropName,
+    quota: Option<&Quota>,
+) {
+    let dir = is_dir(info);
+    match n.name.as_str() {
+        "fileid" => p.text(n, &oc::headers::file_id(info).to_string()),
+        "id" => p.text(n, &oc::headers::oc_id(info)),
+        "permissions" => p.text(
+            n,
+            if dir {
+                oc::headers::DIR_PERMISSIONS
+            } else {
+                oc::headers::FILE_PERMISSIONS
+            },
+        ),
+        "size" => {
+            let size = match (dir, quota) {
+                (false, _) => info.size,
+                // The root holds all the space's bytes: no walk.
+                (true, Some(q)) if info.id == skab_engine::NodeId::ROOT => q.used,
+                (true, _) => ctx.app.store.tree_bytes(&ctx.space, info.id),
+            };
+            p.text(n, &size.to_string())
+        }
+        _ => p.empty(n),
     }
 }
 

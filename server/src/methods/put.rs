@@ -5,15 +5,17 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::http::body::ReqBody;
-use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_RANGE, ETAG};
+use hyper::header::{CONTENT_LENGTH, CONTENT_RANGE};
 use hyper::{Request, StatusCode};
 
 use super::common::{check_write, engine_error, etag, is_dir, time_of};
 use super::ctx::Ctx;
 use crate::dav::headers::{evaluate_preconditions, Precondition};
 use crate::dav::locks::WriteScope;
+use crate::dav::path::Mount;
 use crate::http::body::{BodyFault, RequestStream};
 use crate::http::response::{status, text, Resp};
+use crate::oc::{self, checksum::Expected, checksum::Verifying};
 
 pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
     if ctx.names.is_empty() {
@@ -58,6 +60,30 @@ pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
     if let Err(r) = check_write(ctx, &req, &[(&ctx.target.path, scope)]) {
         return r;
     }
+    let mtime = match oc::headers::client_mtime(req.headers()) {
+        Ok(m) => m,
+        Err(msg) => return text(StatusCode::BAD_REQUEST, msg),
+    };
+    let expected = match req.headers().get("oc-checksum") {
+        None => None,
+        Some(v) => match v
+            .to_str()
+            .map_err(|_| "bad OC-Checksum")
+            .and_then(Expected::parse)
+        {
+            Ok(e) => e,
+            Err(msg) => return text(StatusCode::BAD_REQUEST, msg),
+        },
+    };
+    // A chunk of a client's chunked upload: bounded by what the user's home can take.
+    let room = if ctx.target.mount == Mount::OcUploads {
+        match oc::upload::before_chunk(ctx, &req) {
+            Ok(r) => r,
+            Err(r) => return r,
+        }
+    } else {
+        None
+    };
     let limits = &ctx.app.config.limits;
     let declared = req
         .headers()
@@ -81,29 +107,50 @@ pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
                 return text(StatusCode::INSUFFICIENT_STORAGE, "quota exceeded");
             }
         }
+        if room.is_some_and(|r| n > r) {
+            return text(StatusCode::INSUFFICIENT_STORAGE, "quota exceeded");
+        }
     }
+    let max = room.map_or(limits.body_size_max, |r| r.min(limits.body_size_max));
     let stream = RequestStream::new(
         req.into_body(),
-        limits.body_size_max,
+        max,
         Duration::from_secs(limits.body_stall_timeout_s),
     );
     let too_large = stream.too_large.clone();
-    let result = ctx.app.store.put(&ctx.space, &ctx.names, stream).await;
+    let stream = Verifying::new(stream, expected.clone());
+    let mismatch = stream.mismatch.clone();
+    let result = ctx
+        .app
+        .store
+        .put_at(&ctx.space, &ctx.names, stream, mtime)
+        .await;
     match result {
         Ok(info) => {
+            if expected.is_some() || existing.is_some() {
+                oc::checksum::keep(&ctx.app, &ctx.space, &ctx.names, &info, expected.as_ref())
+                    .await;
+            }
             let code = if existing.is_some() {
                 StatusCode::NO_CONTENT
             } else {
                 StatusCode::CREATED
             };
             let mut r = status(code);
-            if let Ok(v) = HeaderValue::from_str(&etag(&info)) {
-                r.headers_mut().insert(ETAG, v);
-            }
+            oc::headers::after_upload(&mut r, &info, &etag(&info), mtime.is_some());
             r
         }
         Err(skab_engine::Error::Aborted(msg)) => {
-            if too_large.load(Ordering::Relaxed) {
+            if mismatch.load(Ordering::Relaxed) {
+                text(
+                    StatusCode::BAD_REQUEST,
+                    "the uploaded bytes differ from their OC-Checksum",
+                )
+            } else if too_large.load(Ordering::Relaxed)
+                && room.is_some_and(|r| r < limits.body_size_max)
+            {
+                text(StatusCode::INSUFFICIENT_STORAGE, "quota exceeded")
+            } else if too_large.load(Ordering::Relaxed) {
                 text(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "file larger than the server accepts",
