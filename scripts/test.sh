@@ -4,11 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Real WebDAV clients the server is tested with, and the browser that checks the loadtest
-# report (Debian's chromium).
+# Real WebDAV clients the server is tested with (litmus, cadaver, rclone, the Nextcloud and
+# ownCloud desktop sync clients), and the browser that checks the loadtest report (Debian's
+# chromium).
+# The desktop sync clients (nextcloudcmd, owncloudcmd) come in packages of other names.
 need=()
-for tool in litmus cadaver rclone chromium openssl; do
-    command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
+for pair in litmus:litmus cadaver:cadaver rclone:rclone chromium:chromium openssl:openssl \
+    nextcloudcmd:nextcloud-desktop-cmd owncloudcmd:owncloud-client-cmd; do
+    tool="${pair%%:*}"
+    command -v "$tool" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 if [ "${#need[@]}" -gt 0 ]; then
     echo "installing test tools: ${need[*]}"

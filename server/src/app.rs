@@ -6,6 +6,7 @@ use std::time::Duration;
 use skab_engine::io::IoChoice;
 use skab_engine::{DedupMode, Store, StoreConfig};
 
+use crate::access_log::AccessLog;
 use crate::auth::Authenticator;
 use crate::config::{Config, DedupDomain, IoBackend};
 use crate::dav::locks::{LockConfig, LockManager};
@@ -20,6 +21,8 @@ pub struct App {
     pub locks: LockManager,
     pub lock_config: LockConfig,
     pub metrics: Metrics,
+    /// `None` when `log.access` is `off`.
+    pub access_log: Option<AccessLog>,
 }
 
 /// The engine's configuration from the server's.
@@ -63,6 +66,13 @@ impl App {
             ..LockConfig::default()
         };
         let locks = LockManager::new(lock_config.clone());
+        let access_log = match config.log.access.as_str() {
+            "off" | "" => None,
+            dest => Some(
+                AccessLog::open(dest, config.log.access_format)
+                    .map_err(|e| anyhow::anyhow!("access log {dest}: {e}"))?,
+            ),
+        };
         Ok(App {
             config,
             store,
@@ -71,6 +81,7 @@ impl App {
             locks,
             lock_config,
             metrics: Metrics::new(),
+            access_log,
         })
     }
 }

@@ -286,6 +286,9 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// `tracing` filter directive, e.g. `info` or `skab=debug,info`.
     pub level: String,
+    /// The access log: `off`, `stderr`, or a file path (appended to).
+    pub access: String,
+    pub access_format: AccessFormat,
 }
 
 impl Default for LogConfig {
@@ -293,8 +296,21 @@ impl Default for LogConfig {
         LogConfig {
             format: LogFormat::Text,
             level: "info".to_string(),
+            access: "off".to_string(),
+            access_format: AccessFormat::Json,
         }
     }
+}
+
+/// The access log's line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessFormat {
+    /// One JSON object per line.
+    #[default]
+    Json,
+    /// Apache's combined format, with the duration in microseconds appended.
+    Combined,
 }
 
 /// Settings given as command-line flags (the top layer).

@@ -1,6 +1,7 @@
 //! Skab's server: WebDAV over HTTP on the storage engine, with tenants, users, auth, locks,
 //! admin commands and metrics.
 
+pub mod access_log;
 pub mod admin;
 pub mod app;
 pub mod auth;

@@ -213,6 +213,13 @@ pub const MAINTENANCE_INTERVAL_S: u64 = 300;
 /// Nice value of the thread that writes periodic snapshots (requests go first).
 pub const CHECKPOINT_NICE: i32 = 10;
 
+// ---- Access log (server/src/access_log.rs) ----
+
+/// Lines waiting for the access log's writer; beyond it lines are dropped, not waited for.
+pub const ACCESS_LOG_QUEUE_LINES: usize = 64 * 1024;
+/// The writer's batch: at most this many bytes go out in one write.
+pub const ACCESS_LOG_WRITE_BYTES: usize = 256 * 1024;
+
 // ---- ownCloud/Nextcloud client protocol (server/src/oc) ----
 
 /// Longest `OC-Checksum` header, bytes (a few `TYPE:hex` items).

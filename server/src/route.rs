@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use hyper::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use hyper::{Method, Request, StatusCode};
 
+use crate::access_log;
 use crate::app::App;
 use crate::dav::path::{mount_of, parse_target_as, Mount};
 use crate::dav::status::path_error;
@@ -33,11 +34,46 @@ impl Handler for Router {
     async fn handle(&self, req: Request<ReqBody>, peer: SocketAddr) -> Resp {
         let started = Instant::now();
         let method = req.method().clone();
+        // What the access log needs of the request, taken only when it is on.
+        let logged = self.app.access_log.as_ref().map(|_| {
+            let target = req
+                .uri()
+                .path_and_query()
+                .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
+            let ua = req
+                .headers()
+                .get(hyper::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            (target, req.version(), ua)
+        });
         let resp = route(self.app.clone(), req, peer).await;
-        self.app
-            .metrics
-            .observe(&method, resp.status(), started.elapsed());
+        let elapsed = started.elapsed();
+        self.app.metrics.observe(&method, resp.status(), elapsed);
+        if let (Some(log), Some((target, version, ua))) = (&self.app.access_log, logged) {
+            log.record(&access_log::Entry {
+                time: std::time::SystemTime::now(),
+                client: peer,
+                who: resp.extensions().get::<access_log::Who>(),
+                method: method.as_str(),
+                target: &target,
+                version: version_name(version),
+                status: resp.status().as_u16(),
+                bytes: hyper::body::Body::size_hint(resp.body()).exact(),
+                duration: elapsed,
+                user_agent: ua.as_deref(),
+            });
+        }
         resp
+    }
+}
+
+fn version_name(v: hyper::Version) -> &'static str {
+    match v {
+        hyper::Version::HTTP_10 => "HTTP/1.0",
+        hyper::Version::HTTP_2 => "HTTP/2.0",
+        hyper::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
     }
 }
 
@@ -96,6 +132,24 @@ async fn route(app: Arc<App>, req: Request<ReqBody>, peer: SocketAddr) -> Resp {
         Ok(p) => p,
         Err(e) => return unauthorized(&app, &e),
     };
+    let who = app.access_log.is_some().then(|| access_log::Who {
+        tenant: principal.tenant.as_str().to_string(),
+        user: principal.user.as_str().to_string(),
+    });
+    let mut resp = authenticated(app, req, principal, ocs).await;
+    if let Some(who) = who {
+        resp.extensions_mut().insert(who);
+    }
+    resp
+}
+
+/// A request whose credentials are good: OCS, or WebDAV in one of the mounts.
+async fn authenticated(
+    app: Arc<App>,
+    req: Request<ReqBody>,
+    principal: crate::auth::Principal,
+    ocs: bool,
+) -> Resp {
     if ocs {
         return oc::discovery::ocs(&req, &principal);
     }
