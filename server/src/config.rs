@@ -126,6 +126,8 @@ pub struct StorageConfig {
     pub direct_io: bool,
     /// File I/O backend: `auto` (io_uring where allowed), `uring` or `std`.
     pub io: IoBackend,
+    /// A sync client's chunked upload untouched this long is removed with its chunks, seconds.
+    pub upload_ttl_s: u64,
 }
 
 impl Default for StorageConfig {
@@ -141,6 +143,7 @@ impl Default for StorageConfig {
             prezero: false,
             direct_io: true,
             io: IoBackend::Auto,
+            upload_ttl_s: crate::limits::OC_UPLOAD_TTL_DEFAULT_S,
         }
     }
 }

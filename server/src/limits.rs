@@ -228,9 +228,9 @@ pub const OC_CHECKSUM_HEADER_LEN_MAX: usize = 512;
 pub const OC_MTIME_HEADER_LEN_MAX: usize = 32;
 /// Latest modification time a client may set: 9999-12-31, seconds since the epoch.
 pub const OC_MTIME_MAX_S: i64 = 253_402_300_799;
-/// A chunked upload untouched this long is removed with its chunks, seconds (a day: a
-/// client resuming after a night still finds its chunks).
-pub const OC_UPLOAD_TTL_S: u64 = 24 * 3600;
+/// Default of `storage.upload_ttl_s`: a chunked upload untouched this long is removed with its
+/// chunks, seconds (a day: a client resuming after a night still finds its chunks).
+pub const OC_UPLOAD_TTL_DEFAULT_S: u64 = 24 * 3600;
 /// Chunked uploads one user may have open at once.
 pub const OC_UPLOADS_PER_USER_MAX: usize = 64;
 /// Chunks in one chunked upload (a 100 GiB file in 10 MiB chunks is ~10,000).

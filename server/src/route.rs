@@ -177,6 +177,12 @@ async fn authenticated(
             Ok(k) => k,
             Err(e) => return text(status_of(&e), &e.to_string()),
         };
+        // The home is where the upload ends up and whose quota bounds it.
+        if !app.store.space_exists(&home) {
+            if let Err(e) = app.store.create_space(&home).await {
+                return text(status_of(&e), &e.to_string());
+            }
+        }
         if let Err(r) = oc::upload::prepare(&app, &uploads, &me.user).await {
             return r;
         }

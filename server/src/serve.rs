@@ -159,6 +159,10 @@ pub fn serve(config: Config) -> Result<(), CliError> {
     let result = runtime.block_on(async {
         crate::admin::spawn_listener(app.store.clone(), &app.config.data_dir)
             .map_err(|e| anyhow::anyhow!("admin socket: {e}"))?;
+        let expired = crate::oc::upload::expire(&app).await;
+        if expired > 0 {
+            tracing::info!(uploads = expired, "unfinished chunked uploads expired");
+        }
         tokio::spawn(maintenance(app.clone()));
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let settings = crate::route::http_settings(&app.config);

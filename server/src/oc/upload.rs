@@ -5,7 +5,7 @@
 //! durable as they arrive, so an acknowledged chunk survives a crash and the client can
 //! resume (it lists the folder with PROPFIND). The final MOVE commits the destination as the
 //! chunks' contents end to end (`Store::put_assembled`): no byte is copied. Uploads left
-//! alone for `OC_UPLOAD_TTL_S` are removed by the maintenance loop. Design and costs:
+//! alone for `storage.upload_ttl_s` are removed at start and by the maintenance loop. Design and costs:
 //! `docs/webdav.md`, "Sync clients".
 // A refusal is the response itself, as in `methods::common`.
 #![allow(clippy::result_large_err)]
@@ -28,7 +28,7 @@ use crate::dav::path::{parse_destination, DavPath, Destination, Mount, UPLOADS_S
 use crate::dav::status::destination_status;
 use crate::http::body::ReqBody;
 use crate::http::response::{status, text, Resp};
-use crate::limits::{OC_CHUNKS_PER_UPLOAD_MAX, OC_UPLOADS_PER_USER_MAX, OC_UPLOAD_TTL_S};
+use crate::limits::{OC_CHUNKS_PER_UPLOAD_MAX, OC_UPLOADS_PER_USER_MAX};
 use crate::methods::common::{check_write, engine_error, etag, host, is_dir};
 use crate::methods::{engine_names, Ctx};
 
@@ -370,10 +370,10 @@ async fn purge(app: &App, key: &SpaceKey, path: &[Name]) -> Result<(), skab_engi
     Ok(())
 }
 
-/// Removes upload folders untouched for `OC_UPLOAD_TTL_S` (the maintenance loop calls it).
-/// Returns how many went.
+/// Removes upload folders untouched for `storage.upload_ttl_s` (at start and from the
+/// maintenance loop). Returns how many went.
 pub async fn expire(app: &App) -> usize {
-    let ttl = Duration::from_secs(OC_UPLOAD_TTL_S);
+    let ttl = Duration::from_secs(app.config.storage.upload_ttl_s);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
