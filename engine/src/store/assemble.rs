@@ -100,7 +100,7 @@ mod tests {
         // Order matters for the name as for the bytes.
         assert_ne!(assemble(&[b, a.clone()]).unwrap().hash, c.hash);
         // One part is that part.
-        assert_eq!(assemble(&[a.clone()]).unwrap(), *a);
+        assert_eq!(assemble(std::slice::from_ref(&a)).unwrap(), *a);
         assert!(assemble(&[]).is_err());
     }
 }
