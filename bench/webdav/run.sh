@@ -8,7 +8,8 @@
 #
 # Knobs (environment): DURATION (12s), CONNS (64), THREADS (2), SERVERS ("skab apache nginx rclone";
 # also "skab-hyper": the same skab binary with `http1 = "hyper"`, to compare its own HTTP/1 with hyper's),
-# OPS ("put get propfind1 propfind0"), ROUNDS (2), NFILES (1000), DATA_FS (image|sparse|root; see below),
+# OPS ("put get propfind1 propfind0"; also "poll": a sync client's root PROPFIND Depth 0 with the
+# Nextcloud client's properties, and "list1": Depth 1 of the 1000-file folder with them), ROUNDS (2), NFILES (1000), DATA_FS (image|sparse|root; see below),
 # IMG_SIZE (16G; sparse: per server), NO_LOOP=1 (= DATA_FS=root),
 # NO_INSTALL=1, NO_BUILD=1, BASE_PORT (28080), WORKERS (unset: each server's default, one per CPU;
 # N: skab `workers`, nginx `worker_processes` and rclone's GOMAXPROCS set to N, Apache unchanged), SKAB_BIN (default target/release/skab),
@@ -256,6 +257,10 @@ run_op() { # $1 server, $2 op, $3 port, $4 round
     get) script=get.lua ;;
     propfind1) script=propfind.lua; env+=(BENCH_DEPTH=1 BENCH_TARGET=/bench/) ;;
     propfind0) script=propfind.lua; env+=(BENCH_DEPTH=0 BENCH_TARGET=/bench/f0000.bin) ;;
+    # A sync client's poll: "did anything change?" = Depth 0 of its root with the client's props.
+    poll) script=propfind.lua; env+=(BENCH_DEPTH=0 BENCH_TARGET=/ BENCH_BODY=oc) ;;
+    # What follows a changed poll: the 1000-file folder listed with the client's props.
+    list1) script=propfind.lua; env+=(BENCH_DEPTH=1 BENCH_TARGET=/bench/ BENCH_BODY=oc) ;;
     *) log "unknown op $op"; return 1 ;;
   esac
   local out="$RESULTS/$srv-$op-r$round.txt"
