@@ -641,11 +641,6 @@ impl Multistatus {
         self.buf.is_empty()
     }
 
-    /// Takes what was written so far, keeping the builder open (for streaming).
-    pub fn take_chunk(&mut self) -> String {
-        std::mem::take(&mut self.buf)
-    }
-
     /// Closes the document and returns the rest of the body.
     pub fn finish(mut self) -> String {
         self.buf.push_str("</D:multistatus>");

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -92,15 +92,35 @@ impl std::fmt::Display for BodyFault {
     }
 }
 
+/// Which [`BodyFault`] ended a stream, readable after the stream was handed away (a store
+/// reports a failed stream as `Aborted` with text; the handler asks this instead).
+#[derive(Debug, Default)]
+pub struct FaultCell(AtomicU8);
+
+impl FaultCell {
+    fn set(&self, f: BodyFault) {
+        self.0.store(f as u8 + 1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> Option<BodyFault> {
+        match self.0.load(Ordering::Relaxed) {
+            1 => Some(BodyFault::TooLarge),
+            2 => Some(BodyFault::Stalled),
+            3 => Some(BodyFault::Broken),
+            _ => None,
+        }
+    }
+}
+
 /// A request body as a stream of data buffers, at most `max` bytes, failing when no bytes
-/// arrive for `stall` (slow-client guard). `too_large` is set when the limit was the cause.
+/// arrive for `stall` (slow-client guard). `fault` tells why it failed.
 pub struct RequestStream {
     body: ReqBody,
     max: u64,
     seen: u64,
     stall: Duration,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    pub too_large: Arc<AtomicBool>,
+    pub fault: Arc<FaultCell>,
     done: bool,
 }
 
@@ -112,9 +132,15 @@ impl RequestStream {
             seen: 0,
             stall,
             timer: None,
-            too_large: Arc::new(AtomicBool::new(false)),
+            fault: Arc::new(FaultCell::default()),
             done: false,
         }
+    }
+
+    fn fail(&mut self, f: BodyFault) -> Poll<Option<Result<Bytes, BodyFault>>> {
+        self.done = true;
+        self.fault.set(f);
+        Poll::Ready(Some(Err(f)))
     }
 }
 
@@ -135,21 +161,18 @@ impl Stream for RequestStream {
                     };
                     this.seen += data.len() as u64;
                     if this.seen > this.max {
-                        this.done = true;
-                        this.too_large.store(true, Ordering::Relaxed);
-                        return Poll::Ready(Some(Err(BodyFault::TooLarge)));
+                        return this.fail(BodyFault::TooLarge);
                     }
                     return Poll::Ready(Some(Ok(data)));
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    this.done = true;
                     let stalled = matches!(&this.body, ReqBody::Own(_))
                         && e.kind() == std::io::ErrorKind::TimedOut;
-                    return Poll::Ready(Some(Err(if stalled {
+                    return this.fail(if stalled {
                         BodyFault::Stalled
                     } else {
                         BodyFault::Broken
-                    })));
+                    });
                 }
                 Poll::Ready(None) => {
                     this.done = true;
@@ -163,8 +186,7 @@ impl Stream for RequestStream {
                         .timer
                         .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
                     if timer.as_mut().poll(cx).is_ready() {
-                        this.done = true;
-                        return Poll::Ready(Some(Err(BodyFault::Stalled)));
+                        return this.fail(BodyFault::Stalled);
                     }
                     return Poll::Pending;
                 }

@@ -117,7 +117,7 @@ pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
         max,
         Duration::from_secs(limits.body_stall_timeout_s),
     );
-    let too_large = stream.too_large.clone();
+    let fault = stream.fault.clone();
     let stream = Verifying::new(stream, expected.clone());
     let mismatch = stream.mismatch.clone();
     let result = ctx
@@ -140,25 +140,27 @@ pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
             oc::headers::after_upload(&mut r, &info, &etag(&info), mtime.is_some());
             r
         }
+        // The engine reports a failed body stream as `Aborted`; why it failed is known here.
         Err(skab_engine::Error::Aborted(msg)) => {
             if mismatch.load(Ordering::Relaxed) {
-                text(
+                return text(
                     StatusCode::BAD_REQUEST,
                     "the uploaded bytes differ from their OC-Checksum",
-                )
-            } else if too_large.load(Ordering::Relaxed)
-                && room.is_some_and(|r| r < limits.body_size_max)
-            {
-                text(StatusCode::INSUFFICIENT_STORAGE, "quota exceeded")
-            } else if too_large.load(Ordering::Relaxed) {
-                text(
+                );
+            }
+            match fault.get() {
+                // Over what the user's quota leaves of a chunked upload, or over the size limit.
+                Some(BodyFault::TooLarge) if room.is_some_and(|r| r < limits.body_size_max) => {
+                    text(StatusCode::INSUFFICIENT_STORAGE, "quota exceeded")
+                }
+                Some(BodyFault::TooLarge) => text(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "file larger than the server accepts",
-                )
-            } else if msg == BodyFault::Stalled.to_string() {
-                text(StatusCode::REQUEST_TIMEOUT, "request body stalled")
-            } else {
-                text(StatusCode::BAD_REQUEST, &msg)
+                ),
+                Some(BodyFault::Stalled) => {
+                    text(StatusCode::REQUEST_TIMEOUT, "request body stalled")
+                }
+                Some(BodyFault::Broken) | None => text(StatusCode::BAD_REQUEST, &msg),
             }
         }
         Err(e) => engine_error(&e),
