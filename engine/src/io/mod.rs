@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use crate::limits::{DIRECT_IO_ALIGN, STORAGE_NAME_LEN_MAX, STORAGE_OFFSET_MAX};
 
+pub mod durable;
 mod faulty;
 mod mem;
 mod prezero;

@@ -1,8 +1,10 @@
 //! Live WebDAV locks kept across a graceful restart: saved at shutdown, taken back (and the
-//! file removed) at the next start. A crash loses them, as it always did.
+//! file removed) at the next start. A crash loses them, as it always did. Written through the
+//! engine's `Storage` (`io::durable`), which the crash and fault-injection tests reach.
 
-use std::io::{self, Write};
-use std::path::Path;
+use std::io;
+
+use skab_engine::io::{durable, Storage};
 
 use serde::{Deserialize, Serialize};
 
@@ -28,13 +30,9 @@ fn now_unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn fsync_dir(dir: &Path) -> io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
-}
-
-/// Writes every live lock to the data dir (temp file, fsync, rename, directory fsync).
-/// Returns how many; with none, writes nothing.
-pub fn save(data_dir: &Path, locks: &LockManager) -> io::Result<usize> {
+/// Writes every live lock to the data dir's storage (atomically and durably: temp file,
+/// fdatasync, rename, directory sync). Returns how many; with none, writes nothing.
+pub fn save(storage: &dyn Storage, locks: &LockManager) -> io::Result<usize> {
     let list = locks.export();
     if list.is_empty() {
         return Ok(0);
@@ -50,41 +48,25 @@ pub fn save(data_dir: &Path, locks: &LockManager) -> io::Result<usize> {
     bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     bytes.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
     bytes.extend_from_slice(&payload);
-    let tmp = data_dir.join(format!("{LOCK_FILE}.tmp"));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, data_dir.join(LOCK_FILE))?;
-    fsync_dir(data_dir)?;
+    durable::replace_file(storage, LOCK_FILE, &bytes)?;
     Ok(n)
 }
 
 /// Takes back the locks a graceful shutdown saved, less the time since, and removes the file
 /// (a later crash must not bring back locks released meanwhile). Returns how many were restored;
 /// a damaged file is removed and reported as an error.
-pub fn load(data_dir: &Path, locks: &LockManager) -> Result<usize, String> {
-    let path = data_dir.join(LOCK_FILE);
-    let len = match std::fs::metadata(&path) {
-        Ok(m) => m.len(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
-    };
-    let bytes = if len <= LOCK_FILE_LEN_MAX {
-        std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?
-    } else {
-        Vec::new()
-    };
-    std::fs::remove_file(&path)
-        .and_then(|()| fsync_dir(data_dir))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if len > LOCK_FILE_LEN_MAX {
-        return Err(format!(
-            "{}: {len} bytes, more than {LOCK_FILE_LEN_MAX}: not read",
-            path.display()
-        ));
+pub fn load(storage: &dyn Storage, locks: &LockManager) -> Result<usize, String> {
+    let read = durable::read_file(storage, LOCK_FILE, LOCK_FILE_LEN_MAX);
+    if matches!(read, Ok(None)) {
+        return Ok(0);
     }
-    let saved = decode(&bytes).map_err(|why| format!("{}: {why}", path.display()))?;
+    durable::remove_file(storage, LOCK_FILE).map_err(|e| format!("{LOCK_FILE}: {e}"))?;
+    let bytes = match read {
+        Ok(Some(b)) => b,
+        Ok(None) => return Ok(0),
+        Err(e) => return Err(format!("{LOCK_FILE}: {e}: not read")),
+    };
+    let saved = decode(&bytes).map_err(|why| format!("{LOCK_FILE}: {why}"))?;
     let elapsed = now_unix_ms().saturating_sub(saved.saved_at_unix_ms);
     Ok(locks.restore(saved.locks, std::time::Duration::from_millis(elapsed)))
 }
@@ -125,6 +107,7 @@ mod tests {
     #[test]
     fn saved_locks_come_back_once_and_damage_is_refused() {
         let dir = tempfile::tempdir().unwrap();
+        let storage = skab_engine::io::StdStorage::new(dir.path()).unwrap();
         let before = LockManager::new(LockConfig::default());
         let path = SpacePath::from_segments(["docs", "essay.docx"]).unwrap();
         let info = before
@@ -141,9 +124,9 @@ mod tests {
                 },
             )
             .unwrap();
-        assert_eq!(save(dir.path(), &before).unwrap(), 1);
+        assert_eq!(save(&storage, &before).unwrap(), 1);
         let after = LockManager::new(LockConfig::default());
-        assert_eq!(load(dir.path(), &after).unwrap(), 1);
+        assert_eq!(load(&storage, &after).unwrap(), 1);
         let got = after.get(&space(), &info.token).unwrap();
         assert_eq!(
             (got.root, got.scope, got.depth),
@@ -157,20 +140,59 @@ mod tests {
         // Taken once: the file is gone, a second start restores nothing.
         assert!(!dir.path().join(LOCK_FILE).exists());
         assert_eq!(
-            load(dir.path(), &LockManager::new(LockConfig::default())).unwrap(),
+            load(&storage, &LockManager::new(LockConfig::default())).unwrap(),
             0
         );
         // A flipped byte is refused (and the file removed), never half-applied.
-        save(dir.path(), &after).unwrap();
+        save(&storage, &after).unwrap();
         let f = dir.path().join(LOCK_FILE);
         let mut bytes = std::fs::read(&f).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         std::fs::write(&f, &bytes).unwrap();
         let fresh = LockManager::new(LockConfig::default());
-        assert!(load(dir.path(), &fresh).unwrap_err().contains("checksum"));
+        assert!(load(&storage, &fresh).unwrap_err().contains("checksum"));
         assert_eq!(fresh.total(), 0);
         assert!(!f.exists());
+    }
+
+    #[test]
+    fn a_crash_or_a_failed_sync_during_save_never_leaves_a_torn_file() {
+        use skab_engine::io::{CrashMode, FaultPlan, FaultyStorage, MemStorage};
+        use std::sync::Arc;
+        let locks = LockManager::new(LockConfig::default());
+        let path = SpacePath::from_segments(["a.odt"]).unwrap();
+        locks
+            .lock(
+                &space(),
+                LockRequest {
+                    path: &path,
+                    scope: LockScope::Exclusive,
+                    depth: LockDepth::Zero,
+                    timeout: Duration::from_secs(600),
+                    owner: None,
+                    principal: "anna@skole",
+                    resource_exists: true,
+                },
+            )
+            .unwrap();
+        for nth in 1..=3 {
+            let mem = Arc::new(MemStorage::new());
+            let plan = FaultPlan::new();
+            plan.fail_nth_sync(nth);
+            let faulty = FaultyStorage::new(mem.clone(), plan);
+            let saved = save(&faulty, &locks);
+            for mode in [CrashMode::DurableOnly, CrashMode::TornTail { seed: nth }] {
+                let after = mem.crash(mode);
+                let fresh = LockManager::new(LockConfig::default());
+                // Either the whole save is there or none of it: never an error from a torn file.
+                let n = load(&after, &fresh).unwrap();
+                assert!(
+                    n == 0 || (n == 1 && saved.is_ok()),
+                    "sync {nth}: {n} restored"
+                );
+            }
+        }
     }
 
     #[test]
