@@ -120,3 +120,180 @@ fn untrusting_and_cleartext_clients_get_nothing() {
     let r = https(port, &trusted, "GET", "/healthz", &[], b"").unwrap();
     assert_eq!(r.status, 200);
 }
+
+/// A certificate for 127.0.0.1 and its PEM files in `dir`.
+fn write_cert(dir: &std::path::Path) -> CertificateDer<'static> {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
+    // Written whole and renamed, as a certificate renewal tool does.
+    for (name, pem) in [
+        ("cert.pem", certified.cert.pem()),
+        ("key.pem", certified.key_pair.serialize_pem()),
+    ] {
+        let tmp = dir.join(format!("{name}.new"));
+        std::fs::write(&tmp, pem).unwrap();
+        std::fs::rename(&tmp, dir.join(name)).unwrap();
+    }
+    certified.cert.der().clone()
+}
+
+/// The certificate the server shows to a new connection.
+fn served_certificate(port: u16, config: &Arc<rustls::ClientConfig>) -> CertificateDer<'static> {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let mut conn = rustls::ClientConnection::new(config.clone(), name).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).unwrap();
+    }
+    conn.peer_certificates().unwrap()[0].clone()
+}
+
+#[test]
+fn sighup_reloads_the_certificate_and_open_connections_go_on() {
+    let keys = tempfile::tempdir().unwrap();
+    let first = write_cert(keys.path());
+    let mut opts = Opts::default()
+        .user(TENANT, USER, PASSWORD)
+        .config(&format!(
+            "[tls]\ncert = {:?}\nkey = {:?}\n",
+            keys.path().join("cert.pem").to_str().unwrap(),
+            keys.path().join("key.pem").to_str().unwrap()
+        ));
+    opts.tls = true;
+    let server = Server::start_opts(opts);
+    let port = server.port;
+    let both = {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(first.clone()).unwrap();
+        roots
+    };
+    let trusting_first = client_config(Some(&first));
+    assert_eq!(served_certificate(port, &trusting_first), first);
+
+    // A connection opened before the renewal.
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let conn = rustls::ClientConnection::new(
+        trusting_first.clone(),
+        ServerName::try_from("127.0.0.1").unwrap(),
+    )
+    .unwrap();
+    let mut open = rustls::StreamOwned::new(conn, tcp);
+    let auth = basic(&format!("{USER}@{TENANT}"), PASSWORD);
+    // build_request asks to close; this connection stays open for a second request.
+    let keep_alive = |path: &str| {
+        let r = build_request("GET", path, Some(&auth), &[], b"");
+        String::from_utf8(r)
+            .unwrap()
+            .replace("Connection: close\r\n", "")
+            .into_bytes()
+    };
+    use std::io::{Read, Write};
+    open.write_all(&keep_alive("/healthz")).unwrap();
+    let mut buf = [0u8; 512];
+    let n = open.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+
+    let second = write_cert(keys.path());
+    server.signal(1);
+    let trusting_second = client_config(Some(&second));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let config = {
+            let mut roots = both.clone();
+            roots.add(second.clone()).unwrap();
+            Arc::new(
+                rustls::ClientConfig::builder_with_provider(Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+            )
+        };
+        if served_certificate(port, &config) == second {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new certificate was not served"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // New connections get the new certificate; the open one still works.
+    let r = https(port, &trusting_second, "GET", "/healthz", &[], b"").unwrap();
+    assert_eq!(r.status, 200);
+    open.write_all(&keep_alive("/readyz")).unwrap();
+    let n = open.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+
+    // A broken pair is refused and the certificate in use stays.
+    std::fs::write(keys.path().join("key.pem"), "not a key").unwrap();
+    server.signal(1);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(served_certificate(port, &trusting_second), second);
+    assert!(server.log().contains("TLS certificate not reloaded"));
+}
+
+#[test]
+fn http2_over_tls_serves_webdav() {
+    let t = start();
+    let port = t.server.port;
+    let mut config = (*client_config(Some(&t.cert_der))).clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let config = Arc::new(config);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        use http_body_util::{BodyExt, Full};
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+            .await
+            .unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        let (mut send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tls),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let auth = basic(&format!("{USER}@{TENANT}"), PASSWORD);
+        let data = pseudo_random(7, 100_000);
+        let req = |method: &str, path: &str, body: Vec<u8>| {
+            hyper::Request::builder()
+                .method(method)
+                .uri(format!("https://127.0.0.1:{port}{path}"))
+                .header("authorization", &auth)
+                .header("depth", "1")
+                .body(Full::new(bytes::Bytes::from(body)))
+                .unwrap()
+        };
+        let r = send
+            .send_request(req("PUT", &dav("h2.bin"), data.clone()))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        assert_eq!(r.version(), hyper::Version::HTTP_2);
+        let r = send
+            .send_request(req("GET", &dav("h2.bin"), Vec::new()))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let got = r.into_body().collect().await.unwrap().to_bytes();
+        assert!(got[..] == data[..], "bytes differ over HTTP/2");
+        let r = send
+            .send_request(req("PROPFIND", &dav(""), Vec::new()))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 207);
+    });
+}

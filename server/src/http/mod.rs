@@ -78,7 +78,11 @@ pub async fn run<H: Handler>(
     listener: TcpListener,
 ) -> anyhow::Result<()> {
     let tls = match &settings.tls {
-        Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+        Some((cert, key)) => {
+            let (acceptor, certs) = tls::acceptor(cert, key)?;
+            tokio::spawn(reload_on_sighup(certs));
+            Some(acceptor)
+        }
         None => None,
     };
     let settings = Arc::new(settings);
@@ -359,6 +363,29 @@ fn http2_builder(settings: &Settings) -> hyper::server::conn::http2::Builder<Tok
     b
 }
 
+/// Reads the TLS certificate and key again on each `SIGHUP` (certificate renewal without a
+/// restart); a bad pair is logged and the one in use stays.
+async fn reload_on_sighup(certs: Arc<tls::Reloadable>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("SIGHUP cannot be caught: TLS certificates reload only at restart");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match certs.reload() {
+                Ok(()) => tracing::info!("TLS certificate reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS certificate not reloaded; the old one stays")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop(certs);
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -383,25 +410,72 @@ async fn shutdown_signal() {
 }
 
 mod tls {
-    //! rustls acceptor from PEM certificate chain and key files.
-    use std::path::Path;
+    //! rustls acceptor from PEM certificate chain and key files, whose certificate can be
+    //! replaced while serving (`SIGHUP`): new handshakes get the new one, open connections
+    //! keep theirs.
+    use std::path::{Path, PathBuf};
     use std::sync::Arc;
 
+    use parking_lot::RwLock;
+    use rustls::server::{ClientHello, ResolvesServerCert};
+    use rustls::sign::CertifiedKey;
     use tokio_rustls::TlsAcceptor;
 
-    pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
+    /// The certificate in use, swapped whole on reload.
+    #[derive(Debug)]
+    pub struct Reloadable {
+        current: RwLock<Arc<CertifiedKey>>,
+        cert: PathBuf,
+        key: PathBuf,
+    }
+
+    impl ResolvesServerCert for Reloadable {
+        fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+            Some(self.current.read().clone())
+        }
+    }
+
+    impl Reloadable {
+        /// Reads the files again; on any error the certificate in use stays.
+        pub fn reload(&self) -> anyhow::Result<()> {
+            let fresh = load(&self.cert, &self.key)?;
+            *self.current.write() = Arc::new(fresh);
+            Ok(())
+        }
+    }
+
+    fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
+
+    fn load(cert: &Path, key: &Path) -> anyhow::Result<CertifiedKey> {
         let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(cert)?))
             .collect::<Result<Vec<_>, _>>()?;
-        let key =
+        if certs.is_empty() {
+            anyhow::bail!("no certificate in {}", cert.display());
+        }
+        let key_der =
             rustls_pemfile::private_key(&mut std::io::BufReader::new(std::fs::File::open(key)?))?
                 .ok_or_else(|| anyhow::anyhow!("no private key in {}", key.display()))?;
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+        let signing = provider().key_provider.load_private_key(key_der)?;
+        let ck = CertifiedKey::new(certs, signing);
+        // The key must belong to the certificate: a mismatched pair is refused here, not at
+        // the next handshake.
+        ck.keys_match()?;
+        Ok(ck)
+    }
+
+    pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<(TlsAcceptor, Arc<Reloadable>)> {
+        let resolver = Arc::new(Reloadable {
+            current: RwLock::new(Arc::new(load(cert, key)?)),
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+        });
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(TlsAcceptor::from(Arc::new(config)))
+        Ok((TlsAcceptor::from(Arc::new(config)), resolver))
     }
 }
