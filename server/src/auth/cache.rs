@@ -5,6 +5,7 @@ use crate::users::{TenantName, UserName};
 use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
+#[derive(Clone)]
 struct Entry {
     /// Keyed BLAKE3 of (tenant, user, password) under the per-process key.
     digest: blake3::Hash,

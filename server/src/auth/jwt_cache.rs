@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 use super::expiring::{process_key, ExpiringMap};
 use crate::users::{TenantName, UserName};
 
-struct Entry {
-    tenant: TenantName,
-    user: UserName,
-}
+/// Shared, so that a hit (which the cache answers with a clone) copies a pointer, not names.
+#[derive(Clone)]
+struct Entry(std::sync::Arc<(TenantName, UserName)>);
 
 /// Map from the keyed BLAKE3 of a token to the user it names.
 pub struct JwtCache {
@@ -38,9 +37,8 @@ impl JwtCache {
         if !self.entries.holds_anything() {
             return None;
         }
-        self.entries.lookup(&self.digest(token), now, |e| {
-            Some((e.tenant.clone(), e.user.clone()))
-        })
+        self.entries
+            .lookup(&self.digest(token), now, |e| Some(e.0.as_ref().clone()))
     }
 
     /// Remembers a verified token until `valid_for` from `now` (its `exp`) or the TTL,
@@ -56,10 +54,7 @@ impl JwtCache {
         if !self.entries.holds_anything() || valid_for.is_zero() {
             return;
         }
-        let entry = Entry {
-            tenant: tenant.clone(),
-            user: user.clone(),
-        };
+        let entry = Entry(std::sync::Arc::new((tenant.clone(), user.clone())));
         self.entries.insert(
             self.digest(token),
             entry,
