@@ -294,8 +294,10 @@ pub type Relisted = (Box<str>, Vec<(Box<str>, Box<str>)>, Instant);
 
 /// The result of one poll.
 pub enum Polled {
-    /// The request failed, or its answer had no ETag (recorded as errors / `no_etag`).
+    /// The request failed (recorded as an error).
     Failed,
+    /// The answer had no getetag for the root (counted as `no_etag`): the client cannot tell.
+    NoEtag,
     Unchanged,
     /// The root changed; these child collections were listed: name, their files (name,
     /// ETag), and when the listing arrived.
@@ -393,7 +395,7 @@ impl Poller<'_> {
             (Some(_), Some(false)) => {}
             _ => {
                 st.no_etag.fetch_add(1, Ordering::Relaxed);
-                return Polled::Failed;
+                return Polled::NoEtag;
             }
         }
         st.changed.fetch_add(1, Ordering::Relaxed);

@@ -296,8 +296,9 @@ pub struct SyncOut {
     pub changes_by_kind: BTreeMap<&'static str, u64>,
     #[serde(flatten)]
     pub book: BookOut,
-    /// Polls that found the home unchanged although a change acknowledged before the poll was
-    /// still owed to that client: the server did not change the home's ETag.
+    /// Polls that found the home unchanged (or gave no ETag) although a change acknowledged
+    /// before the poll was still owed to that client: the server did not change the home's
+    /// ETag.
     pub polls_missed_change: u64,
     pub polling: PollOut,
 }
@@ -407,7 +408,15 @@ pub async fn run(ctx: Arc<Ctx>) -> SyncOut {
         let sh = sh.clone();
         // Spread the clients' polls evenly over the interval.
         let offset = every.mul_f64(i as f64 / clients as f64);
-        devices_set.spawn(async move { client(&sh, i, tree, start + offset, every, end).await });
+        let rec = &ctx.rec;
+        rec.sessions_started.fetch_add(1, Ordering::Relaxed);
+        rec.sessions_live.fetch_add(1, Ordering::Relaxed);
+        devices_set.spawn(async move {
+            client(&sh, i, tree, start + offset, every, end).await;
+            let rec = &sh.ctx.rec;
+            rec.sessions_live.fetch_sub(1, Ordering::Relaxed);
+            rec.sessions_done.fetch_add(1, Ordering::Relaxed);
+        });
     }
     // The changes: open loop, evenly spaced over duration_s.
     let n = (c.duration_s * c.changes_per_s).round().max(1.0) as u64;
@@ -553,7 +562,7 @@ async fn client(
         }
         let owed = sh.book.owes(dev.u, dev.d, Instant::now());
         match Box::pin(p.poll(at, &mut tree)).await {
-            Polled::Unchanged if owed => {
+            Polled::Unchanged | Polled::NoEtag if owed => {
                 sh.missed.fetch_add(1, Ordering::Relaxed);
             }
             Polled::Changed(relisted) => {
