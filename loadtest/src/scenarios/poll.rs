@@ -135,10 +135,10 @@ pub fn each_response(body: &[u8], mut f: impl FnMut(&str, Option<&str>, bool)) -
                     _ => {}
                 }
             }
-            Event::Empty(e) => {
-                if is_dav(&ns) && in_resp && e.local_name().as_ref() == b"collection" {
-                    coll = true;
-                }
+            Event::Empty(e)
+                if is_dav(&ns) && in_resp && e.local_name().as_ref() == b"collection" =>
+            {
+                coll = true;
             }
             Event::Text(t) => {
                 let text = t.unescape().ok()?;
