@@ -519,6 +519,34 @@ fn scenarios_against_a_real_skab() {
     assert!(n(&r, &["sync", "late_changes"]) > 0.0, "{}", text(&o));
     assert!(n(&r, &["sync", "deliveries_late"]) > 0.0);
 
+    // The same through the ownCloud/Nextcloud client mount.
+    let oc = format!(
+        "[target]\nhome = \"/remote.php/dav/files/{{user}}@{{tenant}}/\"\n{}",
+        std::fs::read_to_string(s.p("lt.toml")).unwrap()
+    );
+    std::fs::write(s.p("oc.toml"), oc).unwrap();
+    let out = s.p("sync-oc");
+    let o = lt_with(
+        &s,
+        "oc.toml",
+        &[
+            "run",
+            "sync",
+            "--sessions",
+            "2",
+            "--duration",
+            "2",
+            "--out",
+            &out,
+        ],
+    );
+    assert!(o.status.success(), "sync on /remote.php: {}", text(&o));
+    let r = result(&out);
+    assert_eq!(n(&r, &["sync", "changes"]), 8.0, "{}", text(&o));
+    assert_eq!(n(&r, &["sync", "deliveries_seen"]), 16.0);
+    assert_eq!(n(&r, &["sync", "late_changes"]), 0.0);
+    assert_eq!(n(&r, &["requests", "errors"]), 0.0);
+
     // A bad threshold is a usage error before any load is sent.
     let o = lt(&s, &["run", "school-day", "--threshold", "p99<fast"]);
     assert_eq!(o.status.code(), Some(1));
