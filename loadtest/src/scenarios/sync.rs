@@ -841,7 +841,7 @@ mod tests {
         );
         let t2 = t1 + Duration::from_millis(200);
         for d in [1, 2] {
-            b.observe(1, d, 0, files(&[]), t2);
+            b.observe(1, d, 0, files(&[("z", "1")]), t2);
             b.observe(1, d, 1, files(&[("b", "7"), ("y", "9")]), t2);
         }
         let o = b.finish();
