@@ -122,11 +122,16 @@ impl Failure {
     }
 }
 
-/// A finished response: status, body length and (if asked) the body's BLAKE3.
+/// A finished response: status, body length and (if asked) the body's BLAKE3; with
+/// `Http::send_keep` also the body itself and the `ETag` header.
 pub struct Resp {
     pub status: u16,
     pub len: u64,
     pub hash: Option<blake3::Hash>,
+    /// The body (only from `send_keep`; empty otherwise).
+    pub body: Bytes,
+    /// The `ETag` response header (only from `send_keep`).
+    pub etag: Option<HeaderValue>,
 }
 
 /// The shared client: one pool per source address, all under one cap on open connections.
@@ -192,6 +197,35 @@ impl Http {
         body: Bytes,
         hash: bool,
     ) -> Result<Resp, Failure> {
+        self.send_inner(pick, method, path, headers, body, hash, false)
+            .await
+    }
+
+    /// Like `send`, but keeps the response body and its `ETag` header (multistatus answers
+    /// that a sync client parses, uploads whose new ETag it remembers).
+    pub async fn send_keep(
+        &self,
+        pick: usize,
+        method: Method,
+        path: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        body: Bytes,
+    ) -> Result<Resp, Failure> {
+        self.send_inner(pick, method, path, headers, body, false, true)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn send_inner(
+        &self,
+        pick: usize,
+        method: Method,
+        path: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        body: Bytes,
+        hash: bool,
+        keep: bool,
+    ) -> Result<Resp, Failure> {
         let Ok(_permit) = self.cap.acquire().await else {
             return Err(Failure::Connect);
         };
@@ -213,9 +247,17 @@ impl Http {
                 }
             })?;
             let status = resp.status().as_u16();
+            let etag = if keep {
+                resp.headers().get(http::header::ETAG).cloned()
+            } else {
+                None
+            };
             let mut body = resp.into_body();
             let mut hasher = hash.then(blake3::Hasher::new);
             let mut len = 0u64;
+            // A one-frame body is kept as it came (no copy); more frames are joined.
+            let mut first = Bytes::new();
+            let mut joined: Option<bytes::BytesMut> = None;
             while let Some(frame) = body.frame().await {
                 let frame = frame.map_err(|_| Failure::Io)?;
                 if let Ok(data) = frame.into_data() {
@@ -223,12 +265,30 @@ impl Http {
                     if let Some(h) = hasher.as_mut() {
                         h.update(&data);
                     }
+                    if keep {
+                        if let Some(j) = joined.as_mut() {
+                            j.extend_from_slice(&data);
+                        } else if first.is_empty() {
+                            first = data;
+                        } else {
+                            let mut j = bytes::BytesMut::with_capacity(first.len() + data.len());
+                            j.extend_from_slice(&first);
+                            j.extend_from_slice(&data);
+                            joined = Some(j);
+                        }
+                    }
                 }
             }
+            let body = match joined {
+                Some(j) => j.freeze(),
+                None => first,
+            };
             Ok(Resp {
                 status,
                 len,
                 hash: hasher.map(|h| h.finalize()),
+                body,
+                etag,
             })
         };
         match tokio::time::timeout(Duration::from_secs(REQUEST_TIMEOUT_S), work).await {

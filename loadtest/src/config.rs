@@ -17,6 +17,7 @@ pub struct Config {
     pub login_storm: LoginStormCfg,
     pub exam_peak: ExamPeakCfg,
     pub school_day: SchoolDayCfg,
+    pub sync: SyncCfg,
     /// Pass/fail thresholds, e.g. `["p99<100ms", "errors=0"]`; `--threshold` adds to these.
     pub thresholds: Vec<String>,
 }
@@ -246,6 +247,70 @@ impl Default for SchoolDayCfg {
     }
 }
 
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncCfg {
+    /// Users taken from the top of users.csv.
+    pub users: u64,
+    /// Sync clients ("devices") per user, each polling the user's home.
+    pub devices_per_user: u32,
+    /// Poll interval of every client, scenario seconds.
+    pub poll_every_s: f64,
+    /// Changes made per scenario second, all users together (open loop, evenly spaced).
+    pub changes_per_s: f64,
+    /// How long changes are made, scenario seconds; clients then poll until every change was
+    /// seen or its bound passed.
+    pub duration_s: f64,
+    /// Every other client of the user must have seen a change this long after its
+    /// acknowledgement, scenario seconds; a change seen later (or never) is a late change.
+    pub bound_s: f64,
+    /// Subfolders made in each home for the run (changes happen in them).
+    pub folders: u32,
+    /// Size of a file a change writes, bytes.
+    pub file_size_bytes: u64,
+    pub weights: SyncWeights,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncWeights {
+    /// PUT of a new file.
+    pub put_new: u32,
+    /// PUT over an existing file (new ETag).
+    pub put_existing: u32,
+    pub delete: u32,
+    /// MOVE of a file to a new name in another (or the same) subfolder.
+    #[serde(rename = "move")]
+    pub mv: u32,
+}
+
+impl Default for SyncWeights {
+    fn default() -> Self {
+        SyncWeights {
+            put_new: 50,
+            put_existing: 30,
+            delete: 10,
+            mv: 10,
+        }
+    }
+}
+
+impl Default for SyncCfg {
+    fn default() -> Self {
+        SyncCfg {
+            users: 4,
+            devices_per_user: 3,
+            poll_every_s: 1.0,
+            changes_per_s: 4.0,
+            duration_s: 12.0,
+            bound_s: 5.0,
+            folders: 3,
+            file_size_bytes: 2048,
+            weights: SyncWeights::default(),
+        }
+    }
+}
+
 impl Config {
     pub fn load(path: Option<&Path>) -> Result<Config> {
         let cfg: Config = match path {
@@ -305,6 +370,44 @@ impl Config {
         let w = &s.weights;
         if w.browse + w.open + w.save + w.copy + w.mv + w.delete == 0 {
             bail!("school_day.weights must not all be 0");
+        }
+        let y = &self.sync;
+        if !(y.poll_every_s > 0.0
+            && y.changes_per_s > 0.0
+            && y.duration_s > 0.0
+            && y.bound_s > 0.0
+            && y.duration_s.is_finite()
+            && y.bound_s.is_finite())
+        {
+            bail!("sync: poll_every_s, changes_per_s, duration_s and bound_s must be > 0");
+        }
+        if y.users == 0 || y.users > crate::limits::SYNC_USERS_MAX {
+            bail!("sync.users must be 1..={}", crate::limits::SYNC_USERS_MAX);
+        }
+        if !(2..=crate::limits::SYNC_DEVICES_MAX).contains(&y.devices_per_user) {
+            bail!(
+                "sync.devices_per_user must be 2..={}",
+                crate::limits::SYNC_DEVICES_MAX
+            );
+        }
+        if y.folders == 0 || y.folders > crate::limits::SYNC_FOLDERS_MAX {
+            bail!(
+                "sync.folders must be 1..={}",
+                crate::limits::SYNC_FOLDERS_MAX
+            );
+        }
+        if y.duration_s * y.changes_per_s > crate::limits::SYNC_CHANGES_MAX as f64 {
+            bail!(
+                "sync: duration_s x changes_per_s must be <= {}",
+                crate::limits::SYNC_CHANGES_MAX
+            );
+        }
+        if y.file_size_bytes > crate::limits::FILE_SIZE_MAX {
+            bail!("sync.file_size_bytes must be <= 64 MiB");
+        }
+        let w = &y.weights;
+        if w.put_new + w.put_existing + w.delete + w.mv == 0 {
+            bail!("sync.weights must not all be 0");
         }
         if self.connections.max == 0 || self.connections.max > crate::limits::CONNECTIONS_MAX {
             bail!(

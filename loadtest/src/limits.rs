@@ -54,3 +54,19 @@ pub const DRAIN_GRACE_S: u64 = 120;
 
 /// Most generator threads (`--threads`).
 pub const THREADS_MAX: usize = 256;
+
+/// Most users of one `sync` run (each has several clients polling every interval).
+pub const SYNC_USERS_MAX: u64 = 100_000;
+
+/// Most sync clients per user in the `sync` scenario.
+pub const SYNC_DEVICES_MAX: u32 = 16;
+
+/// Most subfolders per home in the `sync` scenario.
+pub const SYNC_FOLDERS_MAX: u32 = 64;
+
+/// Most changes one `sync` run makes (duration x rate).
+pub const SYNC_CHANGES_MAX: u64 = 1_000_000;
+
+/// Extra wall time a `sync` run allows for its setup (subfolders, every client's first
+/// listing) before its schedule, seconds.
+pub const SYNC_SETUP_S: u64 = 60;

@@ -20,7 +20,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     name = "skab-loadtest",
-    about = "School-day load scenarios against a WebDAV server (login storm, exam peak, school day)"
+    about = "School-day load scenarios against a WebDAV server (login storm, exam peak, school day, sync)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -98,15 +98,16 @@ enum Cmd {
         #[arg(long)]
         files_per_user: Option<u32>,
     },
-    /// Run a scenario: login-storm, exam-peak or school-day.
+    /// Run a scenario: login-storm, exam-peak, school-day or sync.
     Run {
         scenario: String,
         #[command(flatten)]
         common: Common,
-        /// Sessions (login-storm) or pupils (exam-peak).
+        /// Sessions (login-storm), pupils (exam-peak) or users (sync).
         #[arg(long)]
         sessions: Option<u64>,
-        /// Arrival window (login-storm, exam-peak) or duration (school-day), scenario seconds.
+        /// Arrival window (login-storm, exam-peak) or duration (school-day, sync: how long
+        /// changes are made), scenario seconds.
         #[arg(long)]
         duration: Option<f64>,
         /// Scenario seconds per wall second (60 runs an hour in a minute).

@@ -202,6 +202,72 @@ fn f(v: &Value, path: &[&str]) -> f64 {
     cur.as_f64().unwrap_or(0.0)
 }
 
+/// The sync-client polling counters (login-storm, sync) and the sync scenario's propagation.
+fn polling_tables(html: &mut String, r: &Value) {
+    let with: Vec<(&str, &Value)> = ["login_storm", "sync"]
+        .iter()
+        .filter_map(|k| {
+            let p = r.get(*k)?.get("polling")?;
+            (!p.is_null()).then_some((*k, p))
+        })
+        .collect();
+    if !with.is_empty() {
+        html.push_str(
+            "<h2>Sync polling</h2><table><tr><th>scenario</th><th>polls</th>\
+             <th>found changes</th><th>share</th><th>without ETag</th><th>listings</th>\
+             <th>folder listings</th><th>capped</th></tr>",
+        );
+        for (k, p) in &with {
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td>{:.0}</td><td>{:.0}</td><td>{:.1} %</td><td>{:.0}</td>\
+                 <td>{:.0}</td><td>{:.0}</td><td>{:.0}</td></tr>",
+                esc(k),
+                f(p, &["polls"]),
+                f(p, &["polls_changed"]),
+                f(p, &["changed_share"]) * 100.0,
+                f(p, &["polls_without_etag"]),
+                f(p, &["listings"]),
+                f(p, &["folder_listings"]),
+                f(p, &["capped_follow_ups"]),
+            );
+        }
+        html.push_str(
+            "</table><p>A poll is a PROPFIND Depth 0 of the home; when the home's ETag differs \
+             from the remembered one the client lists the home (Depth 1) and each changed \
+             subfolder (Depth 1).</p>",
+        );
+    }
+    let Some(s) = r.get("sync").filter(|s| !s.is_null()) else {
+        return;
+    };
+    let late = f(s, &["late_changes"]);
+    let _ = write!(
+        html,
+        "<h2>Change propagation</h2><table><tr><th>changes</th><th>failed</th>\
+         <th>deliveries seen</th><th>late</th><th>unseen</th><th>p50</th><th>p99</th><th>max</th>\
+         <th>bound</th><th>late changes</th><th>polls that missed a change</th></tr>\
+         <tr><td>{:.0}</td><td>{:.0}</td><td>{:.0} of {:.0}</td><td>{:.0}</td><td>{:.0}</td>\
+         <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{:.0}</td><td>{:.0}</td></tr></table>\
+         <p>Per change and per other client of its user: the time from the change's \
+         acknowledgement until that client's poll found the home changed and its listing \
+         showed the change.</p>",
+        f(s, &["changes"]),
+        f(s, &["changes_failed"]),
+        f(s, &["deliveries_seen"]),
+        f(s, &["deliveries_expected"]),
+        f(s, &["deliveries_late"]),
+        f(s, &["deliveries_unseen"]),
+        fmt_us(f(s, &["propagation_us", "p50"])),
+        fmt_us(f(s, &["propagation_us", "p99"])),
+        fmt_us(f(s, &["propagation_us", "max"])),
+        fmt_us(f(s, &["bound_ms"]) * 1e3),
+        if late > 0.0 { "fail" } else { "pass" },
+        late,
+        f(s, &["polls_missed_change"]),
+    );
+}
+
 /// Renders report.html from the result JSON.
 pub fn render(r: &Value) -> String {
     let scenario = r.get("scenario").and_then(Value::as_str).unwrap_or("?");
@@ -298,6 +364,7 @@ pub fn render(r: &Value) -> String {
             html.push_str("</table>");
         }
     }
+    polling_tables(&mut html, r);
     // Charts.
     html.push_str("<h2>Charts</h2>");
     html.push_str(&chart(
@@ -416,6 +483,7 @@ pub fn render(r: &Value) -> String {
         "exam",
         "login_storm",
         "school_day",
+        "sync",
         "auth",
         "connections",
         "generator",

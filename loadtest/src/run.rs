@@ -22,6 +22,7 @@ pub enum Scenario {
     LoginStorm,
     ExamPeak,
     SchoolDay,
+    Sync,
     Seed,
 }
 
@@ -31,8 +32,9 @@ impl Scenario {
             "login-storm" => Scenario::LoginStorm,
             "exam-peak" => Scenario::ExamPeak,
             "school-day" => Scenario::SchoolDay,
+            "sync" => Scenario::Sync,
             "seed" => Scenario::Seed,
-            _ => bail!("unknown scenario {s:?}: login-storm, exam-peak, school-day or seed"),
+            _ => bail!("unknown scenario {s:?}: login-storm, exam-peak, school-day, sync or seed"),
         })
     }
     pub fn name(self) -> &'static str {
@@ -40,6 +42,7 @@ impl Scenario {
             Scenario::LoginStorm => "login-storm",
             Scenario::ExamPeak => "exam-peak",
             Scenario::SchoolDay => "school-day",
+            Scenario::Sync => "sync",
             Scenario::Seed => "seed",
         }
     }
@@ -121,6 +124,7 @@ struct RunResult {
     login_storm: Option<scenarios::login_storm::LoginStormOut>,
     exam: Option<scenarios::exam_peak::ExamOut>,
     school_day: Option<scenarios::school_day::SchoolDayOut>,
+    sync: Option<scenarios::sync::SyncOut>,
     seed: Option<scenarios::seed::SeedOut>,
     config: Config,
 }
@@ -129,6 +133,7 @@ enum Out {
     Login(scenarios::login_storm::LoginStormOut),
     Exam(scenarios::exam_peak::ExamOut),
     School(scenarios::school_day::SchoolDayOut),
+    Sync(scenarios::sync::SyncOut),
     Seed(scenarios::seed::SeedOut),
 }
 
@@ -143,6 +148,15 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
         }
         a.cfg.login_storm.sessions = n;
         a.cfg.exam_peak.pupils = n;
+        if a.scenario == Scenario::Sync {
+            if n > crate::limits::SYNC_USERS_MAX {
+                bail!(
+                    "--sessions (sync users) must be 1..={}",
+                    crate::limits::SYNC_USERS_MAX
+                );
+            }
+            a.cfg.sync.users = n;
+        }
     }
     if let Some(d) = a.duration {
         if d.is_nan() || d <= 0.0 {
@@ -152,6 +166,15 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
         a.cfg.exam_peak.window_s = d;
         a.cfg.exam_peak.last_s = a.cfg.exam_peak.last_s.min(d);
         a.cfg.school_day.duration_s = d;
+        if a.scenario == Scenario::Sync {
+            if d * a.cfg.sync.changes_per_s > crate::limits::SYNC_CHANGES_MAX as f64 {
+                bail!(
+                    "--duration x sync.changes_per_s must be <= {}",
+                    crate::limits::SYNC_CHANGES_MAX
+                );
+            }
+            a.cfg.sync.duration_s = d;
+        }
     }
     if let Some(k) = a.files_per_user {
         a.cfg.seed.files_per_user = k;
@@ -185,6 +208,7 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
             Scenario::LoginStorm => c.login_storm.window_s + c.login_storm.session_s,
             Scenario::ExamPeak => c.exam_peak.window_s,
             Scenario::SchoolDay => c.school_day.duration_s,
+            Scenario::Sync => c.sync.duration_s + c.sync.bound_s + 2.0 * c.sync.poll_every_s,
             Scenario::Seed => 0.0,
         } / a.time_scale;
         let max_wall = a
@@ -198,6 +222,11 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
         let start = Instant::now();
         let deadline = if a.scenario == Scenario::Seed {
             start + Duration::from_secs(max_wall)
+        } else if a.scenario == Scenario::Sync {
+            // Setup (subfolders, every client's first listing) comes before the schedule.
+            start
+                + Duration::from_secs_f64(schedule_s * 1.02 + 1.0)
+                + Duration::from_secs(crate::limits::SYNC_SETUP_S)
         } else {
             start + Duration::from_secs_f64(schedule_s * 1.02 + 1.0)
         };
@@ -221,6 +250,7 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
             run_tag,
             seed: a.seed,
             auth_counts: parking_lot::Mutex::new(BTreeMap::new()),
+            polling: scenarios::poll::PollStats::default(),
         });
         let progress = tokio::spawn(progress(ctx.clone(), a.quiet));
         let work = {
@@ -238,6 +268,7 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
                     Scenario::SchoolDay => {
                         Out::School(scenarios::school_day::run(ctx.clone(), files).await)
                     }
+                    Scenario::Sync => Out::Sync(scenarios::sync::run(ctx.clone()).await),
                     Scenario::Seed => Out::Seed(scenarios::seed::run(ctx.clone(), files).await),
                 }
             }
@@ -312,6 +343,7 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
             login_storm: None,
             exam: None,
             school_day: None,
+            sync: None,
             seed: None,
             config: a.cfg.clone(),
         };
@@ -319,6 +351,7 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
             Ok(Out::Login(o)) => result.login_storm = Some(o),
             Ok(Out::Exam(o)) => result.exam = Some(o),
             Ok(Out::School(o)) => result.school_day = Some(o),
+            Ok(Out::Sync(o)) => result.sync = Some(o),
             Ok(Out::Seed(o)) => result.seed = Some(o),
             Err(_) => {}
         }
@@ -329,7 +362,12 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
             .exam
             .as_ref()
             .is_some_and(|e| e.lost > 0 || e.corrupted > 0);
-        let passed = !aborted && !damaged && verdicts.iter().all(|v| v.passed);
+        // So does a change that some client of its user did not see within the bound.
+        let unsynced = result
+            .sync
+            .as_ref()
+            .is_some_and(|s| s.book.late_changes > 0 || s.clients_ready < s.clients);
+        let passed = !aborted && !damaged && !unsynced && verdicts.iter().all(|v| v.passed);
         if let Some(obj) = value.as_object_mut() {
             obj.insert("thresholds".into(), serde_json::to_value(&verdicts)?);
             obj.insert("passed".into(), Value::Bool(passed));
@@ -484,6 +522,40 @@ fn print_summary(v: &Value) {
                 g(e, &["upload_failed"])
             );
         }
+    }
+    for key in ["login_storm", "sync"] {
+        let p = &v[key]["polling"];
+        if !p.is_null() {
+            eprintln!(
+                "polling: {} polls, {} found the home changed ({:.1} %), {} listings, {} folder listings",
+                g(p, &["polls"]),
+                g(p, &["polls_changed"]),
+                g(p, &["changed_share"]) * 100.0,
+                g(p, &["listings"]),
+                g(p, &["folder_listings"])
+            );
+        }
+    }
+    let s = &v["sync"];
+    if !s.is_null() {
+        eprintln!(
+            "sync: {} clients ({} ready), {} changes acknowledged ({} failed); propagation p50 {:.1} ms p99 {:.1} ms max {:.1} ms; \
+             deliveries {} of {} seen, {} late, {} unseen; late changes {} (bound {:.0} ms); polls that missed a change {}",
+            g(s, &["clients"]),
+            g(s, &["clients_ready"]),
+            g(s, &["changes"]),
+            g(s, &["changes_failed"]),
+            ms(g(s, &["propagation_us", "p50"])),
+            ms(g(s, &["propagation_us", "p99"])),
+            ms(g(s, &["propagation_us", "max"])),
+            g(s, &["deliveries_seen"]),
+            g(s, &["deliveries_expected"]),
+            g(s, &["deliveries_late"]),
+            g(s, &["deliveries_unseen"]),
+            g(s, &["late_changes"]),
+            g(s, &["bound_ms"]),
+            g(s, &["polls_missed_change"])
+        );
     }
     eprintln!(
         "wall {:.1} s | connections opened {} peak open {} | generator cpu {:.1} s ({:.0}% of a core)",

@@ -1,5 +1,7 @@
 //! Pass/fail thresholds: `[OP.]METRIC CMP VALUE[UNIT]` (e.g. `p99<100ms`, `get.p999<=1s`,
-//! `errors=0`, `error_rate<0.1%`, `lost=0`), evaluated against result.json's values.
+//! `errors=0`, `error_rate<0.1%`, `lost=0`, `late_changes=0`, `propagation.p99<2s`),
+//! evaluated against result.json's values. `propagation` is the sync scenario's propagation
+//! delay (not an op): `propagation.p99` reads `sync.propagation_us.p99`.
 
 use anyhow::{bail, Result};
 use serde::Serialize;
@@ -36,7 +38,7 @@ pub struct Verdict {
 }
 
 const LATENCY: [&str; 7] = ["p50", "p90", "p99", "p999", "max", "mean", "min"];
-const PLAIN: [&str; 7] = [
+const PLAIN: [&str; 8] = [
     "errors",
     "rps",
     "error_rate",
@@ -44,6 +46,7 @@ const PLAIN: [&str; 7] = [
     "corrupted",
     "verify_errors",
     "requests",
+    "late_changes",
 ];
 
 pub fn parse(expr: &str) -> Result<Threshold> {
@@ -146,11 +149,19 @@ impl Threshold {
     }
 
     fn measure(&self, r: &Value) -> Option<f64> {
+        let m = self.metric.as_str();
+        if self.op.as_deref() == Some("propagation") {
+            let p = r.get("sync")?.get("propagation_us")?;
+            // No change seen at all: the delay was not measured.
+            if p.get("count")?.as_f64()? == 0.0 {
+                return None;
+            }
+            return p.get(m)?.as_f64();
+        }
         let scope = match &self.op {
             Some(op) => r.get("ops")?.get(op)?,
             None => r,
         };
-        let m = self.metric.as_str();
         if LATENCY.contains(&m) {
             return scope.get("latency_us")?.get(m)?.as_f64();
         }
@@ -170,6 +181,7 @@ impl Threshold {
                 Some(if t > 0.0 { errors?.as_f64()? / t } else { 0.0 })
             }
             "lost" | "corrupted" | "verify_errors" => r.get("exam")?.get(m)?.as_f64(),
+            "late_changes" => r.get("sync")?.get(m)?.as_f64(),
             _ => None,
         }
     }
@@ -207,5 +219,15 @@ mod tests {
         assert!(parse("p99<100parsecs").is_err());
         assert!(parse("speed<3").is_err());
         assert!(parse("p99").is_err());
+        let sync = serde_json::json!({
+            "requests": {"total": 10, "errors": 0, "per_s": 5.0},
+            "sync": {"late_changes": 2, "propagation_us": {"count": 4, "p99": 1_500_000, "max": 3_000_000}}
+        });
+        let ok = |e: &str| parse(e).unwrap().judge(&sync).passed;
+        assert!(!ok("late_changes=0"));
+        assert!(ok("late_changes<=2"));
+        assert!(ok("propagation.p99<2s"));
+        assert!(!ok("propagation.max<2s"));
+        assert!(!ok("late_changes=0") && !parse("late_changes=0").unwrap().judge(&r).passed);
     }
 }

@@ -106,7 +106,8 @@ fn peer_toml(extra_auth: &str) -> String {
         "[target]\nhome = \"/{{tenant}}/{{user}}/\"\n\
          [auth]\njwt_share = 0.0\ntoken_share = 0.0\nbasic_share = 1.0\n{extra_auth}\
          [seed]\nfile_size_bytes = 4096\nshared_content = true\nmkcol_parents = true\n\
-         [login_storm]\nsession_s = 60\npoll_every_s = 20\n"
+         [login_storm]\nsession_s = 60\npoll_every_s = 20\n\
+         [sync]\npoll_every_s = 0.5\nbound_s = 2\n"
     )
 }
 
@@ -193,6 +194,34 @@ fn seeds_and_storms_rclone_with_per_user_and_shared_accounts() {
     assert_eq!(num(&r, &["login_storm", "logins_ok"]), 30.0);
     assert_eq!(num(&r, &["auth", "basic"]), 30.0);
     assert!(num(&r, &["ops", "get", "count"]) >= 30.0);
+    // Nothing changed, and rclone gives collections no ETag: no poll can tell a change.
+    assert!(num(&r, &["login_storm", "polling", "polls"]) > 0.0);
+    assert_eq!(
+        num(&r, &["login_storm", "polling", "polls_without_etag"]),
+        num(&r, &["login_storm", "polling", "polls"])
+    );
+
+    // sync against a server whose collections carry no ETag: no client can learn of a change;
+    // every change is unseen, the run fails, and the polls that missed a change say why.
+    let mut a = vec!["run", "sync", "--sessions", "2", "--duration", "2"]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+    a.extend(common("sync"));
+    let o = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(3), "sync: {}", text(&o));
+    let r = result(&p("sync"));
+    let y = &r["sync"];
+    assert!(num(y, &["changes"]) > 0.0, "{}", text(&o));
+    assert_eq!(num(y, &["changes_failed"]), 0.0, "{}", text(&o));
+    assert_eq!(num(y, &["deliveries_seen"]), 0.0);
+    assert_eq!(
+        num(y, &["deliveries_unseen"]),
+        num(y, &["deliveries_expected"])
+    );
+    assert_eq!(num(y, &["late_changes"]), num(y, &["changes"]));
+    assert!(num(y, &["polls_missed_change"]) > 0.0);
+    assert_eq!(num(y, &["polling", "polls_changed"]), 0.0);
     drop(srv);
 
     // One shared account: the users' own logins would be refused, the shared one is used.

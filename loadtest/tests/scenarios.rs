@@ -152,7 +152,8 @@ fn start() -> Server {
              [login_storm]\nsession_s = 60\npoll_every_s = 15\n\
              [exam_peak]\nsize_median_bytes = 40000\nsize_max_bytes = 400000\nlast_s = 20\n\
              [school_day]\nrate_per_s = 20\ndoc_size_bytes = 8192\n\
-             [seed]\nfile_size_bytes = 8192\n"
+             [seed]\nfile_size_bytes = 8192\n\
+             [sync]\ndevices_per_user = 3\npoll_every_s = 0.5\nchanges_per_s = 4\nduration_s = 6\nbound_s = 4\n"
         ),
     )
     .unwrap();
@@ -195,6 +196,11 @@ fn start() -> Server {
 }
 
 fn lt(s: &Server, args: &[&str]) -> Output {
+    lt_with(s, "lt.toml", args)
+}
+
+/// `lt` with another config file of the server's directory.
+fn lt_with(s: &Server, config: &str, args: &[&str]) -> Output {
     let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     all.extend([
         "--target".into(),
@@ -202,7 +208,7 @@ fn lt(s: &Server, args: &[&str]) -> Output {
         "--users".into(),
         s.p("users.csv"),
         "--config".into(),
-        s.p("lt.toml"),
+        s.p(config),
         "--server-pid".into(),
         s.child.id().to_string(),
         "--max-wall".into(),
@@ -282,7 +288,78 @@ fn scenarios_against_a_real_skab() {
     assert!(n(&r, &["generator", "cpu_s"]) > 0.0);
     assert!(n(&r, &["server", "peak_rss_bytes"]) > 0.0);
     assert!(!r["timeline"].as_array().unwrap().is_empty());
+    // Nothing changed in the homes: every poll found the remembered ETag, no follow-ups.
+    let poll = &r["login_storm"]["polling"];
+    assert!(n(poll, &["polls"]) > 0.0, "{}", text(&o));
+    assert_eq!(n(poll, &["polls"]), n(&r, &["ops", "poll", "count"]));
+    assert_eq!(n(poll, &["polls_changed"]), 0.0, "{}", text(&o));
+    assert_eq!(n(poll, &["polls_without_etag"]), 0.0);
+    assert_eq!(n(poll, &["listings"]), 0.0);
+    assert!(r["ops"].get("list").is_none());
     let login_report = Path::new(&out).join("report.html");
+    let html = std::fs::read_to_string(&login_report).unwrap();
+    assert!(html.contains("<h2>Sync polling</h2>") && html.contains("<td>0.0 %</td>"));
+
+    // login-storm while school-day saves, copies, moves and deletes files in the same homes:
+    // polls find the home's ETag changed and list it again.
+    let day = {
+        let (url, users, cfg) = (s.url(), s.p("users.csv"), s.p("lt.toml"));
+        let out = s.p("day-during-login");
+        std::thread::spawn(move || {
+            run(
+                Path::new(loadtest()),
+                &[
+                    "run",
+                    "school-day",
+                    "--duration",
+                    "30",
+                    "--time-scale",
+                    "10",
+                    "--target",
+                    &url,
+                    "--users",
+                    &users,
+                    "--config",
+                    &cfg,
+                    "--out",
+                    &out,
+                    "--quiet",
+                    "--max-wall",
+                    "120",
+                ],
+            )
+        })
+    };
+    let out = s.p("login-changing");
+    let o = lt(
+        &s,
+        &[
+            "run",
+            "login-storm",
+            "--sessions",
+            "80",
+            "--duration",
+            "60",
+            "--time-scale",
+            "30",
+            "--threshold",
+            "errors=0",
+            "--out",
+            &out,
+        ],
+    );
+    let d = day.join().unwrap();
+    assert!(d.status.success(), "school-day alongside: {}", text(&d));
+    assert!(o.status.success(), "login-storm with changes: {}", text(&o));
+    let r = result(&out);
+    let poll = &r["login_storm"]["polling"];
+    assert!(n(poll, &["polls_changed"]) > 0.0, "{}", text(&o));
+    assert!(n(poll, &["polls_changed"]) <= n(poll, &["polls"]));
+    assert_eq!(n(poll, &["listings"]), n(poll, &["polls_changed"]));
+    assert_eq!(n(&r, &["ops", "list", "count"]), n(poll, &["listings"]));
+    let share = n(poll, &["polls_changed"]) / n(poll, &["polls"]);
+    assert!((n(poll, &["changed_share"]) - share).abs() < 1e-9);
+    assert!(text(&o).contains("found the home changed"), "{}", text(&o));
 
     // exam-peak: 100 uploads, most in the last 20 s of a 60 s window, 30x; then verify.
     let out = s.p("exam");
@@ -368,6 +445,107 @@ fn scenarios_against_a_real_skab() {
     let r = result(&out);
     assert_eq!(r["passed"], false);
     assert_eq!(r["thresholds"][0]["passed"], false);
+
+    // sync: 3 users x 3 clients polling every 0.5 s; 4 changes/s for 6 s, each must reach
+    // the user's two other clients within 4 s.
+    let out = s.p("sync");
+    let o = lt(
+        &s,
+        &[
+            "run",
+            "sync",
+            "--sessions",
+            "3",
+            "--threshold",
+            "errors=0",
+            "--threshold",
+            "late_changes=0",
+            "--threshold",
+            "propagation.p99<4s",
+            "--out",
+            &out,
+        ],
+    );
+    assert!(o.status.success(), "sync: {}", text(&o));
+    let r = result(&out);
+    let y = &r["sync"];
+    assert_eq!(r["passed"], true);
+    assert_eq!(n(y, &["clients"]), 9.0);
+    assert_eq!(n(y, &["clients_ready"]), 9.0);
+    assert_eq!(n(y, &["changes"]), 24.0, "{}", text(&o));
+    assert_eq!(n(y, &["changes_failed"]), 0.0);
+    assert_eq!(n(y, &["deliveries_expected"]), 48.0);
+    assert_eq!(n(y, &["deliveries_seen"]), 48.0, "{}", text(&o));
+    assert_eq!(n(y, &["deliveries_late"]), 0.0);
+    assert_eq!(n(y, &["deliveries_unseen"]), 0.0);
+    assert_eq!(n(y, &["late_changes"]), 0.0);
+    assert_eq!(n(y, &["polls_missed_change"]), 0.0, "{}", text(&o));
+    assert_eq!(n(y, &["propagation_us", "count"]), 48.0);
+    assert!(n(y, &["propagation_us", "max"]) <= 4e6);
+    assert!(n(y, &["polling", "polls_changed"]) > 0.0);
+    assert!(n(y, &["polling", "folder_listings"]) > 0.0);
+    assert_eq!(n(&r, &["requests", "errors"]), 0.0);
+    let kinds: f64 = ["put_new", "put_existing", "delete", "move"]
+        .iter()
+        .map(|k| y["changes_by_kind"][k].as_f64().unwrap_or(0.0))
+        .sum();
+    assert_eq!(kinds, 24.0);
+    let html = std::fs::read_to_string(Path::new(&out).join("report.html")).unwrap();
+    assert!(html.contains("<h2>Change propagation</h2>"));
+
+    // A bound no poll can meet: the changes are late, the run fails (exit 3).
+    let tight = std::fs::read_to_string(s.p("lt.toml"))
+        .unwrap()
+        .replace("bound_s = 4", "bound_s = 0.001");
+    std::fs::write(s.p("tight.toml"), tight).unwrap();
+    let out = s.p("sync-tight");
+    let o = lt_with(
+        &s,
+        "tight.toml",
+        &[
+            "run",
+            "sync",
+            "--sessions",
+            "2",
+            "--duration",
+            "2",
+            "--out",
+            &out,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let r = result(&out);
+    assert_eq!(r["passed"], false);
+    assert!(n(&r, &["sync", "late_changes"]) > 0.0, "{}", text(&o));
+    assert!(n(&r, &["sync", "deliveries_late"]) > 0.0);
+
+    // The same through the ownCloud/Nextcloud client mount.
+    let oc = format!(
+        "[target]\nhome = \"/remote.php/dav/files/{{user}}@{{tenant}}/\"\n{}",
+        std::fs::read_to_string(s.p("lt.toml")).unwrap()
+    );
+    std::fs::write(s.p("oc.toml"), oc).unwrap();
+    let out = s.p("sync-oc");
+    let o = lt_with(
+        &s,
+        "oc.toml",
+        &[
+            "run",
+            "sync",
+            "--sessions",
+            "2",
+            "--duration",
+            "2",
+            "--out",
+            &out,
+        ],
+    );
+    assert!(o.status.success(), "sync on /remote.php: {}", text(&o));
+    let r = result(&out);
+    assert_eq!(n(&r, &["sync", "changes"]), 8.0, "{}", text(&o));
+    assert_eq!(n(&r, &["sync", "deliveries_seen"]), 16.0);
+    assert_eq!(n(&r, &["sync", "late_changes"]), 0.0);
+    assert_eq!(n(&r, &["requests", "errors"]), 0.0);
 
     // A bad threshold is a usage error before any load is sent.
     let o = lt(&s, &["run", "school-day", "--threshold", "p99<fast"]);

@@ -1,5 +1,7 @@
 //! `login-storm`: sessions arrive on the 08:00 curve; each logs in (PROPFIND Depth 1 of its
-//! home), opens one or two files, then polls its home (PROPFIND Depth 0) while alive.
+//! home, remembering the home's ETag), opens one or two files, then polls its home while alive
+//! the way the desktop sync clients do (`poll.rs`: Depth 0; on a changed ETag the follow-up
+//! listings).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,7 +11,8 @@ use http::Method;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use super::{propfind, propfind_headers, wait_until, Ctx, PROPFIND_BODY};
+use super::poll::{PollOut, Poller, Tree};
+use super::{wait_until, Ctx};
 use crate::curve::{arrivals, peak_rate, Shape};
 
 #[derive(Clone, Debug, Serialize)]
@@ -20,6 +23,8 @@ pub struct LoginStormOut {
     pub logins_failed: u64,
     /// Highest scheduled arrival rate over a 1 % slice of the window, sessions per wall second.
     pub peak_scheduled_logins_per_s: f64,
+    /// Polls, polls that found the home's ETag changed, and the follow-up listings.
+    pub polling: PollOut,
 }
 
 pub async fn run(ctx: Arc<Ctx>, sessions: u64) -> LoginStormOut {
@@ -74,6 +79,7 @@ pub async fn run(ctx: Arc<Ctx>, sessions: u64) -> LoginStormOut {
         logins_ok: done.load(std::sync::atomic::Ordering::Relaxed),
         logins_failed: failed.load(std::sync::atomic::Ordering::Relaxed),
         peak_scheduled_logins_per_s: peak_rate(&times, c.window_s) * scale,
+        polling: ctx.polling.out(),
     }
 }
 
@@ -96,24 +102,17 @@ async fn session(ctx: &Arc<Ctx>, i: usize, sched: Instant) -> bool {
         crate::client::AuthKind::Token => "login.token",
         crate::client::AuthKind::Basic => "login.basic",
     };
-    let body = Bytes::from_static(PROPFIND_BODY.as_bytes());
-    let hdr1 = propfind_headers(&auth, "1");
+    let poller = Poller {
+        ctx,
+        pick: i,
+        home: &home,
+        auth: &auth,
+    };
+    // What the session remembers between polls: its home's ETag (and its folders').
+    let mut tree = Tree::default();
     // Requests are boxed: a session spends most of its life asleep between polls, and its
     // future is only as large as its largest state (an inline request future is kilobytes).
-    if Box::pin(ctx.op(
-        op,
-        sched,
-        i,
-        propfind(),
-        &home,
-        &hdr1,
-        body.clone(),
-        &[207],
-        false,
-    ))
-    .await
-    .is_none()
-    {
+    if !Box::pin(poller.login(op, sched, &mut tree)).await {
         return false;
     }
     let files = rng.gen_range(c.files_min..=c.files_max);
@@ -135,7 +134,6 @@ async fn session(ctx: &Arc<Ctx>, i: usize, sched: Instant) -> bool {
         .await;
     }
     ctx.rec.record("session", sched, None);
-    let hdr0 = propfind_headers(&auth, "0");
     let every = ctx.wall(c.poll_every_s);
     let alive = ctx.wall(c.session_s);
     let mut n = 1u32;
@@ -144,18 +142,7 @@ async fn session(ctx: &Arc<Ctx>, i: usize, sched: Instant) -> bool {
         if !wait_until(ctx, at).await {
             break;
         }
-        Box::pin(ctx.op(
-            "poll",
-            at,
-            i,
-            propfind(),
-            &home,
-            &hdr0,
-            body.clone(),
-            &[207],
-            false,
-        ))
-        .await;
+        Box::pin(poller.poll(at, &mut tree)).await;
         n += 1;
     }
     true

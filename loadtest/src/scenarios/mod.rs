@@ -3,8 +3,10 @@
 
 pub mod exam_peak;
 pub mod login_storm;
+pub mod poll;
 pub mod school_day;
 pub mod seed;
+pub mod sync;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -38,6 +40,8 @@ pub struct Ctx {
     pub run_tag: u64,
     pub seed: u64,
     pub auth_counts: parking_lot::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// Sync-client polling counters (login-storm and sync sessions).
+    pub polling: poll::PollStats,
 }
 
 impl Ctx {
@@ -78,6 +82,36 @@ impl Ctx {
             .send(pick, method, path, headers, body, hash)
             .await
         {
+            Ok(r) if expect.contains(&r.status) => {
+                self.rec.record(op, scheduled, None);
+                Some(r)
+            }
+            Ok(r) => {
+                self.rec
+                    .record(op, scheduled, Some(&format!("status:{}", r.status)));
+                None
+            }
+            Err(f) => {
+                self.rec.record(op, scheduled, Some(f.kind()));
+                None
+            }
+        }
+    }
+
+    /// Like `op`, but the response keeps its body and `ETag` header (`Http::send_keep`).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn op_keep(
+        &self,
+        op: &'static str,
+        scheduled: Instant,
+        pick: usize,
+        method: Method,
+        path: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        body: Bytes,
+        expect: &[u16],
+    ) -> Option<Resp> {
+        match self.http.send_keep(pick, method, path, headers, body).await {
             Ok(r) if expect.contains(&r.status) => {
                 self.rec.record(op, scheduled, None);
                 Some(r)
