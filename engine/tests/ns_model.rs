@@ -759,7 +759,7 @@ fn view(t: &SpaceTree, infinite: bool) -> View {
 fn follow(client: &mut View, changes: &[Change]) {
     for c in changes {
         match c {
-            Change::Removed { path } => client.retain(|p, _| !p.starts_with(path)),
+            Change::Removed { path, .. } => client.retain(|p, _| !p.starts_with(path)),
             Change::Changed { path, info } => {
                 client.insert(path.clone(), info.content.as_ref().map(|c| c.hash.0));
             }

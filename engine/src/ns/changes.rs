@@ -78,8 +78,8 @@ pub struct SyncToken {
 pub enum Change {
     /// Created or changed: its current path and state.
     Changed { path: Vec<Name>, info: EntryInfo },
-    /// No longer there.
-    Removed { path: Vec<Name> },
+    /// No longer there (`dir`: it was a collection, as far as the log knows).
+    Removed { path: Vec<Name>, dir: bool },
 }
 
 /// The answer to "what changed since this token".
@@ -326,9 +326,15 @@ impl SpaceTree {
                         path: p.clone(),
                         info,
                     }),
-                    None => Some(Change::Removed { path: p.clone() }),
+                    None => Some(Change::Removed {
+                        path: p.clone(),
+                        dir: false,
+                    }),
                 },
-                State::Removed { .. } => Some(Change::Removed { path: p.clone() }),
+                State::Removed { dir } => Some(Change::Removed {
+                    path: p.clone(),
+                    dir: *dir,
+                }),
             })
             .collect();
         Changes::Since {
@@ -464,7 +470,7 @@ mod tests {
             .iter()
             .map(|c| match c {
                 Change::Changed { path, .. } => format!("+{}", join(path)),
-                Change::Removed { path } => format!("-{}", join(path)),
+                Change::Removed { path, .. } => format!("-{}", join(path)),
             })
             .collect();
         v.sort();
@@ -540,7 +546,13 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!(changes, vec![Change::Removed { path: p("a") }]);
+        assert_eq!(
+            changes,
+            vec![Change::Removed {
+                path: p("a"),
+                dir: true
+            }]
+        );
         assert_eq!(since(&t, token, "", true), ["+a"]);
     }
 
