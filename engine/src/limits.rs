@@ -81,6 +81,19 @@ pub const PROP_NAME_LEN_MAX: usize = 1024;
 /// (a chunk reference serializes to at most 37 bytes with postcard; 4 KiB left for the path).
 pub const CONTENT_CHUNKS_MAX: usize = (WAL_RECORD_LEN_MAX - 4096) / 37;
 
+/// Change-log entries each space keeps for `sync-collection`, count: older ones are dropped
+/// and a sync token older than the oldest kept is refused (the client lists everything again).
+/// 16 bytes an entry (a removal's path more): a full log is some 16 KiB, and most of a million
+/// spaces change far less between two syncs of their owner.
+pub const CHANGE_LOG_ENTRIES_MAX: usize = 1000;
+/// Most members one change answer holds (an initial listing, or what one logged change of a
+/// large subtree expands to), count: about 50 MB of multistatus; a larger answer is refused
+/// and the client falls back to listing collection by collection.
+pub const SYNC_RESULTS_MAX: usize = 100_000;
+/// Most members one change answer looks at, repeats included, count (bounds the time a
+/// query holds the space's read lock when many logged changes expand the same subtree).
+pub const SYNC_WORK_MAX: usize = 4 * SYNC_RESULTS_MAX;
+
 // A file of FILE_SIZE_MAX cut at twice the average rate still fits one WAL record; only a
 // pathological file cut at the minimum size everywhere can hit CONTENT_CHUNKS_MAX first.
 const _: () = assert!((FILE_SIZE_MAX as usize / CHUNK_SIZE_AVG_DEFAULT) * 2 < CONTENT_CHUNKS_MAX);

@@ -5,8 +5,8 @@ use std::mem::discriminant;
 
 use proptest::prelude::*;
 use skab_engine::ns::{
-    decode_snapshot, encode_snapshot, ChunkRef, Content, Etag, Kind, Name, NsOp, PropName,
-    SpaceTree,
+    decode_snapshot, encode_snapshot, Change, Changes, ChunkRef, Content, Etag, Kind, Name, NsOp,
+    PropName, SpaceTree,
 };
 use skab_engine::{ChunkId, ContentHash, Error, NodeId, Result};
 
@@ -731,5 +731,104 @@ proptest! {
     #[test]
     fn tree_matches_model(ops in prop::collection::vec(gen_s(), 1..80)) {
         run(ops);
+    }
+}
+
+// ---- change log (sync-collection) ----
+
+/// What a sync client holds: path -> file content hash (`None` for a collection).
+type View = BTreeMap<P, Option<[u8; 32]>>;
+
+fn view(t: &SpaceTree, infinite: bool) -> View {
+    let mut out = View::new();
+    let mut stack = vec![(NodeId::ROOT, Vec::new())];
+    while let Some((dir, path)) = stack.pop() {
+        for e in t.list(dir) {
+            let mut p = path.clone();
+            p.push(Name::new(&e.name).unwrap());
+            out.insert(p.clone(), e.content.as_ref().map(|c| c.hash.0));
+            if e.kind == Kind::Dir && infinite {
+                stack.push((e.id, p));
+            }
+        }
+    }
+    out
+}
+
+/// Applies one answer the way a client does: a removed collection takes its members along.
+fn follow(client: &mut View, changes: &[Change]) {
+    for c in changes {
+        match c {
+            Change::Removed { path, .. } => client.retain(|p, _| !p.starts_with(path)),
+            Change::Changed { path, info } => {
+                client.insert(path.clone(), info.content.as_ref().map(|c| c.hash.0));
+            }
+        }
+    }
+}
+
+/// A client that synced at step `at` and follows the changes since (in answers of at most
+/// `limit` members) ends with the tree's present view; the log replayed from the same ops is
+/// the live one (the same log, whatever snapshots came between), and it survives snapshots
+/// (`Gen::Snapshot` steps).
+fn run_sync(ops: Vec<(Gen, i64)>, at: usize, limit: usize, infinite: bool) {
+    let mut t = SpaceTree::new();
+    let mut replay = SpaceTree::new();
+    let mut synced = None;
+    for (step, (g, jitter)) in ops.into_iter().enumerate() {
+        if step == at {
+            synced = Some((t.sync_token(), view(&t, infinite)));
+        }
+        let now = step as i64 * 10 - jitter;
+        match to_op(g, now) {
+            None => {
+                let bytes = encode_snapshot(&[("s".to_string(), t.to_snapshot())]).unwrap();
+                t = decode_snapshot(&bytes).unwrap().pop().unwrap().1;
+            }
+            Some(op) => {
+                let _ = t.apply(&op);
+                let _ = replay.apply(&op);
+            }
+        }
+    }
+    assert_eq!(replay.to_snapshot().changes, t.to_snapshot().changes);
+    let (mut cur, mut client) = synced.unwrap_or_else(|| (t.sync_token(), view(&t, infinite)));
+    for _ in 0..1000 {
+        match t.changes_since(cur, &[], infinite, limit) {
+            Some(Changes::Since {
+                changes,
+                token,
+                complete,
+            }) => {
+                assert!(changes.len() <= limit || token.seq == cur.seq + 1);
+                follow(&mut client, &changes);
+                cur = token;
+                if complete {
+                    assert_eq!(cur, t.sync_token());
+                    assert_eq!(client, view(&t, infinite));
+                    return;
+                }
+            }
+            // Only a token of the empty space before its first change (new epoch).
+            Some(Changes::Invalid) => {
+                assert_eq!(cur.seq, 0);
+                return;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    panic!("answers never completed");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(192))]
+    #[test]
+    fn sync_changes_converge(
+        ops in prop::collection::vec(gen_s(), 1..60),
+        at in 0..60usize,
+        limit in 1..6usize,
+        infinite in any::<bool>(),
+    ) {
+        run_sync(ops, at, limit, infinite);
     }
 }

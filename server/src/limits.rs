@@ -235,3 +235,12 @@ pub const OC_UPLOAD_TTL_DEFAULT_S: u64 = 24 * 3600;
 pub const OC_UPLOADS_PER_USER_MAX: usize = 64;
 /// Chunks in one chunked upload (a 100 GiB file in 10 MiB chunks is ~10,000).
 pub const OC_CHUNKS_PER_UPLOAD_MAX: usize = 16_384;
+
+// ---- sync-collection REPORT (server/src/methods/report.rs) ----
+
+/// Most members one `sync-collection` answer lists, count: a client's `DAV:nresults` above it
+/// is lowered to it, and an initial listing or a single logged change with more members is
+/// refused (`number-of-matches-within-limits`; the client falls back to PROPFIND).
+pub const DAV_SYNC_RESULTS_MAX: usize = skab_engine::limits::SYNC_RESULTS_MAX;
+/// Longest `DAV:sync-token` accepted, bytes (ours are about 60).
+pub const DAV_SYNC_TOKEN_LEN_MAX: usize = 256;

@@ -9,12 +9,14 @@ use rkyv::tuple::ArchivedTuple2;
 use rkyv::vec::{ArchivedVec, VecResolver};
 use rkyv::{Archive, Place, Serialize};
 
+use super::changes::{epoch_of, ChangeLog, Entry, Removal};
 use super::tree::{
     ContentTable, Interner, Node, Prop, SpaceTree, TrashEntry, Version, FILE_BIT, FREE, NIL, ROOT,
 };
 use super::{ChunkRef, Content, Name, PropName};
 use crate::limits::{
-    PATH_DEPTH_MAX, PROPS_PER_ENTRY_MAX, PROP_NAME_LEN_MAX, PROP_VALUE_LEN_MAX, SPACE_NODES_MAX,
+    CHANGE_LOG_ENTRIES_MAX, PATH_DEPTH_MAX, PROPS_PER_ENTRY_MAX, PROP_NAME_LEN_MAX,
+    PROP_VALUE_LEN_MAX, SPACE_NODES_MAX,
 };
 use crate::{ChunkId, ContentHash, Error, Result};
 
@@ -70,6 +72,31 @@ pub struct SnapTrash {
     pub deleted_at: i64,
 }
 
+/// One change-log entry: `path` empty and `node` set for a change; `path` set for a removal.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct SnapChange {
+    pub node: u32,
+    /// [`CHANGE_SUBTREE`], [`CHANGE_REMOVED`], [`CHANGE_DIR`].
+    pub flags: u8,
+    pub path: Vec<String>,
+}
+
+/// [`SnapChange::flags`]: a change of the node and everything below it.
+pub const CHANGE_SUBTREE: u8 = 1;
+/// [`SnapChange::flags`]: a removal of `path`.
+pub const CHANGE_REMOVED: u8 = 2;
+/// [`SnapChange::flags`]: the removed entry was a collection.
+pub const CHANGE_DIR: u8 = 4;
+
+/// The space's change log: the last entry has sequence number `seq`, the first
+/// `seq - entries.len() + 1`.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct SnapChanges {
+    pub epoch: u64,
+    pub seq: u64,
+    pub entries: Vec<SnapChange>,
+}
+
 /// A whole space, slot for slot (format and validation: `docs/namespace.md`).
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct SpaceSnapshot {
@@ -86,6 +113,49 @@ pub struct SpaceSnapshot {
     pub next_trash_id: u64,
     pub next_version_id: u64,
     pub quota: Option<u64>,
+    pub changes: SnapChanges,
+}
+
+/// [`SpaceSnapshot`] as written before the change log (shard snapshots `SKABSNP1`).
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct SpaceSnapshotV1 {
+    pub nodes: Vec<SnapNode>,
+    pub free: Vec<u32>,
+    pub contents: Vec<SnapContent>,
+    pub versions: Vec<SnapVersion>,
+    pub props: Vec<SnapProp>,
+    pub trash: Vec<SnapTrash>,
+    pub next_trash_id: u64,
+    pub next_version_id: u64,
+    pub quota: Option<u64>,
+}
+
+impl From<SpaceSnapshotV1> for SpaceSnapshot {
+    /// An empty change log whose epoch is derived from the old state (so that loading the
+    /// same old snapshot again, after a crash, gives the same epoch).
+    fn from(v: SpaceSnapshotV1) -> SpaceSnapshot {
+        let root = v.nodes.first().map_or(0, |n| n.mtime as u64);
+        let mix = root
+            ^ (v.nodes.len() as u64).rotate_left(40)
+            ^ v.next_trash_id.rotate_left(20)
+            ^ v.next_version_id;
+        SpaceSnapshot {
+            nodes: v.nodes,
+            free: v.free,
+            contents: v.contents,
+            versions: v.versions,
+            props: v.props,
+            trash: v.trash,
+            next_trash_id: v.next_trash_id,
+            next_version_id: v.next_version_id,
+            quota: v.quota,
+            changes: SnapChanges {
+                epoch: epoch_of(mix),
+                seq: 0,
+                entries: Vec::new(),
+            },
+        }
+    }
 }
 
 fn corrupt(what: &str) -> Error {
@@ -183,6 +253,27 @@ impl SpaceTree {
             next_trash_id: self.next_trash_id,
             next_version_id: self.next_version_id,
             quota: self.quota,
+            changes: SnapChanges {
+                epoch: self.changes.epoch,
+                seq: self.changes.seq,
+                entries: self
+                    .changes
+                    .entries
+                    .iter()
+                    .map(|e| match e {
+                        Entry::Changed { node, subtree } => SnapChange {
+                            node: *node,
+                            flags: if *subtree { CHANGE_SUBTREE } else { 0 },
+                            path: Vec::new(),
+                        },
+                        Entry::Removed(r) => SnapChange {
+                            node: 0,
+                            flags: CHANGE_REMOVED | if r.dir { CHANGE_DIR } else { 0 },
+                            path: r.path.iter().map(|n| n.as_str().to_string()).collect(),
+                        },
+                    })
+                    .collect(),
+            },
         }
     }
 
@@ -484,6 +575,7 @@ impl SpaceTree {
         t.quota = a.quota.as_ref().map(|q| q.to_native());
         t.live_count = live_count;
         t.live_bytes = live_bytes;
+        t.changes = changes_from(&a.changes, n)?;
         Ok(t)
     }
 
@@ -495,6 +587,61 @@ impl SpaceTree {
         )
         .is_some()
     }
+}
+
+/// The change log of a snapshot, checked: at most [`CHANGE_LOG_ENTRIES_MAX`] entries, no
+/// more than the sequence number, nodes in range (a node may since be free or in the trash:
+/// queries skip those), removal paths valid.
+fn changes_from(a: &ArchivedSnapChanges, nodes: usize) -> Result<ChangeLog> {
+    let seq = a.seq.to_native();
+    let epoch = a.epoch.to_native();
+    if a.entries.len() > CHANGE_LOG_ENTRIES_MAX || (a.entries.len() as u64) > seq {
+        return Err(corrupt("change log length"));
+    }
+    if epoch == 0 && seq != 0 {
+        return Err(corrupt("change log epoch"));
+    }
+    let mut entries = std::collections::VecDeque::with_capacity(a.entries.len());
+    for e in a.entries.iter() {
+        let node = e.node.to_native();
+        let flags = e.flags;
+        if flags & !(CHANGE_SUBTREE | CHANGE_REMOVED | CHANGE_DIR) != 0 {
+            return Err(corrupt("change flags"));
+        }
+        if flags & CHANGE_REMOVED == 0 {
+            if node as usize >= nodes || flags & CHANGE_DIR != 0 || !e.path.is_empty() {
+                return Err(corrupt("change entry"));
+            }
+            entries.push_back(Entry::Changed {
+                node,
+                subtree: flags & CHANGE_SUBTREE != 0,
+            });
+        } else {
+            if node != 0
+                || flags & CHANGE_SUBTREE != 0
+                || e.path.is_empty()
+                || e.path.len() > PATH_DEPTH_MAX
+            {
+                return Err(corrupt("removal entry"));
+            }
+            let mut path = Vec::with_capacity(e.path.len());
+            for c in e.path.iter() {
+                if !Name::is_canonical(c.as_str()) {
+                    return Err(corrupt("removal path name"));
+                }
+                path.push(Name::from_canonical(c.as_str().into()));
+            }
+            entries.push_back(Entry::Removed(Box::new(Removal {
+                path: path.into(),
+                dir: flags & CHANGE_DIR != 0,
+            })));
+        }
+    }
+    Ok(ChangeLog {
+        epoch,
+        seq,
+        entries,
+    })
 }
 
 /// Borrowed slice serialized as an rkyv `Vec` (avoids cloning every space to encode).

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 
+use super::changes::ChangeLog;
 use super::{Content, Name, NsOp, PropName};
 use crate::limits::{
     PATH_DEPTH_MAX, PROPS_PER_ENTRY_MAX, PROP_NAME_LEN_MAX, PROP_VALUE_LEN_MAX, SPACE_NODES_MAX,
@@ -336,6 +337,8 @@ pub struct SpaceTree {
     pub(super) quota: Option<u64>,
     pub(super) live_count: u64,
     pub(super) live_bytes: u64,
+    /// What changed lately, for `sync-collection` (`ns/changes.rs`).
+    pub(super) changes: ChangeLog,
 }
 
 impl Default for SpaceTree {
@@ -381,12 +384,13 @@ impl SpaceTree {
             quota: None,
             live_count: 0,
             live_bytes: 0,
+            changes: ChangeLog::default(),
         }
     }
 
     // ---- internal structure ----
 
-    fn node(&self, s: u32) -> &Node {
+    pub(super) fn node(&self, s: u32) -> &Node {
         &self.nodes[s as usize]
     }
 
@@ -576,7 +580,7 @@ impl SpaceTree {
     }
 
     /// Existing entry at `path`.
-    fn find(&self, path: &[Name]) -> Result<u32> {
+    pub(super) fn find(&self, path: &[Name]) -> Result<u32> {
         let mut cur = ROOT;
         for n in path {
             if self.node(cur).is_file() {
@@ -665,6 +669,13 @@ impl SpaceTree {
 
     /// [`SpaceTree::apply`], with `intern` making the `Arc` for contents new to this space.
     pub fn apply_with(&mut self, op: &NsOp, intern: Interner<'_>) -> Result<Effects> {
+        let pre = self.change_pre(op);
+        let fx = self.apply_op(op, intern)?;
+        self.log_change(op, pre);
+        Ok(fx)
+    }
+
+    fn apply_op(&mut self, op: &NsOp, intern: Interner<'_>) -> Result<Effects> {
         let mut fx = Effects::default();
         match op {
             NsOp::Mkdir { path, now } => self.mkdir(path, *now)?,

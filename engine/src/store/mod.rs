@@ -3,6 +3,7 @@
 
 mod assemble;
 mod cache;
+mod changes;
 pub(crate) mod meta;
 mod read;
 pub(crate) mod record;

@@ -1,17 +1,20 @@
 //! Shard snapshot files: every space and tenant of one shard as of a WAL sequence number,
 //! archived with rkyv (validated on load) and framed with a magic and a CRC32C.
 //!
-//! Layout (see `docs/formats.md`): `b"SKABSNP1"`, archive length u64, CRC32C u32 of the archive,
-//! 4 zero bytes, then the rkyv archive (16-byte aligned in the file).
+//! Layout (see `docs/formats.md`): `b"SKABSNP2"`, archive length u64, CRC32C u32 of the archive,
+//! 4 zero bytes, then the rkyv archive (16-byte aligned in the file). A `SKABSNP1` file (before
+//! spaces kept a change log) is read and converted on load.
 
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 
 use crate::error::{Error, Result};
 use crate::io::Storage;
-use crate::ns::SpaceSnapshot;
+use crate::ns::{SpaceSnapshot, SpaceSnapshotV1};
 
-const MAGIC: &[u8; 8] = b"SKABSNP1";
+const MAGIC: &[u8; 8] = b"SKABSNP2";
+/// Snapshots written before the change log; same frame, older space layout.
+const MAGIC_V1: &[u8; 8] = b"SKABSNP1";
 const HEADER_LEN: usize = 24;
 
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -35,6 +38,47 @@ pub(crate) struct SpaceEntrySnapshot {
     pub tenant: String,
     pub user: String,
     pub tree: SpaceSnapshot,
+}
+
+/// [`ShardSnapshot`] of a `SKABSNP1` file.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub(crate) struct ShardSnapshotV1 {
+    pub next_seq: u64,
+    pub next_segment: u64,
+    pub tenants: Vec<TenantSnapshot>,
+    pub spaces: Vec<SpaceEntrySnapshotV1>,
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub(crate) struct SpaceEntrySnapshotV1 {
+    pub tenant: String,
+    pub user: String,
+    pub tree: SpaceSnapshotV1,
+}
+
+/// Rewrites a validated `SKABSNP1` archive as the current layout (each space with an empty
+/// change log), once, at load.
+fn upgrade_v1(buf: &[u8]) -> Result<AlignedVec> {
+    let old = rkyv::access::<ArchivedShardSnapshotV1, rancor::Error>(buf)
+        .map_err(|e| Error::Corrupt(format!("snapshot archive invalid: {e}")))?;
+    let old: ShardSnapshotV1 = rkyv::deserialize::<_, rancor::Error>(old)
+        .map_err(|e| Error::Corrupt(format!("snapshot archive invalid: {e}")))?;
+    let new = ShardSnapshot {
+        next_seq: old.next_seq,
+        next_segment: old.next_segment,
+        tenants: old.tenants,
+        spaces: old
+            .spaces
+            .into_iter()
+            .map(|s| SpaceEntrySnapshot {
+                tenant: s.tenant,
+                user: s.user,
+                tree: s.tree.into(),
+            })
+            .collect(),
+    };
+    rkyv::to_bytes::<rancor::Error>(&new)
+        .map_err(|e| Error::Corrupt(format!("snapshot upgrade failed: {e}")))
 }
 
 pub(crate) fn snapshot_name(shard: usize) -> String {
@@ -76,7 +120,8 @@ pub(crate) fn read(storage: &dyn Storage, shard: usize) -> Result<Option<Aligned
         return Err(bad("shorter than its header"));
     }
     file.read_exact_at(&mut header, 0)?;
-    if &header[..8] != MAGIC {
+    let v1 = &header[..8] == MAGIC_V1;
+    if &header[..8] != MAGIC && !v1 {
         return Err(bad("bad magic"));
     }
     let archive_len = u64::from_le_bytes(header[8..16].try_into().map_err(|_| bad("header"))?);
@@ -91,6 +136,9 @@ pub(crate) fn read(storage: &dyn Storage, shard: usize) -> Result<Option<Aligned
     if crc32c::crc32c(&buf) != crc {
         return Err(bad("checksum mismatch"));
     }
+    if v1 {
+        return upgrade_v1(&buf).map(Some);
+    }
     Ok(Some(buf))
 }
 
@@ -98,4 +146,68 @@ pub(crate) fn read(storage: &dyn Storage, shard: usize) -> Result<Option<Aligned
 pub(crate) fn access(buf: &[u8]) -> Result<&ArchivedShardSnapshot> {
     rkyv::access::<ArchivedShardSnapshot, rancor::Error>(buf)
         .map_err(|e| Error::Corrupt(format!("snapshot archive invalid: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::MemStorage;
+    use crate::ns::{parse_path, NsOp, SpaceTree};
+
+    /// A shard snapshot written by the previous format still loads, each space with an empty
+    /// change log and the same epoch at every load.
+    #[test]
+    fn v1_snapshot_loads_with_an_empty_change_log() {
+        let mut t = SpaceTree::new();
+        t.apply(&NsOp::Mkdir {
+            path: parse_path("d").unwrap(),
+            now: 7,
+        })
+        .unwrap();
+        let s = t.to_snapshot();
+        let v1 = ShardSnapshotV1 {
+            next_seq: 3,
+            next_segment: 1,
+            tenants: vec![TenantSnapshot {
+                name: "t".into(),
+                quota: None,
+            }],
+            spaces: vec![SpaceEntrySnapshotV1 {
+                tenant: "t".into(),
+                user: "u".into(),
+                tree: SpaceSnapshotV1 {
+                    nodes: s.nodes,
+                    free: s.free,
+                    contents: s.contents,
+                    versions: s.versions,
+                    props: s.props,
+                    trash: s.trash,
+                    next_trash_id: s.next_trash_id,
+                    next_version_id: s.next_version_id,
+                    quota: s.quota,
+                },
+            }],
+        };
+        let archive = rkyv::to_bytes::<rancor::Error>(&v1).unwrap();
+        let mut file = vec![0u8; HEADER_LEN];
+        file[..8].copy_from_slice(MAGIC_V1);
+        file[8..16].copy_from_slice(&(archive.len() as u64).to_le_bytes());
+        file[16..20].copy_from_slice(&crc32c::crc32c(&archive).to_le_bytes());
+        file.extend_from_slice(&archive);
+        let storage = MemStorage::new();
+        let f = storage.open(&snapshot_name(0), true).unwrap();
+        f.write_batch(&[(0, &file)], true).unwrap();
+        let mut epochs = Vec::new();
+        for _ in 0..2 {
+            let buf = read(&storage, 0).unwrap().unwrap();
+            let snap = access(&buf).unwrap();
+            assert_eq!(snap.next_seq.to_native(), 3);
+            let tree = SpaceTree::from_archived(&snap.spaces[0].tree).unwrap();
+            assert!(tree.resolve(&parse_path("d").unwrap()).is_some());
+            assert_eq!(tree.change_log_span(), (0, 0));
+            assert_ne!(tree.sync_token().epoch, 0);
+            epochs.push(tree.sync_token().epoch);
+        }
+        assert_eq!(epochs[0], epochs[1]);
+    }
 }

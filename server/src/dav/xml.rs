@@ -502,6 +502,76 @@ pub fn parse_lockinfo(body: &[u8]) -> Result<Option<LockInfoBody>, XmlError> {
     Ok(Some(LockInfoBody { scope, owner }))
 }
 
+/// A `sync-collection` REPORT body (RFC 6578 §6.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncCollection {
+    /// The `DAV:sync-token` text, trimmed; empty for the initial sync.
+    pub token: String,
+    /// `DAV:sync-level` `infinite` (else `1`, also when missing: `docs/webdav.md`).
+    pub infinite: bool,
+    /// `DAV:limit/DAV:nresults`, if given.
+    pub nresults: Option<u64>,
+    /// The properties asked for (`DAV:prop`; `allprop` also taken; none given: `getetag`).
+    pub props: Propfind,
+}
+
+/// Parses a REPORT body: `Ok(None)` when it asks for a report other than `sync-collection`.
+pub fn parse_report(body: &[u8]) -> Result<Option<SyncCollection>, XmlError> {
+    let doc = Doc::parse(body)?;
+    match doc.root {
+        Some(r) if doc.is(r, DAV_NS, "sync-collection") => {}
+        Some(_) => return Ok(None),
+        None => return Err(XmlError::Unexpected("empty REPORT body".into())),
+    }
+    let root = doc.root_is("sync-collection")?;
+    let text = |local: &str| -> Result<Option<String>, XmlError> {
+        match doc.child(root, local) {
+            Some(c) => Ok(Some(doc.elem(c)?.text.trim().to_string())),
+            None => Ok(None),
+        }
+    };
+    let token = text("sync-token")?.unwrap_or_default();
+    let infinite = match text("sync-level")?.as_deref() {
+        None | Some("1") => false,
+        Some("infinite") | Some("infinity") => true,
+        Some(_) => {
+            return Err(XmlError::Unexpected(
+                "sync-level must be 1 or infinite".into(),
+            ))
+        }
+    };
+    let nresults = match doc
+        .child(root, "limit")
+        .and_then(|l| doc.child(l, "nresults"))
+    {
+        Some(n) => Some(
+            doc.elem(n)?
+                .text
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| XmlError::Unexpected("nresults must be a number".into()))?,
+        ),
+        None => None,
+    };
+    let props = if let Some(p) = doc.child(root, "prop") {
+        let mut names = Vec::new();
+        doc.names_in(p, &mut names)?;
+        Propfind::Prop(names)
+    } else if doc.child(root, "allprop").is_some() {
+        Propfind::AllProp {
+            include: Vec::new(),
+        }
+    } else {
+        Propfind::Prop(vec![PropName::dav("getetag")])
+    };
+    Ok(Some(SyncCollection {
+        token,
+        infinite,
+        nresults,
+        props,
+    }))
+}
+
 // ---------------------------------------------------------------- writing
 
 /// RFC 4918 §16 / RFC 4331 precondition and postcondition codes for `DAV:error` bodies.
@@ -520,6 +590,12 @@ pub enum DavCondition {
     QuotaNotExceeded,
     /// RFC 4331 §6: not enough space on the server.
     SufficientDiskSpace,
+    /// RFC 6578 §3.2: the sync token is not (or no longer) valid here.
+    ValidSyncToken,
+    /// RFC 6578 §3.6 / RFC 5323: more results than the limit (or than the server answers).
+    NumberOfMatchesWithinLimits,
+    /// RFC 3253 §3.6: a report the resource does not support.
+    SupportedReport,
 }
 
 impl DavCondition {
@@ -536,6 +612,9 @@ impl DavCondition {
             DavCondition::NoExternalEntities => ("no-external-entities", &[]),
             DavCondition::QuotaNotExceeded => ("quota-not-exceeded", &[]),
             DavCondition::SufficientDiskSpace => ("sufficient-disk-space", &[]),
+            DavCondition::ValidSyncToken => ("valid-sync-token", &[]),
+            DavCondition::NumberOfMatchesWithinLimits => ("number-of-matches-within-limits", &[]),
+            DavCondition::SupportedReport => ("supported-report", &[]),
         };
         if hrefs.is_empty() {
             let _ = write!(out, "<D:{name}/>");
@@ -639,6 +718,14 @@ impl Multistatus {
 
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
+    }
+
+    /// Closes the document with a `DAV:sync-token` (RFC 6578 §6.4) after the responses.
+    pub fn finish_with_sync_token(mut self, token: &str) -> String {
+        self.buf.push_str("<D:sync-token>");
+        push_text(&mut self.buf, token);
+        self.buf.push_str("</D:sync-token>");
+        self.finish()
     }
 
     /// Closes the document and returns the rest of the body.

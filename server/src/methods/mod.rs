@@ -12,6 +12,7 @@ mod propfind;
 mod proppatch;
 mod put;
 mod reply;
+mod report;
 mod status;
 
 pub use ctx::{engine_names, Ctx};
@@ -32,6 +33,7 @@ pub async fn dispatch(ctx: Ctx, req: Request<ReqBody>) -> Resp {
         "COPY" | "MOVE" => copymove::handle(&ctx, &req).await,
         "PROPFIND" => propfind::handle(&ctx, req).await,
         "PROPPATCH" => proppatch::handle(&ctx, req).await,
+        "REPORT" => report::handle(&ctx, req).await,
         "LOCK" => lock::handle_lock(&ctx, req).await,
         "UNLOCK" => lock::handle_unlock(&ctx, &req),
         _ if req.method() == Method::POST => {

@@ -1,6 +1,7 @@
 //! PROPFIND (RFC 4918 §9.1) with Depth 0 and 1; Depth infinity is refused with
 //! `propfind-finite-depth` (§9.1, §16). Live properties, RFC 4331 quota properties on
-//! collections, and dead properties stored by the engine.
+//! collections, `DAV:sync-token` (RFC 6578 §4) by name, and dead properties stored by the
+//! engine.
 
 use crate::http::body::ReqBody;
 use hyper::{Request, StatusCode};
@@ -38,9 +39,20 @@ const QUOTA: &[&str] = &["quota-available-bytes", "quota-used-bytes"];
 /// ownCloud's live properties (`oc:`), answered when asked for by name.
 const OC_LIVE: &[&str] = &["fileid", "id", "permissions", "size"];
 
-struct Quota {
+pub(super) struct Quota {
     used: u64,
     available: u64,
+}
+
+/// The space's quota properties, looked up only when a collection is answered.
+pub(super) fn quota_for(ctx: &Ctx, any_dir: bool) -> Option<Quota> {
+    any_dir
+        .then(|| ctx.app.store.usage(&ctx.space).ok())
+        .flatten()
+        .map(|u| Quota {
+            used: u.used_bytes,
+            available: u.available_bytes().unwrap_or(i64::MAX as u64),
+        })
 }
 
 pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
@@ -91,13 +103,7 @@ pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
     };
     // Quota properties exist on collections only (`has_live`): a file alone skips the lookup.
     let any_dir = is_dir(&info) || children.iter().any(is_dir);
-    let quota = any_dir
-        .then(|| ctx.app.store.usage(&ctx.space).ok())
-        .flatten()
-        .map(|u| Quota {
-            used: u.used_bytes,
-            available: u.available_bytes().unwrap_or(i64::MAX as u64),
-        });
+    let quota = quota_for(ctx, any_dir);
     let mut ms = Multistatus::with_capacity(
         MULTISTATUS_HEAD_BYTES + (children.len() + 1) * MULTISTATUS_RESPONSE_BYTES,
     );
@@ -111,7 +117,8 @@ pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
     multistatus(ms.finish())
 }
 
-fn describe(
+/// One `DAV:response` with the properties `what` asks for (also used by REPORT).
+pub(super) fn describe(
     ctx: &Ctx,
     ms: &mut Multistatus,
     path: &SpacePath,
@@ -249,6 +256,8 @@ fn has_live(info: &EntryInfo, name: &str, quota: Option<&Quota>) -> bool {
     match name {
         "getcontentlength" | "getcontenttype" => !is_dir(info),
         "quota-available-bytes" | "quota-used-bytes" => is_dir(info) && quota.is_some(),
+        // RFC 6578 §4: collections only, and only when asked for by name.
+        "sync-token" => is_dir(info),
         n => LIVE.contains(&n),
     }
 }
@@ -283,6 +292,11 @@ fn live(
         "quota-used-bytes" if dir => {
             if let Some(q) = quota {
                 p.quota_used_bytes(q.used)
+            }
+        }
+        "sync-token" if dir => {
+            if let Ok(t) = ctx.app.store.sync_token(&ctx.space) {
+                p.text(&PropName::dav("sync-token"), &super::report::token_uri(t));
             }
         }
         _ => {}

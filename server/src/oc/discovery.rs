@@ -95,7 +95,7 @@ fn capabilities() -> Value {
                            "version": format!("{a}.{b}.{c}.0"), "versionstring": format!("{a}.{b}.{c}"),
                            "edition": "Community", "productname": "Skab"},
             },
-            "dav": {"chunking": "1.0"},
+            "dav": {"chunking": "1.0", "reports": ["sync-collection"]},
             "files": {
                 "bigfilechunking": true,
                 "blacklisted_files": [".htaccess"],
