@@ -13,7 +13,9 @@ use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::frame::{self, DecodedSegment, SegmentEnd, SEGMENT_HEADER_LEN};
+use super::frame::{self, SEGMENT_HEADER_LEN};
+pub(crate) use super::recover::Replay;
+use super::recover::{self, Recovered};
 use crate::error::{Error, Result};
 use crate::io::{PreZeroer, Storage, StorageFile, Zone, ZoneConfig};
 use crate::limits::{STORAGE_OFFSET_MAX, WAL_PREZERO_LOW_WATER, WAL_PREZERO_STEP};
@@ -51,22 +53,12 @@ pub(crate) struct ShardLog {
     flusher: Mutex<Option<JoinHandle<()>>>,
 }
 
-/// Records read back when a log is opened, oldest first.
-pub(crate) struct Replay {
-    pub records: Vec<(u64, Vec<u8>)>,
-    /// Bytes cut from a torn tail of the last segment (0 when it ended cleanly; zeros
-    /// after the last record are a clean end and not counted).
-    pub torn_bytes: u64,
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub segments: usize,
-}
-
 /// The name of segment `segment` inside `dir`.
 pub(crate) fn segment_name(dir: &str, segment: u64) -> String {
     format!("{dir}/{segment:016}.wal")
 }
 
-fn parse_segment_name(dir: &str, name: &str) -> Option<u64> {
+pub(super) fn parse_segment_name(dir: &str, name: &str) -> Option<u64> {
     let rest = name.strip_prefix(dir)?.strip_prefix('/')?;
     let num = rest.strip_suffix(".wal")?;
     if num.len() != 16 {
@@ -77,14 +69,6 @@ fn parse_segment_name(dir: &str, name: &str) -> Option<u64> {
 
 fn zone_config() -> ZoneConfig {
     ZoneConfig::new(WAL_PREZERO_STEP, WAL_PREZERO_LOW_WATER, STORAGE_OFFSET_MAX)
-}
-
-fn read_whole(file: &dyn StorageFile) -> Result<Vec<u8>> {
-    let len = file.len()?;
-    let len = usize::try_from(len).map_err(|_| Error::Corrupt("WAL segment too large".into()))?;
-    let mut buf = vec![0u8; len];
-    file.read_exact_at(&mut buf, 0)?;
-    Ok(buf)
 }
 
 impl ShardLog {
@@ -99,88 +83,17 @@ impl ShardLog {
         min_next_seq: u64,
         prezero: Option<Arc<PreZeroer>>,
     ) -> Result<(ShardLog, Replay)> {
-        let mut segments: Vec<(u64, String)> = Vec::new();
-        for name in storage.list(&format!("{dir}/"))? {
-            match parse_segment_name(dir, &name) {
-                Some(n) if n < first_segment => storage.remove(&name)?,
-                Some(n) => segments.push((n, name)),
-                None => {}
-            }
-        }
-        segments.sort();
-        let mut records = Vec::new();
-        let mut torn_bytes = 0;
-        let mut last_seq: Option<u64> = None;
-        // (segment, file, end of its records, file length)
-        let mut open_tail: Option<(u64, Arc<dyn StorageFile>, u64, u64)> = None;
-        let count = segments.len();
-        for (i, (number, name)) in segments.iter().enumerate() {
-            let is_last = i + 1 == count;
-            if i > 0 && *number != segments[i - 1].0 + 1 {
-                return Err(Error::Corrupt(format!("WAL segment missing before {name}")));
-            }
-            let file = storage.open(name, false)?;
-            let buf = read_whole(file.as_ref())?;
-            let decoded = match frame::decode_segment(&buf) {
-                Ok(d) => d,
-                Err(_) if is_last && buf.len() < SEGMENT_HEADER_LEN * 2 => {
-                    // A segment whose header never became durable (crash while rotating).
-                    storage.remove(name)?;
-                    torn_bytes += buf.len() as u64;
-                    continue;
-                }
-                Err(why) => return Err(Error::Corrupt(format!("{name}: {why}"))),
-            };
-            let DecodedSegment {
-                segment,
-                records: recs,
-                end,
-            } = decoded;
-            if segment != *number {
-                return Err(Error::Corrupt(format!(
-                    "{name}: header names segment {segment}"
-                )));
-            }
-            for (seq, payload) in recs {
-                if let Some(prev) = last_seq {
-                    if seq <= prev {
-                        return Err(Error::Corrupt(format!("{name}: sequence goes back")));
-                    }
-                }
-                last_seq = Some(seq);
-                records.push((seq, payload.to_vec()));
-            }
-            let mut file_len = buf.len() as u64;
-            let data_end = end.valid_len().unwrap_or(file_len);
-            if let SegmentEnd::Torn {
-                valid_len,
-                garbage,
-                reason,
-            } = end
-            {
-                if !is_last {
-                    return Err(Error::Corrupt(format!(
-                        "{name}: {reason} before the last segment"
-                    )));
-                }
-                tracing::warn!(segment = %name, reason, cut = garbage, "cutting torn WAL tail");
-                torn_bytes += garbage;
-                file.truncate(valid_len)?;
-                file.sync_data()?;
-                file_len = valid_len;
-            }
-            // A zero tail (pre-zeroed space, or a rotated segment whose cut a crash took)
-            // stays: appends overwrite it, and old segments go once a snapshot covers them.
-            if is_last {
-                open_tail = Some((*number, file, data_end, file_len));
-            }
-        }
+        let Recovered {
+            replay,
+            open_tail,
+            last_segment,
+            last_seq,
+        } = recover::replay(storage.as_ref(), dir, first_segment)?;
         let (segment, file, data_end, file_len) = match open_tail {
             Some(t) => t,
             None => {
-                let number = segments
-                    .last()
-                    .map(|(n, _)| n + 1)
+                let number = last_segment
+                    .map(|n| n + 1)
                     .unwrap_or(first_segment)
                     .max(first_segment);
                 let file = create_segment(storage.as_ref(), dir, number)?;
@@ -233,11 +146,6 @@ impl ShardLog {
         let log = ShardLog {
             shared,
             flusher: Mutex::new(Some(handle)),
-        };
-        let replay = Replay {
-            records,
-            torn_bytes,
-            segments: count,
         };
         Ok((log, replay))
     }
