@@ -4,6 +4,7 @@
 //! See `docs/architecture.md` for the design and `docs/formats.md` for the on-disk formats.
 
 pub mod chunk;
+mod commit;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;

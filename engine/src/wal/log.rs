@@ -11,15 +11,15 @@
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
 use super::frame::{self, SEGMENT_HEADER_LEN};
 pub(crate) use super::recover::Replay;
 use super::recover::{self, Recovered};
+use crate::commit::{Flags, Flush, GroupCommit, Settled};
 use crate::error::{Error, Result};
 use crate::io::{PreZeroer, Storage, StorageFile, Zone, ZoneConfig};
 use crate::limits::{STORAGE_OFFSET_MAX, WAL_PREZERO_LOW_WATER, WAL_PREZERO_STEP};
-use crate::mark::DurableMark;
 
 struct LogState {
     segment: u64,
@@ -31,25 +31,33 @@ struct LogState {
     pending: Vec<u8>,
     pending_last_seq: u64,
     next_seq: u64,
-    flushing: bool,
-    failed: bool,
-    shutdown: bool,
+    /// The buffer of the last batch written, emptied, to take the next batch's bytes.
+    spare: Vec<u8>,
+    flags: Flags,
 }
 
 struct Shared {
     storage: Arc<dyn Storage>,
     prezero: Option<Arc<PreZeroer>>,
     dir: String,
-    state: Mutex<LogState>,
-    wake: Condvar,
-    idle: Condvar,
-    /// Every record with a smaller sequence number is durable.
-    durable: DurableMark,
 }
+
+/// What the flusher writes: the records appended since the last batch.
+struct WalBatch {
+    file: Arc<dyn StorageFile>,
+    zone: Option<Arc<Zone>>,
+    offset: u64,
+    buf: Vec<u8>,
+    last_seq: u64,
+}
+
+/// The log's group commit; its durable mark is the first sequence number not yet durable
+/// (every record with a smaller one is durable).
+type Log = GroupCommit<Shared>;
 
 /// A shard's log. Dropping it stops the flusher after writing what is pending.
 pub(crate) struct ShardLog {
-    shared: Arc<Shared>,
+    shared: Arc<Log>,
     flusher: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -118,12 +126,13 @@ impl ShardLog {
         .map(|n| n.max(min_next_seq))
         .filter(|&n| n < u64::MAX)
         .ok_or_else(|| Error::Corrupt(format!("{dir}: WAL sequence numbers exhausted")))?;
-        let durable = DurableMark::new(next_seq);
-        let shared = Arc::new(Shared {
-            storage,
-            prezero,
-            dir: dir.to_string(),
-            state: Mutex::new(LogState {
+        let shared = Arc::new(Log::new(
+            Shared {
+                storage,
+                prezero,
+                dir: dir.to_string(),
+            },
+            LogState {
                 segment,
                 file,
                 file_len: data_end,
@@ -131,18 +140,12 @@ impl ShardLog {
                 pending: Vec::new(),
                 pending_last_seq: 0,
                 next_seq,
-                flushing: false,
-                failed: false,
-                shutdown: false,
-            }),
-            wake: Condvar::new(),
-            idle: Condvar::new(),
-            durable,
-        });
-        let flusher_shared = shared.clone();
-        let handle = std::thread::Builder::new()
-            .name(format!("skab-wal-{dir}"))
-            .spawn(move || flusher(flusher_shared))?;
+                spare: Vec::new(),
+                flags: Flags::default(),
+            },
+            next_seq,
+        ));
+        let handle = shared.spawn_flusher(format!("skab-wal-{dir}"))?;
         let log = ShardLog {
             shared,
             flusher: Mutex::new(Some(handle)),
@@ -153,7 +156,7 @@ impl ShardLog {
     /// Frames `payload` into the pending batch; returns its sequence number. No I/O.
     pub(crate) fn append(&self, payload: &[u8]) -> Result<u64> {
         let mut st = self.shared.state.lock();
-        if st.failed {
+        if st.flags.failed {
             return Err(Error::Poisoned);
         }
         let seq = st.next_seq;
@@ -190,10 +193,8 @@ impl ShardLog {
     pub(crate) fn rotate(&self) -> Result<(u64, u64)> {
         let sh = &self.shared;
         let mut st = sh.state.lock();
-        while st.flushing {
-            sh.idle.wait(&mut st);
-        }
-        if st.failed {
+        sh.wait_idle(&mut st);
+        if st.flags.failed {
             return Err(Error::Poisoned);
         }
         if !st.pending.is_empty() {
@@ -203,7 +204,7 @@ impl ShardLog {
                 z.before_write(offset, offset + buf.len() as u64);
             }
             if let Err(e) = st.file.write_batch(&[(offset, &buf)], true) {
-                st.failed = true;
+                st.flags.failed = true;
                 sh.durable.fail();
                 return Err(e.into());
             }
@@ -214,7 +215,7 @@ impl ShardLog {
         let file = match create_segment(sh.storage.as_ref(), &sh.dir, next) {
             Ok(f) => f,
             Err(e) => {
-                st.failed = true;
+                st.flags.failed = true;
                 sh.durable.fail();
                 return Err(e);
             }
@@ -260,60 +261,71 @@ fn create_segment(storage: &dyn Storage, dir: &str, number: u64) -> Result<Arc<d
     Ok(file)
 }
 
-fn flusher(sh: Arc<Shared>) {
-    let mut spare: Vec<u8> = Vec::new();
-    loop {
-        let (file, zone, offset, buf, last_seq) = {
-            let mut st = sh.state.lock();
-            while st.pending.is_empty() && !st.shutdown {
-                sh.wake.wait(&mut st);
-            }
-            if st.pending.is_empty() || st.failed {
-                return;
-            }
-            st.flushing = true;
-            let buf = std::mem::replace(&mut st.pending, std::mem::take(&mut spare));
-            let offset = st.file_len;
-            st.file_len += buf.len() as u64;
-            (
-                st.file.clone(),
-                st.zone.clone(),
-                offset,
-                buf,
-                st.pending_last_seq,
-            )
-        };
-        if let Some(z) = &zone {
-            z.before_write(offset, offset + buf.len() as u64);
+impl Flush for Shared {
+    type State = LogState;
+    type Batch = WalBatch;
+    type Cleanup = ();
+
+    fn flags(st: &mut LogState) -> &mut Flags {
+        &mut st.flags
+    }
+
+    fn has_pending(st: &LogState) -> bool {
+        !st.pending.is_empty()
+    }
+
+    fn take(_: &Log, st: &mut LogState) -> WalBatch {
+        let spare = std::mem::take(&mut st.spare);
+        let buf = std::mem::replace(&mut st.pending, spare);
+        let offset = st.file_len;
+        st.file_len += buf.len() as u64;
+        WalBatch {
+            file: st.file.clone(),
+            zone: st.zone.clone(),
+            offset,
+            buf,
+            last_seq: st.pending_last_seq,
         }
-        let result = file.write_batch(&[(offset, &buf)], true);
-        if let (Ok(()), Some(z)) = (&result, &zone) {
+    }
+
+    fn write(_: &Log, b: &mut WalBatch) -> std::io::Result<()> {
+        if let Some(z) = &b.zone {
+            z.before_write(b.offset, b.offset + b.buf.len() as u64);
+        }
+        let result = b.file.write_batch(&[(b.offset, &b.buf)], true);
+        if let (Ok(()), Some(z)) = (&result, &b.zone) {
             z.after_write();
         }
-        let mut st = sh.state.lock();
-        st.flushing = false;
-        let ok = result.is_ok();
-        if let Err(e) = result {
-            tracing::error!(error = %e, dir = %sh.dir, "WAL write failed; log poisoned");
-            st.failed = true;
-        }
-        drop(st);
-        sh.idle.notify_all();
-        // Waiters wake outside the lock, so appenders never wait behind the wake-ups.
-        if ok {
-            sh.durable.advance(last_seq + 1);
-        } else {
-            sh.durable.fail();
-        }
-        spare = buf;
-        spare.clear();
+        result
     }
+
+    fn settle(
+        log: &Log,
+        st: &mut LogState,
+        mut b: WalBatch,
+        result: std::io::Result<()>,
+    ) -> Settled<()> {
+        b.buf.clear();
+        st.spare = b.buf;
+        match result {
+            Ok(()) => Settled::Durable {
+                to: b.last_seq + 1,
+                cleanup: (),
+            },
+            Err(e) => {
+                tracing::error!(error = %e, dir = %log.dir, "WAL write failed; log poisoned");
+                st.flags.failed = true;
+                Settled::Failed
+            }
+        }
+    }
+
+    fn cleanup(_: &Log, _: ()) {}
 }
 
 impl Drop for ShardLog {
     fn drop(&mut self) {
-        self.shared.state.lock().shutdown = true;
-        self.shared.wake.notify_all();
+        self.shared.shut_down();
         if let Some(h) = self.flusher.lock().take() {
             let _ = h.join();
         }
@@ -596,7 +608,7 @@ mod tests {
         append_durable(&log, &[b"first"]);
         zeroer.wait_idle();
         assert!(plan.counters().injected > 0, "the zeroer met no full disk");
-        assert!(!log.shared.state.lock().failed);
+        assert!(!log.shared.state.lock().flags.failed);
         // Space freed: appends work, past the end of the short zeros too, and zeroing of
         // this log stays off (its bytes written are the records' only).
         plan.set_space_left(None);
