@@ -10,6 +10,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod ids;
 pub mod io;
+pub mod layout;
 pub mod limits;
 mod mark;
 pub mod ns;

@@ -11,8 +11,8 @@ use crate::error::{Error, Result};
 use crate::io::Storage;
 use crate::ns::SpaceSnapshot;
 
-const MAGIC: &[u8; 8] = b"SKABSNP1";
-const HEADER_LEN: usize = 24;
+pub(crate) const MAGIC: &[u8; 8] = b"SKABSNP1";
+pub(crate) const HEADER_LEN: usize = 24;
 
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub(crate) struct ShardSnapshot {
