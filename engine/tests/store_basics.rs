@@ -22,6 +22,8 @@ fn cfg() -> StoreConfig {
         chunk_sizes: sizes(),
         io: IoChoice::Std,
         pack_size_target: 256 * 1024,
+        // Pre-zeroing is off by default; these tests were written to exercise it.
+        prezero: true,
         ..Default::default()
     }
 }

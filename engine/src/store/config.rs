@@ -45,7 +45,8 @@ pub struct StoreConfig {
     /// acknowledged upload waits for flushes data only, no file size or extent metadata
     /// (2-3x faster on ext4; docs/architecture.md, "Pre-zeroed appends"). Costs a second
     /// write of every pack byte and at most 24 MiB of zeros ahead in the packs plus 1.25 MiB
-    /// per WAL shard. Default on.
+    /// per WAL shard. Default off: end to end it made uploads slower (docs/configuration.md,
+    /// `storage.prezero`, and the measurements it cites).
     pub prezero: bool,
     /// Append pack data with direct I/O (`O_DIRECT`) where the file system allows, when
     /// `prezero` is off: chunk bytes go to the device from the batch buffer, without a copy
@@ -74,7 +75,7 @@ impl Default for StoreConfig {
             pack_size_target: PACK_SIZE_TARGET,
             free_space_reserve_bytes: FREE_SPACE_RESERVE_DEFAULT,
             chunk_cache_bytes: CHUNK_CACHE_BYTES_DEFAULT,
-            prezero: true,
+            prezero: false,
             direct_io: true,
         }
     }
