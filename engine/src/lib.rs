@@ -4,11 +4,13 @@
 //! See `docs/architecture.md` for the design and `docs/formats.md` for the on-disk formats.
 
 pub mod chunk;
+mod commit;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod ids;
 pub mod io;
+pub mod layout;
 pub mod limits;
 mod mark;
 pub mod ns;

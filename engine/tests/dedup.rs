@@ -21,6 +21,8 @@ fn cfg() -> StoreConfig {
         shards: 4,
         io: IoChoice::Std,
         versions_kept: 200,
+        // Pre-zeroing is off by default; these tests were written to exercise it.
+        prezero: true,
         ..Default::default()
     }
 }

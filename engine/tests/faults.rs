@@ -18,6 +18,8 @@ fn cfg(reserve: u64) -> StoreConfig {
         io: IoChoice::Std,
         pack_size_target: 256 * 1024,
         free_space_reserve_bytes: reserve,
+        // Pre-zeroing is off by default; these tests were written to exercise it.
+        prezero: true,
         ..Default::default()
     }
 }

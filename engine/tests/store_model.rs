@@ -296,6 +296,8 @@ fn config() -> StoreConfig {
         shards: 2,
         chunk_sizes: ChunkSizes::new(1024, 4096, 16 * 1024).unwrap(),
         pack_size_target: 64 * 1024,
+        // Pre-zeroing is off by default; these tests were written to exercise it.
+        prezero: true,
         ..Default::default()
     }
 }

@@ -51,7 +51,7 @@ async fn main() -> Result<()> {
     while let Some(r) = results.next().await {
         r.context("creating a space")?;
         made += 1;
-        if made % 100_000 == 0 {
+        if made.is_multiple_of(100_000) {
             eprintln!("{made} homes, {:.1} s", started.elapsed().as_secs_f64());
         }
     }

@@ -12,9 +12,9 @@ use crate::io::Storage;
 
 pub(crate) const CHECKPOINT_NAME: &str = "index/chunks.ckpt";
 const CHECKPOINT_TMP: &str = "index/chunks.ckpt.tmp";
-const MAGIC: &[u8; 8] = b"SKABCKP1";
-const HEADER_LEN: usize = 24;
-const ENTRY_LEN: usize = 48;
+pub(crate) const MAGIC: &[u8; 8] = b"SKABCKP1";
+pub(crate) const HEADER_LEN: usize = 24;
+pub(crate) const ENTRY_LEN: usize = 48;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Located {

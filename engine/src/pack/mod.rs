@@ -1,10 +1,12 @@
-//! Pack storage: chunks appended to pack files with group commit, located through the chunk index.
+//! Pack storage: chunks appended to pack files with group commit, located through the chunk index
+//! (`index`), recovered on open (`recover`).
 
 pub(crate) mod checkpoint;
 pub(crate) mod format;
-pub(crate) mod store;
+pub(crate) mod index;
+pub(crate) mod recover;
 pub(crate) mod writer;
 
-pub(crate) use store::ChunkStore;
-pub use store::{ChunkScrubReport, CompactReport, GcReport};
+pub(crate) use index::ChunkStore;
+pub use index::{ChunkScrubReport, CompactReport, GcReport};
 pub(crate) use writer::Pos;

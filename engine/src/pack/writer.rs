@@ -20,6 +20,7 @@ use std::thread::JoinHandle;
 use parking_lot::{Condvar, Mutex};
 
 use super::format::{self, PACK_HEADER_LEN, RECORD_HEADER_LEN};
+use crate::commit::{Flags, Flush, GroupCommit, Settled};
 use crate::error::{Error, Result};
 use crate::ids::{ChunkId, PackId};
 use crate::io::{is_out_of_space, AlignedBuf, PreZeroer, Storage, StorageFile, Zone, ZoneConfig};
@@ -27,7 +28,6 @@ use crate::limits::{
     DIRECT_IO_ALIGN, PACK_BATCH_SPARES, PACK_BATCH_SPARE_BYTES_MAX, PACK_PREZERO_LOW_WATER,
     PACK_PREZERO_STEP, PACK_SIZE_TARGET,
 };
-use crate::mark::DurableMark;
 
 /// Bits of a [`Pos`] that hold the offset inside a pack.
 const POS_OFFSET_BITS: u32 = 40;
@@ -109,11 +109,9 @@ struct WriterState {
     pending: Vec<Batch>,
     /// Emptied buffers of written batches, reused so that a batch does not grow from scratch.
     spare: Vec<AlignedBuf>,
-    flushing: bool,
-    failed: bool,
     /// A batch of the current pack was lost to a full disk: the next append starts a new pack.
     rotate: bool,
-    shutdown: bool,
+    flags: Flags,
     /// The next pack, created ahead by the preparer thread (header durable, directory synced),
     /// so that sealing a pack costs an append no file creation and no fsync.
     next: Option<(PackId, PackFiles)>,
@@ -140,21 +138,36 @@ struct Shared {
     sealed_padded: Mutex<Vec<(Arc<dyn StorageFile>, Pos)>>,
     /// A pack is sealed once the next record would take it past this many bytes.
     pack_target: u64,
-    state: Mutex<WriterState>,
-    wake: Condvar,
-    idle: Condvar,
     /// Wakes the preparer thread.
     prepare: Condvar,
     /// The preparer finished (`preparing` turned false).
     prepared: Condvar,
-    /// Every record ending at or before this position (a [`Pos`]) is durable.
-    durable: DurableMark,
     /// Every range lost to a full disk since open (rare: one per ENOSPC episode).
     lost: Mutex<Vec<LostRange>>,
     /// Lost ranges whose chunks the chunk store has not yet unindexed.
     unreaped: Mutex<Vec<LostRange>>,
     any_lost: AtomicBool,
     any_unreaped: AtomicBool,
+}
+
+/// The writer's group commit; its durable mark is a [`Pos`]: every record ending at or
+/// before it is durable.
+type Writer = GroupCommit<Shared>;
+
+/// What the flusher writes: the batches taken, and how far writing them got.
+struct Flushing {
+    batches: Vec<Batch>,
+    /// End of the last batch written.
+    end: Pos,
+    /// Batches written.
+    done: usize,
+}
+
+/// Batches a full disk refused, to cut from their packs once the lock is released.
+struct Refused {
+    batches: Vec<Batch>,
+    chunks: usize,
+    error: std::io::Error,
 }
 
 /// Where a record was placed.
@@ -168,7 +181,7 @@ pub(crate) struct Placed {
 }
 
 pub(crate) struct PackWriter {
-    shared: Arc<Shared>,
+    shared: Arc<Writer>,
     flusher: Mutex<Option<JoinHandle<()>>>,
     preparer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -272,15 +285,22 @@ impl PackWriter {
             Some(_) => read_tail(file.as_ref(), len)?,
             None => Vec::new(),
         };
-        let durable = DurableMark::new(Pos::new(pack, len).0);
-        let shared = Arc::new(Shared {
-            storage,
-            prezero,
-            direct: AtomicBool::new(direct),
-            sealed: Mutex::new(Vec::new()),
-            sealed_padded: Mutex::new(Vec::new()),
-            pack_target,
-            state: Mutex::new(WriterState {
+        let shared = Arc::new(Writer::new(
+            Shared {
+                storage,
+                prezero,
+                direct: AtomicBool::new(direct),
+                sealed: Mutex::new(Vec::new()),
+                sealed_padded: Mutex::new(Vec::new()),
+                pack_target,
+                prepare: Condvar::new(),
+                prepared: Condvar::new(),
+                lost: Mutex::new(Vec::new()),
+                unreaped: Mutex::new(Vec::new()),
+                any_lost: AtomicBool::new(false),
+                any_unreaped: AtomicBool::new(false),
+            },
+            WriterState {
                 pack,
                 file,
                 direct: direct_file,
@@ -289,27 +309,14 @@ impl PackWriter {
                 len,
                 pending: Vec::new(),
                 spare: Vec::new(),
-                flushing: false,
-                failed: false,
                 rotate: false,
-                shutdown: false,
+                flags: Flags::default(),
                 next: None,
                 preparing: false,
-            }),
-            wake: Condvar::new(),
-            idle: Condvar::new(),
-            prepare: Condvar::new(),
-            prepared: Condvar::new(),
-            durable,
-            lost: Mutex::new(Vec::new()),
-            unreaped: Mutex::new(Vec::new()),
-            any_lost: AtomicBool::new(false),
-            any_unreaped: AtomicBool::new(false),
-        });
-        let s = shared.clone();
-        let handle = std::thread::Builder::new()
-            .name("skab-pack-flusher".into())
-            .spawn(move || flusher(s))?;
+            },
+            Pos::new(pack, len).0,
+        ));
+        let handle = shared.spawn_flusher("skab-pack-flusher".into())?;
         let s = shared.clone();
         let prep = std::thread::Builder::new()
             .name("skab-pack-prep".into())
@@ -317,8 +324,7 @@ impl PackWriter {
         let prep = match prep {
             Ok(h) => h,
             Err(e) => {
-                shared.state.lock().shutdown = true;
-                shared.wake.notify_all();
+                shared.shut_down();
                 let _ = handle.join();
                 return Err(e.into());
             }
@@ -334,14 +340,14 @@ impl PackWriter {
     pub(crate) fn append(&self, id: &ChunkId, data: &[u8]) -> Result<Placed> {
         let sh = &self.shared;
         let mut st = sh.state.lock();
-        if st.failed {
+        if st.flags.failed {
             return Err(Error::Poisoned);
         }
         let record_len = RECORD_HEADER_LEN + data.len() as u64;
         if st.rotate || (st.len + record_len > sh.pack_target && st.len > PACK_HEADER_LEN) {
             let next = PackId(st.pack.0 + 1);
             // Never create the pack the preparer is creating (it truncates what it opens).
-            while st.preparing && !st.shutdown {
+            while st.preparing && !st.flags.shutdown {
                 sh.prepared.wait(&mut st);
             }
             let files = match st.next.take() {
@@ -483,7 +489,7 @@ impl PackWriter {
     /// Waits until a pack being prepared ahead is on disk (or given up).
     pub(crate) fn settle_prepared(&self) {
         let mut st = self.shared.state.lock();
-        while st.preparing && !st.shutdown {
+        while st.preparing && !st.flags.shutdown {
             self.shared.prepared.wait(&mut st);
         }
     }
@@ -516,7 +522,7 @@ impl PackWriter {
     }
 
     pub(crate) fn is_failed(&self) -> bool {
-        self.shared.state.lock().failed
+        self.shared.state.lock().flags.failed
     }
 
     /// Cuts the zero tails of the packs sealed so far, now and synced (most were cut in the
@@ -556,26 +562,31 @@ impl PackWriter {
     }
 }
 
-fn flusher(sh: Arc<Shared>) {
-    loop {
-        let batches = {
-            let mut st = sh.state.lock();
-            while st.pending.is_empty() && !st.shutdown {
-                sh.wake.wait(&mut st);
-            }
-            if st.pending.is_empty() || st.failed {
-                return;
-            }
-            st.flushing = true;
-            let batches = std::mem::take(&mut st.pending);
-            keep_tail(&mut st, &batches);
-            batches
-        };
-        let mut batches = batches;
-        let mut result = Ok(());
-        let mut end = Pos::default();
-        let mut done = 0;
-        for b in &mut batches {
+impl Flush for Shared {
+    type State = WriterState;
+    type Batch = Flushing;
+    type Cleanup = Option<Refused>;
+
+    fn flags(st: &mut WriterState) -> &mut Flags {
+        &mut st.flags
+    }
+
+    fn has_pending(st: &WriterState) -> bool {
+        !st.pending.is_empty()
+    }
+
+    fn take(_: &Writer, st: &mut WriterState) -> Flushing {
+        let batches = std::mem::take(&mut st.pending);
+        keep_tail(st, &batches);
+        Flushing {
+            batches,
+            end: Pos::default(),
+            done: 0,
+        }
+    }
+
+    fn write(sh: &Writer, f: &mut Flushing) -> std::io::Result<()> {
+        for b in &mut f.batches {
             if let Some(z) = &b.zone {
                 z.before_write(b.offset, b.offset + b.buf.len() as u64);
             }
@@ -587,24 +598,29 @@ fn flusher(sh: Arc<Shared>) {
                 }
                 None => &b.file,
             };
-            result = target.write_batch(&[(b.write_from, &b.buf)], true);
+            let mut result = target.write_batch(&[(b.write_from, &b.buf)], true);
             if b.direct.is_some() && is_refused_direct(&result) {
-                result = fall_back_to_buffered(&sh, b);
+                result = fall_back_to_buffered(sh, b);
             }
-            if result.is_err() {
-                break;
-            }
+            result?;
             if let Some(z) = &b.zone {
                 z.after_write();
             }
-            end = b.end;
-            done += 1;
+            f.end = b.end;
+            f.done += 1;
         }
+        Ok(())
+    }
+
+    fn settle(
+        sh: &Writer,
+        st: &mut WriterState,
+        f: Flushing,
+        result: std::io::Result<()>,
+    ) -> Settled<Option<Refused>> {
         match result {
             Ok(()) => {
-                let mut st = sh.state.lock();
-                st.flushing = false;
-                for mut b in batches {
+                for mut b in f.batches {
                     if st.spare.len() < PACK_BATCH_SPARES
                         && b.buf.capacity() <= PACK_BATCH_SPARE_BYTES_MAX
                     {
@@ -612,21 +628,24 @@ fn flusher(sh: Arc<Shared>) {
                         st.spare.push(b.buf);
                     }
                 }
-                drop(st);
-                // Waiters wake outside the lock, so appenders never wait behind the wake-ups.
-                sh.durable.advance(end.0);
+                Settled::Durable {
+                    to: f.end.0,
+                    cleanup: None,
+                }
             }
-            Err(e) if is_out_of_space(&e) => lose(&sh, batches, done, &e),
+            Err(e) if is_out_of_space(&e) => lose(sh, st, f, e),
             Err(e) => {
-                let mut st = sh.state.lock();
-                st.flushing = false;
                 tracing::error!(error = %e, "pack write failed; chunk store poisoned");
-                st.failed = true;
-                drop(st);
-                sh.durable.fail();
+                st.flags.failed = true;
+                Settled::Failed
             }
         }
-        sh.idle.notify_all();
+    }
+
+    fn cleanup(_: &Writer, refused: Option<Refused>) {
+        if let Some(r) = refused {
+            cut_refused(r);
+        }
     }
 }
 
@@ -638,7 +657,7 @@ fn is_refused_direct(result: &std::io::Result<()>) -> bool {
 
 /// Writes batch `b` through the pack's ordinary handle instead, and turns direct appends off
 /// for good: this and every later batch and pack go through the page cache.
-fn fall_back_to_buffered(sh: &Shared, b: &Batch) -> std::io::Result<()> {
+fn fall_back_to_buffered(sh: &Writer, b: &Batch) -> std::io::Result<()> {
     if sh.direct.swap(false, Ordering::Relaxed) {
         tracing::warn!("direct writes refused (EINVAL): packs are appended through the page cache");
     }
@@ -677,15 +696,18 @@ fn keep_tail(st: &mut WriterState, taken: &[Batch]) {
 }
 
 /// A full disk refused `batches[done]`: it, the batches after it and everything still pending
-/// are lost. Records the range, cuts the written tail where it can and makes the next append
-/// start a new pack (lost offsets are never reused).
-fn lose(sh: &Shared, mut batches: Vec<Batch>, done: usize, e: &std::io::Error) {
-    let mut st = sh.state.lock();
-    st.flushing = false;
-    let mut lost: Vec<Batch> = batches.split_off(done);
+/// are lost. Records the range and makes the next append start a new pack (lost offsets are
+/// never reused); the written tail is cut once the lock is released ([`cut_refused`]).
+fn lose(
+    sh: &Writer,
+    st: &mut WriterState,
+    mut f: Flushing,
+    error: std::io::Error,
+) -> Settled<Option<Refused>> {
+    let mut lost: Vec<Batch> = f.batches.split_off(f.done);
     lost.append(&mut st.pending);
     let Some(first) = lost.first() else {
-        return;
+        return Settled::Unchanged;
     };
     let range = LostRange {
         from: Pos::new(first.end.pack(), first.offset),
@@ -697,17 +719,30 @@ fn lose(sh: &Shared, mut batches: Vec<Batch>, done: usize, e: &std::io::Error) {
     // pack returns `NoSpace` at once, and its upload must find these chunks unindexed.
     sh.lost.lock().push(range.clone());
     sh.any_lost.store(true, Ordering::Release);
-    sh.unreaped.lock().push(range.clone());
+    let chunks = range.ids.len();
+    let to = range.to.0;
+    sh.unreaped.lock().push(range);
     sh.any_unreaped.store(true, Ordering::Release);
-    drop(st);
+    Settled::Durable {
+        to,
+        cleanup: Some(Refused {
+            batches: lost,
+            chunks,
+            error,
+        }),
+    }
+}
+
+/// Cuts what a short write of refused batches left (best effort: the range is never trusted
+/// either way).
+fn cut_refused(r: Refused) {
     tracing::warn!(
-        error = %e,
-        chunks = range.ids.len(),
+        error = %r.error,
+        chunks = r.chunks,
         "pack write refused for lack of space; those uploads fail, writing goes on in a new pack"
     );
-    // Cut what a short write left (best effort: the range is never trusted either way).
     let mut cut: Vec<(*const (), u64)> = Vec::new();
-    for b in &lost {
+    for b in &r.batches {
         let key = Arc::as_ptr(&b.file) as *const ();
         if !cut.iter().any(|(k, _)| *k == key) {
             cut.push((key, b.offset));
@@ -720,19 +755,18 @@ fn lose(sh: &Shared, mut batches: Vec<Batch>, done: usize, e: &std::io::Error) {
             }
         }
     }
-    sh.durable.advance(range.to.0);
 }
 
 /// Creates the pack after the current one when the writer asks (off the appenders' path:
 /// a creation is a file, a synced header and a synced directory).
-fn preparer(sh: Arc<Shared>) {
+fn preparer(sh: Arc<Writer>) {
     loop {
         let pack = {
             let mut st = sh.state.lock();
-            while !st.preparing && !st.shutdown {
+            while !st.preparing && !st.flags.shutdown {
                 sh.prepare.wait(&mut st);
             }
-            if st.shutdown {
+            if st.flags.shutdown {
                 return;
             }
             PackId(st.pack.0 + 1)
@@ -753,8 +787,7 @@ fn preparer(sh: Arc<Shared>) {
 
 impl Drop for PackWriter {
     fn drop(&mut self) {
-        self.shared.state.lock().shutdown = true;
-        self.shared.wake.notify_all();
+        self.shared.shut_down();
         self.shared.prepare.notify_all();
         if let Some(h) = self.preparer.lock().take() {
             let _ = h.join();

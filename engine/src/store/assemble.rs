@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use super::{put_op, Store};
+use super::write::put_op;
+use super::Store;
 use crate::error::{Error, Result};
 use crate::limits::FILE_SIZE_MAX;
 use crate::ns::{Content, EntryInfo, Name};

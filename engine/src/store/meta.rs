@@ -8,9 +8,9 @@ use crate::error::{Error, Result};
 use crate::io::Storage;
 
 const NAME: &str = "store.meta";
-const MAGIC: &[u8; 8] = b"SKABMETA";
-const FORMAT_VERSION: u32 = 1;
-const LEN: usize = 8 + 4 + 4 + 32 + 4;
+pub(crate) const MAGIC: &[u8; 8] = b"SKABMETA";
+pub(crate) const FORMAT_VERSION: u32 = 1;
+pub(crate) const LEN: usize = 8 + 4 + 4 + 32 + 4;
 
 pub(crate) struct Meta {
     pub shards: usize,

@@ -12,10 +12,10 @@ use crate::error::{Error, Result};
 use crate::io::Storage;
 use crate::ns::{SpaceSnapshot, SpaceSnapshotV1};
 
-const MAGIC: &[u8; 8] = b"SKABSNP2";
+pub(crate) const MAGIC: &[u8; 8] = b"SKABSNP2";
 /// Snapshots written before the change log; same frame, older space layout.
-const MAGIC_V1: &[u8; 8] = b"SKABSNP1";
-const HEADER_LEN: usize = 24;
+pub(crate) const MAGIC_V1: &[u8; 8] = b"SKABSNP1";
+pub(crate) const HEADER_LEN: usize = 24;
 
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub(crate) struct ShardSnapshot {

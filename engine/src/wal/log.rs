@@ -11,13 +11,15 @@
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
-use super::frame::{self, DecodedSegment, SegmentEnd, SEGMENT_HEADER_LEN};
+use super::frame::{self, SEGMENT_HEADER_LEN};
+pub(crate) use super::recover::Replay;
+use super::recover::{self, Recovered};
+use crate::commit::{Flags, Flush, GroupCommit, Settled};
 use crate::error::{Error, Result};
 use crate::io::{PreZeroer, Storage, StorageFile, Zone, ZoneConfig};
 use crate::limits::{STORAGE_OFFSET_MAX, WAL_PREZERO_LOW_WATER, WAL_PREZERO_STEP};
-use crate::mark::DurableMark;
 
 struct LogState {
     segment: u64,
@@ -29,36 +31,34 @@ struct LogState {
     pending: Vec<u8>,
     pending_last_seq: u64,
     next_seq: u64,
-    flushing: bool,
-    failed: bool,
-    shutdown: bool,
+    /// The buffer of the last batch written, emptied, to take the next batch's bytes.
+    spare: Vec<u8>,
+    flags: Flags,
 }
 
 struct Shared {
     storage: Arc<dyn Storage>,
     prezero: Option<Arc<PreZeroer>>,
     dir: String,
-    state: Mutex<LogState>,
-    wake: Condvar,
-    idle: Condvar,
-    /// Every record with a smaller sequence number is durable.
-    durable: DurableMark,
 }
+
+/// What the flusher writes: the records appended since the last batch.
+struct WalBatch {
+    file: Arc<dyn StorageFile>,
+    zone: Option<Arc<Zone>>,
+    offset: u64,
+    buf: Vec<u8>,
+    last_seq: u64,
+}
+
+/// The log's group commit; its durable mark is the first sequence number not yet durable
+/// (every record with a smaller one is durable).
+type Log = GroupCommit<Shared>;
 
 /// A shard's log. Dropping it stops the flusher after writing what is pending.
 pub(crate) struct ShardLog {
-    shared: Arc<Shared>,
+    shared: Arc<Log>,
     flusher: Mutex<Option<JoinHandle<()>>>,
-}
-
-/// Records read back when a log is opened, oldest first.
-pub(crate) struct Replay {
-    pub records: Vec<(u64, Vec<u8>)>,
-    /// Bytes cut from a torn tail of the last segment (0 when it ended cleanly; zeros
-    /// after the last record are a clean end and not counted).
-    pub torn_bytes: u64,
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub segments: usize,
 }
 
 /// The name of segment `segment` inside `dir`.
@@ -66,7 +66,7 @@ pub(crate) fn segment_name(dir: &str, segment: u64) -> String {
     format!("{dir}/{segment:016}.wal")
 }
 
-fn parse_segment_name(dir: &str, name: &str) -> Option<u64> {
+pub(super) fn parse_segment_name(dir: &str, name: &str) -> Option<u64> {
     let rest = name.strip_prefix(dir)?.strip_prefix('/')?;
     let num = rest.strip_suffix(".wal")?;
     if num.len() != 16 {
@@ -77,14 +77,6 @@ fn parse_segment_name(dir: &str, name: &str) -> Option<u64> {
 
 fn zone_config() -> ZoneConfig {
     ZoneConfig::new(WAL_PREZERO_STEP, WAL_PREZERO_LOW_WATER, STORAGE_OFFSET_MAX)
-}
-
-fn read_whole(file: &dyn StorageFile) -> Result<Vec<u8>> {
-    let len = file.len()?;
-    let len = usize::try_from(len).map_err(|_| Error::Corrupt("WAL segment too large".into()))?;
-    let mut buf = vec![0u8; len];
-    file.read_exact_at(&mut buf, 0)?;
-    Ok(buf)
 }
 
 impl ShardLog {
@@ -99,88 +91,17 @@ impl ShardLog {
         min_next_seq: u64,
         prezero: Option<Arc<PreZeroer>>,
     ) -> Result<(ShardLog, Replay)> {
-        let mut segments: Vec<(u64, String)> = Vec::new();
-        for name in storage.list(&format!("{dir}/"))? {
-            match parse_segment_name(dir, &name) {
-                Some(n) if n < first_segment => storage.remove(&name)?,
-                Some(n) => segments.push((n, name)),
-                None => {}
-            }
-        }
-        segments.sort();
-        let mut records = Vec::new();
-        let mut torn_bytes = 0;
-        let mut last_seq: Option<u64> = None;
-        // (segment, file, end of its records, file length)
-        let mut open_tail: Option<(u64, Arc<dyn StorageFile>, u64, u64)> = None;
-        let count = segments.len();
-        for (i, (number, name)) in segments.iter().enumerate() {
-            let is_last = i + 1 == count;
-            if i > 0 && *number != segments[i - 1].0 + 1 {
-                return Err(Error::Corrupt(format!("WAL segment missing before {name}")));
-            }
-            let file = storage.open(name, false)?;
-            let buf = read_whole(file.as_ref())?;
-            let decoded = match frame::decode_segment(&buf) {
-                Ok(d) => d,
-                Err(_) if is_last && buf.len() < SEGMENT_HEADER_LEN * 2 => {
-                    // A segment whose header never became durable (crash while rotating).
-                    storage.remove(name)?;
-                    torn_bytes += buf.len() as u64;
-                    continue;
-                }
-                Err(why) => return Err(Error::Corrupt(format!("{name}: {why}"))),
-            };
-            let DecodedSegment {
-                segment,
-                records: recs,
-                end,
-            } = decoded;
-            if segment != *number {
-                return Err(Error::Corrupt(format!(
-                    "{name}: header names segment {segment}"
-                )));
-            }
-            for (seq, payload) in recs {
-                if let Some(prev) = last_seq {
-                    if seq <= prev {
-                        return Err(Error::Corrupt(format!("{name}: sequence goes back")));
-                    }
-                }
-                last_seq = Some(seq);
-                records.push((seq, payload.to_vec()));
-            }
-            let mut file_len = buf.len() as u64;
-            let data_end = end.valid_len().unwrap_or(file_len);
-            if let SegmentEnd::Torn {
-                valid_len,
-                garbage,
-                reason,
-            } = end
-            {
-                if !is_last {
-                    return Err(Error::Corrupt(format!(
-                        "{name}: {reason} before the last segment"
-                    )));
-                }
-                tracing::warn!(segment = %name, reason, cut = garbage, "cutting torn WAL tail");
-                torn_bytes += garbage;
-                file.truncate(valid_len)?;
-                file.sync_data()?;
-                file_len = valid_len;
-            }
-            // A zero tail (pre-zeroed space, or a rotated segment whose cut a crash took)
-            // stays: appends overwrite it, and old segments go once a snapshot covers them.
-            if is_last {
-                open_tail = Some((*number, file, data_end, file_len));
-            }
-        }
+        let Recovered {
+            replay,
+            open_tail,
+            last_segment,
+            last_seq,
+        } = recover::replay(storage.as_ref(), dir, first_segment)?;
         let (segment, file, data_end, file_len) = match open_tail {
             Some(t) => t,
             None => {
-                let number = segments
-                    .last()
-                    .map(|(n, _)| n + 1)
+                let number = last_segment
+                    .map(|n| n + 1)
                     .unwrap_or(first_segment)
                     .max(first_segment);
                 let file = create_segment(storage.as_ref(), dir, number)?;
@@ -205,12 +126,13 @@ impl ShardLog {
         .map(|n| n.max(min_next_seq))
         .filter(|&n| n < u64::MAX)
         .ok_or_else(|| Error::Corrupt(format!("{dir}: WAL sequence numbers exhausted")))?;
-        let durable = DurableMark::new(next_seq);
-        let shared = Arc::new(Shared {
-            storage,
-            prezero,
-            dir: dir.to_string(),
-            state: Mutex::new(LogState {
+        let shared = Arc::new(Log::new(
+            Shared {
+                storage,
+                prezero,
+                dir: dir.to_string(),
+            },
+            LogState {
                 segment,
                 file,
                 file_len: data_end,
@@ -218,26 +140,15 @@ impl ShardLog {
                 pending: Vec::new(),
                 pending_last_seq: 0,
                 next_seq,
-                flushing: false,
-                failed: false,
-                shutdown: false,
-            }),
-            wake: Condvar::new(),
-            idle: Condvar::new(),
-            durable,
-        });
-        let flusher_shared = shared.clone();
-        let handle = std::thread::Builder::new()
-            .name(format!("skab-wal-{dir}"))
-            .spawn(move || flusher(flusher_shared))?;
+                spare: Vec::new(),
+                flags: Flags::default(),
+            },
+            next_seq,
+        ));
+        let handle = shared.spawn_flusher(format!("skab-wal-{dir}"))?;
         let log = ShardLog {
             shared,
             flusher: Mutex::new(Some(handle)),
-        };
-        let replay = Replay {
-            records,
-            torn_bytes,
-            segments: count,
         };
         Ok((log, replay))
     }
@@ -245,7 +156,7 @@ impl ShardLog {
     /// Frames `payload` into the pending batch; returns its sequence number. No I/O.
     pub(crate) fn append(&self, payload: &[u8]) -> Result<u64> {
         let mut st = self.shared.state.lock();
-        if st.failed {
+        if st.flags.failed {
             return Err(Error::Poisoned);
         }
         let seq = st.next_seq;
@@ -282,10 +193,8 @@ impl ShardLog {
     pub(crate) fn rotate(&self) -> Result<(u64, u64)> {
         let sh = &self.shared;
         let mut st = sh.state.lock();
-        while st.flushing {
-            sh.idle.wait(&mut st);
-        }
-        if st.failed {
+        sh.wait_idle(&mut st);
+        if st.flags.failed {
             return Err(Error::Poisoned);
         }
         if !st.pending.is_empty() {
@@ -295,7 +204,7 @@ impl ShardLog {
                 z.before_write(offset, offset + buf.len() as u64);
             }
             if let Err(e) = st.file.write_batch(&[(offset, &buf)], true) {
-                st.failed = true;
+                st.flags.failed = true;
                 sh.durable.fail();
                 return Err(e.into());
             }
@@ -306,7 +215,7 @@ impl ShardLog {
         let file = match create_segment(sh.storage.as_ref(), &sh.dir, next) {
             Ok(f) => f,
             Err(e) => {
-                st.failed = true;
+                st.flags.failed = true;
                 sh.durable.fail();
                 return Err(e);
             }
@@ -352,60 +261,71 @@ fn create_segment(storage: &dyn Storage, dir: &str, number: u64) -> Result<Arc<d
     Ok(file)
 }
 
-fn flusher(sh: Arc<Shared>) {
-    let mut spare: Vec<u8> = Vec::new();
-    loop {
-        let (file, zone, offset, buf, last_seq) = {
-            let mut st = sh.state.lock();
-            while st.pending.is_empty() && !st.shutdown {
-                sh.wake.wait(&mut st);
-            }
-            if st.pending.is_empty() || st.failed {
-                return;
-            }
-            st.flushing = true;
-            let buf = std::mem::replace(&mut st.pending, std::mem::take(&mut spare));
-            let offset = st.file_len;
-            st.file_len += buf.len() as u64;
-            (
-                st.file.clone(),
-                st.zone.clone(),
-                offset,
-                buf,
-                st.pending_last_seq,
-            )
-        };
-        if let Some(z) = &zone {
-            z.before_write(offset, offset + buf.len() as u64);
+impl Flush for Shared {
+    type State = LogState;
+    type Batch = WalBatch;
+    type Cleanup = ();
+
+    fn flags(st: &mut LogState) -> &mut Flags {
+        &mut st.flags
+    }
+
+    fn has_pending(st: &LogState) -> bool {
+        !st.pending.is_empty()
+    }
+
+    fn take(_: &Log, st: &mut LogState) -> WalBatch {
+        let spare = std::mem::take(&mut st.spare);
+        let buf = std::mem::replace(&mut st.pending, spare);
+        let offset = st.file_len;
+        st.file_len += buf.len() as u64;
+        WalBatch {
+            file: st.file.clone(),
+            zone: st.zone.clone(),
+            offset,
+            buf,
+            last_seq: st.pending_last_seq,
         }
-        let result = file.write_batch(&[(offset, &buf)], true);
-        if let (Ok(()), Some(z)) = (&result, &zone) {
+    }
+
+    fn write(_: &Log, b: &mut WalBatch) -> std::io::Result<()> {
+        if let Some(z) = &b.zone {
+            z.before_write(b.offset, b.offset + b.buf.len() as u64);
+        }
+        let result = b.file.write_batch(&[(b.offset, &b.buf)], true);
+        if let (Ok(()), Some(z)) = (&result, &b.zone) {
             z.after_write();
         }
-        let mut st = sh.state.lock();
-        st.flushing = false;
-        let ok = result.is_ok();
-        if let Err(e) = result {
-            tracing::error!(error = %e, dir = %sh.dir, "WAL write failed; log poisoned");
-            st.failed = true;
-        }
-        drop(st);
-        sh.idle.notify_all();
-        // Waiters wake outside the lock, so appenders never wait behind the wake-ups.
-        if ok {
-            sh.durable.advance(last_seq + 1);
-        } else {
-            sh.durable.fail();
-        }
-        spare = buf;
-        spare.clear();
+        result
     }
+
+    fn settle(
+        log: &Log,
+        st: &mut LogState,
+        mut b: WalBatch,
+        result: std::io::Result<()>,
+    ) -> Settled<()> {
+        b.buf.clear();
+        st.spare = b.buf;
+        match result {
+            Ok(()) => Settled::Durable {
+                to: b.last_seq + 1,
+                cleanup: (),
+            },
+            Err(e) => {
+                tracing::error!(error = %e, dir = %log.dir, "WAL write failed; log poisoned");
+                st.flags.failed = true;
+                Settled::Failed
+            }
+        }
+    }
+
+    fn cleanup(_: &Log, _: ()) {}
 }
 
 impl Drop for ShardLog {
     fn drop(&mut self) {
-        self.shared.state.lock().shutdown = true;
-        self.shared.wake.notify_all();
+        self.shared.shut_down();
         if let Some(h) = self.flusher.lock().take() {
             let _ = h.join();
         }
@@ -688,7 +608,7 @@ mod tests {
         append_durable(&log, &[b"first"]);
         zeroer.wait_idle();
         assert!(plan.counters().injected > 0, "the zeroer met no full disk");
-        assert!(!log.shared.state.lock().failed);
+        assert!(!log.shared.state.lock().flags.failed);
         // Space freed: appends work, past the end of the short zeros too, and zeroing of
         // this log stays off (its bytes written are the records' only).
         plan.set_space_left(None);

@@ -1,0 +1,173 @@
+//! Tenants and spaces: creating them, their quotas and their usage.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use super::{domain_key, record, space, SpaceHandle, Store, Tenant};
+use crate::error::Result;
+use crate::ns::{NsOp, SpaceTree};
+use crate::store::record::WalRecord;
+use crate::{validate_account_name, SpaceKey};
+
+/// A space's logical usage and quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub used_bytes: u64,
+    pub quota_bytes: Option<u64>,
+    /// Of the tenant, which also bounds the space.
+    pub tenant_used_bytes: u64,
+    pub tenant_quota_bytes: Option<u64>,
+}
+
+impl Usage {
+    /// Bytes the space may still grow by.
+    pub fn available_bytes(&self) -> Option<u64> {
+        let own = self.quota_bytes.map(|q| q.saturating_sub(self.used_bytes));
+        let tenant = self
+            .tenant_quota_bytes
+            .map(|q| q.saturating_sub(self.tenant_used_bytes));
+        match (own, tenant) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+impl Store {
+    /// Tenant `name`, created (in memory) if missing.
+    fn tenant_or_create(&self, name: &str) -> Arc<Tenant> {
+        let inner = &self.inner;
+        inner
+            .tenants
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                Arc::new(Tenant {
+                    quota: Mutex::new(None),
+                    used: AtomicU64::new(0),
+                    key: domain_key(&inner.master, inner.config.dedup, name),
+                    shard: space::shard_of(&[name], inner.shards.len()),
+                })
+            })
+            .clone()
+    }
+
+    /// Creates tenant `name` if missing and sets its quota (logical bytes; `None` = unlimited).
+    pub async fn set_tenant_quota(&self, name: &str, quota: Option<u64>) -> Result<()> {
+        validate_account_name(name)?;
+        let tenant = self.tenant_or_create(name);
+        let shard = &self.inner.shards[tenant.shard];
+        let seq = {
+            let _a = shard.apply.read();
+            *tenant.quota.lock() = quota;
+            shard.log.append(&record::encode(&WalRecord::Tenant {
+                tenant: name.to_string(),
+                quota,
+            }))?
+        };
+        shard.log.wait_durable(seq).await
+    }
+
+    /// Creates the space if missing (and its tenant). Returns whether it was created.
+    pub async fn create_space(&self, key: &SpaceKey) -> Result<bool> {
+        if self.inner.spaces.contains_key(key) {
+            return Ok(false);
+        }
+        let inner = &self.inner;
+        self.tenant_or_create(key.tenant());
+        let shard_no = space::shard_of(&[key.tenant(), key.user()], inner.shards.len());
+        let shard = &inner.shards[shard_no];
+        let (seq, created) = {
+            let _a = shard.apply.read();
+            let mut created = false;
+            let handle = inner
+                .spaces
+                .entry(key.clone())
+                .or_insert_with(|| {
+                    created = true;
+                    let mut tree = SpaceTree::new();
+                    if let Some(q) = inner.config.space_quota_default {
+                        // A fresh tree always accepts a quota.
+                        let _ = tree.apply(&NsOp::SetQuota { bytes: Some(q) });
+                    }
+                    Arc::new(SpaceHandle {
+                        key: key.clone(),
+                        shard: shard_no,
+                        tree: RwLock::new(tree),
+                    })
+                })
+                .clone();
+            if !created {
+                return Ok(false);
+            }
+            shard.spaces.lock().push(handle);
+            let mut seq = shard.log.append(&record::encode(&WalRecord::CreateSpace {
+                tenant: key.tenant().to_string(),
+                user: key.user().to_string(),
+            }))?;
+            if let Some(q) = inner.config.space_quota_default {
+                seq = shard.log.append(&record::encode(&WalRecord::Space {
+                    tenant: key.tenant().to_string(),
+                    user: key.user().to_string(),
+                    op: NsOp::SetQuota { bytes: Some(q) },
+                }))?;
+            }
+            (seq, created)
+        };
+        shard.log.wait_durable(seq).await?;
+        Ok(created)
+    }
+
+    pub fn space_exists(&self, key: &SpaceKey) -> bool {
+        self.inner.spaces.contains_key(key)
+    }
+
+    /// Names of all tenants, sorted.
+    pub fn tenants(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.inner.tenants.iter().map(|t| t.key().clone()).collect();
+        v.sort();
+        v
+    }
+
+    /// Spaces of tenant `tenant`, sorted.
+    pub fn spaces_of(&self, tenant: &str) -> Vec<SpaceKey> {
+        let mut v: Vec<SpaceKey> = self
+            .inner
+            .spaces
+            .iter()
+            .filter(|s| s.key().tenant() == tenant)
+            .map(|s| s.key().clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Logical usage and quotas of a space.
+    pub fn usage(&self, key: &SpaceKey) -> Result<Usage> {
+        let sp = self.space(key)?;
+        let tenant = self.tenant(key.tenant())?;
+        let tree = sp.tree.read();
+        let tenant_quota_bytes = *tenant.quota.lock();
+        Ok(Usage {
+            used_bytes: tree.used_bytes(),
+            quota_bytes: tree.quota(),
+            tenant_used_bytes: tenant.used.load(Ordering::Relaxed),
+            tenant_quota_bytes,
+        })
+    }
+
+    /// Logical usage of a tenant (sum of its spaces) and its quota.
+    pub fn tenant_usage(&self, name: &str) -> Result<(u64, Option<u64>)> {
+        let t = self.tenant(name)?;
+        let q = *t.quota.lock();
+        Ok((t.used.load(Ordering::Relaxed), q))
+    }
+
+    /// Sets a space's quota (logical bytes; `None` = unlimited).
+    pub async fn set_space_quota(&self, key: &SpaceKey, quota: Option<u64>) -> Result<()> {
+        self.mutate(key, NsOp::SetQuota { bytes: quota }, 0)
+            .await
+            .map(|_| ())
+    }
+}
