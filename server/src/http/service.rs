@@ -87,7 +87,9 @@ async fn route(app: Arc<App>, req: Request<ReqBody>, peer: SocketAddr) -> Resp {
         Ok(p) => p,
         Err(e) => return unauthorized(&app, &e),
     };
-    let target = match parse_target(req.uri().path()) {
+    let target = match parse_target(req.uri().path())
+        .and_then(|t| t.path.check_len(app.config.limits.path_len_max).map(|()| t))
+    {
         Ok(t) => t,
         Err(e) => return text(path_error(&e), &e.to_string()),
     };

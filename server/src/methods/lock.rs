@@ -11,7 +11,7 @@ use super::common::{engine_error, if_header, if_holds, is_dir, read_xml_body};
 use crate::dav::headers::{parse_depth, parse_lock_token, parse_timeout, Depth};
 use crate::dav::locks::{LockDepth, LockRequest};
 use crate::dav::status::{lock_error, xml_error, LockOp};
-use crate::dav::xml::{lock_response_body, parse_lockinfo};
+use crate::dav::xml::{lock_response_body, parse_lockinfo_limited, XmlLimits};
 use crate::http::response::{condition, status, text, xml, Resp};
 use crate::http::service::Ctx;
 
@@ -53,7 +53,7 @@ pub async fn handle_lock(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
     let parsed = if body.iter().all(|b| b.is_ascii_whitespace()) {
         Ok(None)
     } else {
-        parse_lockinfo(&body)
+        parse_lockinfo_limited(&body, XmlLimits::from_config(&ctx.app.config.limits))
     };
     let lockinfo = match parsed {
         Ok(l) => l,

@@ -9,8 +9,9 @@ use skab_engine::ns::EntryInfo;
 use super::common::{content_type, engine_error, etag, is_dir, read_xml_body, time_of};
 use crate::dav::headers::{parse_depth, Depth};
 use crate::dav::path::SpacePath;
-use crate::dav::propfind_cache::parse_propfind_cached;
+use crate::dav::propfind_cache::parse_propfind_cached_limited;
 use crate::dav::status::xml_error;
+use crate::dav::xml::XmlLimits;
 use crate::dav::xml::{DavCondition, Multistatus, PropName, PropWriter, Propfind};
 use crate::http::response::{condition, multistatus, text, Resp};
 use crate::http::service::Ctx;
@@ -59,7 +60,10 @@ pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let what = match parse_propfind_cached(&body) {
+    let what = match parse_propfind_cached_limited(
+        &body,
+        XmlLimits::from_config(&ctx.app.config.limits),
+    ) {
         Ok(p) => p,
         Err(e) => {
             let (code, cond) = xml_error(&e);

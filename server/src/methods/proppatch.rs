@@ -8,7 +8,9 @@ use hyper::{Request, StatusCode};
 use super::common::{check_write, engine_error, read_xml_body};
 use crate::dav::locks::WriteScope;
 use crate::dav::status::xml_error;
-use crate::dav::xml::{parse_proppatch, DavCondition, Multistatus, PropName, PropPatchOp};
+use crate::dav::xml::{
+    parse_proppatch_limited, DavCondition, Multistatus, PropName, PropPatchOp, XmlLimits,
+};
 use crate::http::response::{condition, multistatus, Resp};
 use crate::http::service::Ctx;
 
@@ -38,7 +40,7 @@ pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let ops = match parse_proppatch(&body) {
+    let ops = match parse_proppatch_limited(&body, XmlLimits::from_config(&ctx.app.config.limits)) {
         Ok(o) => o,
         Err(e) => {
             let (code, cond) = xml_error(&e);
