@@ -58,7 +58,8 @@ pub struct StoreConfig {
     pub version_age_max: Option<Duration>,
     /// Trash items older than this are dropped by [`Store::expire`].
     pub trash_age_max: Option<Duration>,
-    /// Quota of a new space, logical bytes.
+    /// Quota of a space without one of its own, logical bytes: applied at each op and in
+    /// [`Store::usage`], never copied into the space, so a changed default reaches every space.
     pub space_quota_default: Option<u64>,
     pub io: IoChoice,
     /// Shards of a new store (fixed once the store exists).
@@ -615,11 +616,9 @@ impl Store {
                 .entry(key.clone())
                 .or_insert_with(|| {
                     created = true;
-                    let mut tree = SpaceTree::new();
-                    if let Some(q) = inner.config.space_quota_default {
-                        // A fresh tree always accepts a quota.
-                        let _ = tree.apply(&NsOp::SetQuota { bytes: Some(q) });
-                    }
+                    // No own quota: `space_quota_default` applies at each op (not copied in,
+                    // so a changed default reaches existing spaces).
+                    let tree = SpaceTree::new();
                     Arc::new(SpaceHandle {
                         key: key.clone(),
                         shard: shard_no,
@@ -631,17 +630,10 @@ impl Store {
                 return Ok(false);
             }
             shard.spaces.lock().push(handle);
-            let mut seq = shard.log.append(&record::encode(&WalRecord::CreateSpace {
+            let seq = shard.log.append(&record::encode(&WalRecord::CreateSpace {
                 tenant: key.tenant().to_string(),
                 user: key.user().to_string(),
             }))?;
-            if let Some(q) = inner.config.space_quota_default {
-                seq = shard.log.append(&record::encode(&WalRecord::Space {
-                    tenant: key.tenant().to_string(),
-                    user: key.user().to_string(),
-                    op: NsOp::SetQuota { bytes: Some(q) },
-                }))?;
-            }
             (seq, created)
         };
         shard.log.wait_durable(seq).await?;
@@ -680,7 +672,7 @@ impl Store {
         let tenant_quota_bytes = *tenant.quota.lock();
         Ok(Usage {
             used_bytes: tree.used_bytes(),
-            quota_bytes: tree.quota(),
+            quota_bytes: tree.quota().or(self.inner.config.space_quota_default),
             tenant_used_bytes: tenant.used.load(Ordering::Relaxed),
             tenant_quota_bytes,
         })
@@ -789,6 +781,7 @@ impl Store {
         let payload = record::encode_space_op(key.tenant(), key.user(), &op);
         let _a = shard.apply.read();
         let mut tree = sp.tree.write();
+        tree.set_default_quota(inner.config.space_quota_default);
         let before = tree.used_bytes();
         if growth > 0 {
             if let Some(q) = *tenant.quota.lock() {
@@ -862,7 +855,10 @@ impl Store {
                 .and_then(|n| tree.stat(n))
                 .map(|i| i.size)
                 .unwrap_or(0);
-            let own = tree.quota().map(|q| q.saturating_sub(tree.used_bytes()));
+            let own = tree
+                .quota()
+                .or(inner.config.space_quota_default)
+                .map(|q| q.saturating_sub(tree.used_bytes()));
             (own, old)
         };
         let mut ingest = Ingest::new(inner.config.chunk_sizes, tenant.key.clone());
