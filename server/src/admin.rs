@@ -48,6 +48,9 @@ pub struct AdminResponse {
 }
 
 /// The admin socket of a data dir.
+/// What `DeleteSpaces` answers when there was nothing to delete.
+pub const NO_STORED_DATA: &str = "no stored data\n";
+
 pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join("admin.sock")
 }
@@ -173,7 +176,7 @@ async fn delete_spaces(
         ));
     }
     if out.is_empty() {
-        out.push_str("no stored data\n");
+        out.push_str(NO_STORED_DATA);
     }
     Ok(out)
 }

@@ -350,6 +350,7 @@ fn user_cmd(c: UserCmd, out: &mut impl Write) -> Result<(), CliError> {
             if let Some(a) = &keep_data {
                 UserName::new(a)?;
             }
+            let mut done = Vec::new();
             admin_cmd(
                 &who.dir,
                 AdminRequest::DeleteSpaces {
@@ -357,11 +358,14 @@ fn user_cmd(c: UserCmd, out: &mut impl Write) -> Result<(), CliError> {
                     user: Some(u.to_string()),
                     keep_data,
                 },
-                out,
+                &mut done,
             )?;
             if exists {
                 db.delete_user(&t, &u)?;
+            } else if done == crate::admin::NO_STORED_DATA.as_bytes() {
+                return Err(CliError(format!("no such user {u}@{t}")));
             }
+            out.write_all(&done)?;
             writeln!(out, "deleted {u}@{t}")?;
         }
         UserCmd::Disable { who } => {
