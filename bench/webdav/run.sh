@@ -3,8 +3,9 @@
 # One command: installs the peers and wrk (Debian), builds skab (release), and for each server:
 # fresh ext4 loop image, start, upload the same 1000 prepared 16 KiB files, run wrk per operation
 # (PUT new files, GET, PROPFIND Depth 1 on the 1000-file collection, PROPFIND Depth 0 on a file),
-# interleaved over the servers, measuring the server's and wrk's CPU seconds; then stop them all. Results: bench/webdav/results/*.txt and a
-# markdown table on stdout (also results/summary.md). Run as root (apt, mount, www-data).
+# interleaved over the servers, measuring the server's and wrk's CPU seconds; then stop them all. Results: raw wrk output per run in
+# RAW_DIR (bench/webdav/results/raw, not committed), a markdown table on stdout and in
+# results/summary.md, tool versions in results/versions.txt. Run as root (apt, mount, www-data).
 #
 # Knobs (environment): DURATION (12s), CONNS (64), THREADS (2), SERVERS ("skab apache nginx rclone";
 # also "skab-hyper": the same skab binary with `http1 = "hyper"`, to compare its own HTTP/1 with hyper's),
@@ -13,9 +14,9 @@
 # IMG_SIZE (16G; sparse: per server), NO_LOOP=1 (= DATA_FS=root),
 # NO_INSTALL=1, NO_BUILD=1, BASE_PORT (28080), WORKERS (unset: each server's default, one per CPU;
 # N: skab `workers`, nginx `worker_processes` and rclone's GOMAXPROCS set to N, Apache unchanged), SKAB_BIN (default target/release/skab),
-# RESULTS_DIR (bench/webdav/results). Profiling (slows the profiled server; not for the table):
+# RESULTS_DIR (bench/webdav/results), RAW_DIR ($RESULTS_DIR/raw, git-ignored). Profiling (slows the profiled server; not for the table):
 # PROFILE=perf|strace profiles the servers in PROFILE_SERVERS (skab) during each run and writes
-# <server>-<op>-r<round>.perf.txt (perf report) or .strace.txt (strace -c) next to the results.
+# <server>-<op>-r<round>.perf.txt (perf report) or .strace.txt (strace -c) next to the raw results.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -31,6 +32,7 @@ IMG_SIZE="${IMG_SIZE:-16G}"
 BASE_PORT="${BASE_PORT:-28080}"
 SKAB_BIN="${SKAB_BIN:-$REPO/target/release/skab}"
 RESULTS="${RESULTS_DIR:-$HERE/results}"
+RAW="${RAW_DIR:-$RESULTS/raw}"
 WORK="$(mktemp -d /var/tmp/davbench.XXXXXX)"
 chmod 755 "$WORK" # the peers drop to www-data
 CLK_TCK="$(getconf CLK_TCK)"
@@ -82,8 +84,8 @@ if [[ " $SERVERS " == *" skab "* || " $SERVERS " == *" skab-hyper "* ]]; then
   [ -x "$SKAB_BIN" ] || { log "no skab binary at $SKAB_BIN"; exit 1; }
 fi
 
-mkdir -p "$RESULTS"
-rm -f "$RESULTS"/*.txt "$RESULTS"/summary.md
+mkdir -p "$RESULTS" "$RAW"
+rm -f "$RAW"/*.txt "$RESULTS"/summary.md "$RESULTS"/versions.txt
 
 # ---- prepared data: the same NFILES files of 16 KiB for every server -------------------------
 mkdir -p "$WORK/files"
@@ -263,7 +265,7 @@ run_op() { # $1 server, $2 op, $3 port, $4 round
     list1) script=propfind.lua; env+=(BENCH_DEPTH=1 BENCH_TARGET=/bench/ BENCH_BODY=oc) ;;
     *) log "unknown op $op"; return 1 ;;
   esac
-  local out="$RESULTS/$srv-$op-r$round.txt"
+  local out="$RAW/$srv-$op-r$round.txt"
   local s0 s1 w0 t0 t1
   local prof=""
   if [ -n "${PROFILE:-}" ] && [[ " ${PROFILE_SERVERS:-skab} " == *" $srv "* ]]; then
@@ -344,7 +346,7 @@ done
 # ---- table ----------------------------------------------------------------------------------
 best_round() { # the result file of the round with the most requests
   local f best="" bestn=-1 n
-  for f in "$RESULTS/$1-$2"-r*.txt; do
+  for f in "$RAW/$1-$2"-r*.txt; do
     [ -f "$f" ] || continue
     case "$f" in *.perf*.txt | *.strace.txt) continue ;; esac
     n=$(sed -n 's/^RESULT requests=\([0-9]*\).*/\1/p' "$f")
@@ -354,7 +356,7 @@ best_round() { # the result file of the round with the most requests
 }
 median_of() { # $1 server, $2 op, $3 rps|p99: that figure's median over all rounds
   local f
-  for f in "$RESULTS/$1-$2-r"*.txt; do
+  for f in "$RAW/$1-$2-r"*.txt; do
     awk -v what="$3" '/^RESULT/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] } }
          END { if (r["duration_us"] <= 0) exit
                if (what == "p99") printf "%.2f\n", r["p99_us"] / 1000

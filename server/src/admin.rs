@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use skab_engine::ns::{Kind, Name};
 use skab_engine::{SpaceKey, Store};
 
 use crate::app::store_config;
@@ -25,6 +26,14 @@ pub enum AdminRequest {
     },
     /// Usage of one tenant's users, or of every tenant.
     Usage { tenant: Option<String> },
+    /// Empties a user's space (`user`) or every space of a tenant (`None`): files, versions,
+    /// trash and own quota; with `keep_data`, the user's current files and folders are first
+    /// copied to `<keep_data>/<user>/` in the space of that name in the same tenant.
+    DeleteSpaces {
+        tenant: String,
+        user: Option<String>,
+        keep_data: Option<String>,
+    },
     /// Verify every chunk.
     Scrub,
     /// Collect unreferenced chunks, then compact packs at least `compact_ratio` garbage.
@@ -39,6 +48,9 @@ pub struct AdminResponse {
 }
 
 /// The admin socket of a data dir.
+/// What `DeleteSpaces` answers when there was nothing to delete.
+pub const NO_STORED_DATA: &str = "no stored data\n";
+
 pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join("admin.sock")
 }
@@ -55,7 +67,118 @@ fn human(bytes: u64) -> String {
 }
 
 fn quota_text(q: Option<u64>) -> String {
-    q.map(human).unwrap_or_else(|| "unlimited".into())
+    match q {
+        None | Some(u64::MAX) => "unlimited".into(),
+        Some(b) => human(b),
+    }
+}
+
+/// Copies the current files and folders of `from` to `to` under `dest` (streamed; chunks are
+/// shared by deduplication within the tenant, so the copy stores little).
+async fn copy_tree(
+    store: &Store,
+    from: &SpaceKey,
+    to: &SpaceKey,
+    dest: Vec<Name>,
+) -> Result<u64, String> {
+    let e = |e: skab_engine::Error| e.to_string();
+    store.mkdir(to, &dest).await.map_err(e)?;
+    let mut files = 0u64;
+    // (source path, destination path) of folders still to copy.
+    let mut todo = vec![(Vec::<Name>::new(), dest)];
+    while let Some((src, dst)) = todo.pop() {
+        let (_, children) = store.list(from, &src).map_err(e)?;
+        for c in children {
+            let name = Name::new(&c.name).map_err(e)?;
+            let mut s = src.clone();
+            s.push(name.clone());
+            let mut d = dst.clone();
+            d.push(name);
+            match c.kind {
+                Kind::Dir => {
+                    store.mkdir(to, &d).await.map_err(e)?;
+                    todo.push((s, d));
+                }
+                Kind::File => {
+                    let stream = store.read_entry(from, &c, None).map_err(e)?;
+                    store.put(to, &d, stream).await.map_err(e)?;
+                    files += 1;
+                }
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Empties a space for good: every entry to the trash, then the trash purged (versions go
+/// with their files); the freed chunks are collected by the next `skab gc`. Its own quota is
+/// removed. Returns the logical bytes it held.
+async fn wipe_space(store: &Store, key: &SpaceKey) -> Result<u64, String> {
+    let e = |e: skab_engine::Error| e.to_string();
+    let before = store.usage(key).map_err(e)?.used_bytes;
+    let (_, children) = store.list(key, &[]).map_err(e)?;
+    for c in children {
+        store
+            .delete(key, &[Name::new(&c.name).map_err(e)?])
+            .await
+            .map_err(e)?;
+    }
+    for t in store.trash(key).map_err(e)? {
+        store.purge(key, t.id).await.map_err(e)?;
+    }
+    store.set_space_quota(key, None).await.map_err(e)?;
+    Ok(before)
+}
+
+async fn delete_spaces(
+    store: &Store,
+    tenant: &str,
+    user: Option<&str>,
+    keep_data: Option<&str>,
+) -> Result<String, String> {
+    let spaces = match user {
+        Some(u) => vec![SpaceKey::new(tenant, u).map_err(|e| e.to_string())?],
+        None => store.spaces_of(tenant),
+    };
+    let mut out = String::new();
+    for key in spaces.iter().filter(|k| store.space_exists(k)) {
+        if let Some(archive) = keep_data {
+            let to = SpaceKey::new(tenant, archive).map_err(|e| format!("archive: {e}"))?;
+            if to == *key {
+                return Err("the archive must be another space than the user's".into());
+            }
+            if store.create_space(&to).await.map_err(|e| e.to_string())? {
+                // A fresh archive is not bound by the default quota of pupils.
+                store
+                    .set_space_quota(&to, Some(u64::MAX))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            let dest = vec![Name::new(key.user()).map_err(|e| e.to_string())?];
+            if store.stat(&to, &dest).is_ok() {
+                return Err(format!(
+                    "{archive}@{tenant} already holds {}/; nothing was deleted (choose another archive)",
+                    key.user()
+                ));
+            }
+            let files = copy_tree(store, key, &to, dest).await?;
+            out.push_str(&format!(
+                "{}@{tenant}: {files} files archived to {archive}@{tenant} under {}/\n",
+                key.user(),
+                key.user()
+            ));
+        }
+        let freed = wipe_space(store, key).await?;
+        out.push_str(&format!(
+            "{}@{tenant}: data deleted ({})\n",
+            key.user(),
+            human(freed)
+        ));
+    }
+    if out.is_empty() {
+        out.push_str(NO_STORED_DATA);
+    }
+    Ok(out)
 }
 
 /// Runs a request against an open store.
@@ -102,6 +225,9 @@ pub async fn execute(store: &Store, req: AdminRequest) -> AdminResponse {
                     s.dedup_ratio
                 ));
                 Ok(out)
+            }
+            AdminRequest::DeleteSpaces { tenant, user, keep_data } => {
+                delete_spaces(store, &tenant, user.as_deref(), keep_data.as_deref()).await
             }
             AdminRequest::Scrub => {
                 let store = store.clone();

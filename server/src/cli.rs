@@ -71,13 +71,16 @@ pub enum QuotaCmd {
         /// Quota in bytes.
         #[arg(
             long,
-            conflicts_with = "unlimited",
-            required_unless_present = "unlimited"
+            conflicts_with_all = ["unlimited", "default"],
+            required_unless_present_any = ["unlimited", "default"]
         )]
         bytes: Option<u64>,
-        /// Remove the quota.
-        #[arg(long)]
+        /// No limit (for a user: also not `storage.default_quota_bytes`).
+        #[arg(long, conflicts_with = "default")]
         unlimited: bool,
+        /// A user's own quota removed: `storage.default_quota_bytes` applies again.
+        #[arg(long, requires = "user")]
+        default: bool,
     },
 }
 
@@ -129,10 +132,15 @@ pub enum UserCmd {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
-    /// Delete a user and their app tokens.
+    /// Delete a user, their app tokens and their data (files, versions, trash, own quota);
+    /// a user created later with the same name starts empty.
     Del {
         #[command(flatten)]
         who: UserRef,
+        /// Copy the user's current files to `ARCHIVE/<user>/` in the tenant's space named
+        /// ARCHIVE before deleting (a login of that name can read them).
+        #[arg(long, value_name = "ARCHIVE")]
+        keep_data: Option<String>,
     },
     /// Disable a user: no login by any means until enabled.
     Disable {
@@ -179,6 +187,13 @@ pub enum TenantCmd {
     List {
         #[command(flatten)]
         dir: DirArgs,
+    },
+    /// Delete every user of a tenant with all its data (the tenant's name stays listed, empty).
+    Del {
+        #[command(flatten)]
+        dir: DirArgs,
+        #[arg(long)]
+        tenant: String,
     },
 }
 
@@ -236,8 +251,15 @@ pub fn run(cli: Cli, serve_fn: fn(Config) -> Result<(), CliError>) -> Result<(),
             user,
             bytes,
             unlimited,
+            default,
         }) => {
-            let bytes = if unlimited { None } else { bytes };
+            // A user's explicit "unlimited" is stored as u64::MAX so that it is not taken
+            // for "no own quota", which the configured default fills.
+            let bytes = match (unlimited, default, &user) {
+                (true, _, Some(_)) => Some(u64::MAX),
+                (true, _, None) | (_, true, _) => None,
+                _ => bytes,
+            };
             admin_cmd(
                 &dir,
                 AdminRequest::SetQuota {
@@ -257,11 +279,6 @@ pub fn run(cli: Cli, serve_fn: fn(Config) -> Result<(), CliError>) -> Result<(),
             admin_cmd(&dir, AdminRequest::Gc { compact_ratio }, &mut out)
         }
     }
-}
-
-/// The server entry point; the HTTP layer is wired in by the server module.
-pub fn serve(_config: Config) -> Result<(), CliError> {
-    Err(CliError("serve: the HTTP layer is not yet wired".into()))
 }
 
 fn admin_cmd(dir: &DirArgs, req: AdminRequest, out: &mut impl Write) -> Result<(), CliError> {
@@ -321,9 +338,34 @@ fn user_cmd(c: UserCmd, out: &mut impl Write) -> Result<(), CliError> {
             db.set_password(&t, &u, &password::hash_password(&pw)?)?;
             writeln!(out, "password changed for {u}@{t}")?;
         }
-        UserCmd::Del { who } => {
+        UserCmd::Del { who, keep_data } => {
             let (t, u) = names(&who)?;
-            open_db(&who.dir)?.delete_user(&t, &u)?;
+            let db = open_db(&who.dir)?;
+            // No login while the data goes; the login itself goes last, so that a failure
+            // half way can be finished by running the command again.
+            let exists = db.user(&t, &u).is_some();
+            if exists {
+                db.set_disabled(&t, &u, true)?;
+            }
+            if let Some(a) = &keep_data {
+                UserName::new(a)?;
+            }
+            let mut done = Vec::new();
+            admin_cmd(
+                &who.dir,
+                AdminRequest::DeleteSpaces {
+                    tenant: t.to_string(),
+                    user: Some(u.to_string()),
+                    keep_data,
+                },
+                &mut done,
+            )?;
+            if exists {
+                db.delete_user(&t, &u)?;
+            } else if done == crate::admin::NO_STORED_DATA.as_bytes() {
+                return Err(CliError(format!("no such user {u}@{t}")));
+            }
+            out.write_all(&done)?;
             writeln!(out, "deleted {u}@{t}")?;
         }
         UserCmd::Disable { who } => {
@@ -339,14 +381,14 @@ fn user_cmd(c: UserCmd, out: &mut impl Write) -> Result<(), CliError> {
         UserCmd::List { dir, tenant } => {
             let t = TenantName::new(&tenant)?;
             let db = open_db(&dir)?;
-            writeln!(out, "user\tstatus\tquota_bytes\ttokens\tcreated")?;
+            // Quotas live in the store (`skab quota set`, shown by `skab usage`), not here.
+            writeln!(out, "user\tstatus\ttokens\tcreated")?;
             for u in db.users(&t)? {
                 writeln!(
                     out,
-                    "{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}",
                     u.user,
                     if u.disabled { "disabled" } else { "enabled" },
-                    u.quota.map_or("default".to_string(), |q| q.to_string()),
                     u.tokens,
                     fmt_time(u.created)
                 )?;
@@ -408,6 +450,31 @@ fn tenant_cmd(c: TenantCmd, out: &mut impl Write) -> Result<(), CliError> {
             for t in open_db(&dir)?.tenants() {
                 writeln!(out, "{}\t{}\t{}", t.name, t.users, fmt_time(t.created))?;
             }
+        }
+        TenantCmd::Del { dir, tenant } => {
+            let t = TenantName::new(&tenant)?;
+            let db = open_db(&dir)?;
+            let users = db.users(&t)?;
+            for u in &users {
+                db.set_disabled(&t, &u.user, true)?;
+            }
+            admin_cmd(
+                &dir,
+                AdminRequest::DeleteSpaces {
+                    tenant: t.to_string(),
+                    user: None,
+                    keep_data: None,
+                },
+                out,
+            )?;
+            for u in &users {
+                db.delete_user(&t, &u.user)?;
+            }
+            writeln!(
+                out,
+                "deleted {} users of tenant {t} and its data",
+                users.len()
+            )?;
         }
     }
     Ok(())

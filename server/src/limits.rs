@@ -133,12 +133,14 @@ pub const BODY_SIZE_MAX_DEFAULT: u64 = skab_engine::limits::FILE_SIZE_MAX;
 pub const HEADER_SIZE_MAX_DEFAULT: usize = 64 * 1024;
 /// Default largest XML request body (PROPFIND, PROPPATCH, LOCK), bytes.
 pub const XML_SIZE_MAX_DEFAULT: usize = 1024 * 1024;
-/// Default deepest XML element nesting, levels.
-pub const XML_DEPTH_MAX_DEFAULT: usize = 64;
-/// Default longest request path, bytes (percent-decoded).
+/// Default deepest XML element nesting, levels (also the most a setting may ask for).
+pub const XML_DEPTH_MAX_DEFAULT: usize = DAV_XML_DEPTH_MAX;
+/// Default longest path inside a user's space, bytes (percent-decoded; Linux's PATH_MAX).
+/// Larger settings are bounded by `DAV_TARGET_LEN_MAX` on the raw request target.
 pub const PATH_LEN_MAX_DEFAULT: usize = 4096;
-/// Default most properties named in one PROPFIND/PROPPATCH, count.
-pub const PROPS_PER_REQUEST_MAX_DEFAULT: usize = 256;
+/// Default most properties named in one PROPFIND/PROPPATCH, count (also the most a setting
+/// may ask for).
+pub const PROPS_PER_REQUEST_MAX_DEFAULT: usize = DAV_XML_PROPS_MAX;
 /// Default most locks one user may hold, count.
 pub const LOCKS_PER_USER_MAX_DEFAULT: usize = 1000;
 /// Default: an idle keep-alive connection is closed after this long, seconds.

@@ -157,7 +157,9 @@ async fn authenticated(
         tenant: principal.tenant.as_str().to_string(),
         user: principal.user.as_str().to_string(),
     };
-    let target = match parse_target_as(req.uri().path(), Some(&me)) {
+    let target = match parse_target_as(req.uri().path(), Some(&me))
+        .and_then(|t| t.path.check_len(app.config.limits.path_len_max).map(|()| t))
+    {
         Ok(t) => t,
         Err(e) => return text(path_error(&e), &e.to_string()),
     };

@@ -1,5 +1,7 @@
 //! `skab serve`: logging, the runtime, the store, a demo account on first start, then HTTP.
 
+use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::app::App;
@@ -12,12 +14,17 @@ use crate::users::{TenantName, UserName};
 /// Tenant and user created on the first start of an empty data dir.
 pub const DEMO_TENANT: &str = "demo";
 pub const DEMO_USER: &str = "demo";
+/// File in the data dir written (durably) once the data dir has been initialised: from then
+/// on no start creates the demo account again, even when it finds no users.
+pub const INITIALIZED_MARKER: &str = "initialized";
 
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour codes only for a person at a terminal, not in files or journald.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match config.log.format {
         LogFormat::Text => builder.try_init(),
@@ -25,11 +32,30 @@ fn init_logging(config: &Config) {
     };
 }
 
-/// Creates the demo tenant and user when the user database is empty; prints the login.
+/// Writes the marker file durably: the file and its directory entry are synced.
+fn write_marker(data_dir: &Path) -> std::io::Result<()> {
+    let path = data_dir.join(INITIALIZED_MARKER);
+    let mut f = std::fs::File::create(&path)?;
+    f.write_all(b"skab data dir initialised; the demo account is not created again\n")?;
+    f.sync_all()?;
+    std::fs::File::open(data_dir)?.sync_all()
+}
+
+/// On the first initialisation of a data dir (no marker, no users, no stored spaces) creates
+/// the demo tenant and user and prints the login; then writes the marker, so that a later
+/// start that finds no users (all deleted) creates nothing.
 fn ensure_demo_account(app: &App) -> Result<(), CliError> {
-    if app.users.user_count() > 0 {
+    let data_dir = &app.config.data_dir;
+    if data_dir.join(INITIALIZED_MARKER).exists() {
         return Ok(());
     }
+    if app.users.user_count() == 0 && app.store.tenants().is_empty() {
+        create_demo_account(app)?;
+    }
+    write_marker(data_dir).map_err(|e| CliError(format!("writing {}: {e}", INITIALIZED_MARKER)))
+}
+
+fn create_demo_account(app: &App) -> Result<(), CliError> {
     let password: String = {
         use rand::Rng;
         let mut rng = rand::thread_rng();

@@ -335,6 +335,9 @@ pub struct SpaceTree {
     pub(super) next_trash_id: u64,
     pub(super) next_version_id: u64,
     pub(super) quota: Option<u64>,
+    /// Quota applied while the space has none of its own (the store's configured default);
+    /// not part of the space's state: never logged or snapshotted, set before each op.
+    pub(super) default_quota: Option<u64>,
     pub(super) live_count: u64,
     pub(super) live_bytes: u64,
     /// What changed lately, for `sync-collection` (`ns/changes.rs`).
@@ -382,6 +385,7 @@ impl SpaceTree {
             next_trash_id: 1,
             next_version_id: 1,
             quota: None,
+            default_quota: None,
             live_count: 0,
             live_bytes: 0,
             changes: ChangeLog::default(),
@@ -504,7 +508,7 @@ impl SpaceTree {
     }
 
     fn check_quota(&self, add: u64, remove: u64) -> Result<()> {
-        if let Some(q) = self.quota {
+        if let Some(q) = self.quota.or(self.default_quota) {
             if add > remove && self.live_bytes - remove + add > q {
                 return Err(Error::QuotaExceeded);
             }
@@ -1240,8 +1244,14 @@ impl SpaceTree {
         v + self.trash.iter().map(|e| e.bytes).sum::<u64>()
     }
 
+    /// The space's own quota; `None`: none of its own (the default, if any, applies).
     pub fn quota(&self) -> Option<u64> {
         self.quota
+    }
+
+    /// Sets the quota that applies while the space has none of its own.
+    pub fn set_default_quota(&mut self, quota: Option<u64>) {
+        self.default_quota = quota;
     }
 
     /// Live entries, the root not counted.

@@ -27,7 +27,8 @@ pub struct StoreConfig {
     pub version_age_max: Option<Duration>,
     /// Trash items older than this are dropped by [`Store::expire`].
     pub trash_age_max: Option<Duration>,
-    /// Quota of a new space, logical bytes.
+    /// Quota of a space without one of its own, logical bytes: applied at each op and in
+    /// [`Store::usage`], never copied into the space, so a changed default reaches every space.
     pub space_quota_default: Option<u64>,
     pub io: IoChoice,
     /// Shards of a new store (fixed once the store exists).

@@ -86,11 +86,9 @@ impl Store {
                 .entry(key.clone())
                 .or_insert_with(|| {
                     created = true;
-                    let mut tree = SpaceTree::new();
-                    if let Some(q) = inner.config.space_quota_default {
-                        // A fresh tree always accepts a quota.
-                        let _ = tree.apply(&NsOp::SetQuota { bytes: Some(q) });
-                    }
+                    // No own quota: `space_quota_default` applies at each op (not copied in,
+                    // so a changed default reaches existing spaces).
+                    let tree = SpaceTree::new();
                     Arc::new(SpaceHandle {
                         key: key.clone(),
                         shard: shard_no,
@@ -102,17 +100,10 @@ impl Store {
                 return Ok(false);
             }
             shard.spaces.lock().push(handle);
-            let mut seq = shard.log.append(&record::encode(&WalRecord::CreateSpace {
+            let seq = shard.log.append(&record::encode(&WalRecord::CreateSpace {
                 tenant: key.tenant().to_string(),
                 user: key.user().to_string(),
             }))?;
-            if let Some(q) = inner.config.space_quota_default {
-                seq = shard.log.append(&record::encode(&WalRecord::Space {
-                    tenant: key.tenant().to_string(),
-                    user: key.user().to_string(),
-                    op: NsOp::SetQuota { bytes: Some(q) },
-                }))?;
-            }
             (seq, created)
         };
         shard.log.wait_durable(seq).await?;
@@ -151,7 +142,7 @@ impl Store {
         let tenant_quota_bytes = *tenant.quota.lock();
         Ok(Usage {
             used_bytes: tree.used_bytes(),
-            quota_bytes: tree.quota(),
+            quota_bytes: tree.quota().or(self.inner.config.space_quota_default),
             tenant_used_bytes: tenant.used.load(Ordering::Relaxed),
             tenant_quota_bytes,
         })

@@ -121,6 +121,7 @@ impl Store {
         let payload = record::encode_space_op(key.tenant(), key.user(), &op);
         let _a = shard.apply.read();
         let mut tree = sp.tree.write();
+        tree.set_default_quota(inner.config.space_quota_default);
         let before = tree.used_bytes();
         if growth > 0 {
             if let Some(q) = *tenant.quota.lock() {
@@ -210,7 +211,10 @@ impl Store {
                 .and_then(|n| tree.stat(n))
                 .map(|i| i.size)
                 .unwrap_or(0);
-            let own = tree.quota().map(|q| q.saturating_sub(tree.used_bytes()));
+            let own = tree
+                .quota()
+                .or(inner.config.space_quota_default)
+                .map(|q| q.saturating_sub(tree.used_bytes()));
             (own, old)
         };
         let mut ingest = Ingest::new(inner.config.chunk_sizes, tenant.key.clone());

@@ -43,7 +43,7 @@ const HREF_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
 /// Why a request-target or URI was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
-    #[error("path longer than {DAV_TARGET_LEN_MAX} bytes")]
+    #[error("path longer than limits.path_len_max (decoded) or {DAV_TARGET_LEN_MAX} bytes (raw)")]
     TooLong,
     #[error("path does not start with {DAV_PREFIX} or {OC_FILES_PREFIX}")]
     NotDav,
@@ -107,6 +107,16 @@ impl SpacePath {
 
     pub fn is_root(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// `TooLong` when the decoded path (`a/b/c`) is longer than `max` bytes
+    /// (`limits.path_len_max`).
+    pub fn check_len(&self, max: usize) -> Result<(), PathError> {
+        if self.0.len() > max {
+            Err(PathError::TooLong)
+        } else {
+            Ok(())
+        }
     }
 
     /// The decoded segments, root first.

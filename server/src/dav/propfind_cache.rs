@@ -4,11 +4,11 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use super::xml::{parse_propfind, Propfind, XmlError};
+use super::xml::{parse_propfind_limited, Propfind, XmlError, XmlLimits};
 use crate::limits::{PROPFIND_CACHE_BODY_MAX, PROPFIND_CACHE_ENTRIES};
 
-/// A body's bytes and what they parse to.
-type Entry = (Box<[u8]>, Arc<Propfind>);
+/// A body's bytes, the limits it was parsed within, and what it parses to.
+type Entry = (Box<[u8]>, XmlLimits, Arc<Propfind>);
 
 thread_local! {
     /// Most recently used first. Bodies are compared byte for byte, so a hit returns
@@ -17,14 +17,26 @@ thread_local! {
 }
 
 /// `parse_propfind(body)`, from this thread's cache when the same bytes were parsed lately.
+#[cfg(test)]
 pub fn parse_propfind_cached(body: &[u8]) -> Result<Arc<Propfind>, XmlError> {
+    parse_propfind_cached_limited(body, XmlLimits::default())
+}
+
+/// `parse_propfind_limited(body, limits)`, from this thread's cache when the same bytes were
+/// parsed within the same limits lately.
+pub fn parse_propfind_cached_limited(
+    body: &[u8],
+    limits: XmlLimits,
+) -> Result<Arc<Propfind>, XmlError> {
     if body.len() > PROPFIND_CACHE_BODY_MAX {
-        return parse_propfind(body).map(Arc::new);
+        return parse_propfind_limited(body, limits).map(Arc::new);
     }
     let hit = RECENT.with_borrow_mut(|recent| {
-        let i = recent.iter().position(|(b, _)| **b == *body)?;
+        let i = recent
+            .iter()
+            .position(|(b, l, _)| **b == *body && *l == limits)?;
         let entry = recent.remove(i);
-        let parsed = entry.1.clone();
+        let parsed = entry.2.clone();
         recent.insert(0, entry);
         Some(parsed)
     });
@@ -32,10 +44,10 @@ pub fn parse_propfind_cached(body: &[u8]) -> Result<Arc<Propfind>, XmlError> {
         return Ok(p);
     }
     // Errors are not remembered: a bad body stays a (cheap to reject) miss.
-    let parsed = Arc::new(parse_propfind(body)?);
+    let parsed = Arc::new(parse_propfind_limited(body, limits)?);
     RECENT.with_borrow_mut(|recent| {
         recent.truncate(PROPFIND_CACHE_ENTRIES - 1);
-        recent.insert(0, (body.into(), parsed.clone()));
+        recent.insert(0, (body.into(), limits, parsed.clone()));
         debug_assert!(recent.len() <= PROPFIND_CACHE_ENTRIES);
     });
     Ok(parsed)
@@ -44,6 +56,7 @@ pub fn parse_propfind_cached(body: &[u8]) -> Result<Arc<Propfind>, XmlError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dav::xml::parse_propfind;
 
     const BODY: &[u8] = br#"<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:prop><d:getetag/></d:prop></d:propfind>"#;
 
@@ -76,5 +89,21 @@ mod tests {
         let a = parse_propfind_cached(&big).unwrap();
         let b = parse_propfind_cached(&big).unwrap();
         assert!(!Arc::ptr_eq(&a, &b));
+    }
+
+    #[test]
+    fn a_hit_is_only_taken_within_the_same_limits() {
+        let body =
+            br#"<d:propfind xmlns:d="DAV:"><d:prop><d:a/><d:b/><d:c/></d:prop></d:propfind>"#;
+        assert!(parse_propfind_cached(body).is_ok());
+        let strict = XmlLimits {
+            props_max: 2,
+            ..XmlLimits::default()
+        };
+        assert_eq!(
+            parse_propfind_cached_limited(body, strict).map(|_| ()),
+            Err(XmlError::TooManyProps)
+        );
+        assert!(parse_propfind_cached(body).is_ok());
     }
 }

@@ -20,11 +20,11 @@ const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
 pub enum XmlError {
     #[error("request body larger than {DAV_XML_BODY_MAX} bytes")]
     TooLarge,
-    #[error("XML nested deeper than {DAV_XML_DEPTH_MAX} elements")]
+    #[error("XML nested deeper than limits.xml_depth_max")]
     TooDeep,
     #[error("XML has more than {DAV_XML_ELEMENTS_MAX} elements")]
     TooManyElements,
-    #[error("request names more than {DAV_XML_PROPS_MAX} properties")]
+    #[error("request names more than limits.props_per_request_max properties")]
     TooManyProps,
     #[error("DOCTYPE, DTD and entity declarations are not accepted")]
     Dtd,
@@ -96,6 +96,36 @@ pub struct LockInfoBody {
     pub owner: Option<String>,
 }
 
+/// The configurable bounds of request-body parsing (`limits.xml_depth_max`,
+/// `limits.props_per_request_max`); each is capped by its hard limit in `limits.rs`, which
+/// guards memory and is also the default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct XmlLimits {
+    /// Deepest element nesting, levels.
+    pub depth_max: usize,
+    /// Most properties named in one request, count.
+    pub props_max: usize,
+}
+
+impl Default for XmlLimits {
+    fn default() -> Self {
+        XmlLimits {
+            depth_max: DAV_XML_DEPTH_MAX,
+            props_max: DAV_XML_PROPS_MAX,
+        }
+    }
+}
+
+impl XmlLimits {
+    /// The limits a configuration asks for, never above the hard limits.
+    pub fn from_config(l: &crate::config::LimitsConfig) -> Self {
+        XmlLimits {
+            depth_max: l.xml_depth_max.min(DAV_XML_DEPTH_MAX),
+            props_max: l.props_per_request_max.min(DAV_XML_PROPS_MAX),
+        }
+    }
+}
+
 // ---------------------------------------------------------------- bounded DOM
 
 struct Scope {
@@ -120,6 +150,7 @@ struct Elem {
 
 struct Doc<'a> {
     src: &'a str,
+    limits: XmlLimits,
     elems: Vec<Elem>,
     scopes: Vec<Scope>,
     root: Option<usize>,
@@ -140,7 +171,7 @@ impl<'a> Doc<'a> {
         }
     }
 
-    fn parse(body: &'a [u8]) -> Result<Doc<'a>, XmlError> {
+    fn parse(body: &'a [u8], limits: XmlLimits) -> Result<Doc<'a>, XmlError> {
         if body.len() > DAV_XML_BODY_MAX {
             return Err(XmlError::TooLarge);
         }
@@ -148,6 +179,7 @@ impl<'a> Doc<'a> {
         let src = src.strip_prefix('\u{feff}').unwrap_or(src);
         let mut doc = Doc {
             src,
+            limits,
             elems: Vec::new(),
             scopes: vec![Scope {
                 parent: None,
@@ -219,7 +251,7 @@ impl<'a> Doc<'a> {
     }
 
     fn open(&mut self, e: &BytesStart<'_>, pos: usize, stack: &[usize]) -> Result<usize, XmlError> {
-        if stack.len() >= DAV_XML_DEPTH_MAX {
+        if stack.len() >= self.limits.depth_max {
             return Err(XmlError::TooDeep);
         }
         if self.elems.len() >= DAV_XML_ELEMENTS_MAX {
@@ -390,7 +422,7 @@ impl<'a> Doc<'a> {
 
     fn names_in(&self, prop: usize, out: &mut Vec<PropName>) -> Result<(), XmlError> {
         for c in self.children(prop) {
-            if out.len() >= DAV_XML_PROPS_MAX {
+            if out.len() >= self.limits.props_max {
                 return Err(XmlError::TooManyProps);
             }
             out.push(self.name(c)?);
@@ -405,12 +437,17 @@ fn is_blank(body: &[u8]) -> bool {
 
 /// Parses a PROPFIND body; an empty body is `allprop` (RFC 4918 §9.1).
 pub fn parse_propfind(body: &[u8]) -> Result<Propfind, XmlError> {
+    parse_propfind_limited(body, XmlLimits::default())
+}
+
+/// As [`parse_propfind`], within `limits`.
+pub fn parse_propfind_limited(body: &[u8], limits: XmlLimits) -> Result<Propfind, XmlError> {
     if is_blank(body) {
         return Ok(Propfind::AllProp {
             include: Vec::new(),
         });
     }
-    let doc = Doc::parse(body)?;
+    let doc = Doc::parse(body, limits)?;
     let root = doc.root_is("propfind")?;
     if let Some(p) = doc.child(root, "prop") {
         let mut names = Vec::new();
@@ -434,7 +471,15 @@ pub fn parse_propfind(body: &[u8]) -> Result<Propfind, XmlError> {
 
 /// Parses a PROPPATCH body into its set/remove instructions in document order.
 pub fn parse_proppatch(body: &[u8]) -> Result<Vec<PropPatchOp>, XmlError> {
-    let doc = Doc::parse(body)?;
+    parse_proppatch_limited(body, XmlLimits::default())
+}
+
+/// As [`parse_proppatch`], within `limits`.
+pub fn parse_proppatch_limited(
+    body: &[u8],
+    limits: XmlLimits,
+) -> Result<Vec<PropPatchOp>, XmlError> {
+    let doc = Doc::parse(body, limits)?;
     let root = doc.root_is("propertyupdate")?;
     let mut ops = Vec::new();
     for c in doc.children(root) {
@@ -444,7 +489,7 @@ pub fn parse_proppatch(body: &[u8]) -> Result<Vec<PropPatchOp>, XmlError> {
         }
         for p in doc.children(c).filter(|&p| doc.is(p, DAV_NS, "prop")) {
             for v in doc.children(p) {
-                if ops.len() >= DAV_XML_PROPS_MAX {
+                if ops.len() >= doc.limits.props_max {
                     return Err(XmlError::TooManyProps);
                 }
                 let name = doc.name(v)?;
@@ -470,10 +515,18 @@ pub fn parse_proppatch(body: &[u8]) -> Result<Vec<PropPatchOp>, XmlError> {
 
 /// Parses a LOCK body; None for an empty body (a refresh, RFC 4918 §9.10.2).
 pub fn parse_lockinfo(body: &[u8]) -> Result<Option<LockInfoBody>, XmlError> {
+    parse_lockinfo_limited(body, XmlLimits::default())
+}
+
+/// As [`parse_lockinfo`], within `limits`.
+pub fn parse_lockinfo_limited(
+    body: &[u8],
+    limits: XmlLimits,
+) -> Result<Option<LockInfoBody>, XmlError> {
     if is_blank(body) {
         return Ok(None);
     }
-    let doc = Doc::parse(body)?;
+    let doc = Doc::parse(body, limits)?;
     let root = doc.root_is("lockinfo")?;
     let scope_el = doc
         .child(root, "lockscope")
@@ -515,9 +568,10 @@ pub struct SyncCollection {
     pub props: Propfind,
 }
 
-/// Parses a REPORT body: `Ok(None)` when it asks for a report other than `sync-collection`.
-pub fn parse_report(body: &[u8]) -> Result<Option<SyncCollection>, XmlError> {
-    let doc = Doc::parse(body)?;
+/// Parses a REPORT body within `limits`: `Ok(None)` when it asks for a report other than
+/// `sync-collection`.
+pub fn parse_report(body: &[u8], limits: XmlLimits) -> Result<Option<SyncCollection>, XmlError> {
+    let doc = Doc::parse(body, limits)?;
     match doc.root {
         Some(r) if doc.is(r, DAV_NS, "sync-collection") => {}
         Some(_) => return Ok(None),
@@ -994,6 +1048,50 @@ mod tests {
     use std::time::Duration;
 
     #[test]
+    fn configured_limits_are_smaller_bounds() {
+        let strict = XmlLimits {
+            depth_max: 4,
+            props_max: 2,
+        };
+        let deep = format!(
+            "<propfind xmlns=\"DAV:\"><prop>{}{}</prop></propfind>",
+            "<a>".repeat(3),
+            "</a>".repeat(3)
+        );
+        assert!(parse_propfind(deep.as_bytes()).is_ok());
+        assert_eq!(
+            parse_propfind_limited(deep.as_bytes(), strict),
+            Err(XmlError::TooDeep)
+        );
+        let three = "<propfind xmlns=\"DAV:\"><prop><a/><b/><c/></prop></propfind>";
+        assert!(parse_propfind(three.as_bytes()).is_ok());
+        assert_eq!(
+            parse_propfind_limited(three.as_bytes(), strict),
+            Err(XmlError::TooManyProps)
+        );
+        let patch = "<propertyupdate xmlns=\"DAV:\"><set><prop><a>1</a><b>2</b><c>3</c></prop></set></propertyupdate>";
+        assert_eq!(
+            parse_proppatch_limited(patch.as_bytes(), strict),
+            Err(XmlError::TooManyProps)
+        );
+        let lock = format!(
+            "<lockinfo xmlns=\"DAV:\"><lockscope><exclusive/></lockscope><locktype><write/></locktype><owner>{}x{}</owner></lockinfo>",
+            "<o>".repeat(4),
+            "</o>".repeat(4)
+        );
+        assert!(parse_lockinfo(lock.as_bytes()).is_ok());
+        assert_eq!(
+            parse_lockinfo_limited(lock.as_bytes(), strict),
+            Err(XmlError::TooDeep)
+        );
+        let mut config = crate::config::LimitsConfig::default();
+        assert_eq!(XmlLimits::from_config(&config), XmlLimits::default());
+        config.xml_depth_max = 1_000_000;
+        config.props_per_request_max = 1_000_000;
+        assert_eq!(XmlLimits::from_config(&config), XmlLimits::default());
+    }
+
+    #[test]
     fn propfind_forms() {
         assert_eq!(
             parse_propfind(b"").unwrap(),
@@ -1315,7 +1413,7 @@ mod tests {
             assert!(body.contains(want), "missing {want}\nin {body}");
         }
         // The output is well-formed and round-trips through our own parser.
-        let doc = Doc::parse(body.as_bytes()).unwrap();
+        let doc = Doc::parse(body.as_bytes(), XmlLimits::default()).unwrap();
         assert!(doc.root_is("multistatus").is_ok());
         assert_eq!(
             doc.elems.iter().filter(|e| e.local == "response").count(),
@@ -1335,7 +1433,7 @@ mod tests {
         ] {
             assert!(body.contains(want), "missing {want}\nin {body}");
         }
-        assert!(Doc::parse(body.as_bytes()).is_ok());
+        assert!(Doc::parse(body.as_bytes(), XmlLimits::default()).is_ok());
         let mut ms = Multistatus::new();
         ms.response("/x").propstat(StatusCode::OK, |p| {
             p.lockdiscovery(&[], |_| String::new());

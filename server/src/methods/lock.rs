@@ -13,7 +13,7 @@ use super::reply::condition;
 use crate::dav::headers::{parse_depth, parse_lock_token, parse_timeout, Depth};
 use crate::dav::locks::{LockDepth, LockRequest};
 use crate::dav::status::{lock_error, xml_error, LockOp};
-use crate::dav::xml::{lock_response_body, parse_lockinfo};
+use crate::dav::xml::{lock_response_body, parse_lockinfo_limited, XmlLimits};
 use crate::http::response::{status, text, xml, Resp};
 
 pub async fn handle_lock(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
@@ -54,7 +54,7 @@ pub async fn handle_lock(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
     let parsed = if body.iter().all(|b| b.is_ascii_whitespace()) {
         Ok(None)
     } else {
-        parse_lockinfo(&body)
+        parse_lockinfo_limited(&body, XmlLimits::from_config(&ctx.app.config.limits))
     };
     let lockinfo = match parsed {
         Ok(l) => l,

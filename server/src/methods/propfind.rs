@@ -12,8 +12,9 @@ use super::ctx::Ctx;
 use super::reply::{condition, multistatus};
 use crate::dav::headers::{parse_depth, Depth};
 use crate::dav::path::SpacePath;
-use crate::dav::propfind_cache::parse_propfind_cached;
+use crate::dav::propfind_cache::parse_propfind_cached_limited;
 use crate::dav::status::xml_error;
+use crate::dav::xml::XmlLimits;
 use crate::dav::xml::{DavCondition, Multistatus, PropName, PropWriter, Propfind};
 use crate::http::response::{text, Resp};
 use crate::oc::{self, OC_NS};
@@ -75,7 +76,10 @@ pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let what = match parse_propfind_cached(&body) {
+    let what = match parse_propfind_cached_limited(
+        &body,
+        XmlLimits::from_config(&ctx.app.config.limits),
+    ) {
         Ok(p) => p,
         Err(e) => {
             let (code, cond) = xml_error(&e);

@@ -10,7 +10,9 @@ use super::ctx::Ctx;
 use super::reply::{condition, multistatus};
 use crate::dav::locks::WriteScope;
 use crate::dav::status::xml_error;
-use crate::dav::xml::{parse_proppatch, DavCondition, Multistatus, PropName, PropPatchOp};
+use crate::dav::xml::{
+    parse_proppatch_limited, DavCondition, Multistatus, PropName, PropPatchOp, XmlLimits,
+};
 use crate::http::response::Resp;
 
 /// `DAV:` properties the server computes; clients cannot set or remove them.
@@ -39,7 +41,7 @@ pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let ops = match parse_proppatch(&body) {
+    let ops = match parse_proppatch_limited(&body, XmlLimits::from_config(&ctx.app.config.limits)) {
         Ok(o) => o,
         Err(e) => {
             let (code, cond) = xml_error(&e);

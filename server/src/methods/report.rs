@@ -11,7 +11,7 @@ use super::propfind::{describe, quota_for};
 use super::reply::{condition, multistatus};
 use crate::dav::path::SpacePath;
 use crate::dav::status::xml_error;
-use crate::dav::xml::{parse_report, DavCondition, Multistatus};
+use crate::dav::xml::{parse_report, DavCondition, Multistatus, XmlLimits};
 use crate::http::body::ReqBody;
 use crate::http::response::{text, Resp};
 use crate::limits::{DAV_SYNC_RESULTS_MAX, DAV_SYNC_TOKEN_LEN_MAX};
@@ -64,7 +64,7 @@ pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let q = match parse_report(&body) {
+    let q = match parse_report(&body, XmlLimits::from_config(&ctx.app.config.limits)) {
         Ok(Some(q)) => q,
         Ok(None) => {
             return condition(StatusCode::FORBIDDEN, Some(&DavCondition::SupportedReport));
