@@ -10,7 +10,8 @@
 # Knobs (environment): DURATION (12s), CONNS (64), THREADS (2), SERVERS ("skab apache nginx rclone";
 # also "skab-hyper": the same skab binary with `http1 = "hyper"`, to compare its own HTTP/1 with hyper's),
 # OPS ("put get propfind1 propfind0"; also "poll": a sync client's root PROPFIND Depth 0 with the
-# Nextcloud client's properties, and "list1": Depth 1 of the 1000-file folder with them), ROUNDS (2), NFILES (1000), DATA_FS (image|sparse|root; see below),
+# Nextcloud client's properties, "list1": Depth 1 of the 1000-file folder with them, and "sync": a
+# sync-collection REPORT with the current token, on servers that have it), ROUNDS (2), NFILES (1000), DATA_FS (image|sparse|root; see below),
 # IMG_SIZE (16G; sparse: per server), NO_LOOP=1 (= DATA_FS=root),
 # NO_INSTALL=1, NO_BUILD=1, BASE_PORT (28080), WORKERS (unset: each server's default, one per CPU;
 # N: skab `workers`, nginx `worker_processes` and rclone's GOMAXPROCS set to N, Apache unchanged), SKAB_BIN (default target/release/skab),
@@ -263,6 +264,14 @@ run_op() { # $1 server, $2 op, $3 port, $4 round
     poll) script=propfind.lua; env+=(BENCH_DEPTH=0 BENCH_TARGET=/ BENCH_BODY=oc) ;;
     # What follows a changed poll: the 1000-file folder listed with the client's props.
     list1) script=propfind.lua; env+=(BENCH_DEPTH=1 BENCH_TARGET=/bench/ BENCH_BODY=oc) ;;
+    # RFC 6578: sync-collection with the current token (no changes); servers without it skip.
+    sync)
+      local token
+      token=$(curl -s -X PROPFIND -H 'Depth: 0' -H "Authorization: $SRV_AUTH" \
+        --data '<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:prop><d:sync-token/></d:prop></d:propfind>' \
+        "http://127.0.0.1:$port$SRV_PREFIX/bench/" | sed -n 's:.*<[A-Za-z]*:\?sync-token>\([^<]*\)</.*:\1:p')
+      if [ -z "$token" ]; then log "$srv has no DAV:sync-token: sync skipped"; return 0; fi
+      script=sync.lua; env+=(BENCH_SYNC_TOKEN="$token" BENCH_TARGET=/bench/) ;;
     *) log "unknown op $op"; return 1 ;;
   esac
   local out="$RAW/$srv-$op-r$round.txt"

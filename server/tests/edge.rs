@@ -142,6 +142,8 @@ fn other_value(key: &str, default: Option<&toml::Value>) -> toml::Value {
         ("auth.realm", _) => text("school"),
         ("log.format", _) => text("json"),
         ("log.level", _) => text("debug"),
+        ("log.access", _) => text("stderr"),
+        ("log.access_format", _) => text("combined"),
         _ => panic!("{key}: add a non-default value for this setting to the test"),
     }
 }
