@@ -33,6 +33,7 @@ pub struct Config {
     pub workers: usize,
     /// Which HTTP/1 implementation serves plain (non-TLS) connections.
     pub http1: Http1,
+    pub http: HttpConfig,
     pub tls: TlsConfig,
     pub storage: StorageConfig,
     pub limits: LimitsConfig,
@@ -47,6 +48,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             workers: 0,
             http1: Http1::default(),
+            http: HttpConfig::default(),
             tls: TlsConfig::default(),
             storage: StorageConfig::default(),
             limits: LimitsConfig::default(),
@@ -54,6 +56,15 @@ impl Default for Config {
             log: LogConfig::default(),
         }
     }
+}
+
+/// Browser-facing HTTP settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Origins (`scheme://host[:port]`) whose web pages may call the server with the
+    /// user's credentials (CORS, `crate::cors`); none by default, `*` is refused.
+    pub cors_origins: Vec<String>,
 }
 
 /// TLS: both paths set serves HTTPS, none serves plain HTTP (behind a TLS proxy).
@@ -308,7 +319,7 @@ pub struct CliOverrides {
 /// Prefix of every environment override.
 pub const ENV_PREFIX: &str = "SKAB_";
 /// Names of the tables; a variable `SKAB_<TABLE>_<KEY>` sets `<table>.<key>`.
-const SECTIONS: &[&str] = &["tls", "storage", "limits", "auth", "log"];
+const SECTIONS: &[&str] = &["http", "tls", "storage", "limits", "auth", "log"];
 
 /// Environment variable that names the config file when `--config` is not given.
 pub const ENV_CONFIG_FILE: &str = "SKAB_CONFIG";
@@ -373,6 +384,7 @@ impl Config {
                 "limits.connections_max must be at least 1".into(),
             ));
         }
+        crate::cors::validate_origins(&self.http.cors_origins).map_err(ConfigError::Invalid)?;
         for (i, j) in self.auth.jwt.iter().enumerate() {
             if j.issuer.is_empty() || j.audience.is_empty() {
                 return Err(ConfigError::Invalid(format!(
@@ -431,6 +443,8 @@ enum Kind {
     Str,
     Int,
     Bool,
+    /// A list of strings; from the environment, comma-separated.
+    List,
     Other,
 }
 
@@ -439,6 +453,7 @@ fn kind_of(v: &toml::Value) -> Kind {
         toml::Value::String(_) => Kind::Str,
         toml::Value::Integer(_) => Kind::Int,
         toml::Value::Boolean(_) => Kind::Bool,
+        toml::Value::Array(a) if matches!(a.first(), Some(toml::Value::String(_))) => Kind::List,
         _ => Kind::Other,
     }
 }
@@ -448,6 +463,7 @@ fn populated() -> Config {
     let mut c = Config::default();
     c.tls.cert = Some(PathBuf::from("cert.pem"));
     c.tls.key = Some(PathBuf::from("key.pem"));
+    c.http.cors_origins = vec!["https://example.org".into()];
     c
 }
 
@@ -520,6 +536,13 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<(), Co
                 raw.trim()
                     .parse::<bool>()
                     .map_err(|_| bad("expected true or false"))?,
+            ),
+            Kind::List => toml::Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| toml::Value::String(s.to_string()))
+                    .collect(),
             ),
             Kind::Other => return Err(bad("this setting can be set only in the config file")),
         };

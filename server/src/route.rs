@@ -20,11 +20,14 @@ use crate::methods::{self, engine_names, status_of, Ctx};
 /// The server's request handler: everything behind the HTTP layer.
 pub struct Router {
     app: Arc<App>,
+    /// Browser frontends on other origins (`None`: no origin configured).
+    cors: Option<crate::cors::Cors>,
 }
 
 impl Router {
     pub fn new(app: Arc<App>) -> Router {
-        Router { app }
+        let cors = crate::cors::Cors::new(&app.config.http.cors_origins);
+        Router { app, cors }
     }
 }
 
@@ -32,7 +35,10 @@ impl Handler for Router {
     async fn handle(&self, req: Request<ReqBody>, peer: SocketAddr) -> Resp {
         let started = Instant::now();
         let method = req.method().clone();
-        let resp = route(self.app.clone(), req, peer).await;
+        let resp = crate::cors::handle(self.cors.as_ref(), req, |req| {
+            route(self.app.clone(), req, peer)
+        })
+        .await;
         self.app
             .metrics
             .observe(&method, resp.status(), started.elapsed());
