@@ -235,6 +235,6 @@ pub const MULTIPART_FILE_NAME_LEN_MAX: usize = DAV_SEGMENT_LEN_MAX;
 pub const MULTIPART_PART_HEAD_MAX: u64 = 16 * 1024;
 /// Most request bytes handed to the multipart parser in one poll before it must yield,
 /// bytes: with `MULTIPART_PART_HEAD_MAX` it bounds the parser's buffer per upload.
-pub const MULTIPART_POLL_BYTES_MAX: u64 = 1024 * 1024;
+pub const MULTIPART_POLL_BYTES_MAX: u64 = 256 * 1024;
 
 const _: () = assert!(MULTIPART_FILE_NAME_LEN_MAX as u64 * 3 < MULTIPART_PART_HEAD_MAX);
