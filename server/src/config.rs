@@ -636,6 +636,29 @@ mod tests {
     }
 
     #[test]
+    fn cors_origins_from_file_and_comma_separated_env() {
+        let c = Config::load_from(&CliOverrides::default(), &[]).unwrap();
+        assert!(c.http.cors_origins.is_empty());
+        let e = env(&[(
+            "SKAB_HTTP_CORS_ORIGINS",
+            "https://a.example, http://127.0.0.1:8081,",
+        )]);
+        let c = Config::load_from(&CliOverrides::default(), &e).unwrap();
+        assert_eq!(
+            c.http.cors_origins,
+            vec!["https://a.example", "http://127.0.0.1:8081"]
+        );
+        assert!(Config::keys().iter().any(
+            |(k, v)| k == "http.cors_origins" && v.as_deref() == Some("SKAB_HTTP_CORS_ORIGINS")
+        ));
+        let e = env(&[("SKAB_HTTP_CORS_ORIGINS", "*")]);
+        assert!(Config::load_from(&CliOverrides::default(), &e).is_err());
+        // `auth.jwt` stays file-only.
+        let e = env(&[("SKAB_AUTH_JWT", "x")]);
+        assert!(Config::load_from(&CliOverrides::default(), &e).is_err());
+    }
+
+    #[test]
     fn the_io_backend_is_chosen_by_name() {
         let c = Config::load_from(&CliOverrides::default(), &[]).unwrap();
         assert_eq!(c.storage.io, IoBackend::Auto);
