@@ -33,6 +33,7 @@ pub struct Config {
     pub workers: usize,
     /// Which HTTP/1 implementation serves plain (non-TLS) connections.
     pub http1: Http1,
+    pub http: HttpConfig,
     pub tls: TlsConfig,
     pub storage: StorageConfig,
     pub limits: LimitsConfig,
@@ -47,6 +48,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             workers: 0,
             http1: Http1::default(),
+            http: HttpConfig::default(),
             tls: TlsConfig::default(),
             storage: StorageConfig::default(),
             limits: LimitsConfig::default(),
@@ -54,6 +56,15 @@ impl Default for Config {
             log: LogConfig::default(),
         }
     }
+}
+
+/// Browser-facing HTTP settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Origins (`scheme://host[:port]`) whose web pages may call the server with the
+    /// user's credentials (CORS, `crate::cors`); none by default, `*` is refused.
+    pub cors_origins: Vec<String>,
 }
 
 /// TLS: both paths set serves HTTPS, none serves plain HTTP (behind a TLS proxy).
@@ -327,7 +338,7 @@ pub struct CliOverrides {
 /// Prefix of every environment override.
 pub const ENV_PREFIX: &str = "SKAB_";
 /// Names of the tables; a variable `SKAB_<TABLE>_<KEY>` sets `<table>.<key>`.
-const SECTIONS: &[&str] = &["tls", "storage", "limits", "auth", "log"];
+const SECTIONS: &[&str] = &["http", "tls", "storage", "limits", "auth", "log"];
 
 /// Environment variable that names the config file when `--config` is not given.
 pub const ENV_CONFIG_FILE: &str = "SKAB_CONFIG";
@@ -392,6 +403,7 @@ impl Config {
                 "limits.connections_max must be at least 1".into(),
             ));
         }
+        crate::cors::validate_origins(&self.http.cors_origins).map_err(ConfigError::Invalid)?;
         for (i, j) in self.auth.jwt.iter().enumerate() {
             if j.issuer.is_empty() || j.audience.is_empty() {
                 return Err(ConfigError::Invalid(format!(
@@ -450,6 +462,8 @@ enum Kind {
     Str,
     Int,
     Bool,
+    /// A list of strings; from the environment, comma-separated.
+    List,
     Other,
 }
 
@@ -458,6 +472,7 @@ fn kind_of(v: &toml::Value) -> Kind {
         toml::Value::String(_) => Kind::Str,
         toml::Value::Integer(_) => Kind::Int,
         toml::Value::Boolean(_) => Kind::Bool,
+        toml::Value::Array(a) if matches!(a.first(), Some(toml::Value::String(_))) => Kind::List,
         _ => Kind::Other,
     }
 }
@@ -467,6 +482,7 @@ fn populated() -> Config {
     let mut c = Config::default();
     c.tls.cert = Some(PathBuf::from("cert.pem"));
     c.tls.key = Some(PathBuf::from("key.pem"));
+    c.http.cors_origins = vec!["https://example.org".into()];
     c
 }
 
@@ -539,6 +555,13 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<(), Co
                 raw.trim()
                     .parse::<bool>()
                     .map_err(|_| bad("expected true or false"))?,
+            ),
+            Kind::List => toml::Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| toml::Value::String(s.to_string()))
+                    .collect(),
             ),
             Kind::Other => return Err(bad("this setting can be set only in the config file")),
         };
@@ -629,6 +652,29 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/flag"));
         assert_eq!(c.listen.to_string(), "[::1]:3");
         assert_eq!(c.limits.xml_depth_max, 9);
+    }
+
+    #[test]
+    fn cors_origins_from_file_and_comma_separated_env() {
+        let c = Config::load_from(&CliOverrides::default(), &[]).unwrap();
+        assert!(c.http.cors_origins.is_empty());
+        let e = env(&[(
+            "SKAB_HTTP_CORS_ORIGINS",
+            "https://a.example, http://127.0.0.1:8081,",
+        )]);
+        let c = Config::load_from(&CliOverrides::default(), &e).unwrap();
+        assert_eq!(
+            c.http.cors_origins,
+            vec!["https://a.example", "http://127.0.0.1:8081"]
+        );
+        assert!(Config::keys().iter().any(
+            |(k, v)| k == "http.cors_origins" && v.as_deref() == Some("SKAB_HTTP_CORS_ORIGINS")
+        ));
+        let e = env(&[("SKAB_HTTP_CORS_ORIGINS", "*")]);
+        assert!(Config::load_from(&CliOverrides::default(), &e).is_err());
+        // `auth.jwt` stays file-only.
+        let e = env(&[("SKAB_AUTH_JWT", "x")]);
+        assert!(Config::load_from(&CliOverrides::default(), &e).is_err());
     }
 
     #[test]

@@ -246,3 +246,28 @@ pub const OC_CHUNKS_PER_UPLOAD_MAX: usize = 16_384;
 pub const DAV_SYNC_RESULTS_MAX: usize = skab_engine::limits::SYNC_RESULTS_MAX;
 /// Longest `DAV:sync-token` accepted, bytes (ours are about 60).
 pub const DAV_SYNC_TOKEN_LEN_MAX: usize = 256;
+// ---- Browser frontends (server/src/cors.rs, methods/listing.rs, methods/post.rs) ----
+
+/// How long a browser may cache a CORS preflight answer, seconds (`Access-Control-Max-Age`);
+/// short, so that a removed origin stops working soon (Chromium caps it at 7200).
+pub const CORS_PREFLIGHT_MAX_AGE_S: u32 = 600;
+/// Most origins in `http.cors_origins`, count (each request compares against all of them).
+pub const CORS_ORIGINS_MAX: usize = 64;
+/// Longest origin accepted in `http.cors_origins`, bytes.
+pub const CORS_ORIGIN_LEN_MAX: usize = 256;
+/// Most entries an HTML collection listing shows, count; a note says when more exist.
+pub const LISTING_ENTRIES_MAX: usize = 5_000;
+/// Most parts (files and other fields) in one multipart/form-data upload, count.
+pub const MULTIPART_PARTS_MAX: usize = 1_000;
+/// Longest form field name of a multipart part, bytes.
+pub const MULTIPART_FIELD_NAME_LEN_MAX: usize = 256;
+/// Longest file name of a multipart part, bytes (the engine's longest name).
+pub const MULTIPART_FILE_NAME_LEN_MAX: usize = DAV_SEGMENT_LEN_MAX;
+/// Most bytes of one part's head (boundary line and part headers) the upload parser may
+/// hold before the part's data starts, bytes (bounds what a malformed body can make it buffer).
+pub const MULTIPART_PART_HEAD_MAX: u64 = 16 * 1024;
+/// Most request bytes handed to the multipart parser in one poll before it must yield,
+/// bytes: with `MULTIPART_PART_HEAD_MAX` it bounds the parser's buffer per upload.
+pub const MULTIPART_POLL_BYTES_MAX: u64 = 256 * 1024;
+
+const _: () = assert!(MULTIPART_FILE_NAME_LEN_MAX as u64 * 3 < MULTIPART_PART_HEAD_MAX);

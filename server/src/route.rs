@@ -22,11 +22,14 @@ use crate::oc;
 /// The server's request handler: everything behind the HTTP layer.
 pub struct Router {
     app: Arc<App>,
+    /// Browser frontends on other origins (`None`: no origin configured).
+    cors: Option<crate::cors::Cors>,
 }
 
 impl Router {
     pub fn new(app: Arc<App>) -> Router {
-        Router { app }
+        let cors = crate::cors::Cors::new(&app.config.http.cors_origins);
+        Router { app, cors }
     }
 }
 
@@ -47,7 +50,10 @@ impl Handler for Router {
                 .map(str::to_string);
             (target, req.version(), ua)
         });
-        let resp = route(self.app.clone(), req, peer).await;
+        let resp = crate::cors::handle(self.cors.as_ref(), req, |req| {
+            route(self.app.clone(), req, peer)
+        })
+        .await;
         let elapsed = started.elapsed();
         self.app.metrics.observe(&method, resp.status(), elapsed);
         if let (Some(log), Some((target, version, ua))) = (&self.app.access_log, logged) {

@@ -144,6 +144,7 @@ fn other_value(key: &str, default: Option<&toml::Value>) -> toml::Value {
         ("log.level", _) => text("debug"),
         ("log.access", _) => text("stderr"),
         ("log.access_format", _) => text("combined"),
+        ("http.cors_origins", _) => V::Array(vec![text("https://portal.example.dk")]),
         _ => panic!("{key}: add a non-default value for this setting to the test"),
     }
 }
@@ -151,6 +152,8 @@ fn other_value(key: &str, default: Option<&toml::Value>) -> toml::Value {
 fn raw(v: &toml::Value) -> String {
     match v {
         toml::Value::String(s) => s.clone(),
+        // Lists are comma-separated in the environment.
+        toml::Value::Array(items) => items.iter().map(raw).collect::<Vec<_>>().join(","),
         other => other.to_string(),
     }
 }

@@ -183,9 +183,18 @@ pub fn check_write(
     req: &Request<ReqBody>,
     writes: &[(&SpacePath, WriteScope)],
 ) -> Result<(), Resp> {
-    let ifh = if_header(req.headers())?;
+    check_write_headers(ctx, req.headers(), writes)
+}
+
+/// [`check_write`] with the request's headers only (for a body already being consumed).
+pub fn check_write_headers(
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    writes: &[(&SpacePath, WriteScope)],
+) -> Result<(), Resp> {
+    let ifh = if_header(headers)?;
     if let Some(ifh) = &ifh {
-        if !if_holds(ctx, req.headers(), ifh) {
+        if !if_holds(ctx, headers, ifh) {
             return Err(status(StatusCode::PRECONDITION_FAILED));
         }
     }

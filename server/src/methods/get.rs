@@ -1,5 +1,6 @@
 //! GET and HEAD (RFC 9110 §9.3.1-2): files streamed chunk by chunk with single byte ranges
-//! (RFC 9110 §14), conditional requests (§13); a collection gets a plain HTML listing.
+//! (RFC 9110 §14), conditional requests (§13); a collection gets an HTML listing
+//! (`listing.rs`).
 
 use crate::http::body::ReqBody;
 use futures::StreamExt;
@@ -37,7 +38,7 @@ pub fn handle(ctx: &Ctx, req: &Request<ReqBody>) -> Resp {
         Precondition::Failed => return status(StatusCode::PRECONDITION_FAILED),
     }
     if is_dir(&info) {
-        return listing(ctx, head);
+        return super::listing::page(ctx, head);
     }
     let size = info.size;
     let mut range: Option<(u64, u64)> = None;
@@ -114,73 +115,5 @@ pub fn handle(ctx: &Ctx, req: &Request<ReqBody>) -> Resp {
             h.insert(CONTENT_RANGE, v);
         }
     }
-    resp
-}
-
-fn html_escape(s: &str, out: &mut String) {
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-}
-
-/// A plain HTML page listing a collection, for browsers.
-fn listing(ctx: &Ctx, head: bool) -> Resp {
-    let (_, mut children) = match ctx.app.store.list(&ctx.space, &ctx.names) {
-        Ok(l) => l,
-        Err(e) => return engine_error(&e),
-    };
-    children.sort_by(|a, b| (!is_dir(a), &a.name).cmp(&(!is_dir(b), &b.name)));
-    let mut page = String::with_capacity(1024 + children.len() * 160);
-    let mut title = String::new();
-    html_escape(&format!("/{}", ctx.target.path.as_str()), &mut title);
-    page.push_str("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>");
-    page.push_str(&title);
-    page.push_str("</title><style>body{font-family:sans-serif;margin:2em}td{padding:0 1em}</style></head><body><h1>");
-    page.push_str(&title);
-    page.push_str("</h1><table><tr><th>Name</th><th>Size</th><th>Modified</th></tr>");
-    // Links are absolute paths: relative ones break when the collection was requested
-    // without its trailing slash (a browser then resolves them against the parent).
-    if let Some(parent) = ctx.target.path.parent() {
-        page.push_str("<tr><td><a href=\"");
-        page.push_str(&ctx.href(&parent, true));
-        page.push_str("\">../</a></td><td></td><td></td></tr>");
-    }
-    for c in &children {
-        let dir = is_dir(c);
-        let Ok(path) = ctx.target.path.join(&c.name) else {
-            continue;
-        };
-        let href = ctx.href(&path, dir);
-        page.push_str("<tr><td><a href=\"");
-        page.push_str(&href);
-        page.push_str("\">");
-        html_escape(&c.name, &mut page);
-        if dir {
-            page.push('/');
-        }
-        page.push_str("</a></td><td>");
-        if !dir {
-            page.push_str(&c.size.to_string());
-        }
-        page.push_str("</td><td>");
-        crate::http::date::push_imf_fixdate(&mut page, time_of(c.mtime));
-        page.push_str("</td></tr>");
-    }
-    page.push_str("</table></body></html>\n");
-    let len = page.len();
-    let mut resp = Response::new(if head { empty() } else { full(page) });
-    let h = resp.headers_mut();
-    h.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(CONTENT_LENGTH, HeaderValue::from(len));
     resp
 }

@@ -5,9 +5,11 @@ mod copymove;
 mod ctx;
 mod delete;
 mod get;
+mod listing;
 mod lock;
 mod mkcol;
 pub mod options;
+mod post;
 mod propfind;
 mod proppatch;
 mod put;
@@ -19,7 +21,7 @@ pub use ctx::{engine_names, Ctx};
 pub use status::status_of;
 
 use crate::http::body::ReqBody;
-use hyper::{Method, Request, StatusCode};
+use hyper::{Request, StatusCode};
 
 use crate::http::response::{text, Resp};
 
@@ -36,9 +38,7 @@ pub async fn dispatch(ctx: Ctx, req: Request<ReqBody>) -> Resp {
         "REPORT" => report::handle(&ctx, req).await,
         "LOCK" => lock::handle_lock(&ctx, req).await,
         "UNLOCK" => lock::handle_unlock(&ctx, &req),
-        _ if req.method() == Method::POST => {
-            text(StatusCode::METHOD_NOT_ALLOWED, "POST is not supported")
-        }
+        "POST" => post::handle(&ctx, req).await,
         _ => text(StatusCode::NOT_IMPLEMENTED, "method not implemented"),
     }
 }

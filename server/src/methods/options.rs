@@ -7,7 +7,7 @@ use super::ctx::Ctx;
 use crate::http::response::{status, Resp};
 
 const ALLOWED: &str =
-    "OPTIONS, GET, HEAD, PUT, DELETE, MKCOL, COPY, MOVE, PROPFIND, PROPPATCH, LOCK, UNLOCK, REPORT";
+    "OPTIONS, GET, HEAD, PUT, POST, DELETE, MKCOL, COPY, MOVE, PROPFIND, PROPPATCH, LOCK, UNLOCK, REPORT";
 
 fn with_dav_headers(mut r: Resp) -> Resp {
     let h = r.headers_mut();
