@@ -69,9 +69,13 @@ for pop in one many; do
   PORT[$pop]=$((BASE_PORT + i)); i=$((i + 1))
   start "$pop" "${PORT[$pop]}"; PID[$pop]=$SRV_PID
 done
-pw=$(sed -n 2p "$WORK/one/users.csv" | cut -d, -f3)
-user=$(sed -n 2p "$WORK/one/users.csv" | cut -d, -f1)
-auth="Basic $(printf '%s' "$user@school:$pw" | base64 -w0)"
+# Each population has its own shared password: poll as its first user.
+declare -A AUTH
+for pop in one many; do
+  pw=$(sed -n 2p "$WORK/$pop/users.csv" | cut -d, -f3)
+  user=$(sed -n 2p "$WORK/$pop/users.csv" | cut -d, -f1)
+  AUTH[$pop]="Basic $(printf '%s' "$user@school:$pw" | base64 -w0)"
+done
 
 echo "| round | homes | req/s | p50 ms | p99 ms | server CPU µs/req | RSS MiB |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
@@ -79,7 +83,8 @@ for r in $(seq "$ROUNDS"); do
   for pop in one many; do
     pid=${PID[$pop]}
     s0=$(ticks "$pid")
-    out=$(BENCH_LUA_DIR="$HERE/lua" BENCH_PREFIX="/dav/school/$user" BENCH_AUTH="$auth" \
+    user=$(sed -n 2p "$WORK/$pop/users.csv" | cut -d, -f1)
+    out=$(BENCH_LUA_DIR="$HERE/lua" BENCH_PREFIX="/dav/school/$user" BENCH_AUTH="${AUTH[$pop]}" \
       BENCH_DEPTH=0 BENCH_TARGET=/ BENCH_BODY=oc \
       wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$HERE/lua/propfind.lua" \
       "http://127.0.0.1:${PORT[$pop]}/" 2>&1)
