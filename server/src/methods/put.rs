@@ -15,7 +15,7 @@ use crate::dav::locks::WriteScope;
 use crate::dav::path::Mount;
 use crate::http::body::{BodyFault, RequestStream};
 use crate::http::response::{status, text, Resp};
-use crate::oc::{self, checksum::Expected, checksum::Verifying};
+use crate::oc::{self, checksum::Verifying};
 
 pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
     if ctx.names.is_empty() {
@@ -60,20 +60,9 @@ pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
     if let Err(r) = check_write(ctx, &req, &[(&ctx.target.path, scope)]) {
         return r;
     }
-    let mtime = match oc::headers::client_mtime(req.headers()) {
-        Ok(m) => m,
+    let (mtime, expected) = match oc::headers::upload_headers(req.headers()) {
+        Ok(h) => h,
         Err(msg) => return text(StatusCode::BAD_REQUEST, msg),
-    };
-    let expected = match req.headers().get("oc-checksum") {
-        None => None,
-        Some(v) => match v
-            .to_str()
-            .map_err(|_| "bad OC-Checksum")
-            .and_then(Expected::parse)
-        {
-            Ok(e) => e,
-            Err(msg) => return text(StatusCode::BAD_REQUEST, msg),
-        },
     };
     // A chunk of a client's chunked upload: bounded by what the user's home can take.
     let room = if ctx.target.mount == Mount::OcUploads {

@@ -38,6 +38,21 @@ pub fn client_mtime(headers: &HeaderMap) -> Result<Option<i64>, &'static str> {
     Ok(Some(secs * 1_000_000_000 + nanos))
 }
 
+/// What a client says about an upload: its `X-OC-Mtime` (ns) and its `OC-Checksum`.
+pub fn upload_headers(
+    headers: &HeaderMap,
+) -> Result<(Option<i64>, Option<super::checksum::Expected>), &'static str> {
+    let mtime = client_mtime(headers)?;
+    let checksum = match headers.get("oc-checksum") {
+        None => None,
+        Some(v) => v
+            .to_str()
+            .map_err(|_| "bad OC-Checksum")
+            .and_then(super::checksum::Expected::parse)?,
+    };
+    Ok((mtime, checksum))
+}
+
 /// `oc:fileid`: the entry's node id, which a rename or move keeps.
 pub fn file_id(info: &EntryInfo) -> u64 {
     u64::from(info.id.0)

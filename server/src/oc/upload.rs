@@ -20,7 +20,7 @@ use skab_engine::ns::{Content, EntryInfo, Kind, Name};
 use skab_engine::SpaceKey;
 
 use super::checksum::{Expected, Hasher};
-use super::headers::{after_upload, client_mtime};
+use super::headers::{after_upload, upload_headers};
 use crate::app::App;
 use crate::dav::headers::{evaluate_preconditions, Precondition};
 use crate::dav::locks::WriteScope;
@@ -209,20 +209,9 @@ pub async fn finish(ctx: &Ctx, req: &Request<ReqBody>) -> Resp {
         Ok(_) => return text(StatusCode::METHOD_NOT_ALLOWED, "cannot replace the home"),
         Err(e) => return engine_error(&e),
     };
-    let mtime = match client_mtime(req.headers()) {
-        Ok(m) => m,
+    let (mtime, expected) = match upload_headers(req.headers()) {
+        Ok(h) => h,
         Err(msg) => return text(StatusCode::BAD_REQUEST, msg),
-    };
-    let expected = match req.headers().get("oc-checksum") {
-        None => None,
-        Some(v) => match v
-            .to_str()
-            .map_err(|_| "bad OC-Checksum")
-            .and_then(Expected::parse)
-        {
-            Ok(e) => e,
-            Err(msg) => return text(StatusCode::BAD_REQUEST, msg),
-        },
     };
     let home_ctx = Ctx {
         app: ctx.app.clone(),
