@@ -269,7 +269,7 @@ run_op() { # $1 server, $2 op, $3 port, $4 round
       local token
       token=$(curl -s -X PROPFIND -H 'Depth: 0' -H "Authorization: $SRV_AUTH" \
         --data '<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:prop><d:sync-token/></d:prop></d:propfind>' \
-        "http://127.0.0.1:$port$SRV_PREFIX/bench/" | sed -n 's:.*<[A-Za-z]*:\?sync-token>\([^<]*\)</.*:\1:p')
+        "http://127.0.0.1:$port$SRV_PREFIX/bench/" | sed -n 's#.*<[A-Za-z]*:\{0,1\}sync-token>\([^<]*\)</.*#\1#p')
       if [ -z "$token" ]; then log "$srv has no DAV:sync-token: sync skipped"; return 0; fi
       script=sync.lua; env+=(BENCH_SYNC_TOKEN="$token" BENCH_TARGET=/bench/) ;;
     *) log "unknown op $op"; return 1 ;;
