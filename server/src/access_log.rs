@@ -1,8 +1,9 @@
 //! The access log: one line per request (time, client address, tenant, user, method, path,
 //! status, bytes, duration), as JSON or in the combined format, to stderr or a file. A
-//! serving thread formats its line and hands it to a writer thread over a bounded channel;
-//! the writer writes whatever has queued in one call. A full queue drops lines (counted)
-//! rather than slow requests down. Off by default (`log.access`).
+//! serving thread formats its line and pushes it onto a bounded queue; a writer thread writes
+//! what has queued every `ACCESS_LOG_FLUSH_MS`. A full queue drops lines (counted) rather than
+//! slow requests down. Off by default (`log.access`); its cost: docs/benchmarks.md, "Access
+//! log cost".
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -11,11 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crossbeam::channel::{bounded, Receiver, Sender, TrySendError};
+use crossbeam::channel::{bounded, Receiver, Sender, TryRecvError, TrySendError};
 
 use crate::config::AccessFormat;
 use crate::http::date::civil_from_days;
-use crate::limits::{ACCESS_LOG_QUEUE_LINES, ACCESS_LOG_WRITE_BYTES};
+use crate::limits::{ACCESS_LOG_FLUSH_MS, ACCESS_LOG_QUEUE_LINES, ACCESS_LOG_WRITE_BYTES};
 
 /// Who made an authenticated request (set by the router on the response for the log).
 #[derive(Clone, Debug)]
@@ -43,8 +44,20 @@ pub struct Entry<'a> {
 /// The open access log.
 pub struct AccessLog {
     format: AccessFormat,
-    tx: Sender<String>,
+    /// `None` only while dropping (the writer then writes the rest and ends).
+    tx: Option<Sender<String>>,
+    writer: Option<std::thread::JoinHandle<()>>,
     dropped: Arc<AtomicU64>,
+}
+
+impl Drop for AccessLog {
+    /// Writes what is queued before the process goes.
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
 }
 
 impl AccessLog {
@@ -61,12 +74,13 @@ impl AccessLog {
             )
         };
         let (tx, rx) = bounded(ACCESS_LOG_QUEUE_LINES);
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("skab-access-log".into())
             .spawn(move || write_lines(rx, out))?;
         Ok(AccessLog {
             format,
-            tx,
+            tx: Some(tx),
+            writer: Some(writer),
             dropped: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -81,7 +95,8 @@ impl AccessLog {
             AccessFormat::Json => json_line(e),
             AccessFormat::Combined => combined_line(e),
         };
-        match self.tx.try_send(line) {
+        let Some(tx) = &self.tx else { return };
+        match tx.try_send(line) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -91,22 +106,42 @@ impl AccessLog {
     }
 }
 
-/// The writer thread: waits for a line, then writes every queued line in one call.
+/// The writer thread: every `ACCESS_LOG_FLUSH_MS` it writes whatever has queued, in calls of
+/// up to `ACCESS_LOG_WRITE_BYTES`. It never blocks on the queue, so a serving thread's send is
+/// a lock-free push that wakes nobody (waking the writer per line cost more than the line).
 fn write_lines(rx: Receiver<String>, mut out: Box<dyn std::io::Write + Send>) {
     let mut buf = Vec::with_capacity(ACCESS_LOG_WRITE_BYTES);
-    while let Ok(first) = rx.recv() {
-        buf.extend_from_slice(first.as_bytes());
-        while buf.len() < ACCESS_LOG_WRITE_BYTES {
+    loop {
+        std::thread::sleep(Duration::from_millis(ACCESS_LOG_FLUSH_MS));
+        let mut closed = false;
+        loop {
             match rx.try_recv() {
                 Ok(l) => buf.extend_from_slice(l.as_bytes()),
-                Err(_) => break,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
+            if buf.len() >= ACCESS_LOG_WRITE_BYTES {
+                flush(&mut out, &mut buf);
             }
         }
-        if let Err(e) = out.write_all(&buf).and_then(|_| out.flush()) {
-            tracing::warn!(error = %e, "access log write failed");
+        flush(&mut out, &mut buf);
+        if closed {
+            return;
         }
-        buf.clear();
     }
+}
+
+fn flush(out: &mut Box<dyn std::io::Write + Send>, buf: &mut Vec<u8>) {
+    if buf.is_empty() {
+        return;
+    }
+    if let Err(e) = out.write_all(buf).and_then(|_| out.flush()) {
+        tracing::warn!(error = %e, "access log write failed");
+    }
+    buf.clear();
 }
 
 fn json_line(e: &Entry<'_>) -> String {
