@@ -33,6 +33,7 @@ pub struct Config {
     pub workers: usize,
     /// Which HTTP/1 implementation serves plain (non-TLS) connections.
     pub http1: Http1,
+    pub http: HttpConfig,
     pub tls: TlsConfig,
     pub storage: StorageConfig,
     pub limits: LimitsConfig,
@@ -47,6 +48,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             workers: 0,
             http1: Http1::default(),
+            http: HttpConfig::default(),
             tls: TlsConfig::default(),
             storage: StorageConfig::default(),
             limits: LimitsConfig::default(),
@@ -54,6 +56,18 @@ impl Default for Config {
             log: LogConfig::default(),
         }
     }
+}
+
+/// Behind proxies and load balancers (docs/operations.md, "Behind a load balancer").
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Addresses or CIDR blocks whose PROXY protocol header and `Forwarded` /
+    /// `X-Forwarded-For` headers are believed; none by default.
+    pub trusted_proxies: Vec<String>,
+    /// The URL clients use (e.g. `https://skab.example.dk`), when a proxy rewrites `Host`:
+    /// Destination and `If` URIs naming its authority are this server.
+    pub public_url: Option<String>,
 }
 
 /// TLS: both paths set serves HTTPS, none serves plain HTTP (behind a TLS proxy).
@@ -164,6 +178,10 @@ pub struct LimitsConfig {
     pub body_stall_timeout_s: u64,
     /// Open client connections; over it, new connections are closed at once.
     pub connections_max: usize,
+    /// Requests of one tenant in flight (authenticated, handler running); over it 503; 0: off.
+    pub inflight_per_tenant_max: usize,
+    /// Requests of one account in flight; over it 429; 0: off.
+    pub inflight_per_account_max: usize,
 }
 
 impl Default for LimitsConfig {
@@ -180,6 +198,8 @@ impl Default for LimitsConfig {
             header_read_timeout_s: L::HEADER_READ_TIMEOUT_S_DEFAULT,
             body_stall_timeout_s: L::BODY_STALL_TIMEOUT_S_DEFAULT,
             connections_max: L::CONNECTIONS_MAX,
+            inflight_per_tenant_max: L::INFLIGHT_PER_TENANT_MAX_DEFAULT,
+            inflight_per_account_max: L::INFLIGHT_PER_ACCOUNT_MAX_DEFAULT,
         }
     }
 }
@@ -327,7 +347,7 @@ pub struct CliOverrides {
 /// Prefix of every environment override.
 pub const ENV_PREFIX: &str = "SKAB_";
 /// Names of the tables; a variable `SKAB_<TABLE>_<KEY>` sets `<table>.<key>`.
-const SECTIONS: &[&str] = &["tls", "storage", "limits", "auth", "log"];
+const SECTIONS: &[&str] = &["http", "tls", "storage", "limits", "auth", "log"];
 
 /// Environment variable that names the config file when `--config` is not given.
 pub const ENV_CONFIG_FILE: &str = "SKAB_CONFIG";
@@ -392,6 +412,11 @@ impl Config {
                 "limits.connections_max must be at least 1".into(),
             ));
         }
+        crate::http::proxy::TrustedProxies::parse(&self.http.trusted_proxies)
+            .map_err(ConfigError::Invalid)?;
+        if let Some(u) = &self.http.public_url {
+            crate::http::proxy::public_authority(u).map_err(ConfigError::Invalid)?;
+        }
         for (i, j) in self.auth.jwt.iter().enumerate() {
             if j.issuer.is_empty() || j.audience.is_empty() {
                 return Err(ConfigError::Invalid(format!(
@@ -450,6 +475,8 @@ enum Kind {
     Str,
     Int,
     Bool,
+    /// A list of strings; from the environment, comma-separated.
+    List,
     Other,
 }
 
@@ -458,6 +485,7 @@ fn kind_of(v: &toml::Value) -> Kind {
         toml::Value::String(_) => Kind::Str,
         toml::Value::Integer(_) => Kind::Int,
         toml::Value::Boolean(_) => Kind::Bool,
+        toml::Value::Array(a) if !a.is_empty() && a.iter().all(toml::Value::is_str) => Kind::List,
         _ => Kind::Other,
     }
 }
@@ -467,6 +495,8 @@ fn populated() -> Config {
     let mut c = Config::default();
     c.tls.cert = Some(PathBuf::from("cert.pem"));
     c.tls.key = Some(PathBuf::from("key.pem"));
+    c.http.public_url = Some("https://skab.example".to_string());
+    c.http.trusted_proxies = vec!["127.0.0.1".to_string()];
     c
 }
 
@@ -539,6 +569,13 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<(), Co
                 raw.trim()
                     .parse::<bool>()
                     .map_err(|_| bad("expected true or false"))?,
+            ),
+            Kind::List => toml::Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| toml::Value::String(s.to_string()))
+                    .collect(),
             ),
             Kind::Other => return Err(bad("this setting can be set only in the config file")),
         };
@@ -643,6 +680,59 @@ mod tests {
         let e = env(&[("SKAB_STORAGE_IO", "aio")]);
         let err = Config::load_from(&CliOverrides::default(), &e).unwrap_err();
         assert!(err.to_string().contains("storage.io"), "{err}");
+    }
+
+    #[test]
+    fn proxy_settings_from_file_and_env() {
+        let c = Config::load_from(&CliOverrides::default(), &[]).unwrap();
+        assert!(c.http.trusted_proxies.is_empty() && c.http.public_url.is_none());
+        let e = env(&[
+            (
+                "SKAB_HTTP_TRUSTED_PROXIES",
+                "127.0.0.1, 10.0.0.0/8,,2001:db8::/32",
+            ),
+            ("SKAB_HTTP_PUBLIC_URL", "https://skab.example.dk"),
+            ("SKAB_LIMITS_INFLIGHT_PER_ACCOUNT_MAX", "1"),
+        ]);
+        let c = Config::load_from(&CliOverrides::default(), &e).unwrap();
+        assert_eq!(
+            c.http.trusted_proxies,
+            ["127.0.0.1", "10.0.0.0/8", "2001:db8::/32"]
+        );
+        assert_eq!(
+            c.http.public_url.as_deref(),
+            Some("https://skab.example.dk")
+        );
+        assert_eq!(c.limits.inflight_per_account_max, 1);
+        assert_eq!(
+            c.limits.inflight_per_tenant_max,
+            L::INFLIGHT_PER_TENANT_MAX_DEFAULT
+        );
+        for (var, bad) in [
+            ("SKAB_HTTP_TRUSTED_PROXIES", "10.0.0.0/40"),
+            ("SKAB_HTTP_TRUSTED_PROXIES", "proxy.example"),
+            ("SKAB_HTTP_PUBLIC_URL", "skab.example.dk"),
+            ("SKAB_HTTP_PUBLIC_URL", "ftp://skab.example.dk"),
+        ] {
+            let e = env(&[(var, bad)]);
+            assert!(
+                Config::load_from(&CliOverrides::default(), &e).is_err(),
+                "{var}={bad}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[http]\ntrusted_proxies = [\"127.0.0.1\"]\npublic_url = \"http://h:8080/\"\n",
+        )
+        .unwrap();
+        let cli = CliOverrides {
+            config: Some(path),
+            ..Default::default()
+        };
+        let c = Config::load_from(&cli, &[]).unwrap();
+        assert_eq!(c.http.trusted_proxies, ["127.0.0.1"]);
     }
 
     #[test]

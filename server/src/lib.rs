@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod dav;
+pub mod fair_share;
 pub mod http;
 pub mod limits;
 pub mod methods;

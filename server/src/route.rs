@@ -47,6 +47,8 @@ impl Handler for Router {
                 .map(str::to_string);
             (target, req.version(), ua)
         });
+        // Behind a trusted proxy, the client it names (http/proxy.rs).
+        let peer = self.app.trusted_proxies.client(peer, req.headers());
         let resp = route(self.app.clone(), req, peer).await;
         let elapsed = started.elapsed();
         self.app.metrics.observe(&method, resp.status(), elapsed);
@@ -89,6 +91,9 @@ pub fn http_settings(config: &crate::config::Config) -> http::Settings {
         idle: Duration::from_secs(limits.idle_timeout_s),
         header_size_max: limits.header_size_max,
         body_stall: Duration::from_secs(limits.body_stall_timeout_s),
+        trusted_proxies: std::sync::Arc::new(
+            http::proxy::TrustedProxies::parse(&config.http.trusted_proxies).unwrap_or_default(),
+        ),
     }
 }
 
@@ -131,6 +136,13 @@ async fn route(app: Arc<App>, req: Request<ReqBody>, peer: SocketAddr) -> Resp {
     let principal = match app.auth.authenticate(auth_header, peer.ip()).await {
         Ok(p) => p,
         Err(e) => return unauthorized(&app, &e),
+    };
+    let _slot = match app
+        .fair_share
+        .admit(principal.tenant.as_str(), principal.user.as_str())
+    {
+        Ok(s) => s,
+        Err(refused) => return crate::fair_share::refusal(refused),
     };
     let who = app.access_log.is_some().then(|| access_log::Who {
         tenant: principal.tenant.as_str().to_string(),

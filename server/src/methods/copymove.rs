@@ -29,7 +29,11 @@ pub async fn handle(ctx: &Ctx, req: &Request<ReqBody>) -> Resp {
     let Some(dest_raw) = headers.get("destination").and_then(|v| v.to_str().ok()) else {
         return text(StatusCode::BAD_REQUEST, "Destination header missing");
     };
-    let dest = parse_destination(dest_raw, &ctx.target.space, host(headers));
+    let dest = parse_destination(
+        dest_raw,
+        &ctx.target.space,
+        host(headers, ctx.app.public_authority.as_deref()),
+    );
     if let Some(code) = destination_status(&dest) {
         return text(
             code,
