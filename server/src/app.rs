@@ -8,7 +8,7 @@ use skab_engine::{DedupMode, Store, StoreConfig};
 
 use crate::access_log::AccessLog;
 use crate::auth::Authenticator;
-use crate::config::{Config, DedupDomain, IoBackend};
+use crate::config::{ClientHeader, Config, DedupDomain, IoBackend};
 use crate::dav::locks::{LockConfig, LockManager};
 use crate::fair_share::FairShare;
 use crate::http::proxy::{public_authority, TrustedProxies};
@@ -82,7 +82,9 @@ impl App {
             ),
         };
         let trusted_proxies = Arc::new(
-            TrustedProxies::parse(&config.http.trusted_proxies).map_err(anyhow::Error::msg)?,
+            TrustedProxies::parse(&config.http.trusted_proxies)
+                .map_err(anyhow::Error::msg)?
+                .with_forwarded(config.http.client_header == ClientHeader::Forwarded),
         );
         let public_authority = match &config.http.public_url {
             Some(u) => Some(public_authority(u).map_err(anyhow::Error::msg)?),

@@ -65,9 +65,24 @@ pub struct HttpConfig {
     /// Addresses or CIDR blocks whose PROXY protocol header and `Forwarded` /
     /// `X-Forwarded-For` headers are believed; none by default.
     pub trusted_proxies: Vec<String>,
+    /// Which header a trusted proxy names the client in; the other is ignored (a proxy passes
+    /// on what the client sent in the header it does not manage).
+    pub client_header: ClientHeader,
     /// The URL clients use (e.g. `https://skab.example.dk`), when a proxy rewrites `Host`:
     /// Destination and `If` URIs naming its authority are this server.
     pub public_url: Option<String>,
+}
+
+/// The header in which trusted proxies name the client.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientHeader {
+    /// `X-Forwarded-For` (nginx's `$proxy_add_x_forwarded_for`, HAProxy's `forwardfor`, most
+    /// cloud load balancers).
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded` (`for=`).
+    Forwarded,
 }
 
 /// TLS: both paths set serves HTTPS, none serves plain HTTP (behind a TLS proxy).
@@ -704,6 +719,10 @@ mod tests {
             Some("https://skab.example.dk")
         );
         assert_eq!(c.limits.inflight_per_account_max, 1);
+        assert_eq!(c.http.client_header, ClientHeader::XForwardedFor);
+        let e = env(&[("SKAB_HTTP_CLIENT_HEADER", "forwarded")]);
+        let c = Config::load_from(&CliOverrides::default(), &e).unwrap();
+        assert_eq!(c.http.client_header, ClientHeader::Forwarded);
         assert_eq!(
             c.limits.inflight_per_tenant_max,
             L::INFLIGHT_PER_TENANT_MAX_DEFAULT

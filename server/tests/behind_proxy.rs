@@ -441,6 +441,23 @@ fn throttling_keys_on_the_forwarded_client_and_stale_tokens_block_no_one() {
         404
     );
     assert_eq!(logged_clients(&access, &marker_fwd, 1), ["10.4.4.4"]);
+    // A `Forwarded` header the client wrote (nginx passes it on) is not believed: skab reads
+    // the header nginx manages.
+    let marker_both = format!("{home}client-wrote-forwarded");
+    let r = request_on(
+        TcpStream::connect(("127.0.0.1", nginx.port)).unwrap(),
+        b"",
+        "GET",
+        &marker_both,
+        Some(&valid),
+        &[
+            ("X-Forwarded-For", "10.4.4.5"),
+            ("Forwarded", "for=10.5.5.5"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(r.status, 404);
+    assert_eq!(logged_clients(&access, &marker_both, 1), ["10.4.4.5"]);
 }
 
 fn direct_get(skab: &Server, path: &str, auth: &str) -> Reply {

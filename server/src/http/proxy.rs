@@ -81,6 +81,8 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies {
     blocks: Vec<Cidr>,
+    /// The client is named in `Forwarded` (else in `X-Forwarded-For`).
+    rfc7239: bool,
 }
 
 impl TrustedProxies {
@@ -96,7 +98,17 @@ impl TrustedProxies {
             .map(|s| Cidr::parse(s.as_ref()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("http.trusted_proxies: {e}"))?;
-        Ok(TrustedProxies { blocks })
+        Ok(TrustedProxies {
+            blocks,
+            rfc7239: false,
+        })
+    }
+
+    /// Reads the client from RFC 7239 `Forwarded` instead of `X-Forwarded-For`. Only one of
+    /// the two is looked at: a proxy that manages one passes the other on as the client sent it.
+    pub fn with_forwarded(mut self, rfc7239: bool) -> TrustedProxies {
+        self.rfc7239 = rfc7239;
+        self
     }
 
     pub fn is_empty(&self) -> bool {
@@ -108,24 +120,21 @@ impl TrustedProxies {
     }
 
     /// The client address of a request that arrived from `peer` (the TCP peer, or what a
-    /// trusted PROXY header named): the right-most `Forwarded` (else `X-Forwarded-For`)
-    /// address that is not a trusted proxy, when `peer` is trusted; `peer` otherwise.
+    /// trusted PROXY header named): the right-most address of the configured header
+    /// (`X-Forwarded-For` or `Forwarded`) that is not a trusted proxy, when `peer` is trusted;
+    /// `peer` otherwise.
     pub fn client(&self, peer: SocketAddr, headers: &HeaderMap) -> SocketAddr {
         if self.blocks.is_empty() || !self.contains(peer.ip()) {
             return peer;
         }
-        let forwarded = headers.get_all(hyper::header::FORWARDED);
-        let hops: Vec<&str> = if forwarded.iter().next().is_some() {
-            forwarded.iter().filter_map(|v| v.to_str().ok()).collect()
+        let rfc7239 = self.rfc7239;
+        let name = if rfc7239 {
+            hyper::header::FORWARDED
         } else {
-            headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect()
+            hyper::header::HeaderName::from_static("x-forwarded-for")
         };
-        let is_forwarded = headers.contains_key(hyper::header::FORWARDED);
-        match client_from_forwarded(&hops, is_forwarded, |ip| self.contains(ip)) {
+        let hops = headers.get_all(name).iter().filter_map(|v| v.to_str().ok());
+        match client_from_forwarded(hops, rfc7239, |ip| self.contains(ip)) {
             Some(ip) => SocketAddr::new(ip, 0),
             None => peer,
         }
@@ -162,17 +171,21 @@ pub fn hop_address(element: &str, rfc7239: bool) -> Option<IpAddr> {
 }
 
 /// Walks the hops of the forwarding headers (`values`, each a comma-separated list, in
-/// header order) from the right: the first address that is not `trusted` is the client.
+/// header order; no allocation) from the right: the first address that is not `trusted` is the client.
 /// When the walk meets something that is no address (`unknown`, a typo) or goes past
 /// `FORWARDED_HOPS_MAX`, the last trusted hop passed is the answer (the proxy that vouches for
 /// the unparsable rest); `None` when that is no hop at all (the peer itself is the answer).
-pub fn client_from_forwarded(
-    values: &[&str],
+pub fn client_from_forwarded<'a, I>(
+    values: I,
     rfc7239: bool,
     trusted: impl Fn(IpAddr) -> bool,
-) -> Option<IpAddr> {
+) -> Option<IpAddr>
+where
+    I: IntoIterator<Item = &'a str>,
+    I::IntoIter: DoubleEndedIterator,
+{
     let mut last_trusted = None;
-    let hops = values.iter().rev().flat_map(|v| v.rsplit(','));
+    let hops = values.into_iter().rev().flat_map(|v| v.rsplit(','));
     for (i, element) in hops.enumerate() {
         if i >= FORWARDED_HOPS_MAX {
             break;
@@ -501,39 +514,39 @@ mod tests {
         let tr = |i| t.contains(i);
         // nginx appends its peer: a client's spoofed entry stays left of the real one.
         assert_eq!(
-            client_from_forwarded(&["6.6.6.6, 198.51.100.7"], false, tr),
+            client_from_forwarded(["6.6.6.6, 198.51.100.7"], false, tr),
             Some(ip("198.51.100.7"))
         );
         // Trusted hops on the right are skipped.
         assert_eq!(
-            client_from_forwarded(&["198.51.100.7, 10.0.0.2", "10.0.0.3"], false, tr),
+            client_from_forwarded(["198.51.100.7, 10.0.0.2", "10.0.0.3"], false, tr),
             Some(ip("198.51.100.7"))
         );
         // All trusted: the left-most trusted one.
         assert_eq!(
-            client_from_forwarded(&["10.0.0.9,10.0.0.2"], false, tr),
+            client_from_forwarded(["10.0.0.9,10.0.0.2"], false, tr),
             Some(ip("10.0.0.9"))
         );
         // An unparsable hop stops the walk at the proxy that passed it on.
         assert_eq!(
-            client_from_forwarded(&["198.51.100.7, unknown, 10.0.0.2"], false, tr),
+            client_from_forwarded(["198.51.100.7, unknown, 10.0.0.2"], false, tr),
             Some(ip("10.0.0.2"))
         );
-        assert_eq!(client_from_forwarded(&["garbage"], false, tr), None);
-        assert_eq!(client_from_forwarded(&[], false, tr), None);
+        assert_eq!(client_from_forwarded(["garbage"], false, tr), None);
+        assert_eq!(client_from_forwarded([] as [&str; 0], false, tr), None);
         // Ports and brackets.
         assert_eq!(
-            client_from_forwarded(&["198.51.100.7:5000"], false, tr),
+            client_from_forwarded(["198.51.100.7:5000"], false, tr),
             Some(ip("198.51.100.7"))
         );
         assert_eq!(
-            client_from_forwarded(&["[2001:db8::7]:443"], false, tr),
+            client_from_forwarded(["[2001:db8::7]:443"], false, tr),
             Some(ip("2001:db8::7"))
         );
         // RFC 7239.
         assert_eq!(
             client_from_forwarded(
-                &[
+                [
                     "for=6.6.6.6, for=\"[2001:db8::1]:4711\";proto=https",
                     "for=10.0.0.2;by=x"
                 ],
@@ -543,7 +556,7 @@ mod tests {
             Some(ip("2001:db8::1"))
         );
         assert_eq!(
-            client_from_forwarded(&["proto=https;for=_hidden"], true, tr),
+            client_from_forwarded(["proto=https;for=_hidden"], true, tr),
             None
         );
         // Deeper than FORWARDED_HOPS_MAX: stops at the last trusted hop seen.
@@ -552,7 +565,7 @@ mod tests {
             ", 10.0.0.1".repeat(FORWARDED_HOPS_MAX + 3)
         );
         assert_eq!(
-            client_from_forwarded(&[&deep], false, tr),
+            client_from_forwarded([deep.as_str()], false, tr),
             Some(ip("10.0.0.1"))
         );
     }
@@ -581,9 +594,12 @@ mod tests {
         assert_eq!(t.client(proxy, &h).ip(), ip("203.0.113.5"));
         assert_eq!(t.client(stranger, &h), stranger);
         assert_eq!(TrustedProxies::default().client(proxy, &h), proxy);
-        // Forwarded wins over X-Forwarded-For.
+        // Only the configured header counts: a client's own `Forwarded` that nginx passes on
+        // is not believed.
         h.insert(hyper::header::FORWARDED, "for=192.0.2.44".parse().unwrap());
-        assert_eq!(t.client(proxy, &h).ip(), ip("192.0.2.44"));
+        assert_eq!(t.client(proxy, &h).ip(), ip("203.0.113.5"));
+        let f = t.clone().with_forwarded(true);
+        assert_eq!(f.client(proxy, &h).ip(), ip("192.0.2.44"));
         // No header at all: the peer.
         assert_eq!(t.client(proxy, &HeaderMap::new()), proxy);
     }
@@ -724,11 +740,11 @@ mod tests {
             rfc in any::<bool>(),
         ) {
             let t = TrustedProxies::parse(&["10.0.0.0/8", "::1"]).unwrap();
-            let _ = client_from_forwarded(&[&a, &b], rfc, |i| t.contains(i));
+            let _ = client_from_forwarded([a.as_str(), b.as_str()], rfc, |i| t.contains(i));
             // A hostile left part never hides a real hop appended on the right.
             let appended = format!("{b}, 198.51.100.7");
             prop_assert_eq!(
-                client_from_forwarded(&[&a, &appended], false, |i| t.contains(i)),
+                client_from_forwarded([a.as_str(), appended.as_str()], false, |i| t.contains(i)),
                 Some("198.51.100.7".parse().unwrap())
             );
             let _ = Cidr::parse(&a);
