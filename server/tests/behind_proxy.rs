@@ -722,3 +722,63 @@ fn an_accounts_slow_upload_makes_its_second_request_429_while_others_are_served(
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The TLS path: the PROXY header comes before the TLS handshake.
+#[test]
+fn proxy_protocol_before_tls() {
+    use rustls::pki_types::ServerName;
+    use std::sync::Arc;
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let (cert, key) = (keys.path().join("cert.pem"), keys.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    let access = keys.path().join("access.log");
+    let mut opts = Opts::default()
+        .user(TENANT, USER, PASSWORD)
+        .config(&format!(
+            "[tls]\ncert = {:?}\nkey = {:?}\n[http]\ntrusted_proxies = [\"127.0.0.1\"]\n\
+         [log]\naccess = {:?}\n",
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+            access.to_str().unwrap()
+        ));
+    opts.tls = true;
+    let skab = Server::start_opts(opts);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certified.cert.der().clone()).unwrap();
+    let config = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    let auth = basic(&format!("{USER}@{TENANT}"), PASSWORD);
+    let over_tls = |mut tcp: TcpStream, preface: &[u8], path: &str| {
+        tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        tcp.write_all(preface).unwrap();
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        let conn = rustls::ClientConnection::new(config.clone(), name).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        exchange(&mut tls, &build_request("GET", path, Some(&auth), &[], b""))
+    };
+    let path = format!("/dav/{TENANT}/{USER}/over-tls");
+    let r = over_tls(
+        TcpStream::connect(("127.0.0.1", skab.port)).unwrap(),
+        b"PROXY TCP4 198.51.100.30 127.0.0.1 4444 443\r\n",
+        &path,
+    )
+    .expect("HTTPS after a PROXY header");
+    assert_eq!(r.status, 404);
+    assert_eq!(logged_clients(&access, &path, 1), ["198.51.100.30"]);
+    // From an untrusted peer the same bytes end the connection before the handshake.
+    let r = over_tls(
+        connect_from("127.0.0.2", skab.port),
+        b"PROXY TCP4 198.51.100.31 127.0.0.1 4444 443\r\n",
+        &path,
+    );
+    assert!(r.is_err(), "{:?}", r.map(|r| r.status));
+}
