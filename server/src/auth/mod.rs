@@ -351,12 +351,21 @@ impl Authenticator {
             state = self.db.credential_state(&tenant, &user);
         }
         // 1. App token as the password: one keyed hash, no argon2, no account throttle.
-        if password.starts_with(token::APP_TOKEN_PREFIX) {
-            if let Some(p) = self.app_token_any(password) {
+        if token::parse(password).is_some() {
+            let mut found = self.app_token_any(password);
+            if found.is_none() && !refreshed {
+                self.refresh_on_miss().await?;
+                found = self.app_token_any(password);
+            }
+            if let Some(p) = found {
                 if p.tenant == tenant && p.user == user {
                     return Ok(p);
                 }
             }
+            // A well-formed token that is not (or no longer) this user's: a plain 401. Its
+            // 256 random bits are not guessed, so neither the account nor the source counts
+            // it, and no argon2 is paid (a revoked app password in a sync client at 08:00).
+            return Err(AuthError::BadCredentials);
         }
         // 2. Cache: this password was verified for this user recently.
         if let Some((disabled, epoch)) = state {

@@ -334,10 +334,23 @@ async fn expired_jwts_and_revoked_tokens_by_the_hundred_block_no_one() {
             Err(AuthError::BadCredentials)
         );
     }
+    // The same revoked token as an app password over Basic (what sync clients send).
+    for _ in 0..300 {
+        assert_eq!(
+            a.authenticate(Some(&basic("anna@skole", &secret)), proxy)
+                .await,
+            Err(AuthError::BadCredentials)
+        );
+    }
+    assert_eq!(a.argon2_runs(), 0, "a token is not a password to hash");
     assert!(
         a.throttle.check_source(proxy, Instant::now()).is_ok(),
         "nothing guessed, nothing counted"
     );
+    assert!(a
+        .throttle
+        .check_account("anna@skole", Instant::now())
+        .is_ok());
     let p = a
         .authenticate(Some(&jwt_for("k", "bo@skole", 600)), proxy)
         .await
