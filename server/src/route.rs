@@ -137,18 +137,18 @@ async fn route(app: Arc<App>, req: Request<ReqBody>, peer: SocketAddr) -> Resp {
         Ok(p) => p,
         Err(e) => return unauthorized(&app, &e),
     };
-    let _slot = match app
-        .fair_share
-        .admit(principal.tenant.as_str(), principal.user.as_str())
-    {
-        Ok(s) => s,
-        Err(refused) => return crate::fair_share::refusal(refused),
-    };
     let who = app.access_log.is_some().then(|| access_log::Who {
         tenant: principal.tenant.as_str().to_string(),
         user: principal.user.as_str().to_string(),
     });
-    let mut resp = authenticated(app, req, principal, ocs).await;
+    // In flight from here to the end of the handler (fair_share.rs).
+    let slot = app
+        .fair_share
+        .admit(principal.tenant.as_str(), principal.user.as_str());
+    let mut resp = match slot {
+        Ok(_slot) => authenticated(app, req, principal, ocs).await,
+        Err(refused) => crate::fair_share::refusal(refused),
+    };
     if let Some(who) = who {
         resp.extensions_mut().insert(who);
     }
