@@ -390,12 +390,36 @@ fn users_seeds(seeds: &mut Seeds) {
     add(seeds, "users_log", "empty", Vec::new());
 }
 
+/// PROXY protocol headers (v1, v1 UNKNOWN, v2 over IPv4) and forwarding headers.
+fn proxy_seeds(seeds: &mut Seeds) {
+    add(
+        seeds,
+        "proxy_header",
+        "v1",
+        &b"PROXY TCP4 198.51.100.22 203.0.113.7 35646 80\r\nGET / HTTP/1.1\r\n"[..],
+    );
+    add(seeds, "proxy_header", "v1-unknown", &b"PROXY UNKNOWN\r\n"[..]);
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    v2.extend_from_slice(&[0x21, 0x11, 0, 12, 198, 51, 100, 22, 203, 0, 113, 7]);
+    v2.extend_from_slice(&35646u16.to_be_bytes());
+    v2.extend_from_slice(&443u16.to_be_bytes());
+    add(seeds, "proxy_header", "v2", v2);
+    add(seeds, "proxy_header", "xff", &b"6.6.6.6, 198.51.100.7, 10.0.0.2"[..]);
+    add(
+        seeds,
+        "proxy_header",
+        "forwarded",
+        &b"for=6.6.6.6, for=\"[2001:db8::1]:4711\";proto=https"[..],
+    );
+}
+
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     let mut seeds = Seeds::new();
     engine_seeds(&mut seeds);
     server_seeds(&mut seeds);
     users_seeds(&mut seeds);
+    proxy_seeds(&mut seeds);
     for (target, name, bytes) in &seeds {
         let dir = root.join(target);
         std::fs::create_dir_all(&dir).expect("corpus dir");

@@ -8,8 +8,10 @@ use skab_engine::{DedupMode, Store, StoreConfig};
 
 use crate::access_log::AccessLog;
 use crate::auth::Authenticator;
-use crate::config::{Config, DedupDomain, IoBackend};
+use crate::config::{ClientHeader, Config, DedupDomain, IoBackend};
 use crate::dav::locks::{LockConfig, LockManager};
+use crate::fair_share::FairShare;
+use crate::http::proxy::{public_authority, TrustedProxies};
 use crate::metrics::Metrics;
 use crate::users::UserDb;
 
@@ -23,6 +25,12 @@ pub struct App {
     pub metrics: Metrics,
     /// `None` when `log.access` is `off`.
     pub access_log: Option<AccessLog>,
+    /// `http.trusted_proxies`: whose forwarding headers name the client.
+    pub trusted_proxies: Arc<TrustedProxies>,
+    /// `http.public_url`'s authority: Destination and `If` URIs naming it are this server.
+    pub public_authority: Option<String>,
+    /// In-flight limits per tenant and account (`limits.inflight_per_*_max`).
+    pub fair_share: Arc<FairShare>,
 }
 
 /// The engine's configuration from the server's.
@@ -73,6 +81,19 @@ impl App {
                     .map_err(|e| anyhow::anyhow!("access log {dest}: {e}"))?,
             ),
         };
+        let trusted_proxies = Arc::new(
+            TrustedProxies::parse(&config.http.trusted_proxies)
+                .map_err(anyhow::Error::msg)?
+                .with_forwarded(config.http.client_header == ClientHeader::Forwarded),
+        );
+        let public_authority = match &config.http.public_url {
+            Some(u) => Some(public_authority(u).map_err(anyhow::Error::msg)?),
+            None => None,
+        };
+        let fair_share = Arc::new(FairShare::new(
+            config.limits.inflight_per_tenant_max,
+            config.limits.inflight_per_account_max,
+        ));
         Ok(App {
             config,
             store,
@@ -82,6 +103,9 @@ impl App {
             lock_config,
             metrics: Metrics::new(),
             access_log,
+            trusted_proxies,
+            public_authority,
+            fair_share,
         })
     }
 }

@@ -58,13 +58,35 @@ impl Default for Config {
     }
 }
 
-/// Browser-facing HTTP settings.
+/// The HTTP face of the server: browser origins, and the proxies and load balancers in front
+/// (docs/operations.md, "Behind a load balancer").
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     /// Origins (`scheme://host[:port]`) whose web pages may call the server with the
     /// user's credentials (CORS, `crate::cors`); none by default, `*` is refused.
     pub cors_origins: Vec<String>,
+    /// Addresses or CIDR blocks whose PROXY protocol header and `Forwarded` /
+    /// `X-Forwarded-For` headers are believed; none by default.
+    pub trusted_proxies: Vec<String>,
+    /// Which header a trusted proxy names the client in; the other is ignored (a proxy passes
+    /// on what the client sent in the header it does not manage).
+    pub client_header: ClientHeader,
+    /// The URL clients use (e.g. `https://skab.example.dk`), when a proxy rewrites `Host`:
+    /// Destination and `If` URIs naming its authority are this server.
+    pub public_url: Option<String>,
+}
+
+/// The header in which trusted proxies name the client.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientHeader {
+    /// `X-Forwarded-For` (nginx's `$proxy_add_x_forwarded_for`, HAProxy's `forwardfor`, most
+    /// cloud load balancers).
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded` (`for=`).
+    Forwarded,
 }
 
 /// TLS: both paths set serves HTTPS, none serves plain HTTP (behind a TLS proxy).
@@ -175,6 +197,10 @@ pub struct LimitsConfig {
     pub body_stall_timeout_s: u64,
     /// Open client connections; over it, new connections are closed at once.
     pub connections_max: usize,
+    /// Requests of one tenant in flight (authenticated, handler running); over it 503; 0: off.
+    pub inflight_per_tenant_max: usize,
+    /// Requests of one account in flight; over it 429; 0: off.
+    pub inflight_per_account_max: usize,
 }
 
 impl Default for LimitsConfig {
@@ -191,6 +217,8 @@ impl Default for LimitsConfig {
             header_read_timeout_s: L::HEADER_READ_TIMEOUT_S_DEFAULT,
             body_stall_timeout_s: L::BODY_STALL_TIMEOUT_S_DEFAULT,
             connections_max: L::CONNECTIONS_MAX,
+            inflight_per_tenant_max: L::INFLIGHT_PER_TENANT_MAX_DEFAULT,
+            inflight_per_account_max: L::INFLIGHT_PER_ACCOUNT_MAX_DEFAULT,
         }
     }
 }
@@ -404,6 +432,11 @@ impl Config {
             ));
         }
         crate::cors::validate_origins(&self.http.cors_origins).map_err(ConfigError::Invalid)?;
+        crate::http::proxy::TrustedProxies::parse(&self.http.trusted_proxies)
+            .map_err(ConfigError::Invalid)?;
+        if let Some(u) = &self.http.public_url {
+            crate::http::proxy::public_authority(u).map_err(ConfigError::Invalid)?;
+        }
         for (i, j) in self.auth.jwt.iter().enumerate() {
             if j.issuer.is_empty() || j.audience.is_empty() {
                 return Err(ConfigError::Invalid(format!(
@@ -472,7 +505,7 @@ fn kind_of(v: &toml::Value) -> Kind {
         toml::Value::String(_) => Kind::Str,
         toml::Value::Integer(_) => Kind::Int,
         toml::Value::Boolean(_) => Kind::Bool,
-        toml::Value::Array(a) if matches!(a.first(), Some(toml::Value::String(_))) => Kind::List,
+        toml::Value::Array(a) if !a.is_empty() && a.iter().all(toml::Value::is_str) => Kind::List,
         _ => Kind::Other,
     }
 }
@@ -483,6 +516,8 @@ fn populated() -> Config {
     c.tls.cert = Some(PathBuf::from("cert.pem"));
     c.tls.key = Some(PathBuf::from("key.pem"));
     c.http.cors_origins = vec!["https://example.org".into()];
+    c.http.public_url = Some("https://skab.example".to_string());
+    c.http.trusted_proxies = vec!["127.0.0.1".to_string()];
     c
 }
 
@@ -689,6 +724,63 @@ mod tests {
         let e = env(&[("SKAB_STORAGE_IO", "aio")]);
         let err = Config::load_from(&CliOverrides::default(), &e).unwrap_err();
         assert!(err.to_string().contains("storage.io"), "{err}");
+    }
+
+    #[test]
+    fn proxy_settings_from_file_and_env() {
+        let c = Config::load_from(&CliOverrides::default(), &[]).unwrap();
+        assert!(c.http.trusted_proxies.is_empty() && c.http.public_url.is_none());
+        let e = env(&[
+            (
+                "SKAB_HTTP_TRUSTED_PROXIES",
+                "127.0.0.1, 10.0.0.0/8,,2001:db8::/32",
+            ),
+            ("SKAB_HTTP_PUBLIC_URL", "https://skab.example.dk"),
+            ("SKAB_LIMITS_INFLIGHT_PER_ACCOUNT_MAX", "1"),
+        ]);
+        let c = Config::load_from(&CliOverrides::default(), &e).unwrap();
+        assert_eq!(
+            c.http.trusted_proxies,
+            ["127.0.0.1", "10.0.0.0/8", "2001:db8::/32"]
+        );
+        assert_eq!(
+            c.http.public_url.as_deref(),
+            Some("https://skab.example.dk")
+        );
+        assert_eq!(c.limits.inflight_per_account_max, 1);
+        assert_eq!(c.http.client_header, ClientHeader::XForwardedFor);
+        let e = env(&[("SKAB_HTTP_CLIENT_HEADER", "forwarded")]);
+        let c = Config::load_from(&CliOverrides::default(), &e).unwrap();
+        assert_eq!(c.http.client_header, ClientHeader::Forwarded);
+        assert_eq!(
+            c.limits.inflight_per_tenant_max,
+            L::INFLIGHT_PER_TENANT_MAX_DEFAULT
+        );
+        for (var, bad) in [
+            ("SKAB_HTTP_TRUSTED_PROXIES", "10.0.0.0/40"),
+            ("SKAB_HTTP_TRUSTED_PROXIES", "proxy.example"),
+            ("SKAB_HTTP_PUBLIC_URL", "skab.example.dk"),
+            ("SKAB_HTTP_PUBLIC_URL", "ftp://skab.example.dk"),
+        ] {
+            let e = env(&[(var, bad)]);
+            assert!(
+                Config::load_from(&CliOverrides::default(), &e).is_err(),
+                "{var}={bad}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[http]\ntrusted_proxies = [\"127.0.0.1\"]\npublic_url = \"http://h:8080/\"\n",
+        )
+        .unwrap();
+        let cli = CliOverrides {
+            config: Some(path),
+            ..Default::default()
+        };
+        let c = Config::load_from(&cli, &[]).unwrap();
+        assert_eq!(c.http.trusted_proxies, ["127.0.0.1"]);
     }
 
     #[test]

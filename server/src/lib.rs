@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod cors;
 pub mod dav;
+pub mod fair_share;
 pub mod http;
 pub mod limits;
 pub mod methods;

@@ -249,6 +249,7 @@ pub const OC_CHUNKS_PER_UPLOAD_MAX: usize = 16_384;
 pub const DAV_SYNC_RESULTS_MAX: usize = skab_engine::limits::SYNC_RESULTS_MAX;
 /// Longest `DAV:sync-token` accepted, bytes (ours are about 60).
 pub const DAV_SYNC_TOKEN_LEN_MAX: usize = 256;
+
 // ---- Browser frontends (server/src/cors.rs, methods/listing.rs, methods/post.rs) ----
 
 /// How long a browser may cache a CORS preflight answer, seconds (`Access-Control-Max-Age`);
@@ -274,3 +275,40 @@ pub const MULTIPART_PART_HEAD_MAX: u64 = 16 * 1024;
 pub const MULTIPART_POLL_BYTES_MAX: u64 = 256 * 1024;
 
 const _: () = assert!(MULTIPART_FILE_NAME_LEN_MAX as u64 * 3 < MULTIPART_PART_HEAD_MAX);
+
+// ---- Behind proxies (server/src/http/proxy.rs) ----
+
+/// Most entries of `http.trusted_proxies`, count (each request walks the list per hop).
+pub const TRUSTED_PROXIES_MAX: usize = 256;
+/// Most `Forwarded` / `X-Forwarded-For` hops looked at, from the right, count: a chain of
+/// proxies longer than this is not a deployment; the walk stops there (at a trusted hop, the
+/// client is then that hop).
+pub const FORWARDED_HOPS_MAX: usize = 16;
+/// Longest PROXY protocol header accepted, bytes: v1 is at most 107 bytes; v2 is a 16-byte
+/// prefix and its TLVs (AWS NLB and Azure add a few ids), bounded well below a read buffer.
+pub const PROXY_HEADER_LEN_MAX: usize = 1024;
+/// PROXY protocol v1 header's longest line, bytes (the specification's own limit).
+pub const PROXY_V1_LEN_MAX: usize = 107;
+/// While a PROXY protocol header has arrived only in part, how long the server waits before
+/// looking again, milliseconds (proxies send it in one segment; the whole wait is bounded by
+/// `limits.header_read_timeout_s`).
+pub const PROXY_HEADER_RETRY_MS: u64 = 5;
+
+// ---- Fair share (server/src/fair_share.rs) and the penalty lane (auth) ----
+
+/// Default of `limits.inflight_per_tenant_max`: requests of one tenant in flight, count.
+pub const INFLIGHT_PER_TENANT_MAX_DEFAULT: usize = 256;
+/// Default of `limits.inflight_per_account_max`: requests of one account in flight, count
+/// (a sync client runs a few at once; 32 leaves room for several devices).
+pub const INFLIGHT_PER_ACCOUNT_MAX_DEFAULT: usize = 32;
+/// `Retry-After` of a request refused by the fair-share limits, seconds.
+pub const INFLIGHT_RETRY_AFTER_S: u64 = 1;
+/// Shards of the fair-share counters, count (each a small map behind its own lock).
+pub const FAIR_SHARE_SHARDS: usize = 64;
+/// Password verifications (argon2) at once for logins from sources whose failed-login
+/// bucket is empty, count: a valid password still logs in, an attacker's guesses cost at
+/// most this much CPU.
+pub const PENALTY_LANE_SLOTS: usize = 1;
+/// How long a login from a throttled source waits for the penalty lane before 429,
+/// milliseconds.
+pub const PENALTY_LANE_WAIT_MS: u64 = 2000;

@@ -50,6 +50,8 @@ impl Handler for Router {
                 .map(str::to_string);
             (target, req.version(), ua)
         });
+        // Behind a trusted proxy, the client it names (http/proxy.rs).
+        let peer = self.app.trusted_proxies.client(peer, req.headers());
         let resp = crate::cors::handle(self.cors.as_ref(), req, |req| {
             route(self.app.clone(), req, peer)
         })
@@ -95,6 +97,9 @@ pub fn http_settings(config: &crate::config::Config) -> http::Settings {
         idle: Duration::from_secs(limits.idle_timeout_s),
         header_size_max: limits.header_size_max,
         body_stall: Duration::from_secs(limits.body_stall_timeout_s),
+        trusted_proxies: std::sync::Arc::new(
+            http::proxy::TrustedProxies::parse(&config.http.trusted_proxies).unwrap_or_default(),
+        ),
     }
 }
 
@@ -142,7 +147,14 @@ async fn route(app: Arc<App>, req: Request<ReqBody>, peer: SocketAddr) -> Resp {
         tenant: principal.tenant.as_str().to_string(),
         user: principal.user.as_str().to_string(),
     });
-    let mut resp = authenticated(app, req, principal, ocs).await;
+    // In flight from here to the end of the handler (fair_share.rs).
+    let slot = app
+        .fair_share
+        .admit(principal.tenant.as_str(), principal.user.as_str());
+    let mut resp = match slot {
+        Ok(_slot) => authenticated(app, req, principal, ocs).await,
+        Err(refused) => crate::fair_share::refusal(refused),
+    };
     if let Some(who) = who {
         resp.extensions_mut().insert(who);
     }

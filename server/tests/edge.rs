@@ -145,6 +145,9 @@ fn other_value(key: &str, default: Option<&toml::Value>) -> toml::Value {
         ("log.access", _) => text("stderr"),
         ("log.access_format", _) => text("combined"),
         ("http.cors_origins", _) => V::Array(vec![text("https://portal.example.dk")]),
+        ("http.trusted_proxies", _) => V::Array(vec![text("10.0.0.0/8")]),
+        ("http.client_header", _) => text("forwarded"),
+        ("http.public_url", _) => text("https://skab.example.dk"),
         _ => panic!("{key}: add a non-default value for this setting to the test"),
     }
 }
@@ -267,6 +270,8 @@ fn the_server_starts_with_every_documented_key_and_refuses_unknown_ones() {
         secret: Some("s".into()),
         ..JwtIssuerConfig::default()
     });
+    // Optional settings are set so that they are in the file.
+    cfg.http.public_url = Some("https://skab.example.dk".into());
     let mut value = toml::Value::try_from(&cfg).unwrap();
     value.as_table_mut().unwrap().remove("tls");
     for (key, _) in documented_keys() {

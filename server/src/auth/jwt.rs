@@ -16,6 +16,18 @@ pub enum JwtError {
     Rejected(String),
     #[error("claim {0:?} missing or not a valid name")]
     Claim(String),
+    /// Signed by a configured issuer, but expired or not yet valid: a client that must
+    /// fetch a fresh token, not a forgery.
+    #[error("token expired or not yet valid")]
+    Expired,
+}
+
+impl JwtError {
+    /// Whether a configured issuer's signature checked out (the refusal is about claims):
+    /// no evidence of guessing, so not counted against the source.
+    pub fn signature_valid(&self) -> bool {
+        matches!(self, JwtError::Expired | JwtError::Claim(_))
+    }
 }
 
 struct Issuer {
@@ -135,7 +147,25 @@ impl JwtVerifier {
                     };
                     return Ok((tenant, user, exp));
                 }
-                Err(e) => last = JwtError::Rejected(e.to_string()),
+                Err(e) => {
+                    use jsonwebtoken::errors::ErrorKind as K;
+                    // jsonwebtoken checks the signature before the claims: these kinds
+                    // come only with a valid signature.
+                    let signed = match e.kind() {
+                        K::ExpiredSignature | K::ImmatureSignature => Some(JwtError::Expired),
+                        K::InvalidIssuer
+                        | K::InvalidAudience
+                        | K::InvalidSubject
+                        | K::MissingRequiredClaim(_) => Some(JwtError::Claim(e.to_string())),
+                        _ => None,
+                    };
+                    match signed {
+                        // A signature an issuer vouches for beats another issuer's refusal.
+                        Some(s) => last = s,
+                        None if !last.signature_valid() => last = JwtError::Rejected(e.to_string()),
+                        None => {}
+                    }
+                }
             }
         }
         Err(last)
@@ -195,13 +225,16 @@ t0vNve3W+olHmAwAIJ0rk/W/vdUttRH/m4HtY/NffIFzBpQ71+bvZD8KvA==
         let v = JwtVerifier::from_config(&[hs_issuer("s3cret")]).unwrap();
         let (t, u) = v.verify(&hs_token("s3cret", claims(600))).unwrap();
         assert_eq!((t.as_str(), u.as_str()), ("skole1", "anna"));
-        // Expired beyond the leeway.
-        assert!(matches!(
+        // Expired beyond the leeway: signed, so not a forgery.
+        assert_eq!(
             v.verify(&hs_token("s3cret", claims(-120))),
-            Err(JwtError::Rejected(_))
-        ));
-        // Wrong signature.
-        assert!(v.verify(&hs_token("other", claims(600))).is_err());
+            Err(JwtError::Expired)
+        );
+        // Wrong signature, even on an expired token.
+        let e = v.verify(&hs_token("other", claims(600))).unwrap_err();
+        assert!(!e.signature_valid(), "{e:?}");
+        let e = v.verify(&hs_token("other", claims(-120))).unwrap_err();
+        assert!(!e.signature_valid(), "{e:?}");
         // Wrong audience / issuer.
         let mut c = claims(600);
         c["aud"] = json!("someone-else");

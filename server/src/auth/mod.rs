@@ -11,8 +11,8 @@ pub mod throttle;
 
 use crate::config::AuthConfig;
 use crate::limits::{
-    AUTH_HEADER_LEN_MAX, TOKEN_LAST_USED_RESOLUTION_S, USER_DB_REFRESH_INTERVAL_MS,
-    USER_DB_REFRESH_ON_MISS_MIN_MS,
+    AUTH_HEADER_LEN_MAX, PENALTY_LANE_SLOTS, PENALTY_LANE_WAIT_MS, TOKEN_LAST_USED_RESOLUTION_S,
+    USER_DB_REFRESH_INTERVAL_MS, USER_DB_REFRESH_ON_MISS_MIN_MS,
 };
 use crate::users::{now_unix, parse_login, password, token, TenantName, TokenId, UserDb, UserName};
 use base64::engine::general_purpose::STANDARD;
@@ -145,6 +145,10 @@ pub struct Authenticator {
     jwt_cache: JwtCache,
     jwt_verifications: AtomicU64,
     hash_slots: Arc<Semaphore>,
+    /// Password checks of logins from sources whose failed-login bucket is empty: they run
+    /// here, `PENALTY_LANE_SLOTS` at a time, instead of being refused outright.
+    penalty_lane: Arc<Semaphore>,
+    penalty_refusals: AtomicU64,
     flights: Flights<AuthError>,
     argon2_runs: Arc<AtomicU64>,
     challenges: Vec<String>,
@@ -190,6 +194,8 @@ impl Authenticator {
             ),
             jwt_verifications: AtomicU64::new(0),
             hash_slots: Arc::new(Semaphore::new(slots.max(1))),
+            penalty_lane: Arc::new(Semaphore::new(PENALTY_LANE_SLOTS)),
+            penalty_refusals: AtomicU64::new(0),
             flights: Flights::new(),
             argon2_runs: Arc::new(AtomicU64::new(0)),
             challenges,
@@ -213,6 +219,11 @@ impl Authenticator {
     /// JWT signature checks done since start (the verified-JWT cache answers the rest).
     pub fn jwt_verifications(&self) -> u64 {
         self.jwt_verifications.load(Ordering::Relaxed)
+    }
+
+    /// Logins from throttled sources refused because the penalty lane stayed full.
+    pub fn penalty_refusals(&self) -> u64 {
+        self.penalty_refusals.load(Ordering::Relaxed)
     }
 
     /// Password verifications in progress that a concurrent identical login would join.
@@ -241,10 +252,11 @@ impl Authenticator {
         }
     }
 
+    /// A Bearer token. The credentials are tried first (an app token is one keyed hash, a
+    /// JWT one cached lookup or signature check): the source's failed-login bucket never
+    /// stands between a valid token and its request. Only forged JWTs count as failures; an
+    /// expired JWT or a revoked app token is a plain 401 (docs/auth.md, "Throttling").
     async fn bearer(&self, token_str: &str, peer: IpAddr) -> Result<Principal, AuthError> {
-        self.throttle
-            .check_source(peer, Instant::now())
-            .map_err(|retry_after| AuthError::Throttled { retry_after })?;
         if token_str.starts_with(token::APP_TOKEN_PREFIX) {
             if let Some(p) = self.app_token_any(token_str) {
                 return Ok(p);
@@ -253,7 +265,7 @@ impl Authenticator {
             if let Some(p) = self.app_token_any(token_str) {
                 return Ok(p);
             }
-            self.throttle.record_source_failure(peer, Instant::now());
+            // Unknown or revoked: 256 random bits are not guessed, so no source failure.
             return Err(AuthError::BadCredentials);
         }
         let now = Instant::now();
@@ -291,9 +303,15 @@ impl Authenticator {
                 self.jwt_cache.insert(token_str, &tenant, &user, left, now);
                 Ok((tenant, user))
             }
+            // Signed by an issuer but expired (or refused for a claim): the client fetches a
+            // new token; nothing was guessed.
+            Err(e) if e.signature_valid() => Err(AuthError::BadCredentials),
             Err(_) => {
                 self.throttle.record_source_failure(peer, now);
-                Err(AuthError::BadCredentials)
+                match self.throttle.check_source(peer, now) {
+                    Ok(()) => Err(AuthError::BadCredentials),
+                    Err(retry_after) => Err(AuthError::Throttled { retry_after }),
+                }
             }
         }
     }
@@ -333,12 +351,21 @@ impl Authenticator {
             state = self.db.credential_state(&tenant, &user);
         }
         // 1. App token as the password: one keyed hash, no argon2, no account throttle.
-        if password.starts_with(token::APP_TOKEN_PREFIX) {
-            if let Some(p) = self.app_token_any(password) {
+        if token::parse(password).is_some() {
+            let mut found = self.app_token_any(password);
+            if found.is_none() && !refreshed {
+                self.refresh_on_miss().await?;
+                found = self.app_token_any(password);
+            }
+            if let Some(p) = found {
                 if p.tenant == tenant && p.user == user {
                     return Ok(p);
                 }
             }
+            // A well-formed token that is not (or no longer) this user's: a plain 401. Its
+            // 256 random bits are not guessed, so neither the account nor the source counts
+            // it, and no argon2 is paid (a revoked app password in a sync client at 08:00).
+            return Err(AuthError::BadCredentials);
         }
         // 2. Cache: this password was verified for this user recently.
         if let Some((disabled, epoch)) = state {
@@ -352,10 +379,15 @@ impl Authenticator {
         }
         let account = format!("{user}@{tenant}");
         let mut creds = self.db.credentials(&tenant, &user);
-        // 3. Throttle before paying for argon2.
+        // 3. Throttle before paying for argon2: an account in backoff waits; a source whose
+        // bucket is empty goes through the narrow penalty lane (held until the end).
         self.throttle
-            .check(&account, peer, now)
+            .check_account(&account, now)
             .map_err(|retry_after| AuthError::Throttled { retry_after })?;
+        let _lane = match self.throttle.check_source(peer, now) {
+            Ok(()) => None,
+            Err(retry_after) => Some(self.penalty_lane(retry_after).await?),
+        };
         // 4. argon2 (against a dummy hash for a missing user, to cost the same).
         let mut ok = self
             .verify_shared(&tenant, &user, creds.as_ref(), password)
@@ -391,6 +423,22 @@ impl Authenticator {
             _ => {
                 self.throttle.record_failure(&account, peer, Instant::now());
                 Err(AuthError::BadCredentials)
+            }
+        }
+    }
+
+    /// A place in the penalty lane, waiting at most `PENALTY_LANE_WAIT_MS`; 429 otherwise.
+    async fn penalty_lane(
+        &self,
+        retry_after: Duration,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, AuthError> {
+        let wait = Duration::from_millis(PENALTY_LANE_WAIT_MS);
+        match tokio::time::timeout(wait, self.penalty_lane.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(e)) => Err(AuthError::Unavailable(e.to_string())),
+            Err(_) => {
+                self.penalty_refusals.fetch_add(1, Ordering::Relaxed);
+                Err(AuthError::Throttled { retry_after })
             }
         }
     }

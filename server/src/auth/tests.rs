@@ -298,6 +298,173 @@ async fn cached_password_survives_an_attack_on_the_account() {
     );
 }
 
+fn jwt_for(secret: &str, name: &str, exp_in: i64) -> String {
+    let claims = serde_json::json!({"iss": "https://idp.example", "aud": "skab",
+        "exp": now_unix() as i64 + exp_in, "preferred_username": name});
+    format!("Bearer {}", jwt::tests::hs_token(secret, claims))
+}
+
+/// A small source bucket, so that a few failures empty it.
+fn small_bucket() -> AuthConfig {
+    let mut cfg = AuthConfig::default();
+    cfg.jwt.push(jwt::tests::hs_issuer("k"));
+    cfg.source_failures_burst = 5;
+    cfg.source_failures_per_minute = 1;
+    cfg
+}
+
+#[tokio::test]
+async fn expired_jwts_and_revoked_tokens_by_the_hundred_block_no_one() {
+    let (_d, db, a) = setup(small_bucket());
+    // Everyone behind one address (a proxy that does not forward the client's).
+    let proxy = ip("192.0.2.80");
+    let (id, secret) = db.create_token(&t("skole"), &u("anna"), "laptop").unwrap();
+    db.revoke_token(&t("skole"), &u("anna"), id).unwrap();
+    a.refresh_now().await.unwrap();
+    for i in 0..300 {
+        let expired = jwt_for("k", "bo@skole", -3600 - i);
+        assert_eq!(
+            a.authenticate(Some(&expired), proxy).await,
+            Err(AuthError::BadCredentials),
+            "an expired token is a 401: the client fetches a new one"
+        );
+        assert_eq!(
+            a.authenticate(Some(&format!("Bearer {secret}")), proxy)
+                .await,
+            Err(AuthError::BadCredentials)
+        );
+    }
+    // The same revoked token as an app password over Basic (what sync clients send).
+    for _ in 0..300 {
+        assert_eq!(
+            a.authenticate(Some(&basic("anna@skole", &secret)), proxy)
+                .await,
+            Err(AuthError::BadCredentials)
+        );
+    }
+    assert_eq!(a.argon2_runs(), 0, "a token is not a password to hash");
+    assert!(
+        a.throttle.check_source(proxy, Instant::now()).is_ok(),
+        "nothing guessed, nothing counted"
+    );
+    assert!(a
+        .throttle
+        .check_account("anna@skole", Instant::now())
+        .is_ok());
+    let p = a
+        .authenticate(Some(&jwt_for("k", "bo@skole", 600)), proxy)
+        .await
+        .unwrap();
+    assert_eq!(p.via, AuthVia::Jwt);
+    let p = a
+        .authenticate(Some(&basic("anna@skole", "pw-anna")), proxy)
+        .await
+        .unwrap();
+    assert_eq!(p.via, AuthVia::Password);
+}
+
+#[tokio::test]
+async fn forged_jwts_empty_the_bucket_but_valid_tokens_still_pass() {
+    let (_d, db, a) = setup(small_bucket());
+    let src = ip("198.51.100.66");
+    let (_, secret) = db.create_token(&t("skole"), &u("bo"), "phone").unwrap();
+    a.refresh_now().await.unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let forged = jwt_for("guess", "bo@skole", 600);
+        statuses.push(
+            a.authenticate(Some(&forged), src)
+                .await
+                .unwrap_err()
+                .status(),
+        );
+    }
+    assert_eq!(statuses[0], http::StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        statuses[7],
+        http::StatusCode::TOO_MANY_REQUESTS,
+        "forgeries count: {statuses:?}"
+    );
+    assert!(a.throttle.check_source(src, Instant::now()).is_err());
+    // The bucket is empty, and valid credentials are not asked about it.
+    let p = a
+        .authenticate(Some(&jwt_for("k", "bo@skole", 600)), src)
+        .await
+        .unwrap();
+    assert_eq!(p.via, AuthVia::Jwt);
+    let p = a
+        .authenticate(Some(&format!("Bearer {secret}")), src)
+        .await
+        .unwrap();
+    assert_eq!(p.via, AuthVia::AppToken);
+}
+
+#[tokio::test]
+async fn a_throttled_source_logs_in_through_the_penalty_lane() {
+    let (_d, db, a) = setup(small_bucket());
+    for i in 0..8 {
+        db.add_user(&t("skole"), &u(&format!("p{i}")), &cheap("pw"))
+            .unwrap();
+    }
+    a.refresh_now().await.unwrap();
+    let src = ip("203.0.113.40");
+    // Wrong passwords for many accounts empty the source's bucket.
+    for i in 0..6 {
+        let _ = a
+            .authenticate(Some(&basic(&format!("p{i}@skole"), "wrong")), src)
+            .await;
+    }
+    assert!(a.throttle.check_source(src, Instant::now()).is_err());
+    // A valid password from there is not refused: it is checked in the penalty lane.
+    let p = a
+        .authenticate(Some(&basic("anna@skole", "pw-anna")), src)
+        .await
+        .unwrap();
+    assert_eq!(p.via, AuthVia::Password);
+    // A wrong one is a 401 (and counted), not a free pass.
+    assert_eq!(
+        a.authenticate(Some(&basic("p7@skole", "wrong")), src).await,
+        Err(AuthError::BadCredentials)
+    );
+    // Another source is not in the lane at all.
+    let other = ip("203.0.113.41");
+    assert!(a.throttle.check_source(other, Instant::now()).is_ok());
+    // With the lane full, a throttled source's login waits, then gets 429 with Retry-After.
+    let hold = a
+        .penalty_lane
+        .clone()
+        .acquire_many_owned(PENALTY_LANE_SLOTS as u32)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let e = a
+        .authenticate(Some(&basic("bo@skole", "pw-bo")), src)
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), http::StatusCode::TOO_MANY_REQUESTS);
+    assert!(e.retry_after_secs().unwrap() >= 1);
+    assert!(started.elapsed() >= Duration::from_millis(PENALTY_LANE_WAIT_MS));
+    assert_eq!(a.penalty_refusals(), 1);
+    // ...while the other source logs in at once, lane or not.
+    let p = a
+        .authenticate(Some(&basic("bo@skole", "pw-bo")), other)
+        .await
+        .unwrap();
+    assert_eq!(p.via, AuthVia::Password);
+    drop(hold);
+    // The per-account backoff is as it was: the account in backoff waits, lane or not.
+    for _ in 0..=AuthConfig::default().account_failures_free {
+        let _ = a
+            .authenticate(Some(&basic("p7@skole", "wrong")), other)
+            .await;
+    }
+    let e = a
+        .authenticate(Some(&basic("p7@skole", "pw")), other)
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), http::StatusCode::TOO_MANY_REQUESTS);
+}
+
 /// Runs `logins` together, holding every argon2 slot until each has been polled to where it
 /// waits (for a slot or for a shared run), so that none finishes before the last one starts
 /// whatever the scheduling (argon2 is cheap in tests).

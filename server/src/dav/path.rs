@@ -473,6 +473,9 @@ pub fn parse_target_as(target: &str, me: Option<&SpaceKey>) -> Result<DavPath, P
 pub enum HostCheck<'a> {
     /// Must equal the request's Host header (case-insensitive, default ports ignored).
     Require(&'a str),
+    /// Must equal either: the request's Host, or `http.public_url`'s authority (behind a
+    /// proxy that rewrites Host).
+    Either(&'a str, &'a str),
     /// Any authority is taken as this server (behind proxies that rewrite Host).
     Ignore,
 }
@@ -521,12 +524,17 @@ pub fn parse_uri_ref(
     {
         return Err(PathError::BadUri);
     }
-    if let HostCheck::Require(req_host) = host {
-        let a = strip_default_port(authority, https);
-        let h = strip_default_port(req_host.trim(), https);
-        if !a.eq_ignore_ascii_case(h) {
-            return Ok(UriTarget::OtherHost);
-        }
+    let same = |h: &str| {
+        strip_default_port(authority, https)
+            .eq_ignore_ascii_case(strip_default_port(h.trim(), https))
+    };
+    let here = match host {
+        HostCheck::Require(h) => same(h),
+        HostCheck::Either(h, public) => same(h) || same(public),
+        HostCheck::Ignore => true,
+    };
+    if !here {
+        return Ok(UriTarget::OtherHost);
     }
     if !path.starts_with('/') {
         return Err(PathError::NotDav);
@@ -766,6 +774,20 @@ mod tests {
     #[test]
     fn destination_forms() {
         let me = sp("t", "u");
+        let either = HostCheck::Either("skab-internal", "skab.example.dk");
+        assert_eq!(
+            parse_destination("https://SKAB.example.dk:443/dav/t/u/y", &me, either),
+            parse_destination("/dav/t/u/y", &me, either),
+            "the public authority is this server"
+        );
+        assert_eq!(
+            parse_destination("http://skab-internal/dav/t/u/y", &me, either),
+            parse_destination("/dav/t/u/y", &me, either),
+        );
+        assert_eq!(
+            parse_destination("https://evil.example.dk/dav/t/u/y", &me, either),
+            Ok(Destination::OtherHost)
+        );
         let host = HostCheck::Require("skab.example.dk");
         let d = parse_destination("http://skab.example.dk/dav/t/u/b%20c", &me, host).unwrap();
         assert!(matches!(&d, Destination::Local(p) if p.path.as_str() == "b c"));

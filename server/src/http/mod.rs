@@ -6,6 +6,7 @@ pub mod body;
 pub mod date;
 pub mod h1;
 mod idle;
+pub mod proxy;
 pub mod response;
 
 use std::future::Future;
@@ -50,6 +51,8 @@ pub struct Settings {
     pub header_size_max: usize,
     /// A request body that sends nothing for this long fails as stalled.
     pub body_stall: Duration,
+    /// Peers whose PROXY protocol header and forwarding headers are believed.
+    pub trusted_proxies: Arc<proxy::TrustedProxies>,
 }
 
 impl Settings {
@@ -259,7 +262,7 @@ async fn serve_connection<H: Handler>(conn: Connection<H>) {
         watcher,
         stop,
     } = conn;
-    let tcp = match TcpStream::from_std(tcp) {
+    let mut tcp = match TcpStream::from_std(tcp) {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(%peer, error = %e, "could not register a connection");
@@ -281,6 +284,22 @@ async fn serve_connection<H: Handler>(conn: Connection<H>) {
             return;
         }
     }
+    // A PROXY protocol header (only HAProxy-style balancers start with `P`+`ROXY ` or the
+    // v2 signature's `\r`): from a trusted peer it names the client; from others it closes.
+    let peer = if matches!(probe[0], b'P' | b'\r') {
+        let r =
+            proxy::read_proxy_header(&mut tcp, peer, &settings.trusted_proxies, first_byte).await;
+        match r {
+            Ok(source) => source.unwrap_or(peer),
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "connection refused before HTTP");
+                drop(permit);
+                return;
+            }
+        }
+    } else {
+        peer
+    };
     let own_http1 = tls.is_none() && settings.own_http1;
     let service_handler = handler.clone();
     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {

@@ -139,20 +139,25 @@ pub fn if_header(headers: &HeaderMap) -> Result<Option<IfHeader>, Resp> {
     }
 }
 
-/// The request's `Host` for matching absolute URIs.
-pub fn host(headers: &HeaderMap) -> HostCheck<'_> {
-    match headers
-        .get(hyper::header::HOST)
-        .and_then(|h| h.to_str().ok())
-    {
-        Some(h) => HostCheck::Require(h),
-        None => HostCheck::Ignore,
+/// The request's `Host` (or `:authority`), and `http.public_url`'s authority when set, for
+/// matching absolute URIs.
+pub fn host<'a>(headers: &'a HeaderMap, public: Option<&'a str>) -> HostCheck<'a> {
+    match (
+        headers
+            .get(hyper::header::HOST)
+            .and_then(|h| h.to_str().ok()),
+        public,
+    ) {
+        (Some(h), Some(p)) => HostCheck::Either(h, p),
+        (Some(h), None) => HostCheck::Require(h),
+        (None, Some(p)) => HostCheck::Require(p),
+        (None, None) => HostCheck::Ignore,
     }
 }
 
 /// Evaluates the `If` header against current state; false is 412 (RFC 4918 §10.4.1).
 pub fn if_holds(ctx: &Ctx, headers: &HeaderMap, ifh: &IfHeader) -> bool {
-    let hostc = host(headers);
+    let hostc = host(headers, ctx.app.public_authority.as_deref());
     ifh.evaluate(|tag| {
         let path = match tag {
             None => Some(ctx.target.path.clone()),

@@ -29,14 +29,18 @@ pub async fn handle(ctx: &Ctx, req: &Request<ReqBody>) -> Resp {
     let Some(dest_raw) = headers.get("destination").and_then(|v| v.to_str().ok()) else {
         return text(StatusCode::BAD_REQUEST, "Destination header missing");
     };
-    let dest =
-        parse_destination(dest_raw, &ctx.target.space, host(headers)).and_then(|d| match d {
-            Destination::Local(p) => p
-                .path
-                .check_len(ctx.app.config.limits.path_len_max)
-                .map(|()| Destination::Local(p)),
-            other => Ok(other),
-        });
+    let dest = parse_destination(
+        dest_raw,
+        &ctx.target.space,
+        host(headers, ctx.app.public_authority.as_deref()),
+    )
+    .and_then(|d| match d {
+        Destination::Local(p) => p
+            .path
+            .check_len(ctx.app.config.limits.path_len_max)
+            .map(|()| Destination::Local(p)),
+        other => Ok(other),
+    });
     if let Some(code) = destination_status(&dest) {
         return text(
             code,

@@ -187,7 +187,11 @@ pub async fn finish(ctx: &Ctx, req: &Request<ReqBody>) -> Resp {
     else {
         return text(StatusCode::BAD_REQUEST, "MOVE needs a Destination header");
     };
-    let dest = parse_destination(dest_raw, &ctx.target.space, host(req.headers()));
+    let dest = parse_destination(
+        dest_raw,
+        &ctx.target.space,
+        host(req.headers(), ctx.app.public_authority.as_deref()),
+    );
     if let Some(code) = destination_status(&dest).filter(|c| *c != StatusCode::FORBIDDEN) {
         return text(code, "bad Destination");
     }
