@@ -27,6 +27,8 @@ pub struct App {
     pub access_log: Option<AccessLog>,
     /// `http.trusted_proxies`: whose forwarding headers name the client.
     pub trusted_proxies: Arc<TrustedProxies>,
+    /// Connections open now (kept by the HTTP layer, read by the metrics).
+    pub open_connections: Arc<std::sync::atomic::AtomicU64>,
     /// `http.public_url`'s authority: Destination and `If` URIs naming it are this server.
     pub public_authority: Option<String>,
     /// In-flight limits per tenant and account (`limits.inflight_per_*_max`).
@@ -104,6 +106,7 @@ impl App {
             metrics: Metrics::new(),
             access_log,
             trusted_proxies,
+            open_connections: Arc::default(),
             public_authority,
             fair_share,
         })

@@ -66,8 +66,137 @@ fn latency_histogram() -> Histogram {
     ))
 }
 
+/// Figures of the login path and the connections, read at scrape time (the server passes
+/// them in: the metrics know nothing of auth or the HTTP layer).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LiveFigures {
+    pub open_connections: u64,
+    pub password_hashes: u64,
+    pub hashes_queued: u64,
+    pub logins_verifying: u64,
+    pub credential_cache_hits: u64,
+    pub credential_cache_misses: u64,
+    pub jwt_verifications: u64,
+    pub jwt_cache_hits: u64,
+    pub throttled_account: u64,
+    pub throttled_source: u64,
+    pub throttled_penalty_lane: u64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+/// The login-path series.
+struct Login {
+    open_connections: Gauge<f64, AtomicU64>,
+    password_hashes: Counter<u64, AtomicU64>,
+    hashes_queued: Gauge<f64, AtomicU64>,
+    logins_verifying: Gauge<f64, AtomicU64>,
+    cache_hits: Counter<u64, AtomicU64>,
+    cache_misses: Counter<u64, AtomicU64>,
+    jwt_verifications: Counter<u64, AtomicU64>,
+    jwt_cache_hits: Counter<u64, AtomicU64>,
+    throttled: Family<KindLabels, Counter>,
+}
+
+impl Login {
+    fn register(registry: &mut Registry) -> Login {
+        let l = Login {
+            open_connections: Gauge::default(),
+            password_hashes: Counter::default(),
+            hashes_queued: Gauge::default(),
+            logins_verifying: Gauge::default(),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+            jwt_verifications: Counter::default(),
+            jwt_cache_hits: Counter::default(),
+            throttled: Family::default(),
+        };
+        registry.register(
+            "open_connections",
+            "Client connections open now",
+            l.open_connections.clone(),
+        );
+        registry.register(
+            "login_password_hashes",
+            "Password verifications (argon2 runs) since start",
+            l.password_hashes.clone(),
+        );
+        registry.register(
+            "login_hashes_queued",
+            "Logins waiting for an argon2 slot (auth.hash_concurrency) now",
+            l.hashes_queued.clone(),
+        );
+        registry.register(
+            "login_verifying",
+            "Distinct logins being verified now (identical ones share a run)",
+            l.logins_verifying.clone(),
+        );
+        registry.register(
+            "login_credential_cache_hits",
+            "Password logins answered by the verified-credential cache",
+            l.cache_hits.clone(),
+        );
+        registry.register(
+            "login_credential_cache_misses",
+            "Password logins that needed argon2",
+            l.cache_misses.clone(),
+        );
+        registry.register(
+            "login_jwt_verifications",
+            "JWT signature checks since start",
+            l.jwt_verifications.clone(),
+        );
+        registry.register(
+            "login_jwt_cache_hits",
+            "Bearer JWTs answered by the verified-JWT cache",
+            l.jwt_cache_hits.clone(),
+        );
+        registry.register(
+            "login_throttled",
+            "Logins refused with 429 by kind: account (backoff after failures), source (forged tokens), penalty_lane (a throttled source's lane stayed full)",
+            l.throttled.clone(),
+        );
+        l
+    }
+
+    fn set(&self, f: &LiveFigures) {
+        self.open_connections.set(f.open_connections as f64);
+        self.password_hashes
+            .inner()
+            .store(f.password_hashes, Ordering::Relaxed);
+        self.hashes_queued.set(f.hashes_queued as f64);
+        self.logins_verifying.set(f.logins_verifying as f64);
+        self.cache_hits
+            .inner()
+            .store(f.credential_cache_hits, Ordering::Relaxed);
+        self.cache_misses
+            .inner()
+            .store(f.credential_cache_misses, Ordering::Relaxed);
+        self.jwt_verifications
+            .inner()
+            .store(f.jwt_verifications, Ordering::Relaxed);
+        self.jwt_cache_hits
+            .inner()
+            .store(f.jwt_cache_hits, Ordering::Relaxed);
+        for (kind, n) in [
+            ("account", f.throttled_account),
+            ("source", f.throttled_source),
+            ("penalty_lane", f.throttled_penalty_lane),
+        ] {
+            self.throttled
+                .get_or_create(&KindLabels { kind })
+                .inner()
+                .store(n, Ordering::Relaxed);
+        }
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
+    login: Login,
     requests: Family<StatusLabels, Counter>,
     latency: Family<MethodLabels, Histogram, fn() -> Histogram>,
     logical: Gauge<f64, AtomicU64>,
@@ -154,8 +283,10 @@ impl Metrics {
             "Bytes the chunk cache holds (chunk bytes plus bookkeeping)",
             cache_bytes.clone(),
         );
+        let login = Login::register(&mut registry);
         Metrics {
             registry,
+            login,
             requests,
             latency,
             logical,
@@ -201,7 +332,8 @@ impl Metrics {
     }
 
     /// The text exposition (engine figures read at scrape time).
-    pub fn render(&self, store: &Store) -> Resp {
+    pub fn render(&self, store: &Store, live: &LiveFigures) -> Resp {
+        self.login.set(live);
         let s = store.stats();
         self.logical.set(s.logical_bytes as f64);
         self.stored.set(s.stored_bytes as f64);

@@ -85,8 +85,28 @@ fn version_name(v: hyper::Version) -> &'static str {
     }
 }
 
+/// What the metrics show of the login path and the connections.
+fn live_figures(app: &App) -> crate::metrics::LiveFigures {
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = app.auth.counters();
+    crate::metrics::LiveFigures {
+        open_connections: app.open_connections.load(Relaxed),
+        password_hashes: app.auth.argon2_runs(),
+        hashes_queued: c.hash_queued.load(Relaxed),
+        logins_verifying: app.auth.argon2_in_flight() as u64,
+        credential_cache_hits: c.cache_hits.load(Relaxed),
+        credential_cache_misses: c.cache_misses.load(Relaxed),
+        jwt_verifications: app.auth.jwt_verifications(),
+        jwt_cache_hits: c.jwt_cache_hits.load(Relaxed),
+        throttled_account: c.refused_account.load(Relaxed),
+        throttled_source: c.refused_source.load(Relaxed),
+        throttled_penalty_lane: app.auth.penalty_refusals(),
+    }
+}
+
 /// The HTTP layer's settings from the server's configuration.
-pub fn http_settings(config: &crate::config::Config) -> http::Settings {
+pub fn http_settings(app: &App) -> http::Settings {
+    let config = &app.config;
     let limits = &config.limits;
     http::Settings {
         tls: config.tls.cert.clone().zip(config.tls.key.clone()),
@@ -97,9 +117,8 @@ pub fn http_settings(config: &crate::config::Config) -> http::Settings {
         idle: Duration::from_secs(limits.idle_timeout_s),
         header_size_max: limits.header_size_max,
         body_stall: Duration::from_secs(limits.body_stall_timeout_s),
-        trusted_proxies: std::sync::Arc::new(
-            http::proxy::TrustedProxies::parse(&config.http.trusted_proxies).unwrap_or_default(),
-        ),
+        trusted_proxies: app.trusted_proxies.clone(),
+        open_connections: app.open_connections.clone(),
     }
 }
 
@@ -117,7 +136,7 @@ async fn route(app: Arc<App>, req: Request<ReqBody>, peer: SocketAddr) -> Resp {
                 text(StatusCode::OK, "ready")
             };
         }
-        "/metrics" => return app.metrics.render(&app.store),
+        "/metrics" => return app.metrics.render(&app.store, &live_figures(&app)),
         "/status.php" => return oc::discovery::status_php(),
         _ => {}
     }

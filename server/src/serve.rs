@@ -194,7 +194,7 @@ pub fn serve(config: Config) -> Result<(), CliError> {
         }
         tokio::spawn(maintenance(app.clone()));
         let listener = tokio::net::TcpListener::bind(listen).await?;
-        let settings = crate::route::http_settings(&app.config);
+        let settings = crate::route::http_settings(&app);
         let (scheme, http1) = (
             settings.scheme(),
             if settings.uses_own_http1() {

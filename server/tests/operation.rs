@@ -438,3 +438,36 @@ fn try_send(port: u16, req: &[u8]) -> Option<common::Reply> {
         None
     }
 }
+
+#[test]
+fn the_login_path_and_connections_are_in_the_metrics() {
+    let server = Server::start();
+    let c = server.client();
+    // First login: argon2 once; the next ones come from the credential cache.
+    for _ in 0..3 {
+        assert_eq!(c.propfind(&dav(""), "0").status, 207);
+    }
+    let wrong = server.client_as(&format!("{USER}@{TENANT}"), "not the password");
+    assert_eq!(wrong.propfind(&dav(""), "0").status, 401);
+    // A connection held open while the metrics are read.
+    let held = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let m = metrics(&server);
+    let hashes = metric(&m, "skab_login_password_hashes_total").unwrap();
+    assert!((2.0..=3.0).contains(&hashes), "{m}");
+    assert!(
+        metric(&m, "skab_login_credential_cache_hits_total").unwrap() >= 2.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "skab_login_credential_cache_misses_total").unwrap() >= 2.0,
+        "{m}"
+    );
+    assert_eq!(metric(&m, "skab_login_hashes_queued"), Some(0.0), "{m}");
+    assert!(metric(&m, "skab_open_connections").unwrap() >= 2.0, "{m}");
+    assert_eq!(
+        metric(&m, "skab_login_throttled_total{kind=\"account\"}"),
+        Some(0.0),
+        "{m}"
+    );
+    drop(held);
+}

@@ -51,6 +51,23 @@ pub struct Principal {
     pub via: AuthVia,
 }
 
+/// What the login path did since start (`/metrics`: the first thing to look at at 08:00).
+#[derive(Debug, Default)]
+pub struct LoginCounters {
+    /// Password checks that found the password in the verified-credential cache.
+    pub cache_hits: AtomicU64,
+    /// Password checks that had to run argon2 (or join a run of the same login).
+    pub cache_misses: AtomicU64,
+    /// Logins waiting for an argon2 slot (`auth.hash_concurrency`), now.
+    pub hash_queued: AtomicU64,
+    /// Bearer JWTs answered from the verified-JWT cache.
+    pub jwt_cache_hits: AtomicU64,
+    /// 429s: an account in backoff after failures.
+    pub refused_account: AtomicU64,
+    /// 429s: a source whose failed-login bucket is empty (forged tokens).
+    pub refused_source: AtomicU64,
+}
+
 /// Why a request is not authenticated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -149,6 +166,7 @@ pub struct Authenticator {
     /// here, `PENALTY_LANE_SLOTS` at a time, instead of being refused outright.
     penalty_lane: Arc<Semaphore>,
     penalty_refusals: AtomicU64,
+    counters: LoginCounters,
     flights: Flights<AuthError>,
     argon2_runs: Arc<AtomicU64>,
     challenges: Vec<String>,
@@ -196,6 +214,7 @@ impl Authenticator {
             hash_slots: Arc::new(Semaphore::new(slots.max(1))),
             penalty_lane: Arc::new(Semaphore::new(PENALTY_LANE_SLOTS)),
             penalty_refusals: AtomicU64::new(0),
+            counters: LoginCounters::default(),
             flights: Flights::new(),
             argon2_runs: Arc::new(AtomicU64::new(0)),
             challenges,
@@ -219,6 +238,11 @@ impl Authenticator {
     /// JWT signature checks done since start (the verified-JWT cache answers the rest).
     pub fn jwt_verifications(&self) -> u64 {
         self.jwt_verifications.load(Ordering::Relaxed)
+    }
+
+    /// The login path's counters.
+    pub fn counters(&self) -> &LoginCounters {
+        &self.counters
     }
 
     /// Logins from throttled sources refused because the penalty lane stayed full.
@@ -270,7 +294,10 @@ impl Authenticator {
         }
         let now = Instant::now();
         let (tenant, user) = match self.jwt_cache.get(token_str, now) {
-            Some(tu) => tu,
+            Some(tu) => {
+                self.counters.jwt_cache_hits.fetch_add(1, Ordering::Relaxed);
+                tu
+            }
             None => self.verify_jwt(token_str, peer, now)?,
         };
         let mut state = self.db.credential_state(&tenant, &user);
@@ -310,7 +337,10 @@ impl Authenticator {
                 self.throttle.record_source_failure(peer, now);
                 match self.throttle.check_source(peer, now) {
                     Ok(()) => Err(AuthError::BadCredentials),
-                    Err(retry_after) => Err(AuthError::Throttled { retry_after }),
+                    Err(retry_after) => {
+                        self.counters.refused_source.fetch_add(1, Ordering::Relaxed);
+                        Err(AuthError::Throttled { retry_after })
+                    }
                 }
             }
         }
@@ -370,6 +400,7 @@ impl Authenticator {
         // 2. Cache: this password was verified for this user recently.
         if let Some((disabled, epoch)) = state {
             if !disabled && self.cache.check(&tenant, &user, password, epoch, now) {
+                self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(Principal {
                     tenant,
                     user,
@@ -381,9 +412,15 @@ impl Authenticator {
         let mut creds = self.db.credentials(&tenant, &user);
         // 3. Throttle before paying for argon2: an account in backoff waits; a source whose
         // bucket is empty goes through the narrow penalty lane (held until the end).
+        self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
         self.throttle
             .check_account(&account, now)
-            .map_err(|retry_after| AuthError::Throttled { retry_after })?;
+            .map_err(|retry_after| {
+                self.counters
+                    .refused_account
+                    .fetch_add(1, Ordering::Relaxed);
+                AuthError::Throttled { retry_after }
+            })?;
         let _lane = match self.throttle.check_source(peer, now) {
             Ok(()) => None,
             Err(retry_after) => Some(self.penalty_lane(retry_after).await?),
@@ -466,11 +503,10 @@ impl Authenticator {
         let exists = phc.is_some();
         let phc = phc.unwrap_or_else(|| password::dummy_hash()).to_string();
         let pw = password.to_string();
-        let _slot = self
-            .hash_slots
-            .acquire()
-            .await
-            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        self.counters.hash_queued.fetch_add(1, Ordering::Relaxed);
+        let slot = self.hash_slots.acquire().await;
+        self.counters.hash_queued.fetch_sub(1, Ordering::Relaxed);
+        let _slot = slot.map_err(|e| AuthError::Unavailable(e.to_string()))?;
         let runs = self.argon2_runs.clone();
         let r = tokio::task::spawn_blocking(move || {
             runs.fetch_add(1, Ordering::Relaxed);

@@ -12,6 +12,7 @@ pub mod response;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,6 +54,8 @@ pub struct Settings {
     pub body_stall: Duration,
     /// Peers whose PROXY protocol header and forwarding headers are believed.
     pub trusted_proxies: Arc<proxy::TrustedProxies>,
+    /// Connections open now (read by the metrics).
+    pub open_connections: Arc<AtomicU64>,
 }
 
 impl Settings {
@@ -114,6 +117,7 @@ pub async fn run<H: Handler>(
             drop(tcp);
             continue;
         };
+        let permit = Slot::new(permit, &settings.open_connections);
         // Detached from this runtime's reactor: the worker registers it with its own, so
         // readiness events reach the connection's task on the thread that runs it.
         let tcp = match tcp.into_std() {
@@ -168,11 +172,33 @@ fn worker_count(configured: usize) -> usize {
         .min(WORKERS_MAX)
 }
 
+/// A connection's place under `connections_max`, counted in `open_connections` while held.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    open: Arc<AtomicU64>,
+}
+
+impl Slot {
+    fn new(permit: OwnedSemaphorePermit, open: &Arc<AtomicU64>) -> Slot {
+        open.fetch_add(1, Ordering::Relaxed);
+        Slot {
+            _permit: permit,
+            open: open.clone(),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// An accepted connection on its way to a worker thread.
 struct Connection<H> {
     tcp: std::net::TcpStream,
     peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    permit: Slot,
     handler: Arc<H>,
     settings: Arc<Settings>,
     tls: Option<tokio_rustls::TlsAcceptor>,
