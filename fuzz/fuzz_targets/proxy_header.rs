@@ -18,7 +18,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let trusted = TrustedProxies::parse(&["10.0.0.0/8", "::1", "127.0.0.1"]).unwrap();
-    let (a, b) = s.split_at(s.len() / 2);
+    // Two header lines, split at a character boundary near the middle.
+    let mid = (0..=s.len() / 2)
+        .rev()
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(0);
+    let (a, b) = s.split_at(mid);
     for rfc7239 in [false, true] {
         let _ = client_from_forwarded([a, b], rfc7239, |ip| trusted.contains(ip));
     }
