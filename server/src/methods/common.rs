@@ -25,6 +25,14 @@ use crate::http::response::{status, text, Resp};
 /// `If` headers near 200 bytes, and a full 64-digit hash twice would not fit).
 pub const ETAG_HASH_BYTES: usize = 16;
 
+/// The body length a request declares (`Content-Length`), if any and well-formed.
+pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
 /// The strong ETag of an entry, quoted: a file's content hash (truncated), or a
 /// collection's identity and change time.
 pub fn etag(info: &EntryInfo) -> String {

@@ -19,11 +19,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use hyper::header::{HeaderValue, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE, LOCATION};
 use hyper::{HeaderMap, Request, StatusCode};
 use skab_engine::ns::Name;
 
-use super::common::{check_write_headers, engine_error, is_dir};
+use super::common::{check_write_headers, declared_length, engine_error, is_dir};
 use super::ctx::Ctx;
 use crate::dav::locks::WriteScope;
 use crate::http::body::{BodyFault, ReqBody, RequestStream};
@@ -66,11 +66,7 @@ pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
         }
     };
     let limits = &ctx.app.config.limits;
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(req.headers());
     if declared.is_some_and(|n| n > limits.body_size_max) {
         return too_large();
     }

@@ -5,10 +5,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::http::body::ReqBody;
-use hyper::header::{CONTENT_LENGTH, CONTENT_RANGE};
+use hyper::header::CONTENT_RANGE;
 use hyper::{Request, StatusCode};
 
-use super::common::{check_write, engine_error, etag, is_dir, time_of};
+use super::common::{check_write, declared_length, engine_error, etag, is_dir, time_of};
 use super::ctx::Ctx;
 use crate::dav::headers::{evaluate_preconditions, Precondition};
 use crate::dav::locks::WriteScope;
@@ -74,11 +74,7 @@ pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
         None
     };
     let limits = &ctx.app.config.limits;
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(req.headers());
     if let Some(n) = declared {
         if n > limits.body_size_max {
             return text(
