@@ -8,8 +8,10 @@
 //! [`Flush`]; this module owns the loop, the flags and the wake-ups.
 
 use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
@@ -24,6 +26,62 @@ pub(crate) struct Flags {
     pub failed: bool,
     /// The owner is closing: the flusher writes what is pending, then stops.
     pub shutdown: bool,
+}
+
+/// Upper bounds of the flush-time buckets, microseconds: 50 µs doubling to about 3.3 s (a
+/// flush is a batch's write and its fdatasync).
+pub const FLUSH_TIME_BUCKETS_US: [u64; 17] = [
+    50, 100, 200, 400, 800, 1_600, 3_200, 6_400, 12_800, 25_600, 51_200, 102_400, 204_800, 409_600,
+    819_200, 1_638_400, 3_276_800,
+];
+
+/// How long flushes took: per bucket of [`FLUSH_TIME_BUCKETS_US`] (not cumulative; the last
+/// slot is everything slower), their count and their total.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushTimes {
+    pub buckets: [u64; FLUSH_TIME_BUCKETS_US.len() + 1],
+    pub count: u64,
+    pub total_us: u64,
+}
+
+impl FlushTimes {
+    /// Adds another log's figures (the store sums its shards' logs).
+    pub fn add(&mut self, o: &FlushTimes) {
+        for (a, b) in self.buckets.iter_mut().zip(o.buckets.iter()) {
+            *a += b;
+        }
+        self.count += o.count;
+        self.total_us += o.total_us;
+    }
+}
+
+/// The live counters behind [`FlushTimes`]: the flusher adds one flush at a time.
+#[derive(Debug, Default)]
+struct FlushClock {
+    buckets: [AtomicU64; FLUSH_TIME_BUCKETS_US.len() + 1],
+    count: AtomicU64,
+    total_us: AtomicU64,
+}
+
+impl FlushClock {
+    fn observe(&self, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let i = FLUSH_TIME_BUCKETS_US
+            .iter()
+            .position(|b| us <= *b)
+            .unwrap_or(FLUSH_TIME_BUCKETS_US.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.total_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    fn read(&self) -> FlushTimes {
+        FlushTimes {
+            buckets: std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed)),
+            count: self.count.load(Ordering::Relaxed),
+            total_us: self.total_us.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// How a flush ended, as [`Flush::settle`] decides under the lock.
@@ -72,6 +130,7 @@ pub(crate) struct GroupCommit<F: Flush> {
     pub(crate) idle: Condvar,
     pub(crate) durable: DurableMark,
     shared: F,
+    clock: FlushClock,
 }
 
 impl<F: Flush> Deref for GroupCommit<F> {
@@ -90,7 +149,13 @@ impl<F: Flush> GroupCommit<F> {
             idle: Condvar::new(),
             durable: DurableMark::new(durable),
             shared,
+            clock: FlushClock::default(),
         }
+    }
+
+    /// How long this log's flushes took so far.
+    pub(crate) fn flush_times(&self) -> FlushTimes {
+        self.clock.read()
     }
 
     /// Starts the flusher thread.
@@ -127,7 +192,9 @@ impl<F: Flush> GroupCommit<F> {
                 F::flags(&mut st).flushing = true;
                 F::take(self, &mut st)
             };
+            let started = Instant::now();
             let result = F::write(self, &mut batch);
+            self.clock.observe(started.elapsed());
             let settled = {
                 let mut st = self.state.lock();
                 F::flags(&mut st).flushing = false;

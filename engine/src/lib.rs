@@ -21,6 +21,7 @@ mod wal;
 pub use error::{Error, Result};
 pub use ids::{ChunkId, ContentHash, NodeId, PackId};
 pub use store::{
-    validate_account_name, CompactReport, ContentStream, DedupMode, GcReport, RecoveryReport,
-    ScrubReport, SpaceKey, Store, StoreConfig, StoreStats, Usage, ACCOUNT_NAME_LEN_MAX,
+    validate_account_name, CompactReport, ContentStream, DedupMode, FlushTimes, GcReport,
+    RecoveryReport, ScrubReport, SpaceKey, Store, StoreConfig, StoreStats, Usage,
+    ACCOUNT_NAME_LEN_MAX, FLUSH_TIME_BUCKETS_US,
 };

@@ -59,6 +59,25 @@ fn method_index(method: &Method) -> usize {
         .unwrap_or(METHOD_LABELS.len() - 1)
 }
 
+/// One engine flush-time histogram in the text format (cumulative buckets, seconds).
+fn flush_histogram(out: &mut String, name: &str, help: &str, t: &skab_engine::FlushTimes) {
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "# HELP {name} {help}.");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    let mut cumulative = 0u64;
+    for (bound_us, n) in skab_engine::FLUSH_TIME_BUCKETS_US
+        .iter()
+        .zip(t.buckets.iter())
+    {
+        cumulative += n;
+        let le = *bound_us as f64 / 1e6;
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", t.count);
+    let _ = writeln!(out, "{name}_sum {}", t.total_us as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count {}", t.count);
+}
+
 /// Latency buckets, seconds: 100 µs to about 13 s.
 fn latency_histogram() -> Histogram {
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
@@ -356,6 +375,23 @@ impl Metrics {
                 "metrics encoding failed",
             );
         }
+        // The engine keeps its own flush-time buckets; they are written as histograms before
+        // the end marker.
+        let end = out.rfind("# EOF").unwrap_or(out.len());
+        let mut flushes = String::new();
+        flush_histogram(
+            &mut flushes,
+            "skab_wal_flush_seconds",
+            "Write-ahead log flushes (a batch's write and fdatasync), all shards",
+            &s.wal_flush,
+        );
+        flush_histogram(
+            &mut flushes,
+            "skab_pack_flush_seconds",
+            "Pack appender flushes (a batch's write and fdatasync)",
+            &s.pack_flush,
+        );
+        out.insert_str(end, &flushes);
         let mut r = Response::new(full(out));
         r.headers_mut().insert(
             CONTENT_TYPE,

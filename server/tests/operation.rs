@@ -470,4 +470,23 @@ fn the_login_path_and_connections_are_in_the_metrics() {
         "{m}"
     );
     drop(held);
+    // Flush times of the logs and the packs, as histograms whose buckets only grow.
+    assert_eq!(c.put(&dav("f.bin"), &pseudo_random(3, 100_000)).status, 201);
+    let m = metrics(&server);
+    for name in ["skab_wal_flush_seconds", "skab_pack_flush_seconds"] {
+        let count = metric(&m, &format!("{name}_count")).unwrap_or(0.0);
+        assert!(count >= 1.0, "{name}: {m}");
+        let buckets: Vec<f64> = m
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}_bucket{{")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        assert_eq!(buckets.len(), 18, "{name}: {m}");
+        assert!(
+            buckets.windows(2).all(|w| w[0] <= w[1]),
+            "{name}: {buckets:?}"
+        );
+        assert_eq!(buckets.last(), Some(&count), "{name}");
+        assert!(metric(&m, &format!("{name}_sum")).unwrap() > 0.0, "{name}");
+    }
 }

@@ -450,6 +450,11 @@ impl ChunkStore {
     }
 
     /// (unique chunks, unique bytes, bytes in pack files).
+    /// How long the pack flushes took so far.
+    pub(crate) fn flush_times(&self) -> crate::commit::FlushTimes {
+        self.writer.flush_times()
+    }
+
     pub(crate) fn stats(&self) -> (u64, u64, u64) {
         let pack_bytes = self
             .usage

@@ -186,6 +186,13 @@ pub(crate) struct PackWriter {
     preparer: Mutex<Option<JoinHandle<()>>>,
 }
 
+impl PackWriter {
+    /// How long the pack flushes (write and fdatasync) took so far.
+    pub(crate) fn flush_times(&self) -> crate::commit::FlushTimes {
+        self.shared.flush_times()
+    }
+}
+
 /// Creates pack `pack` durably (header written and synced, directory synced).
 pub(crate) fn create_pack(storage: &dyn Storage, pack: PackId) -> Result<Arc<dyn StorageFile>> {
     let file = storage.open(&pack_name(pack), true)?;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::snapshot::{self, ShardSnapshot, SpaceEntrySnapshot, TenantSnapshot};
 use super::{now_ns, SpaceHandle, Store};
+use crate::commit::FlushTimes;
 use crate::error::Result;
 use crate::ns::NsOp;
 use crate::pack::{ChunkScrubReport, CompactReport, GcReport};
@@ -34,6 +35,10 @@ pub struct StoreStats {
     pub chunk_cache_misses: u64,
     /// Bytes the chunk cache holds now (chunk bytes plus bookkeeping).
     pub chunk_cache_bytes: u64,
+    /// How long the write-ahead logs' flushes (write + fdatasync) took, all shards together.
+    pub wal_flush: FlushTimes,
+    /// How long the pack appender's flushes took.
+    pub pack_flush: FlushTimes,
 }
 /// What a scrub found. Corruption is reported, never hidden.
 #[derive(Debug, Clone, Default)]
@@ -83,6 +88,11 @@ impl Store {
             chunk_cache_hits: cache.hits,
             chunk_cache_misses: cache.misses,
             chunk_cache_bytes: cache.bytes,
+            wal_flush: inner.shards.iter().fold(FlushTimes::default(), |mut t, s| {
+                t.add(&s.log.flush_times());
+                t
+            }),
+            pack_flush: inner.chunks.flush_times(),
         }
     }
 

@@ -34,6 +34,7 @@ use crate::io::Storage;
 use crate::ns::SpaceTree;
 use crate::pack::ChunkStore;
 
+pub use crate::commit::{FlushTimes, FLUSH_TIME_BUCKETS_US};
 pub use crate::pack::{CompactReport, GcReport};
 pub use config::{DedupMode, StoreConfig, SHARDS_MAX};
 pub use maintain::{ScrubReport, StoreStats};

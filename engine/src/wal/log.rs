@@ -61,6 +61,13 @@ pub(crate) struct ShardLog {
     flusher: Mutex<Option<JoinHandle<()>>>,
 }
 
+impl ShardLog {
+    /// How long this log's flushes (write and fdatasync) took so far.
+    pub(crate) fn flush_times(&self) -> crate::commit::FlushTimes {
+        self.shared.flush_times()
+    }
+}
+
 /// The name of segment `segment` inside `dir`.
 pub(crate) fn segment_name(dir: &str, segment: u64) -> String {
     format!("{dir}/{segment:016}.wal")
