@@ -218,6 +218,27 @@ fn lt_with(s: &Server, config: &str, args: &[&str]) -> Output {
     run(Path::new(loadtest()), &refs)
 }
 
+/// login-storm: 80 sessions over a 60 s window compressed 30x, no errors allowed.
+fn login_storm_80(s: &Server, out: &str) -> Output {
+    lt(
+        s,
+        &[
+            "run",
+            "login-storm",
+            "--sessions",
+            "80",
+            "--duration",
+            "60",
+            "--time-scale",
+            "30",
+            "--threshold",
+            "errors=0",
+            "--out",
+            out,
+        ],
+    )
+}
+
 fn result(dir: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(Path::new(dir).join("result.json")).expect("result.json");
     serde_json::from_str(&text).expect("result.json is JSON")
@@ -248,23 +269,7 @@ fn scenarios_against_a_real_skab() {
 
     // login-storm: 80 sessions over a 60 s window compressed 30x, then polls.
     let out = s.p("login");
-    let o = lt(
-        &s,
-        &[
-            "run",
-            "login-storm",
-            "--sessions",
-            "80",
-            "--duration",
-            "60",
-            "--time-scale",
-            "30",
-            "--threshold",
-            "errors=0",
-            "--out",
-            &out,
-        ],
-    );
+    let o = login_storm_80(&s, &out);
     assert!(o.status.success(), "login-storm: {}", text(&o));
     let r = result(&out);
     assert_eq!(r["scenario"], "login-storm");
@@ -331,23 +336,7 @@ fn scenarios_against_a_real_skab() {
         })
     };
     let out = s.p("login-changing");
-    let o = lt(
-        &s,
-        &[
-            "run",
-            "login-storm",
-            "--sessions",
-            "80",
-            "--duration",
-            "60",
-            "--time-scale",
-            "30",
-            "--threshold",
-            "errors=0",
-            "--out",
-            &out,
-        ],
-    );
+    let o = login_storm_80(&s, &out);
     let d = day.join().unwrap();
     assert!(d.status.success(), "school-day alongside: {}", text(&d));
     assert!(o.status.success(), "login-storm with changes: {}", text(&o));
