@@ -5,7 +5,7 @@ use crate::config::{CliOverrides, Config};
 use crate::limits::PASSWORD_LEN_MAX;
 use crate::users::import::{import_csv, ImportError};
 use crate::users::password;
-use crate::users::{TenantName, TokenId, UserDb, UserName};
+use crate::users::{GroupName, TenantName, TokenId, UserDb, UserName};
 use clap::{Args, Parser, Subcommand};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -29,6 +29,9 @@ pub enum Command {
     /// Manage tenants (schools).
     #[command(subcommand)]
     Tenant(TenantCmd),
+    /// Manage groups of users (classes, subjects, year groups).
+    #[command(subcommand)]
+    Group(GroupCmd),
     /// Manage app tokens (app passwords for sync clients).
     #[command(subcommand)]
     Token(TokenCmd),
@@ -174,6 +177,52 @@ pub enum UserCmd {
     },
 }
 
+/// A group of a tenant.
+#[derive(Debug, Clone, Args)]
+pub struct GroupRef {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    #[arg(long)]
+    pub tenant: String,
+    #[arg(long)]
+    pub group: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCmd {
+    /// Add a group of existing users.
+    Add {
+        #[command(flatten)]
+        which: GroupRef,
+        /// Comma-separated user names.
+        #[arg(long, value_delimiter = ',', value_name = "U1,U2,...")]
+        members: Vec<String>,
+    },
+    /// List a tenant's groups with their member counts.
+    List {
+        #[command(flatten)]
+        dir: DirArgs,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Delete a group (its members' accounts and files stay).
+    Del {
+        #[command(flatten)]
+        which: GroupRef,
+    },
+    /// Show a group's members, or change them with --add/--remove.
+    Members {
+        #[command(flatten)]
+        which: GroupRef,
+        /// Comma-separated user names to add.
+        #[arg(long, value_delimiter = ',', value_name = "U1,U2,...")]
+        add: Vec<String>,
+        /// Comma-separated user names to remove.
+        #[arg(long, value_delimiter = ',', value_name = "U1,U2,...")]
+        remove: Vec<String>,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum TenantCmd {
     /// Add a tenant.
@@ -188,7 +237,7 @@ pub enum TenantCmd {
         #[command(flatten)]
         dir: DirArgs,
     },
-    /// Delete every user of a tenant with all its data (the tenant's name stays listed, empty).
+    /// Delete a tenant: every user with all their data, its groups, and its name.
     Del {
         #[command(flatten)]
         dir: DirArgs,
@@ -245,6 +294,7 @@ pub fn run(cli: Cli, serve_fn: fn(Config) -> Result<(), CliError>) -> Result<(),
         Command::User(c) => user_cmd(c, &mut out),
         Command::Tenant(c) => tenant_cmd(c, &mut out),
         Command::Token(c) => token_cmd(c, &mut out),
+        Command::Group(c) => group_cmd(c, &mut out),
         Command::Quota(QuotaCmd::Set {
             dir,
             tenant,
@@ -470,11 +520,72 @@ fn tenant_cmd(c: TenantCmd, out: &mut impl Write) -> Result<(), CliError> {
             for u in &users {
                 db.delete_user(&t, &u.user)?;
             }
+            db.delete_tenant(&t)?;
             writeln!(
                 out,
                 "deleted {} users of tenant {t} and its data",
                 users.len()
             )?;
+        }
+    }
+    Ok(())
+}
+
+/// Parses comma-separated user names (empty items skipped).
+fn user_names(list: &[String]) -> Result<Vec<UserName>, CliError> {
+    list.iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(|s| UserName::new(s).map_err(CliError::from))
+        .collect()
+}
+
+fn group_cmd(c: GroupCmd, out: &mut impl Write) -> Result<(), CliError> {
+    let group_ref = |w: &GroupRef| -> Result<(TenantName, GroupName), CliError> {
+        Ok((TenantName::new(&w.tenant)?, GroupName::new(&w.group)?))
+    };
+    match c {
+        GroupCmd::Add { which, members } => {
+            let (t, g) = group_ref(&which)?;
+            let members = user_names(&members)?;
+            open_db(&which.dir)?.add_group(&t, &g, &members)?;
+            writeln!(
+                out,
+                "added group {g} of tenant {t} with {} members",
+                members.len()
+            )?;
+        }
+        GroupCmd::List { dir, tenant } => {
+            let t = TenantName::new(&tenant)?;
+            writeln!(out, "group\tmembers\tcreated")?;
+            for g in open_db(&dir)?.groups(&t)? {
+                writeln!(
+                    out,
+                    "{}\t{}\t{}",
+                    g.name,
+                    g.members.len(),
+                    fmt_time(g.created)
+                )?;
+            }
+        }
+        GroupCmd::Del { which } => {
+            let (t, g) = group_ref(&which)?;
+            open_db(&which.dir)?.delete_group(&t, &g)?;
+            writeln!(out, "deleted group {g} of tenant {t}")?;
+        }
+        GroupCmd::Members { which, add, remove } => {
+            let (t, g) = group_ref(&which)?;
+            let db = open_db(&which.dir)?;
+            let (add, remove) = (user_names(&add)?, user_names(&remove)?);
+            if !add.is_empty() || !remove.is_empty() {
+                db.change_group_members(&t, &g, &add, &remove)?;
+            }
+            let info = db
+                .group(&t, &g)
+                .ok_or_else(|| CliError(format!("no such group: {g} of tenant {t}")))?;
+            for m in info.members {
+                writeln!(out, "{m}")?;
+            }
         }
     }
     Ok(())

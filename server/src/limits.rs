@@ -71,6 +71,13 @@ pub const TOKENS_PER_USER_MAX: usize = 64;
 pub const APP_TOKEN_BYTES: usize = 32;
 /// A token's last use is written to the log at most this often, seconds (one record per hour).
 pub const TOKEN_LAST_USED_RESOLUTION_S: u64 = 3600;
+/// Members named in one record of the user log, count: 500 names of at most 64 bytes stay
+/// well inside [`USER_LOG_RECORD_LEN_MAX`]; a longer list is written as several records.
+pub const GROUP_MEMBERS_PER_RECORD_MAX: usize = 500;
+/// Members of one group, count: a year group of the largest municipality fits many times.
+pub const GROUP_MEMBERS_MAX: usize = 100_000;
+/// Groups of one tenant, count: every class and subject of a municipality's schools.
+pub const GROUPS_PER_TENANT_MAX: usize = 100_000;
 /// Largest record in the user log, bytes; a larger length field is corruption.
 pub const USER_LOG_RECORD_LEN_MAX: usize = 64 * 1024;
 /// Rows of a CSV import, count: 10 million is ten times Denmark's pupils and staff.
@@ -155,6 +162,9 @@ pub const VERSIONS_KEPT_DEFAULT: u32 = 10;
 pub const TRASH_RETENTION_DAYS_DEFAULT: u32 = 30;
 
 const _: () = assert!(NAME_LEN_MIN >= 1 && NAME_LEN_MIN <= NAME_LEN_MAX);
+// A record of members (each name plus its length prefix) stays far inside a log record.
+const _: () =
+    assert!(GROUP_MEMBERS_PER_RECORD_MAX * (NAME_LEN_MAX + 2) + 1024 < USER_LOG_RECORD_LEN_MAX);
 const _: () = assert!(ARGON2_M_COST_KIB <= ARGON2_M_COST_MAX_KIB);
 const _: () = assert!(ARGON2_T_COST <= ARGON2_T_COST_MAX);
 const _: () = assert!(ARGON2_P_COST <= ARGON2_P_COST_MAX);

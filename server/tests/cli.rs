@@ -188,6 +188,101 @@ fn tenants_and_tokens() {
     .success());
 }
 
+fn members_of(dir: &Path, group: &str) -> Vec<String> {
+    let out = ok(&skab(
+        dir,
+        &["group", "members", "--tenant", "skole", "--group", group],
+        None,
+    ));
+    out.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn groups_are_made_changed_listed_and_deleted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let h = cheap("pw");
+    let csv = dir.join("u.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "user,tenant,groups,password\nanna,skole,9a;y9,{h}\nbo,skole,9a,{h}\ncarl,skole,,{h}\n"
+        ),
+    )
+    .unwrap();
+    ok(&skab(
+        dir,
+        &["user", "import", "--csv", csv.to_str().unwrap()],
+        None,
+    ));
+    assert_eq!(members_of(dir, "9a"), ["anna", "bo"]);
+    assert_eq!(members_of(dir, "y9"), ["anna"]);
+    let add = ["group", "add", "--tenant", "skole", "--group", "teachers"];
+    ok(&skab(
+        dir,
+        &[&add[..], &["--members", "carl,anna"]].concat(),
+        None,
+    ));
+    let again = skab(dir, &[&add[..], &["--members", "carl"]].concat(), None);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("group exists"));
+    let unknown = skab(
+        dir,
+        &[
+            &add[..2],
+            &["--tenant", "skole", "--group", "x", "--members", "nobody"],
+        ]
+        .concat(),
+        None,
+    );
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no such user"));
+    let change = ["group", "members", "--tenant", "skole", "--group", "9a"];
+    ok(&skab(
+        dir,
+        &[&change[..], &["--add", "carl", "--remove", "anna"]].concat(),
+        None,
+    ));
+    assert_eq!(members_of(dir, "9a"), ["bo", "carl"]);
+    let list = ok(&skab(dir, &["group", "list", "--tenant", "skole"], None));
+    let rows: Vec<(&str, &str)> = list
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let mut f = l.split('\t');
+            (f.next().unwrap(), f.next().unwrap())
+        })
+        .collect();
+    assert_eq!(rows, [("9a", "2"), ("teachers", "2"), ("y9", "1")]);
+    // A deleted user leaves their groups; a deleted group is gone.
+    ok(&skab(
+        dir,
+        &["user", "del", "--tenant", "skole", "--user", "carl"],
+        None,
+    ));
+    assert_eq!(members_of(dir, "9a"), ["bo"]);
+    assert_eq!(members_of(dir, "teachers"), ["anna"]);
+    ok(&skab(
+        dir,
+        &["group", "del", "--tenant", "skole", "--group", "teachers"],
+        None,
+    ));
+    assert!(!skab(
+        dir,
+        &["group", "members", "--tenant", "skole", "--group", "teachers"],
+        None
+    )
+    .status
+    .success());
+    // Deleting the tenant removes it, its users and its groups from every listing.
+    ok(&skab(dir, &["tenant", "del", "--tenant", "skole"], None));
+    let tenants = ok(&skab(dir, &["tenant", "list"], None));
+    assert_eq!(tenants.lines().count(), 1, "{tenants}");
+    assert!(!skab(dir, &["group", "list", "--tenant", "skole"], None)
+        .status
+        .success());
+}
+
 #[test]
 fn compact_rewrites_the_user_log_and_keeps_accounts_and_tokens() {
     let d = tempfile::tempdir().unwrap();

@@ -460,6 +460,11 @@ fn deleted_users_and_tenants_leave_nothing_for_the_next_account_of_that_name() {
     wait_status(&c, &dav("v.txt"), 401);
     skab_ok(&["tenant", "del", "--data-dir", d, "--tenant", "school2"]);
     wait_status(&kid, "/dav/school2/kid/k.txt", 401);
+    let tenants = skab_ok(&["tenant", "list", "--data-dir", d]);
+    assert!(
+        !tenants.contains("school2"),
+        "deleted tenant listed: {tenants}"
+    );
     s.restart();
 
     // New accounts with the old names start empty, after a restart too.

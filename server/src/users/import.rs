@@ -1,6 +1,6 @@
-//! Bulk import of users from CSV (`user,tenant,password`): all rows or none.
+//! Bulk import of users from CSV (`user,tenant,password[,groups]`): all rows or none.
 
-use super::names::{TenantName, UserName};
+use super::names::{GroupName, TenantName, UserName};
 use super::password;
 use super::{NewUser, UserDb, UserDbError};
 use crate::limits::{IMPORT_ERRORS_SHOWN_MAX, IMPORT_ROWS_MAX};
@@ -44,6 +44,7 @@ struct Row {
     tenant: TenantName,
     user: UserName,
     secret: Secret,
+    groups: Vec<GroupName>,
 }
 
 enum Secret {
@@ -67,7 +68,9 @@ impl Errors {
 
 /// Imports users from CSV with a header row naming the columns `user`, `tenant` and
 /// `password` (any order; other columns ignored). A `password` value starting with
-/// `$argon2` is taken as a PHC hash, anything else as a plaintext password to hash.
+/// `$argon2` is taken as a PHC hash, anything else as a plaintext password to hash. An
+/// optional `groups` column names the user's groups, separated by `;`: missing groups are
+/// created, existing ones gain the user.
 /// Every row is checked first; any bad row (or an existing user) means nothing is written.
 pub fn import_csv(db: &UserDb, input: impl Read) -> Result<ImportReport, ImportError> {
     let mut rdr = csv::ReaderBuilder::new()
@@ -86,6 +89,7 @@ pub fn import_csv(db: &UserDb, input: impl Read) -> Result<ImportReport, ImportE
             .ok_or_else(|| ImportError::Csv(format!("header has no column {name:?}")))
     };
     let (cu, ct, cp) = (col("user")?, col("tenant")?, col("password")?);
+    let cg = col("groups").ok();
     let mut errors = Errors {
         shown: Vec::new(),
         total: 0,
@@ -154,6 +158,21 @@ pub fn import_csv(db: &UserDb, input: impl Read) -> Result<ImportReport, ImportE
                 }
             }
         };
+        let groups: Result<Vec<GroupName>, _> = cg
+            .map(field)
+            .unwrap_or("")
+            .split(';')
+            .map(|g| g.trim().to_ascii_lowercase())
+            .filter(|g| !g.is_empty())
+            .map(|g| GroupName::new(&g))
+            .collect();
+        let groups = match groups {
+            Ok(g) => g,
+            Err(e) => {
+                errors.push(line, e.to_string());
+                continue;
+            }
+        };
         let key = (tenant.clone(), user.clone());
         if let Some(first) = seen.get(&key) {
             errors.push(
@@ -172,6 +191,7 @@ pub fn import_csv(db: &UserDb, input: impl Read) -> Result<ImportReport, ImportE
             tenant,
             user,
             secret,
+            groups,
         });
     }
     drop(seen);
@@ -200,6 +220,7 @@ pub fn import_csv(db: &UserDb, input: impl Read) -> Result<ImportReport, ImportE
                 tenant: r.tenant,
                 user: r.user,
                 phc,
+                groups: r.groups,
             })
         })
         .collect();
@@ -272,6 +293,40 @@ mod tests {
         drop(db);
         let db = UserDb::open(dir.path()).unwrap();
         assert_eq!(db.user_count(), 3);
+    }
+
+    #[test]
+    fn groups_column_creates_groups_and_joins_existing_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = UserDb::open(dir.path()).unwrap();
+        let g = |s: &str| GroupName::new(s).unwrap();
+        let t = TenantName::new("s1").unwrap();
+        db.add_user(&t, &UserName::new("old").unwrap(), &cheap("x"))
+            .unwrap();
+        db.add_group(&t, &g("9a"), &[UserName::new("old").unwrap()])
+            .unwrap();
+        let h = cheap("a");
+        let csv = format!(
+            "user,tenant,groups,password\nanna,s1,9A; y9,{h}\nbo,s1,,{h}\ncarl,s1,y9,{h}\n"
+        );
+        import_csv(&db, csv.as_bytes()).unwrap();
+        let members = |name: &str| -> Vec<String> {
+            db.group(&t, &g(name))
+                .unwrap()
+                .members
+                .iter()
+                .map(|m| m.to_string())
+                .collect()
+        };
+        assert_eq!(members("9a"), ["anna", "old"]);
+        assert_eq!(members("y9"), ["anna", "carl"]);
+        assert!(db.groups_of(&t, &UserName::new("bo").unwrap()).is_empty());
+        let bad = format!("user,tenant,groups,password\ndan,s1,ok;bad group,{h}\n");
+        assert!(matches!(
+            import_csv(&db, bad.as_bytes()),
+            Err(ImportError::Rows { total: 1, .. })
+        ));
+        assert!(!db.has_user(&t, &UserName::new("dan").unwrap()));
     }
 
     #[test]

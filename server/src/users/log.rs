@@ -1,6 +1,6 @@
 //! The user log's records and their framing: `len u32 LE | crc32c u32 LE | postcard payload`.
 
-use super::names::{TenantName, UserName};
+use super::names::{GroupName, TenantName, UserName};
 use super::TokenId;
 use crate::limits::USER_LOG_RECORD_LEN_MAX;
 use serde::{Deserialize, Serialize};
@@ -85,6 +85,28 @@ pub(crate) enum Op {
         hash: [u8; 32],
         created: u64,
         last_used: Option<u64>,
+    },
+    /// Removes a tenant that no longer has users (its data is deleted first).
+    TenantDelete {
+        tenant: TenantName,
+    },
+    /// Creates a group with its first members (as a compaction also writes it).
+    GroupAdd {
+        tenant: TenantName,
+        group: GroupName,
+        members: Vec<UserName>,
+        at: u64,
+    },
+    GroupDelete {
+        tenant: TenantName,
+        group: GroupName,
+    },
+    /// Adds and removes members; names not (or already) members are skipped.
+    GroupMembers {
+        tenant: TenantName,
+        group: GroupName,
+        add: Vec<UserName>,
+        remove: Vec<UserName>,
     },
 }
 

@@ -1,4 +1,4 @@
-//! The user database: tenants, users and app tokens in an append-only log in the data dir.
+//! The user database: tenants, users, groups and app tokens in an append-only log in the data dir.
 //!
 //! Format, locking and the refresh protocol: `docs/auth.md`.
 
@@ -8,15 +8,16 @@ pub mod names;
 pub mod password;
 pub mod token;
 
-pub use names::{parse_login, NameError, TenantName, UserName};
+pub use names::{parse_login, GroupName, NameError, TenantName, UserName};
 
 use crate::limits::{
-    TOKENS_PER_USER_MAX, TOKEN_LABEL_LEN_MAX, USER_LOG_COMPACT_MIN_BYTES, USER_LOG_COMPACT_RATIO,
+    GROUPS_PER_TENANT_MAX, GROUP_MEMBERS_MAX, GROUP_MEMBERS_PER_RECORD_MAX, TOKENS_PER_USER_MAX,
+    TOKEN_LABEL_LEN_MAX, USER_LOG_COMPACT_MIN_BYTES, USER_LOG_COMPACT_RATIO,
     USER_LOG_COMPACT_TXN_OPS,
 };
 use log::{Entry, Op};
 use parking_lot::{Mutex, RwLock};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -78,6 +79,16 @@ pub enum UserDbError {
     NoSuchTenant(TenantName),
     #[error("no such user: {1}@{0}")]
     NoSuchUser(TenantName, UserName),
+    #[error("tenant {0} still has users; delete them first")]
+    TenantNotEmpty(TenantName),
+    #[error("no such group: {1} of tenant {0}")]
+    NoSuchGroup(TenantName, GroupName),
+    #[error("group exists: {1} of tenant {0}")]
+    GroupExists(TenantName, GroupName),
+    #[error("a group may have at most {GROUP_MEMBERS_MAX} members")]
+    TooManyMembers,
+    #[error("a tenant may have at most {GROUPS_PER_TENANT_MAX} groups")]
+    TooManyGroups,
     #[error("tenant exists: {0}")]
     TenantExists(TenantName),
     #[error("user exists: {1}@{0}")]
@@ -131,10 +142,19 @@ struct User {
     tokens: Vec<TokenRec>,
 }
 
+#[derive(Debug, Clone, Default)]
+struct Group {
+    created: u64,
+    members: BTreeSet<UserName>,
+}
+
 #[derive(Debug, Default)]
 struct Tenant {
     created: u64,
     users: HashMap<UserName, User>,
+    groups: HashMap<GroupName, Group>,
+    /// Each user's groups (the reverse of `Group::members`, kept in step by `apply`).
+    member_of: HashMap<UserName, BTreeSet<GroupName>>,
 }
 
 #[derive(Debug, Default)]
@@ -164,6 +184,15 @@ pub struct UserInfo {
     pub disabled: bool,
     pub created: u64,
     pub tokens: usize,
+}
+
+/// A group as listed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupInfo {
+    pub name: GroupName,
+    /// Sorted by name.
+    pub members: Vec<UserName>,
+    pub created: u64,
 }
 
 /// An app token as listed (its secret is never stored).
@@ -257,6 +286,8 @@ pub(crate) struct NewUser {
     pub tenant: TenantName,
     pub user: UserName,
     pub phc: String,
+    /// Groups to put the user in (created when missing).
+    pub groups: Vec<GroupName>,
 }
 
 /// The user database of one data dir. Cheap to share (`Arc`); all methods take `&self`.
@@ -591,6 +622,10 @@ impl UserDb {
                     .values()
                     .map(|u| 1 + u.tokens.len() as u64)
                     .sum::<u64>()
+                    + t.groups
+                        .values()
+                        .map(|g| 1 + (g.members.len() / GROUP_MEMBERS_PER_RECORD_MAX) as u64)
+                        .sum::<u64>()
             })
             .sum()
     }
@@ -666,6 +701,16 @@ impl UserDb {
                         }
                     }
                 }
+                // Groups after the users: members must exist when a group's record applies.
+                for (group, g) in &t.groups {
+                    let members: Vec<UserName> = g.members.iter().cloned().collect();
+                    txn.extend(group_add_ops(tenant, group, &members, g.created));
+                    if txn.len() >= USER_LOG_COMPACT_TXN_OPS {
+                        encode_txn(&mut buf, &txn)?;
+                        ops_after += txn.len() as u64;
+                        txn.clear();
+                    }
+                }
             }
         }
         if !txn.is_empty() {
@@ -738,6 +783,35 @@ impl UserDb {
             .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
+    }
+
+    /// Groups of a tenant, sorted by name.
+    pub fn groups(&self, tenant: &TenantName) -> Result<Vec<GroupInfo>, UserDbError> {
+        let st = self.state.read();
+        let t = st
+            .tenants
+            .get(tenant)
+            .ok_or_else(|| UserDbError::NoSuchTenant(tenant.clone()))?;
+        let mut v: Vec<GroupInfo> = t.groups.iter().map(|(n, g)| group_info(n, g)).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(v)
+    }
+
+    /// One group, if it exists.
+    pub fn group(&self, tenant: &TenantName, group: &GroupName) -> Option<GroupInfo> {
+        let st = self.state.read();
+        let g = st.tenants.get(tenant)?.groups.get(group)?;
+        Some(group_info(group, g))
+    }
+
+    /// The groups `user` is a member of, sorted by name (empty for an unknown user).
+    pub fn groups_of(&self, tenant: &TenantName, user: &UserName) -> Vec<GroupName> {
+        let st = self.state.read();
+        st.tenants
+            .get(tenant)
+            .and_then(|t| t.member_of.get(user))
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Users of a tenant, sorted by name.
@@ -882,6 +956,7 @@ impl UserDb {
             let at = now_unix();
             let mut ops = Vec::with_capacity(new.len() + 16);
             let mut new_tenants = std::collections::HashSet::new();
+            let mut joins: BTreeMap<(TenantName, GroupName), Vec<UserName>> = BTreeMap::new();
             let count = new.len();
             for n in new {
                 if !st.tenants.contains_key(&n.tenant) && new_tenants.insert(n.tenant.clone()) {
@@ -890,12 +965,48 @@ impl UserDb {
                         at,
                     });
                 }
+                for g in n.groups {
+                    joins
+                        .entry((n.tenant.clone(), g))
+                        .or_default()
+                        .push(n.user.clone());
+                }
                 ops.push(Op::UserAdd {
                     tenant: n.tenant,
                     user: n.user,
                     phc: n.phc,
                     at,
                 });
+            }
+            // Group records after the users they name (they apply in order).
+            let mut new_groups: HashMap<&TenantName, usize> = HashMap::new();
+            for ((tenant, group), members) in &joins {
+                let existing = st.tenants.get(tenant).and_then(|t| t.groups.get(group));
+                let size = existing.map_or(0, |g| g.members.len()) + members.len();
+                if size > GROUP_MEMBERS_MAX {
+                    return Err(UserDbError::TooManyMembers);
+                }
+                match existing {
+                    Some(_) => {
+                        for c in members.chunks(GROUP_MEMBERS_PER_RECORD_MAX) {
+                            ops.push(Op::GroupMembers {
+                                tenant: tenant.clone(),
+                                group: group.clone(),
+                                add: c.to_vec(),
+                                remove: Vec::new(),
+                            });
+                        }
+                    }
+                    None => {
+                        let n = new_groups.entry(tenant).or_default();
+                        *n += 1;
+                        let had = st.tenants.get(tenant).map_or(0, |t| t.groups.len());
+                        if had + *n > GROUPS_PER_TENANT_MAX {
+                            return Err(UserDbError::TooManyGroups);
+                        }
+                        ops.extend(group_add_ops(tenant, group, members, at));
+                    }
+                }
             }
             Ok((ops, Ok(count)))
         })
@@ -982,6 +1093,108 @@ impl UserDb {
                 }],
                 (),
             ))
+        })
+    }
+
+    /// Removes a tenant that has no users left (its groups go with it); its data must have
+    /// been deleted first.
+    pub fn delete_tenant(&self, tenant: &TenantName) -> Result<(), UserDbError> {
+        self.transact(|st| {
+            let t = st
+                .tenants
+                .get(tenant)
+                .ok_or_else(|| UserDbError::NoSuchTenant(tenant.clone()))?;
+            if !t.users.is_empty() {
+                return Err(UserDbError::TenantNotEmpty(tenant.clone()));
+            }
+            Ok((
+                vec![Op::TenantDelete {
+                    tenant: tenant.clone(),
+                }],
+                (),
+            ))
+        })
+    }
+
+    /// Creates a group of existing users of an existing tenant.
+    pub fn add_group(
+        &self,
+        tenant: &TenantName,
+        group: &GroupName,
+        members: &[UserName],
+    ) -> Result<(), UserDbError> {
+        let members = dedup(members);
+        if members.len() > GROUP_MEMBERS_MAX {
+            return Err(UserDbError::TooManyMembers);
+        }
+        self.transact(|st| {
+            let t = st
+                .tenants
+                .get(tenant)
+                .ok_or_else(|| UserDbError::NoSuchTenant(tenant.clone()))?;
+            if t.groups.contains_key(group) {
+                return Err(UserDbError::GroupExists(tenant.clone(), group.clone()));
+            }
+            if t.groups.len() >= GROUPS_PER_TENANT_MAX {
+                return Err(UserDbError::TooManyGroups);
+            }
+            for m in &members {
+                get_user(st, tenant, m)?;
+            }
+            Ok((group_add_ops(tenant, group, &members, now_unix()), ()))
+        })
+    }
+
+    /// Deletes a group (its members' accounts stay).
+    pub fn delete_group(&self, tenant: &TenantName, group: &GroupName) -> Result<(), UserDbError> {
+        self.transact(|st| {
+            get_group(st, tenant, group)?;
+            Ok((
+                vec![Op::GroupDelete {
+                    tenant: tenant.clone(),
+                    group: group.clone(),
+                }],
+                (),
+            ))
+        })
+    }
+
+    /// Adds existing users to a group and removes members from it, in one transaction.
+    /// Adding a member or removing a non-member is no error (nothing changes for them).
+    pub fn change_group_members(
+        &self,
+        tenant: &TenantName,
+        group: &GroupName,
+        add: &[UserName],
+        remove: &[UserName],
+    ) -> Result<(), UserDbError> {
+        let (add, remove) = (dedup(add), dedup(remove));
+        self.transact(|st| {
+            let g = get_group(st, tenant, group)?;
+            for m in &add {
+                get_user(st, tenant, m)?;
+            }
+            let after = g.members.len() + add.iter().filter(|m| !g.members.contains(*m)).count()
+                - remove.iter().filter(|m| g.members.contains(*m)).count();
+            if after > GROUP_MEMBERS_MAX {
+                return Err(UserDbError::TooManyMembers);
+            }
+            let mut ops = Vec::new();
+            let (mut add, mut remove) = (add.as_slice(), remove.as_slice());
+            while !add.is_empty() || !remove.is_empty() {
+                let (a, r) = (
+                    add.len().min(GROUP_MEMBERS_PER_RECORD_MAX),
+                    remove.len().min(GROUP_MEMBERS_PER_RECORD_MAX),
+                );
+                ops.push(Op::GroupMembers {
+                    tenant: tenant.clone(),
+                    group: group.clone(),
+                    add: add[..a].to_vec(),
+                    remove: remove[..r].to_vec(),
+                });
+                (add, remove) = (&add[a..], &remove[r..]);
+            }
+            Ok((ops, ()))
         })
     }
 
@@ -1089,6 +1302,33 @@ fn get_user<'a>(
         .ok_or_else(|| UserDbError::NoSuchUser(tenant.clone(), user.clone()))
 }
 
+fn get_group<'a>(
+    st: &'a State,
+    tenant: &TenantName,
+    group: &GroupName,
+) -> Result<&'a Group, UserDbError> {
+    st.tenants
+        .get(tenant)
+        .ok_or_else(|| UserDbError::NoSuchTenant(tenant.clone()))?
+        .groups
+        .get(group)
+        .ok_or_else(|| UserDbError::NoSuchGroup(tenant.clone(), group.clone()))
+}
+
+fn group_info(name: &GroupName, g: &Group) -> GroupInfo {
+    GroupInfo {
+        name: name.clone(),
+        members: g.members.iter().cloned().collect(),
+        created: g.created,
+    }
+}
+
+/// `names` without repeats, in their first order.
+fn dedup(names: &[UserName]) -> Vec<UserName> {
+    let mut seen = BTreeSet::new();
+    names.iter().filter(|n| seen.insert(*n)).cloned().collect()
+}
+
 fn user_info(tenant: &TenantName, name: &UserName, u: &User) -> UserInfo {
     UserInfo {
         tenant: tenant.clone(),
@@ -1107,7 +1347,7 @@ fn apply(st: &mut State, offset: u64, op: Op) {
         Op::TenantAdd { tenant, at } => {
             st.tenants.entry(tenant).or_insert_with(|| Tenant {
                 created: at,
-                users: HashMap::new(),
+                ..Tenant::default()
             });
             true
         }
@@ -1138,10 +1378,15 @@ fn apply(st: &mut State, offset: u64, op: Op) {
             None => false,
         },
         Op::UserDelete { tenant, user } => {
-            let removed = st
-                .tenants
-                .get_mut(&tenant)
-                .and_then(|t| t.users.remove(&user));
+            let removed = st.tenants.get_mut(&tenant).and_then(|t| {
+                let u = t.users.remove(&user)?;
+                for g in t.member_of.remove(&user).unwrap_or_default() {
+                    if let Some(group) = t.groups.get_mut(&g) {
+                        group.members.remove(&user);
+                    }
+                }
+                Some(u)
+            });
             match removed {
                 Some(u) => {
                     for t in u.tokens {
@@ -1237,6 +1482,57 @@ fn apply(st: &mut State, offset: u64, op: Op) {
         ),
         // Read by the log reader, which numbers the operations after it.
         Op::LogBase { .. } => true,
+        Op::TenantDelete { tenant } => match st.tenants.get(&tenant) {
+            Some(t) if t.users.is_empty() => {
+                st.tenants.remove(&tenant);
+                true
+            }
+            _ => false,
+        },
+        Op::GroupAdd {
+            tenant,
+            group,
+            members,
+            at,
+        } => match st.tenants.get_mut(&tenant) {
+            Some(t) if !t.groups.contains_key(&group) => {
+                t.groups.insert(
+                    group.clone(),
+                    Group {
+                        created: at,
+                        members: BTreeSet::new(),
+                    },
+                );
+                change_members(t, &group, members, Vec::new())
+            }
+            _ => false,
+        },
+        Op::GroupDelete { tenant, group } => {
+            match st.tenants.get_mut(&tenant).and_then(|t| {
+                let g = t.groups.remove(&group)?;
+                for m in g.members {
+                    if let Some(set) = t.member_of.get_mut(&m) {
+                        set.remove(&group);
+                        if set.is_empty() {
+                            t.member_of.remove(&m);
+                        }
+                    }
+                }
+                Some(())
+            }) {
+                Some(()) => true,
+                None => false,
+            }
+        }
+        Op::GroupMembers {
+            tenant,
+            group,
+            add,
+            remove,
+        } => match st.tenants.get_mut(&tenant) {
+            Some(t) => change_members(t, &group, add, remove),
+            None => false,
+        },
         Op::TokenRevoke { tenant, user, id } => {
             let hash = user_mut(st, &tenant, &user).and_then(|u| {
                 let i = u.tokens.iter().position(|t| t.id == id)?;
@@ -1268,6 +1564,54 @@ fn apply(st: &mut State, offset: u64, op: Op) {
     if !ok {
         st.ignored += 1;
     }
+}
+
+/// Adds existing users to `group` and removes members from it, keeping `member_of` in step.
+/// False (nothing changed) when the group does not exist; users that do not exist are skipped.
+fn change_members(
+    t: &mut Tenant,
+    group: &GroupName,
+    add: Vec<UserName>,
+    remove: Vec<UserName>,
+) -> bool {
+    let Some(g) = t.groups.get_mut(group) else {
+        return false;
+    };
+    for u in remove {
+        if g.members.remove(&u) {
+            if let Some(set) = t.member_of.get_mut(&u) {
+                set.remove(group);
+                if set.is_empty() {
+                    t.member_of.remove(&u);
+                }
+            }
+        }
+    }
+    for u in add {
+        if t.users.contains_key(&u) && g.members.insert(u.clone()) {
+            t.member_of.entry(u).or_default().insert(group.clone());
+        }
+    }
+    true
+}
+
+/// Operations that create `group` with `members`, each record naming at most
+/// [`GROUP_MEMBERS_PER_RECORD_MAX`] of them.
+fn group_add_ops(tenant: &TenantName, group: &GroupName, members: &[UserName], at: u64) -> Vec<Op> {
+    let mut chunks = members.chunks(GROUP_MEMBERS_PER_RECORD_MAX);
+    let mut ops = vec![Op::GroupAdd {
+        tenant: tenant.clone(),
+        group: group.clone(),
+        members: chunks.next().map(<[UserName]>::to_vec).unwrap_or_default(),
+        at,
+    }];
+    ops.extend(chunks.map(|c| Op::GroupMembers {
+        tenant: tenant.clone(),
+        group: group.clone(),
+        add: c.to_vec(),
+        remove: Vec::new(),
+    }));
+    ops
 }
 
 /// Adds `user` to an existing `tenant`, unless the name is taken.
@@ -1489,10 +1833,110 @@ mod tests {
                 for k in db.tokens(&ti.name, &ui.user).unwrap() {
                     v.push(format!("{k:?}"));
                 }
+                v.push(format!(
+                    "{} in {:?}",
+                    ui.user,
+                    db.groups_of(&ti.name, &ui.user)
+                ));
+            }
+            for g in db.groups(&ti.name).unwrap() {
+                v.push(format!("{g:?}"));
             }
         }
         v.sort();
         v
+    }
+
+    /// Groups: members must exist; a deleted user leaves every group; a member list longer
+    /// than one record's share is split and comes back whole after a reopen, a compaction
+    /// and in another process; a tenant goes only once empty, and with it its groups.
+    #[test]
+    fn groups_follow_their_members_through_reopen_and_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = UserDb::open(dir.path()).unwrap();
+        let other = UserDb::open(dir.path()).unwrap();
+        let pupils: Vec<UserName> = (0..1200).map(|i| u(&format!("p{i}"))).collect();
+        let new = pupils
+            .iter()
+            .map(|p| NewUser {
+                tenant: t("s"),
+                user: p.clone(),
+                phc: test_phc("pw"),
+                groups: vec![GroupName::new("y9").unwrap()],
+            })
+            .collect();
+        assert_eq!(db.add_users(new).unwrap(), Ok(1200));
+        db.add_user(&t("s"), &u("teacher"), &test_phc("pw"))
+            .unwrap();
+        let g = |s: &str| GroupName::new(s).unwrap();
+        assert!(matches!(
+            db.add_group(&t("s"), &g("9a"), &[u("p1"), u("nobody")]),
+            Err(UserDbError::NoSuchUser(..))
+        ));
+        assert!(matches!(
+            db.add_group(&t("nope"), &g("9a"), &[]),
+            Err(UserDbError::NoSuchTenant(_))
+        ));
+        db.add_group(&t("s"), &g("9a"), &pupils[..30]).unwrap();
+        assert!(matches!(
+            db.add_group(&t("s"), &g("9a"), &[]),
+            Err(UserDbError::GroupExists(..))
+        ));
+        db.change_group_members(&t("s"), &g("9a"), &[u("teacher"), u("p0")], &[u("p1")])
+            .unwrap();
+        assert_eq!(db.group(&t("s"), &g("y9")).unwrap().members.len(), 1200);
+        assert_eq!(db.group(&t("s"), &g("9a")).unwrap().members.len(), 30);
+        assert_eq!(db.groups_of(&t("s"), &u("p2")), [g("9a"), g("y9")]);
+        assert_eq!(db.groups_of(&t("s"), &u("p1")), [g("y9")]);
+        assert_eq!(db.groups_of(&t("s"), &u("teacher")), [g("9a")]);
+        db.delete_user(&t("s"), &u("p2")).unwrap();
+        assert!(db.groups_of(&t("s"), &u("p2")).is_empty());
+        assert!(!db
+            .group(&t("s"), &g("9a"))
+            .unwrap()
+            .members
+            .contains(&u("p2")));
+        // Re-created, the name starts in no group.
+        db.add_user(&t("s"), &u("p2"), &test_phc("pw")).unwrap();
+        assert!(db.groups_of(&t("s"), &u("p2")).is_empty());
+        db.add_group(&t("s"), &g("gone"), &[u("p3")]).unwrap();
+        db.delete_group(&t("s"), &g("gone")).unwrap();
+        assert_eq!(db.groups_of(&t("s"), &u("p3")), [g("9a"), g("y9")]);
+        assert!(matches!(
+            db.delete_group(&t("s"), &g("gone")),
+            Err(UserDbError::NoSuchGroup(..))
+        ));
+        let before = view(&db);
+        other.refresh().unwrap();
+        assert_eq!(view(&other), before);
+        drop(db);
+        let db = UserDb::open(dir.path()).unwrap();
+        assert_eq!(view(&db), before);
+        db.compact().unwrap();
+        assert_eq!(view(&db), before);
+        other.refresh().unwrap();
+        assert_eq!(view(&other), before);
+        drop(db);
+        let db = UserDb::open(dir.path()).unwrap();
+        assert_eq!(view(&db), before);
+        assert_eq!(db.ignored_ops(), 0);
+        // A tenant with users cannot go; once empty it does, groups and all.
+        assert!(matches!(
+            db.delete_tenant(&t("s")),
+            Err(UserDbError::TenantNotEmpty(_))
+        ));
+        for ui in db.users(&t("s")).unwrap() {
+            db.delete_user(&t("s"), &ui.user).unwrap();
+        }
+        db.delete_tenant(&t("s")).unwrap();
+        assert!(db.tenants().is_empty());
+        drop(db);
+        let db = UserDb::open(dir.path()).unwrap();
+        assert!(db.tenants().is_empty());
+        db.add_user(&t("s"), &u("p0"), &test_phc("pw")).unwrap();
+        assert!(db.groups(&t("s")).unwrap().is_empty());
+        assert!(db.groups_of(&t("s"), &u("p0")).is_empty());
+        assert_eq!(db.ignored_ops(), 0);
     }
 
     /// A log that grew with token-use records is rewritten as the live state alone: the same

@@ -1,4 +1,4 @@
-//! Validated tenant and user names: ASCII `[a-z0-9._-]`, 1..=64 bytes, starting with `[a-z0-9]`.
+//! Validated tenant, user and group names: ASCII `[a-z0-9._-]`, 1..=64 bytes, starting with `[a-z0-9]`.
 
 use crate::limits::{NAME_LEN_MAX, NAME_LEN_MIN};
 use std::fmt;
@@ -89,6 +89,7 @@ macro_rules! name_type {
 
 name_type!(TenantName, "tenant");
 name_type!(UserName, "user");
+name_type!(GroupName, "group");
 
 /// Splits a login `user@tenant` (at the last `@`), lower-casing ASCII letters first.
 pub fn parse_login(login: &str) -> Result<(TenantName, UserName), NameError> {
