@@ -132,6 +132,21 @@ pub(crate) fn encode(out: &mut Vec<u8>, entry: &Entry) -> Result<(), String> {
     Ok(())
 }
 
+/// The entry of the frame at the start of `bytes`, if one is whole and sound there.
+pub(crate) fn first_entry(bytes: &[u8]) -> Option<Entry> {
+    let header = bytes.get(..FRAME_HEADER)?;
+    let len = u32::from_le_bytes(header[..4].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(header[4..].try_into().ok()?);
+    if len > USER_LOG_RECORD_LEN_MAX {
+        return None;
+    }
+    let payload = bytes.get(FRAME_HEADER..FRAME_HEADER + len)?;
+    if crc32c::crc32c(payload) != crc {
+        return None;
+    }
+    postcard::from_bytes(payload).ok()
+}
+
 /// Result of scanning log bytes: the complete transactions, and where the last one ends.
 pub(crate) struct Scan {
     /// Operations of complete transactions, each with the file offset of its frame.

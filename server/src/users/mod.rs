@@ -2,6 +2,7 @@
 //!
 //! Format, locking and the refresh protocol: `docs/auth.md`.
 
+mod files;
 pub mod import;
 mod log;
 pub mod names;
@@ -15,23 +16,17 @@ use crate::limits::{
     TOKEN_LABEL_LEN_MAX, USER_LOG_COMPACT_MIN_BYTES, USER_LOG_COMPACT_RATIO,
     USER_LOG_COMPACT_TXN_OPS,
 };
+use files::{Files, LogHandle};
 use log::{Entry, Op};
 use parking_lot::{Mutex, RwLock};
+use skab_engine::io::Storage;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Sub-directory of the data dir holding the user database.
 pub const USERS_DIR: &str = "users";
-const LOG_FILE: &str = "users.log";
-/// Where a compaction writes the new log before renaming it over [`LOG_FILE`].
-const COMPACT_FILE: &str = "users.log.compact";
-const LOCK_FILE: &str = "users.lock";
-const KEY_FILE: &str = "token.key";
 
 /// Identity of an app token within its user (random, shown as 16 hex digits).
 #[derive(
@@ -105,13 +100,6 @@ pub enum UserDbError {
     Name(#[from] NameError),
     #[error("{0}")]
     Other(String),
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> UserDbError + '_ {
-    move |source| UserDbError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 /// Seconds since the Unix epoch.
@@ -225,10 +213,9 @@ pub enum Refresh {
 }
 
 struct ReadPos {
-    log: File,
-    /// (device, inode) of `log`: a compaction in any process renames a new file over the
-    /// path, which the next refresh or write notices and reloads.
-    ident: (u64, u64),
+    /// A compaction in any process renames a new log over the name, which the next refresh
+    /// or write notices (another generation) and reloads.
+    log: LogHandle,
     /// File offset just past the last applied transaction.
     applied_end: u64,
     /// `(applied_end, file length)` when the bytes past `applied_end` were found torn.
@@ -247,28 +234,6 @@ pub struct Compaction {
     pub bytes_after: u64,
     pub ops_before: u64,
     pub ops_after: u64,
-}
-
-fn file_ident(m: &std::fs::Metadata) -> (u64, u64) {
-    (m.dev(), m.ino())
-}
-
-/// Opens the log at `path` for reading and writing and checks its magic.
-fn open_log(path: &Path) -> Result<File, UserDbError> {
-    let mut log = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(io_err(path))?;
-    let mut magic = [0u8; 8];
-    log.read_exact(&mut magic).map_err(io_err(path))?;
-    if &magic != log::MAGIC {
-        return Err(UserDbError::Corrupt {
-            path: path.to_path_buf(),
-            why: "not a skab user log (bad magic)".into(),
-        });
-    }
-    Ok(log)
 }
 
 /// Appends `ops` as one transaction (the operations, then their commit) to `buf`.
@@ -292,116 +257,47 @@ pub(crate) struct NewUser {
 
 /// The user database of one data dir. Cheap to share (`Arc`); all methods take `&self`.
 pub struct UserDb {
-    dir: PathBuf,
+    files: Files,
     token_key: [u8; 32],
     state: RwLock<State>,
     io: Mutex<ReadPos>,
 }
 
-/// A held `flock` on the lock file; released when dropped (the file is closed).
-struct FileLock(#[allow(dead_code)] File);
-
-fn flock(dir: &Path, exclusive: bool, wait: bool) -> Result<Option<FileLock>, UserDbError> {
-    let path = dir.join(LOCK_FILE);
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(io_err(&path))?;
-    let mut op = if exclusive {
-        libc::LOCK_EX
-    } else {
-        libc::LOCK_SH
-    };
-    if !wait {
-        op |= libc::LOCK_NB;
-    }
-    loop {
-        // SAFETY: flock on a file descriptor we own; no memory is passed.
-        let rc = unsafe { libc::flock(f.as_raw_fd(), op) };
-        if rc == 0 {
-            return Ok(Some(FileLock(f)));
-        }
-        let e = std::io::Error::last_os_error();
-        match e.kind() {
-            std::io::ErrorKind::Interrupted => continue,
-            std::io::ErrorKind::WouldBlock => return Ok(None),
-            _ => return Err(io_err(&path)(e)),
-        }
-    }
-}
-
-fn fsync_dir(dir: &Path) -> Result<(), UserDbError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
-}
-
-/// Writes `bytes` to `dir/name` atomically: temp file, fsync, rename, directory fsync.
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), UserDbError> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let dst = dir.join(name);
-    let mut f = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
-    f.write_all(bytes).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, &dst).map_err(io_err(&dst))?;
-    fsync_dir(dir)
-}
+/// Bytes of log written per positioned write while appending or compacting.
+const WRITE_CHUNK_BYTES: usize = 8 * 1024 * 1024;
 
 impl UserDb {
     /// Opens (creating if needed) the user database under `data_dir/users` and loads it.
     /// Waits while another process writes.
     pub fn open(data_dir: &Path) -> Result<UserDb, UserDbError> {
-        let dir = data_dir.join(USERS_DIR);
-        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let log_path = dir.join(LOG_FILE);
-        let key_path = dir.join(KEY_FILE);
-        if !log_path.exists() || !key_path.exists() {
-            let _lock = flock(&dir, true, true)?;
-            if !key_path.exists() {
-                let mut key = [0u8; 32];
-                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
-                write_atomic(&dir, KEY_FILE, &key)?;
-            }
-            if !log_path.exists() {
-                write_atomic(&dir, LOG_FILE, log::MAGIC)?;
-            }
-        }
-        let key_bytes = std::fs::read(&key_path).map_err(io_err(&key_path))?;
-        let token_key: [u8; 32] =
-            key_bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| UserDbError::Corrupt {
-                    path: key_path.clone(),
-                    why: format!("expected 32 bytes, found {}", key_bytes.len()),
-                })?;
-        let log = open_log(&log_path)?;
-        let ident = file_ident(&log.metadata().map_err(io_err(&log_path))?);
+        UserDb::open_files(Files::on_disk(&data_dir.join(USERS_DIR))?)
+    }
+
+    /// Opens (creating if needed) a user database on `storage`, which no other process may
+    /// use: what the crash and fault-injection tests run it on.
+    pub fn open_on(storage: Arc<dyn Storage>) -> Result<UserDb, UserDbError> {
+        UserDb::open_files(Files::on(storage))
+    }
+
+    fn open_files(files: Files) -> Result<UserDb, UserDbError> {
+        files.init()?;
+        let token_key = files.token_key()?;
+        let log = files.open_log()?;
         let db = UserDb {
-            dir,
+            files,
             token_key,
             state: RwLock::new(State::default()),
             io: Mutex::new(ReadPos {
+                base: log.generation,
                 log,
-                ident,
                 applied_end: log::MAGIC.len() as u64,
                 torn_seen: None,
-                base: 0,
                 ops: 0,
             }),
         };
         {
             let mut io = db.io.lock();
-            let _lock = flock(&db.dir, false, true)?;
+            let _lock = db.files.lock(false, true)?;
             db.read_new(&mut io)?;
         }
         Ok(db)
@@ -409,7 +305,7 @@ impl UserDb {
 
     /// The directory holding the database files.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.files.dir()
     }
 
     /// The server secret that app tokens are hashed with.
@@ -418,49 +314,34 @@ impl UserDb {
     }
 
     /// Applies records appended since the last load. Never waits for a writer: if one holds
-    /// the lock, returns [`Refresh::Busy`]. Cheap when nothing changed (one `fstat`).
+    /// the lock, returns [`Refresh::Busy`]. Cheap when nothing changed (the log's length and
+    /// its first record).
     pub fn refresh(&self) -> Result<Refresh, UserDbError> {
         let mut io = self.io.lock();
-        let len = self.log_len(&io)?;
+        let len = self.files.len(&io.log)?;
         if (len == io.applied_end || io.torn_seen == Some((io.applied_end, len)))
             && !self.replaced(&io)?
         {
             return Ok(Refresh::Unchanged);
         }
-        let Some(_lock) = flock(&self.dir, false, false)? else {
+        let Some(_lock) = self.files.lock(false, false)? else {
             return Ok(Refresh::Busy);
         };
         self.read_new(&mut io)
     }
 
-    fn log_path(&self) -> PathBuf {
-        self.dir.join(LOG_FILE)
-    }
-
-    fn log_len(&self, io: &ReadPos) -> Result<u64, UserDbError> {
-        io.log
-            .metadata()
-            .map(|m| m.len())
-            .map_err(io_err(&self.log_path()))
-    }
-
-    /// Whether a compaction replaced the log file since `io` opened it.
+    /// Whether a compaction replaced the log since `io` opened it.
     fn replaced(&self, io: &ReadPos) -> Result<bool, UserDbError> {
-        let path = self.log_path();
-        let now = std::fs::metadata(&path).map_err(io_err(&path))?;
-        Ok(file_ident(&now) != io.ident)
+        Ok(self.files.open_log()?.generation != io.log.generation)
     }
 
-    /// Loads the log file now at the path from its start into a fresh state, then swaps it
-    /// in (readers see the old state until then). Caller holds a flock.
+    /// Loads the log now at its name from its start into a fresh state, then swaps it in
+    /// (readers see the old state until then). Caller holds a lock.
     fn reload(&self, io: &mut ReadPos) -> Result<Refresh, UserDbError> {
-        let path = self.log_path();
-        let mut log = open_log(&path)?;
-        let ident = file_ident(&log.metadata().map_err(io_err(&path))?);
-        let mut bytes = Vec::new();
-        log.read_to_end(&mut bytes).map_err(io_err(&path))?;
+        let log = self.files.open_log()?;
         let start = log::MAGIC.len() as u64;
-        let len = start + bytes.len() as u64;
+        let len = self.files.len(&log)?;
+        let bytes = self.files.read(&log, start, len)?;
         let scan = log::scan(&bytes, start);
         let n = scan.ops.len();
         let mut st = State::default();
@@ -474,7 +355,6 @@ impl UserDb {
         *self.state.write() = st;
         *io = ReadPos {
             log,
-            ident,
             applied_end: scan.committed_end,
             torn_seen: scan.torn.then_some((scan.committed_end, len)),
             base,
@@ -484,23 +364,22 @@ impl UserDb {
     }
 
     /// Reads and applies complete transactions past `applied_end` (the whole log again if a
-    /// compaction replaced it). Caller holds a flock.
+    /// compaction replaced it). Caller holds a lock.
     fn read_new(&self, io: &mut ReadPos) -> Result<Refresh, UserDbError> {
         if self.replaced(io)? {
             return self.reload(io);
         }
-        let path = self.log_path();
-        let len = self.log_len(io)?;
+        let len = self.files.len(&io.log)?;
         if len < io.applied_end {
             return Err(UserDbError::Corrupt {
-                path,
+                path: self.dir().join(files::LOG_FILE),
                 why: format!("log shrank below applied data ({len} < {})", io.applied_end),
             });
         }
         if len == io.applied_end {
             return Ok(Refresh::Unchanged);
         }
-        let bytes = self.read_past_applied(io, len)?;
+        let bytes = self.files.read(&io.log, io.applied_end, len)?;
         let scan = log::scan(&bytes, io.applied_end);
         let n = scan.ops.len();
         if n > 0 {
@@ -524,13 +403,13 @@ impl UserDb {
 
     /// Runs one write transaction: takes the exclusive lock (waiting), catches up with the
     /// log, cuts a torn tail, lets `build` check the fresh state and return the operations,
-    /// appends them with a commit record, fsyncs once, and applies them.
+    /// appends them with a commit record, makes them durable once, and applies them.
     fn transact<T>(
         &self,
         build: impl FnOnce(&State) -> Result<(Vec<Op>, T), UserDbError>,
     ) -> Result<T, UserDbError> {
         let mut io = self.io.lock();
-        let _lock = flock(&self.dir, true, true)?.ok_or(UserDbError::Busy)?;
+        let _lock = self.files.lock(true, true)?.ok_or(UserDbError::Busy)?;
         self.append_locked(&mut io, build)
     }
 
@@ -548,7 +427,6 @@ impl UserDb {
         if ops.is_empty() {
             return Ok(out);
         }
-        let path = self.log_path();
         let start = io.applied_end;
         let mut buf = Vec::with_capacity(ops.len() * 128);
         let mut offsets = Vec::with_capacity(ops.len());
@@ -558,16 +436,15 @@ impl UserDb {
         for op in &ops {
             offsets.push(io.base + written + buf.len() as u64);
             log::encode(&mut buf, &Entry::Op(op.clone())).map_err(UserDbError::Other)?;
-            if buf.len() >= 8 * 1024 * 1024 {
-                io.log.write_all_at(&buf, written).map_err(io_err(&path))?;
+            if buf.len() >= WRITE_CHUNK_BYTES {
+                self.files.write(&io.log, written, &buf, false)?;
                 written += buf.len() as u64;
                 buf.clear();
             }
         }
         log::encode(&mut buf, &Entry::Commit { ops: count }).map_err(UserDbError::Other)?;
-        io.log.write_all_at(&buf, written).map_err(io_err(&path))?;
+        self.files.write(&io.log, written, &buf, true)?;
         written += buf.len() as u64;
-        io.log.sync_data().map_err(io_err(&path))?;
         let mut st = self.state.write();
         for (offset, op) in offsets.into_iter().zip(ops) {
             apply(&mut st, offset, op);
@@ -577,35 +454,13 @@ impl UserDb {
         Ok(out)
     }
 
-    /// The log's bytes from `applied_end` up to `len`.
-    fn read_past_applied(&self, io: &mut ReadPos, len: u64) -> Result<Vec<u8>, UserDbError> {
-        let path = self.log_path();
-        let mut bytes = Vec::new();
-        io.log
-            .seek(SeekFrom::Start(io.applied_end))
-            .map_err(io_err(&path))?;
-        (&io.log)
-            .take(len - io.applied_end)
-            .read_to_end(&mut bytes)
-            .map_err(io_err(&path))?;
-        Ok(bytes)
-    }
-
     /// Cuts the bytes after the last complete transaction (a writer died mid-transaction),
-    /// keeping a copy of them aside. Caller holds the exclusive flock.
+    /// keeping a copy of them aside. Caller holds the exclusive lock.
     fn set_aside_torn_tail(&self, io: &mut ReadPos) -> Result<(), UserDbError> {
-        let path = self.log_path();
-        let len = self.log_len(io)?;
+        let len = self.files.len(&io.log)?;
         if len > io.applied_end {
-            // A writer died mid-transaction: keep its bytes aside, then cut them off.
-            let torn = self.read_past_applied(io, len)?;
-            write_atomic(
-                &self.dir,
-                &format!("{LOG_FILE}.torn-{}", io.applied_end),
-                &torn,
-            )?;
-            io.log.set_len(io.applied_end).map_err(io_err(&path))?;
-            io.log.sync_all().map_err(io_err(&path))?;
+            let torn = self.files.read(&io.log, io.applied_end, len)?;
+            self.files.cut_torn_tail(&io.log, io.applied_end, &torn)?;
             io.torn_seen = None;
         }
         Ok(())
@@ -647,19 +502,12 @@ impl UserDb {
     /// refresh or write. Waits while another process writes.
     pub fn compact(&self) -> Result<Compaction, UserDbError> {
         let mut io = self.io.lock();
-        let _lock = flock(&self.dir, true, true)?.ok_or(UserDbError::Busy)?;
+        let _lock = self.files.lock(true, true)?.ok_or(UserDbError::Busy)?;
         self.read_new(&mut io)?;
         self.set_aside_torn_tail(&mut io)?;
         let (bytes_before, ops_before) = (io.applied_end, io.ops);
         let base = io.base + io.applied_end;
-        let tmp = self.dir.join(COMPACT_FILE);
-        let mut f = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io_err(&tmp))?;
+        let mut f = self.files.compact_writer()?;
         let mut buf = log::MAGIC.to_vec();
         let mut txn = vec![Op::LogBase { base }];
         let mut ops_after = 0u64;
@@ -695,8 +543,8 @@ impl UserDb {
                         encode_txn(&mut buf, &txn)?;
                         ops_after += txn.len() as u64;
                         txn.clear();
-                        if buf.len() >= 8 * 1024 * 1024 {
-                            f.write_all(&buf).map_err(io_err(&tmp))?;
+                        if buf.len() >= WRITE_CHUNK_BYTES {
+                            f.write(&buf)?;
                             buf.clear();
                         }
                     }
@@ -717,25 +565,19 @@ impl UserDb {
             encode_txn(&mut buf, &txn)?;
             ops_after += txn.len() as u64;
         }
-        f.write_all(&buf).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
-        drop(f);
-        let path = self.log_path();
-        std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
-        fsync_dir(&self.dir)?;
-        let log = open_log(&path)?;
-        let meta = log.metadata().map_err(io_err(&path))?;
+        f.write(&buf)?;
+        let log = f.install()?;
+        let bytes_after = self.files.len(&log)?;
         *io = ReadPos {
             log,
-            ident: file_ident(&meta),
-            applied_end: meta.len(),
+            applied_end: bytes_after,
             torn_seen: None,
             base,
             ops: ops_after,
         };
         Ok(Compaction {
             bytes_before,
-            bytes_after: meta.len(),
+            bytes_after,
             ops_before,
             ops_after,
         })
@@ -1267,7 +1109,7 @@ impl UserDb {
             return Ok(true);
         }
         let mut io = self.io.lock();
-        let Some(_lock) = flock(&self.dir, true, false)? else {
+        let Some(_lock) = self.files.lock(true, false)? else {
             return Ok(false);
         };
         self.append_locked(&mut io, |st| {
@@ -1647,8 +1489,14 @@ fn user_mut<'a>(st: &'a mut State, tenant: &TenantName, user: &UserName) -> Opti
 }
 
 #[cfg(test)]
+mod fault_tests;
+
+#[cfg(test)]
 mod tests {
+    use super::files::{KEY_FILE, LOG_FILE};
     use super::*;
+    use std::fs::OpenOptions;
+    use std::io::Write;
 
     fn t(s: &str) -> TenantName {
         TenantName::new(s).unwrap()
@@ -1714,7 +1562,7 @@ mod tests {
         let c2 = server.credentials(&t("s"), &u("a")).unwrap();
         assert_ne!(c1.epoch, c2.epoch, "password change moves the epoch");
         // While a writer holds the lock, refresh does not wait.
-        let lock = flock(cli.dir(), true, true).unwrap();
+        let lock = cli.files.lock(true, true).unwrap();
         {
             // Append bytes so that refresh has something to read.
             let mut f = OpenOptions::new()
