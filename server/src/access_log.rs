@@ -3,12 +3,13 @@
 //! serving thread formats its line and pushes it onto a bounded queue; a writer thread writes
 //! what has queued every `ACCESS_LOG_FLUSH_MS`. A full queue drops lines (counted) rather than
 //! slow requests down. Off by default (`log.access`); its cost: docs/benchmarks.md, "Access
-//! log cost".
+//! log cost". A log file is reopened on request ([`AccessLog::reopen`], on `SIGHUP`) so that
+//! logrotate can move it away.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -48,6 +49,28 @@ pub struct AccessLog {
     tx: Option<Sender<String>>,
     writer: Option<std::thread::JoinHandle<()>>,
     dropped: Arc<AtomicU64>,
+    /// Set to have the writer open its file again at its next turn.
+    reopen: Arc<AtomicBool>,
+}
+
+/// Where lines go.
+enum Dest {
+    Stderr,
+    File(std::path::PathBuf),
+}
+
+impl Dest {
+    fn open(&self) -> std::io::Result<Box<dyn std::io::Write + Send>> {
+        Ok(match self {
+            Dest::Stderr => Box::new(std::io::stderr()),
+            Dest::File(path) => Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            ),
+        })
+    }
 }
 
 impl Drop for AccessLog {
@@ -63,26 +86,31 @@ impl Drop for AccessLog {
 impl AccessLog {
     /// `dest` is `stderr` or a file path (appended to, created if missing).
     pub fn open(dest: &str, format: AccessFormat) -> std::io::Result<AccessLog> {
-        let out: Box<dyn std::io::Write + Send> = if dest == "stderr" {
-            Box::new(std::io::stderr())
+        let dest = if dest == "stderr" {
+            Dest::Stderr
         } else {
-            Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(dest)?,
-            )
+            Dest::File(dest.into())
         };
+        let out = dest.open()?;
         let (tx, rx) = bounded(ACCESS_LOG_QUEUE_LINES);
+        let reopen = Arc::new(AtomicBool::new(false));
+        let flag = reopen.clone();
         let writer = std::thread::Builder::new()
             .name("skab-access-log".into())
-            .spawn(move || write_lines(rx, out))?;
+            .spawn(move || write_lines(rx, out, dest, flag))?;
         Ok(AccessLog {
             format,
             tx: Some(tx),
             writer: Some(writer),
             dropped: Arc::new(AtomicU64::new(0)),
+            reopen,
         })
+    }
+
+    /// Has the writer open the log file again (by its name) before it writes next: after
+    /// logrotate moved it, lines go to a new file. Nothing for stderr.
+    pub fn reopen(&self) {
+        self.reopen.store(true, Ordering::Release);
     }
 
     /// Lines dropped because the writer fell behind.
@@ -109,10 +137,24 @@ impl AccessLog {
 /// The writer thread: every `ACCESS_LOG_FLUSH_MS` it writes whatever has queued, in calls of
 /// up to `ACCESS_LOG_WRITE_BYTES`. It never blocks on the queue, so a serving thread's send is
 /// a lock-free push that wakes nobody (waking the writer per line cost more than the line).
-fn write_lines(rx: Receiver<String>, mut out: Box<dyn std::io::Write + Send>) {
+fn write_lines(
+    rx: Receiver<String>,
+    mut out: Box<dyn std::io::Write + Send>,
+    dest: Dest,
+    reopen: Arc<AtomicBool>,
+) {
     let mut buf = Vec::with_capacity(ACCESS_LOG_WRITE_BYTES);
     loop {
         std::thread::sleep(Duration::from_millis(ACCESS_LOG_FLUSH_MS));
+        if reopen.swap(false, Ordering::AcqRel) {
+            match dest.open() {
+                Ok(new) => {
+                    flush(&mut out, &mut buf);
+                    out = new;
+                }
+                Err(e) => tracing::warn!(error = %e, "access log not reopened; the old file stays"),
+            }
+        }
         let mut closed = false;
         loop {
             match rx.try_recv() {

@@ -79,6 +79,23 @@ fn create_demo_account(app: &App) -> Result<(), CliError> {
     Ok(())
 }
 
+/// On every `SIGHUP`: the access log file is opened again (log rotation). The TLS
+/// certificates reload on the same signal (`http`). Listening also keeps the signal's default
+/// action, ending the process, from hitting a server that serves no TLS.
+async fn reopen_logs_on_sighup(app: Arc<App>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("SIGHUP cannot be caught: the access log is not reopened on it");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        if let Some(log) = &app.access_log {
+            log.reopen();
+            tracing::info!("access log reopened");
+        }
+    }
+}
+
 /// Periodic upkeep: snapshots (so restarts replay little WAL), version/trash expiry,
 /// app-token last-use records and, when it has grown enough, user log compaction.
 async fn maintenance(app: Arc<App>) {
@@ -193,6 +210,7 @@ pub fn serve(config: Config) -> Result<(), CliError> {
             tracing::info!(uploads = expired, "unfinished chunked uploads expired");
         }
         tokio::spawn(maintenance(app.clone()));
+        tokio::spawn(reopen_logs_on_sighup(app.clone()));
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let settings = crate::route::http_settings(&app);
         let (scheme, http1) = (
