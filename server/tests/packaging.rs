@@ -188,3 +188,33 @@ fn every_metric_of_the_grafana_dashboard_is_exported() {
     }
     assert!(checked >= exprs.len(), "{checked} names in {} queries", exprs.len());
 }
+
+/// An upgrade (or a downgrade) that meets a data dir of another store format version is
+/// refused at start with both versions named, and changes nothing on disk.
+#[test]
+fn a_data_dir_of_another_format_version_is_refused_clearly() {
+    let mut s = Server::start();
+    assert_eq!(s.client().put(&dav("kept.txt"), b"kept").status, 201);
+    s.stop();
+    let meta = s.data_dir().join("store/store.meta");
+    let mut b = std::fs::read(&meta).unwrap();
+    let len = b.len();
+    let version = u32::from_le_bytes(b[8..12].try_into().unwrap());
+    b[8..12].copy_from_slice(&(version + 1).to_le_bytes());
+    let crc = crc32c::crc32c(&b[..len - 4]);
+    b[len - 4..].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&meta, &b).unwrap();
+    let out = skab_command()
+        .args(["serve", "--data-dir", s.data_dir().to_str().unwrap()])
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started on a store of another version");
+    assert!(
+        text.contains(&format!("store format version {}", version + 1))
+            && text.contains(&format!("reads version {version}")),
+        "{text}"
+    );
+    assert_eq!(std::fs::read(&meta).unwrap(), b, "store.meta changed");
+}

@@ -39,7 +39,11 @@ pub(crate) fn decode(b: &[u8]) -> Result<Meta> {
     }
     let version = u32::from_le_bytes(b[8..12].try_into().map_err(|_| bad("version"))?);
     if version != FORMAT_VERSION {
-        return Err(bad("unsupported format version"));
+        return Err(bad(&format!(
+            "the data dir has store format version {version}, this skab reads version \
+             {FORMAT_VERSION} only: run the skab release that wrote it (docs/operations.md, \
+             \"Upgrades\")"
+        )));
     }
     let shards = u32::from_le_bytes(b[12..16].try_into().map_err(|_| bad("shards"))?) as usize;
     if shards == 0 || shards > SHARDS_MAX {
@@ -103,5 +107,22 @@ mod tests {
             x[i] ^= 2;
             assert!(decode(&x).is_err());
         }
+    }
+
+    #[test]
+    fn another_format_version_is_refused_with_both_versions_named() {
+        let mut b = encode(&Meta {
+            shards: 4,
+            master: [1; 32],
+        });
+        b[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+        let crc = crc32c::crc32c(&b[..LEN - 4]);
+        b[LEN - 4..].copy_from_slice(&crc.to_le_bytes());
+        let e = decode(&b).err().unwrap().to_string();
+        assert!(
+            e.contains(&format!("version {}", FORMAT_VERSION + 1))
+                && e.contains(&format!("reads version {FORMAT_VERSION}")),
+            "{e}"
+        );
     }
 }
