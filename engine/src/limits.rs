@@ -172,3 +172,7 @@ pub const PREZERO_PIECE_BYTES: usize = 256 << 10;
 const _: () = assert!(PACK_PREZERO_LOW_WATER <= PACK_PREZERO_STEP);
 const _: () = assert!(WAL_PREZERO_LOW_WATER <= WAL_PREZERO_STEP);
 const _: () = assert!(PACK_PREZERO_STEP + PACK_PREZERO_LOW_WATER < FREE_SPACE_CAREFUL_MARGIN);
+
+/// Bytes read and written per step of a backup's file copy: large enough for sequential speed,
+/// small enough to hold beside a serving store.
+pub const BACKUP_COPY_BYTES: usize = 4 << 20;

@@ -306,6 +306,12 @@ impl ChunkStore {
         report
     }
 
+    /// The pack appended to now; every pack of a lower id is sealed (immutable but for the
+    /// zero tail a checkpoint cuts).
+    pub(crate) fn current_pack(&self) -> PackId {
+        self.writer.current_pack()
+    }
+
     /// Writes a checkpoint of the chunk index covering everything durable now.
     pub(crate) fn checkpoint(&self) -> Result<()> {
         let _m = self.maintenance.lock();

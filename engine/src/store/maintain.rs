@@ -98,11 +98,13 @@ impl Store {
 
     /// Removes chunks no file, version or trash item uses (safe during uploads).
     pub fn gc(&self) -> GcReport {
+        let _pause = self.inner.maintenance.lock();
         self.inner.chunks.gc(|id| self.inner.cache.remove(id))
     }
 
     /// Rewrites sealed packs at least `dead_ratio_min` garbage, reclaiming their space.
     pub fn compact(&self, dead_ratio_min: f64) -> Result<CompactReport> {
+        let _pause = self.inner.maintenance.lock();
         self.inner.chunks.compact(dead_ratio_min)
     }
 
@@ -177,6 +179,12 @@ impl Store {
     /// Snapshots every shard that changed since its last snapshot and checkpoints the chunk
     /// index, so the next open replays little.
     pub fn checkpoint(&self) -> Result<()> {
+        let _pause = self.inner.maintenance.lock();
+        self.checkpoint_paused()
+    }
+
+    /// [`Store::checkpoint`] by a caller holding `maintenance`.
+    pub(super) fn checkpoint_paused(&self) -> Result<()> {
         for n in 0..self.inner.shards.len() {
             self.snapshot_shard(n)?;
         }

@@ -7,7 +7,7 @@ use super::{StoreConfig, SHARDS_MAX};
 use crate::error::{Error, Result};
 use crate::io::Storage;
 
-const NAME: &str = "store.meta";
+pub(crate) const NAME: &str = "store.meta";
 pub(crate) const MAGIC: &[u8; 8] = b"SKABMETA";
 pub(crate) const FORMAT_VERSION: u32 = 1;
 pub(crate) const LEN: usize = 8 + 4 + 4 + 32 + 4;

@@ -4,9 +4,10 @@
 //! This module holds the store's shared state; the API is split by step: [`open`] and
 //! [`recover`] (opening), [`tenants`] (tenants and spaces), [`write`] (mutations and their
 //! commit path), [`read`] (lookups and ranged reads), [`maintain`] (gc, compaction, expiry,
-//! scrub, checkpoints), with the configuration in [`config`].
+//! scrub, checkpoints), [`backup`] (online copies), with the configuration in [`config`].
 
 mod assemble;
+mod backup;
 mod cache;
 mod changes;
 mod config;
@@ -35,6 +36,7 @@ use crate::ns::SpaceTree;
 use crate::pack::ChunkStore;
 
 pub use crate::commit::{FlushTimes, FLUSH_TIME_BUCKETS_US};
+pub use backup::BackupReport;
 pub use crate::pack::{CompactReport, GcReport};
 pub use config::{DedupMode, StoreConfig, SHARDS_MAX};
 pub use maintain::{ScrubReport, StoreStats};
@@ -92,6 +94,9 @@ struct Inner {
     /// A pack write was refused for lack of space: uploads wait for their chunks before they
     /// touch the namespace until the free space is back above reserve plus margin.
     tight: std::sync::atomic::AtomicBool,
+    /// Held by whatever removes or replaces files (checkpoints with their WAL and zero-tail
+    /// cuts, gc, pack compaction) and by a backup, which must see none of that while it copies.
+    maintenance: Mutex<()>,
 }
 
 /// The storage engine. Cheap to clone; all clones share one store.

@@ -106,6 +106,7 @@ pub(super) fn recover(storage: Arc<dyn Storage>, config: StoreConfig) -> Result<
         dir_lock: Mutex::new(None),
         failed: Default::default(),
         tight: Default::default(),
+        maintenance: Mutex::new(()),
     })
 }
 
