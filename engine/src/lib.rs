@@ -21,7 +21,7 @@ mod wal;
 pub use error::{Error, Result};
 pub use ids::{ChunkId, ContentHash, NodeId, PackId};
 pub use store::{
-    validate_account_name, CompactReport, ContentStream, DedupMode, FlushTimes, GcReport,
-    BackupReport, RecoveryReport, ScrubReport, SpaceKey, Store, StoreConfig, StoreStats, Usage,
+    validate_account_name, BackupReport, CompactReport, ContentStream, DedupMode, FlushTimes,
+    GcReport, RecoveryReport, ScrubReport, SpaceKey, Store, StoreConfig, StoreStats, Usage,
     ACCOUNT_NAME_LEN_MAX, FLUSH_TIME_BUCKETS_US,
 };

@@ -104,7 +104,10 @@ async fn a_backup_under_write_load_restores_every_acknowledged_file() {
             .unwrap()
             .unwrap()
     };
-    assert!(first.files_copied > 0 && first.packs_unchanged == 0, "{first:?}");
+    assert!(
+        first.files_copied > 0 && first.packs_unchanged == 0,
+        "{first:?}"
+    );
     for i in 150..300 {
         put(&store, i).await;
     }
@@ -117,7 +120,10 @@ async fn a_backup_under_write_load_restores_every_acknowledged_file() {
     };
     stop.store(true, Ordering::Relaxed);
     let written = writer.await.unwrap();
-    assert!(written > 1000, "the writer wrote nothing during the backups");
+    assert!(
+        written > 1000,
+        "the writer wrote nothing during the backups"
+    );
     assert!(
         second.packs_unchanged > 0 && second.bytes_copied < first.bytes_copied + 10_000_000,
         "sealed packs copied again: {first:?} then {second:?}"
@@ -152,10 +158,7 @@ async fn a_backup_under_write_load_restores_every_acknowledged_file() {
             .unwrap();
         assert_eq!(got, content(i));
     }
-    assert!(copy
-        .read_to_vec(&key(3), &p("f3"), None)
-        .await
-        .is_err());
+    assert!(copy.read_to_vec(&key(3), &p("f3"), None).await.is_err());
     assert!(copy.scrub().is_clean());
 }
 

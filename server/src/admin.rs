@@ -38,6 +38,8 @@ pub enum AdminRequest {
     Scrub,
     /// Collect unreferenced chunks, then compact packs at least `compact_ratio` garbage.
     Gc { compact_ratio: f64 },
+    /// Copy the store into this directory while it serves (`Store::backup`).
+    Backup { dest: PathBuf },
 }
 
 /// The answer: text for people, and whether it succeeded.
@@ -253,6 +255,21 @@ pub async fn execute(store: &Store, req: AdminRequest) -> AdminResponse {
                 } else {
                     Err(out)
                 }
+            }
+            AdminRequest::Backup { dest } => {
+                let store = store.clone();
+                let r = tokio::task::spawn_blocking(move || store.backup(&dest))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("backup: {e}"))?;
+                Ok(format!(
+                    "store: copied {} files ({}), {} sealed packs unchanged ({}), removed {} files no longer in the store\n",
+                    r.files_copied,
+                    human(r.bytes_copied),
+                    r.packs_unchanged,
+                    human(r.bytes_unchanged),
+                    r.files_removed
+                ))
             }
             AdminRequest::Gc { compact_ratio } => {
                 let expired = store.expire().await.map_err(|e| e.to_string())?;

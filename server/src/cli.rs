@@ -51,6 +51,23 @@ pub enum Command {
         #[command(flatten)]
         dir: DirArgs,
     },
+    /// Back the data dir up into a directory while the server runs (again into the same
+    /// directory: only what changed is copied).
+    Backup {
+        #[command(flatten)]
+        dir: DirArgs,
+        /// The backup directory (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Restore a backup into a new (missing or empty) data dir.
+    Restore {
+        #[command(flatten)]
+        dir: DirArgs,
+        /// The backup directory `skab backup` wrote.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+    },
     /// Expire old versions and trash, collect unreferenced chunks, compact packs.
     Gc {
         #[command(flatten)]
@@ -295,6 +312,16 @@ pub fn run(cli: Cli, serve_fn: fn(Config) -> Result<(), CliError>) -> Result<(),
         Command::Tenant(c) => tenant_cmd(c, &mut out),
         Command::Token(c) => token_cmd(c, &mut out),
         Command::Group(c) => group_cmd(c, &mut out),
+        Command::Backup { dir, out: dest } => {
+            let text = crate::backup::backup(&load_config(&dir)?, &dest)?;
+            write!(out, "{text}")?;
+            Ok(())
+        }
+        Command::Restore { dir, from } => {
+            let text = crate::backup::restore(&load_config(&dir)?, &from)?;
+            write!(out, "{text}")?;
+            Ok(())
+        }
         Command::Quota(QuotaCmd::Set {
             dir,
             tenant,
@@ -346,13 +373,16 @@ fn admin_cmd(dir: &DirArgs, req: AdminRequest, out: &mut impl Write) -> Result<(
     }
 }
 
-fn open_db(dir: &DirArgs) -> Result<UserDb, CliError> {
-    let cfg = Config::load(&CliOverrides {
+fn load_config(dir: &DirArgs) -> Result<Config, CliError> {
+    Ok(Config::load(&CliOverrides {
         config: dir.config.clone(),
         data_dir: dir.data_dir.clone(),
         listen: None,
-    })?;
-    Ok(UserDb::open(&cfg.data_dir)?)
+    })?)
+}
+
+fn open_db(dir: &DirArgs) -> Result<UserDb, CliError> {
+    Ok(UserDb::open(&load_config(dir)?.data_dir)?)
 }
 
 fn names(who: &UserRef) -> Result<(TenantName, UserName), CliError> {

@@ -53,7 +53,12 @@ fn is_transient(name: &str) -> bool {
 }
 
 fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |e| Error::Io(std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+    move |e| {
+        Error::Io(std::io::Error::new(
+            e.kind(),
+            format!("{}: {e}", path.display()),
+        ))
+    }
 }
 
 impl Store {

@@ -36,8 +36,8 @@ use crate::ns::SpaceTree;
 use crate::pack::ChunkStore;
 
 pub use crate::commit::{FlushTimes, FLUSH_TIME_BUCKETS_US};
-pub use backup::BackupReport;
 pub use crate::pack::{CompactReport, GcReport};
+pub use backup::BackupReport;
 pub use config::{DedupMode, StoreConfig, SHARDS_MAX};
 pub use maintain::{ScrubReport, StoreStats};
 pub use read::ContentStream;

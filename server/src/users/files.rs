@@ -216,6 +216,33 @@ impl Files {
         log.file.sync_data().map_err(self.err(LOG_FILE))
     }
 
+    /// Copies the token key and the log into the directory `dest` (each through a temp file,
+    /// synced, renamed, the directory synced) under the shared lock, so no writer appends or
+    /// compacts meanwhile. Returns the bytes copied.
+    pub fn copy_to(&self, dest: &Path) -> Result<u64, UserDbError> {
+        let _lock = self.lock(false, true)?;
+        std::fs::create_dir_all(dest).map_err(io_err(dest.to_path_buf()))?;
+        std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o700))
+            .map_err(io_err(dest.to_path_buf()))?;
+        let mut bytes = 0;
+        for name in [KEY_FILE, LOG_FILE] {
+            let file = self.storage.open(name, false).map_err(self.err(name))?;
+            let len = file.len().map_err(self.err(name))?;
+            let mut buf = vec![0u8; len as usize];
+            file.read_exact_at(&mut buf, 0).map_err(self.err(name))?;
+            let tmp = dest.join(format!("{name}.tmp"));
+            let mut out = std::fs::File::create(&tmp).map_err(io_err(tmp.clone()))?;
+            std::io::Write::write_all(&mut out, &buf).map_err(io_err(tmp.clone()))?;
+            out.sync_all().map_err(io_err(tmp.clone()))?;
+            std::fs::rename(&tmp, dest.join(name)).map_err(io_err(dest.join(name)))?;
+            bytes += len;
+        }
+        File::open(dest)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(dest.to_path_buf()))?;
+        Ok(bytes)
+    }
+
     /// Starts writing a compacted log under [`COMPACT_FILE`].
     pub fn compact_writer(&self) -> Result<CompactWriter<'_>, UserDbError> {
         let file = self

@@ -308,6 +308,12 @@ impl UserDb {
         self.files.dir()
     }
 
+    /// Copies the database's files into the directory `dest` (a backup); consistent with
+    /// every change made before the call. Returns the bytes copied.
+    pub fn backup_to(&self, dest: &Path) -> Result<u64, UserDbError> {
+        self.files.copy_to(dest)
+    }
+
     /// The server secret that app tokens are hashed with.
     pub(crate) fn token_key(&self) -> &[u8; 32] {
         &self.token_key
