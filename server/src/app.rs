@@ -25,6 +25,8 @@ pub struct App {
     pub metrics: Metrics,
     /// `None` when `log.access` is `off`.
     pub access_log: Option<AccessLog>,
+    /// The audit log's writer (`log.audit`).
+    pub audit: Option<crate::audit::Audit>,
     /// `http.trusted_proxies`: whose forwarding headers name the client.
     pub trusted_proxies: Arc<TrustedProxies>,
     /// Connections open now (kept by the HTTP layer, read by the metrics).
@@ -83,6 +85,14 @@ impl App {
                     .map_err(|e| anyhow::anyhow!("access log {dest}: {e}"))?,
             ),
         };
+        let audit = if config.log.audit {
+            Some(
+                crate::audit::Audit::start(crate::audit::AuditStore::new(&config.data_dir))
+                    .map_err(|e| anyhow::anyhow!("audit log: {e}"))?,
+            )
+        } else {
+            None
+        };
         let trusted_proxies = Arc::new(
             TrustedProxies::parse(&config.http.trusted_proxies)
                 .map_err(anyhow::Error::msg)?
@@ -105,6 +115,7 @@ impl App {
             lock_config,
             metrics: Metrics::new(),
             access_log,
+            audit,
             trusted_proxies,
             open_connections: Arc::default(),
             public_authority,

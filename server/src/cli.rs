@@ -68,6 +68,9 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         from: PathBuf,
     },
+    /// Check or export the audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
     /// Expire old versions and trash, collect unreferenced chunks, compact packs.
     Gc {
         #[command(flatten)]
@@ -286,6 +289,32 @@ pub enum TokenCmd {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Check the hash chain of every audit log, or one tenant's: every record unaltered, none
+    /// removed, the tail not cut off. Exits non-zero on any problem.
+    Verify {
+        #[command(flatten)]
+        dir: DirArgs,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Write a tenant's audit records as JSON lines to standard output (for a SIEM).
+    Export {
+        #[command(flatten)]
+        dir: DirArgs,
+        /// A tenant, or `_system` for backups, restores and store maintenance.
+        #[arg(long)]
+        tenant: String,
+        /// Only records at or after this time (RFC 3339, e.g. 2026-12-01T00:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only records before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+    },
+}
+
 /// A failed command: its message for stderr.
 #[derive(Debug)]
 pub struct CliError(pub String);
@@ -297,7 +326,149 @@ impl<E: std::fmt::Display> From<E> for CliError {
 }
 
 /// Runs a parsed command line. `serve` is handed to `serve_fn`.
+/// What an administration command changes, for the audit log: (data dir args, log, kind,
+/// target). `None` for commands that only read.
+fn audit_of(c: &Command) -> Option<(DirArgs, String, &'static str, Option<String>)> {
+    let user =
+        |w: &UserRef, kind| Some((w.dir.clone(), w.tenant.clone(), kind, Some(w.user.clone())));
+    let group =
+        |w: &GroupRef, kind| Some((w.dir.clone(), w.tenant.clone(), kind, Some(w.group.clone())));
+    match c {
+        Command::User(UserCmd::Add { who, .. }) => user(who, "admin.user.add"),
+        Command::User(UserCmd::Passwd { who, .. }) => user(who, "admin.user.password"),
+        Command::User(UserCmd::Del { who, .. }) => user(who, "admin.user.delete"),
+        Command::User(UserCmd::Disable { who }) => user(who, "admin.user.disable"),
+        Command::User(UserCmd::Enable { who }) => user(who, "admin.user.enable"),
+        Command::User(UserCmd::Import { dir, csv }) => Some((
+            dir.clone(),
+            store_log_system(),
+            "admin.user.import",
+            Some(csv.display().to_string()),
+        )),
+        Command::Tenant(TenantCmd::Add { dir, tenant }) => {
+            Some((dir.clone(), tenant.clone(), "admin.tenant.add", None))
+        }
+        Command::Tenant(TenantCmd::Del { dir, tenant }) => {
+            Some((dir.clone(), tenant.clone(), "admin.tenant.delete", None))
+        }
+        Command::Group(GroupCmd::Add { which, .. }) => group(which, "admin.group.add"),
+        Command::Group(GroupCmd::Del { which }) => group(which, "admin.group.delete"),
+        Command::Group(GroupCmd::Members { which, add, remove })
+            if !add.is_empty() || !remove.is_empty() =>
+        {
+            group(which, "admin.group.members")
+        }
+        Command::Token(TokenCmd::Create { who, .. }) => user(who, "token.create"),
+        Command::Token(TokenCmd::Revoke { who, .. }) => user(who, "token.revoke"),
+        Command::Quota(QuotaCmd::Set {
+            dir, tenant, user, ..
+        }) => Some((dir.clone(), tenant.clone(), "admin.quota.set", user.clone())),
+        Command::Backup { dir, out } => Some((
+            dir.clone(),
+            store_log_system(),
+            "admin.backup",
+            Some(out.display().to_string()),
+        )),
+        Command::Restore { dir, from } => Some((
+            dir.clone(),
+            store_log_system(),
+            "admin.restore",
+            Some(from.display().to_string()),
+        )),
+        Command::Gc { dir, .. } => Some((dir.clone(), store_log_system(), "admin.gc", None)),
+        _ => None,
+    }
+}
+
+fn store_log_system() -> String {
+    crate::audit::SYSTEM_LOG.to_string()
+}
+
+/// Appends a done administration command to the audit log (when `log.audit` is on).
+fn audit_admin(
+    (dir, log, kind, target): (DirArgs, String, &'static str, Option<String>),
+) -> Result<(), CliError> {
+    let cfg = load_config(&dir)?;
+    if !cfg.log.audit {
+        return Ok(());
+    }
+    let who = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into());
+    let mut e = crate::audit::event(kind);
+    e.actor = Some(format!("admin:{who}"));
+    e.target = target;
+    crate::audit::AuditStore::new(&cfg.data_dir)
+        .append(&log, &[e])
+        .map_err(|e| {
+            CliError(format!(
+                "the command succeeded but its audit record failed: {e}"
+            ))
+        })
+}
+
+fn audit_cmd(c: AuditCmd, out: &mut impl Write) -> Result<(), CliError> {
+    let parse = |s: &Option<String>| -> Result<Option<std::time::SystemTime>, CliError> {
+        s.as_deref()
+            .map(|t| {
+                humantime::parse_rfc3339_weak(t)
+                    .map_err(|e| CliError(format!("{t:?} is not an RFC 3339 time: {e}")))
+            })
+            .transpose()
+    };
+    match c {
+        AuditCmd::Verify { dir, tenant } => {
+            let store = crate::audit::AuditStore::new(&load_config(&dir)?.data_dir);
+            let logs = match tenant {
+                Some(t) => vec![t],
+                None => store.logs()?,
+            };
+            let mut bad = 0;
+            for log in logs {
+                let r = store.verify(&log)?;
+                writeln!(
+                    out,
+                    "{log}: {} records in {} segments, {}",
+                    r.records,
+                    r.segments,
+                    if r.problems.is_empty() {
+                        "chain intact"
+                    } else {
+                        "DAMAGED"
+                    }
+                )?;
+                for p in &r.problems {
+                    writeln!(out, "  {p}")?;
+                }
+                bad += r.problems.len();
+            }
+            if bad > 0 {
+                return Err(CliError(format!("{bad} problem(s) in the audit log")));
+            }
+        }
+        AuditCmd::Export {
+            dir,
+            tenant,
+            since,
+            until,
+        } => {
+            let store = crate::audit::AuditStore::new(&load_config(&dir)?.data_dir);
+            store.export(&tenant, parse(&since)?, parse(&until)?, out)?;
+        }
+    }
+    Ok(())
+}
+
 pub fn run(cli: Cli, serve_fn: fn(Config) -> Result<(), CliError>) -> Result<(), CliError> {
+    let audit = audit_of(&cli.command);
+    let result = run_command(cli, serve_fn);
+    if let (Ok(()), Some(a)) = (&result, audit) {
+        audit_admin(a)?;
+    }
+    result
+}
+
+fn run_command(cli: Cli, serve_fn: fn(Config) -> Result<(), CliError>) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::Serve(a) => {
@@ -312,6 +483,7 @@ pub fn run(cli: Cli, serve_fn: fn(Config) -> Result<(), CliError>) -> Result<(),
         Command::Tenant(c) => tenant_cmd(c, &mut out),
         Command::Token(c) => token_cmd(c, &mut out),
         Command::Group(c) => group_cmd(c, &mut out),
+        Command::Audit(c) => audit_cmd(c, &mut out),
         Command::Backup { dir, out: dest } => {
             let text = crate::backup::backup(&load_config(&dir)?, &dest)?;
             write!(out, "{text}")?;

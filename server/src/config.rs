@@ -331,6 +331,10 @@ pub struct LogConfig {
     /// The access log: `off`, `stderr`, or a file path (appended to).
     pub access: String,
     pub access_format: AccessFormat,
+    /// The audit log of security events (`<data_dir>/audit/`).
+    pub audit: bool,
+    /// Audit records are kept at least this many days (whole months are dropped).
+    pub audit_retention_days: u64,
 }
 
 impl Default for LogConfig {
@@ -340,6 +344,8 @@ impl Default for LogConfig {
             level: "info".to_string(),
             access: "off".to_string(),
             access_format: AccessFormat::Json,
+            audit: true,
+            audit_retention_days: crate::limits::AUDIT_RETENTION_DAYS_DEFAULT,
         }
     }
 }

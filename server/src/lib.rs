@@ -4,6 +4,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod backup;
 pub mod cli;

@@ -235,6 +235,20 @@ pub const ACCESS_LOG_FLUSH_MS: u64 = 20;
 /// The writer's batch: at most this many bytes go out in one write.
 pub const ACCESS_LOG_WRITE_BYTES: usize = 256 * 1024;
 
+// ---- Audit log (server/src/audit/) ----
+/// How often the audit writer appends what has queued, ms: one fdatasync per log and turn,
+/// so a login storm costs at most 20 syncs a second per tenant with logins.
+pub const AUDIT_FLUSH_MS: u64 = 50;
+/// Events queued for the writer, count (~300 bytes each): beyond it events are counted lost.
+pub const AUDIT_QUEUE_EVENTS: usize = 1_000_000;
+/// Longest actor, target or detail kept in a record, bytes (longer ones are cut).
+pub const AUDIT_FIELD_LEN_MAX: usize = 1024;
+/// Bytes read from a segment's end to find its last record: above the longest record.
+pub const AUDIT_TAIL_READ_BYTES: u64 = 64 * 1024;
+const _: () = assert!((AUDIT_FIELD_LEN_MAX * 3 * 2 + 1024) as u64 <= AUDIT_TAIL_READ_BYTES);
+/// Default of `log.audit_retention_days`: 13 months, so a year can always be looked back on.
+pub const AUDIT_RETENTION_DAYS_DEFAULT: u64 = 400;
+
 // ---- ownCloud/Nextcloud client protocol (server/src/oc) ----
 
 /// Longest `OC-Checksum` header, bytes (a few `TYPE:hex` items).

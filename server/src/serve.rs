@@ -111,6 +111,7 @@ async fn maintenance(app: Arc<App>) {
             tracing::info!(uploads, "unfinished chunked uploads expired");
         }
         checkpoint_at_low_priority(&app).await;
+        prune_audit(&app).await;
         if let Err(e) = app.auth.flush_token_use().await {
             tracing::warn!(error = %e, "recording app token use failed");
         }
@@ -123,6 +124,30 @@ async fn maintenance(app: Arc<App>) {
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "user log compaction failed"),
         }
+    }
+}
+
+/// Drops audit segments past `log.audit_retention_days` (each drop recorded in its log).
+async fn prune_audit(app: &Arc<App>) {
+    if app.audit.is_none() {
+        return;
+    }
+    let store = crate::audit::AuditStore::new(&app.config.data_dir);
+    let keep =
+        std::time::Duration::from_secs(app.config.log.audit_retention_days.saturating_mul(86_400));
+    let result = tokio::task::spawn_blocking(move || -> std::io::Result<usize> {
+        let mut n = 0;
+        for log in store.logs()? {
+            n += store.prune(&log, keep, std::time::SystemTime::now())?;
+        }
+        Ok(n)
+    })
+    .await;
+    match result {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => tracing::info!(segments = n, "audit segments past retention dropped"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "audit retention failed"),
+        Err(e) => tracing::warn!(error = %e, "audit retention failed"),
     }
 }
 
