@@ -246,6 +246,11 @@ pub const AUDIT_FIELD_LEN_MAX: usize = 1024;
 /// Bytes read from a segment's end to find its last record: above the longest record.
 pub const AUDIT_TAIL_READ_BYTES: u64 = 64 * 1024;
 const _: () = assert!((AUDIT_FIELD_LEN_MAX * 3 * 2 + 1024) as u64 <= AUDIT_TAIL_READ_BYTES);
+/// A login by cache, app token or JWT is recorded once per account, method and source in
+/// this many seconds (a session's start; a password checked by argon2 always is).
+pub const AUDIT_LOGIN_REPEAT_S: u64 = 3600;
+/// Recent login records remembered to leave out repeats, count (~100 bytes each).
+pub const AUDIT_LOGIN_SEEN_MAX: usize = 200_000;
 /// Default of `log.audit_retention_days`: 13 months, so a year can always be looked back on.
 pub const AUDIT_RETENTION_DAYS_DEFAULT: u64 = 400;
 

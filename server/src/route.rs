@@ -160,8 +160,16 @@ async fn route(app: Arc<App>, req: Request<ReqBody>, peer: SocketAddr) -> Resp {
         .and_then(|v| v.to_str().ok());
     let principal = match app.auth.authenticate(auth_header, peer.ip()).await {
         Ok(p) => p,
-        Err(e) => return unauthorized(&app, &e),
+        Err(e) => {
+            if let Some(audit) = &app.audit {
+                audit.logins.failed(audit, auth_header, &e, peer.ip());
+            }
+            return unauthorized(&app, &e);
+        }
     };
+    if let Some(audit) = &app.audit {
+        audit.logins.ok(audit, &principal, peer.ip());
+    }
     let who = app.access_log.is_some().then(|| access_log::Who {
         tenant: principal.tenant.as_str().to_string(),
         user: principal.user.as_str().to_string(),

@@ -298,3 +298,91 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Logins through a real server: a password login, its session's further requests (one
+/// record, not one per request), a wrong password (with the source address, never the
+/// password), an app token; the chain verifies while the server keeps appending.
+#[test]
+fn logins_are_recorded_once_per_session_and_failures_always() {
+    let s = Server::start();
+    let d = s.data_dir();
+    let d = d.to_str().unwrap();
+    let c = s.client();
+    for i in 0..20 {
+        assert_eq!(c.put(&dav(&format!("f{i}")), b"x").status, 201);
+    }
+    let wrong = s.client_as(&format!("{USER}@{TENANT}"), "wrong password 42");
+    assert_eq!(wrong.get(&dav("f1")).status, 401);
+    let token = ok(
+        &[
+            "token",
+            "create",
+            "--data-dir",
+            d,
+            "--tenant",
+            TENANT,
+            "--user",
+            USER,
+            "--label",
+            "sync",
+        ],
+        None,
+    );
+    let secret = token
+        .lines()
+        .find_map(|l| l.strip_prefix("token: "))
+        .unwrap()
+        .to_string();
+    let t = s.client_as(&format!("{USER}@{TENANT}"), &secret);
+    assert_eq!(t.get(&dav("f1")).status, 200);
+    assert_eq!(t.get(&dav("f2")).status, 200);
+    // The writer appends every 50 ms.
+    let mut logins = Vec::new();
+    for _ in 0..100 {
+        let export = ok(
+            &["audit", "export", "--data-dir", d, "--tenant", TENANT],
+            None,
+        );
+        logins = export
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v["kind"].as_str().unwrap().starts_with("login."))
+            .collect::<Vec<_>>();
+        if logins.len() >= 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let summary: Vec<(String, String)> = logins
+        .iter()
+        .map(|v| {
+            (
+                v["kind"].as_str().unwrap().to_string(),
+                v["detail"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("login.ok".to_string(), "password".to_string()),
+            (
+                "login.failed".to_string(),
+                "basic: invalid credentials".to_string()
+            ),
+            ("login.ok".to_string(), "app token".to_string()),
+        ],
+        "{logins:?}"
+    );
+    for v in &logins {
+        assert_eq!(v["source"], "127.0.0.1");
+        assert_eq!(v["actor"], format!("{USER}@{TENANT}"));
+    }
+    let raw = std::fs::read_to_string(segment(&s.data_dir(), TENANT)).unwrap();
+    assert!(!raw.contains("wrong password 42") && !raw.contains(&secret));
+    let verified = ok(
+        &["audit", "verify", "--data-dir", d, "--tenant", TENANT],
+        None,
+    );
+    assert!(verified.contains("chain intact"), "{verified}");
+}

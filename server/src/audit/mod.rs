@@ -4,6 +4,7 @@
 //! append theirs at once. Format, events and guarantees: `docs/security.md`, "Audit log".
 
 pub mod chain;
+pub mod logins;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -14,12 +15,15 @@ use std::time::{Duration, SystemTime};
 use crossbeam::channel::{bounded, Receiver, Sender, TryRecvError, TrySendError};
 
 pub use chain::Event;
+pub use logins::LoginRecorder;
 pub use store::{AuditStore, VerifyReport, SYSTEM_LOG};
 
 use crate::limits::{AUDIT_FLUSH_MS, AUDIT_QUEUE_EVENTS};
 
 /// The server's audit log: a bounded queue in front of a writer thread.
 pub struct Audit {
+    /// Which requests become login records.
+    pub logins: LoginRecorder,
     tx: Option<Sender<(String, Event)>>,
     writer: Option<std::thread::JoinHandle<()>>,
     /// Events dropped because the queue was full (the disk could not keep up), or lost to a
@@ -39,6 +43,7 @@ impl Audit {
             .name("skab-audit".into())
             .spawn(move || write_batches(rx, store, l, w))?;
         Ok(Audit {
+            logins: LoginRecorder::default(),
             tx: Some(tx),
             writer: Some(writer),
             lost,
