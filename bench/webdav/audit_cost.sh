@@ -21,7 +21,7 @@ for r in $(seq "$ROUNDS"); do
     res="$OUT/r$r-$mode"
     SKAB_LOG_AUDIT="$mode" RESULTS="$res" "$REPO/scripts/loadtest-full.sh" >"$res.log" 2>&1 || true
     export SKIP_BUILD=1
-    json="$(find "$res" -name result.json | head -1)"
+    json="$(find "$res" -path "*login-storm/result.json" | head -1)"
     [ -n "$json" ] || { echo "round $r audit=$mode: no result.json (see $res.log)" >&2; tail -20 "$res.log" >&2; exit 1; }
     jq -r --arg r "$r" --arg m "$mode" '
       [ $r, $m, .requests.total, .requests.errors,
