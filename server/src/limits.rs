@@ -237,8 +237,9 @@ pub const ACCESS_LOG_WRITE_BYTES: usize = 256 * 1024;
 
 // ---- Audit log (server/src/audit/) ----
 /// How often the audit writer appends what has queued, ms: one fdatasync per log and turn,
-/// so a login storm costs at most 20 syncs a second per tenant with logins.
-pub const AUDIT_FLUSH_MS: u64 = 50;
+/// so a login storm costs at most one sync a second per tenant with logins (measured:
+/// docs/benchmarks.md, "Audit log cost").
+pub const AUDIT_FLUSH_MS: u64 = 1000;
 /// Events queued for the writer, count (~300 bytes each): beyond it events are counted lost.
 pub const AUDIT_QUEUE_EVENTS: usize = 1_000_000;
 /// Longest actor, target or detail kept in a record, bytes (longer ones are cut).

@@ -90,6 +90,8 @@ fn write_batches(
     lost: Arc<AtomicU64>,
     written: Arc<AtomicU64>,
 ) {
+    // Where this writer's last append to each log ended (no read-back while it is the only one).
+    let mut known: std::collections::HashMap<String, Option<store::LastWrite>> = Default::default();
     loop {
         std::thread::sleep(Duration::from_millis(AUDIT_FLUSH_MS));
         let mut batch: BTreeMap<String, Vec<Event>> = BTreeMap::new();
@@ -105,11 +107,13 @@ fn write_batches(
             }
         }
         for (log, events) in batch {
-            match store.append(&log, &events) {
+            let last = known.entry(log.clone()).or_default();
+            match store.append_after(&log, &events, last) {
                 Ok(()) => {
                     written.fetch_add(events.len() as u64, Ordering::Relaxed);
                 }
                 Err(e) => {
+                    *last = None;
                     lost.fetch_add(events.len() as u64, Ordering::Relaxed);
                     tracing::error!(error = %e, log, "audit records not written");
                 }
