@@ -136,6 +136,11 @@ impl Store {
         if let Some(data) = self.inner.cache.get(key, id) {
             return Ok(data);
         }
+        self.read_chunk_uncached(key, id)
+    }
+
+    /// Chunk `id` of domain `key` after a cache miss: read from its pack, verified, cached.
+    fn read_chunk_uncached(&self, key: &DomainKey, id: &crate::ChunkId) -> Result<Bytes> {
         let data = self.read_chunk_from_disk(key, id)?;
         self.inner.cache.insert(key, *id, &data);
         Ok(data)
@@ -143,7 +148,7 @@ impl Store {
 
     /// Chunk `id` of domain `key` if it can be had without waiting for the disk (from the
     /// chunk cache, or a small chunk from the page cache, verified here); `None` when it must
-    /// be read with [`Store::read_chunk_verified`] on a thread that may wait.
+    /// be read (and cached) by a reader thread, which may wait.
     pub(crate) fn read_chunk_now(
         &self,
         key: &DomainKey,
@@ -317,7 +322,12 @@ impl Stream for ContentStream {
             reader::submit(Box::new(move || {
                 // A reader that gave up (its client left) costs no disk read.
                 if !tx.is_closed() {
-                    let _ = tx.send(store.read_chunk_verified(&key, &id));
+                    // `read_chunk_now` looked in the cache already (one miss counted).
+                    let read = store.read_chunk_uncached(&key, &id);
+                    // Let go of the store before the reader wakes: a caller that drops its
+                    // last handle and opens the store again must not find it still held.
+                    drop(store);
+                    let _ = tx.send(read);
                 }
             }));
             this.pending = Some(rx);
