@@ -187,7 +187,10 @@ start_skab() {
     echo "$SKAB_PASS" | env -u SKAB_BIN -u SKAB_BASE_BIN -u SKAB_RUN_BIN "$bin" user add --data-dir "$data" --tenant bench --user u --password-stdin >/dev/null
   # SKAB_BIN, SKAB_BASE_BIN, SKAB_RUN_BIN are this script's knobs, not server settings (the
   # server refuses unknown SKAB_*).
-  env -u SKAB_BIN -u SKAB_BASE_BIN -u SKAB_RUN_BIN SKAB_LOG_LEVEL=warn SKAB_WORKERS="${WORKERS:-0}" "$bin" serve --data-dir "$data" --listen "127.0.0.1:$port" \
+  # One account stands for the many clients of the load: its in-flight limit (32) is off, or
+  # half of the 64 connections' requests are answered 429.
+  env -u SKAB_BIN -u SKAB_BASE_BIN -u SKAB_RUN_BIN SKAB_LOG_LEVEL=warn SKAB_WORKERS="${WORKERS:-0}" \
+    SKAB_LIMITS_INFLIGHT_PER_ACCOUNT_MAX=0 "$bin" serve --data-dir "$data" --listen "127.0.0.1:$port" \
     >>"$RUN/stdout.log" 2>&1 &
   SRV_PID=$!
   SRV_PREFIX="/dav/bench/u"
@@ -240,8 +243,8 @@ dav_curl() { # curl with the server's auth header
   if [ -n "$SRV_AUTH" ]; then curl -sS -H "Authorization: $SRV_AUTH" "$@"; else curl -sS "$@"; fi
 }
 
-wait_up() { # $1: base url
-  for _ in $(seq 100); do
+wait_up() { # $1: base url (60 s: a restarted server may replay its log first)
+  for _ in $(seq 300); do
     if dav_curl -o /dev/null -w '%{http_code}' -X OPTIONS "$1/" 2>/dev/null | grep -q '^[23]'; then
       return 0
     fi

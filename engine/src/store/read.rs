@@ -127,18 +127,6 @@ impl Store {
         Ok(out)
     }
 
-    /// Chunk `id` of domain `key`: from the cache, or read from its pack, verified and cached.
-    pub(crate) fn read_chunk_verified(
-        &self,
-        key: &DomainKey,
-        id: &crate::ChunkId,
-    ) -> Result<Bytes> {
-        if let Some(data) = self.inner.cache.get(key, id) {
-            return Ok(data);
-        }
-        self.read_chunk_uncached(key, id)
-    }
-
     /// Chunk `id` of domain `key` after a cache miss: read from its pack, verified, cached.
     fn read_chunk_uncached(&self, key: &DomainKey, id: &crate::ChunkId) -> Result<Bytes> {
         let data = self.read_chunk_from_disk(key, id)?;
