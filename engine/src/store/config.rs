@@ -53,7 +53,7 @@ pub struct StoreConfig {
     /// `prezero` is off: chunk bytes go to the device from the batch buffer, without a copy
     /// into the page cache and its writeback (docs/architecture.md, "Direct pack appends").
     /// Default off: then what was just uploaded stays in the page cache and reads back from
-    /// memory, which direct appends forgo, for an upload gain within the bench machine's noise
+    /// memory, which direct appends forgo for an upload gain of some 8-10 % on the bench VM
     /// (docs/benchmarks.md, "Reads of fresh data").
     pub direct_io: bool,
 }
