@@ -8,8 +8,13 @@
 # results/summary.md, tool versions in results/versions.txt. Run as root (apt, mount, www-data).
 #
 # Knobs (environment): DURATION (12s), CONNS (64), THREADS (2), SERVERS ("skab apache nginx rclone";
-# also "skab-hyper": the same skab binary with `http1 = "hyper"`, to compare its own HTTP/1 with hyper's),
-# OPS ("put get propfind1 propfind0"; also "poll": a sync client's root PROPFIND Depth 0 with the
+# also "skab-hyper": the same skab binary with `http1 = "hyper"`, to compare its own HTTP/1 with hyper's;
+# "skab-direct" / "skab-buffered": skab with `storage.direct_io` on / off; "skab-base": the binary
+# at SKAB_BASE_BIN, e.g. a build of the commit before a change),
+# OPS ("put get propfind1 propfind0"; "get" reads back everything the PUT runs so far wrote (all
+# rounds), in a scattered order, or the 1000 prepared files when no PUT ran; "getcold" is the same
+# after the server was stopped, the page cache dropped (`echo 3 > /proc/sys/vm/drop_caches`) and the
+# server started again; also "poll": a sync client's root PROPFIND Depth 0 with the
 # Nextcloud client's properties, "list1": Depth 1 of the 1000-file folder with them, and "sync": a
 # sync-collection REPORT with the current token, on servers that have it), ROUNDS (2), NFILES (1000), DATA_FS (image|sparse|root; see below),
 # IMG_SIZE (16G; sparse: per server), NO_LOOP=1 (= DATA_FS=root),
@@ -77,7 +82,7 @@ if [ -z "${NO_INSTALL:-}" ]; then
   # Debian starts the packaged services on install; they are not part of the benchmark.
   for svc in apache2 nginx; do service "$svc" stop >/dev/null 2>&1 || true; done
 fi
-if [[ " $SERVERS " == *" skab "* || " $SERVERS " == *" skab-hyper "* ]]; then
+if [[ " $SERVERS " == *" skab"* ]]; then
   if [ -z "${NO_BUILD:-}" ]; then
     log "building skab (release)"
     (cd "$REPO" && cargo build --release -q -p skab-server)
@@ -176,17 +181,32 @@ tree_ticks() { # $1: root pid
 # ---- servers --------------------------------------------------------------------------------
 # Each start_* sets SRV_PID, SRV_PREFIX (URL path of the root collection), SRV_AUTH.
 start_skab() {
-  local data="$1" port="$2"
-  echo "$SKAB_PASS" | env -u SKAB_BIN "$SKAB_BIN" user add --data-dir "$data" --tenant bench --user u --password-stdin >/dev/null
-  # SKAB_BIN is this script's knob, not a server setting (the server refuses unknown SKAB_*).
-  env -u SKAB_BIN SKAB_LOG_LEVEL=warn SKAB_WORKERS="${WORKERS:-0}" "$SKAB_BIN" serve --data-dir "$data" --listen "127.0.0.1:$port" \
-    >"$RUN/stdout.log" 2>&1 &
+  local data="$1" port="$2" bin="${SKAB_RUN_BIN:-$SKAB_BIN}"
+  # RESTART=1: the same data again (getcold), the user exists already.
+  [ -n "${RESTART:-}" ] ||
+    echo "$SKAB_PASS" | env -u SKAB_BIN -u SKAB_BASE_BIN -u SKAB_RUN_BIN "$bin" user add --data-dir "$data" --tenant bench --user u --password-stdin >/dev/null
+  # SKAB_BIN, SKAB_BASE_BIN, SKAB_RUN_BIN are this script's knobs, not server settings (the
+  # server refuses unknown SKAB_*).
+  # One account stands for the many clients of the load: its in-flight limit (32) is off, or
+  # half of the 64 connections' requests are answered 429.
+  env -u SKAB_BIN -u SKAB_BASE_BIN -u SKAB_RUN_BIN SKAB_LOG_LEVEL=warn SKAB_WORKERS="${WORKERS:-0}" \
+    SKAB_LIMITS_INFLIGHT_PER_ACCOUNT_MAX=0 "$bin" serve --data-dir "$data" --listen "127.0.0.1:$port" \
+    >>"$RUN/stdout.log" 2>&1 &
   SRV_PID=$!
   SRV_PREFIX="/dav/bench/u"
   SRV_AUTH="Basic $(printf 'u@bench:%s' "$SKAB_PASS" | base64 -w0)"
 }
 start_skab-hyper() { # skab with hyper's HTTP/1 instead of its own
   SKAB_HTTP1=hyper start_skab "$@"
+}
+start_skab-direct() { # skab with direct pack appends
+  SKAB_STORAGE_DIRECT_IO=true start_skab "$@"
+}
+start_skab-buffered() { # skab with pack appends through the page cache
+  SKAB_STORAGE_DIRECT_IO=false start_skab "$@"
+}
+start_skab-base() { # another skab binary (SKAB_BASE_BIN), its defaults
+  SKAB_RUN_BIN="$SKAB_BASE_BIN" start_skab "$@"
 }
 start_apache() {
   local data="$1" port="$2"
@@ -223,8 +243,8 @@ dav_curl() { # curl with the server's auth header
   if [ -n "$SRV_AUTH" ]; then curl -sS -H "Authorization: $SRV_AUTH" "$@"; else curl -sS "$@"; fi
 }
 
-wait_up() { # $1: base url
-  for _ in $(seq 100); do
+wait_up() { # $1: base url (60 s: a restarted server may replay its log first)
+  for _ in $(seq 300); do
     if dav_curl -o /dev/null -w '%{http_code}' -X OPTIONS "$1/" 2>/dev/null | grep -q '^[23]'; then
       return 0
     fi
@@ -254,10 +274,15 @@ prepare() { # $1: base url. MKCOL /bench/ and /put/, upload the NFILES files ove
 run_op() { # $1 server, $2 op, $3 port, $4 round
   local srv="$1" op="$2" port="$3" round="$4" script
   local -a env=(BENCH_LUA_DIR="$HERE/lua" BENCH_PREFIX="$SRV_PREFIX" BENCH_AUTH="$SRV_AUTH"
-    BENCH_NFILES="$NFILES" BENCH_RUN_ID="$op$round")
+    BENCH_NFILES="$NFILES" BENCH_RUN_ID="$op$round" BENCH_THREADS="$THREADS")
+  local manifest="$WORK/$srv-manifest"
   case "$op" in
-    put) script=put.lua ;;
-    get) script=get.lua ;;
+    put) script=put.lua; env+=(BENCH_MANIFEST="$manifest") ;;
+    get | getcold)
+      script=get.lua
+      # the last request of each PUT connection may have been cut off when its run ended
+      [ -s "$manifest" ] && env+=(BENCH_MANIFEST="$manifest" BENCH_INFLIGHT=$(((CONNS + THREADS - 1) / THREADS)))
+      ;;
     propfind1) script=propfind.lua; env+=(BENCH_DEPTH=1 BENCH_TARGET=/bench/) ;;
     propfind0) script=propfind.lua; env+=(BENCH_DEPTH=0 BENCH_TARGET=/bench/f0000.bin) ;;
     # A sync client's poll: "did anything change?" = Depth 0 of its root with the client's props.
@@ -323,6 +348,23 @@ run_op() { # $1 server, $2 op, $3 port, $4 round
   grep -q '^RESULT' "$out" || { log "wrk failed for $srv $op:"; cat "$out" >&2; return 1; }
 }
 
+# getcold: stop the server, drop the page cache, start it again on the same data.
+restart_cold() { # $1 server
+  local srv="$1" pid="${S_PID[$1]}"
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  sync
+  echo 3 >/proc/sys/vm/drop_caches
+  RUN="$WORK/$srv-run"
+  RESTART=1 "start_$srv" "$WORK/$srv-data" "${S_PORT[$srv]}"
+  PIDS+=("$SRV_PID")
+  S_PID[$srv]=$SRV_PID
+  wait_up "http://127.0.0.1:${S_PORT[$srv]}$SRV_PREFIX"
+  # wait_up's OPTIONS may have read a little; the data files are still cold
+}
+
 declare -A S_PID S_PREFIX S_AUTH S_PORT
 port=$BASE_PORT
 for srv in $SERVERS; do
@@ -345,6 +387,10 @@ for round in $(seq "$ROUNDS"); do
   for op in $OPS; do
     for srv in $SERVERS; do
       SRV_PID=${S_PID[$srv]}; SRV_PREFIX=${S_PREFIX[$srv]}; SRV_AUTH=${S_AUTH[$srv]}
+      if [ "$op" = getcold ]; then
+        log "round $round: $srv restarted with the page cache dropped"
+        restart_cold "$srv"
+      fi
       log "round $round: $srv $op for $DURATION"
       run_op "$srv" "$op" "${S_PORT[$srv]}" "$round"
       sleep 1

@@ -131,6 +131,19 @@ const _: () = assert!(
     CHUNK_CACHE_SHARD_BYTES_MIN / CHUNK_CACHE_ENTRY_SHARE_DIV >= CHUNK_SIZE_MAX_DEFAULT as u64
 );
 
+// --- Reads of chunks that miss the caches (engine/src/store/reader.rs, docs/io.md "Reads") ---
+
+/// Reader threads that take the chunk reads which must wait for the disk off the event loops,
+/// count: also the most such reads in flight, so enough to fill a disk's queue (an NVMe drive
+/// needs some 32 reads in flight to reach its rate; a SATA disk's queue holds 32). Each costs
+/// an idle thread (a few KiB of stack touched) and starts on the first read that needs it.
+pub const READER_THREADS: usize = 32;
+/// Largest chunk, bytes, that an event loop reads from the page cache and verifies itself
+/// (some 40 µs of hashing at 128 KiB); a larger chunk is read and hashed by a reader thread.
+pub const READ_ON_LOOP_BYTES_MAX: usize = 128 * 1024;
+
+const _: () = assert!(READ_ON_LOOP_BYTES_MAX >= CHUNK_SIZE_MAX_DEFAULT);
+
 // --- Disk space (engine/src/store, engine/src/pack/writer.rs) ---
 
 /// Free bytes the file system must keep beyond an accepted upload, default of

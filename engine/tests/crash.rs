@@ -61,6 +61,7 @@ fn child(dir: &Path, cycle: u64) {
             StoreConfig {
                 shards: 4,
                 prezero: prezero_in(cycle),
+                direct_io: direct_io_in(cycle),
                 ..Default::default()
             },
         )
@@ -193,6 +194,7 @@ fn sigkill_never_loses_an_acknowledged_write() {
             StoreConfig {
                 shards: 4,
                 prezero: prezero_in(cycle),
+                direct_io: direct_io_in(cycle),
                 ..Default::default()
             },
         )
@@ -246,7 +248,13 @@ fn sigkill_never_loses_an_acknowledged_write() {
     eprintln!("crash test: {CYCLES} cycles, {total_acks} acknowledged operations, lost 0");
 }
 
-/// Odd cycles run with pre-zeroing, even ones with the default (direct pack appends).
+/// Cycles rotate over the ways packs are appended: through the page cache (the default),
+/// into pre-zeroed space, and with direct I/O.
 fn prezero_in(cycle: u64) -> bool {
-    cycle % 2 == 1
+    cycle % 3 == 1
+}
+
+/// See [`prezero_in`].
+fn direct_io_in(cycle: u64) -> bool {
+    cycle % 3 == 2
 }

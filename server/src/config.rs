@@ -174,7 +174,7 @@ impl Default for StorageConfig {
             free_space_reserve_bytes: skab_engine::limits::FREE_SPACE_RESERVE_DEFAULT,
             chunk_cache_bytes: skab_engine::limits::CHUNK_CACHE_BYTES_DEFAULT,
             prezero: false,
-            direct_io: true,
+            direct_io: false,
             io: IoBackend::Auto,
             upload_ttl_s: crate::limits::OC_UPLOAD_TTL_DEFAULT_S,
         }

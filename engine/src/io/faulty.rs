@@ -4,7 +4,7 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use super::{Storage, StorageFile};
 use crate::limits::DIRECT_IO_ALIGN;
@@ -72,6 +72,7 @@ struct PlanState {
     /// `O_DIRECT` files but refuses their writes.
     refuse_direct_writes: bool,
     flips: Vec<BitFlip>,
+    hold_reads: bool,
 }
 
 /// The faults a [`FaultyStorage`] injects; shared, and changeable while the storage is in use.
@@ -79,6 +80,10 @@ struct PlanState {
 pub struct FaultPlan {
     state: Mutex<PlanState>,
     counters: Counters,
+    /// Wakes reads held by `hold_reads` when it is lifted.
+    released: Condvar,
+    /// Reads waiting in `hold_reads` now.
+    held: AtomicU64,
 }
 
 impl std::fmt::Debug for FaultPlan {
@@ -152,8 +157,38 @@ impl FaultPlan {
     }
 
     /// Removes every fault; counters are kept.
+    /// While on, every blocking read (`read_exact_at`) of a matching name waits until it is
+    /// turned off (a disk that does not answer); reads served from the page cache
+    /// (`read_cached_at`) do not wait. Shows which thread a read blocks, and how many are in
+    /// flight at once ([`FaultPlan::held_reads`]).
+    pub fn hold_reads(&self, hold: bool) {
+        self.state.lock().hold_reads = hold;
+        if !hold {
+            self.released.notify_all();
+        }
+    }
+
+    /// Reads waiting in [`FaultPlan::hold_reads`] now.
+    pub fn held_reads(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Waits while reads of `name` are held.
+    fn wait_if_held(&self, name: &str) {
+        let mut st = self.state.lock();
+        if !(st.hold_reads && Self::matches(&st, name)) {
+            return;
+        }
+        self.held.fetch_add(1, Ordering::Relaxed);
+        while st.hold_reads {
+            self.released.wait(&mut st);
+        }
+        self.held.fetch_sub(1, Ordering::Relaxed);
+    }
+
     pub fn clear(&self) {
         *self.state.lock() = PlanState::default();
+        self.released.notify_all();
     }
 
     /// A snapshot of the operation counters.
@@ -300,6 +335,22 @@ pub struct FaultyFile {
 }
 
 impl FaultyFile {
+    /// Flips the planned bits that fall in `buf`, read from `offset`.
+    fn apply_flips(&self, buf: &mut [u8], offset: u64) {
+        let st = self.plan.state.lock();
+        let end = offset.saturating_add(buf.len() as u64);
+        for flip in st.flips.iter().filter(|f| f.name == self.name) {
+            if (offset..end).contains(&flip.offset) {
+                // In range: the difference is below buf.len().
+                let i = (flip.offset - offset) as usize;
+                if let Some(b) = buf.get_mut(i) {
+                    *b ^= flip.mask;
+                    bump(&self.plan.counters.injected, 1);
+                }
+            }
+        }
+    }
+
     fn write_fate(&self, total: u64) -> WriteFate {
         let plan = &self.plan;
         let mut st = plan.state.lock();
@@ -338,20 +389,21 @@ impl StorageFile for FaultyFile {
         let c = &self.plan.counters;
         bump(&c.reads, 1);
         bump(&c.read_bytes, buf.len() as u64);
+        self.plan.wait_if_held(&self.name);
         self.inner.read_exact_at(buf, offset)?;
-        let st = self.plan.state.lock();
-        let end = offset.saturating_add(buf.len() as u64);
-        for flip in st.flips.iter().filter(|f| f.name == self.name) {
-            if (offset..end).contains(&flip.offset) {
-                // In range: the difference is below buf.len().
-                let i = (flip.offset - offset) as usize;
-                if let Some(b) = buf.get_mut(i) {
-                    *b ^= flip.mask;
-                    bump(&c.injected, 1);
-                }
-            }
-        }
+        self.apply_flips(buf, offset);
         Ok(())
+    }
+
+    fn read_cached_at(&self, buf: &mut [u8], offset: u64) -> io::Result<bool> {
+        if !self.inner.read_cached_at(buf, offset)? {
+            return Ok(false);
+        }
+        let c = &self.plan.counters;
+        bump(&c.reads, 1);
+        bump(&c.read_bytes, buf.len() as u64);
+        self.apply_flips(buf, offset);
+        Ok(true)
     }
 
     fn write_batch(&self, writes: &[(u64, &[u8])], sync: bool) -> io::Result<()> {

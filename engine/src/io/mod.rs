@@ -89,6 +89,14 @@ pub(crate) fn direct_write_is_aligned(offset: u64, data: &[u8]) -> bool {
 pub trait StorageFile: Send + Sync {
     /// Fills `buf` from `offset`; a short file is an `UnexpectedEof` error.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// Fills `buf` from `offset` only if that needs no wait for the device (every byte is in
+    /// the page cache): `Ok(true)` when filled, `Ok(false)` when the read would have to wait
+    /// or the backend cannot tell without waiting (the default). Lets an event loop serve
+    /// cached bytes itself and hand only real disk reads to a thread (docs/io.md).
+    fn read_cached_at(&self, buf: &mut [u8], offset: u64) -> io::Result<bool> {
+        let _ = (buf, offset);
+        Ok(false)
+    }
     /// Writes every buffer at its offset, in order; when `sync` is set, then makes
     /// the file's data durable (fdatasync) before returning. One call is one batch.
     /// On error some prefix of the batch may have been written.
@@ -265,6 +273,56 @@ pub(crate) fn check_range(offset: u64, len: usize) -> io::Result<()> {
             "range at offset {offset} of {len} bytes is past the largest file offset"
         ))),
     }
+}
+
+/// Set once a kernel or file system refused `RWF_NOWAIT` reads: later calls skip the try.
+#[cfg(target_os = "linux")]
+static NOWAIT_UNSUPPORTED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// `preadv2(.., RWF_NOWAIT)` of all of `buf` at `offset`: `Ok(true)` when the page cache held
+/// every byte, `Ok(false)` when the kernel would have had to wait for the device (EAGAIN, or
+/// only part was cached) or refuses non-blocking reads (then never tried again).
+#[cfg(target_os = "linux")]
+pub(crate) fn pread_nowait(file: &std::fs::File, buf: &mut [u8], offset: u64) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::Ordering;
+    check_range(offset, buf.len())?;
+    if buf.is_empty() {
+        return Ok(true);
+    }
+    if NOWAIT_UNSUPPORTED.load(Ordering::Relaxed) {
+        return Ok(false);
+    }
+    let iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: one iovec over `buf`, which outlives the synchronous call; offset checked
+    // above to fit an off_t.
+    let n = unsafe {
+        libc::preadv2(
+            file.as_raw_fd(),
+            &iov,
+            1,
+            offset as libc::off_t,
+            libc::RWF_NOWAIT,
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(false),
+            Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) | Some(libc::EINVAL) => {
+                NOWAIT_UNSUPPORTED.store(true, Ordering::Relaxed);
+                Ok(false)
+            }
+            _ => Err(e),
+        };
+    }
+    // A short read: part of the range is not cached (or the file is shorter: the blocking
+    // read then reports it).
+    Ok(n as usize == buf.len())
 }
 
 /// Bytes available to unprivileged writers on the file system holding `path` (statvfs).

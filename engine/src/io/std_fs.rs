@@ -269,6 +269,11 @@ impl StorageFile for StdFile {
         self.file.read_exact_at(buf, offset)
     }
 
+    #[cfg(target_os = "linux")]
+    fn read_cached_at(&self, buf: &mut [u8], offset: u64) -> io::Result<bool> {
+        super::pread_nowait(&self.file, buf, offset)
+    }
+
     fn write_batch(&self, writes: &[(u64, &[u8])], sync: bool) -> io::Result<()> {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(poisoned_error());

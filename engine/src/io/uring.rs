@@ -321,6 +321,11 @@ impl StorageFile for UringFile {
         Ok(())
     }
 
+    fn read_cached_at(&self, buf: &mut [u8], offset: u64) -> io::Result<bool> {
+        // A plain system call: cheaper than a ring round trip, and it never waits.
+        super::pread_nowait(&self.file, buf, offset)
+    }
+
     fn write_batch(&self, writes: &[(u64, &[u8])], sync: bool) -> io::Result<()> {
         self.check_poisoned()?;
         let mut pending: VecDeque<(u64, &[u8])> = VecDeque::new();

@@ -283,6 +283,29 @@ impl ChunkStore {
         Err(Error::Integrity(format!("chunk {id} could not be read")))
     }
 
+    /// Chunk `id`'s bytes (unverified) if they can be had without waiting for the device: the
+    /// chunk is durable, at most `len_max` bytes, and all in the page cache. `Ok(None)` means
+    /// "read it with [`ChunkStore::read_raw`] on a thread that may wait".
+    pub(crate) fn read_raw_cached(&self, id: &ChunkId, len_max: usize) -> Result<Option<Bytes>> {
+        let Some(e) = self.index.get(id).map(|e| *e) else {
+            return Err(Error::Integrity(format!(
+                "chunk {id} is missing from the store"
+            )));
+        };
+        if e.len as usize > len_max || e.end() > self.writer.durable_pos() {
+            return Ok(None);
+        }
+        let file = match self.files.get(&e.pack) {
+            Some(f) => f.clone(),
+            // Opening a pack is a path lookup that may wait: left to the reader.
+            None => return Ok(None),
+        };
+        let mut buf = vec![0u8; e.len as usize];
+        Ok(file
+            .read_cached_at(&mut buf, e.offset)?
+            .then(|| Bytes::from(buf)))
+    }
+
     /// Removes every chunk without references, telling `removed` each one.
     pub(crate) fn gc(&self, mut removed: impl FnMut(&ChunkId)) -> GcReport {
         self.reap_lost();

@@ -15,6 +15,7 @@ mod maintain;
 pub(crate) mod meta;
 mod open;
 mod read;
+mod reader;
 pub(crate) mod record;
 mod recover;
 pub(crate) mod snapshot;

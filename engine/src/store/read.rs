@@ -6,11 +6,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::{Future, Stream, StreamExt};
+use tokio::sync::oneshot;
 
-use super::Store;
+use super::{reader, Store};
 use crate::chunk::DomainKey;
 use crate::error::{Error, Result};
+use crate::limits::READ_ON_LOOP_BYTES_MAX;
 use crate::ns::{Content, EntryInfo, Name, PropName, TrashInfo, VersionInfo};
 use crate::SpaceKey;
 
@@ -125,18 +127,40 @@ impl Store {
         Ok(out)
     }
 
-    /// Chunk `id` of domain `key`: from the cache, or read from its pack, verified and cached.
-    pub(crate) fn read_chunk_verified(
-        &self,
-        key: &DomainKey,
-        id: &crate::ChunkId,
-    ) -> Result<Bytes> {
-        if let Some(data) = self.inner.cache.get(key, id) {
-            return Ok(data);
-        }
+    /// Chunk `id` of domain `key` after a cache miss: read from its pack, verified, cached.
+    fn read_chunk_uncached(&self, key: &DomainKey, id: &crate::ChunkId) -> Result<Bytes> {
         let data = self.read_chunk_from_disk(key, id)?;
         self.inner.cache.insert(key, *id, &data);
         Ok(data)
+    }
+
+    /// Chunk `id` of domain `key` if it can be had without waiting for the disk (from the
+    /// chunk cache, or a small chunk from the page cache, verified here); `None` when it must
+    /// be read (and cached) by a reader thread, which may wait.
+    pub(crate) fn read_chunk_now(
+        &self,
+        key: &DomainKey,
+        id: &crate::ChunkId,
+    ) -> Option<Result<Bytes>> {
+        if let Some(data) = self.inner.cache.get(key, id) {
+            return Some(Ok(data));
+        }
+        let data = match self
+            .inner
+            .chunks
+            .read_raw_cached(id, READ_ON_LOOP_BYTES_MAX)
+        {
+            Ok(Some(d)) => d,
+            Ok(None) => return None,
+            Err(e) => return Some(Err(e)),
+        };
+        if key.chunk_id(&data) != *id {
+            return Some(Err(Error::Integrity(format!(
+                "chunk {id} does not match its hash"
+            ))));
+        }
+        self.inner.cache.insert(key, *id, &data);
+        Some(Ok(data))
     }
 
     /// Chunk `id` of domain `key`, read from its pack and verified, never from the cache.
@@ -156,12 +180,17 @@ impl Store {
 }
 
 /// The bytes of one range of a file, chunk by chunk. Each chunk is read from its pack and
-/// checked against its keyed hash before any of it is yielded; a mismatch is an error item.
+/// checked against its keyed hash before any of it is yielded; a mismatch is an error item,
+/// and the stream ends after an error.
+///
+/// Polling never waits for the disk: a chunk in the chunk cache, or a small one in the page
+/// cache, is yielded at once; any other is read and verified by a reader thread
+/// (`reader.rs`) while the poller's task waits (docs/io.md, "Reads").
 pub struct ContentStream {
     store: Store,
     key: DomainKey,
     content: Arc<Content>,
-    /// Next chunk index to read.
+    /// Next chunk index to yield.
     next: usize,
     /// Chunk index one past the last to read.
     end: usize,
@@ -169,6 +198,8 @@ pub struct ContentStream {
     last_end: usize,
     first: usize,
     remaining: u64,
+    /// The reader thread's answer for chunk `next`, while one is on its way.
+    pending: Option<oneshot::Receiver<Result<Bytes>>>,
 }
 
 impl ContentStream {
@@ -198,6 +229,7 @@ impl ContentStream {
             last_end,
             first,
             remaining: len,
+            pending: None,
         }
     }
 
@@ -206,24 +238,20 @@ impl ContentStream {
         self.remaining
     }
 
-    /// Chunks not yet read (a whole small file is one).
+    /// Chunks not yet yielded (a whole small file is one).
     pub fn chunks_left(&self) -> usize {
         self.end - self.next
     }
 
-    /// Reads and verifies the next chunk now, on the calling thread (what polling does).
-    pub fn next_slice(&mut self) -> Option<Result<Bytes>> {
-        if self.next >= self.end {
-            return None;
-        }
+    /// The slice of chunk `next` that the range covers, or the error that ends the stream.
+    fn finish(&mut self, read: Result<Bytes>) -> Result<Bytes> {
         let i = self.next;
         self.next += 1;
-        let r = self.content.chunks.get(i)?;
-        let data = match self.store.read_chunk_verified(&self.key, &r.id) {
+        let data = match read {
             Ok(d) => d,
             Err(e) => {
                 self.next = self.end;
-                return Some(Err(e));
+                return Err(e);
             }
         };
         let lo = if i == self.first {
@@ -238,20 +266,59 @@ impl ContentStream {
         };
         if lo > hi || hi > data.len() {
             self.next = self.end;
-            return Some(Err(crate::Error::Integrity(
-                "chunk shorter than recorded".into(),
-            )));
+            return Err(Error::Integrity("chunk shorter than recorded".into()));
         }
         let slice = data.slice(lo..hi);
         self.remaining -= slice.len() as u64;
-        Some(Ok(slice))
+        Ok(slice)
     }
 }
 
 impl Stream for ContentStream {
     type Item = Result<Bytes>;
 
-    fn poll_next(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        Poll::Ready(self.get_mut().next_slice())
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(rx) = this.pending.as_mut() {
+                let answer = match Pin::new(rx).poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(a) => a,
+                };
+                this.pending = None;
+                let read = answer.unwrap_or_else(|_| {
+                    Err(Error::Io(std::io::Error::other(
+                        "the chunk reader thread failed",
+                    )))
+                });
+                return Poll::Ready(Some(this.finish(read)));
+            }
+            if this.next >= this.end {
+                return Poll::Ready(None);
+            }
+            let Some(id) = this.content.chunks.get(this.next).map(|r| r.id) else {
+                this.next = this.end;
+                return Poll::Ready(Some(Err(Error::Integrity(
+                    "chunk list shorter than recorded".into(),
+                ))));
+            };
+            if let Some(read) = this.store.read_chunk_now(&this.key, &id) {
+                return Poll::Ready(Some(this.finish(read)));
+            }
+            let (tx, rx) = oneshot::channel();
+            let (store, key) = (this.store.clone(), this.key.clone());
+            reader::submit(Box::new(move || {
+                // A reader that gave up (its client left) costs no disk read.
+                if !tx.is_closed() {
+                    // `read_chunk_now` looked in the cache already (one miss counted).
+                    let read = store.read_chunk_uncached(&key, &id);
+                    // Let go of the store before the reader wakes: a caller that drops its
+                    // last handle and opens the store again must not find it still held.
+                    drop(store);
+                    let _ = tx.send(read);
+                }
+            }));
+            this.pending = Some(rx);
+        }
     }
 }

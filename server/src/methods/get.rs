@@ -18,7 +18,7 @@ use crate::dav::headers::{
 use crate::http::body::{empty, full, streamed};
 use crate::http::response::{status, Resp};
 
-pub fn handle(ctx: &Ctx, req: &Request<ReqBody>) -> Resp {
+pub async fn handle(ctx: &Ctx, req: &Request<ReqBody>) -> Resp {
     let head = req.method() == Method::HEAD;
     let info = match ctx.app.store.stat(&ctx.space, &ctx.names) {
         Ok(i) => i,
@@ -78,9 +78,10 @@ pub fn handle(ctx: &Ctx, req: &Request<ReqBody>) -> Resp {
             .store
             .read_entry(&ctx.space, &info, Some((start, len)))
         {
-            // One chunk (every small file): read it now, so a read error is still a clean
-            // error status and headers and body leave in one write.
-            Ok(mut stream) if stream.chunks_left() == 1 => match stream.next_slice() {
+            // One chunk (every small file): read it before answering (from a cache at once, or
+            // by a reader thread while this loop serves others), so a read error is still a
+            // clean error status and headers and body leave in one write.
+            Ok(mut stream) if stream.chunks_left() == 1 => match stream.next().await {
                 Some(Ok(data)) => full(data),
                 Some(Err(e)) => return engine_error(&e),
                 None => empty(),

@@ -28,7 +28,7 @@ use crate::http::response::{text, Resp};
 pub async fn dispatch(ctx: Ctx, req: Request<ReqBody>) -> Resp {
     match req.method().as_str() {
         "OPTIONS" => options::handle(&ctx),
-        "GET" | "HEAD" => get::handle(&ctx, &req),
+        "GET" | "HEAD" => get::handle(&ctx, &req).await,
         "PUT" => put::handle(&ctx, req).await,
         "DELETE" => delete::handle(&ctx, &req).await,
         "MKCOL" => mkcol::handle(&ctx, req).await,
