@@ -10,7 +10,8 @@
 #
 # Knobs (environment): DURATION (8, seconds per run), CLIENTS (4), ROUNDS (2), KEY (ec: ECDSA
 # P-256; rsa: RSA 2048), SERVER_CPU (0), CLIENT_CPU (1), SERVERS ("skab nginx"), SKAB_BIN
-# (target/release/skab), BASE_PORT (29443), WORKERS (1: skab `workers` and nginx
+# (target/release/skab), BUILDS ("name=binary ...": other skab builds, served beside it
+# as skab-name), BASE_PORT (29443), WORKERS (1: skab `workers` and nginx
 # `worker_processes`), WRK_THREADS (1), WRK_CONNS (unset: no wrk run; N: also wrk with N
 # connections and `Connection: close`, for latency percentiles). Needs openssl and nginx (Debian: apt-get install
 # nginx-light or nginx).
@@ -39,8 +40,11 @@ PIDS=()
 cleanup() {
   local rc=$?
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true; done
-  sleep 1
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]:-}"; do
+    [ -n "$p" ] || continue
+    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
+  done
   rm -rf "$WORK"
   exit $rc
 }
@@ -63,13 +67,23 @@ openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 
 SKAB_PORT=$BASE_PORT
 NGINX_PORT=$((BASE_PORT + 1))
 declare -A PORT PATHS PID
+start_skab() { # name binary port
+  printf 'workers = %s\n[tls]\ncert = "%s/cert.pem"\nkey = "%s/key.pem"\n' "$WORKERS" "$WORK" "$WORK" > "$1.toml"
+  env -u SKAB_BIN taskset -c "$SERVER_CPU" "$2" serve --config "$1.toml" --data-dir "$WORK/$1-data" \
+    --listen "127.0.0.1:$3" > "$1.log" 2>&1 &
+  PID[$1]=$!; PIDS+=("${PID[$1]}")
+  PORT[$1]=$3; PATHS[$1]=/healthz
+}
 if [[ " $SERVERS " == *" skab "* ]]; then
-  printf 'workers = %s\n[tls]\ncert = "%s/cert.pem"\nkey = "%s/key.pem"\n' "$WORKERS" "$WORK" "$WORK" > skab.toml
-  taskset -c "$SERVER_CPU" "$SKAB_BIN" serve --config skab.toml --data-dir "$WORK/skab-data" \
-    --listen "127.0.0.1:$SKAB_PORT" > skab.log 2>&1 &
-  PID[skab]=$!; PIDS+=("${PID[skab]}")
-  PORT[skab]=$SKAB_PORT; PATHS[skab]=/healthz
+  start_skab skab "$SKAB_BIN" "$SKAB_PORT"
 fi
+# Other skab builds beside it: BUILDS="name=binary ..." serve as skab-name.
+port=$((BASE_PORT + 2))
+for v in ${BUILDS:-}; do
+  start_skab "skab-${v%%=*}" "${v#*=}" "$port"
+  SERVERS="$SERVERS skab-${v%%=*}"
+  port=$((port + 1))
+done
 if [[ " $SERVERS " == *" nginx "* ]]; then
   mkdir -p nginx
   cat > nginx/nginx.conf <<NGX
