@@ -1,7 +1,11 @@
 //! The HTTP side: a capped keep-alive connection pool (hyper-util) over counted connections,
-//! optional loopback source-address spreading, the loopback-only target check, auth headers.
+//! plain or TLS (with session resumption from a shared ticket pool), connection churn (a
+//! share of requests on a new connection), optional loopback source-address spreading, the
+//! loopback-only target check, auth headers.
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,22 +20,78 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::client::{ClientSessionMemoryCache, ClientSessionStore, Resumption};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
 
-use crate::limits::REQUEST_TIMEOUT_S;
+use crate::config::ConnCfg;
+use crate::limits::{REQUEST_TIMEOUT_S, TLS_HANDSHAKE_TIMEOUT_S, TLS_TICKETS_MAX};
 
-/// Connections opened and open now (peak kept).
+/// Connections opened and open now (peak kept); TLS handshakes by kind.
 #[derive(Default)]
 pub struct ConnStats {
     pub opened: AtomicU64,
     pub open: AtomicU64,
     pub peak_open: AtomicU64,
+    /// TLS handshakes that did the key exchange and certificate check.
+    pub tls_full: AtomicU64,
+    /// TLS handshakes that resumed an earlier session from a ticket.
+    pub tls_resumed: AtomicU64,
+    /// TLS handshakes that failed (counted as connect errors of their requests).
+    pub tls_failed: AtomicU64,
 }
 
-/// A TCP connection that keeps `ConnStats::open` right while it lives.
+/// A connection's byte stream: plain TCP or TLS over it.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// A connection that keeps `ConnStats::open` right while it lives.
 pub struct Counted {
-    io: TokioIo<TcpStream>,
+    io: TokioIo<Stream>,
     stats: Arc<ConnStats>,
 }
 
@@ -43,7 +103,8 @@ impl Drop for Counted {
 
 impl Connection for Counted {
     fn connected(&self) -> Connected {
-        self.io.connected()
+        // HTTP/1.1 only (the only ALPN protocol offered), never through a proxy.
+        Connected::new()
     }
 }
 
@@ -73,11 +134,12 @@ impl hyper::rt::Write for Counted {
     }
 }
 
-/// `HttpConnector` whose connections are counted.
+/// `HttpConnector` whose connections are counted, with TLS on top for `https://` targets.
 #[derive(Clone)]
 pub struct CountingConnector {
     inner: HttpConnector,
     stats: Arc<ConnStats>,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
 }
 
 type BoxErr = Box<dyn std::error::Error + Send + Sync>;
@@ -94,12 +156,41 @@ impl tower_service::Service<Uri> for CountingConnector {
     fn call(&mut self, uri: Uri) -> Self::Future {
         let fut = self.inner.call(uri);
         let stats = self.stats.clone();
+        let tls = self.tls.clone();
         Box::pin(async move {
-            let io = fut.await?;
+            let tcp = fut.await?.into_inner();
+            let stream = match tls {
+                None => Stream::Plain(tcp),
+                Some((connector, name)) => {
+                    let handshake = connector.connect(name, tcp);
+                    let limit = Duration::from_secs(TLS_HANDSHAKE_TIMEOUT_S);
+                    let tls = match tokio::time::timeout(limit, handshake).await {
+                        Ok(Ok(t)) => t,
+                        Ok(Err(e)) => {
+                            stats.tls_failed.fetch_add(1, Ordering::Relaxed);
+                            return Err(e.into());
+                        }
+                        Err(elapsed) => {
+                            stats.tls_failed.fetch_add(1, Ordering::Relaxed);
+                            return Err(elapsed.into());
+                        }
+                    };
+                    let kind = tls.get_ref().1.handshake_kind();
+                    if kind == Some(rustls::HandshakeKind::Resumed) {
+                        stats.tls_resumed.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        stats.tls_full.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Stream::Tls(Box::new(tls))
+                }
+            };
             stats.opened.fetch_add(1, Ordering::Relaxed);
             let now = stats.open.fetch_add(1, Ordering::Relaxed) + 1;
             stats.peak_open.fetch_max(now, Ordering::Relaxed);
-            Ok(Counted { io, stats })
+            Ok(Counted {
+                io: TokioIo::new(stream),
+                stats,
+            })
         })
     }
 }
@@ -134,24 +225,162 @@ pub struct Resp {
     pub etag: Option<HeaderValue>,
 }
 
-/// The shared client: one pool per source address, all under one cap on open connections.
+/// The clients of one source address: a keep-alive pool, and two without idle connections
+/// for requests that churn (a new connection each), resuming a TLS session or not.
+struct Clients {
+    pooled: Client<CountingConnector, Full<Bytes>>,
+    churn_resumed: Client<CountingConnector, Full<Bytes>>,
+    churn_full: Client<CountingConnector, Full<Bytes>>,
+}
+
+/// Evenly spread yes/no choices: of every `n` draws, `share x n` (rounded) are yes, in a
+/// fixed pattern (no randomness: runs compare exactly).
+#[derive(Default)]
+struct Spread {
+    draws: AtomicU64,
+}
+
+impl Spread {
+    fn next(&self, share: f64) -> bool {
+        let n = self.draws.fetch_add(1, Ordering::Relaxed) as f64;
+        ((n + 1.0) * share).floor() > (n * share).floor()
+    }
+}
+
+/// The shared client: clients per source address, all under one cap on open connections.
 pub struct Http {
-    clients: Vec<Client<CountingConnector, Full<Bytes>>>,
+    clients: Vec<Clients>,
     cap: Arc<Semaphore>,
     pub authority: String,
     scheme: String,
     pub stats: Arc<ConnStats>,
+    /// Share of requests sent on a new connection (`connections.churn`).
+    churn: f64,
+    /// Share of those new connections that offer TLS session resumption.
+    resumption: f64,
+    churn_spread: Spread,
+    resumption_spread: Spread,
+}
+
+/// A TLS session store shared by every connection of the run: like one client device per
+/// session keeping the tickets its last connection got (each is used once, as rustls does),
+/// pooled so that any new connection can resume while a ticket is left. Kx hints and TLS 1.2
+/// sessions go to rustls's own store.
+#[derive(Debug)]
+struct TicketPool {
+    tickets: parking_lot::Mutex<
+        VecDeque<(ServerName<'static>, rustls::client::Tls13ClientSessionValue)>,
+    >,
+    rest: ClientSessionMemoryCache,
+}
+
+impl ClientSessionStore for TicketPool {
+    fn set_kx_hint(&self, name: ServerName<'static>, group: rustls::NamedGroup) {
+        self.rest.set_kx_hint(name, group)
+    }
+    fn kx_hint(&self, name: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.rest.kx_hint(name)
+    }
+    fn set_tls12_session(
+        &self,
+        name: ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.rest.set_tls12_session(name, value)
+    }
+    fn tls12_session(
+        &self,
+        name: &ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.rest.tls12_session(name)
+    }
+    fn remove_tls12_session(&self, name: &ServerName<'static>) {
+        self.rest.remove_tls12_session(name)
+    }
+    fn insert_tls13_ticket(
+        &self,
+        name: ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        let mut t = self.tickets.lock();
+        if t.len() >= TLS_TICKETS_MAX {
+            t.pop_front();
+        }
+        t.push_back((name, value));
+    }
+    fn take_tls13_ticket(
+        &self,
+        name: &ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        let mut t = self.tickets.lock();
+        // The newest ticket for this server (one target per run: the first one looked at).
+        let i = t.iter().rposition(|(n, _)| n == name)?;
+        t.remove(i).map(|(_, v)| v)
+    }
+}
+
+/// The TLS client configurations of an `https://` target: resuming (from one shared ticket
+/// pool) and never resuming; both trust only the roots of `ca_cert` (or the system's).
+fn tls_configs(
+    ca_cert: Option<&Path>,
+) -> Result<(Arc<rustls::ClientConfig>, Arc<rustls::ClientConfig>)> {
+    let file = ca_cert.unwrap_or(Path::new(crate::limits::SYSTEM_CA_FILE));
+    let pem = std::fs::read(file).with_context(|| {
+        format!(
+            "read CA certificates {} (an https:// target needs --ca-cert FILE, or the system's CA file)",
+            file.display()
+        )
+    })?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert = cert.with_context(|| format!("parse {}", file.display()))?;
+        roots
+            .add(cert)
+            .with_context(|| format!("a certificate of {} is unusable", file.display()))?;
+    }
+    if roots.is_empty() {
+        bail!("no CA certificate in {}", file.display());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let build = |resumption: Resumption| -> Result<Arc<rustls::ClientConfig>> {
+        let mut c = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        c.alpn_protocols = vec![b"http/1.1".to_vec()];
+        c.resumption = resumption;
+        Ok(Arc::new(c))
+    };
+    let pool = Arc::new(TicketPool {
+        tickets: parking_lot::Mutex::new(VecDeque::new()),
+        rest: ClientSessionMemoryCache::new(crate::limits::TLS_TLS12_SESSIONS_MAX),
+    });
+    Ok((
+        build(Resumption::store(pool))?,
+        build(Resumption::disabled())?,
+    ))
 }
 
 impl Http {
-    /// `base` is the target URL (`http://127.0.0.1:8080`); its path is ignored.
-    pub fn new(base: &Uri, max_conns: usize, source_addrs: usize) -> Result<Http> {
+    /// `base` is the target URL (`http://127.0.0.1:8080` or `https://...`); its path is
+    /// ignored.
+    pub fn new(base: &Uri, conns: &ConnCfg) -> Result<Http> {
+        let (max_conns, source_addrs) = (conns.max, conns.source_addrs);
         let scheme = base.scheme_str().unwrap_or("http").to_string();
-        if scheme != "http" {
-            bail!(
-                "only http:// targets are supported (put a TLS proxy in front, or test plain HTTP)"
-            );
-        }
+        let tls = match scheme.as_str() {
+            "http" => None,
+            "https" => {
+                let host = base
+                    .host()
+                    .context("target URL needs a host")?
+                    .trim_start_matches('[')
+                    .trim_end_matches(']');
+                let name = ServerName::try_from(host.to_string())
+                    .with_context(|| format!("{host} is not a TLS server name"))?;
+                Some((tls_configs(conns.ca_cert.as_deref())?, name))
+            }
+            other => bail!("target scheme {other}:// is not supported: http:// or https://"),
+        };
         let authority = base
             .authority()
             .context("target URL needs a host")?
@@ -163,19 +392,35 @@ impl Http {
             c.set_nodelay(true);
             c.set_keepalive(Some(Duration::from_secs(60)));
             c.set_connect_timeout(Some(Duration::from_secs(30)));
+            // TLS is done by the counting connector over this plain TCP connection.
+            c.enforce_http(false);
             if source_addrs > 1 {
                 let last = u8::try_from(i + 1).context("too many source addresses")?;
                 c.set_local_address(Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))));
             }
+            let connector = |resume: bool| CountingConnector {
+                inner: c.clone(),
+                stats: stats.clone(),
+                tls: tls.as_ref().map(|((resuming, full), name)| {
+                    let config = if resume { resuming } else { full };
+                    (TlsConnector::from(config.clone()), name.clone())
+                }),
+            };
             let per = max_conns.div_ceil(source_addrs.max(1));
-            let client = Client::builder(TokioExecutor::new())
+            let pooled = Client::builder(TokioExecutor::new())
                 .pool_max_idle_per_host(per)
                 .pool_idle_timeout(Duration::from_secs(90))
-                .build(CountingConnector {
-                    inner: c,
-                    stats: stats.clone(),
-                });
-            clients.push(client);
+                .build(connector(conns.resumption > 0.0));
+            let once = |resume: bool| {
+                Client::builder(TokioExecutor::new())
+                    .pool_max_idle_per_host(0)
+                    .build(connector(resume))
+            };
+            clients.push(Clients {
+                pooled,
+                churn_resumed: once(true),
+                churn_full: once(false),
+            });
         }
         Ok(Http {
             clients,
@@ -183,7 +428,27 @@ impl Http {
             authority,
             scheme,
             stats,
+            churn: conns.churn,
+            resumption: conns.resumption,
+            churn_spread: Spread::default(),
+            resumption_spread: Spread::default(),
         })
+    }
+
+    /// The client for the next request of source address `pick`, and whether it is sent on
+    /// a new connection (then with `Connection: close`: the server closes it, like a client
+    /// whose connection is cut before its next request).
+    fn choose(&self, pick: usize) -> (&Client<CountingConnector, Full<Bytes>>, bool) {
+        let c = &self.clients[pick % self.clients.len()];
+        if self.churn > 0.0 && self.churn_spread.next(self.churn) {
+            if self.resumption_spread.next(self.resumption) {
+                (&c.churn_resumed, true)
+            } else {
+                (&c.churn_full, true)
+            }
+        } else {
+            (&c.pooled, false)
+        }
     }
 
     /// Sends one request on the pool of source address `pick % n` and reads the whole body
@@ -234,10 +499,13 @@ impl Http {
         for (k, v) in headers {
             b = b.header(k, v);
         }
+        let (client, fresh) = self.choose(pick);
+        if fresh {
+            b = b.header(http::header::CONNECTION, "close");
+        }
         let Ok(req) = b.body(Full::new(body)) else {
             return Err(Failure::Io);
         };
-        let client = &self.clients[pick % self.clients.len()];
         let work = async {
             let resp = client.request(req).await.map_err(|e| {
                 if e.is_connect() {
@@ -307,7 +575,7 @@ impl Http {
             .uri(uri)
             .body(Full::new(Bytes::new()))
             .ok()?;
-        let client = self.clients.first()?;
+        let client = &self.clients.first()?.pooled;
         let work = async {
             let resp = client.request(req).await.ok()?;
             if resp.status() != 200 {
@@ -330,7 +598,13 @@ pub async fn check_target(base: &Uri, allow_remote: bool) -> Result<()> {
     if allow_remote {
         return Ok(());
     }
-    let port = base.port_u16().unwrap_or(80);
+    let port = base
+        .port_u16()
+        .unwrap_or(if base.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
     let addrs: Vec<_> = tokio::net::lookup_host((host, port))
         .await
         .with_context(|| format!("resolve {host}"))?

@@ -1,6 +1,6 @@
 //! The scenario configuration file (TOML): every knob with a default, see docs/loadtest.md.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -82,6 +82,16 @@ pub struct ConnCfg {
     pub max: usize,
     /// Spread connections over source addresses 127.0.0.1 ..= 127.0.0.N (loopback targets).
     pub source_addrs: usize,
+    /// Share of requests sent on a new connection (closed after its response), 0..=1: a
+    /// client whose connection was cut (NAT, mobile network) since its last request. The
+    /// rest use the keep-alive pool.
+    pub churn: f64,
+    /// Share of those new connections that resume a TLS session (`https://` targets), 0..=1;
+    /// the rest do a full handshake.
+    pub resumption: f64,
+    /// PEM file of the CA certificates trusted for an `https://` target (default: the
+    /// system's CA file).
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl Default for ConnCfg {
@@ -89,6 +99,9 @@ impl Default for ConnCfg {
         ConnCfg {
             max: CONNECTIONS_DEFAULT,
             source_addrs: 1,
+            churn: 0.0,
+            resumption: 1.0,
+            ca_cert: None,
         }
     }
 }
@@ -338,6 +351,8 @@ impl Config {
             ),
             ("exam_peak.last_share", self.exam_peak.last_share),
             ("exam_peak.template_share", self.exam_peak.template_share),
+            ("connections.churn", self.connections.churn),
+            ("connections.resumption", self.connections.resumption),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 bail!("{n} must be within 0..=1, is {v}");

@@ -70,3 +70,16 @@ pub const SYNC_CHANGES_MAX: u64 = 1_000_000;
 /// Extra wall time a `sync` run allows for its setup (subfolders, every client's first
 /// listing) before its schedule, seconds.
 pub const SYNC_SETUP_S: u64 = 60;
+
+/// Longest a TLS handshake may take, seconds; past it the connect fails (error `connect`).
+pub const TLS_HANDSHAKE_TIMEOUT_S: u64 = 30;
+
+/// Most TLS 1.3 session tickets kept for resumption, all connections together; the oldest
+/// go first. Each is a few hundred bytes; far more than the connections open at once.
+pub const TLS_TICKETS_MAX: usize = 20_000;
+
+/// TLS 1.2 sessions (and key-exchange hints) kept per server name by rustls's own store.
+pub const TLS_TLS12_SESSIONS_MAX: usize = 256;
+
+/// The system's CA certificates, trusted for `https://` targets without `--ca-cert`.
+pub const SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";

@@ -65,6 +65,17 @@ struct Common {
     /// Spread connections over 127.0.0.1..=127.0.0.N (overrides connections.source_addrs).
     #[arg(long)]
     source_addrs: Option<usize>,
+    /// Share of requests sent on a new connection, 0..=1 (overrides connections.churn).
+    #[arg(long)]
+    churn: Option<f64>,
+    /// Share of new connections that resume a TLS session, 0..=1 (overrides
+    /// connections.resumption).
+    #[arg(long)]
+    resumption: Option<f64>,
+    /// PEM CA certificates to trust for an https:// target (overrides connections.ca_cert;
+    /// default: the system's).
+    #[arg(long)]
+    ca_cert: Option<PathBuf>,
     /// Generator threads (0: one per CPU). 1 runs everything on one event loop: no cross-thread
     /// wake-ups, the least CPU per request when the server shares the machine.
     #[arg(long, default_value_t = 0)]
@@ -205,6 +216,24 @@ fn args(
     }
     if let Some(n) = c.source_addrs {
         cfg.connections.source_addrs = n;
+    }
+    for (name, flag, key) in [
+        ("--churn", c.churn, &mut cfg.connections.churn),
+        (
+            "--resumption",
+            c.resumption,
+            &mut cfg.connections.resumption,
+        ),
+    ] {
+        if let Some(v) = flag {
+            if !(0.0..=1.0).contains(&v) {
+                anyhow::bail!("{name} must be within 0..=1, is {v}");
+            }
+            *key = v;
+        }
+    }
+    if let Some(p) = c.ca_cert {
+        cfg.connections.ca_cert = Some(p);
     }
     if cfg.connections.max == 0 || cfg.connections.max > limits::CONNECTIONS_MAX {
         anyhow::bail!("--connections must be 1..={}", limits::CONNECTIONS_MAX);

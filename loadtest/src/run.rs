@@ -81,6 +81,10 @@ struct Connections {
     source_addrs: usize,
     opened: u64,
     peak_open: u64,
+    /// TLS handshakes (`https://` targets): full, resumed from a ticket, failed.
+    tls_full: u64,
+    tls_resumed: u64,
+    tls_failed: u64,
 }
 
 #[derive(Serialize)]
@@ -230,7 +234,7 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
         } else {
             start + Duration::from_secs_f64(schedule_s * 1.02 + 1.0)
         };
-        let http = Http::new(&base, c.connections.max, c.connections.source_addrs)?;
+        let http = Http::new(&base, &c.connections)?;
         let run_tag = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -329,6 +333,9 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
                 source_addrs: c.connections.source_addrs,
                 opened: st.opened.load(Ordering::Relaxed),
                 peak_open: st.peak_open.load(Ordering::Relaxed),
+                tls_full: st.tls_full.load(Ordering::Relaxed),
+                tls_resumed: st.tls_resumed.load(Ordering::Relaxed),
+                tls_failed: st.tls_failed.load(Ordering::Relaxed),
             },
             generator: Generator {
                 cpu_s: cpu1 - cpu0,
@@ -565,4 +572,24 @@ fn print_summary(v: &Value) {
         g(v, &["generator", "cpu_s"]),
         g(v, &["generator", "cpu_cores_busy"]) * 100.0
     );
+    let (full, resumed) = (
+        g(v, &["connections", "tls_full"]),
+        g(v, &["connections", "tls_resumed"]),
+    );
+    if full + resumed > 0.0 {
+        eprintln!(
+            "TLS handshakes: {full} full, {resumed} resumed, {} failed",
+            g(v, &["connections", "tls_failed"])
+        );
+    }
+    if let Some(sv) = v.get("server").filter(|s| !s.is_null()) {
+        let sessions = g(v, &["sessions", "done"]);
+        if sessions > 0.0 {
+            eprintln!(
+                "server cpu {:.1} s: {:.3} ms per session",
+                g(sv, &["cpu_s"]),
+                g(sv, &["cpu_s"]) / sessions * 1000.0
+            );
+        }
+    }
 }

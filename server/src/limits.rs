@@ -180,6 +180,16 @@ pub const WORKERS_MAX: usize = 256;
 /// After SIGTERM, how long in-flight requests (uploads) may take to finish, seconds.
 pub const SHUTDOWN_GRACE_S: u64 = 30;
 
+// ---- TLS (server/src/http/tls.rs) ----
+
+/// TLS 1.2 sessions remembered for resumption by session ID, count (clients that resume
+/// without tickets; TLS 1.3 and ticket-capable TLS 1.2 clients resume from a stateless
+/// ticket instead). An entry is a few hundred bytes: about 6 MB at most.
+pub const TLS_SESSION_CACHE_ENTRIES: usize = 20_000;
+/// Session tickets sent after each TLS 1.3 handshake, count: one per connection a client
+/// may open in parallel and resume (each ticket is used once); rustls's default.
+pub const TLS13_TICKETS_PER_HANDSHAKE: usize = 2;
+
 // ---- HTTP/1 connections (server/src/http/h1) ----
 
 /// Most header fields in one request head, count (the head's size is `limits.header_size_max`).

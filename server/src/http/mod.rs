@@ -8,6 +8,7 @@ pub mod h1;
 mod idle;
 pub mod proxy;
 pub mod response;
+mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -451,76 +452,5 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
-    }
-}
-
-mod tls {
-    //! rustls acceptor from PEM certificate chain and key files, whose certificate can be
-    //! replaced while serving (`SIGHUP`): new handshakes get the new one, open connections
-    //! keep theirs.
-    use std::path::{Path, PathBuf};
-    use std::sync::Arc;
-
-    use parking_lot::RwLock;
-    use rustls::server::{ClientHello, ResolvesServerCert};
-    use rustls::sign::CertifiedKey;
-    use tokio_rustls::TlsAcceptor;
-
-    /// The certificate in use, swapped whole on reload.
-    #[derive(Debug)]
-    pub struct Reloadable {
-        current: RwLock<Arc<CertifiedKey>>,
-        cert: PathBuf,
-        key: PathBuf,
-    }
-
-    impl ResolvesServerCert for Reloadable {
-        fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-            Some(self.current.read().clone())
-        }
-    }
-
-    impl Reloadable {
-        /// Reads the files again; on any error the certificate in use stays.
-        pub fn reload(&self) -> anyhow::Result<()> {
-            let fresh = load(&self.cert, &self.key)?;
-            *self.current.write() = Arc::new(fresh);
-            Ok(())
-        }
-    }
-
-    fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-        Arc::new(rustls::crypto::ring::default_provider())
-    }
-
-    fn load(cert: &Path, key: &Path) -> anyhow::Result<CertifiedKey> {
-        let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(cert)?))
-            .collect::<Result<Vec<_>, _>>()?;
-        if certs.is_empty() {
-            anyhow::bail!("no certificate in {}", cert.display());
-        }
-        let key_der =
-            rustls_pemfile::private_key(&mut std::io::BufReader::new(std::fs::File::open(key)?))?
-                .ok_or_else(|| anyhow::anyhow!("no private key in {}", key.display()))?;
-        let signing = provider().key_provider.load_private_key(key_der)?;
-        let ck = CertifiedKey::new(certs, signing);
-        // The key must belong to the certificate: a mismatched pair is refused here, not at
-        // the next handshake.
-        ck.keys_match()?;
-        Ok(ck)
-    }
-
-    pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<(TlsAcceptor, Arc<Reloadable>)> {
-        let resolver = Arc::new(Reloadable {
-            current: RwLock::new(Arc::new(load(cert, key)?)),
-            cert: cert.to_path_buf(),
-            key: key.to_path_buf(),
-        });
-        let mut config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_cert_resolver(resolver.clone());
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok((TlsAcceptor::from(Arc::new(config)), resolver))
     }
 }
