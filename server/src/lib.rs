@@ -12,6 +12,7 @@ pub mod config;
 pub mod cors;
 pub mod dav;
 pub mod fair_share;
+pub mod history;
 pub mod http;
 pub mod limits;
 pub mod methods;
