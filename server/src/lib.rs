@@ -13,6 +13,7 @@ pub mod cors;
 pub mod dav;
 pub mod fair_share;
 pub mod history;
+pub mod history_dav;
 pub mod http;
 pub mod limits;
 pub mod methods;
