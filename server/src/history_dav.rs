@@ -281,7 +281,11 @@ async fn trash(app: &App, req: &Request<ReqBody>, t: &Target) -> Resp {
             let found = it
                 .rsplit_once(".d")
                 .and_then(|(_, id)| id.parse::<u64>().ok())
-                .and_then(|id| items.iter().find(|x| x.id == id && item_name(&x.name, id) == *it));
+                .and_then(|id| {
+                    items
+                        .iter()
+                        .find(|x| x.id == id && item_name(&x.name, id) == *it)
+                });
             match found {
                 Some(f) => Some(f.clone()),
                 None => return not_found(),
