@@ -14,7 +14,7 @@ use crate::app::App;
 use crate::auth::Principal;
 use crate::dav::xml::{Multistatus, PropName};
 use crate::history::may_reach;
-use crate::http::body::{empty, full, ReqBody};
+use crate::http::body::{empty, streamed, ReqBody};
 use crate::http::response::{status, text, xml, Resp};
 use crate::limits::TRASH_RESTORE_NAME_TRIES;
 use crate::methods::common::{content_type, engine_error, time_of};
@@ -210,18 +210,17 @@ async fn versions(app: &App, req: &Request<ReqBody>, t: &Target) -> Resp {
                 Ok(x) => x,
                 Err(e) => return engine_error(&e),
             };
+            // Streamed chunk by chunk, as GET of a current file: a big version is never
+            // held in memory whole.
             let body = if req.method() == Method::HEAD || vi.content.size == 0 {
                 empty()
             } else {
-                let mut out = Vec::with_capacity(usize::try_from(vi.content.size).unwrap_or(0));
-                let mut stream = stream;
-                while let Some(b) = stream.next().await {
-                    match b {
-                        Ok(b) => out.extend_from_slice(&b),
-                        Err(e) => return engine_error(&e),
-                    }
-                }
-                full(out)
+                streamed(stream.map(|r| {
+                    r.map_err(|e| {
+                        tracing::error!(error = %e, "version read failed mid-body");
+                        std::io::Error::other(e.to_string())
+                    })
+                }))
             };
             let mut r = Response::new(body);
             let h = r.headers_mut();
