@@ -40,6 +40,12 @@ pub enum AdminRequest {
     Gc { compact_ratio: f64 },
     /// Copy the store into this directory while it serves (`Store::backup`).
     Backup { dest: PathBuf },
+    /// Versions and trash of one user's space (`history.rs`).
+    History {
+        tenant: String,
+        user: String,
+        req: crate::history::HistoryRequest,
+    },
 }
 
 /// The answer: text for people, and whether it succeeded.
@@ -270,6 +276,9 @@ pub async fn execute(store: &Store, req: AdminRequest) -> AdminResponse {
                     human(r.bytes_unchanged),
                     r.files_removed
                 ))
+            }
+            AdminRequest::History { tenant, user, req } => {
+                crate::history::execute(store, &tenant, &user, req).await
             }
             AdminRequest::Gc { compact_ratio } => {
                 let expired = store.expire().await.map_err(|e| e.to_string())?;

@@ -2,6 +2,7 @@
 
 use crate::admin::AdminRequest;
 use crate::config::{CliOverrides, Config};
+use crate::history::HistoryRequest;
 use crate::limits::PASSWORD_LEN_MAX;
 use crate::users::import::{import_csv, ImportError};
 use crate::users::password;
@@ -71,6 +72,12 @@ pub enum Command {
     /// Check or export the audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// List and restore a user's earlier file versions (help desk).
+    #[command(subcommand)]
+    Version(VersionCmd),
+    /// List, restore and purge a user's deleted files and folders (help desk).
+    #[command(subcommand)]
+    Trash(TrashCmd),
     /// Expire old versions and trash, collect unreferenced chunks, compact packs.
     Gc {
         #[command(flatten)]
@@ -315,6 +322,68 @@ pub enum AuditCmd {
     },
 }
 
+/// A user's space, for `skab version` and `skab trash`.
+#[derive(Debug, Clone, Args)]
+pub struct SpaceRef {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    #[arg(long)]
+    pub tenant: String,
+    #[arg(long)]
+    pub user: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VersionCmd {
+    /// The earlier versions of a file: id, size, modified, replaced.
+    List {
+        #[command(flatten)]
+        space: SpaceRef,
+        /// The file, e.g. /maths/answer.odt.
+        #[arg(long)]
+        path: String,
+    },
+    /// Makes an earlier version current; the current content becomes a version.
+    Restore {
+        #[command(flatten)]
+        space: SpaceRef,
+        #[arg(long)]
+        path: String,
+        /// A version id from `skab version list`.
+        #[arg(long)]
+        id: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrashCmd {
+    /// The deleted files and folders: id, kind, original path, size, deletion time.
+    List {
+        #[command(flatten)]
+        space: SpaceRef,
+    },
+    /// Brings an item back to where it was (or to --to); never overwrites an existing entry.
+    Restore {
+        #[command(flatten)]
+        space: SpaceRef,
+        /// An id from `skab trash list`.
+        #[arg(long)]
+        id: u64,
+        /// Restore here instead of the original path.
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Deletes one item (--id) or the whole trash (--all) for good.
+    Purge {
+        #[command(flatten)]
+        space: SpaceRef,
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        id: Option<u64>,
+        #[arg(long)]
+        all: bool,
+    },
+}
+
 /// A failed command: its message for stderr.
 #[derive(Debug)]
 pub struct CliError(pub String);
@@ -376,6 +445,27 @@ fn audit_of(c: &Command) -> Option<(DirArgs, String, &'static str, Option<String
             Some(from.display().to_string()),
         )),
         Command::Gc { dir, .. } => Some((dir.clone(), store_log_system(), "admin.gc", None)),
+        Command::Version(VersionCmd::Restore { space, path, id }) => Some((
+            space.dir.clone(),
+            space.tenant.clone(),
+            "admin.version.restore",
+            Some(format!("{}:{path}#{id}", space.user)),
+        )),
+        Command::Trash(TrashCmd::Restore { space, id, .. }) => Some((
+            space.dir.clone(),
+            space.tenant.clone(),
+            "admin.trash.restore",
+            Some(format!("{}#{id}", space.user)),
+        )),
+        Command::Trash(TrashCmd::Purge { space, id, .. }) => Some((
+            space.dir.clone(),
+            space.tenant.clone(),
+            "admin.trash.purge",
+            Some(match id {
+                Some(id) => format!("{}#{id}", space.user),
+                None => space.user.clone(),
+            }),
+        )),
         _ => None,
     }
 }
@@ -521,6 +611,25 @@ fn run_command(cli: Cli, serve_fn: fn(Config) -> Result<(), CliError>) -> Result
         }
         Command::Usage { dir, tenant } => admin_cmd(&dir, AdminRequest::Usage { tenant }, &mut out),
         Command::Scrub { dir } => admin_cmd(&dir, AdminRequest::Scrub, &mut out),
+        Command::Version(c) => {
+            let (space, req) = match c {
+                VersionCmd::List { space, path } => (space, HistoryRequest::Versions { path }),
+                VersionCmd::Restore { space, path, id } => {
+                    (space, HistoryRequest::RestoreVersion { path, id })
+                }
+            };
+            history_cmd(space, req, &mut out)
+        }
+        Command::Trash(c) => {
+            let (space, req) = match c {
+                TrashCmd::List { space } => (space, HistoryRequest::Trash),
+                TrashCmd::Restore { space, id, to } => {
+                    (space, HistoryRequest::RestoreTrash { id, to })
+                }
+                TrashCmd::Purge { space, id, .. } => (space, HistoryRequest::Purge { id }),
+            };
+            history_cmd(space, req, &mut out)
+        }
         Command::Gc { dir, compact_ratio } => {
             if !(0.0..=1.0).contains(&compact_ratio) {
                 return Err(CliError("--compact-ratio must be between 0 and 1".into()));
@@ -528,6 +637,15 @@ fn run_command(cli: Cli, serve_fn: fn(Config) -> Result<(), CliError>) -> Result
             admin_cmd(&dir, AdminRequest::Gc { compact_ratio }, &mut out)
         }
     }
+}
+
+fn history_cmd(space: SpaceRef, req: HistoryRequest, out: &mut impl Write) -> Result<(), CliError> {
+    let req = AdminRequest::History {
+        tenant: space.tenant,
+        user: space.user,
+        req,
+    };
+    admin_cmd(&space.dir, req, out)
 }
 
 fn admin_cmd(dir: &DirArgs, req: AdminRequest, out: &mut impl Write) -> Result<(), CliError> {

@@ -12,6 +12,8 @@ pub mod config;
 pub mod cors;
 pub mod dav;
 pub mod fair_share;
+pub mod history;
+pub mod history_dav;
 pub mod http;
 pub mod limits;
 pub mod methods;

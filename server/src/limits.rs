@@ -352,3 +352,7 @@ pub const PENALTY_LANE_SLOTS: usize = 1;
 /// How long a login from a throttled source waits for the penalty lane before 429,
 /// milliseconds.
 pub const PENALTY_LANE_WAIT_MS: u64 = 2000;
+
+/// Names a trash restore tries (`x`, `x (restored)`, `x (restored 2)`, …) before giving up
+/// with 412 rather than overwrite.
+pub const TRASH_RESTORE_NAME_TRIES: u32 = 100;

@@ -142,7 +142,8 @@ async fn route(app: Arc<App>, req: Request<ReqBody>, peer: SocketAddr) -> Resp {
     }
     let mount = mount_of(path).map(|(m, _)| m);
     let ocs = oc::discovery::is_ocs(path);
-    if mount.is_none() && !ocs {
+    let history = crate::history_dav::is_history(path);
+    if mount.is_none() && !ocs && !history {
         if path == "/" && (req.method() == Method::GET || req.method() == Method::HEAD) {
             return text(
                 StatusCode::OK,
@@ -179,6 +180,7 @@ async fn route(app: Arc<App>, req: Request<ReqBody>, peer: SocketAddr) -> Resp {
         .fair_share
         .admit(principal.tenant.as_str(), principal.user.as_str());
     let mut resp = match slot {
+        Ok(_slot) if history => crate::history_dav::handle(&app, req, &principal).await,
         Ok(_slot) => authenticated(app, req, principal, ocs).await,
         Err(refused) => crate::fair_share::refusal(refused),
     };

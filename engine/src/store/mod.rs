@@ -11,6 +11,7 @@ mod backup;
 mod cache;
 mod changes;
 mod config;
+mod history;
 mod maintain;
 pub(crate) mod meta;
 mod open;
