@@ -40,7 +40,8 @@ pub trait Handler: Send + Sync + 'static {
 pub struct Settings {
     /// Certificate and key (PEM); plain HTTP when none.
     pub tls: Option<(PathBuf, PathBuf)>,
-    /// Skab's own HTTP/1 for plain connections (hyper's otherwise, and always with TLS).
+    /// Skab's own HTTP/1 for plain and TLS connections (hyper's otherwise; HTTP/2 is
+    /// always hyper's).
     pub own_http1: bool,
     /// Serving threads (0: one per CPU, at most `WORKERS_MAX`).
     pub workers: usize,
@@ -67,9 +68,9 @@ impl Settings {
         }
     }
 
-    /// Whether plain HTTP/1 connections are served by Skab's own implementation.
+    /// Whether HTTP/1 connections are served by Skab's own implementation.
     pub fn uses_own_http1(&self) -> bool {
-        self.tls.is_none() && self.own_http1
+        self.own_http1
     }
 }
 
@@ -296,7 +297,6 @@ async fn serve_connection<H: Handler>(conn: Connection<H>) {
         }
     };
     let _ = tcp.set_nodelay(true);
-    let builder = builder(&settings);
     let first_byte = settings.header_read;
     let idle = settings.idle;
     // hyper's header timeout starts at the first byte: a client that connects and
@@ -313,8 +313,13 @@ async fn serve_connection<H: Handler>(conn: Connection<H>) {
     // A PROXY protocol header (only HAProxy-style balancers start with `P`+`ROXY ` or the
     // v2 signature's `\r`): from a trusted peer it names the client; from others it closes.
     let peer = if matches!(probe[0], b'P' | b'\r') {
-        let r =
-            proxy::read_proxy_header(&mut tcp, peer, &settings.trusted_proxies, first_byte).await;
+        let r = Box::pin(proxy::read_proxy_header(
+            &mut tcp,
+            peer,
+            &settings.trusted_proxies,
+            first_byte,
+        ))
+        .await;
         match r {
             Ok(source) => source.unwrap_or(peer),
             Err(e) => {
@@ -326,63 +331,108 @@ async fn serve_connection<H: Handler>(conn: Connection<H>) {
     } else {
         peer
     };
-    let own_http1 = tls.is_none() && settings.own_http1;
-    let service_handler = handler.clone();
-    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-        let handler = service_handler.clone();
-        let req = req.map(body::ReqBody::Hyper);
-        async move { Ok::<_, std::convert::Infallible>(handler.handle(req, peer).await) }
-    });
-    if own_http1 {
-        let h1_settings = h1::Settings {
-            idle,
-            header_read: first_byte,
-            head_max: settings.header_size_max,
-            body_stall: settings.body_stall,
-        };
-        if let h1::Outcome::Http2 { io, read } = h1::Conn::new(tcp, h1_settings, stop)
-            .run(&*handler, peer)
-            .await
-        {
-            let io = idle::IdleGuard::new(h1::Prefixed::new(read, io), idle);
-            let conn = http2_builder(&settings).serve_connection(TokioIo::new(io), service);
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%peer, error = %e, "HTTP/2 connection ended with an error");
-            }
-        }
-        drop(permit);
-        return;
-    }
-    drop(stop);
-    let result = match tls {
-        Some(acceptor) => match tokio::time::timeout(first_byte, acceptor.accept(tcp))
-            .await
-            .unwrap_or_else(|_| {
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "TLS handshake took longer than header_read_timeout_s",
-                ))
-            }) {
-            Ok(stream) => {
-                let stream = idle::IdleGuard::new(stream, idle);
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                watcher.watch(conn.into_owned()).await
-            }
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                Ok(())
-            }
-        },
-        None => {
-            let tcp = idle::IdleGuard::new(tcp, idle);
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
-            watcher.watch(conn.into_owned()).await
-        }
+    let h1_settings = h1::Settings {
+        idle,
+        header_read: first_byte,
+        head_max: settings.header_size_max,
+        body_stall: settings.body_stall,
     };
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    // The rare and large futures (TLS handshake, hyper's connections) are boxed: an idle
+    // connection's task is as large as its largest state (docs/architecture.md, "Idle
+    // connections").
+    match tls {
+        None if settings.own_http1 => {
+            let conn = h1::Conn::new(tcp, h1_settings, stop);
+            serve_own_http1(conn, handler, peer, &settings, watcher).await;
+        }
+        Some(acceptor) => {
+            let accepted = Box::pin(tokio::time::timeout(first_byte, acceptor.accept(tcp)))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "TLS handshake took longer than header_read_timeout_s",
+                    ))
+                });
+            match accepted {
+                Ok(stream) => {
+                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                    if settings.own_http1 && !h2 {
+                        let conn = h1::Conn::new(stream, h1_settings, stop);
+                        serve_own_http1(conn, handler, peer, &settings, watcher).await;
+                    } else {
+                        drop(stop);
+                        serve_hyper(stream, handler, peer, &settings, watcher).await;
+                    }
+                }
+                Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+            }
+        }
+        None => {
+            drop(stop);
+            serve_hyper(tcp, handler, peer, &settings, watcher).await;
+        }
     }
     drop(permit);
+}
+
+/// hyper's service calling `handler` for every request of one connection.
+fn service<H: Handler>(
+    handler: Arc<H>,
+    peer: SocketAddr,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = Resp,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<Resp, std::convert::Infallible>> + Send,
+> + Clone
+       + Send
+       + 'static {
+    service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let handler = handler.clone();
+        let req = req.map(body::ReqBody::Hyper);
+        async move { Ok::<_, std::convert::Infallible>(handler.handle(req, peer).await) }
+    })
+}
+
+/// Serves a connection (plain or TLS) with Skab's own HTTP/1, handing it to hyper's HTTP/2
+/// if it starts with the HTTP/2 preface.
+async fn serve_own_http1<S, H>(
+    conn: h1::Conn<S>,
+    handler: Arc<H>,
+    peer: SocketAddr,
+    settings: &Settings,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    H: Handler,
+{
+    if let h1::Outcome::Http2 { io, read } = conn.run(&*handler, peer).await {
+        let io = idle::IdleGuard::new(h1::Prefixed::new(read, io), settings.idle);
+        let conn = http2_builder(settings).serve_connection(TokioIo::new(io), service(handler, peer));
+        if let Err(e) = Box::pin(watcher.watch(conn)).await {
+            tracing::debug!(%peer, error = %e, "HTTP/2 connection ended with an error");
+        }
+    }
+}
+
+/// Serves a connection with hyper (HTTP/1 or HTTP/2, by ALPN or preface).
+async fn serve_hyper<S, H>(
+    io: S,
+    handler: Arc<H>,
+    peer: SocketAddr,
+    settings: &Settings,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    H: Handler,
+{
+    let io = idle::IdleGuard::new(io, settings.idle);
+    let builder = builder(settings);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service(handler, peer));
+    if let Err(e) = Box::pin(watcher.watch(conn.into_owned())).await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
 }
 
 fn builder(settings: &Settings) -> auto::Builder<TokioExecutor> {
