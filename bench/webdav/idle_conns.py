@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # Memory per idle keep-alive connection: opens N connections (plain or TLS) to a running server,
-# sends one request on each (PROPFIND Depth 0 by default), reads every answer, then leaves them
-# all open and idle and prints the growth of the server's resident memory (the process and its
+# sends one request on each (PROPFIND Depth 0 by default; --wave connections at a time, as
+# clients arrive), reads every answer, then leaves them all open and idle and prints the growth of the server's resident memory (the process and its
 # children, e.g. nginx's workers) per connection. A warm-up of a few connections that are opened,
 # used and closed first keeps one-off costs (caches, thread arenas) out of the figure.
 # Loopback only; closes everything when it exits. Raise `ulimit -n` first (each connection is a
@@ -79,6 +79,8 @@ def main():
     ap.add_argument("--sources", type=int, default=4, help="client addresses 127.0.0.2.. to spread ports over")
     ap.add_argument("--warmup", type=int, default=200, help="connections used and closed first")
     ap.add_argument("--settle-s", type=float, default=2.0, help="wait before reading the RSS")
+    ap.add_argument("--wave", type=int, default=64,
+                    help="connections that send their request at once (then read, then the next wave)")
     ap.add_argument("--label", default="server")
     ap.add_argument("--max-bytes", type=float, default=0, help="fail above this many bytes per connection")
     a = ap.parse_args()
@@ -104,15 +106,17 @@ def main():
         return s
 
     def exchange(count):
-        socks = []
-        for i in range(count):
-            s = connect(i)
-            s.sendall(req)
-            socks.append(s)
-        bad = 0
-        for s in socks:
-            if read_response(s) >= 300:
-                bad += 1
+        socks, bad = [], 0
+        for start in range(0, count, a.wave):
+            wave = []
+            for i in range(start, min(start + a.wave, count)):
+                s = connect(i)
+                s.sendall(req)
+                wave.append(s)
+            for s in wave:
+                if read_response(s) >= 300:
+                    bad += 1
+            socks.extend(wave)
         if bad:
             sys.exit(f"{a.label}: {bad} of {count} answers were not 2xx")
         return socks

@@ -8,7 +8,8 @@
 # results/summary.md, tool versions in results/versions.txt. Run as root (apt, mount, www-data).
 #
 # Knobs (environment): DURATION (12s), CONNS (64), THREADS (2), SERVERS ("skab apache nginx rclone";
-# also "skab-hyper": the same skab binary with `http1 = "hyper"`, to compare its own HTTP/1 with hyper's),
+# also "skab-hyper": the same skab binary with `http1 = "hyper"`, to compare its own HTTP/1 with hyper's;
+# "skab-base": the skab binary BASE_SKAB_BIN, to compare two builds side by side),
 # OPS ("put get propfind1 propfind0"; also "poll": a sync client's root PROPFIND Depth 0 with the
 # Nextcloud client's properties, "list1": Depth 1 of the 1000-file folder with them, and "sync": a
 # sync-collection REPORT with the current token, on servers that have it), ROUNDS (2), NFILES (1000), DATA_FS (image|sparse|root; see below),
@@ -187,6 +188,9 @@ start_skab() {
 }
 start_skab-hyper() { # skab with hyper's HTTP/1 instead of its own
   SKAB_HTTP1=hyper start_skab "$@"
+}
+start_skab-base() { # a second skab binary (BASE_SKAB_BIN, e.g. the build before a change)
+  SKAB_BIN="${BASE_SKAB_BIN:?BASE_SKAB_BIN names the second skab binary}" start_skab "$@"
 }
 start_apache() {
   local data="$1" port="$2"

@@ -337,13 +337,13 @@ async fn serve_connection<H: Handler>(conn: Connection<H>) {
         head_max: settings.header_size_max,
         body_stall: settings.body_stall,
     };
-    // The rare and large futures (TLS handshake, hyper's connections) are boxed: an idle
-    // connection's task is as large as its largest state (docs/architecture.md, "Idle
-    // connections").
+    // A task is as large as its largest state: the TLS handshake and each way of serving are
+    // boxed, so an idle connection holds only the state of the way it is served
+    // (docs/architecture.md, "Idle connections").
     match tls {
         None if settings.own_http1 => {
             let conn = h1::Conn::new(tcp, h1_settings, stop);
-            serve_own_http1(conn, handler, peer, &settings, watcher).await;
+            Box::pin(serve_own_http1(conn, handler, peer, &settings, watcher)).await;
         }
         Some(acceptor) => {
             let accepted = Box::pin(tokio::time::timeout(first_byte, acceptor.accept(tcp)))
@@ -359,10 +359,10 @@ async fn serve_connection<H: Handler>(conn: Connection<H>) {
                     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
                     if settings.own_http1 && !h2 {
                         let conn = h1::Conn::new(stream, h1_settings, stop);
-                        serve_own_http1(conn, handler, peer, &settings, watcher).await;
+                        Box::pin(serve_own_http1(conn, handler, peer, &settings, watcher)).await;
                     } else {
                         drop(stop);
-                        serve_hyper(stream, handler, peer, &settings, watcher).await;
+                        Box::pin(serve_hyper(stream, handler, peer, &settings, watcher)).await;
                     }
                 }
                 Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
@@ -370,7 +370,7 @@ async fn serve_connection<H: Handler>(conn: Connection<H>) {
         }
         None => {
             drop(stop);
-            serve_hyper(tcp, handler, peer, &settings, watcher).await;
+            Box::pin(serve_hyper(tcp, handler, peer, &settings, watcher)).await;
         }
     }
     drop(permit);

@@ -146,21 +146,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     }
                 }
                 Ok(Some(Parsed::Http2Preface)) => {
-                    self.refuse(HeadError {
+                    Box::pin(self.refuse(HeadError {
                         status: StatusCode::HTTP_VERSION_NOT_SUPPORTED,
                         reason: "HTTP/2 preface inside an HTTP/1 connection",
-                    })
+                    }))
                     .await;
                     return Outcome::Closed;
                 }
                 Ok(Some(Parsed::Partial)) | Ok(None) => return Outcome::Closed,
                 Err(e) => {
-                    self.refuse(e).await;
+                    Box::pin(self.refuse(e)).await;
                     return Outcome::Closed;
                 }
             };
             first = false;
-            if !self.exchange(*head, handler, peer).await {
+            // The exchange's state (about 2 KiB) is boxed for the request's time: held inline,
+            // every idle connection's task would carry it (docs/architecture.md, "Idle
+            // connections").
+            if !Box::pin(self.exchange(*head, handler, peer)).await {
                 return Outcome::Closed;
             }
         }
