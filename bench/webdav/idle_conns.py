@@ -82,6 +82,7 @@ def main():
     ap.add_argument("--wave", type=int, default=64,
                     help="connections that send their request at once (then read, then the next wave)")
     ap.add_argument("--label", default="server")
+    ap.add_argument("--verbose", action="store_true", help="RSS after every 1,000 connections")
     ap.add_argument("--max-bytes", type=float, default=0, help="fail above this many bytes per connection")
     a = ap.parse_args()
 
@@ -117,6 +118,8 @@ def main():
                 if read_response(s) >= 300:
                     bad += 1
             socks.extend(wave)
+            if a.verbose and len(socks) % 1000 < a.wave:
+                print(f"  {len(socks)} connections: RSS {tree_rss_kib(a.pid)} KiB", file=sys.stderr)
         if bad:
             sys.exit(f"{a.label}: {bad} of {count} answers were not 2xx")
         return socks

@@ -388,7 +388,10 @@ fn keep_alive_tls_connection_serves_continue_chunked_and_pipelined_requests() {
     for want in [&first, &second, &first] {
         let r = read_response(&mut tls, &mut pending);
         assert_eq!(r.status, 200);
-        assert!(r.body == **want, "bytes differ on a kept-alive TLS connection");
+        assert!(
+            r.body == **want,
+            "bytes differ on a kept-alive TLS connection"
+        );
     }
     assert!(pending.is_empty(), "more than three answers");
 }

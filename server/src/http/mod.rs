@@ -409,7 +409,8 @@ async fn serve_own_http1<S, H>(
 {
     if let h1::Outcome::Http2 { io, read } = conn.run(&*handler, peer).await {
         let io = idle::IdleGuard::new(h1::Prefixed::new(read, io), settings.idle);
-        let conn = http2_builder(settings).serve_connection(TokioIo::new(io), service(handler, peer));
+        let conn =
+            http2_builder(settings).serve_connection(TokioIo::new(io), service(handler, peer));
         if let Err(e) = Box::pin(watcher.watch(conn)).await {
             tracing::debug!(%peer, error = %e, "HTTP/2 connection ended with an error");
         }

@@ -37,7 +37,10 @@ use crate::limits::{
 pub enum Outcome<S> {
     Closed,
     /// The client spoke HTTP/2 with prior knowledge: the stream and what was read from it.
-    Http2 { io: S, read: Bytes },
+    Http2 {
+        io: S,
+        read: Bytes,
+    },
 }
 
 /// Connection settings, from `limits`.
