@@ -337,43 +337,74 @@ async fn serve_connection<H: Handler>(conn: Connection<H>) {
         head_max: settings.header_size_max,
         body_stall: settings.body_stall,
     };
-    // A task is as large as its largest state: the TLS handshake and each way of serving are
-    // boxed, so an idle connection holds only the state of the way it is served
-    // (docs/architecture.md, "Idle connections").
-    match tls {
+    // A task is as large as its largest state: the way of serving is boxed once, built in a
+    // statement of its own (a temporary in an awaited expression keeps its room in the task),
+    // so an idle connection holds only the state of its way (docs/architecture.md, "Idle
+    // connections").
+    let serving: Serving = match tls {
         None if settings.own_http1 => {
             let conn = h1::Conn::new(tcp, h1_settings, stop);
-            Box::pin(serve_own_http1(conn, handler, peer, &settings, watcher)).await;
+            Box::pin(serve_own_http1(conn, handler, peer, settings, watcher))
         }
-        Some(acceptor) => {
-            let accepted = Box::pin(tokio::time::timeout(first_byte, acceptor.accept(tcp)))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "TLS handshake took longer than header_read_timeout_s",
-                    ))
-                });
-            match accepted {
-                Ok(stream) => {
-                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-                    if settings.own_http1 && !h2 {
-                        let conn = h1::Conn::new(stream, h1_settings, stop);
-                        Box::pin(serve_own_http1(conn, handler, peer, &settings, watcher)).await;
-                    } else {
-                        drop(stop);
-                        Box::pin(serve_hyper(stream, handler, peer, &settings, watcher)).await;
-                    }
-                }
-                Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-            }
-        }
+        Some(acceptor) => Box::pin(serve_tls(
+            acceptor,
+            tcp,
+            h1_settings,
+            stop,
+            handler,
+            peer,
+            settings,
+            watcher,
+        )),
         None => {
             drop(stop);
-            Box::pin(serve_hyper(tcp, handler, peer, &settings, watcher)).await;
+            Box::pin(serve_hyper(tcp, handler, peer, settings, watcher))
         }
-    }
+    };
+    serving.await;
     drop(permit);
+}
+
+/// One connection's serving, boxed.
+type Serving = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The TLS handshake (bounded by `header_read`), then HTTP/1.1 on Skab's own code or, with
+/// ALPN `h2` or `http1 = "hyper"`, hyper.
+#[allow(clippy::too_many_arguments)]
+async fn serve_tls<H: Handler>(
+    acceptor: tokio_rustls::TlsAcceptor,
+    tcp: TcpStream,
+    h1_settings: h1::Settings,
+    stop: watch::Receiver<bool>,
+    handler: Arc<H>,
+    peer: SocketAddr,
+    settings: Arc<Settings>,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let handshake = Box::pin(tokio::time::timeout(
+        h1_settings.header_read,
+        acceptor.accept(tcp),
+    ));
+    let stream = match handshake.await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake took longer than header_read_timeout_s");
+            return;
+        }
+    };
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+    let serving: Serving = if settings.own_http1 && !h2 {
+        let conn = h1::Conn::new(stream, h1_settings, stop);
+        Box::pin(serve_own_http1(conn, handler, peer, settings, watcher))
+    } else {
+        drop(stop);
+        Box::pin(serve_hyper(stream, handler, peer, settings, watcher))
+    };
+    serving.await;
 }
 
 /// hyper's service calling `handler` for every request of one connection.
@@ -401,7 +432,7 @@ async fn serve_own_http1<S, H>(
     conn: h1::Conn<S>,
     handler: Arc<H>,
     peer: SocketAddr,
-    settings: &Settings,
+    settings: Arc<Settings>,
     watcher: hyper_util::server::graceful::Watcher,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -410,8 +441,9 @@ async fn serve_own_http1<S, H>(
     if let h1::Outcome::Http2 { io, read } = conn.run(&*handler, peer).await {
         let io = idle::IdleGuard::new(h1::Prefixed::new(read, io), settings.idle);
         let conn =
-            http2_builder(settings).serve_connection(TokioIo::new(io), service(handler, peer));
-        if let Err(e) = Box::pin(watcher.watch(conn)).await {
+            http2_builder(&settings).serve_connection(TokioIo::new(io), service(handler, peer));
+        let watched = Box::pin(watcher.watch(conn));
+        if let Err(e) = watched.await {
             tracing::debug!(%peer, error = %e, "HTTP/2 connection ended with an error");
         }
     }
@@ -422,16 +454,17 @@ async fn serve_hyper<S, H>(
     io: S,
     handler: Arc<H>,
     peer: SocketAddr,
-    settings: &Settings,
+    settings: Arc<Settings>,
     watcher: hyper_util::server::graceful::Watcher,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {
     let io = idle::IdleGuard::new(io, settings.idle);
-    let builder = builder(settings);
+    let builder = builder(&settings);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service(handler, peer));
-    if let Err(e) = Box::pin(watcher.watch(conn.into_owned())).await {
+    let watched = Box::pin(watcher.watch(conn.into_owned()));
+    if let Err(e) = watched.await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
