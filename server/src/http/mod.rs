@@ -337,25 +337,34 @@ async fn serve_connection<H: Handler>(conn: Connection<H>) {
         head_max: settings.header_size_max,
         body_stall: settings.body_stall,
     };
-    // A task is as large as its largest state: the way of serving is boxed once, built in a
-    // statement of its own (a temporary in an awaited expression keeps its room in the task),
-    // so an idle connection holds only the state of its way (docs/architecture.md, "Idle
-    // connections").
+    // A task is as large as its largest state: the TLS handshake and the way of serving are
+    // boxed, each built in a statement of its own (a temporary in an awaited expression keeps
+    // its room in the task), so an idle connection holds only the state of its way
+    // (docs/architecture.md, "Idle connections").
     let serving: Serving = match tls {
         None if settings.own_http1 => {
             let conn = h1::Conn::new(tcp, h1_settings, stop);
             Box::pin(serve_own_http1(conn, handler, peer, settings, watcher))
         }
-        Some(acceptor) => Box::pin(serve_tls(
-            acceptor,
-            tcp,
-            h1_settings,
-            stop,
-            handler,
-            peer,
-            settings,
-            watcher,
-        )),
+        Some(acceptor) => {
+            let handshake = Box::pin(tls_handshake(
+                acceptor,
+                tcp,
+                h1_settings,
+                stop,
+                handler,
+                peer,
+                settings,
+                watcher,
+            ));
+            match handshake.await {
+                Some(serving) => serving,
+                None => {
+                    drop(permit);
+                    return;
+                }
+            }
+        }
         None => {
             drop(stop);
             Box::pin(serve_hyper(tcp, handler, peer, settings, watcher))
@@ -368,10 +377,10 @@ async fn serve_connection<H: Handler>(conn: Connection<H>) {
 /// One connection's serving, boxed.
 type Serving = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// The TLS handshake (bounded by `header_read`), then HTTP/1.1 on Skab's own code or, with
-/// ALPN `h2` or `http1 = "hyper"`, hyper.
+/// The TLS handshake (bounded by `header_read`); then how the connection is served: HTTP/1.1
+/// on Skab's own code or, with ALPN `h2` or `http1 = "hyper"`, hyper. `None`: it failed.
 #[allow(clippy::too_many_arguments)]
-async fn serve_tls<H: Handler>(
+async fn tls_handshake<H: Handler>(
     acceptor: tokio_rustls::TlsAcceptor,
     tcp: TcpStream,
     h1_settings: h1::Settings,
@@ -380,31 +389,26 @@ async fn serve_tls<H: Handler>(
     peer: SocketAddr,
     settings: Arc<Settings>,
     watcher: hyper_util::server::graceful::Watcher,
-) {
-    let handshake = Box::pin(tokio::time::timeout(
-        h1_settings.header_read,
-        acceptor.accept(tcp),
-    ));
-    let stream = match handshake.await {
+) -> Option<Serving> {
+    let stream = match tokio::time::timeout(h1_settings.header_read, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "TLS handshake failed");
-            return;
+            return None;
         }
         Err(_) => {
             tracing::debug!(%peer, "TLS handshake took longer than header_read_timeout_s");
-            return;
+            return None;
         }
     };
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-    let serving: Serving = if settings.own_http1 && !h2 {
+    Some(if settings.own_http1 && !h2 {
         let conn = h1::Conn::new(stream, h1_settings, stop);
         Box::pin(serve_own_http1(conn, handler, peer, settings, watcher))
     } else {
         drop(stop);
         Box::pin(serve_hyper(stream, handler, peer, settings, watcher))
-    };
-    serving.await;
+    })
 }
 
 /// hyper's service calling `handler` for every request of one connection.
@@ -429,7 +433,7 @@ fn service<H: Handler>(
 /// Serves a connection (plain or TLS) with Skab's own HTTP/1, handing it to hyper's HTTP/2
 /// if it starts with the HTTP/2 preface.
 async fn serve_own_http1<S, H>(
-    conn: h1::Conn<S>,
+    mut conn: h1::Conn<S>,
     handler: Arc<H>,
     peer: SocketAddr,
     settings: Arc<Settings>,
@@ -438,15 +442,32 @@ async fn serve_own_http1<S, H>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {
-    if let h1::Outcome::Http2 { io, read } = conn.run(&*handler, peer).await {
-        let io = idle::IdleGuard::new(h1::Prefixed::new(read, io), settings.idle);
-        let conn =
-            http2_builder(&settings).serve_connection(TokioIo::new(io), service(handler, peer));
-        let watched = Box::pin(watcher.watch(conn));
-        if let Err(e) = watched.await {
+    if let h1::Outcome::Http2 { read } = conn.run(&*handler, peer).await {
+        let io = idle::IdleGuard::new(h1::Prefixed::new(read, conn.into_io()), settings.idle);
+        let serving = serve_http2(io, handler, peer, &settings, watcher);
+        serving.await;
+    }
+}
+
+/// hyper's HTTP/2 on a connection that began with the preface, boxed (built outside the
+/// HTTP/1 future, whose size it would otherwise add to every idle connection).
+fn serve_http2<S, H>(
+    io: S,
+    handler: Arc<H>,
+    peer: SocketAddr,
+    settings: &Settings,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> Serving
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    H: Handler,
+{
+    let conn = http2_builder(settings).serve_connection(TokioIo::new(io), service(handler, peer));
+    Box::pin(async move {
+        if let Err(e) = watcher.watch(conn).await {
             tracing::debug!(%peer, error = %e, "HTTP/2 connection ended with an error");
         }
-    }
+    })
 }
 
 /// Serves a connection with hyper (HTTP/1 or HTTP/2, by ALPN or preface).

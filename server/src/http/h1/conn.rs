@@ -34,11 +34,11 @@ use crate::limits::{
 };
 
 /// How a connection ended.
-pub enum Outcome<S> {
+pub enum Outcome {
     Closed,
-    /// The client spoke HTTP/2 with prior knowledge: the stream and what was read from it.
+    /// The client spoke HTTP/2 with prior knowledge: what was read from the stream
+    /// ([`Conn::into_io`] gives the stream).
     Http2 {
-        io: S,
         read: Bytes,
     },
 }
@@ -136,16 +136,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// Serves requests until the connection closes.
-    pub async fn run<H: Handler>(mut self, handler: &H, peer: SocketAddr) -> Outcome<S> {
+    /// The stream, after [`Conn::run`] answered [`Outcome::Http2`].
+    pub fn into_io(self) -> S {
+        self.io
+    }
+
+    /// Serves requests until the connection closes. By reference: the caller's future holds
+    /// the connection once, not again inside this one.
+    pub async fn run<H: Handler>(&mut self, handler: &H, peer: SocketAddr) -> Outcome {
         let mut first = true;
         loop {
             let head = match self.read_head().await {
                 Ok(Some(Parsed::Complete(h))) => h,
                 Ok(Some(Parsed::Http2Preface)) if first => {
                     return Outcome::Http2 {
-                        io: self.io,
-                        read: self.buf.freeze(),
+                        read: std::mem::take(&mut self.buf).freeze(),
                     }
                 }
                 Ok(Some(Parsed::Http2Preface)) => {
