@@ -182,6 +182,10 @@ pub const H1_READ_BUF_BYTES: usize = 8 * 1024;
 pub const H1_WRITE_HEAD_BYTES: usize = 1024;
 /// Largest buffer kept as a thread's spare, bytes: one an upload or a huge head grew is freed.
 pub const H1_SPARE_BUF_MAX_BYTES: usize = 64 * 1024;
+/// Empty read buffers a serving thread keeps for its connections' next reads, count: enough
+/// for the requests of one event-loop turn to reuse them instead of allocating (16 x 8 KiB =
+/// 128 KiB per thread at most).
+pub const H1_SPARE_READ_BUFS: usize = 16;
 const _: () = assert!(H1_READ_BUF_BYTES <= H1_SPARE_BUF_MAX_BYTES);
 const _: () = assert!(H1_WRITE_HEAD_BYTES <= H1_SPARE_BUF_MAX_BYTES);
 /// Most bytes read from the socket in one call while a body is streamed in.

@@ -1,36 +1,40 @@
 //! Per-thread spare buffers, so that an idle connection holds neither a read nor a write
-//! buffer (nginx's way): a read attempt borrows the thread's spare and gives it back when
-//! nothing came; a response head is built in the spare write buffer and handed back after.
+//! buffer (nginx's way): a read attempt borrows one of the thread's spares and gives it back
+//! when nothing came, a connection gives its buffer back once its request is answered; a
+//! response head is built in the spare write buffer and handed back after. A few read spares
+//! per thread (`H1_SPARE_READ_BUFS`) spare the allocator a buffer per request.
 
 use std::cell::{Cell, RefCell};
 
 use bytes::BytesMut;
 
-use crate::limits::{H1_READ_BUF_BYTES, H1_SPARE_BUF_MAX_BYTES, H1_WRITE_HEAD_BYTES};
+use crate::limits::{
+    H1_READ_BUF_BYTES, H1_SPARE_BUF_MAX_BYTES, H1_SPARE_READ_BUFS, H1_WRITE_HEAD_BYTES,
+};
 
 thread_local! {
-    static READ: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+    static READ: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
     static WRITE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 /// An empty read buffer with room for at least `H1_READ_BUF_BYTES`.
 pub fn read_buf() -> BytesMut {
-    let mut b = READ.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    let mut b = READ.with(|s| s.borrow_mut().pop()).unwrap_or_default();
     b.reserve(H1_READ_BUF_BYTES);
     b
 }
 
-/// Keeps `buf` (empty) as the thread's spare if the spare slot is free and it is not one an
-/// upload grew; otherwise it is freed.
+/// Keeps `buf` (empty) among the thread's spares unless there are enough already or an
+/// upload grew it; otherwise it is freed.
 pub fn give_back_read(buf: BytesMut) {
     debug_assert!(buf.is_empty());
-    if !buf.is_empty() || buf.capacity() > H1_SPARE_BUF_MAX_BYTES {
+    if !buf.is_empty() || buf.capacity() == 0 || buf.capacity() > H1_SPARE_BUF_MAX_BYTES {
         return;
     }
     READ.with(|s| {
-        let mut spare = s.borrow_mut();
-        if spare.capacity() < buf.capacity() {
-            *spare = buf;
+        let mut spares = s.borrow_mut();
+        if spares.len() < H1_SPARE_READ_BUFS {
+            spares.push(buf);
         }
     });
 }
