@@ -280,6 +280,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             // the connection's own future (held while idle) stays small.
             let mut handler = Box::pin(handler.handle(req, peer));
             let mut continue_sent = 0usize;
+            let mut continue_flushed = !expects_continue;
             let body_stall = self.settings.body_stall;
             let mut progress = self.last_activity;
             let Conn {
@@ -315,6 +316,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                             fail(&mut state, &shared, End::Broken, cx);
                             break;
                         }
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                // Over TLS the `100 Continue` may still sit in the session's buffer.
+                if sent_continue && !continue_flushed && !matches!(state, BodyState::Failed) {
+                    match Pin::new(&mut *io).poll_flush(cx) {
+                        Poll::Ready(Ok(())) => continue_flushed = true,
+                        Poll::Ready(Err(_)) => fail(&mut state, &shared, End::Broken, cx),
                         Poll::Pending => return Poll::Pending,
                     }
                 }
