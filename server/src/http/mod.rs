@@ -299,37 +299,17 @@ async fn serve_connection<H: Handler>(conn: Connection<H>) {
     let _ = tcp.set_nodelay(true);
     let first_byte = settings.header_read;
     let idle = settings.idle;
-    // hyper's header timeout starts at the first byte: a client that connects and
-    // sends nothing would hold its connection slot forever (connection exhaustion).
-    let mut probe = [0u8; 1];
-    match tokio::time::timeout(first_byte, tcp.peek(&mut probe)).await {
-        Ok(Ok(n)) if n > 0 => {}
-        _ => {
-            tracing::debug!(%peer, "connection sent nothing in time; closed");
-            drop(permit);
-            return;
-        }
-    }
-    // A PROXY protocol header (only HAProxy-style balancers start with `P`+`ROXY ` or the
-    // v2 signature's `\r`): from a trusted peer it names the client; from others it closes.
-    let peer = if matches!(probe[0], b'P' | b'\r') {
-        let r = Box::pin(proxy::read_proxy_header(
-            &mut tcp,
-            peer,
-            &settings.trusted_proxies,
-            first_byte,
-        ))
-        .await;
-        match r {
-            Ok(source) => source.unwrap_or(peer),
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "connection refused before HTTP");
+    // Boxed and freed before serving (its timer and the PROXY header parser would otherwise
+    // stay in every idle connection's task).
+    let peer = {
+        let opening = Box::pin(opening(&mut tcp, peer, &settings));
+        match opening.await {
+            Some(peer) => peer,
+            None => {
                 drop(permit);
                 return;
             }
         }
-    } else {
-        peer
     };
     let h1_settings = h1::Settings {
         idle,
@@ -372,6 +352,33 @@ async fn serve_connection<H: Handler>(conn: Connection<H>) {
     };
     serving.await;
     drop(permit);
+}
+
+/// Waits for the connection's first byte (at most `header_read`: a client that connects and
+/// sends nothing would otherwise hold its slot forever) and reads a PROXY protocol header if
+/// one starts there; the client's address, or `None` when the connection is to be closed.
+async fn opening(tcp: &mut TcpStream, peer: SocketAddr, settings: &Settings) -> Option<SocketAddr> {
+    let mut probe = [0u8; 1];
+    match tokio::time::timeout(settings.header_read, tcp.peek(&mut probe)).await {
+        Ok(Ok(n)) if n > 0 => {}
+        _ => {
+            tracing::debug!(%peer, "connection sent nothing in time; closed");
+            return None;
+        }
+    }
+    // A PROXY protocol header (only HAProxy-style balancers start with `P`+`ROXY ` or the
+    // v2 signature's `\r`): from a trusted peer it names the client; from others it closes.
+    if !matches!(probe[0], b'P' | b'\r') {
+        return Some(peer);
+    }
+    match proxy::read_proxy_header(tcp, peer, &settings.trusted_proxies, settings.header_read).await
+    {
+        Ok(source) => Some(source.unwrap_or(peer)),
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "connection refused before HTTP");
+            None
+        }
+    }
 }
 
 /// One connection's serving, boxed.
