@@ -205,8 +205,8 @@ start_skab-direct() { # skab with direct pack appends
 start_skab-buffered() { # skab with pack appends through the page cache
   SKAB_STORAGE_DIRECT_IO=false start_skab "$@"
 }
-start_skab-base() { # another skab binary (SKAB_BASE_BIN), its defaults
-  SKAB_RUN_BIN="$SKAB_BASE_BIN" start_skab "$@"
+start_skab-base() { # another skab binary (SKAB_BASE_BIN, or BASE_SKAB_BIN), its defaults
+  SKAB_RUN_BIN="${SKAB_BASE_BIN:-${BASE_SKAB_BIN:?SKAB_BASE_BIN names the second skab binary}}" start_skab "$@"
 }
 start_apache() {
   local data="$1" port="$2"

@@ -195,8 +195,19 @@ pub const TLS13_TICKETS_PER_HANDSHAKE: usize = 2;
 /// Most header fields in one request head, count (the head's size is `limits.header_size_max`).
 pub const H1_HEADERS_MAX: usize = 128;
 /// Read buffer of a connection, bytes: a request head and a small body fit in one read. A
-/// connection's buffer grows while a body streams in and goes back to this size after it.
+/// connection's buffer grows while a body streams in; an idle connection holds none (a read
+/// attempt borrows its thread's spare, `server/src/http/h1/spare.rs`).
 pub const H1_READ_BUF_BYTES: usize = 8 * 1024;
+/// Room reserved for a response head, bytes (a typical head is 150-400 bytes).
+pub const H1_WRITE_HEAD_BYTES: usize = 1024;
+/// Largest buffer kept as a thread's spare, bytes: one an upload or a huge head grew is freed.
+pub const H1_SPARE_BUF_MAX_BYTES: usize = 64 * 1024;
+/// Empty read buffers a serving thread keeps for its connections' next reads, count: enough
+/// for the requests of one event-loop turn to reuse them instead of allocating (16 x 8 KiB =
+/// 128 KiB per thread at most).
+pub const H1_SPARE_READ_BUFS: usize = 16;
+const _: () = assert!(H1_READ_BUF_BYTES <= H1_SPARE_BUF_MAX_BYTES);
+const _: () = assert!(H1_WRITE_HEAD_BYTES <= H1_SPARE_BUF_MAX_BYTES);
 /// Most bytes read from the socket in one call while a body is streamed in.
 pub const H1_BODY_READ_BYTES: usize = 256 * 1024;
 /// Largest unread request body the server reads and discards after answering (e.g. a 401

@@ -1,4 +1,4 @@
-//! Idle timeout for hyper's connections (TLS, HTTP/2, `http1 = "hyper"`): hyper's HTTP/1 has
+//! Idle timeout for hyper's connections (HTTP/2, `http1 = "hyper"`): hyper's HTTP/1 has
 //! none between requests, and none for a client that stops reading, so such a connection would
 //! hold its slot forever. Any byte read or written resets the clock; a read or write still
 //! pending after `idle` of silence fails with `TimedOut`, and hyper closes.

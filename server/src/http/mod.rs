@@ -41,7 +41,8 @@ pub trait Handler: Send + Sync + 'static {
 pub struct Settings {
     /// Certificate and key (PEM); plain HTTP when none.
     pub tls: Option<(PathBuf, PathBuf)>,
-    /// Skab's own HTTP/1 for plain connections (hyper's otherwise, and always with TLS).
+    /// Skab's own HTTP/1 for plain and TLS connections (hyper's otherwise; HTTP/2 is
+    /// always hyper's).
     pub own_http1: bool,
     /// Serving threads (0: one per CPU, at most `WORKERS_MAX`).
     pub workers: usize,
@@ -68,9 +69,9 @@ impl Settings {
         }
     }
 
-    /// Whether plain HTTP/1 connections are served by Skab's own implementation.
+    /// Whether HTTP/1 connections are served by Skab's own implementation.
     pub fn uses_own_http1(&self) -> bool {
-        self.tls.is_none() && self.own_http1
+        self.own_http1
     }
 }
 
@@ -297,93 +298,204 @@ async fn serve_connection<H: Handler>(conn: Connection<H>) {
         }
     };
     let _ = tcp.set_nodelay(true);
-    let builder = builder(&settings);
     let first_byte = settings.header_read;
     let idle = settings.idle;
-    // hyper's header timeout starts at the first byte: a client that connects and
-    // sends nothing would hold its connection slot forever (connection exhaustion).
-    let mut probe = [0u8; 1];
-    match tokio::time::timeout(first_byte, tcp.peek(&mut probe)).await {
-        Ok(Ok(n)) if n > 0 => {}
-        _ => {
-            tracing::debug!(%peer, "connection sent nothing in time; closed");
-            drop(permit);
-            return;
-        }
-    }
-    // A PROXY protocol header (only HAProxy-style balancers start with `P`+`ROXY ` or the
-    // v2 signature's `\r`): from a trusted peer it names the client; from others it closes.
-    let peer = if matches!(probe[0], b'P' | b'\r') {
-        let r =
-            proxy::read_proxy_header(&mut tcp, peer, &settings.trusted_proxies, first_byte).await;
-        match r {
-            Ok(source) => source.unwrap_or(peer),
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "connection refused before HTTP");
+    // Boxed and freed before serving (its timer and the PROXY header parser would otherwise
+    // stay in every idle connection's task).
+    let peer = {
+        let opening = Box::pin(opening(&mut tcp, peer, &settings));
+        match opening.await {
+            Some(peer) => peer,
+            None => {
                 drop(permit);
                 return;
             }
         }
-    } else {
-        peer
     };
-    let own_http1 = tls.is_none() && settings.own_http1;
-    let service_handler = handler.clone();
-    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-        let handler = service_handler.clone();
+    let h1_settings = h1::Settings {
+        idle,
+        header_read: first_byte,
+        head_max: settings.header_size_max,
+        body_stall: settings.body_stall,
+    };
+    // A task is as large as its largest state: the TLS handshake and the way of serving are
+    // boxed, each built in a statement of its own (a temporary in an awaited expression keeps
+    // its room in the task), so an idle connection holds only the state of its way
+    // (docs/architecture.md, "Idle connections").
+    let serving: Serving = match tls {
+        None if settings.own_http1 => {
+            let conn = h1::Conn::new(tcp, h1_settings, stop);
+            Box::pin(serve_own_http1(conn, handler, peer, settings, watcher))
+        }
+        Some(acceptor) => {
+            let handshake = Box::pin(tls_handshake(
+                acceptor,
+                tcp,
+                h1_settings,
+                stop,
+                handler,
+                peer,
+                settings,
+                watcher,
+            ));
+            match handshake.await {
+                Some(serving) => serving,
+                None => {
+                    drop(permit);
+                    return;
+                }
+            }
+        }
+        None => {
+            drop(stop);
+            Box::pin(serve_hyper(tcp, handler, peer, settings, watcher))
+        }
+    };
+    serving.await;
+    drop(permit);
+}
+
+/// Waits for the connection's first byte (at most `header_read`: a client that connects and
+/// sends nothing would otherwise hold its slot forever) and reads a PROXY protocol header if
+/// one starts there; the client's address, or `None` when the connection is to be closed.
+async fn opening(tcp: &mut TcpStream, peer: SocketAddr, settings: &Settings) -> Option<SocketAddr> {
+    let mut probe = [0u8; 1];
+    match tokio::time::timeout(settings.header_read, tcp.peek(&mut probe)).await {
+        Ok(Ok(n)) if n > 0 => {}
+        _ => {
+            tracing::debug!(%peer, "connection sent nothing in time; closed");
+            return None;
+        }
+    }
+    // A PROXY protocol header (only HAProxy-style balancers start with `P`+`ROXY ` or the
+    // v2 signature's `\r`): from a trusted peer it names the client; from others it closes.
+    if !matches!(probe[0], b'P' | b'\r') {
+        return Some(peer);
+    }
+    match proxy::read_proxy_header(tcp, peer, &settings.trusted_proxies, settings.header_read).await
+    {
+        Ok(source) => Some(source.unwrap_or(peer)),
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "connection refused before HTTP");
+            None
+        }
+    }
+}
+
+/// One connection's serving, boxed.
+type Serving = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The TLS handshake (bounded by `header_read`); then how the connection is served: HTTP/1.1
+/// on Skab's own code or, with ALPN `h2` or `http1 = "hyper"`, hyper. `None`: it failed.
+#[allow(clippy::too_many_arguments)]
+async fn tls_handshake<H: Handler>(
+    acceptor: tokio_rustls::TlsAcceptor,
+    tcp: TcpStream,
+    h1_settings: h1::Settings,
+    stop: watch::Receiver<bool>,
+    handler: Arc<H>,
+    peer: SocketAddr,
+    settings: Arc<Settings>,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> Option<Serving> {
+    let stream = match tokio::time::timeout(h1_settings.header_read, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake took longer than header_read_timeout_s");
+            return None;
+        }
+    };
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+    Some(if settings.own_http1 && !h2 {
+        let conn = h1::Conn::new(stream, h1_settings, stop);
+        Box::pin(serve_own_http1(conn, handler, peer, settings, watcher))
+    } else {
+        drop(stop);
+        Box::pin(serve_hyper(stream, handler, peer, settings, watcher))
+    })
+}
+
+/// hyper's service calling `handler` for every request of one connection.
+fn service<H: Handler>(
+    handler: Arc<H>,
+    peer: SocketAddr,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = Resp,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<Resp, std::convert::Infallible>> + Send,
+> + Clone
+       + Send
+       + 'static {
+    service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let handler = handler.clone();
         let req = req.map(body::ReqBody::Hyper);
         async move { Ok::<_, std::convert::Infallible>(handler.handle(req, peer).await) }
-    });
-    if own_http1 {
-        let h1_settings = h1::Settings {
-            idle,
-            header_read: first_byte,
-            head_max: settings.header_size_max,
-            body_stall: settings.body_stall,
-        };
-        if let h1::Outcome::Http2 { io, read } = h1::Conn::new(tcp, h1_settings, stop)
-            .run(&*handler, peer)
-            .await
-        {
-            let io = idle::IdleGuard::new(h1::Prefixed::new(read, io), idle);
-            let conn = http2_builder(&settings).serve_connection(TokioIo::new(io), service);
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%peer, error = %e, "HTTP/2 connection ended with an error");
-            }
-        }
-        drop(permit);
-        return;
+    })
+}
+
+/// Serves a connection (plain or TLS) with Skab's own HTTP/1, handing it to hyper's HTTP/2
+/// if it starts with the HTTP/2 preface.
+async fn serve_own_http1<S, H>(
+    mut conn: h1::Conn<S>,
+    handler: Arc<H>,
+    peer: SocketAddr,
+    settings: Arc<Settings>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    H: Handler,
+{
+    if let h1::Outcome::Http2 { read } = conn.run(&*handler, peer).await {
+        let io = idle::IdleGuard::new(h1::Prefixed::new(read, conn.into_io()), settings.idle);
+        let serving = serve_http2(io, handler, peer, &settings, watcher);
+        serving.await;
     }
-    drop(stop);
-    let result = match tls {
-        Some(acceptor) => match tokio::time::timeout(first_byte, acceptor.accept(tcp))
-            .await
-            .unwrap_or_else(|_| {
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "TLS handshake took longer than header_read_timeout_s",
-                ))
-            }) {
-            Ok(stream) => {
-                let stream = idle::IdleGuard::new(stream, idle);
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                watcher.watch(conn.into_owned()).await
-            }
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                Ok(())
-            }
-        },
-        None => {
-            let tcp = idle::IdleGuard::new(tcp, idle);
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
-            watcher.watch(conn.into_owned()).await
+}
+
+/// hyper's HTTP/2 on a connection that began with the preface, boxed (built outside the
+/// HTTP/1 future, whose size it would otherwise add to every idle connection).
+fn serve_http2<S, H>(
+    io: S,
+    handler: Arc<H>,
+    peer: SocketAddr,
+    settings: &Settings,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> Serving
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    H: Handler,
+{
+    let conn = http2_builder(settings).serve_connection(TokioIo::new(io), service(handler, peer));
+    Box::pin(async move {
+        if let Err(e) = watcher.watch(conn).await {
+            tracing::debug!(%peer, error = %e, "HTTP/2 connection ended with an error");
         }
-    };
-    if let Err(e) = result {
+    })
+}
+
+/// Serves a connection with hyper (HTTP/1 or HTTP/2, by ALPN or preface).
+async fn serve_hyper<S, H>(
+    io: S,
+    handler: Arc<H>,
+    peer: SocketAddr,
+    settings: Arc<Settings>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    H: Handler,
+{
+    let io = idle::IdleGuard::new(io, settings.idle);
+    let builder = builder(&settings);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service(handler, peer));
+    let watched = Box::pin(watcher.watch(conn.into_owned()));
+    if let Err(e) = watched.await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
-    drop(permit);
 }
 
 fn builder(settings: &Settings) -> auto::Builder<TokioExecutor> {

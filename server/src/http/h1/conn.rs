@@ -1,7 +1,8 @@
 //! One HTTP/1 connection: reads request heads, runs the handler while feeding it the body
 //! on demand, writes the response (head and small bodies in one write), and keeps the
 //! connection alive when the framing allows. Timeouts: `idle` between requests and while a
-//! write is stuck, `header_read` from the first byte of a head to its end.
+//! write is stuck, `header_read` from the first byte of a head to its end. Over any byte
+//! stream: a TCP socket or a TLS session on one. An idle connection holds no buffer.
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
@@ -17,14 +18,13 @@ use http_body_util::BodyExt as _;
 use hyper::{Method, Request, StatusCode, Version};
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
 use super::body::{End, OwnBody, Shared};
 use super::chunked::{ChunkedDecoder, Step};
 use super::head::{self, Framing, Head, HeadError, Parsed};
-use super::write;
+use super::{spare, write};
 use crate::http::body::ReqBody;
 use crate::http::response::Resp;
 use crate::http::Handler;
@@ -36,9 +36,9 @@ use crate::limits::{
 /// How a connection ended.
 pub enum Outcome {
     Closed,
-    /// The client spoke HTTP/2 with prior knowledge: the socket and what was read from it.
+    /// The client spoke HTTP/2 with prior knowledge: what was read from the stream
+    /// ([`Conn::into_io`] gives the stream).
     Http2 {
-        io: TcpStream,
         read: Bytes,
     },
 }
@@ -105,10 +105,10 @@ impl Deadline {
     }
 }
 
-pub struct Conn {
-    io: TcpStream,
+pub struct Conn<S> {
+    io: S,
+    /// Bytes read and not yet used; no allocation while empty between requests.
     buf: BytesMut,
-    out: Vec<u8>,
     settings: Settings,
     deadline: Deadline,
     last_activity: Instant,
@@ -118,14 +118,13 @@ pub struct Conn {
     stop: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
-impl Conn {
-    pub fn new(io: TcpStream, settings: Settings, stop_rx: watch::Receiver<bool>) -> Self {
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    pub fn new(io: S, settings: Settings, stop_rx: watch::Receiver<bool>) -> Self {
         let now = Instant::now();
         let mut rx = stop_rx.clone();
         Conn {
             io,
-            buf: BytesMut::with_capacity(H1_READ_BUF_BYTES),
-            out: Vec::with_capacity(1024),
+            buf: BytesMut::new(),
             settings,
             deadline: Deadline::new(now + settings.idle),
             last_activity: now,
@@ -137,34 +136,42 @@ impl Conn {
         }
     }
 
-    /// Serves requests until the connection closes.
-    pub async fn run<H: Handler>(mut self, handler: &H, peer: SocketAddr) -> Outcome {
+    /// The stream, after [`Conn::run`] answered [`Outcome::Http2`].
+    pub fn into_io(self) -> S {
+        self.io
+    }
+
+    /// Serves requests until the connection closes. By reference: the caller's future holds
+    /// the connection once, not again inside this one.
+    pub async fn run<H: Handler>(&mut self, handler: &H, peer: SocketAddr) -> Outcome {
         let mut first = true;
         loop {
             let head = match self.read_head().await {
                 Ok(Some(Parsed::Complete(h))) => h,
                 Ok(Some(Parsed::Http2Preface)) if first => {
                     return Outcome::Http2 {
-                        io: self.io,
-                        read: self.buf.freeze(),
+                        read: std::mem::take(&mut self.buf).freeze(),
                     }
                 }
                 Ok(Some(Parsed::Http2Preface)) => {
-                    self.refuse(HeadError {
+                    Box::pin(self.refuse(HeadError {
                         status: StatusCode::HTTP_VERSION_NOT_SUPPORTED,
                         reason: "HTTP/2 preface inside an HTTP/1 connection",
-                    })
+                    }))
                     .await;
                     return Outcome::Closed;
                 }
                 Ok(Some(Parsed::Partial)) | Ok(None) => return Outcome::Closed,
                 Err(e) => {
-                    self.refuse(e).await;
+                    Box::pin(self.refuse(e)).await;
                     return Outcome::Closed;
                 }
             };
             first = false;
-            if !self.exchange(*head, handler, peer).await {
+            // The exchange's state (about 2 KiB) is boxed for the request's time: held inline,
+            // every idle connection's task would carry it (docs/architecture.md, "Idle
+            // connections").
+            if !Box::pin(self.exchange(*head, handler, peer)).await {
                 return Outcome::Closed;
             }
         }
@@ -199,7 +206,6 @@ impl Conn {
             } else {
                 *self.head_started.get_or_insert_with(Instant::now) + self.settings.header_read
             };
-            self.buf.reserve(H1_READ_BUF_BYTES);
             match self.read_some(due, idle).await {
                 Ok(0) | Err(_) => return Ok(None),
                 Ok(n) => may_be_complete = self.buf[self.buf.len() - n..].contains(&b'\n'),
@@ -207,8 +213,10 @@ impl Conn {
         }
     }
 
-    /// One read into the buffer, waiting at most until `due` (and, if `stoppable`, until
-    /// the server stops).
+    /// One read into the buffer (room for `H1_READ_BUF_BYTES` more), waiting at most until
+    /// `due` (and, if `stoppable`, until the server stops). An empty buffer is the thread's
+    /// spare, borrowed for the attempt and given back if nothing came: while it waits, the
+    /// connection holds no buffer.
     async fn read_some(&mut self, due: Instant, stoppable: bool) -> Result<usize, Wait> {
         let Conn {
             io,
@@ -218,8 +226,14 @@ impl Conn {
             ..
         } = self;
         poll_fn(|cx| {
+            if buf.capacity() == 0 {
+                *buf = spare::read_buf();
+            } else {
+                buf.reserve(H1_READ_BUF_BYTES);
+            }
             match pin!(io.read_buf(buf)).poll(cx) {
                 Poll::Ready(r) => return Poll::Ready(r.map_err(|_| Wait::Io)),
+                Poll::Pending if buf.is_empty() => spare::give_back_read(std::mem::take(buf)),
                 Poll::Pending => {}
             }
             if stoppable && stop.as_mut().poll(cx).is_ready() {
@@ -262,8 +276,11 @@ impl Conn {
         *req.headers_mut() = headers;
         let mut sent_continue = !expects_continue;
         let resp = {
-            let mut handler = pin!(handler.handle(req, peer));
+            // Boxed: the handler's future is large and lives only during the request, and
+            // the connection's own future (held while idle) stays small.
+            let mut handler = Box::pin(handler.handle(req, peer));
             let mut continue_sent = 0usize;
+            let mut continue_flushed = !expects_continue;
             let body_stall = self.settings.body_stall;
             let mut progress = self.last_activity;
             let Conn {
@@ -299,6 +316,14 @@ impl Conn {
                             fail(&mut state, &shared, End::Broken, cx);
                             break;
                         }
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                // Over TLS the `100 Continue` may still sit in the session's buffer.
+                if sent_continue && !continue_flushed && !matches!(state, BodyState::Failed) {
+                    match Pin::new(&mut *io).poll_flush(cx) {
+                        Poll::Ready(Ok(())) => continue_flushed = true,
+                        Poll::Ready(Err(_)) => fail(&mut state, &shared, End::Broken, cx),
                         Poll::Pending => return Poll::Pending,
                     }
                 }
@@ -352,9 +377,9 @@ impl Conn {
                 BodyState::Chunked(_) | BodyState::Failed => H1_LINGER_MAX_BYTES,
             };
             self.close(linger).await;
-        } else if self.buf.is_empty() && self.buf.capacity() > H1_READ_BUF_BYTES {
-            // An upload grew the buffer: an idle keep-alive connection holds only the usual.
-            self.buf = BytesMut::with_capacity(H1_READ_BUF_BYTES);
+        } else if self.buf.is_empty() {
+            // An idle keep-alive connection holds no buffer (one an upload grew is freed).
+            spare::give_back_read(std::mem::take(&mut self.buf));
         }
         keep
     }
@@ -376,9 +401,9 @@ impl Conn {
             &body,
             keep,
         );
-        self.out.clear();
+        let mut out = spare::write_buf();
         write::head(
-            &mut self.out,
+            &mut out,
             version,
             parts.status,
             &parts.headers,
@@ -399,7 +424,7 @@ impl Conn {
             while !done && queued < H1_WRITE_BATCH_BYTES && queue.len() + 3 <= H1_WRITE_IOVECS_MAX {
                 let frame = match futures::poll!(body.frame()) {
                     Poll::Ready(f) => f,
-                    Poll::Pending if head_sent < self.out.len() || !queue.is_empty() => break,
+                    Poll::Pending if head_sent < out.len() || !queue.is_empty() => break,
                     Poll::Pending => body.frame().await,
                 };
                 match frame {
@@ -443,16 +468,21 @@ impl Conn {
                     }
                 }
             }
-            if head_sent == self.out.len() && queue.is_empty() {
+            if head_sent == out.len() && queue.is_empty() {
                 if done {
                     break;
                 }
                 continue;
             }
-            match self.write_some(&mut head_sent, &mut queue).await {
+            match self.write_some(&out, &mut head_sent, &mut queue).await {
                 Ok(n) => queued = queued.saturating_sub(n),
                 Err(_) => return false,
             }
+        }
+        spare::give_back_write(out);
+        // A TLS session may still hold records the socket did not take.
+        if self.flush().await.is_err() {
+            return false;
         }
         if !complete {
             *keep = false;
@@ -464,13 +494,12 @@ impl Conn {
     /// One vectored write of the unsent head and queued pieces; returns the body bytes sent.
     async fn write_some(
         &mut self,
+        out: &[u8],
         head_sent: &mut usize,
         queue: &mut VecDeque<Bytes>,
     ) -> io::Result<usize> {
         let idle = self.settings.idle;
-        let Conn {
-            io, out, deadline, ..
-        } = self;
+        let Conn { io, deadline, .. } = self;
         let mut waited: Option<Instant> = None;
         let n = poll_fn(|cx| {
             let mut slices = [io::IoSlice::new(&[]); H1_WRITE_IOVECS_MAX];
@@ -499,7 +528,7 @@ impl Conn {
         })
         .await?;
         let mut rest = n;
-        let from_head = (self.out.len() - *head_sent).min(rest);
+        let from_head = (out.len() - *head_sent).min(rest);
         *head_sent += from_head;
         rest -= from_head;
         let body_bytes = rest;
@@ -516,6 +545,24 @@ impl Conn {
             }
         }
         Ok(body_bytes)
+    }
+
+    /// Writes out what the stream still buffers, failing after `idle` without progress.
+    async fn flush(&mut self) -> io::Result<()> {
+        let idle = self.settings.idle;
+        let Conn { io, deadline, .. } = self;
+        let mut waited: Option<Instant> = None;
+        poll_fn(|cx| match Pin::new(&mut *io).poll_flush(cx) {
+            Poll::Ready(r) => Poll::Ready(r),
+            Poll::Pending => {
+                let since = *waited.get_or_insert_with(Instant::now);
+                if deadline.expired(cx, since + idle) {
+                    return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+                }
+                Poll::Pending
+            }
+        })
+        .await
     }
 
     /// Reads and discards the unread rest of a request body (at most `H1_DRAIN_MAX_BYTES`);
@@ -538,7 +585,6 @@ impl Conn {
                 _ => {}
             }
             let due = self.last_activity + self.settings.idle;
-            self.buf.reserve(H1_READ_BUF_BYTES);
             match self.read_some(due, false).await {
                 Ok(n) if n > 0 => {}
                 _ => return false,
@@ -641,18 +687,18 @@ fn fail(state: &mut BodyState, shared: &Arc<Mutex<Shared>>, why: End, cx: &Conte
 
 /// `AsyncRead` that yields `prefix` before reading from `io` (hands an HTTP/2 connection
 /// to hyper with the bytes already read).
-pub struct Prefixed {
+pub struct Prefixed<S> {
     prefix: Bytes,
-    io: TcpStream,
+    io: S,
 }
 
-impl Prefixed {
-    pub fn new(prefix: Bytes, io: TcpStream) -> Self {
+impl<S> Prefixed<S> {
+    pub fn new(prefix: Bytes, io: S) -> Self {
         Prefixed { prefix, io }
     }
 }
 
-impl AsyncRead for Prefixed {
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -668,7 +714,7 @@ impl AsyncRead for Prefixed {
     }
 }
 
-impl AsyncWrite for Prefixed {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -1,12 +1,14 @@
-//! Skab's own HTTP/1.1 server side for plain connections: per request it does one read, one
+//! Skab's own HTTP/1.1 server side, over plain TCP or TLS: per request it does one read, one
 //! (vectored) write and no timer work, where hyper's per-request machinery was about half of
-//! the user-space CPU of a small PROPFIND (docs/benchmarks.md, "Own HTTP/1"). TLS and HTTP/2
-//! stay on hyper; `http1 = "hyper"` in the configuration puts plain HTTP/1 back on it too.
+//! the user-space CPU of a small PROPFIND (docs/benchmarks.md, "Own HTTP/1"), and an idle
+//! connection holds no buffer. HTTP/2 stays on hyper; `http1 = "hyper"` in the configuration
+//! puts HTTP/1 back on it too.
 
 mod body;
 pub mod chunked;
 mod conn;
 pub mod head;
+mod spare;
 mod write;
 
 pub use body::OwnBody;
