@@ -10,6 +10,7 @@ pub mod config;
 pub mod cors;
 pub mod dav;
 pub mod fair_share;
+pub mod handin;
 pub mod http;
 pub mod limits;
 pub mod methods;

@@ -322,3 +322,17 @@ pub const PENALTY_LANE_SLOTS: usize = 1;
 /// How long a login from a throttled source waits for the penalty lane before 429,
 /// milliseconds.
 pub const PENALTY_LANE_WAIT_MS: u64 = 2000;
+
+// ---- Exam hand-ins (server/src/handin) ----
+
+/// Most hand-ins of all tenants together, count (the registry is one file read whole).
+pub const HANDINS_MAX: usize = 100_000;
+/// Largest hand-in registry file read, bytes (`HANDINS_MAX` entries of about 300 bytes).
+pub const HANDIN_REGISTRY_LEN_MAX: u64 = 64 << 20;
+/// Longest receipt verified, bytes (a receipt with maximal names is about 3 KiB).
+pub const RECEIPT_LEN_MAX: usize = 16 * 1024;
+/// Slots of the channel between the zip writer and the response, each up to about
+/// `HANDIN_ZIP_FLUSH_BYTES` plus one engine chunk: bounds a download's memory.
+pub const HANDIN_ZIP_CHANNEL_DEPTH: usize = 4;
+/// Bytes of zip output gathered before they are sent on (fewer, larger frames).
+pub const HANDIN_ZIP_FLUSH_BYTES: usize = 256 * 1024;

@@ -94,13 +94,19 @@ fn the_logrotate_file_parses() {
         out.status.success() && !all.to_lowercase().contains("error"),
         "logrotate -d: {all}"
     );
-    assert!(all.contains("access.log"), "logrotate considered nothing: {all}");
+    assert!(
+        all.contains("access.log"),
+        "logrotate considered nothing: {all}"
+    );
 }
 
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ok() {
-        assert!(start.elapsed() < Duration::from_secs(20), "timed out: {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out: {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -118,7 +124,10 @@ fn the_example_config_serves_and_sighup_reopens_the_access_log() {
     let tmp = tempfile::tempdir().unwrap();
     let access = tmp.path().join("access.log");
     let config = read("skab.toml").replace("/var/log/skab/access.log", access.to_str().unwrap());
-    assert!(!config.contains("/var/log"), "the test must not write to /var/log");
+    assert!(
+        !config.contains("/var/log"),
+        "the test must not write to /var/log"
+    );
     let s = Server::start_opts(Opts::default().user(TENANT, USER, PASSWORD).config(&config));
     let c = s.client();
     assert_eq!(c.put(&dav("before.txt"), b"1").status, 201);
@@ -186,7 +195,11 @@ fn every_metric_of_the_grafana_dashboard_is_exported() {
             checked += 1;
         }
     }
-    assert!(checked >= exprs.len(), "{checked} names in {} queries", exprs.len());
+    assert!(
+        checked >= exprs.len(),
+        "{checked} names in {} queries",
+        exprs.len()
+    );
 }
 
 /// An upgrade (or a downgrade) that meets a data dir of another store format version is
@@ -210,7 +223,10 @@ fn a_data_dir_of_another_format_version_is_refused_clearly() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "started on a store of another version");
+    assert!(
+        !out.status.success(),
+        "started on a store of another version"
+    );
     assert!(
         text.contains(&format!("store format version {}", version + 1))
             && text.contains(&format!("reads version {version}")),
