@@ -35,6 +35,12 @@ pub enum Command {
     /// Manage app tokens (app passwords for sync clients).
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Manage exam hand-ins.
+    #[command(subcommand)]
+    Handin(crate::handin::cli::HandinCmd),
+    /// Hand-in receipts: the tenant's public key, and offline verification.
+    #[command(subcommand)]
+    Receipt(crate::handin::cli::ReceiptCmd),
     /// Set storage quotas (works while the server runs).
     #[command(subcommand)]
     Quota(QuotaCmd),
@@ -295,6 +301,8 @@ pub fn run(cli: Cli, serve_fn: fn(Config) -> Result<(), CliError>) -> Result<(),
         Command::Tenant(c) => tenant_cmd(c, &mut out),
         Command::Token(c) => token_cmd(c, &mut out),
         Command::Group(c) => group_cmd(c, &mut out),
+        Command::Handin(c) => crate::handin::cli::handin_cmd(c, &mut out),
+        Command::Receipt(c) => crate::handin::cli::receipt_cmd(c, &mut out),
         Command::Quota(QuotaCmd::Set {
             dir,
             tenant,

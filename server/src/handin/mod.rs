@@ -4,6 +4,7 @@
 //! formats: `docs/handin.md`.
 
 pub mod access;
+pub mod cli;
 pub mod receipt;
 pub mod registry;
 pub mod zip;

@@ -150,6 +150,17 @@ fn decode_key(bytes: &[u8]) -> io::Result<SigningKey> {
     Ok(SigningKey::from_bytes(&seed))
 }
 
+/// The signing key of `tenant` in `data_dir`, if it was ever made (nothing is created).
+pub fn read_tenant_key(data_dir: &Path, tenant: &str) -> io::Result<Option<SigningKey>> {
+    crate::users::TenantName::new(tenant)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    match std::fs::read(key_path(data_dir, tenant)) {
+        Ok(b) => decode_key(&b).map(Some),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// The signing key of `tenant` in `data_dir`: read, or made once and kept. Two processes
 /// making it at once agree: the key file is published by `link`, which only one wins.
 pub fn tenant_key(data_dir: &Path, tenant: &str) -> io::Result<SigningKey> {
