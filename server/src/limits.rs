@@ -329,6 +329,9 @@ pub const PENALTY_LANE_WAIT_MS: u64 = 2000;
 pub const HANDINS_MAX: usize = 100_000;
 /// Largest hand-in registry file read, bytes (`HANDINS_MAX` entries of about 300 bytes).
 pub const HANDIN_REGISTRY_LEN_MAX: u64 = 64 << 20;
+/// How often a teacher's request makes the folders of members added since, seconds (making
+/// them walks the whole group; a pupil's own folder is made on their first request anyway).
+pub const HANDIN_FOLDERS_REFRESH_S: u64 = 10;
 /// Longest receipt verified, bytes (a receipt with maximal names is about 3 KiB).
 pub const RECEIPT_LEN_MAX: usize = 16 * 1024;
 /// Slots of the channel between the zip writer and the response, each up to about

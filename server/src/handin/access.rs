@@ -85,10 +85,12 @@ pub async fn serve(app: Arc<App>, mut req: Request<ReqBody>, principal: Principa
     let pupil = if user == handin.owner {
         None
     } else {
-        let member = crate::users::GroupName::new(&handin.group)
-            .ok()
-            .and_then(|g| app.users.group(&principal.tenant, &g))
-            .is_some_and(|g| g.members.iter().any(|m| m.as_str() == user));
+        // The user's groups (a few), not the group's members (a year group).
+        let member = app
+            .users
+            .groups_of(&principal.tenant, &principal.user)
+            .iter()
+            .any(|g| g.as_str() == handin.group);
         if !member {
             return not_found();
         }
@@ -240,6 +242,9 @@ async fn prepare(
     }
     let folders: Vec<String> = match pupil {
         Some(p) => vec![p.to_string()],
+        // Every member's folder, at most once per `HANDIN_FOLDERS_REFRESH_S` (a teacher
+        // reading a year group's hand-ins must not walk the group on every request).
+        None if !app.handins.folders_due(&handin.tenant, &handin.name) => return Ok(()),
         None => {
             let Ok(t) = crate::users::TenantName::new(&handin.tenant) else {
                 return Ok(());

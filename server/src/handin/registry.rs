@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use skab_engine::io::{durable, StdStorage};
 
 use super::HandinName;
-use crate::limits::{HANDINS_MAX, HANDIN_REGISTRY_LEN_MAX};
+use crate::limits::{HANDINS_MAX, HANDIN_FOLDERS_REFRESH_S, HANDIN_REGISTRY_LEN_MAX};
 
 /// The registry's file in the data dir.
 pub const REGISTRY_FILE: &str = "handins.bin";
@@ -99,6 +99,8 @@ type FileId = (u64, u64, i64, i64);
 pub struct Registry {
     dir: PathBuf,
     cached: Mutex<(Option<FileId>, Arc<Vec<Handin>>)>,
+    /// When each hand-in's member folders were last made (`folders_due`).
+    folders_made: Mutex<std::collections::HashMap<(String, String), std::time::Instant>>,
 }
 
 fn file_id(path: &Path) -> Option<FileId> {
@@ -150,6 +152,22 @@ impl Registry {
         Registry {
             dir: data_dir.to_path_buf(),
             cached: Mutex::new((None, Arc::new(Vec::new()))),
+            folders_made: Mutex::default(),
+        }
+    }
+
+    /// True (and noted) when the member folders of a hand-in were not made within the last
+    /// `HANDIN_FOLDERS_REFRESH_S`.
+    pub fn folders_due(&self, tenant: &str, name: &str) -> bool {
+        let now = std::time::Instant::now();
+        let mut m = self.folders_made.lock();
+        let key = (tenant.to_string(), name.to_string());
+        match m.get(&key) {
+            Some(t) if now.duration_since(*t).as_secs() < HANDIN_FOLDERS_REFRESH_S => false,
+            _ => {
+                m.insert(key, now);
+                true
+            }
         }
     }
 
