@@ -6,7 +6,7 @@
 # checked against the tenant's key, every submission read back by the teacher, and the
 # teacher's zip download once the hand-in closed. Results: $RESULTS/<round>-<mode>/.
 #
-# Env: PUPILS [20000]  WINDOW_S [120] (upload window, 80 % in its last 60 s)  ROUNDS [1]
+# Env: PUPILS [20000]  WINDOW_S [120] (upload window)  LAST_S (80 % of uploads in its last LAST_S s)  ROUNDS [1]
 #      RESULTS [/var/tmp/handin-bench]  PORT [19870]  BIN [target/release]
 # Stops by itself (every loadtest run has --max-wall; the server is killed on exit).
 set -euo pipefail
@@ -15,9 +15,12 @@ BIN="${BIN:-$REPO/target/release}"
 PUPILS="${PUPILS:-20000}"
 WINDOW_S="${WINDOW_S:-120}"
 ROUNDS="${ROUNDS:-1}"
+# 80 % of the uploads in the last LAST_S seconds [60, or half a shorter window].
+LAST_S="${LAST_S:-$(( WINDOW_S < 120 ? WINDOW_S / 2 : 60 ))}"
 RESULTS="${RESULTS:-/var/tmp/handin-bench}"
 PORT="${PORT:-19870}"
 TEACHER_PW="teacher password for the bench"
+SECRET="handin-bench-$RANDOM$RANDOM$RANDOM"
 WORK="$(mktemp -d /var/tmp/handin-work.XXXXXX)"
 SRV=""
 cleanup() { [ -n "$SRV" ] && kill "$SRV" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
@@ -30,6 +33,16 @@ mkdir -p "$RESULTS"
 # Every pupil in the year group `year` (the import's groups column).
 awk 'NR == 1 { print $0 ",groups"; next } { print $0 ",year" }' "$WORK/import.csv" >"$WORK/import-g.csv"
 
+# Pupils present IdP JWTs (no password hash per pupil in the measurement; the homes were
+# made and logged into by the seed step before, as on an exam morning).
+cat >"$WORK/skab.toml" <<EOT
+[[auth.jwt]]
+issuer = "skab-loadtest"
+audience = "skab"
+algorithm = "HS256"
+secret = "$SECRET"
+EOT
+
 store_bytes() { du -sb "$1/store" | cut -f1; }
 
 for round in $(seq 1 "$ROUNDS"); do
@@ -40,8 +53,19 @@ for round in $(seq 1 "$ROUNDS"); do
     printf '%s\n' "$TEACHER_PW" |
       "$BIN/skab" user add --data-dir "$DATA" --tenant school --user teach --password-stdin >/dev/null
     cat >"$WORK/lt.toml" <<EOT
+[auth]
+jwt_secret = "$SECRET"
+jwt_share = 1.0
+token_share = 0.0
+basic_share = 0.0
+
+[seed]
+files_per_user = 1
+file_size_bytes = 4096
+
 [exam_peak]
 window_s = $WINDOW_S
+last_s = $LAST_S
 EOT
     if [ "$mode" = handin ]; then
       # Closes 15 s after the window ends: every upload of the run is on time.
@@ -59,12 +83,15 @@ public_key = "$key"
 zip_wait_s = 90
 EOT
     fi
-    "$BIN/skab" serve --data-dir "$DATA" --listen "127.0.0.1:$PORT" >"$WORK/serve.log" 2>&1 &
+    "$BIN/skab" serve --config "$WORK/skab.toml" --data-dir "$DATA" --listen "127.0.0.1:$PORT" >"$WORK/serve.log" 2>&1 &
     SRV=$!
     for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
-    before=$(store_bytes "$DATA")
     out="$RESULTS/$round-$mode"
     rm -rf "$out"; mkdir -p "$out"
+    "$BIN/skab-loadtest" seed --target "http://127.0.0.1:$PORT" --users "$WORK/users.csv" \
+      --config "$WORK/lt.toml" --out "$out/seed" --quiet --max-wall 600 2>"$out/seed.stderr" ||
+      log "$mode: seed did not pass (see $out/seed.stderr)"
+    before=$(store_bytes "$DATA")
     log "round $round: $mode, $PUPILS pupils"
     "$BIN/skab-loadtest" run exam-peak --target "http://127.0.0.1:$PORT" --users "$WORK/users.csv" \
       --config "$WORK/lt.toml" --out "$out" --server-pid "$SRV" --quiet \

@@ -347,35 +347,44 @@ pub async fn after_put(
         time: rfc3339_ms(now()),
         late: upload.late,
     };
-    let issued = match ctx.app.receipts.issue(&r).await {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::error!(error = %e, "hand-in receipt not issued");
-            return Err(text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "stored, but the receipt could not be issued; upload again",
-            ));
-        }
+    let fail = |e: std::io::Error| {
+        tracing::error!(error = %e, "hand-in receipt not issued");
+        text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "stored, but the receipt could not be issued; upload again",
+        )
     };
+    let issued = ctx.app.receipts.sign(&r).map_err(fail)?;
     let mut props = vec![(
         PropName::new(PROP_NS, "receipt"),
         format!("<h:receipt xmlns:h=\"{PROP_NS}\">{issued}</h:receipt>").into_bytes(),
     )];
     let mut remove = Vec::new();
+    let late = PropName::new(PROP_NS, "late");
     if upload.late {
         props.push((
-            PropName::new(PROP_NS, "late"),
+            late,
             format!("<h:late xmlns:h=\"{PROP_NS}\">{}</h:late>", r.time).into_bytes(),
         ));
-    } else {
-        remove.push(PropName::new(PROP_NS, "late"));
-    }
-    if let Err(e) = ctx
+    } else if ctx
         .app
         .store
-        .set_props(&ctx.space, &ctx.names, props, remove)
-        .await
+        .props_of(&ctx.space, info.id)
+        .iter()
+        .any(|(n, _)| *n == late)
     {
+        remove.push(late);
+    }
+    // The log (the record that keeps every receipt) and the property (the current one, for
+    // PROPFIND) are made durable at once.
+    let (logged, propped) = tokio::join!(
+        ctx.app.receipts.log(&r, &issued),
+        ctx.app
+            .store
+            .set_props(&ctx.space, &ctx.names, props, remove)
+    );
+    logged.map_err(fail)?;
+    if let Err(e) = propped {
         tracing::warn!(error = %e, "hand-in receipt property not set");
     }
     if let Ok(v) = HeaderValue::from_str(&issued) {

@@ -228,11 +228,22 @@ impl Keys {
     }
 
     /// Signs `r` and appends it to its hand-in's receipt log, durably; the receipt's text.
-    /// Each receipt is one `write` to a file opened `O_APPEND` (so concurrent appends never
+    /// (`sign` then `log`.) Each receipt is one `write` to a file opened `O_APPEND` (so concurrent appends never
     /// interleave), then `fdatasync`, which the file system batches across uploads.
     pub async fn issue(&self, r: &Receipt) -> io::Result<String> {
+        let text = self.sign(r)?;
+        self.log(r, &text).await?;
+        Ok(text)
+    }
+
+    /// `r` signed with its tenant's key.
+    pub fn sign(&self, r: &Receipt) -> io::Result<String> {
         let key = self.key(&r.tenant)?;
-        let text = sign(&key, r);
+        Ok(sign(&key, r))
+    }
+
+    /// Appends the signed `text` of `r` to its hand-in's receipt log, durably.
+    pub async fn log(&self, r: &Receipt, text: &str) -> io::Result<()> {
         let dir = self.data_dir.join(LOG_DIR).join(&r.tenant);
         let path = dir.join(format!("{}.log", r.handin));
         let line = format!("{text}\n");
@@ -253,8 +264,7 @@ impl Keys {
             Ok(())
         })
         .await
-        .map_err(io::Error::other)??;
-        Ok(text)
+        .map_err(io::Error::other)?
     }
 }
 
