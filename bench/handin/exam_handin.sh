@@ -43,7 +43,8 @@ algorithm = "HS256"
 secret = "$SECRET"
 EOT
 
-store_bytes() { du -sb "$1/store" | cut -f1; }
+# The whole data dir: the store, and in hand-in mode the receipt log and key too.
+store_bytes() { du -sb "$1" | cut -f1; }
 
 for round in $(seq 1 "$ROUNDS"); do
   for mode in homes handin; do
@@ -67,8 +68,16 @@ file_size_bytes = 4096
 window_s = $WINDOW_S
 last_s = $LAST_S
 EOT
+    "$BIN/skab" serve --config "$WORK/skab.toml" --data-dir "$DATA" --listen "127.0.0.1:$PORT" >"$WORK/serve.log" 2>&1 &
+    SRV=$!
+    for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
+    out="$RESULTS/$round-$mode"
+    rm -rf "$out"; mkdir -p "$out"
+    "$BIN/skab-loadtest" seed --target "http://127.0.0.1:$PORT" --users "$WORK/users.csv" \
+      --config "$WORK/lt.toml" --out "$out/seed" --quiet --max-wall 600 2>"$out/seed.stderr" ||
+      log "$mode: seed did not pass (see $out/seed.stderr)"
     if [ "$mode" = handin ]; then
-      # Closes 15 s after the window ends: every upload of the run is on time.
+      # Made after the seed step; closes 15 s after the window ends: every upload of the run is on time.
       closes="$(date -u -d "@$(( $(date +%s) + WINDOW_S + 15 ))" +%Y-%m-%dT%H:%M:%SZ)"
       "$BIN/skab" handin add --data-dir "$DATA" --tenant school --handin exam --owner teach \
         --group year --closes "$closes" >/dev/null
@@ -83,14 +92,6 @@ public_key = "$key"
 zip_wait_s = 90
 EOT
     fi
-    "$BIN/skab" serve --config "$WORK/skab.toml" --data-dir "$DATA" --listen "127.0.0.1:$PORT" >"$WORK/serve.log" 2>&1 &
-    SRV=$!
-    for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
-    out="$RESULTS/$round-$mode"
-    rm -rf "$out"; mkdir -p "$out"
-    "$BIN/skab-loadtest" seed --target "http://127.0.0.1:$PORT" --users "$WORK/users.csv" \
-      --config "$WORK/lt.toml" --out "$out/seed" --quiet --max-wall 600 2>"$out/seed.stderr" ||
-      log "$mode: seed did not pass (see $out/seed.stderr)"
     before=$(store_bytes "$DATA")
     log "round $round: $mode, $PUPILS pupils"
     "$BIN/skab-loadtest" run exam-peak --target "http://127.0.0.1:$PORT" --users "$WORK/users.csv" \
