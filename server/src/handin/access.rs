@@ -355,37 +355,51 @@ pub async fn after_put(
         )
     };
     let issued = ctx.app.receipts.sign(&r).map_err(fail)?;
-    let mut props = vec![(
-        PropName::new(PROP_NS, "receipt"),
-        format!("<h:receipt xmlns:h=\"{PROP_NS}\">{issued}</h:receipt>").into_bytes(),
-    )];
-    let mut remove = Vec::new();
+    // The log keeps every receipt. A late upload also gets its receipt and the late mark as
+    // dead properties (PROPFIND shows them); an on-time one gets none, which spares each
+    // upload of the exam peak one more durable write (docs/benchmarks.md, "Exam hand-in").
     let late = PropName::new(PROP_NS, "late");
-    if upload.late {
-        props.push((
-            late,
-            format!("<h:late xmlns:h=\"{PROP_NS}\">{}</h:late>", r.time).into_bytes(),
-        ));
-    } else if ctx
-        .app
-        .store
-        .props_of(&ctx.space, info.id)
-        .iter()
-        .any(|(n, _)| *n == late)
-    {
-        remove.push(late);
-    }
-    // The log (the record that keeps every receipt) and the property (the current one, for
-    // PROPFIND) are made durable at once.
-    let (logged, propped) = tokio::join!(
-        ctx.app.receipts.log(&r, &issued),
+    let receipt = PropName::new(PROP_NS, "receipt");
+    let (props, remove) = if upload.late {
+        (
+            vec![
+                (
+                    receipt,
+                    format!("<h:receipt xmlns:h=\"{PROP_NS}\">{issued}</h:receipt>")
+                        .into_bytes(),
+                ),
+                (
+                    late,
+                    format!("<h:late xmlns:h=\"{PROP_NS}\">{}</h:late>", r.time).into_bytes(),
+                ),
+            ],
+            Vec::new(),
+        )
+    } else {
+        // An earlier late upload's marks do not describe this content.
+        let had: Vec<PropName> = ctx
+            .app
+            .store
+            .props_of(&ctx.space, info.id)
+            .into_iter()
+            .map(|(n, _)| n)
+            .filter(|n| *n == late || *n == receipt)
+            .collect();
+        (Vec::new(), had)
+    };
+    let set = async {
+        if props.is_empty() && remove.is_empty() {
+            return Ok(());
+        }
         ctx.app
             .store
             .set_props(&ctx.space, &ctx.names, props, remove)
-    );
+            .await
+    };
+    let (logged, propped) = tokio::join!(ctx.app.receipts.log(&r, &issued), set);
     logged.map_err(fail)?;
     if let Err(e) = propped {
-        tracing::warn!(error = %e, "hand-in receipt property not set");
+        tracing::warn!(error = %e, "hand-in late mark not set");
     }
     if let Ok(v) = HeaderValue::from_str(&issued) {
         resp.headers_mut().insert(RECEIPT_HEADER, v);
