@@ -223,6 +223,8 @@ pub struct Resp {
     pub body: Bytes,
     /// The `ETag` response header (only from `send_keep`).
     pub etag: Option<HeaderValue>,
+    /// The `Skab-Receipt` response header of an upload into a skab hand-in.
+    pub receipt: Option<HeaderValue>,
 }
 
 /// The clients of one source address: a keep-alive pool, and two without idle connections
@@ -520,6 +522,7 @@ impl Http {
             } else {
                 None
             };
+            let receipt = resp.headers().get("skab-receipt").cloned();
             let mut body = resp.into_body();
             let mut hasher = hash.then(blake3::Hasher::new);
             let mut len = 0u64;
@@ -557,6 +560,7 @@ impl Http {
                 hash: hasher.map(|h| h.finalize()),
                 body,
                 etag,
+                receipt,
             })
         };
         match tokio::time::timeout(Duration::from_secs(REQUEST_TIMEOUT_S), work).await {

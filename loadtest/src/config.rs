@@ -193,6 +193,26 @@ pub struct ExamPeakCfg {
     pub template_share: f64,
     /// Read back every acknowledged upload and check its BLAKE3 hash.
     pub verify: bool,
+    /// Hand-in mode: every pupil uploads into one skab hand-in instead of their home.
+    pub handin: HandinCfg,
+}
+
+/// The exam peak into one hand-in (`skab handin add`): uploads go to
+/// `/dav/<tenant>/handin/<name>/`, each receipt is checked against the tenant's public key,
+/// and the teacher reads every submission back (and downloads the zip once it closed).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HandinCfg {
+    /// The hand-in's name; empty: hand-in mode off (uploads go to the homes).
+    pub name: String,
+    /// The teacher's login (`user@tenant`) and password (basic auth).
+    pub teacher: String,
+    pub teacher_password: String,
+    /// The tenant's receipt key as `skab receipt key` prints it.
+    pub public_key: String,
+    /// After the uploads, wait (at most this many wall seconds) for the hand-in to close
+    /// and download it as one zip; 0: no zip.
+    pub zip_wait_s: f64,
 }
 
 impl Default for ExamPeakCfg {
@@ -208,6 +228,7 @@ impl Default for ExamPeakCfg {
             size_max_bytes: 8 << 20,
             template_share: 0.7,
             verify: true,
+            handin: HandinCfg::default(),
         }
     }
 }
@@ -377,6 +398,12 @@ impl Config {
             || e.size_max_bytes > crate::limits::FILE_SIZE_MAX
         {
             bail!("exam_peak: need 0 < size_min_bytes <= size_max_bytes <= 64 MiB");
+        }
+        let h = &e.handin;
+        if !h.name.is_empty()
+            && (h.teacher.is_empty() || h.public_key.is_empty() || h.zip_wait_s < 0.0)
+        {
+            bail!("exam_peak.handin: name needs teacher, teacher_password and public_key");
         }
         let s = &self.school_day;
         if !(s.duration_s > 0.0 && s.rate_per_s > 0.0) {

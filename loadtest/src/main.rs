@@ -5,6 +5,7 @@ mod config;
 mod content;
 mod curve;
 mod limits;
+mod receipt;
 mod record;
 mod report;
 mod run;

@@ -368,7 +368,9 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
         let damaged = result
             .exam
             .as_ref()
-            .is_some_and(|e| e.lost > 0 || e.corrupted > 0);
+            .is_some_and(|e| {
+                e.lost > 0 || e.corrupted > 0 || e.receipts_bad > 0 || e.receipts_missing > 0
+            });
         // So does a change that some client of its user did not see within the bound.
         let unsynced = result
             .sync
@@ -528,6 +530,19 @@ fn print_summary(v: &Value) {
                 g(e, &["verify_errors"]),
                 g(e, &["upload_failed"])
             );
+            if g(e, &["receipts_verified"]) + g(e, &["receipts_bad"]) + g(e, &["receipts_missing"])
+                > 0.0
+            {
+                eprintln!(
+                    "hand-in: receipts verified {} bad {} missing {}; zip status {} bytes {} in {} s",
+                    g(e, &["receipts_verified"]),
+                    g(e, &["receipts_bad"]),
+                    g(e, &["receipts_missing"]),
+                    g(e, &["zip_status"]),
+                    g(e, &["zip_bytes"]),
+                    g(e, &["zip_s"])
+                );
+            }
         }
     }
     for key in ["login_storm", "sync"] {

@@ -35,6 +35,10 @@ pub struct App {
     pub public_authority: Option<String>,
     /// In-flight limits per tenant and account (`limits.inflight_per_*_max`).
     pub fair_share: Arc<FairShare>,
+    /// The hand-ins (reread when `skab handin` changes them).
+    pub handins: crate::handin::Registry,
+    /// The tenants' receipt keys and the receipt logs.
+    pub receipts: crate::handin::receipt::Keys,
 }
 
 /// The engine's configuration from the server's.
@@ -106,7 +110,11 @@ impl App {
             config.limits.inflight_per_tenant_max,
             config.limits.inflight_per_account_max,
         ));
+        let handins = crate::handin::Registry::new(&config.data_dir);
+        let receipts = crate::handin::receipt::Keys::new(&config.data_dir);
         Ok(App {
+            handins,
+            receipts,
             config,
             store,
             users,

@@ -36,6 +36,12 @@ pub enum Command {
     /// Manage app tokens (app passwords for sync clients).
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Manage exam hand-ins.
+    #[command(subcommand)]
+    Handin(crate::handin::cli::HandinCmd),
+    /// Hand-in receipts: the tenant's public key, and offline verification.
+    #[command(subcommand)]
+    Receipt(crate::handin::cli::ReceiptCmd),
     /// Set storage quotas (works while the server runs).
     #[command(subcommand)]
     Quota(QuotaCmd),
@@ -466,6 +472,22 @@ fn audit_of(c: &Command) -> Option<(DirArgs, String, &'static str, Option<String
                 None => space.user.clone(),
             }),
         )),
+        Command::Handin(crate::handin::cli::HandinCmd::Add {
+            dir, tenant, handin, ..
+        }) => Some((
+            dir.clone(),
+            tenant.clone(),
+            "admin.handin.add",
+            Some(handin.clone()),
+        )),
+        Command::Handin(crate::handin::cli::HandinCmd::Del {
+            dir, tenant, handin, ..
+        }) => Some((
+            dir.clone(),
+            tenant.clone(),
+            "admin.handin.delete",
+            Some(handin.clone()),
+        )),
         _ => None,
     }
 }
@@ -584,6 +606,8 @@ fn run_command(cli: Cli, serve_fn: fn(Config) -> Result<(), CliError>) -> Result
             write!(out, "{text}")?;
             Ok(())
         }
+        Command::Handin(c) => crate::handin::cli::handin_cmd(c, &mut out),
+        Command::Receipt(c) => crate::handin::cli::receipt_cmd(c, &mut out),
         Command::Quota(QuotaCmd::Set {
             dir,
             tenant,

@@ -14,6 +14,7 @@ pub mod dav;
 pub mod fair_share;
 pub mod history;
 pub mod history_dav;
+pub mod handin;
 pub mod http;
 pub mod limits;
 pub mod methods;

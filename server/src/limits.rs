@@ -367,3 +367,19 @@ pub const PENALTY_LANE_WAIT_MS: u64 = 2000;
 /// Names a trash restore tries (`x`, `x (restored)`, `x (restored 2)`, …) before giving up
 /// with 412 rather than overwrite.
 pub const TRASH_RESTORE_NAME_TRIES: u32 = 100;
+// ---- Exam hand-ins (server/src/handin) ----
+
+/// Most hand-ins of all tenants together, count (the registry is one file read whole).
+pub const HANDINS_MAX: usize = 100_000;
+/// Largest hand-in registry file read, bytes (`HANDINS_MAX` entries of about 300 bytes).
+pub const HANDIN_REGISTRY_LEN_MAX: u64 = 64 << 20;
+/// How often a teacher's request makes the folders of members added since, seconds (making
+/// them walks the whole group; a pupil's own folder is made on their first request anyway).
+pub const HANDIN_FOLDERS_REFRESH_S: u64 = 10;
+/// Longest receipt verified, bytes (a receipt with maximal names is about 3 KiB).
+pub const RECEIPT_LEN_MAX: usize = 16 * 1024;
+/// Slots of the channel between the zip writer and the response, each up to about
+/// `HANDIN_ZIP_FLUSH_BYTES` plus one engine chunk: bounds a download's memory.
+pub const HANDIN_ZIP_CHANNEL_DEPTH: usize = 4;
+/// Bytes of zip output gathered before they are sent on (fewer, larger frames).
+pub const HANDIN_ZIP_FLUSH_BYTES: usize = 256 * 1024;

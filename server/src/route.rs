@@ -200,6 +200,9 @@ async fn authenticated(
     if ocs {
         return oc::discovery::ocs(&req, &principal);
     }
+    if crate::handin::access::is_handin_path(req.uri().path()) {
+        return crate::handin::access::serve(app, req, principal).await;
+    }
     let me = crate::dav::path::SpaceKey {
         tenant: principal.tenant.as_str().to_string(),
         user: principal.user.as_str().to_string(),

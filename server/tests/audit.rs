@@ -125,6 +125,25 @@ fn admin_commands_are_recorded_exported_and_tampering_is_found() {
     );
     ok(
         &[
+            "handin",
+            "add",
+            "--data-dir",
+            d,
+            "--tenant",
+            "skole",
+            "--handin",
+            "exam",
+            "--owner",
+            "anna",
+            "--group",
+            "9a",
+            "--closes",
+            "2030-06-12T12:00:00+02:00",
+        ],
+        None,
+    );
+    ok(
+        &[
             "quota",
             "set",
             "--data-dir",
@@ -181,6 +200,7 @@ fn admin_commands_are_recorded_exported_and_tampering_is_found() {
             "token.create",
             "token.revoke",
             "admin.group.add",
+            "admin.handin.add",
             "admin.quota.set",
             "admin.user.disable"
         ]
@@ -245,7 +265,7 @@ fn admin_commands_are_recorded_exported_and_tampering_is_found() {
 
     let verified = ok(&["audit", "verify", "--data-dir", d], None);
     assert!(
-        verified.contains("skole: 7 records") && verified.contains("chain intact"),
+        verified.contains("skole: 8 records") && verified.contains("chain intact"),
         "{verified}"
     );
 

@@ -1,5 +1,7 @@
 //! `exam-peak`: pupils upload answer files on a deadline curve (most in the last minute),
-//! then every acknowledged upload is read back and its BLAKE3 checked.
+//! then every acknowledged upload is read back and its BLAKE3 checked. In hand-in mode
+//! (`[exam_peak.handin]`) every pupil uploads into one skab hand-in, each upload's receipt
+//! is checked, the teacher reads every submission back and downloads the zip.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -39,6 +41,15 @@ pub struct ExamOut {
     /// Could not be read back for another reason (timeouts, 5xx): neither verified nor lost.
     pub verify_errors: u64,
     pub verify_phase_s: f64,
+    /// Hand-in mode: receipts whose signature holds and that state the upload's user, file,
+    /// size and BLAKE3; bad (wrong or unsigned); missing (no `Skab-Receipt` header).
+    pub receipts_verified: u64,
+    pub receipts_bad: u64,
+    pub receipts_missing: u64,
+    /// The teacher's zip download: status (0: not tried), bytes, wall seconds.
+    pub zip_status: u16,
+    pub zip_bytes: u64,
+    pub zip_s: f64,
 }
 
 struct Acked {
@@ -46,6 +57,20 @@ struct Acked {
     path: String,
     hash: blake3::Hash,
     len: u64,
+    receipt: Option<String>,
+}
+
+/// The hand-in's URL for the tenant of `user` (hand-in mode), with a trailing slash.
+fn handin_url(name: &str, user: &crate::users::User) -> String {
+    format!("/dav/{}/handin/{name}/", user.tenant)
+}
+
+/// The teacher's basic-auth header.
+fn teacher_auth(c: &crate::config::HandinCfg) -> Option<http::HeaderValue> {
+    use base64::Engine;
+    let b = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{}", c.teacher, c.teacher_password));
+    http::HeaderValue::from_str(&format!("Basic {b}")).ok()
 }
 
 pub async fn run(ctx: Arc<Ctx>, pupils: u64) -> ExamOut {
@@ -109,10 +134,77 @@ pub async fn run(ctx: Arc<Ctx>, pupils: u64) -> ExamOut {
         upload_phase_s,
         ..ExamOut::default()
     };
+    if !c.handin.name.is_empty() {
+        check_receipts(&ctx, &acked, &mut out);
+    }
     if c.verify {
         verify(&ctx, acked, &mut out).await;
     }
+    if !c.handin.name.is_empty() && c.handin.zip_wait_s > 0.0 {
+        download_zip(&ctx, &mut out).await;
+    }
     out
+}
+
+/// Every acknowledged upload's receipt against the tenant's public key and the upload.
+fn check_receipts(ctx: &Ctx, acked: &[Acked], out: &mut ExamOut) {
+    let key = crate::receipt::parse_key(&ctx.cfg.exam_peak.handin.public_key);
+    for a in acked {
+        let Some(text) = &a.receipt else {
+            out.receipts_missing += 1;
+            continue;
+        };
+        let user = ctx.users.get(a.pupil % ctx.users.len());
+        let good = key
+            .as_ref()
+            .and_then(|k| crate::receipt::verify(text, k))
+            .is_some_and(|r| {
+                Some(r.user.as_str()) == user.map(|u| u.user.as_str())
+                    && a.path.ends_with(&format!("/{}", r.file))
+                    && r.size == a.len
+                    && r.blake3 == a.hash.to_hex().as_str()
+            });
+        if good {
+            out.receipts_verified += 1;
+        } else {
+            out.receipts_bad += 1;
+        }
+    }
+}
+
+/// Waits for the hand-in to close (403 until then), then streams the zip once.
+async fn download_zip(ctx: &Arc<Ctx>, out: &mut ExamOut) {
+    let h = &ctx.cfg.exam_peak.handin;
+    let (Some(user), Some(auth)) = (ctx.users.first(), teacher_auth(h)) else {
+        return;
+    };
+    let url = format!("{}?zip", handin_url(&h.name, user));
+    let until = Instant::now() + std::time::Duration::from_secs_f64(h.zip_wait_s);
+    loop {
+        let at = Instant::now();
+        let hdr = [super::auth_header(auth.clone())];
+        match ctx
+            .http
+            .send(0, Method::GET, &url, &hdr, Bytes::new(), false)
+            .await
+        {
+            Ok(r) if r.status == 403 && Instant::now() < until => {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Ok(r) => {
+                ctx.rec
+                    .record("zip", at, (r.status != 200).then_some("zip-status"));
+                out.zip_status = r.status;
+                out.zip_bytes = r.len;
+                out.zip_s = at.elapsed().as_secs_f64();
+                return;
+            }
+            Err(f) => {
+                ctx.rec.record("zip", at, Some(f.kind()));
+                return;
+            }
+        }
+    }
 }
 
 async fn upload(
@@ -143,7 +235,12 @@ async fn upload(
     };
     let hash = blake3::hash(&body);
     let len = body.len() as u64;
-    let path = format!("{}exam-{}-{i}.bin", ctx.home(user), ctx.run_tag);
+    let h = &c.handin;
+    let path = if h.name.is_empty() {
+        format!("{}exam-{}-{i}.bin", ctx.home(user), ctx.run_tag)
+    } else {
+        format!("{}exam-{}-{i}.bin", handin_url(&h.name, user), ctx.run_tag)
+    };
     let Some(auth) = ctx.authn.header(kind, user) else {
         ctx.rec.record("upload", sched, Some("auth-header"));
         return None;
@@ -155,23 +252,25 @@ async fn upload(
             http::HeaderValue::from_static("application/octet-stream"),
         ),
     ];
-    ctx.op(
-        "upload",
-        sched,
-        i,
-        Method::PUT,
-        &path,
-        &headers,
-        body,
-        &[201, 204],
-        false,
-    )
-    .await?;
+    let r = ctx
+        .op(
+            "upload",
+            sched,
+            i,
+            Method::PUT,
+            &path,
+            &headers,
+            body,
+            &[201, 204],
+            false,
+        )
+        .await?;
     Some(Acked {
         pupil: i,
         path,
         hash,
         len,
+        receipt: r.receipt.and_then(|v| v.to_str().ok().map(str::to_string)),
     })
 }
 
@@ -200,9 +299,18 @@ async fn verify(ctx: &Arc<Ctx>, acked: Vec<Acked>, out: &mut ExamOut) {
                 e.fetch_add(1, Ordering::Relaxed);
                 return;
             };
-            // Verify reads use the cheapest credential the user has (not part of the load).
-            let kind = ctx2.authn.pick(0.0, user);
-            let Some(auth) = ctx2.authn.header(kind, user) else {
+            let h = &ctx2.cfg.exam_peak.handin;
+            // Verify reads use the cheapest credential the user has (not part of the load);
+            // in hand-in mode the teacher reads each pupil's folder.
+            let (auth, path) = if h.name.is_empty() {
+                let kind = ctx2.authn.pick(0.0, user);
+                (ctx2.authn.header(kind, user), a.path.clone())
+            } else {
+                let base = handin_url(&h.name, user);
+                let rest = a.path.strip_prefix(&base).unwrap_or(&a.path);
+                (teacher_auth(h), format!("{base}{}/{rest}", user.user))
+            };
+            let Some(auth) = auth else {
                 e.fetch_add(1, Ordering::Relaxed);
                 return;
             };
@@ -210,7 +318,7 @@ async fn verify(ctx: &Arc<Ctx>, acked: Vec<Acked>, out: &mut ExamOut) {
             let hdr = [super::auth_header(auth)];
             match ctx2
                 .http
-                .send(a.pupil, Method::GET, &a.path, &hdr, Bytes::new(), true)
+                .send(a.pupil, Method::GET, &path, &hdr, Bytes::new(), true)
                 .await
             {
                 Ok(r) if r.status == 200 && r.hash == Some(a.hash) && r.len == a.len => {

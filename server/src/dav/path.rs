@@ -31,6 +31,9 @@ pub enum Mount {
     /// `/remote.php/dav/uploads/<user>@<tenant>/`: the tenant's upload space
     /// ([`UPLOADS_SPACE_USER`]), inside it the folder named after the user.
     OcUploads,
+    /// `/dav/<tenant>/handin/<handin>/`: a hand-in, as its teacher or one pupil sees it
+    /// (`crate::handin`; the space key's user says which view).
+    Handin,
 }
 
 /// Bytes escaped in hrefs: all but RFC 3986 unreserved (`/` never occurs inside a segment).
@@ -287,6 +290,20 @@ pub fn href_at(mount: Mount, space: &SpaceKey, path: &SpacePath, collection: boo
             out.push('/');
         }
         Mount::OcWebdav => out.push_str(OC_WEBDAV_PREFIX),
+        Mount::Handin => {
+            let skip = usize::from(crate::handin::access::href_prefix(space, &mut out));
+            let rest: Vec<&str> = path.segments().skip(skip).collect();
+            for (i, seg) in rest.iter().enumerate() {
+                if i > 0 {
+                    out.push('/');
+                }
+                encode_segment(seg, &mut out);
+            }
+            if collection && !rest.is_empty() {
+                out.push('/');
+            }
+            return out;
+        }
         Mount::OcUploads => {
             out.push_str(OC_UPLOADS_PREFIX);
             let mut segs = path.segments();
@@ -418,7 +435,7 @@ pub fn parse_target_as(target: &str, me: Option<&SpaceKey>) -> Result<DavPath, P
         Some(i) => &target[..i],
         None => target,
     };
-    let (mount, rest) = mount_of(path).ok_or(PathError::NotDav)?;
+    let (mut mount, rest) = mount_of(path).ok_or(PathError::NotDav)?;
     let trailing_slash = path.ends_with('/');
     let mut segs = rest.split('/').filter(|s| !s.is_empty());
     let mut sp = String::new();
@@ -427,7 +444,25 @@ pub fn parse_target_as(target: &str, me: Option<&SpaceKey>) -> Result<DavPath, P
         Mount::Dav => {
             let tenant = decode_segment(segs.next().ok_or(PathError::NoSpace)?)?;
             let user = decode_segment(segs.next().ok_or(PathError::NoSpace)?)?;
-            (tenant, user)
+            if user == crate::handin::URL_SEGMENT {
+                // A hand-in: the view of `me` when it is a view of this hand-in (a
+                // pupil's starts at their folder), else the whole, for the access check.
+                let h = decode_segment(segs.next().ok_or(PathError::NoSpace)?)?;
+                mount = Mount::Handin;
+                let view = me
+                    .filter(|m| {
+                        m.tenant == tenant
+                            && crate::handin::split_view(&m.user).is_some_and(|(x, _)| x == h)
+                    })
+                    .map_or_else(|| crate::handin::space_user(&h), |m| m.user.clone());
+                if let Some((_, Some(pupil))) = crate::handin::split_view(&view) {
+                    sp.push_str(pupil);
+                    depth = 1;
+                }
+                (tenant, view)
+            } else {
+                (tenant, user)
+            }
         }
         Mount::OcFiles | Mount::OcUploads => {
             let uid = decode_segment(segs.next().ok_or(PathError::NoSpace)?)?;
@@ -448,6 +483,7 @@ pub fn parse_target_as(target: &str, me: Option<&SpaceKey>) -> Result<DavPath, P
             let me = me.ok_or(PathError::NoSpace)?;
             (me.tenant.clone(), me.user.clone())
         }
+        Mount::Handin => return Err(PathError::NotDav),
     };
     for raw in segs {
         let seg = decode_segment(raw)?;

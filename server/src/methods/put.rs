@@ -73,6 +73,8 @@ pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
     } else {
         None
     };
+    // An upload into a hand-in earns a receipt (`handin::access`): its BLAKE3 is taken here.
+    let handin = req.extensions().get::<crate::handin::Upload>().cloned();
     let limits = &ctx.app.config.limits;
     let declared = declared_length(req.headers());
     if let Some(n) = declared {
@@ -105,6 +107,8 @@ pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
     let fault = stream.fault.clone();
     let stream = Verifying::new(stream, expected.clone());
     let mismatch = stream.mismatch.clone();
+    let stream = crate::handin::receipt::Hashing::new(stream, handin.is_some());
+    let hashed = stream.done.clone();
     let result = ctx
         .app
         .store
@@ -123,6 +127,13 @@ pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
             };
             let mut r = status(code);
             oc::headers::after_upload(&mut r, &info, &etag(&info), mtime.is_some());
+            if let Some(u) = &handin {
+                let hash = *hashed.lock();
+                if let Err(e) = crate::handin::access::after_put(ctx, u, &info, hash, &mut r).await
+                {
+                    return e;
+                }
+            }
             r
         }
         // The engine reports a failed body stream as `Aborted`; why it failed is known here.

@@ -1,0 +1,334 @@
+//! The hand-ins of every tenant: one small file in the data dir (`handins.bin`), replaced
+//! atomically and durably by the `skab handin` commands and reread by the server when it
+//! changes. Format and rules: `docs/handin.md`, "Registry".
+
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use skab_engine::io::{durable, StdStorage};
+
+use super::HandinName;
+use crate::limits::{HANDINS_MAX, HANDIN_FOLDERS_REFRESH_S, HANDIN_REGISTRY_LEN_MAX};
+
+/// The registry's file in the data dir.
+pub const REGISTRY_FILE: &str = "handins.bin";
+/// The `flock` that orders writers of several processes.
+const LOCK_FILE: &str = "handins.lock";
+const MAGIC: &[u8; 8] = b"SKABHIN1";
+/// Magic, payload length (u64 LE), CRC32C of the payload (u32 LE); the payload is JSON.
+const HEADER_LEN: usize = 8 + 8 + 4;
+
+/// What happens to an upload after the hand-in closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LatePolicy {
+    /// 403, with the closing time in the body.
+    Refuse,
+    /// Accepted and marked late (a dead property and the receipt's `late` field).
+    Mark,
+}
+
+/// One hand-in: who collects, from whom, and when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handin {
+    pub tenant: String,
+    pub name: String,
+    /// The teacher: sees every pupil's folder, never writes.
+    pub owner: String,
+    /// The group whose members hand in.
+    pub group: String,
+    /// Unix seconds before which uploads are refused (`None`: open from creation).
+    pub opens: Option<u64>,
+    /// Unix seconds from which uploads are late.
+    pub closes: u64,
+    pub late: LatePolicy,
+    pub created: u64,
+}
+
+/// What a hand-in allows at one instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    NotYetOpen,
+    Open,
+    Closed,
+}
+
+impl Handin {
+    /// The phase at `now` (Unix seconds, the server's clock).
+    pub fn phase(&self, now: u64) -> Phase {
+        if self.opens.is_some_and(|o| now < o) {
+            Phase::NotYetOpen
+        } else if now < self.closes {
+            Phase::Open
+        } else {
+            Phase::Closed
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct Saved {
+    handins: Vec<Handin>,
+}
+
+/// Why a registry change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{0}: {1}")]
+    Io(PathBuf, io::Error),
+    #[error("{REGISTRY_FILE}: {0}")]
+    Damaged(&'static str),
+    #[error("hand-in {0} already exists in tenant {1}")]
+    Exists(String, String),
+    #[error("no hand-in {0} in tenant {1}")]
+    Missing(String, String),
+    #[error("more than {HANDINS_MAX} hand-ins")]
+    TooMany,
+    #[error("closes must be later than opens")]
+    Window,
+}
+
+/// Identity of the file as last read: a rename gives another inode.
+type FileId = (u64, u64, i64, i64);
+
+/// The hand-ins as this process last read them, reread when the file changes.
+pub struct Registry {
+    dir: PathBuf,
+    cached: Mutex<(Option<FileId>, Arc<Vec<Handin>>)>,
+    /// When each hand-in's member folders were last made (`folders_due`).
+    folders_made: Mutex<std::collections::HashMap<(String, String), std::time::Instant>>,
+}
+
+fn file_id(path: &Path) -> Option<FileId> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
+}
+
+fn decode(bytes: &[u8]) -> Result<Saved, RegistryError> {
+    let header = bytes
+        .get(..HEADER_LEN)
+        .ok_or(RegistryError::Damaged("too short"))?;
+    if &header[..8] != MAGIC {
+        return Err(RegistryError::Damaged("not a hand-in registry (bad magic)"));
+    }
+    let mut len8 = [0u8; 8];
+    len8.copy_from_slice(&header[8..16]);
+    let mut crc4 = [0u8; 4];
+    crc4.copy_from_slice(&header[16..20]);
+    let payload = &bytes[HEADER_LEN..];
+    if u64::from_le_bytes(len8) != payload.len() as u64 {
+        return Err(RegistryError::Damaged("length does not match"));
+    }
+    if crc32c::crc32c(payload) != u32::from_le_bytes(crc4) {
+        return Err(RegistryError::Damaged("checksum does not match"));
+    }
+    serde_json::from_slice(payload).map_err(|_| RegistryError::Damaged("payload is not JSON"))
+}
+
+fn encode(saved: &Saved) -> Vec<u8> {
+    // Serializing plain structs of strings and numbers cannot fail.
+    let payload = serde_json::to_vec_pretty(saved).unwrap_or_default();
+    let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len());
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+    bytes.extend_from_slice(&payload);
+    bytes
+}
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Registry {
+    pub fn new(data_dir: &Path) -> Registry {
+        Registry {
+            dir: data_dir.to_path_buf(),
+            cached: Mutex::new((None, Arc::new(Vec::new()))),
+            folders_made: Mutex::default(),
+        }
+    }
+
+    /// True (and noted) when the member folders of a hand-in were not made within the last
+    /// `HANDIN_FOLDERS_REFRESH_S`.
+    pub fn folders_due(&self, tenant: &str, name: &str) -> bool {
+        let now = std::time::Instant::now();
+        let mut m = self.folders_made.lock();
+        let key = (tenant.to_string(), name.to_string());
+        match m.get(&key) {
+            Some(t) if now.duration_since(*t).as_secs() < HANDIN_FOLDERS_REFRESH_S => false,
+            _ => {
+                m.insert(key, now);
+                true
+            }
+        }
+    }
+
+    fn io_err(&self, e: io::Error) -> RegistryError {
+        RegistryError::Io(self.dir.join(REGISTRY_FILE), e)
+    }
+
+    fn read(&self) -> Result<Saved, RegistryError> {
+        let storage = StdStorage::new(&self.dir).map_err(|e| self.io_err(e))?;
+        match durable::read_file(&storage, REGISTRY_FILE, HANDIN_REGISTRY_LEN_MAX)
+            .map_err(|e| self.io_err(e))?
+        {
+            None => Ok(Saved::default()),
+            Some(b) => decode(&b),
+        }
+    }
+
+    /// Every hand-in, reread when the file changed since the last call. A damaged file
+    /// keeps the last good list (and is reported).
+    pub fn all(&self) -> Arc<Vec<Handin>> {
+        let id = file_id(&self.dir.join(REGISTRY_FILE));
+        let mut c = self.cached.lock();
+        if c.0 != id || id.is_none() && !c.1.is_empty() {
+            match self.read() {
+                Ok(s) => *c = (id, Arc::new(s.handins)),
+                Err(e) => tracing::warn!(error = %e, "hand-in registry not reread"),
+            }
+        }
+        c.1.clone()
+    }
+
+    /// The hand-in `name` of `tenant`.
+    pub fn get(&self, tenant: &str, name: &str) -> Option<Handin> {
+        self.all()
+            .iter()
+            .find(|h| h.tenant == tenant && h.name == name)
+            .cloned()
+    }
+
+    /// Changes the file under the writers' lock: read, `f`, replace durably.
+    fn change<T>(
+        &self,
+        f: impl FnOnce(&mut Vec<Handin>) -> Result<T, RegistryError>,
+    ) -> Result<T, RegistryError> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| self.io_err(e))?;
+        let _lock = lock(&self.dir.join(LOCK_FILE)).map_err(|e| self.io_err(e))?;
+        let mut saved = self.read()?;
+        let out = f(&mut saved.handins)?;
+        let storage = StdStorage::new(&self.dir).map_err(|e| self.io_err(e))?;
+        durable::replace_file(&storage, REGISTRY_FILE, &encode(&saved))
+            .map_err(|e| self.io_err(e))?;
+        Ok(out)
+    }
+
+    /// Adds a hand-in (`created` is set here).
+    pub fn add(&self, mut h: Handin) -> Result<(), RegistryError> {
+        HandinName::new(&h.name).map_err(|_| RegistryError::Damaged("bad hand-in name"))?;
+        if h.opens.is_some_and(|o| o >= h.closes) {
+            return Err(RegistryError::Window);
+        }
+        h.created = now_s();
+        self.change(|list| {
+            if list
+                .iter()
+                .any(|x| x.tenant == h.tenant && x.name == h.name)
+            {
+                return Err(RegistryError::Exists(h.name.clone(), h.tenant.clone()));
+            }
+            if list.len() >= HANDINS_MAX {
+                return Err(RegistryError::TooMany);
+            }
+            list.push(h);
+            Ok(())
+        })
+    }
+
+    /// Removes a hand-in from the registry (its stored files stay in the engine space).
+    pub fn delete(&self, tenant: &str, name: &str) -> Result<(), RegistryError> {
+        self.change(|list| {
+            let before = list.len();
+            list.retain(|x| !(x.tenant == tenant && x.name == name));
+            if list.len() == before {
+                return Err(RegistryError::Missing(name.into(), tenant.into()));
+            }
+            Ok(())
+        })
+    }
+}
+
+/// An exclusive `flock` on `path`, released when the file is dropped.
+fn lock(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::io::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    // SAFETY: flock on a file descriptor this function owns.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(name: &str, closes: u64) -> Handin {
+        Handin {
+            tenant: "t".into(),
+            name: name.into(),
+            owner: "teach".into(),
+            group: "g".into(),
+            opens: None,
+            closes,
+            late: LatePolicy::Refuse,
+            created: 0,
+        }
+    }
+
+    #[test]
+    fn add_list_delete_and_reread_by_another_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Registry::new(dir.path());
+        let b = Registry::new(dir.path());
+        assert!(b.all().is_empty());
+        a.add(h("exam1", 100)).unwrap();
+        assert!(matches!(
+            a.add(h("exam1", 100)),
+            Err(RegistryError::Exists(..))
+        ));
+        assert_eq!(b.get("t", "exam1").unwrap().closes, 100);
+        a.delete("t", "exam1").unwrap();
+        assert!(b.get("t", "exam1").is_none());
+        assert!(matches!(
+            a.delete("t", "exam1"),
+            Err(RegistryError::Missing(..))
+        ));
+    }
+
+    #[test]
+    fn damaged_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Registry::new(dir.path());
+        a.add(h("exam1", 100)).unwrap();
+        let p = dir.path().join(REGISTRY_FILE);
+        let mut bytes = std::fs::read(&p).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&p, bytes).unwrap();
+        assert!(matches!(a.read(), Err(RegistryError::Damaged(_))));
+    }
+
+    #[test]
+    fn phases() {
+        let mut x = h("e", 100);
+        x.opens = Some(50);
+        assert_eq!(x.phase(49), Phase::NotYetOpen);
+        assert_eq!(x.phase(50), Phase::Open);
+        assert_eq!(x.phase(99), Phase::Open);
+        assert_eq!(x.phase(100), Phase::Closed);
+    }
+}
