@@ -1,0 +1,82 @@
+//! The capacity model: hardware for a school population from measured figures (docs/capacity.md).
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::measure::Figures;
+
+/// Pupil quota (Bavaria's school cloud, ByCS Drive), bytes.
+pub const PUPIL_QUOTA: f64 = 2e9;
+/// Teacher quota (Bavaria's school cloud), bytes.
+pub const TEACHER_QUOTA: f64 = 100e9;
+/// Share of the quota used on average (an assumption: docs/capacity.md says why).
+pub const PUPIL_USE: f64 = 0.1;
+pub const TEACHER_USE: f64 = 0.1;
+/// Files per user assumed when not given.
+pub const FILES_PER_USER: f64 = 500.0;
+/// Headroom kept on every resource (plan for this share of the capacity).
+pub const HEADROOM: f64 = 0.6;
+/// Memory of one server (a common size), bytes, to split the RAM over servers.
+pub const SERVER_RAM: f64 = 64e9;
+
+#[derive(Debug, Serialize)]
+pub struct Line {
+    pub what: String,
+    pub value: f64,
+    pub unit: String,
+    /// The measured figure (a key of the capacity.json point) it rests on.
+    pub rests_on: String,
+}
+
+pub struct Input {
+    pub pupils: f64,
+    pub teachers: f64,
+    pub files_per_user: f64,
+    pub mean_file_bytes: Option<f64>,
+}
+
+fn fig(f: &Figures, k: &str) -> Result<f64> {
+    Ok(f.get(k)
+        .with_context(|| format!("capacity.json lacks {k}"))?
+        .value)
+}
+
+/// Plans from the largest measured point.
+pub fn plan(i: &Input, f: &Figures) -> Result<Vec<Line>> {
+    let users = i.pupils + i.teachers;
+    let entries = users * i.files_per_user;
+    let logical = match i.mean_file_bytes {
+        Some(b) => entries * b,
+        None => i.pupils * PUPIL_QUOTA * PUPIL_USE + i.teachers * TEACHER_QUOTA * TEACHER_USE,
+    };
+    let mut out = Vec::new();
+    let mut line = |what: &str, value: f64, unit: &str, rests_on: &str| {
+        out.push(Line {
+            what: what.into(),
+            value,
+            unit: unit.into(),
+            rests_on: rests_on.into(),
+        })
+    };
+    let ram = entries * fig(f, "rss_per_entry_bytes")? / HEADROOM;
+    line("index RAM", ram, "bytes", "rss_per_entry_bytes");
+    let disk = logical * fig(f, "pack_per_logical")? / HEADROOM;
+    line("disk space", disk, "bytes", "pack_per_logical");
+    let rec = entries / (fig(f, "entries")? / fig(f, "recovery_s")?.max(1e-9));
+    line("restart recovery", rec, "s", "recovery_s");
+    let scrub = logical * fig(f, "stored_per_logical")? / fig(f, "scrub_bytes_per_s")?.max(1.0);
+    line("full scrub", scrub, "s", "scrub_bytes_per_s");
+    let servers = (ram / SERVER_RAM).ceil().max(1.0);
+    line(
+        "servers (RAM-bound)",
+        servers,
+        "servers",
+        "rss_per_entry_bytes",
+    );
+    line(
+        "servers with N+1 fail-over",
+        servers + 1.0,
+        "servers",
+        "rss_per_entry_bytes",
+    );
+    Ok(out)
+}
