@@ -149,11 +149,7 @@ fn main() -> Result<()> {
             let doc: serde_json::Value = serde_json::from_slice(
                 &std::fs::read(&from).with_context(|| format!("reading {}", from.display()))?,
             )?;
-            let last = doc["points"]
-                .as_array()
-                .and_then(|p| p.last())
-                .context("no measured points")?;
-            let f: measure::Figures = serde_json::from_value(last.clone())?;
+            let points: Vec<measure::Figures> = serde_json::from_value(doc["points"].clone())?;
             let lines = plan::plan(
                 &plan::Input {
                     pupils,
@@ -161,15 +157,19 @@ fn main() -> Result<()> {
                     files_per_user,
                     mean_file_bytes,
                 },
-                &f,
+                &points,
             )?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&lines)?);
             } else {
                 for l in &lines {
+                    let (v, u) = match l.unit.as_str() {
+                        "bytes" => (l.value / 1e9, "GB"),
+                        u => (l.value, u),
+                    };
                     println!(
-                        "{:<28} {:>16.1} {:<8} (from {})",
-                        l.what, l.value, l.unit, l.rests_on
+                        "{:<28} {:>14.1} {:<8} (from measured {})",
+                        l.what, v, u, l.rests_on
                     );
                 }
             }

@@ -161,7 +161,7 @@ pub fn measure_open(dir: &Path, users: u64, files: usize, tenants: u64) -> Resul
         let t = Instant::now();
         while t.elapsed() < RATE_WINDOW {
             let (key, u) = pick(&mut rng)?;
-            let p = format!("new{}-{u}", made.len());
+            let p = format!("new{users}-{}-{u}", made.len());
             store
                 .put_bytes(&key, &[name(&p)], Bytes::from_static(b"capacity probe\n"))
                 .await?;
@@ -240,7 +240,7 @@ pub fn machine(dir: &Path) -> BTreeMap<String, String> {
             .to_string(),
     );
     if let Ok(o) = std::process::Command::new("df")
-        .args(["-T", "--output=fstype,size,source"])
+        .args(["--output=fstype,size,source"])
         .arg(dir)
         .output()
     {

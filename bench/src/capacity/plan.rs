@@ -40,8 +40,29 @@ fn fig(f: &Figures, k: &str) -> Result<f64> {
         .value)
 }
 
-/// Plans from the largest measured point.
-pub fn plan(i: &Input, f: &Figures) -> Result<Vec<Line>> {
+/// Memory per entry: the slope of resident memory over entries between the two largest points
+/// (the fixed cost of the process cancels out), or the single point's ratio.
+pub fn rss_per_entry(points: &[Figures]) -> Result<(f64, &'static str)> {
+    let n = points.len();
+    anyhow::ensure!(n > 0, "no measured points");
+    if n >= 2 {
+        let (a, b) = (&points[n - 2], &points[n - 1]);
+        let de = fig(b, "entries")? - fig(a, "entries")?;
+        let dr = fig(b, "rss_after_open_bytes")? - fig(a, "rss_after_open_bytes")?;
+        if de > 0.0 && dr > 0.0 {
+            return Ok((dr / de, "rss_after_open_bytes"));
+        }
+    }
+    Ok((
+        fig(&points[n - 1], "rss_per_entry_bytes")?,
+        "rss_per_entry_bytes",
+    ))
+}
+
+/// Plans from the largest measured point (memory from the slope between the two largest).
+pub fn plan(i: &Input, points: &[Figures]) -> Result<Vec<Line>> {
+    let (per_entry, per_entry_from) = rss_per_entry(points)?;
+    let f = points.last().context("no measured points")?;
     let users = i.pupils + i.teachers;
     let entries = users * i.files_per_user;
     let logical = match i.mean_file_bytes {
@@ -57,8 +78,8 @@ pub fn plan(i: &Input, f: &Figures) -> Result<Vec<Line>> {
             rests_on: rests_on.into(),
         })
     };
-    let ram = entries * fig(f, "rss_per_entry_bytes")? / HEADROOM;
-    line("index RAM", ram, "bytes", "rss_per_entry_bytes");
+    let ram = entries * per_entry / HEADROOM;
+    line("index RAM", ram, "bytes", per_entry_from);
     let disk = logical * fig(f, "pack_per_logical")? / HEADROOM;
     line("disk space", disk, "bytes", "pack_per_logical");
     let rec = entries / (fig(f, "entries")? / fig(f, "recovery_s")?.max(1e-9));
