@@ -91,13 +91,13 @@ pub fn plan(i: &Input, points: &[Figures]) -> Result<Vec<Line>> {
         "servers (RAM-bound)",
         servers,
         "servers",
-        "rss_per_entry_bytes",
+        per_entry_from,
     );
     line(
         "servers with N+1 fail-over",
         servers + 1.0,
         "servers",
-        "rss_per_entry_bytes",
+        per_entry_from,
     );
     Ok(out)
 }
