@@ -87,12 +87,7 @@ pub fn plan(i: &Input, points: &[Figures]) -> Result<Vec<Line>> {
     let scrub = logical * fig(f, "stored_per_logical")? / fig(f, "scrub_bytes_per_s")?.max(1.0);
     line("full scrub", scrub, "s", "scrub_bytes_per_s");
     let servers = (ram / SERVER_RAM).ceil().max(1.0);
-    line(
-        "servers (RAM-bound)",
-        servers,
-        "servers",
-        per_entry_from,
-    );
+    line("servers (RAM-bound)", servers, "servers", per_entry_from);
     line(
         "servers with N+1 fail-over",
         servers + 1.0,
