@@ -84,6 +84,9 @@ fn measure_then_plan() {
         let b = points[1][k]["value"].as_f64().unwrap();
         assert!(b > a, "{k}: {a} then {b}");
     }
+    let html = std::fs::read_to_string(out.join("capacity.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 4);
+    assert!(html.contains("rss_after_open_bytes vs users"));
     // The data is removed after measuring.
     assert!(!dir.path().join("capacity-store").exists());
     let o = Command::new(EXE)

@@ -136,6 +136,10 @@ fn main() -> Result<()> {
                 out.join("capacity.json"),
                 serde_json::to_string_pretty(&doc)?,
             )?;
+            std::fs::write(
+                out.join("capacity.html"),
+                skab_bench::capacity::report::html(&points, &measure::machine(&data_dir)),
+            )?;
             std::fs::remove_dir_all(&dir)?;
         }
         Cmd::Plan {

@@ -2,3 +2,4 @@
 pub mod measure;
 pub mod plan;
 pub mod population;
+pub mod report;
