@@ -87,6 +87,7 @@ fn measure_then_plan() {
     let html = std::fs::read_to_string(out.join("capacity.html")).unwrap();
     assert_eq!(html.matches("<svg").count(), 4);
     assert!(html.contains("rss_after_open_bytes vs users"));
+    browser_check(&out.join("capacity.html"), dir.path());
     // The data is removed after measuring.
     assert!(!dir.path().join("capacity-store").exists());
     let o = Command::new(EXE)
@@ -116,4 +117,56 @@ fn measure_then_plan() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// Renders the report in headless chromium (as loadtest's report test does): a screenshot that
+/// is not blank, and a DOM with the figures table and the four plots.
+fn browser_check(report: &std::path::Path, tmp: &std::path::Path) {
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|c| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {c}")])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        })
+        .expect("chromium is needed to check capacity.html (apt-get install -y chromium)");
+    let url = format!("file://{}", report.display());
+    let common = |profile: &str| {
+        vec![
+            "--headless".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--no-first-run".into(),
+            format!("--user-data-dir={}", tmp.join(profile).display()),
+        ]
+    };
+    let shot = tmp.join("shot.png");
+    let mut a = common("prof1");
+    a.push(format!("--screenshot={}", shot.display()));
+    a.push("--window-size=1200,2000".into());
+    a.push(url.clone());
+    let o = Command::new(chromium)
+        .args(&a)
+        .output()
+        .expect("run chromium");
+    assert!(o.status.success(), "chromium screenshot failed");
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    // A blank page compresses to a few KB; tables and plots do not.
+    assert!(png.len() > 20_000, "screenshot only {} bytes", png.len());
+    let mut a = common("prof2");
+    a.push("--dump-dom".into());
+    a.push(url);
+    let o = Command::new(chromium)
+        .args(&a)
+        .output()
+        .expect("run chromium");
+    let dom = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(dom.matches("<polyline").count(), 4, "{dom}");
+    assert!(dom.contains("id=\"figures\""));
 }
