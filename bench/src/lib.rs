@@ -1,3 +1,4 @@
 //! Skab benchmark helpers (corpus generation shared by the benches and the capacity benchmark).
+pub mod capacity;
 pub mod corpus;
 pub mod cputime;
