@@ -377,3 +377,119 @@ fn if_header_cannot_probe_another_space() {
     // B's real ETag does not make a condition true.
     assert_eq!(hit[0].1, 412);
 }
+
+/// A hand-in of tenant `TENANT` that `USER` (a pupil) has handed in to: nobody outside its
+/// group (another pupil of the school, a user of another tenant) reaches it by any method, and
+/// every answer is the one a hand-in that does not exist gets.
+#[test]
+fn handins_are_invisible_outside_their_group() {
+    const D_USER: &str = "dora";
+    const D_PASSWORD: &str = "doras own password";
+    let server = Server::start_opts(
+        Opts::default()
+            .user(TENANT, USER, PASSWORD)
+            .user(TENANT, C_USER, C_PASSWORD)
+            .user(TENANT, D_USER, D_PASSWORD)
+            .user(B_TENANT, B_USER, B_PASSWORD),
+    );
+    let data = server.data_dir();
+    let d = data.to_str().unwrap();
+    for args in [
+        &[
+            "group",
+            "add",
+            "--tenant",
+            TENANT,
+            "--group",
+            "9a",
+            "--members",
+            USER,
+        ][..],
+        &[
+            "handin",
+            "add",
+            "--tenant",
+            TENANT,
+            "--handin",
+            "exam",
+            "--owner",
+            C_USER,
+            "--group",
+            "9a",
+            "--closes",
+            "2099-06-12T12:00:00Z",
+        ][..],
+    ] {
+        let mut all = args.to_vec();
+        all.extend(["--data-dir", d]);
+        let (ok, out) = common::skab(&all, None);
+        assert!(ok, "skab {args:?}: {out}");
+    }
+    let base = format!("/dav/{TENANT}/handin/exam/");
+    let answer = format!("{base}answer.txt");
+    let a = server.client();
+    // Group changes reach the running server within a second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = a.put(&answer, SECRET);
+        if r.status == 201 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pupil never got into the hand-in: {}",
+            r.text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let outsiders = [
+        (
+            server.client_as(&format!("{D_USER}@{TENANT}"), D_PASSWORD),
+            format!("/dav/{TENANT}/{D_USER}/taken.txt"),
+        ),
+        (
+            server.client_as(&format!("{B_USER}@{B_TENANT}"), B_PASSWORD),
+            b_path("taken.txt"),
+        ),
+    ];
+    let missing = format!("/dav/{TENANT}/handin/no-such-exam/");
+    for (who, own) in &outsiders {
+        for (existing, missing) in [
+            (base.clone(), missing.clone()),
+            (answer.clone(), format!("{missing}answer.txt")),
+            (
+                format!("{base}{USER}/answer.txt"),
+                format!("{missing}{USER}/answer.txt"),
+            ),
+        ] {
+            let hit = attacks(who, &existing, own);
+            let miss = attacks(who, &missing, own);
+            for ((what, h), (_, m)) in hit.iter().zip(&miss) {
+                assert!(
+                    matches!(h.status, 401 | 403 | 404),
+                    "{what} {existing}: {} {}",
+                    h.status,
+                    h.text()
+                );
+                assert!(
+                    !h.body.windows(SECRET.len()).any(|w| w == SECRET),
+                    "{what} {existing} leaked content"
+                );
+                assert_eq!(
+                    (h.status, &h.body),
+                    (m.status, &m.body),
+                    "{what}: answers differ for existing {existing} and missing {missing}"
+                );
+            }
+        }
+        assert_eq!(who.get(own).status, 404, "something reached {own}");
+    }
+    // The same-tenant outsider is told nothing exists (404, never 403).
+    let dora = &outsiders[0].0;
+    assert_eq!(dora.propfind(&base, "0").status, 404);
+    assert_eq!(dora.get(&answer).status, 404);
+    // The hand-in is as the pupil left it.
+    assert_eq!(a.get(&answer).body, SECRET);
+    let listing = a.propfind(&base, "1").hrefs();
+    assert_eq!(listing.len(), 2, "{listing:?}");
+}
