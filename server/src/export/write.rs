@@ -99,7 +99,7 @@ enum Member<'v> {
 fn tree_of<'v>(sv: &'v skab_engine::SpaceView, members: &mut Vec<Member<'v>>) -> Tree {
     let (kind, dir) = tree_dir(sv.key.user());
     members.push(Member::Dir(dir.clone(), 0));
-    let mut add = |e: &'v ViewEntry, out: &Entry, members: &mut Vec<Member<'v>>| {
+    let add = |e: &'v ViewEntry, out: &Entry, members: &mut Vec<Member<'v>>| {
         let secs = e.info.mtime.div_euclid(1_000_000_000);
         match &e.info.content {
             None => members.push(Member::Dir(out.member.clone(), secs)),
@@ -398,6 +398,10 @@ fn now_s() -> i64 {
 
 /// Writes the archive to a temporary name beside `out`, syncs it and renames it over `out`:
 /// a failed export never leaves a file that looks whole.
+fn io(p: &Path) -> impl FnOnce(std::io::Error) -> String + '_ {
+    move |e| format!("{}: {e}", p.display())
+}
+
 fn write_archive(
     out: &Path,
     body: impl FnOnce(&mut TarWriter<BufWriter<std::fs::File>>) -> std::io::Result<()>,
@@ -407,7 +411,6 @@ fn write_archive(
         s.push(".partial");
         s.into()
     };
-    let io = |p: &Path| move |e: std::io::Error| format!("{}: {e}", p.display());
     let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
     let mut w = TarWriter::new(BufWriter::with_capacity(EXPORT_WRITE_BUFFER_BYTES, file));
     let result = body(&mut w).and_then(|()| w.finish()).and_then(|mut b| {
