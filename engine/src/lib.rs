@@ -23,6 +23,5 @@ pub use ids::{ChunkId, ContentHash, NodeId, PackId};
 pub use store::{
     validate_account_name, BackupReport, CompactReport, ContentStream, DedupMode, FlushTimes,
     GcReport, RecoveryReport, ScrubReport, SpaceKey, SpaceView, Store, StoreConfig, StoreStats,
-    TenantView, Usage, ViewEntry, ViewTrash,
-    ACCOUNT_NAME_LEN_MAX, FLUSH_TIME_BUCKETS_US,
+    TenantView, Usage, ViewEntry, ViewTrash, ACCOUNT_NAME_LEN_MAX, FLUSH_TIME_BUCKETS_US,
 };

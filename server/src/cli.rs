@@ -524,7 +524,10 @@ fn audit_of(c: &Command) -> Option<(DirArgs, String, &'static str, Option<String
             }),
         )),
         Command::Handin(crate::handin::cli::HandinCmd::Add {
-            dir, tenant, handin, ..
+            dir,
+            tenant,
+            handin,
+            ..
         }) => Some((
             dir.clone(),
             tenant.clone(),
@@ -532,7 +535,10 @@ fn audit_of(c: &Command) -> Option<(DirArgs, String, &'static str, Option<String
             Some(handin.clone()),
         )),
         Command::Handin(crate::handin::cli::HandinCmd::Del {
-            dir, tenant, handin, ..
+            dir,
+            tenant,
+            handin,
+            ..
         }) => Some((
             dir.clone(),
             tenant.clone(),
@@ -766,7 +772,11 @@ fn export_cmd(a: ExportArgs, out: &mut impl Write) -> Result<(), CliError> {
     admin_cmd(&a.dir, AdminRequest::Export(req), out)
 }
 
-fn import_cmd(dir: &DirArgs, input: &std::path::Path, out: &mut impl Write) -> Result<(), CliError> {
+fn import_cmd(
+    dir: &DirArgs,
+    input: &std::path::Path,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
     let cfg = load_config(dir)?;
     let input = input
         .canonicalize()

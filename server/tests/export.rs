@@ -111,12 +111,23 @@ fn populated() -> Server {
     assert_eq!(c.put(&dav(&apple), b"first").status, 201);
     assert_eq!(c.put(&dav(&apple), b"second").status, 204);
     assert_eq!(c.put(&dav(&apple), "tredje ✓".as_bytes()).status, 204);
-    assert_eq!(c.send("PROPPATCH", &dav(&apple), &[], PROPPATCH.as_bytes()).status, 207);
-    assert_eq!(c.send("PROPPATCH", &dav(&enc("Æble")), &[], PROPPATCH.as_bytes()).status, 207);
+    assert_eq!(
+        c.send("PROPPATCH", &dav(&apple), &[], PROPPATCH.as_bytes())
+            .status,
+        207
+    );
+    assert_eq!(
+        c.send("PROPPATCH", &dav(&enc("Æble")), &[], PROPPATCH.as_bytes())
+            .status,
+        207
+    );
     assert_eq!(c.mkcol(&dav("Tom")).status, 201);
     assert_eq!(c.mkcol(&dav("Tom/Tommere")).status, 201);
     // Several chunks (content-defined chunks average well below this).
-    assert_eq!(c.put(&dav("big.bin"), &pseudo_random(7, 5 << 20)).status, 201);
+    assert_eq!(
+        c.put(&dav("big.bin"), &pseudo_random(7, 5 << 20)).status,
+        201
+    );
     assert_eq!(c.put(&dav("empty.txt"), b"").status, 201);
     // Trash: a file (with a version), a folder with content, and a file whose name is live again.
     assert_eq!(c.put(&dav("gone.txt"), b"v1").status, 201);
@@ -128,12 +139,43 @@ fn populated() -> Server {
     assert_eq!(c.delete(&dav("Gammelt")).status, 204);
     assert_eq!(c.put(&dav("gone.txt"), b"back again").status, 201);
     // Accounts, groups, tokens, quotas, a hand-in with a receipt.
-    cli(&data, &["group", "add", "--tenant", TENANT, "--group", "9a", "--members", USER]);
-    cli(&data, &["token", "create", "--tenant", TENANT, "--user", USER, "--label", "laptop"]);
-    cli(&data, &["user", "disable", "--tenant", TENANT, "--user", TEACHER]);
-    cli(&data, &["user", "enable", "--tenant", TENANT, "--user", TEACHER]);
-    cli(&data, &["quota", "set", "--tenant", TENANT, "--user", USER, "--bytes", "50000000"]);
-    cli(&data, &["quota", "set", "--tenant", TENANT, "--bytes", "900000000"]);
+    cli(
+        &data,
+        &[
+            "group",
+            "add",
+            "--tenant",
+            TENANT,
+            "--group",
+            "9a",
+            "--members",
+            USER,
+        ],
+    );
+    cli(
+        &data,
+        &[
+            "token", "create", "--tenant", TENANT, "--user", USER, "--label", "laptop",
+        ],
+    );
+    cli(
+        &data,
+        &["user", "disable", "--tenant", TENANT, "--user", TEACHER],
+    );
+    cli(
+        &data,
+        &["user", "enable", "--tenant", TENANT, "--user", TEACHER],
+    );
+    cli(
+        &data,
+        &[
+            "quota", "set", "--tenant", TENANT, "--user", USER, "--bytes", "50000000",
+        ],
+    );
+    cli(
+        &data,
+        &["quota", "set", "--tenant", TENANT, "--bytes", "900000000"],
+    );
     let closes = rfc3339(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -144,8 +186,8 @@ fn populated() -> Server {
     cli(
         &data,
         &[
-            "handin", "add", "--tenant", TENANT, "--handin", "exam", "--owner", TEACHER,
-            "--group", "9a", "--closes", &closes,
+            "handin", "add", "--tenant", TENANT, "--handin", "exam", "--owner", TEACHER, "--group",
+            "9a", "--closes", &closes,
         ],
     );
     let url = format!("/dav/{TENANT}/handin/exam/{}", enc("svar ø.txt"));
@@ -191,37 +233,85 @@ fn a_round_trip_keeps_every_kind_of_object_and_every_byte() {
         "trash/files/pupil/2/Gammelt/Under/x.txt",
         "files/pupil/gone.txt",
         "handins/exam/pupil/svar ø.txt",
-        "files/teach",
     ] {
         assert!(files1.contains_key(want), "{want} not in {members:?}");
     }
-    assert_eq!(files1["files/pupil/Æble/ø å.txt"].as_deref(), Some("tredje ✓".as_bytes()));
-    assert_eq!(files1["versions/files/pupil/Æble/ø å.txt/1"].as_deref(), Some(&b"first"[..]));
-    assert_eq!(files1["files/pupil/big.bin"].as_deref(), Some(&pseudo_random(7, 5 << 20)[..]));
-    let pupil = m1["accounts"].as_array().unwrap().iter().find(|a| a["user"] == USER).unwrap();
-    assert!(pupil["password_hash"].as_str().unwrap().starts_with("$argon2id$"));
+    assert_eq!(
+        files1["files/pupil/Æble/ø å.txt"].as_deref(),
+        Some("tredje ✓".as_bytes())
+    );
+    assert_eq!(
+        files1["versions/files/pupil/Æble/ø å.txt/1"].as_deref(),
+        Some(&b"first"[..])
+    );
+    assert_eq!(
+        files1["files/pupil/big.bin"].as_deref(),
+        Some(&pseudo_random(7, 5 << 20)[..])
+    );
+    let pupil = m1["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["user"] == USER)
+        .unwrap();
+    assert!(pupil["password_hash"]
+        .as_str()
+        .unwrap()
+        .starts_with("$argon2id$"));
     assert_eq!(pupil["tokens"][0]["label"], "laptop");
     assert_eq!(pupil["groups"][0], "9a");
     assert_eq!(m1["tenant"]["quota"]["bytes"], 900000000);
-    let home = m1["trees"].as_array().unwrap().iter().find(|t| t["name"] == USER).unwrap();
+    let home = m1["trees"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == USER)
+        .unwrap();
     assert_eq!(home["quota"]["bytes"], 50000000);
-    let apple = home["entries"].as_array().unwrap().iter().find(|e| e["path"] == "Æble/ø å.txt").unwrap();
-    assert_eq!(apple["props"][0]["value"].as_str().unwrap().contains("12 ✓"), true);
-    assert_eq!(apple["blake3"], blake3::hash("tredje ✓".as_bytes()).to_hex().as_str());
+    let apple = home["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "Æble/ø å.txt")
+        .unwrap();
+    assert_eq!(
+        apple["props"][0]["value"]
+            .as_str()
+            .unwrap()
+            .contains("12 ✓"),
+        true
+    );
+    assert_eq!(
+        apple["blake3"],
+        blake3::hash("tredje ✓".as_bytes()).to_hex().as_str()
+    );
     assert_eq!(m1["handins"][0]["receipts"].as_array().unwrap().len(), 1);
-    assert!(m1["receipt_keys"]["public"].as_str().unwrap().starts_with("skab-ed25519:"));
+    assert!(m1["receipt_keys"]["public"]
+        .as_str()
+        .unwrap()
+        .starts_with("skab-ed25519:"));
 
     // Into a fresh data dir, then served, then exported again.
     let first2 = first.clone();
     let b = Server::start_opts(Opts {
         before_start: Some(Arc::new(move |data: &Path| {
-            let out = run_ok(&["import", "--data-dir", data.to_str().unwrap(), "--in", first2.to_str().unwrap()]);
+            let out = run_ok(&[
+                "import",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--in",
+                first2.to_str().unwrap(),
+            ]);
             assert!(out.contains("imported tenant school"), "{out}");
         })),
         ..Opts::default()
     });
     let second = tmp.path().join("second.tar");
-    export(&b.data_dir(), &second, &["--with-password-hashes", "--with-receipt-key"]);
+    export(
+        &b.data_dir(),
+        &second,
+        &["--with-password-hashes", "--with-receipt-key"],
+    );
     let (m2, files2) = read_archive(&second);
     assert_eq!(comparable(m2.clone()), comparable(m1.clone()));
     assert_eq!(files2, files1, "the same members with the same bytes");
@@ -233,7 +323,10 @@ fn a_round_trip_keeps_every_kind_of_object_and_every_byte() {
     assert!(out.contains("receipt verified"), "{out}");
     // Both are recorded in the tenant's audit log.
     let log = cli(&b.data_dir(), &["audit", "export", "--tenant", TENANT]);
-    assert!(log.contains("admin.import") && log.contains("admin.export"), "{log}");
+    assert!(
+        log.contains("admin.import") && log.contains("admin.export"),
+        "{log}"
+    );
     let log = cli(&s.data_dir(), &["audit", "export", "--tenant", TENANT]);
     assert!(log.contains("admin.export"), "{log}");
 }
@@ -271,7 +364,11 @@ fn on_disk(dir: &Path, rel: &str, out: &mut BTreeMap<String, Option<Vec<u8>>>) {
     for e in std::fs::read_dir(dir).unwrap() {
         let e = e.unwrap();
         let name = e.file_name().into_string().unwrap();
-        let r = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+        let r = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
         if e.file_type().unwrap().is_dir() {
             out.insert(r.clone(), None);
             on_disk(&e.path(), &r, out);
@@ -291,21 +388,41 @@ fn plain_tar_unpacks_the_tree_that_webdav_serves() {
     let unpacked = tmp.path().join("unpacked");
     std::fs::create_dir(&unpacked).unwrap();
     let st = std::process::Command::new("tar")
-        .args(["-xf", archive.to_str().unwrap(), "-C", unpacked.to_str().unwrap()])
+        .args([
+            "-xf",
+            archive.to_str().unwrap(),
+            "-C",
+            unpacked.to_str().unwrap(),
+        ])
         .status()
         .unwrap();
     assert!(st.success());
     let mut disk = BTreeMap::new();
     on_disk(&unpacked.join("files").join(USER), "", &mut disk);
     let web = served(&s.client(), &format!("/dav/{TENANT}/{USER}/"));
-    assert!(web.contains_key("Æble/ø å.txt") && web.contains_key("Tom/Tommere"), "{:?}", web.keys());
+    assert!(
+        web.contains_key("Æble/ø å.txt") && web.contains_key("Tom/Tommere"),
+        "{:?}",
+        web.keys()
+    );
     assert_eq!(disk, web);
     // The manifest's BLAKE3s hold for the unpacked files, as any reader can check.
-    let m: Value = serde_json::from_slice(&std::fs::read(unpacked.join("manifest.json")).unwrap()).unwrap();
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(unpacked.join("manifest.json")).unwrap()).unwrap();
     for t in m["trees"].as_array().unwrap() {
-        for e in t["entries"].as_array().unwrap().iter().filter(|e| e["kind"] == "file") {
+        for e in t["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "file")
+        {
             let bytes = std::fs::read(unpacked.join(e["member"].as_str().unwrap())).unwrap();
-            assert_eq!(blake3::hash(&bytes).to_hex().as_str(), e["blake3"], "{}", e["member"]);
+            assert_eq!(
+                blake3::hash(&bytes).to_hex().as_str(),
+                e["blake3"],
+                "{}",
+                e["member"]
+            );
         }
     }
 }
@@ -314,7 +431,10 @@ fn plain_tar_unpacks_the_tree_that_webdav_serves() {
 fn an_export_under_uploads_is_one_instant_and_verifies() {
     let s = Server::start();
     let c = s.client();
-    assert_eq!(c.put(&dav("before.bin"), &pseudo_random(1, 300_000)).status, 201);
+    assert_eq!(
+        c.put(&dav("before.bin"), &pseudo_random(1, 300_000)).status,
+        201
+    );
     let acked: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
@@ -322,7 +442,14 @@ fn an_export_under_uploads_is_one_instant_and_verifies() {
         std::thread::spawn(move || {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                assert_eq!(c.put(&dav(&format!("live-{i}.bin")), &pseudo_random(100 + i, 30_000)).status, 201);
+                assert_eq!(
+                    c.put(
+                        &dav(&format!("live-{i}.bin")),
+                        &pseudo_random(100 + i, 30_000)
+                    )
+                    .status,
+                    201
+                );
                 acked.lock().unwrap().push((i, Instant::now()));
                 i += 1;
             }
@@ -348,10 +475,22 @@ fn an_export_under_uploads_is_one_instant_and_verifies() {
     sorted.sort();
     // Uploads are sequential: one instant holds a prefix of them, with no gap.
     assert_eq!(sorted, (0..sorted.len() as u64).collect::<Vec<_>>());
-    let before = acked.lock().unwrap().iter().filter(|(_, t)| *t < began).count();
-    assert!(before > 0 && sorted.len() >= before, "{} of {before} acknowledged before", sorted.len());
+    let before = acked
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, t)| *t < began)
+        .count();
+    assert!(
+        before > 0 && sorted.len() >= before,
+        "{} of {before} acknowledged before",
+        sorted.len()
+    );
     for i in sorted {
-        assert_eq!(files[&format!("files/pupil/live-{i}.bin")].as_deref(), Some(&pseudo_random(100 + i, 30_000)[..]));
+        assert_eq!(
+            files[&format!("files/pupil/live-{i}.bin")].as_deref(),
+            Some(&pseudo_random(100 + i, 30_000)[..])
+        );
     }
 }
 
@@ -369,7 +508,8 @@ fn altered(from: &Path, to: &Path, skip: Option<&str>, flip: Option<&str>) {
         let mut data = Vec::new();
         e.read_to_end(&mut data).unwrap();
         if Some(name.as_str()) == flip {
-            data[data.len() / 2] ^= 0x20;
+            let mid = data.len() / 2;
+            data[mid] ^= 0x20;
         }
         let mut h = e.header().clone();
         b.append_data(&mut h, &name, data.as_slice()).unwrap();
@@ -391,7 +531,10 @@ fn a_damaged_export_fails_verify_and_an_existing_tenant_refuses_import() {
     let flipped = tmp.path().join("flipped.tar");
     altered(&good, &flipped, None, Some("files/pupil/a.txt"));
     let (ok, out) = skab(&["export", "--verify", flipped.to_str().unwrap()], None);
-    assert!(!ok && out.contains("files/pupil/a.txt: BLAKE3 does not match"), "{out}");
+    assert!(
+        !ok && out.contains("files/pupil/a.txt: BLAKE3 does not match"),
+        "{out}"
+    );
 
     let missing = tmp.path().join("missing.tar");
     altered(&good, &missing, Some("files/pupil/b.txt"), None);
@@ -406,15 +549,46 @@ fn a_damaged_export_fails_verify_and_an_existing_tenant_refuses_import() {
 
     // A damaged archive is not imported, even into an empty data dir.
     let fresh = tmp.path().join("fresh");
-    let (ok, out) = skab(&["import", "--data-dir", fresh.to_str().unwrap(), "--in", flipped.to_str().unwrap()], None);
+    let (ok, out) = skab(
+        &[
+            "import",
+            "--data-dir",
+            fresh.to_str().unwrap(),
+            "--in",
+            flipped.to_str().unwrap(),
+        ],
+        None,
+    );
     assert!(!ok && out.contains("does not verify"), "{out}");
-    let (ok, out) = skab(&["user", "list", "--data-dir", fresh.to_str().unwrap(), "--tenant", TENANT], None);
+    let (ok, out) = skab(
+        &[
+            "user",
+            "list",
+            "--data-dir",
+            fresh.to_str().unwrap(),
+            "--tenant",
+            TENANT,
+        ],
+        None,
+    );
     assert!(!ok, "a refused import created the tenant: {out}");
 
     // Into the running server that has the tenant: refused, nothing changed.
     assert_eq!(c.put(&dav("a.txt"), b"changed since").status, 204);
-    let (ok, out) = skab(&["import", "--data-dir", s.data_dir().to_str().unwrap(), "--in", good.to_str().unwrap()], None);
-    assert!(!ok && out.contains("tenant school is already in") && out.contains("nothing was changed"), "{out}");
+    let (ok, out) = skab(
+        &[
+            "import",
+            "--data-dir",
+            s.data_dir().to_str().unwrap(),
+            "--in",
+            good.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        !ok && out.contains("tenant school is already in") && out.contains("nothing was changed"),
+        "{out}"
+    );
     assert_eq!(c.get(&dav("a.txt")).body, b"changed since");
     assert!(c.get(&dav("b.txt")).status == 200);
 }
@@ -450,7 +624,15 @@ fn a_large_file_is_streamed_not_held_in_memory() {
     let tmp = tempfile::tempdir().unwrap();
     let archive: PathBuf = tmp.path().join("large.tar");
     let mut child = skab_command()
-        .args(["export", "--data-dir", s.data_dir().to_str().unwrap(), "--tenant", TENANT, "--out", archive.to_str().unwrap()])
+        .args([
+            "export",
+            "--data-dir",
+            s.data_dir().to_str().unwrap(),
+            "--tenant",
+            TENANT,
+            "--out",
+            archive.to_str().unwrap(),
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -466,12 +648,25 @@ fn a_large_file_is_streamed_not_held_in_memory() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let len = std::fs::metadata(&archive).unwrap().len();
     assert!(len > SIZE as u64, "archive {len} bytes");
-    assert!(peak > 0 && peak < 48 * 1024, "the export's peak RSS was {peak} KiB for a 100 MiB file");
+    assert!(
+        peak > 0 && peak < 48 * 1024,
+        "the export's peak RSS was {peak} KiB for a 100 MiB file"
+    );
     let (m, _) = read_archive(&archive);
-    let e = m["trees"][0]["entries"].as_array().unwrap().iter().find(|e| e["path"] == "large.bin").unwrap().clone();
+    let e = m["trees"][0]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "large.bin")
+        .unwrap()
+        .clone();
     assert_eq!(e["blake3"], want.as_str());
     assert_eq!(e["size"], SIZE as u64);
     run_ok(&["export", "--verify", archive.to_str().unwrap()]);

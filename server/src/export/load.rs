@@ -99,9 +99,14 @@ fn put(
     let body = members.stream(member)?;
     let info = block_on(store.put_at(key, path, body, Some(mtime_ns)))
         .map_err(|e| format!("{member}: {e}"))?;
-    let got = info.content.map(|c| hex::encode(c.hash.0)).unwrap_or_default();
+    let got = info
+        .content
+        .map(|c| hex::encode(c.hash.0))
+        .unwrap_or_default();
     if got != blake3 {
-        return Err(format!("{member}: stored bytes do not match the manifest's BLAKE3"));
+        return Err(format!(
+            "{member}: stored bytes do not match the manifest's BLAKE3"
+        ));
     }
     Ok(())
 }
@@ -161,7 +166,12 @@ fn quota_bytes(q: Quota) -> Option<u64> {
     }
 }
 
-fn load_tree(store: &Store, tenant: &str, t: &Tree, members: &mut Members<'_>) -> Result<u64, String> {
+fn load_tree(
+    store: &Store,
+    tenant: &str,
+    t: &Tree,
+    members: &mut Members<'_>,
+) -> Result<u64, String> {
     let key = SpaceKey::new(tenant, &t.name).map_err(se)?;
     block_on(store.create_space(&key)).map_err(se)?;
     // No quota while loading (trash items count as live until deleted); the tree's own last.
@@ -170,7 +180,10 @@ fn load_tree(store: &Store, tenant: &str, t: &Tree, members: &mut Members<'_>) -
     for item in &t.trash {
         let orig = path_of(&item.original_path)?;
         let Some((_, parent)) = orig.split_last() else {
-            return Err(format!("trash item {} of {}: no original path", item.index, t.name));
+            return Err(format!(
+                "trash item {} of {}: no original path",
+                item.index, t.name
+            ));
         };
         let made = ensure_dirs(store, &key, parent)?;
         dropped += build(store, &key, members, &orig, &item.entries)?;
@@ -209,7 +222,10 @@ fn check_target(store: &Store, db: &UserDb, m: &Manifest, data_dir: &Path) -> Re
                 return refuse(format!("tenant {t} is"));
             }
             for h in &m.handins {
-                if Registry::new(data_dir).get(&m.tenant.name, &h.name).is_some() {
+                if Registry::new(data_dir)
+                    .get(&m.tenant.name, &h.name)
+                    .is_some()
+                {
                     return refuse(format!("hand-in {} of tenant {t} is", h.name));
                 }
                 let log = data_dir
@@ -316,7 +332,8 @@ pub fn import(store: &Store, req: &ImportRequest) -> Result<Imported, String> {
              (skab tenant del, or skab user del for one user) and import again"
         )
     };
-    let file = std::fs::File::open(&req.input).map_err(|e| format!("{}: {e}", req.input.display()))?;
+    let file =
+        std::fs::File::open(&req.input).map_err(|e| format!("{}: {e}", req.input.display()))?;
     let mut members = Members { file, v: &v };
     let mut dropped = 0;
     for t in &m.trees {
@@ -328,7 +345,8 @@ pub fn import(store: &Store, req: &ImportRequest) -> Result<Imported, String> {
             _ => None,
         };
         if quota.is_some() {
-            block_on(store.set_tenant_quota(&m.tenant.name, quota)).map_err(|e| fail(e.to_string()))?;
+            block_on(store.set_tenant_quota(&m.tenant.name, quota))
+                .map_err(|e| fail(e.to_string()))?;
         }
         for h in &m.handins {
             load_handin(&req.data_dir, &m.tenant.name, h).map_err(fail)?;
@@ -343,7 +361,10 @@ pub fn import(store: &Store, req: &ImportRequest) -> Result<Imported, String> {
         .map_err(|e| fail(e.to_string()))?;
     let mut text = format!(
         "imported tenant {tenant}{}: {} accounts, {} groups, {} trees, {} files ({} bytes)\n",
-        m.user.as_ref().map(|u| format!(" (user {u})")).unwrap_or_default(),
+        m.user
+            .as_ref()
+            .map(|u| format!(" (user {u})"))
+            .unwrap_or_default(),
         m.accounts.len(),
         m.groups.len(),
         m.trees.len(),

@@ -244,7 +244,10 @@ impl Manifest {
                 .entries
                 .iter()
                 .chain(t.trash.iter().flat_map(|i| i.entries.iter()));
-            out.extend(all.filter(|e| e.kind == Kind::Dir).map(|e| e.member.as_str()));
+            out.extend(
+                all.filter(|e| e.kind == Kind::Dir)
+                    .map(|e| e.member.as_str()),
+            );
         }
         out
     }
@@ -270,7 +273,10 @@ impl Manifest {
                 if file != (e.size.is_some() && e.blake3.is_some())
                     || (!file && !e.versions.is_empty())
                 {
-                    return Err(format!("{}: size, blake3 and versions are for files only", e.member));
+                    return Err(format!(
+                        "{}: size, blake3 and versions are for files only",
+                        e.member
+                    ));
                 }
             }
         }

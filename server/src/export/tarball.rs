@@ -49,12 +49,22 @@ impl<W: Write> TarWriter<W> {
         }
     }
 
-    fn header(&mut self, name: &str, kind: EntryType, size: u64, mtime_s: i64) -> io::Result<Header> {
+    fn header(
+        &mut self,
+        name: &str,
+        kind: EntryType,
+        size: u64,
+        mtime_s: i64,
+    ) -> io::Result<Header> {
         let mut h = Header::new_ustar();
         h.set_entry_type(kind);
         h.set_size(size);
         h.set_mtime(u64::try_from(mtime_s).unwrap_or(0));
-        h.set_mode(if kind == EntryType::Directory { 0o755 } else { 0o644 });
+        h.set_mode(if kind == EntryType::Directory {
+            0o755
+        } else {
+            0o644
+        });
         h.set_uid(0);
         h.set_gid(0);
         if name.is_ascii() && name.len() <= USTAR_NAME_MAX {
@@ -155,7 +165,10 @@ mod tests {
             .unwrap()
             .map(|e| member_name(&e.unwrap()).unwrap())
             .collect();
-        assert_eq!(names[..3], ["files/Æble".to_string(), long, "files/a.txt".into()]);
+        assert_eq!(
+            names[..3],
+            ["files/Æble".to_string(), long, "files/a.txt".into()]
+        );
     }
 
     #[test]

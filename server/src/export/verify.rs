@@ -23,18 +23,25 @@ pub struct Verified {
 }
 
 /// Reads the manifest from the first member of `r`'s archive.
-fn read_manifest<R: Read>(e: Option<std::io::Result<tar::Entry<'_, R>>>) -> Result<Manifest, String> {
+fn read_manifest<R: Read>(
+    e: Option<std::io::Result<tar::Entry<'_, R>>>,
+) -> Result<Manifest, String> {
     let mut e = e
         .ok_or("the archive is empty")?
         .map_err(|e| format!("not a tar archive: {e}"))?;
     if member_name(&e)? != MANIFEST_NAME || e.header().entry_type() != EntryType::Regular {
-        return Err(format!("the first member is not {MANIFEST_NAME}: not a Skab export"));
+        return Err(format!(
+            "the first member is not {MANIFEST_NAME}: not a Skab export"
+        ));
     }
     if e.size() > EXPORT_MANIFEST_LEN_MAX {
-        return Err(format!("{MANIFEST_NAME} is larger than {EXPORT_MANIFEST_LEN_MAX} bytes"));
+        return Err(format!(
+            "{MANIFEST_NAME} is larger than {EXPORT_MANIFEST_LEN_MAX} bytes"
+        ));
     }
     let mut json = Vec::with_capacity(e.size() as usize);
-    e.read_to_end(&mut json).map_err(|e| format!("{MANIFEST_NAME}: {e}"))?;
+    e.read_to_end(&mut json)
+        .map_err(|e| format!("{MANIFEST_NAME}: {e}"))?;
     let m: Manifest = serde_json::from_slice(&json)
         .map_err(|e| format!("{MANIFEST_NAME} does not follow the schema: {e}"))?;
     m.check()?;
@@ -74,7 +81,9 @@ pub fn verify(path: &Path) -> Result<Verified, String> {
         let mut e = match e {
             Ok(e) => e,
             Err(err) => {
-                problems.push(format!("the archive is damaged after its last good member: {err}"));
+                problems.push(format!(
+                    "the archive is damaged after its last good member: {err}"
+                ));
                 break;
             }
         };
@@ -130,9 +139,7 @@ pub fn verify(path: &Path) -> Result<Verified, String> {
         .collect();
     missing.sort();
     problems.extend(missing);
-    if problems.is_empty()
-        && (files != manifest.totals.files || bytes != manifest.totals.bytes)
-    {
+    if problems.is_empty() && (files != manifest.totals.files || bytes != manifest.totals.bytes) {
         problems.push(format!(
             "totals: {files} files of {bytes} bytes, the manifest says {} of {}",
             manifest.totals.files, manifest.totals.bytes

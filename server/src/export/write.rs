@@ -30,7 +30,10 @@ pub fn tree_dir(space_user: &str) -> (TreeKind, String) {
 }
 
 pub fn join(path: &[Name]) -> String {
-    path.iter().map(|n| n.as_str()).collect::<Vec<_>>().join("/")
+    path.iter()
+        .map(|n| n.as_str())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn quota_of_space(q: Option<u64>) -> Quota {
@@ -98,7 +101,8 @@ enum Member<'v> {
 
 fn tree_of<'v>(sv: &'v skab_engine::SpaceView, members: &mut Vec<Member<'v>>) -> Tree {
     let (kind, dir) = tree_dir(sv.key.user());
-    members.push(Member::Dir(dir.clone(), 0));
+    // A tree's root has no time of its own: the export's.
+    members.push(Member::Dir(dir.clone(), now_s()));
     let add = |e: &'v ViewEntry, out: &Entry, members: &mut Vec<Member<'v>>| {
         let secs = e.info.mtime.div_euclid(1_000_000_000);
         match &e.info.content {
@@ -282,7 +286,9 @@ pub fn export(store: &Store, req: &ExportRequest) -> Result<String, String> {
     let (accounts, groups) = accounts(&db, &tenant, user.as_ref(), req.with_password_hashes)?;
     if let Some(u) = &user {
         if accounts.is_empty()
-            && !view.as_ref().is_some_and(|v| v.spaces.iter().any(|s| s.key.user() == u.as_str()))
+            && !view
+                .as_ref()
+                .is_some_and(|v| v.spaces.iter().any(|s| s.key.user() == u.as_str()))
         {
             return Err(format!("no user {u}@{tenant}"));
         }
@@ -299,7 +305,11 @@ pub fn export(store: &Store, req: &ExportRequest) -> Result<String, String> {
     }
     let mut handins = Vec::new();
     if user.is_none() {
-        for h in Registry::new(&req.data_dir).all().iter().filter(|h| h.tenant == req.tenant) {
+        for h in Registry::new(&req.data_dir)
+            .all()
+            .iter()
+            .filter(|h| h.tenant == req.tenant)
+        {
             handins.push(Handin {
                 name: h.name.clone(),
                 tree: crate::handin::space_user(&h.name),
@@ -419,10 +429,16 @@ fn write_archive(
     });
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
-        return Err(format!("export failed, nothing written to {}: {e}", out.display()));
+        return Err(format!(
+            "export failed, nothing written to {}: {e}",
+            out.display()
+        ));
     }
     std::fs::rename(&tmp, out).map_err(io(out))?;
-    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io(dir))
