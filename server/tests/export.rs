@@ -274,13 +274,10 @@ fn a_round_trip_keeps_every_kind_of_object_and_every_byte() {
         .iter()
         .find(|e| e["path"] == "Æble/ø å.txt")
         .unwrap();
-    assert_eq!(
-        apple["props"][0]["value"]
-            .as_str()
-            .unwrap()
-            .contains("12 ✓"),
-        true
-    );
+    assert!(apple["props"][0]["value"]
+        .as_str()
+        .unwrap()
+        .contains("12 ✓"));
     assert_eq!(
         apple["blake3"],
         blake3::hash("tredje ✓".as_bytes()).to_hex().as_str()
