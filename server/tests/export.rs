@@ -668,3 +668,79 @@ fn a_large_file_is_streamed_not_held_in_memory() {
     assert_eq!(e["size"], SIZE as u64);
     run_ok(&["export", "--verify", archive.to_str().unwrap()]);
 }
+
+#[test]
+fn one_users_export_comes_back_after_the_user_was_deleted() {
+    let s = Server::start_with(
+        &[(TENANT, USER, PASSWORD), (TENANT, "other", PASSWORD)],
+        &[],
+    );
+    let data = s.data_dir();
+    let c = s.client();
+    let o = s.client_as(&format!("other@{TENANT}"), PASSWORD);
+    assert_eq!(c.mkcol(&dav("Noter")).status, 201);
+    let note = format!("Noter/{}", enc("ø.txt"));
+    assert_eq!(c.put(&dav(&note), "noter ✓".as_bytes()).status, 201);
+    assert_eq!(
+        o.put(&format!("/dav/{TENANT}/other/mine.txt"), b"other's")
+            .status,
+        201
+    );
+    cli(
+        &data,
+        &[
+            "group",
+            "add",
+            "--tenant",
+            TENANT,
+            "--group",
+            "9a",
+            "--members",
+            "pupil,other",
+        ],
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("pupil.tar");
+    export(&data, &archive, &["--user", USER, "--with-password-hashes"]);
+    let (m, files) = read_archive(&archive);
+    assert_eq!(m["user"], USER);
+    assert_eq!(m["accounts"].as_array().unwrap().len(), 1);
+    assert_eq!(m["trees"].as_array().unwrap().len(), 1);
+    assert_eq!(m["groups"][0]["members"], serde_json::json!([USER]));
+    assert!(
+        files.keys().all(|k| k.starts_with("files/pupil")),
+        "{:?}",
+        files.keys()
+    );
+
+    // While the user is there: refused.
+    let (ok, out) = skab(
+        &[
+            "import",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--in",
+            archive.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        !ok && out.contains("user pupil@school is already in"),
+        "{out}"
+    );
+    cli(&data, &["user", "del", "--tenant", TENANT, "--user", USER]);
+    assert_ne!(c.get(&dav(&note)).status, 200);
+    let out = cli(&data, &["import", "--in", archive.to_str().unwrap()]);
+    assert!(out.contains("imported tenant school (user pupil)"), "{out}");
+    // The same login, the same files, back in the group; the other user untouched.
+    assert_eq!(c.get(&dav(&note)).body, "noter ✓".as_bytes());
+    let members = cli(
+        &data,
+        &["group", "members", "--tenant", TENANT, "--group", "9a"],
+    );
+    assert_eq!(members, "other\npupil\n");
+    assert_eq!(
+        o.get(&format!("/dav/{TENANT}/other/mine.txt")).body,
+        b"other's"
+    );
+}

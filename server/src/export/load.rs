@@ -216,9 +216,15 @@ fn check_target(store: &Store, db: &UserDb, m: &Manifest, data_dir: &Path) -> Re
         ))
     };
     let db_has = db.tenants().iter().any(|x| x.name == t);
+    // A deleted tenant or user leaves an empty space behind in the store: that is no conflict.
+    let holds_data = |key: &SpaceKey| {
+        store.space_exists(key)
+            && (store.list(key, &[]).map_or(true, |(_, c)| !c.is_empty())
+                || store.trash(key).map_or(true, |t| !t.is_empty()))
+    };
     match &m.user {
         None => {
-            if db_has || store.tenants().contains(&m.tenant.name) {
+            if db_has || store.spaces_of(&m.tenant.name).iter().any(holds_data) {
                 return refuse(format!("tenant {t} is"));
             }
             for h in &m.handins {
@@ -247,14 +253,14 @@ fn check_target(store: &Store, db: &UserDb, m: &Manifest, data_dir: &Path) -> Re
         Some(u) => {
             let user = UserName::new(u).map_err(|e| e.to_string())?;
             let key = SpaceKey::new(&m.tenant.name, u).map_err(se)?;
-            if db.user(&t, &user).is_some() || store.space_exists(&key) {
+            if db.user(&t, &user).is_some() || holds_data(&key) {
                 return refuse(format!("user {u}@{t} is"));
             }
         }
     }
     for tree in &m.trees {
         let key = SpaceKey::new(&m.tenant.name, &tree.name).map_err(se)?;
-        if store.space_exists(&key) {
+        if holds_data(&key) {
             return refuse(format!("the space {} of tenant {t} is", tree.name));
         }
     }
@@ -344,10 +350,7 @@ pub fn import(store: &Store, req: &ImportRequest) -> Result<Imported, String> {
             Quota::Bytes(b) => Some(b),
             _ => None,
         };
-        if quota.is_some() {
-            block_on(store.set_tenant_quota(&m.tenant.name, quota))
-                .map_err(|e| fail(e.to_string()))?;
-        }
+        block_on(store.set_tenant_quota(&m.tenant.name, quota)).map_err(|e| fail(e.to_string()))?;
         for h in &m.handins {
             load_handin(&req.data_dir, &m.tenant.name, h).map_err(fail)?;
         }
