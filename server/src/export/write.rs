@@ -421,7 +421,17 @@ fn write_archive(
         s.push(".partial");
         s.into()
     };
-    let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    // Only its owner reads it: it holds every pupil's files (and perhaps password hashes).
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io(&tmp))?
+    };
     let mut w = TarWriter::new(BufWriter::with_capacity(EXPORT_WRITE_BUFFER_BYTES, file));
     let result = body(&mut w).and_then(|()| w.finish()).and_then(|mut b| {
         b.flush()?;
