@@ -117,3 +117,20 @@ async fn a_view_is_one_instant_of_one_tenant_and_reads_back_every_content() {
     // Once the view is gone, maintenance runs again.
     store.checkpoint().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dated_writes_keep_the_times_they_are_given() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path(), StoreConfig::default()).unwrap();
+    let k = SpaceKey::new("school", "ann").unwrap();
+    store.create_space(&k).await.unwrap();
+    let one = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"one"))]);
+    let two = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"two"))]);
+    store.put_dated(&k, &p("f"), one, 100, 150).await.unwrap();
+    let info = store.put_dated(&k, &p("f"), two, 300, 200).await.unwrap();
+    assert_eq!(info.mtime, 300);
+    let v = store.versions(&k, &p("f")).unwrap();
+    assert_eq!((v[0].mtime, v[0].superseded_at), (100, 200));
+    store.delete_dated(&k, &p("f"), 400).await.unwrap();
+    assert_eq!(store.trash(&k).unwrap()[0].deleted_at, 400);
+}

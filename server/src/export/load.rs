@@ -86,7 +86,8 @@ impl Members<'_> {
     }
 }
 
-/// Stores one file member at `path` with `mtime`, checking its BLAKE3.
+/// Stores one file member at `path` with `mtime`, dated `now`, checking its BLAKE3.
+#[allow(clippy::too_many_arguments)]
 fn put(
     store: &Store,
     key: &SpaceKey,
@@ -95,9 +96,10 @@ fn put(
     member: &str,
     blake3: &str,
     mtime_ns: i64,
+    now_ns: i64,
 ) -> Result<(), String> {
     let body = members.stream(member)?;
-    let info = block_on(store.put_at(key, path, body, Some(mtime_ns)))
+    let info = block_on(store.put_dated(key, path, body, mtime_ns, now_ns))
         .map_err(|e| format!("{member}: {e}"))?;
     let got = info
         .content
@@ -130,12 +132,18 @@ fn build(
                 block_on(store.mkdir(key, &path)).map_err(|err| format!("{}: {err}", e.member))?;
             }
             Kind::File => {
+                // Each put dated when the content before it was replaced, so that the
+                // versions keep their times (the first: when it was written, its mtime).
+                let mut now = e.versions.first().map_or(e.mtime_ns, |v| v.mtime_ns);
                 for v in &e.versions {
-                    put(store, key, members, &path, &v.member, &v.blake3, v.mtime_ns)?;
+                    put(
+                        store, key, members, &path, &v.member, &v.blake3, v.mtime_ns, now,
+                    )?;
+                    now = v.superseded_ns;
                 }
                 dropped += e.versions.len().saturating_sub(kept) as u64;
                 let hash = e.blake3.as_deref().unwrap_or_default();
-                put(store, key, members, &path, &e.member, hash, e.mtime_ns)?;
+                put(store, key, members, &path, &e.member, hash, e.mtime_ns, now)?;
             }
         }
         if !e.props.is_empty() {
@@ -187,7 +195,7 @@ fn load_tree(
         };
         let made = ensure_dirs(store, &key, parent)?;
         dropped += build(store, &key, members, &orig, &item.entries)?;
-        block_on(store.delete(&key, &orig)).map_err(se)?;
+        block_on(store.delete_dated(&key, &orig, item.deleted_ns)).map_err(se)?;
         if let Some(top) = made {
             // The folders made only to hold the item go, for good.
             block_on(store.delete(&key, &top)).map_err(se)?;
