@@ -22,6 +22,6 @@ pub use error::{Error, Result};
 pub use ids::{ChunkId, ContentHash, NodeId, PackId};
 pub use store::{
     validate_account_name, BackupReport, CompactReport, ContentStream, DedupMode, FlushTimes,
-    GcReport, RecoveryReport, ScrubReport, SpaceKey, Store, StoreConfig, StoreStats, Usage,
-    ACCOUNT_NAME_LEN_MAX, FLUSH_TIME_BUCKETS_US,
+    GcReport, RecoveryReport, ScrubReport, SpaceKey, SpaceView, Store, StoreConfig, StoreStats,
+    TenantView, Usage, ViewEntry, ViewTrash, ACCOUNT_NAME_LEN_MAX, FLUSH_TIME_BUCKETS_US,
 };

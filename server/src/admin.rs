@@ -40,6 +40,10 @@ pub enum AdminRequest {
     Gc { compact_ratio: f64 },
     /// Copy the store into this directory while it serves (`Store::backup`).
     Backup { dest: PathBuf },
+    /// Write a tenant's export archive (`export::write`).
+    Export(crate::export::ExportRequest),
+    /// Load an export archive (`export::load`).
+    Import(crate::export::ImportRequest),
     /// Versions and trash of one user's space (`history.rs`).
     History {
         tenant: String,
@@ -276,6 +280,19 @@ pub async fn execute(store: &Store, req: AdminRequest) -> AdminResponse {
                     human(r.bytes_unchanged),
                     r.files_removed
                 ))
+            }
+            AdminRequest::Export(req) => {
+                let store = store.clone();
+                tokio::task::spawn_blocking(move || crate::export::write::export(&store, &req))
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+            AdminRequest::Import(req) => {
+                let store = store.clone();
+                tokio::task::spawn_blocking(move || crate::export::load::import(&store, &req))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map(|done| done.text)
             }
             AdminRequest::History { tenant, user, req } => {
                 crate::history::execute(store, &tenant, &user, req).await

@@ -75,6 +75,17 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         from: PathBuf,
     },
+    /// Write a tenant's complete export (a tar archive with a JSON manifest; docs/export.md),
+    /// while the server runs; or check one offline with --verify.
+    Export(ExportArgs),
+    /// Load an export into this data dir (refused when it has the tenant already).
+    Import {
+        #[command(flatten)]
+        dir: DirArgs,
+        /// The archive `skab export` wrote.
+        #[arg(long = "in", value_name = "FILE")]
+        input: PathBuf,
+    },
     /// Check or export the audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -92,6 +103,30 @@ pub enum Command {
         #[arg(long, default_value_t = 0.3)]
         compact_ratio: f64,
     },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    #[arg(long, required_unless_present = "verify", conflicts_with = "verify")]
+    pub tenant: Option<String>,
+    /// Only this user's home, account and group memberships.
+    #[arg(long, requires = "tenant")]
+    pub user: Option<String>,
+    /// The archive to write.
+    #[arg(long, value_name = "FILE", required_unless_present = "verify")]
+    pub out: Option<PathBuf>,
+    /// Include the accounts' password hashes (argon2id), so that logins work after an import.
+    #[arg(long, requires = "tenant")]
+    pub with_password_hashes: bool,
+    /// Include the tenant's receipt signing key, so that an import goes on signing with it.
+    #[arg(long, requires = "tenant")]
+    pub with_receipt_key: bool,
+    /// Check an export offline instead: every file's size and BLAKE3, the manifest, nothing
+    /// missing or extra. Exits non-zero on any problem.
+    #[arg(long, value_name = "FILE")]
+    pub verify: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -451,6 +486,22 @@ fn audit_of(c: &Command) -> Option<(DirArgs, String, &'static str, Option<String
             Some(from.display().to_string()),
         )),
         Command::Gc { dir, .. } => Some((dir.clone(), store_log_system(), "admin.gc", None)),
+        Command::Export(ExportArgs {
+            dir,
+            tenant: Some(tenant),
+            user,
+            out: Some(out),
+            ..
+        }) => Some((
+            dir.clone(),
+            tenant.clone(),
+            "admin.export",
+            Some(match user {
+                Some(u) => format!("{u} to {}", out.display()),
+                None => out.display().to_string(),
+            }),
+        )),
+        // `skab import` records `admin.import` itself: the tenant is named in the archive.
         Command::Version(VersionCmd::Restore { space, path, id }) => Some((
             space.dir.clone(),
             space.tenant.clone(),
@@ -612,6 +663,8 @@ fn run_command(cli: Cli, serve_fn: fn(Config) -> Result<(), CliError>) -> Result
             write!(out, "{text}")?;
             Ok(())
         }
+        Command::Export(a) => export_cmd(a, &mut out),
+        Command::Import { dir, input } => import_cmd(&dir, &input, &mut out),
         Command::Handin(c) => crate::handin::cli::handin_cmd(c, &mut out),
         Command::Receipt(c) => crate::handin::cli::receipt_cmd(c, &mut out),
         Command::Quota(QuotaCmd::Set {
@@ -667,6 +720,82 @@ fn run_command(cli: Cli, serve_fn: fn(Config) -> Result<(), CliError>) -> Result
             admin_cmd(&dir, AdminRequest::Gc { compact_ratio }, &mut out)
         }
     }
+}
+
+fn export_cmd(a: ExportArgs, out: &mut impl Write) -> Result<(), CliError> {
+    if let Some(file) = a.verify {
+        let v = crate::export::verify::verify(&file).map_err(CliError)?;
+        for p in &v.problems {
+            writeln!(out, "{p}")?;
+        }
+        if !v.problems.is_empty() {
+            return Err(CliError(format!(
+                "{}: {} problem(s); the export does not verify",
+                file.display(),
+                v.problems.len()
+            )));
+        }
+        writeln!(
+            out,
+            "{}: export of tenant {} verified: {} files, {} bytes, manifest version {}",
+            file.display(),
+            v.manifest.tenant.name,
+            v.manifest.totals.files,
+            v.manifest.totals.bytes,
+            v.manifest.version
+        )?;
+        return Ok(());
+    }
+    let (Some(tenant), Some(dest)) = (a.tenant, a.out) else {
+        return Err(CliError("--tenant and --out are required".into()));
+    };
+    let cfg = load_config(&a.dir)?;
+    // The server may run as another user in another directory: give it a full path.
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let parent = parent
+        .canonicalize()
+        .map_err(|e| CliError(format!("{}: {e}", parent.display())))?;
+    let name = dest
+        .file_name()
+        .ok_or_else(|| CliError(format!("{}: not a file name", dest.display())))?;
+    let req = crate::export::ExportRequest {
+        data_dir: cfg.data_dir.clone(),
+        tenant,
+        user: a.user,
+        out: parent.join(name),
+        with_password_hashes: a.with_password_hashes,
+        with_receipt_key: a.with_receipt_key,
+    };
+    admin_cmd(&a.dir, AdminRequest::Export(req), out)
+}
+
+fn import_cmd(
+    dir: &DirArgs,
+    input: &std::path::Path,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    let cfg = load_config(dir)?;
+    let input = input
+        .canonicalize()
+        .map_err(|e| CliError(format!("{}: {e}", input.display())))?;
+    let tenant = crate::export::verify::peek_manifest(&input)
+        .map_err(CliError)?
+        .tenant
+        .name;
+    let req = crate::export::ImportRequest {
+        data_dir: cfg.data_dir.clone(),
+        input: input.clone(),
+    };
+    admin_cmd(dir, AdminRequest::Import(req), out)?;
+    audit_admin((
+        dir.clone(),
+        tenant,
+        "admin.import",
+        Some(input.display().to_string()),
+    ))
 }
 
 fn history_cmd(space: SpaceRef, req: HistoryRequest, out: &mut impl Write) -> Result<(), CliError> {

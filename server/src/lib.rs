@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod cors;
 pub mod dav;
+pub mod export;
 pub mod fair_share;
 pub mod handin;
 pub mod history;

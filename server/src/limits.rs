@@ -383,3 +383,14 @@ pub const RECEIPT_LEN_MAX: usize = 16 * 1024;
 pub const HANDIN_ZIP_CHANNEL_DEPTH: usize = 4;
 /// Bytes of zip output gathered before they are sent on (fewer, larger frames).
 pub const HANDIN_ZIP_FLUSH_BYTES: usize = 256 * 1024;
+
+// ----- export and import (`docs/export.md`) -----
+
+/// Buffer between an export and its archive file: large enough for sequential writes, small
+/// beside a serving store (the only memory an export's file bytes take, besides one chunk).
+pub const EXPORT_WRITE_BUFFER_BYTES: usize = 1 << 20;
+/// Bytes handed to the store per step while an import stores one file (one buffer held).
+pub const IMPORT_READ_BYTES: usize = 1 << 20;
+/// Largest `manifest.json` that `skab import` and `skab export --verify` read (about 300
+/// bytes per entry: some 850,000 entries), held in memory whole.
+pub const EXPORT_MANIFEST_LEN_MAX: u64 = 256 << 20;

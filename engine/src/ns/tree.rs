@@ -1191,9 +1191,14 @@ impl SpaceTree {
         if !self.node(s).is_file() {
             return Err(Error::IsADirectory);
         }
-        Ok(self
-            .versions
-            .get(&s)
+        Ok(self.versions_of(NodeId(s)))
+    }
+
+    /// Old versions of the file `id`, live or in the trash, oldest first (none for a
+    /// directory or a free slot).
+    pub fn versions_of(&self, id: NodeId) -> Vec<VersionInfo> {
+        self.versions
+            .get(&id.0)
             .map(|vs| {
                 vs.iter()
                     .map(|v| VersionInfo {
@@ -1204,7 +1209,7 @@ impl SpaceTree {
                     })
                     .collect()
             })
-            .unwrap_or_default())
+            .unwrap_or_default()
     }
 
     /// The trash, oldest first.

@@ -28,7 +28,13 @@ impl Store {
         let content = assemble(parts)?;
         let old_size = self.stat(key, path).map(|i| i.size).unwrap_or(0);
         let growth = content.size.saturating_sub(old_size);
-        let op = put_op(path, content, mtime, self.inner.config.versions_kept);
+        let op = put_op(
+            path,
+            content,
+            mtime,
+            super::now_ns(),
+            self.inner.config.versions_kept,
+        );
         self.mutate(key, op, growth)
             .await?
             .info

@@ -4,7 +4,7 @@
 //! This module holds the store's shared state; the API is split by step: [`open`] and
 //! [`recover`] (opening), [`tenants`] (tenants and spaces), [`write`] (mutations and their
 //! commit path), [`read`] (lookups and ranged reads), [`maintain`] (gc, compaction, expiry,
-//! scrub, checkpoints), [`backup`] (online copies), with the configuration in [`config`].
+//! scrub, checkpoints), [`backup`] (online copies), [`view`] (a tenant at one instant, for exports), with the configuration in [`config`].
 
 mod assemble;
 mod backup;
@@ -22,6 +22,7 @@ mod recover;
 pub(crate) mod snapshot;
 mod space;
 mod tenants;
+mod view;
 mod write;
 
 use std::sync::atomic::AtomicU64;
@@ -46,6 +47,7 @@ pub use read::ContentStream;
 pub use recover::RecoveryReport;
 pub use space::{validate_account_name, SpaceKey, ACCOUNT_NAME_LEN_MAX};
 pub use tenants::Usage;
+pub use view::{SpaceView, TenantView, ViewEntry, ViewTrash};
 
 struct Tenant {
     quota: Mutex<Option<u64>>,

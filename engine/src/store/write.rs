@@ -192,8 +192,41 @@ impl Store {
         &self,
         key: &SpaceKey,
         path: &[Name],
+        body: S,
+        mtime: Option<i64>,
+    ) -> Result<EntryInfo>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        self.put_timed(key, path, body, mtime, now_ns()).await
+    }
+
+    /// [`Store::put_at`] dated `now` (ns) instead of the clock: when the content it replaces
+    /// stopped being current. For loading an export (`docs/export.md`), which puts a file's
+    /// versions back one after the other with the times they had.
+    pub async fn put_dated<S, E>(
+        &self,
+        key: &SpaceKey,
+        path: &[Name],
+        body: S,
+        mtime: i64,
+        now: i64,
+    ) -> Result<EntryInfo>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        self.put_timed(key, path, body, Some(mtime), now).await
+    }
+
+    async fn put_timed<S, E>(
+        &self,
+        key: &SpaceKey,
+        path: &[Name],
         mut body: S,
         mtime: Option<i64>,
+        now: i64,
     ) -> Result<EntryInfo>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
@@ -265,7 +298,13 @@ impl Store {
             size,
             chunks: refs.held.clone().into_boxed_slice(),
         };
-        let op = put_op(path, content.clone(), mtime, inner.config.versions_kept);
+        let op = put_op(
+            path,
+            content.clone(),
+            mtime,
+            now,
+            inner.config.versions_kept,
+        );
         let growth = size.saturating_sub(old_size);
         // The space seen before the body may be gone now (this upload or others took it):
         // look again, so that a disk that filled meanwhile fails the upload here, before it
@@ -316,9 +355,15 @@ impl Store {
 
     /// Moves an entry (or subtree) to the trash; returns nothing the client needs.
     pub async fn delete(&self, key: &SpaceKey, path: &[Name]) -> Result<()> {
+        self.delete_dated(key, path, now_ns()).await
+    }
+
+    /// [`Store::delete`] dated `now` (ns): the trash item's deletion time, which its expiry
+    /// counts from. For loading an export (`docs/export.md`).
+    pub async fn delete_dated(&self, key: &SpaceKey, path: &[Name], now: i64) -> Result<()> {
         let op = NsOp::Delete {
             path: path.to_vec(),
-            now: now_ns(),
+            now,
         };
         self.mutate(key, op, 0).await.map(|_| ())
     }
@@ -459,9 +504,9 @@ pub(super) fn put_op(
     path: &[Name],
     content: Content,
     mtime: Option<i64>,
+    now: i64,
     keep_versions: u32,
 ) -> NsOp {
-    let now = now_ns();
     match mtime {
         None => NsOp::PutFile {
             path: path.to_vec(),

@@ -203,6 +203,35 @@ pub fn tenant_key(data_dir: &Path, tenant: &str) -> io::Result<SigningKey> {
     decode_key(&std::fs::read(&path)?)
 }
 
+/// Installs `seed` as the signing key of `tenant` (an import, `docs/export.md`); refused when
+/// the tenant has a key already. Written and published as [`tenant_key`] does.
+pub fn install_tenant_key(data_dir: &Path, tenant: &str, seed: &[u8; 32]) -> io::Result<()> {
+    crate::users::TenantName::new(tenant)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let dir = data_dir.join(KEY_DIR);
+    std::fs::create_dir_all(&dir)?;
+    let mut bytes = Vec::with_capacity(KEY_FILE_LEN);
+    bytes.extend_from_slice(KEY_MAGIC);
+    bytes.extend_from_slice(seed);
+    bytes.extend_from_slice(&crc32c::crc32c(seed).to_le_bytes());
+    let tmp = dir.join(format!("{tenant}.key.{}.tmp", std::process::id()));
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+    }
+    let linked = std::fs::hard_link(&tmp, key_path(data_dir, tenant));
+    let _ = std::fs::remove_file(&tmp);
+    linked?;
+    std::fs::File::open(&dir)?.sync_all()
+}
+
 /// The tenants' signing keys this server has used, and the receipt logs it appends to.
 pub struct Keys {
     data_dir: PathBuf,

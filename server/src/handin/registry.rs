@@ -222,13 +222,15 @@ impl Registry {
         Ok(out)
     }
 
-    /// Adds a hand-in (`created` is set here).
+    /// Adds a hand-in (`created` is set here unless given, as an import gives it).
     pub fn add(&self, mut h: Handin) -> Result<(), RegistryError> {
         HandinName::new(&h.name).map_err(|_| RegistryError::Damaged("bad hand-in name"))?;
         if h.opens.is_some_and(|o| o >= h.closes) {
             return Err(RegistryError::Window);
         }
-        h.created = now_s();
+        if h.created == 0 {
+            h.created = now_s();
+        }
         self.change(|list| {
             if list
                 .iter()

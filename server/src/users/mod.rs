@@ -255,6 +255,16 @@ pub(crate) struct NewUser {
     pub groups: Vec<GroupName>,
 }
 
+/// An account as an import brings it (`UserDb::import_accounts`).
+pub struct ImportedAccount {
+    pub user: UserName,
+    /// Argon2id PHC string.
+    pub phc: String,
+    pub disabled: bool,
+    /// Unix seconds.
+    pub created: u64,
+}
+
 /// The user database of one data dir. Cheap to share (`Arc`); all methods take `&self`.
 pub struct UserDb {
     files: Files,
@@ -857,6 +867,83 @@ impl UserDb {
                 }
             }
             Ok((ops, Ok(count)))
+        })
+    }
+
+    /// Adds the accounts and groups of an exported tenant (`docs/export.md`) in one
+    /// transaction, keeping their creation times; the tenant is created when missing. Fails
+    /// as a whole, writing nothing, when any account or group exists.
+    pub fn import_accounts(
+        &self,
+        tenant: &TenantName,
+        tenant_created: u64,
+        users: &[ImportedAccount],
+        groups: &[(GroupName, u64, Vec<UserName>)],
+    ) -> Result<(), UserDbError> {
+        for u in users {
+            password::check_phc(&u.phc)?;
+        }
+        self.transact(|st| {
+            let mut ops = Vec::new();
+            let t = st.tenants.get(tenant);
+            if t.is_none() {
+                ops.push(Op::TenantAdd {
+                    tenant: tenant.clone(),
+                    at: tenant_created,
+                });
+            }
+            let had_groups = t.map_or(0, |t| t.groups.len());
+            let new_groups = groups
+                .iter()
+                .filter(|(g, ..)| !t.is_some_and(|t| t.groups.contains_key(g)))
+                .count();
+            if had_groups + new_groups > GROUPS_PER_TENANT_MAX {
+                return Err(UserDbError::TooManyGroups);
+            }
+            for u in users {
+                if t.is_some_and(|t| t.users.contains_key(&u.user)) {
+                    return Err(UserDbError::UserExists(tenant.clone(), u.user.clone()));
+                }
+                ops.push(Op::UserAdd {
+                    tenant: tenant.clone(),
+                    user: u.user.clone(),
+                    phc: u.phc.clone(),
+                    at: u.created,
+                });
+                if u.disabled {
+                    ops.push(Op::UserDisabled {
+                        tenant: tenant.clone(),
+                        user: u.user.clone(),
+                        disabled: true,
+                    });
+                }
+            }
+            for (g, at, members) in groups {
+                let members = dedup(members);
+                match t.and_then(|t| t.groups.get(g)) {
+                    // One user's export into a tenant that has the group: they join it.
+                    Some(existing) => {
+                        if existing.members.len() + members.len() > GROUP_MEMBERS_MAX {
+                            return Err(UserDbError::TooManyMembers);
+                        }
+                        for c in members.chunks(GROUP_MEMBERS_PER_RECORD_MAX) {
+                            ops.push(Op::GroupMembers {
+                                tenant: tenant.clone(),
+                                group: g.clone(),
+                                add: c.to_vec(),
+                                remove: Vec::new(),
+                            });
+                        }
+                    }
+                    None => {
+                        if members.len() > GROUP_MEMBERS_MAX {
+                            return Err(UserDbError::TooManyMembers);
+                        }
+                        ops.extend(group_add_ops(tenant, g, &members, *at));
+                    }
+                }
+            }
+            Ok((ops, ()))
         })
     }
 
