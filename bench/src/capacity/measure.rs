@@ -9,7 +9,7 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use skab_engine::{Store, StoreConfig};
 
-use super::population::{name, user_key};
+use super::population::{file_name, name, user_key};
 
 /// How long each metadata operation rate is measured.
 pub const RATE_WINDOW: Duration = Duration::from_millis(500);
@@ -17,6 +17,17 @@ pub const RATE_WINDOW: Duration = Duration::from_millis(500);
 pub const PAGE_BYTES: u64 = 4096;
 /// Compaction threshold used for the measured compaction (share of garbage in a pack).
 pub const COMPACT_DEAD_RATIO: f64 = 0.3;
+/// Garbage made for GC and compaction to remove: this share of the logical bytes, bounded.
+pub const GARBAGE_SHARE: f64 = 0.05;
+pub const GARBAGE_MIN_BYTES: u64 = 4 << 20;
+pub const GARBAGE_MAX_BYTES: u64 = 256 << 20;
+/// Size of each garbage file (and of each kept file beside it, so packs end up half dead).
+pub const GARBAGE_FILE_BYTES: usize = 256 << 10;
+/// Foreground operations are timed this long without maintenance, then this long (at least)
+/// while GC and compaction run in a loop beside them.
+pub const FOREGROUND_WINDOW: Duration = Duration::from_millis(1500);
+/// Size of each foreground write (a small document save).
+pub const FOREGROUND_WRITE_BYTES: usize = 8 << 10;
 
 /// One measured figure and its unit.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -133,7 +144,7 @@ pub fn measure_open(dir: &Path, users: u64, files: usize, tenants: u64) -> Resul
     while t.elapsed() < RATE_WINDOW {
         let (key, _) = pick(&mut rng)?;
         let i = rng.gen_range(0..files.max(1));
-        store.stat(&key, &[name("docs"), name(&format!("f{i}"))])?;
+        store.stat(&key, &[name("docs"), name(&file_name(i))])?;
         n += 1;
     }
     put(
@@ -199,21 +210,156 @@ pub fn measure_open(dir: &Path, users: u64, files: usize, tenants: u64) -> Resul
         scrub.chunks.bytes_checked as f64 / s.max(1e-9),
         "bytes/s",
     );
-    let t = Instant::now();
-    let gc = store.gc();
-    put(&mut f, "gc_s", t.elapsed().as_secs_f64(), "s");
-    put(&mut f, "gc_bytes_removed", gc.bytes_removed as f64, "bytes");
-    let t = Instant::now();
-    let c = store.compact(COMPACT_DEAD_RATIO)?;
-    put(&mut f, "compact_s", t.elapsed().as_secs_f64(), "s");
-    put(
-        &mut f,
-        "compact_bytes_reclaimed",
-        c.bytes_reclaimed as f64,
-        "bytes",
-    );
+    rt.block_on(maintenance(&store, &mut f, users, tenants, files))?;
     Ok(f)
 }
+
+/// The `q` quantile of `v` (sorted here), in seconds; 0 for none.
+pub fn quantile(v: &mut [f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Foreground operations for `window`: alternately a lookup of a random user's file (read) and a
+/// durable small save into `scratch` (write); returns the latencies of each, in seconds. Runs at
+/// least until `until` (when given) says stop.
+async fn foreground(
+    store: &Store,
+    scratch: &skab_engine::SpaceKey,
+    rng: &mut StdRng,
+    (users, tenants, files): (u64, u64, usize),
+    window: Duration,
+    until: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let (mut reads, mut writes) = (Vec::new(), Vec::new());
+    let body = Bytes::from(vec![b'x'; FOREGROUND_WRITE_BYTES]);
+    let t = Instant::now();
+    let mut i = 0u64;
+    while t.elapsed() < window
+        || until.is_some_and(|u| !u.load(std::sync::atomic::Ordering::Relaxed))
+    {
+        let u = rng.gen_range(0..users.max(1));
+        let key = user_key(u, tenants)?;
+        let fi = rng.gen_range(0..files.max(1));
+        let s = Instant::now();
+        store.stat(&key, &[name("docs"), name(&file_name(fi))])?;
+        reads.push(s.elapsed().as_secs_f64());
+        let s = Instant::now();
+        store
+            .put_bytes(scratch, &[name(&format!("fg-{}", i % 64))], body.clone())
+            .await?;
+        writes.push(s.elapsed().as_secs_f64());
+        i += 1;
+    }
+    Ok((reads, writes))
+}
+
+/// GC and compaction, and their effect on foreground latency: makes garbage (files written
+/// beside kept ones, then deleted and purged, so packs end up about half dead), times
+/// foreground reads and writes without maintenance, then again while GC and compaction run in a
+/// loop on another thread. The first GC and compaction rounds give `gc_s` and `compact_s`.
+async fn maintenance(
+    store: &Store,
+    f: &mut Figures,
+    users: u64,
+    tenants: u64,
+    files: usize,
+) -> Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let logical = store.stats().logical_bytes;
+    let target = ((logical as f64 * GARBAGE_SHARE) as u64).clamp(GARBAGE_MIN_BYTES, GARBAGE_MAX_BYTES);
+    let scratch = skab_engine::SpaceKey::new("t0", &format!("gc-scratch-{users}"))?;
+    store.create_space(&scratch).await?;
+    let mut rng = StdRng::seed_from_u64(users ^ 0x6763);
+    let mut made = 0u64;
+    let mut i = 0u64;
+    while made < target {
+        for kind in ["keep", "drop"] {
+            let mut v = vec![0u8; GARBAGE_FILE_BYTES];
+            rng.fill(&mut v[..]);
+            store
+                .put_bytes(&scratch, &[name(&format!("{kind}-{i}"))], Bytes::from(v))
+                .await?;
+        }
+        store.delete(&scratch, &[name(&format!("drop-{i}"))]).await?;
+        made += GARBAGE_FILE_BYTES as u64;
+        i += 1;
+    }
+    for t in store.trash(&scratch)? {
+        store.purge(&scratch, t.id).await?;
+    }
+    put(f, "garbage_bytes", made as f64, "bytes");
+    let shape = (users, tenants, files);
+    let (mut r0, mut w0) = foreground(store, &scratch, &mut rng, shape, FOREGROUND_WINDOW, None).await?;
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let worker = {
+        let (store, done) = (store.clone(), done.clone());
+        std::thread::spawn(move || -> Result<(f64, u64, f64, u64, u64)> {
+            let t = Instant::now();
+            let gc = store.gc();
+            let gc_s = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let c = store.compact(COMPACT_DEAD_RATIO)?;
+            let compact_s = t.elapsed().as_secs_f64();
+            let started = Instant::now();
+            let mut rounds = 1u64;
+            // Keep maintenance running for the whole foreground window.
+            while started.elapsed() < FOREGROUND_WINDOW {
+                store.gc();
+                store.compact(COMPACT_DEAD_RATIO)?;
+                rounds += 1;
+            }
+            done.store(true, Ordering::Relaxed);
+            Ok((gc_s, gc.bytes_removed, compact_s, c.bytes_reclaimed, rounds))
+        })
+    };
+    let fg = foreground(store, &scratch, &mut rng, shape, FOREGROUND_WINDOW, Some(&done)).await;
+    done.store(true, Ordering::Relaxed);
+    let (gc_s, gc_removed, compact_s, reclaimed, rounds) = worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("maintenance thread panicked"))??;
+    let (mut r1, mut w1) = fg?;
+    put(f, "gc_s", gc_s, "s");
+    put(f, "gc_bytes_removed", gc_removed as f64, "bytes");
+    put(f, "compact_s", compact_s, "s");
+    put(f, "compact_bytes_reclaimed", reclaimed as f64, "bytes");
+    put(f, "maintenance_rounds", rounds as f64, "rounds");
+    put(f, "fg_read_p99_idle_s", quantile(&mut r0, 0.99), "s");
+    put(f, "fg_read_p99_maintenance_s", quantile(&mut r1, 0.99), "s");
+    put(f, "fg_write_p99_idle_s", quantile(&mut w0, 0.99), "s");
+    put(f, "fg_write_p99_maintenance_s", quantile(&mut w1, 0.99), "s");
+    put(f, "fg_ops_idle", (r0.len() + w0.len()) as f64, "ops");
+    put(f, "fg_ops_maintenance", (r1.len() + w1.len()) as f64, "ops");
+    Ok(())
+}
+
+/// One argon2id verification with skab's parameters (docs/auth.md: m = 19 MiB, t = 2, p = 1)
+/// on one core of this machine: the median of `ARGON2_ROUNDS`, seconds.
+pub fn argon2_verify_s() -> Result<f64> {
+    use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+    let params = argon2::Params::new(19_456, 2, 1, Some(32)).map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
+    let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let salt = SaltString::generate(&mut OsRng);
+    let phc = a
+        .hash_password(b"capacity probe", &salt)
+        .map_err(|e| anyhow::anyhow!("argon2: {e}"))?
+        .to_string();
+    let parsed = PasswordHash::new(&phc).map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
+    let mut v = Vec::new();
+    for _ in 0..ARGON2_ROUNDS {
+        let t = Instant::now();
+        a.verify_password(b"capacity probe", &parsed)
+            .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
+        v.push(t.elapsed().as_secs_f64());
+    }
+    Ok(quantile(&mut v, 0.5))
+}
+
+/// Verifications timed for `argon2_verify_s`.
+pub const ARGON2_ROUNDS: usize = 5;
 
 /// The machine the figures come from.
 pub fn machine(dir: &Path) -> BTreeMap<String, String> {
