@@ -220,7 +220,10 @@ fn measure_then_plan() {
             .as_f64()
             .unwrap()
     };
-    assert_eq!(servers("servers with N+1 fail-over"), servers("servers") + 1.0);
+    assert_eq!(
+        servers("servers with N+1 fail-over"),
+        servers("servers") + 1.0
+    );
     // The default profile plans from the figures checked in under docs/.
     let o = Command::new(EXE)
         .args(["plan", "--pupils", "40000"])

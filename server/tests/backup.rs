@@ -184,7 +184,11 @@ fn a_backup_taken_under_uploads_restores_into_a_server_that_serves_the_same_file
         if href.ends_with('/') {
             continue;
         }
-        assert_eq!(Some(seen), live_home.get(href), "{href} differs from the live one");
+        assert_eq!(
+            Some(seen),
+            live_home.get(href),
+            "{href} differs from the live one"
+        );
     }
     for path in &before {
         assert!(restored_home.contains_key(path), "{path} missing");

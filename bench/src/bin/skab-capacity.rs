@@ -42,9 +42,21 @@ enum Cmd {
 
 /// The worked examples of docs/capacity.md: (name, pupils, teachers).
 const EXAMPLES: &[(&str, f64, f64)] = &[
-    ("municipality: 40,000 pupils + 3,500 teachers", 40_000.0, 3_500.0),
-    ("Denmark: 540,000 pupils + 60,000 teachers", 540_000.0, 60_000.0),
-    ("Bavaria: 1,100,000 pupils + 100,000 teachers", 1_100_000.0, 100_000.0),
+    (
+        "municipality: 40,000 pupils + 3,500 teachers",
+        40_000.0,
+        3_500.0,
+    ),
+    (
+        "Denmark: 540,000 pupils + 60,000 teachers",
+        540_000.0,
+        60_000.0,
+    ),
+    (
+        "Bavaria: 1,100,000 pupils + 100,000 teachers",
+        1_100_000.0,
+        100_000.0,
+    ),
 ];
 
 fn read_points(from: &Path) -> Result<(Value, Vec<measure::Figures>)> {
@@ -117,7 +129,12 @@ fn examples(from: &Path) -> Result<String> {
         };
         let mut on: Vec<String> = plans
             .iter()
-            .map(|p| format!("`{}` = {:.3e} ({})", p.lines[i].rests_on, p.lines[i].figure, p.lines[i].source))
+            .map(|p| {
+                format!(
+                    "`{}` = {:.3e} ({})",
+                    p.lines[i].rests_on, p.lines[i].figure, p.lines[i].source
+                )
+            })
             .collect();
         on.dedup();
         s += &format!(
@@ -223,7 +240,8 @@ fn bar(len: u64, what: &str) -> ProgressBar {
 fn spinner(what: &str) -> ProgressBar {
     let pb = ProgressBar::new_spinner();
     pb.set_style(
-        ProgressStyle::with_template("{spinner} {prefix:>24} {msg} ({elapsed})").expect("valid template"),
+        ProgressStyle::with_template("{spinner} {prefix:>24} {msg} ({elapsed})")
+            .expect("valid template"),
     );
     pb.set_prefix(what.to_string());
     pb.enable_steady_tick(Duration::from_millis(200));
@@ -231,7 +249,12 @@ fn spinner(what: &str) -> ProgressBar {
 }
 
 /// Writes capacity.json and capacity.html with the points measured so far.
-fn write_outputs(a: &MeasureArgs, points: &[measure::Figures], partial: Option<&measure::Figures>, interrupted: bool) -> Result<()> {
+fn write_outputs(
+    a: &MeasureArgs,
+    points: &[measure::Figures],
+    partial: Option<&measure::Figures>,
+    interrupted: bool,
+) -> Result<()> {
     let machine = measure::machine(&a.data_dir);
     let doc = json!({
         "command": std::env::args().collect::<Vec<_>>().join(" "),
@@ -247,7 +270,10 @@ fn write_outputs(a: &MeasureArgs, points: &[measure::Figures], partial: Option<&
         "points": points,
         "interrupted_point": partial,
     });
-    std::fs::write(a.out.join("capacity.json"), serde_json::to_string_pretty(&doc)?)?;
+    std::fs::write(
+        a.out.join("capacity.json"),
+        serde_json::to_string_pretty(&doc)?,
+    )?;
     std::fs::write(a.out.join("capacity.html"), report::html(points, &machine))?;
     Ok(())
 }
@@ -256,7 +282,10 @@ fn measure_all(a: &MeasureArgs, rt: &tokio::runtime::Runtime, stop: &AtomicBool)
     let mut users = a.users.clone();
     users.sort_unstable();
     users.dedup();
-    anyhow::ensure!(a.size_scale > 0.0 && a.size_scale <= 1.0, "--size-scale must be in (0, 1]");
+    anyhow::ensure!(
+        a.size_scale > 0.0 && a.size_scale <= 1.0,
+        "--size-scale must be in (0, 1]"
+    );
     anyhow::ensure!(a.tenants >= 1, "--tenants must be at least 1");
     std::fs::create_dir_all(&a.out)?;
     let data = a.data_dir.join("capacity-data");
@@ -267,15 +296,28 @@ fn measure_all(a: &MeasureArgs, rt: &tokio::runtime::Runtime, stop: &AtomicBool)
     let server = if a.no_server {
         None
     } else {
-        let skab = match &a.skab { Some(p) => p.clone(), None => sibling("skab")? };
-        let loadtest = match &a.loadtest { Some(p) => p.clone(), None => sibling("skab-loadtest")? };
+        let skab = match &a.skab {
+            Some(p) => p.clone(),
+            None => sibling("skab")?,
+        };
+        let loadtest = match &a.loadtest {
+            Some(p) => p.clone(),
+            None => sibling("skab-loadtest")?,
+        };
         for b in [&skab, &loadtest] {
             if !b.exists() {
                 bail!("no {} binary: build it (cargo build --release -p skab-server -p skab-loadtest), \
                        name it with --skab/--loadtest, or skip the server step with --no-server", b.display());
             }
         }
-        Some(serve::Opts { skab, loadtest, sessions: a.sessions, scenario_s: a.scenario_seconds, time_scale: a.time_scale, session_s: a.session_seconds })
+        Some(serve::Opts {
+            skab,
+            loadtest,
+            sessions: a.sessions,
+            scenario_s: a.scenario_seconds,
+            time_scale: a.time_scale,
+            session_s: a.session_seconds,
+        })
     };
     let mut points = Vec::new();
     let mut done = 0u64;
@@ -326,12 +368,25 @@ fn measure_point(
     let pb = bar(n - done, &format!("building {n} users"));
     pb.set_position(0);
     let t = Instant::now();
-    let spec = population::Spec { from: done, to: n, files: a.files_per_user, tenants: a.tenants, size_scale: a.size_scale };
-    let built = rt.block_on(population::build(&store, spec, stop, &|k| pb.set_position(k)))?;
+    let spec = population::Spec {
+        from: done,
+        to: n,
+        files: a.files_per_user,
+        tenants: a.tenants,
+        size_scale: a.size_scale,
+    };
+    let built = rt.block_on(population::build(&store, spec, stop, &|k| {
+        pb.set_position(k)
+    }))?;
     pb.finish_and_clear();
     let build_s = t.elapsed().as_secs_f64();
     measure::put(f, "users", (done + built.users) as f64, "users");
-    measure::put(f, "build_users_per_s", built.users as f64 / build_s, "users/s");
+    measure::put(
+        f,
+        "build_users_per_s",
+        built.users as f64 / build_s,
+        "users/s",
+    );
     eprintln!("built {} users in {build_s:.1} s", done + built.users);
     store.checkpoint()?;
     drop(store);
@@ -344,11 +399,19 @@ fn measure_point(
     sp.set_message("open, metadata rates, scrub, GC and compaction (fresh process)");
     let json = work.join("open.json");
     let mut c = std::process::Command::new(std::env::current_exe()?);
-    c.arg("open").arg(dir).arg(n.to_string()).arg(a.files_per_user.to_string()).arg(a.tenants.to_string()).arg(&json);
+    c.arg("open")
+        .arg(dir)
+        .arg(n.to_string())
+        .arg(a.files_per_user.to_string())
+        .arg(a.tenants.to_string())
+        .arg(&json);
     let st = serve::run_child(c, &work.join("open.log"), stop)?;
     sp.finish_and_clear();
     if !st.success() {
-        bail!("open step failed: {}", std::fs::read_to_string(work.join("open.log")).unwrap_or_default());
+        bail!(
+            "open step failed: {}",
+            std::fs::read_to_string(work.join("open.log")).unwrap_or_default()
+        );
     }
     let opened: measure::Figures = serde_json::from_slice(&std::fs::read(&json)?)?;
     f.extend(opened);
@@ -356,7 +419,12 @@ fn measure_point(
     measure::put(f, "disk_bytes", disk as f64, "bytes");
     measure::put(f, "pack_files_bytes", packs as f64, "bytes");
     measure::put(f, "index_bytes", disk.saturating_sub(packs) as f64, "bytes");
-    measure::put(f, "argon2_verify_s", measure::argon2_verify_s()?, "s/verification/core");
+    measure::put(
+        f,
+        "argon2_verify_s",
+        measure::argon2_verify_s()?,
+        "s/verification/core",
+    );
     if let Some(o) = server {
         let sp = spinner(&format!("importing {} users", n - done));
         serve::import_users(&o.skab, data, &work, done, n, a.tenants, stop)?;
@@ -396,11 +464,16 @@ fn main() -> Result<()> {
                 let stop = stop.clone();
                 rt.spawn(async move {
                     use tokio::signal::unix::{signal, SignalKind};
-                    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+                    let (Ok(mut int), Ok(mut term)) = (
+                        signal(SignalKind::interrupt()),
+                        signal(SignalKind::terminate()),
+                    ) else {
                         return;
                     };
                     tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-                    eprintln!("stopping: finishing the users in flight, then writing what was measured");
+                    eprintln!(
+                        "stopping: finishing the users in flight, then writing what was measured"
+                    );
                     stop.store(true, Ordering::Relaxed);
                 });
             }

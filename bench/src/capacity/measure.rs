@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use bytes::Bytes;
+use futures::StreamExt;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use skab_engine::{Store, StoreConfig};
@@ -17,10 +18,14 @@ pub const RATE_WINDOW: Duration = Duration::from_millis(500);
 pub const PAGE_BYTES: u64 = 4096;
 /// Compaction threshold used for the measured compaction (share of garbage in a pack).
 pub const COMPACT_DEAD_RATIO: f64 = 0.3;
-/// Garbage made for GC and compaction to remove: this share of the logical bytes, bounded.
+/// Garbage made for GC and compaction to remove: this share of the logical bytes, at least
+/// enough that garbage and the kept files beside it fill and seal one pack (so compaction has a
+/// half-dead pack to rewrite), at most `GARBAGE_MAX_BYTES`.
 pub const GARBAGE_SHARE: f64 = 0.05;
-pub const GARBAGE_MIN_BYTES: u64 = 4 << 20;
-pub const GARBAGE_MAX_BYTES: u64 = 256 << 20;
+pub const GARBAGE_MIN_BYTES: u64 = skab_engine::limits::PACK_SIZE_TARGET / 4 * 3;
+pub const GARBAGE_MAX_BYTES: u64 = 1 << 30;
+/// Garbage files written at once.
+pub const GARBAGE_IN_FLIGHT: usize = 16;
 /// Size of each garbage file (and of each kept file beside it, so packs end up half dead).
 pub const GARBAGE_FILE_BYTES: usize = 256 << 10;
 /// Foreground operations are timed this long without maintenance, then this long (at least)
@@ -270,30 +275,42 @@ async fn maintenance(
 ) -> Result<()> {
     use std::sync::atomic::{AtomicBool, Ordering};
     let logical = store.stats().logical_bytes;
-    let target = ((logical as f64 * GARBAGE_SHARE) as u64).clamp(GARBAGE_MIN_BYTES, GARBAGE_MAX_BYTES);
+    let target =
+        ((logical as f64 * GARBAGE_SHARE) as u64).clamp(GARBAGE_MIN_BYTES, GARBAGE_MAX_BYTES);
     let scratch = skab_engine::SpaceKey::new("t0", &format!("gc-scratch-{users}"))?;
     store.create_space(&scratch).await?;
     let mut rng = StdRng::seed_from_u64(users ^ 0x6763);
-    let mut made = 0u64;
-    let mut i = 0u64;
-    while made < target {
-        for kind in ["keep", "drop"] {
-            let mut v = vec![0u8; GARBAGE_FILE_BYTES];
-            rng.fill(&mut v[..]);
+    let count = target.div_ceil(GARBAGE_FILE_BYTES as u64);
+    let made = count * GARBAGE_FILE_BYTES as u64;
+    let mut it = futures::stream::iter((0..count).map(|i| {
+        let (store, scratch) = (store.clone(), scratch.clone());
+        async move {
+            let mut r = StdRng::seed_from_u64(i ^ users.rotate_left(20));
+            for kind in ["keep", "drop"] {
+                let mut v = vec![0u8; GARBAGE_FILE_BYTES];
+                r.fill(&mut v[..]);
+                store
+                    .put_bytes(&scratch, &[name(&format!("{kind}-{i}"))], Bytes::from(v))
+                    .await?;
+            }
             store
-                .put_bytes(&scratch, &[name(&format!("{kind}-{i}"))], Bytes::from(v))
+                .delete(&scratch, &[name(&format!("drop-{i}"))])
                 .await?;
+            anyhow::Ok(())
         }
-        store.delete(&scratch, &[name(&format!("drop-{i}"))]).await?;
-        made += GARBAGE_FILE_BYTES as u64;
-        i += 1;
+    }))
+    .buffer_unordered(GARBAGE_IN_FLIGHT);
+    while let Some(r) = it.next().await {
+        r?;
     }
+    drop(it);
     for t in store.trash(&scratch)? {
         store.purge(&scratch, t.id).await?;
     }
     put(f, "garbage_bytes", made as f64, "bytes");
     let shape = (users, tenants, files);
-    let (mut r0, mut w0) = foreground(store, &scratch, &mut rng, shape, FOREGROUND_WINDOW, None).await?;
+    let (mut r0, mut w0) =
+        foreground(store, &scratch, &mut rng, shape, FOREGROUND_WINDOW, None).await?;
     let done = std::sync::Arc::new(AtomicBool::new(false));
     let worker = {
         let (store, done) = (store.clone(), done.clone());
@@ -316,7 +333,15 @@ async fn maintenance(
             Ok((gc_s, gc.bytes_removed, compact_s, c.bytes_reclaimed, rounds))
         })
     };
-    let fg = foreground(store, &scratch, &mut rng, shape, FOREGROUND_WINDOW, Some(&done)).await;
+    let fg = foreground(
+        store,
+        &scratch,
+        &mut rng,
+        shape,
+        FOREGROUND_WINDOW,
+        Some(&done),
+    )
+    .await;
     done.store(true, Ordering::Relaxed);
     let (gc_s, gc_removed, compact_s, reclaimed, rounds) = worker
         .join()
@@ -330,7 +355,12 @@ async fn maintenance(
     put(f, "fg_read_p99_idle_s", quantile(&mut r0, 0.99), "s");
     put(f, "fg_read_p99_maintenance_s", quantile(&mut r1, 0.99), "s");
     put(f, "fg_write_p99_idle_s", quantile(&mut w0, 0.99), "s");
-    put(f, "fg_write_p99_maintenance_s", quantile(&mut w1, 0.99), "s");
+    put(
+        f,
+        "fg_write_p99_maintenance_s",
+        quantile(&mut w1, 0.99),
+        "s",
+    );
     put(f, "fg_ops_idle", (r0.len() + w0.len()) as f64, "ops");
     put(f, "fg_ops_maintenance", (r1.len() + w1.len()) as f64, "ops");
     Ok(())
@@ -339,8 +369,11 @@ async fn maintenance(
 /// One argon2id verification with skab's parameters (docs/auth.md: m = 19 MiB, t = 2, p = 1)
 /// on one core of this machine: the median of `ARGON2_ROUNDS`, seconds.
 pub fn argon2_verify_s() -> Result<f64> {
-    use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-    let params = argon2::Params::new(19_456, 2, 1, Some(32)).map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
+    use argon2::password_hash::{
+        rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+    };
+    let params =
+        argon2::Params::new(19_456, 2, 1, Some(32)).map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
     let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     let salt = SaltString::generate(&mut OsRng);
     let phc = a

@@ -185,7 +185,11 @@ pub fn plan(i: &Input, points: &[Figures]) -> Result<Plan> {
         "index RAM",
         ram,
         "bytes",
-        (per_entry, per_entry_from.to_string(), "capacity.json".into()),
+        (
+            per_entry,
+            per_entry_from.to_string(),
+            "capacity.json".into(),
+        ),
         "entries x RAM per entry (slope between the two largest sizes) / headroom",
     );
     let disk = logical * fig(f, "pack_per_logical")? / HEADROOM;
@@ -221,7 +225,11 @@ pub fn plan(i: &Input, points: &[Figures]) -> Result<Plan> {
         "stored bytes / one week / headroom",
     );
     let argon2 = match f.get("argon2_verify_s") {
-        Some(x) => (x.value, "argon2_verify_s".to_string(), "capacity.json".to_string()),
+        Some(x) => (
+            x.value,
+            "argon2_verify_s".to_string(),
+            "capacity.json".to_string(),
+        ),
         None => {
             let (v, s) = reference("argon2_verify_s_docs");
             (v, "argon2_verify_s_docs".into(), s.into())
@@ -307,7 +315,11 @@ pub fn plan(i: &Input, points: &[Figures]) -> Result<Plan> {
         "servers (RAM-bound, 64 GB each)",
         ram_servers,
         "servers",
-        (per_entry, per_entry_from.to_string(), "capacity.json".into()),
+        (
+            per_entry,
+            per_entry_from.to_string(),
+            "capacity.json".into(),
+        ),
         "index RAM / 64 GB",
     );
     let core_servers = (cores / SERVER_CORES).ceil().max(1.0);
@@ -320,7 +332,11 @@ pub fn plan(i: &Input, points: &[Figures]) -> Result<Plan> {
     );
     let servers = ram_servers.max(core_servers);
     let bound = if ram_servers >= core_servers {
-        (per_entry, per_entry_from.to_string(), "capacity.json".to_string())
+        (
+            per_entry,
+            per_entry_from.to_string(),
+            "capacity.json".to_string(),
+        )
     } else {
         measured(on)?
     };

@@ -122,7 +122,9 @@ pub async fn build(
                 b.logical_written += data.len() as u64;
                 store.put_bytes(&key, &path, data.clone()).await?;
                 b.files += 1;
-                if data.len() <= (DOC_BYTES.1 as f64 * size_scale).max(1.0) as usize && rng.gen_bool(EDIT_SHARE) {
+                if data.len() <= (DOC_BYTES.1 as f64 * size_scale).max(1.0) as usize
+                    && rng.gen_bool(EDIT_SHARE)
+                {
                     let mut v = data.to_vec();
                     let at = rng.gen_range(0..v.len());
                     v[at] ^= 0x55;

@@ -21,7 +21,10 @@ pub const PLOTTED: &[&str] = &[
 pub fn fit(xs: &[f64], ys: &[f64]) -> (f64, f64) {
     let n = xs.len() as f64;
     if xs.len() < 2 {
-        return (0.0, ys.first().copied().unwrap_or(0.0) / xs.first().copied().unwrap_or(1.0).max(1e-9));
+        return (
+            0.0,
+            ys.first().copied().unwrap_or(0.0) / xs.first().copied().unwrap_or(1.0).max(1e-9),
+        );
     }
     let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
     let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
@@ -61,7 +64,11 @@ fn plot(points: &[Figures], key: &str) -> String {
     let sy = |y: f64| H - PAD - (y / ymax).clamp(-0.2, 1.2) * (H - 2.0 * PAD);
     let entries = points.last().map(|p| value(p, "entries")).unwrap_or(0.0);
     let users = points.last().map(|p| value(p, "users")).unwrap_or(0.0);
-    let per_entry = if entries > 0.0 { b * users / entries } else { 0.0 };
+    let per_entry = if entries > 0.0 {
+        b * users / entries
+    } else {
+        0.0
+    };
     format!(
         "<figure><svg class=\"plot\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\">\
 <line x1=\"{PAD}\" y1=\"{y0}\" x2=\"{x1}\" y2=\"{y0}\" stroke=\"black\"/>\

@@ -38,7 +38,11 @@ pub struct Opts {
 
 /// Runs `cmd`, waiting for it while `stop` stays false; on stop the child is killed and the step
 /// reports it. Returns the output (stdout and stderr were sent to `log`).
-pub fn run_child(mut cmd: Command, log: &Path, stop: &AtomicBool) -> Result<std::process::ExitStatus> {
+pub fn run_child(
+    mut cmd: Command,
+    log: &Path,
+    stop: &AtomicBool,
+) -> Result<std::process::ExitStatus> {
     let f = std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
     let mut child = cmd
         .stdout(f.try_clone()?)
@@ -104,7 +108,13 @@ fn write_import(path: &Path, from: u64, to: u64, tenants: u64, phc: &str) -> Res
 }
 
 /// `sessions` users spread evenly over `0..users` as the loadtest's users.csv.
-fn write_sample(path: &Path, users: u64, sessions: u64, tenants: u64, password: &str) -> Result<()> {
+fn write_sample(
+    path: &Path,
+    users: u64,
+    sessions: u64,
+    tenants: u64,
+    password: &str,
+) -> Result<()> {
     let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
     writeln!(w, "user,tenant,password")?;
     let step = (users / sessions.max(1)).max(1);
@@ -129,17 +139,31 @@ fn num(v: &Value, path: &[&str]) -> f64 {
 
 /// Imports users `from..to` (those built since the last call) into the server's user database
 /// under `data`.
-pub fn import_users(skab: &Path, data: &Path, work: &Path, from: u64, to: u64, tenants: u64, stop: &AtomicBool) -> Result<()> {
+pub fn import_users(
+    skab: &Path,
+    data: &Path,
+    work: &Path,
+    from: u64,
+    to: u64,
+    tenants: u64,
+    stop: &AtomicBool,
+) -> Result<()> {
     let phc = hash(PASSWORD)?;
     let csv = work.join(format!("import-{to}.csv"));
     write_import(&csv, from, to, tenants, &phc)?;
     let mut c = Command::new(skab);
-    c.args(["user", "import", "--data-dir"]).arg(data).arg("--csv").arg(&csv);
+    c.args(["user", "import", "--data-dir"])
+        .arg(data)
+        .arg("--csv")
+        .arg(&csv);
     let log = work.join(format!("import-{to}.log"));
     let st = run_child(c, &log, stop)?;
     let _ = std::fs::remove_file(&csv);
     if !st.success() {
-        bail!("skab user import failed: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        bail!(
+            "skab user import failed: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
     }
     Ok(())
 }
@@ -149,12 +173,14 @@ const PASSWORD: &str = "capacity-pupil-password";
 
 fn hash(password: &str) -> Result<String> {
     use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
-    let params = argon2::Params::new(19_456, 2, 1, Some(32)).map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
+    let params =
+        argon2::Params::new(19_456, 2, 1, Some(32)).map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
     let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-    Ok(a
-        .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
-        .map_err(|e| anyhow::anyhow!("argon2: {e}"))?
-        .to_string())
+    Ok(
+        a.hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
+            .map_err(|e| anyhow::anyhow!("argon2: {e}"))?
+            .to_string(),
+    )
 }
 
 /// Starts the server on `data`, runs login-storm then exam-peak, and returns their figures.
@@ -210,11 +236,19 @@ pub fn run(
             bail!("interrupted");
         }
         if started.elapsed() > START_TIMEOUT {
-            bail!("skab serve did not answer /healthz within {START_TIMEOUT:?}: see {}", work.join("server.log").display());
+            bail!(
+                "skab serve did not answer /healthz within {START_TIMEOUT:?}: see {}",
+                work.join("server.log").display()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    put(&mut f, "server_start_s", started.elapsed().as_secs_f64(), "s");
+    put(
+        &mut f,
+        "server_start_s",
+        started.elapsed().as_secs_f64(),
+        "s",
+    );
     put(&mut f, "loadtest_sessions", sessions as f64, "sessions");
     for scenario in ["login-storm", "exam-peak"] {
         let out = work.join(scenario);
@@ -222,19 +256,27 @@ pub fn run(
         // Arrivals over the window, then the last sessions live their (scaled) lifetime.
         let expect = (o.scenario_s + o.session_s) / o.time_scale;
         let mut c = Command::new(&o.loadtest);
-        c.args(["run", scenario, "--target", &format!("http://127.0.0.1:{port}")])
-            .arg("--users")
-            .arg(&users_csv)
-            .arg("--config")
-            .arg(work.join("lt.toml"))
-            .args(["--sessions", &sessions.to_string()])
-            .args(["--duration", &o.scenario_s.to_string()])
-            .args(["--time-scale", &o.time_scale.to_string()])
-            .args(["--server-pid", &pid.to_string()])
-            .args(["--max-wall", &((expect + SCENARIO_SLACK_S) as u64).to_string()])
-            .arg("--quiet")
-            .arg("--out")
-            .arg(&out);
+        c.args([
+            "run",
+            scenario,
+            "--target",
+            &format!("http://127.0.0.1:{port}"),
+        ])
+        .arg("--users")
+        .arg(&users_csv)
+        .arg("--config")
+        .arg(work.join("lt.toml"))
+        .args(["--sessions", &sessions.to_string()])
+        .args(["--duration", &o.scenario_s.to_string()])
+        .args(["--time-scale", &o.time_scale.to_string()])
+        .args(["--server-pid", &pid.to_string()])
+        .args([
+            "--max-wall",
+            &((expect + SCENARIO_SLACK_S) as u64).to_string(),
+        ])
+        .arg("--quiet")
+        .arg("--out")
+        .arg(&out);
         let log = work.join(format!("{scenario}.log"));
         let t = Instant::now();
         let waiter = std::thread::scope(|s| {
@@ -248,31 +290,94 @@ pub fn run(
         let st = waiter.map_err(|_| anyhow::anyhow!("loadtest waiter panicked"))??;
         // 0: ran; 3: ran but a threshold (none are set here) or the wall bound was missed.
         if !matches!(st.code(), Some(0) | Some(3)) {
-            bail!("skab-loadtest {scenario} failed ({st}): see {}", log.display());
+            bail!(
+                "skab-loadtest {scenario} failed ({st}): see {}",
+                log.display()
+            );
         }
         let r: Value = serde_json::from_slice(
-            &std::fs::read(out.join("result.json")).with_context(|| format!("{scenario}: no result.json"))?,
+            &std::fs::read(out.join("result.json"))
+                .with_context(|| format!("{scenario}: no result.json"))?,
         )?;
         let p = scenario.replace('-', "_");
         let us = 1e-6;
         let cpu = num(&r, &["server", "cpu_s"]);
         let requests = num(&r, &["requests", "total"]);
-        put(&mut f, &format!("{p}_p99_s"), num(&r, &["latency_us", "p99"]) * us, "s");
-        put(&mut f, &format!("{p}_p50_s"), num(&r, &["latency_us", "p50"]) * us, "s");
+        put(
+            &mut f,
+            &format!("{p}_p99_s"),
+            num(&r, &["latency_us", "p99"]) * us,
+            "s",
+        );
+        put(
+            &mut f,
+            &format!("{p}_p50_s"),
+            num(&r, &["latency_us", "p50"]) * us,
+            "s",
+        );
         put(&mut f, &format!("{p}_requests"), requests, "requests");
-        put(&mut f, &format!("{p}_errors"), num(&r, &["requests", "errors"]), "requests");
-        put(&mut f, &format!("{p}_requests_per_s"), num(&r, &["requests", "per_s"]), "requests/s");
+        put(
+            &mut f,
+            &format!("{p}_errors"),
+            num(&r, &["requests", "errors"]),
+            "requests",
+        );
+        put(
+            &mut f,
+            &format!("{p}_requests_per_s"),
+            num(&r, &["requests", "per_s"]),
+            "requests/s",
+        );
         put(&mut f, &format!("{p}_server_cpu_s"), cpu, "s");
-        put(&mut f, &format!("{p}_server_cpu_per_request_s"), cpu / requests.max(1.0), "s/request");
-        put(&mut f, &format!("{p}_server_peak_rss_bytes"), num(&r, &["server", "peak_rss_bytes"]), "bytes");
-        put(&mut f, &format!("{p}_aborted"), if r["aborted"].as_bool() == Some(true) { 1.0 } else { 0.0 }, "bool");
+        put(
+            &mut f,
+            &format!("{p}_server_cpu_per_request_s"),
+            cpu / requests.max(1.0),
+            "s/request",
+        );
+        put(
+            &mut f,
+            &format!("{p}_server_peak_rss_bytes"),
+            num(&r, &["server", "peak_rss_bytes"]),
+            "bytes",
+        );
+        put(
+            &mut f,
+            &format!("{p}_aborted"),
+            if r["aborted"].as_bool() == Some(true) {
+                1.0
+            } else {
+                0.0
+            },
+            "bool",
+        );
         if scenario == "login-storm" {
             let done = num(&r, &["sessions", "done"]);
             put(&mut f, "login_storm_sessions_done", done, "sessions");
-            put(&mut f, "login_storm_server_cpu_per_session_s", cpu / done.max(1.0), "s/session");
-            put(&mut f, "login_storm_requests_per_session", requests / done.max(1.0), "requests/session");
-            put(&mut f, "login_storm_login_p99_s", num(&r, &["ops", "login.jwt", "latency_us", "p99"]) * us, "s");
-            put(&mut f, "login_storm_poll_p99_s", num(&r, &["ops", "poll", "latency_us", "p99"]) * us, "s");
+            put(
+                &mut f,
+                "login_storm_server_cpu_per_session_s",
+                cpu / done.max(1.0),
+                "s/session",
+            );
+            put(
+                &mut f,
+                "login_storm_requests_per_session",
+                requests / done.max(1.0),
+                "requests/session",
+            );
+            put(
+                &mut f,
+                "login_storm_login_p99_s",
+                num(&r, &["ops", "login.jwt", "latency_us", "p99"]) * us,
+                "s",
+            );
+            put(
+                &mut f,
+                "login_storm_poll_p99_s",
+                num(&r, &["ops", "poll", "latency_us", "p99"]) * us,
+                "s",
+            );
         } else {
             let uploads = num(&r, &["ops", "upload", "ok"]);
             let m = &r["server_metrics"];
@@ -283,10 +388,30 @@ pub fn run(
             };
             let (logical, stored) = (d("skab_logical_bytes"), d("skab_stored_bytes"));
             put(&mut f, "exam_peak_uploads", uploads, "uploads");
-            put(&mut f, "exam_peak_upload_p99_s", num(&r, &["ops", "upload", "latency_us", "p99"]) * us, "s");
-            put(&mut f, "exam_peak_server_cpu_per_upload_s", cpu / uploads.max(1.0), "s/upload");
-            put(&mut f, "exam_peak_mean_upload_bytes", logical / uploads.max(1.0), "bytes");
-            put(&mut f, "exam_peak_stored_per_logical", stored / logical.max(1.0), "ratio");
+            put(
+                &mut f,
+                "exam_peak_upload_p99_s",
+                num(&r, &["ops", "upload", "latency_us", "p99"]) * us,
+                "s",
+            );
+            put(
+                &mut f,
+                "exam_peak_server_cpu_per_upload_s",
+                cpu / uploads.max(1.0),
+                "s/upload",
+            );
+            put(
+                &mut f,
+                "exam_peak_mean_upload_bytes",
+                logical / uploads.max(1.0),
+                "bytes",
+            );
+            put(
+                &mut f,
+                "exam_peak_stored_per_logical",
+                stored / logical.max(1.0),
+                "ratio",
+            );
         }
     }
     drop(server);
