@@ -1,8 +1,9 @@
 //! `skab backup` while a real server takes uploads, and `skab restore` into a new data dir that
 //! a second server then serves: every file acknowledged before the backup began is there byte
-//! for byte; a backup of the idle server, restored, serves the same tree, contents and dead
-//! properties through WebDAV as the live one; incomplete backups and non-empty targets are
-//! refused.
+//! for byte, and every file the restored server serves has the live one's bytes and every
+//! property (PROPFIND allprop); a backup of the idle server, restored, serves the same tree,
+//! contents and properties through WebDAV as the live one; incomplete backups and non-empty
+//! targets are refused.
 
 mod common;
 

@@ -432,9 +432,9 @@ fn measure_point(
         let pb = bar(1, "");
         let figs = serve::run(o, data, &work, n, a.tenants, stop, &|what, t, expect| {
             pb.set_prefix(format!("{what} at {n} users"));
-            pb.set_length((expect * 10.0) as u64);
-            pb.set_position(((t * 10.0) as u64).min((expect * 10.0) as u64));
-            pb.set_message("x0.1 s");
+            pb.set_length(expect.ceil() as u64);
+            pb.set_position((t as u64).min(expect.ceil() as u64));
+            pb.set_message("s");
         })?;
         pb.finish_and_clear();
         f.extend(figs);
