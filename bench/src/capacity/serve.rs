@@ -107,7 +107,9 @@ fn write_import(path: &Path, from: u64, to: u64, tenants: u64, phc: &str) -> Res
     Ok(())
 }
 
-/// `sessions` users spread evenly over `0..users` as the loadtest's users.csv.
+/// `sessions` users spread evenly over `0..users`, and over the tenants, as the loadtest's
+/// users.csv (session `i` takes a user of the `i`-th stretch of `users / sessions`, offset so
+/// that consecutive sessions fall in different tenants).
 fn write_sample(
     path: &Path,
     users: u64,
@@ -119,7 +121,7 @@ fn write_sample(
     writeln!(w, "user,tenant,password")?;
     let step = (users / sessions.max(1)).max(1);
     for i in 0..sessions.min(users) {
-        let k = user_key(i * step, tenants)?;
+        let k = user_key(i * step + (i % tenants).min(step - 1), tenants)?;
         writeln!(w, "{},{},{password}", k.user(), k.tenant())?;
     }
     w.flush()?;
