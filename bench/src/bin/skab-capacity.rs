@@ -69,7 +69,160 @@ fn read_points(from: &Path) -> Result<(Value, Vec<measure::Figures>)> {
     Ok((doc, points))
 }
 
-/// The examples as markdown: the assumptions, then every plan line with the figure it rests on.
+/// Figures of the measured table in docs/capacity.md: (key, label, divisor, unit shown).
+const TABLE: &[(&str, &str, f64, &str)] = &[
+    ("entries", "entries (files, folders, versions)", 1.0, ""),
+    ("build_users_per_s", "built at", 1.0, "users/s"),
+    ("rss_after_open_bytes", "RSS of the open store", 1e6, "MB"),
+    ("rss_per_entry_bytes", "RSS per entry", 1.0, "bytes"),
+    ("recovery_s", "restart recovery (`Store::open`)", 1.0, "s"),
+    ("server_start_s", "`skab serve` to /healthz", 1.0, "s"),
+    ("disk_bytes", "disk allocated", 1e9, "GB"),
+    ("index_bytes", "of which index (all but packs)", 1e6, "MB"),
+    ("stored_per_logical", "stored / logical bytes", 1.0, ""),
+    ("lookup_per_s", "lookups", 1e3, "k/s"),
+    ("list_per_s", "listings", 1e3, "k/s"),
+    ("create_per_s", "durable creates, one at a time", 1.0, "/s"),
+    ("move_per_s", "durable moves, one at a time", 1.0, "/s"),
+    ("scrub_bytes_per_s", "scrub", 1e6, "MB/s"),
+    ("gc_s", "GC (first round)", 1.0, "s"),
+    ("compact_s", "compaction (first round)", 1.0, "s"),
+    ("compact_bytes_reclaimed", "compaction reclaimed", 1e6, "MB"),
+    (
+        "fg_read_p99_idle_s",
+        "foreground lookup p99, idle",
+        1e-3,
+        "ms",
+    ),
+    (
+        "fg_read_p99_maintenance_s",
+        "foreground lookup p99, during GC + compaction",
+        1e-3,
+        "ms",
+    ),
+    (
+        "fg_write_p99_idle_s",
+        "foreground save p99, idle",
+        1e-3,
+        "ms",
+    ),
+    (
+        "fg_write_p99_maintenance_s",
+        "foreground save p99, during GC + compaction",
+        1e-3,
+        "ms",
+    ),
+    (
+        "login_storm_p99_s",
+        "login storm p99 (all requests)",
+        1e-3,
+        "ms",
+    ),
+    ("login_storm_errors", "login storm errors", 1.0, ""),
+    (
+        "login_storm_server_cpu_per_session_s",
+        "server CPU per session",
+        1e-3,
+        "ms",
+    ),
+    (
+        "login_storm_server_cpu_per_request_s",
+        "server CPU per request",
+        1e-6,
+        "µs",
+    ),
+    (
+        "login_storm_server_peak_rss_bytes",
+        "server peak RSS",
+        1e6,
+        "MB",
+    ),
+    (
+        "exam_peak_p99_s",
+        "exam peak p99 (all requests)",
+        1e-3,
+        "ms",
+    ),
+    ("exam_peak_errors", "exam peak errors", 1.0, ""),
+    (
+        "exam_peak_server_cpu_per_upload_s",
+        "server CPU per upload",
+        1e-3,
+        "ms",
+    ),
+    (
+        "exam_peak_stored_per_logical",
+        "exam uploads stored / uploaded bytes",
+        1.0,
+        "",
+    ),
+    (
+        "argon2_verify_s",
+        "argon2id verification, one core",
+        1e-3,
+        "ms",
+    ),
+];
+
+/// The measured table: one column per size.
+fn measured(doc: &Value, points: &[measure::Figures]) -> String {
+    let m = &doc["machine"];
+    let mut s = format!(
+        "Measured {} by\n\n```\n{}\n```\n\non {} cores, {} RAM, {} on {} (kernel {}); {} files per user, file sizes x {}, \
+         {} tenants; server step: {} sessions, {} scenario seconds at {}x. Every figure per size is in \
+         `docs/capacity.json`, the plots with fitted lines in `docs/capacity.html`.\n\n| users |",
+        doc["measured_at"].as_str().unwrap_or("(date not recorded)"),
+        doc["command"].as_str().unwrap_or("?"),
+        m["cores"].as_str().unwrap_or("?"),
+        m["ram"].as_str().unwrap_or("?"),
+        m["file_system"].as_str().unwrap_or("?"),
+        m["disk"].as_str().unwrap_or("?"),
+        m["kernel"].as_str().unwrap_or("?"),
+        doc["files_per_user"],
+        doc["size_scale"],
+        doc["tenants"],
+        doc["server_step"]["sessions"],
+        doc["server_step"]["scenario_seconds"],
+        doc["server_step"]["time_scale"],
+    );
+    let v = |p: &measure::Figures, k: &str| p.get(k).map(|f| f.value);
+    for p in points {
+        s += &format!(" {:.0} |", v(p, "users").unwrap_or(0.0));
+    }
+    s += "\n|---|";
+    s += &"---:|".repeat(points.len());
+    s += "\n";
+    for (k, label, div, unit) in TABLE {
+        s += &format!(
+            "| {label}{} |",
+            if unit.is_empty() {
+                String::new()
+            } else {
+                format!(", {unit}")
+            }
+        );
+        for p in points {
+            s += &match v(p, k) {
+                Some(x) => {
+                    let x = x / div;
+                    if x.abs() >= 100.0 || x == x.round() {
+                        format!(" {x:.0} |")
+                    } else if x.abs() >= 1.0 {
+                        format!(" {x:.2} |")
+                    } else {
+                        format!(" {x:.3} |")
+                    }
+                }
+                None => " - |".to_string(),
+            };
+        }
+        s += "\n";
+    }
+    s
+}
+
+/// The measured table, then the examples as markdown: the assumptions, then every plan line
+/// with the figure it rests on.
 fn examples(from: &Path) -> Result<String> {
     let (doc, points) = read_points(from)?;
     let mut plans = Vec::new();
@@ -87,8 +240,10 @@ fn examples(from: &Path) -> Result<String> {
             &points,
         )?);
     }
-    let mut s = format!(
-        "Planned from `docs/{}` (measured up to {} users on {} cores, {}), default school profile:\n\n",
+    let mut s = String::from("### Measured\n\n");
+    s += &measured(&doc, &points);
+    s += &format!(
+        "\n### Worked examples\n\nPlanned from `docs/{}` (measured up to {} users on {} cores, {}), default school profile:\n\n",
         from.file_name().unwrap_or_default().to_string_lossy(),
         plans[0].assumed.measured_at_users,
         doc["machine"]["cores"].as_str().unwrap_or("?"),
@@ -267,6 +422,11 @@ fn write_outputs(
             "session_seconds": a.session_seconds,
             "auth": "JWT logins only (hashing and TLS are modelled from their own figures)" }) },
         "interrupted": interrupted,
+        "measured_at": std::process::Command::new("date")
+            .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()),
         "points": points,
         "interrupted_point": partial,
     });

@@ -200,22 +200,24 @@ pub fn plan(i: &Input, points: &[Figures]) -> Result<Plan> {
         measured("pack_per_logical")?,
         "logical bytes x pack bytes per logical byte / headroom",
     );
-    let rec = entries / (fig(f, "entries")? / fig(f, "recovery_s")?.max(1e-9));
+    // Each server holds its share of the data (RAM decides the count; see below).
+    let per_server = (ram / SERVER_RAM).ceil().max(1.0);
+    let rec = entries / per_server / (fig(f, "entries")? / fig(f, "recovery_s")?.max(1e-9));
     line(
-        "restart recovery",
+        "restart recovery of one server",
         rec,
         "s",
         measured("recovery_s")?,
-        "entries / (measured entries per second of recovery)",
+        "entries per RAM-bound server / (measured entries per second of recovery)",
     );
     let stored = logical * fig(f, "stored_per_logical")?;
-    let scrub = stored / fig(f, "scrub_bytes_per_s")?.max(1.0);
+    let scrub = stored / per_server / fig(f, "scrub_bytes_per_s")?.max(1.0);
     line(
-        "full scrub",
+        "full scrub of one server",
         scrub,
         "s",
         measured("scrub_bytes_per_s")?,
-        "stored bytes / scrub bytes per second (one scrub at a time)",
+        "stored bytes per RAM-bound server / scrub bytes per second (one scrub at a time)",
     );
     line(
         "disk read bandwidth, weekly scrub",
