@@ -83,15 +83,18 @@ fn measure_then_plan() {
             "5",
             "--tenants",
             "2",
-            // A short profile: 30 sessions over 60 scenario seconds, 60 s sessions, 30x.
+            // A short profile: 30 sessions over 30 scenario seconds, 30 s sessions, 30x.
             "--sessions",
             "30",
             "--scenario-seconds",
-            "60",
+            "30",
             "--session-seconds",
-            "60",
+            "30",
             "--time-scale",
             "30",
+            // Little garbage (the default fills a 256 MiB pack): GC still has work.
+            "--garbage-min-bytes",
+            "4000000",
         ])
         .arg("--skab")
         .arg(workspace_bin("skab-server", "skab"))
@@ -304,6 +307,8 @@ fn ctrl_c_stops_and_keeps_what_was_measured() {
             "--size-scale",
             "0.01",
             "--no-server",
+            "--garbage-min-bytes",
+            "4000000",
         ])
         .arg("--data-dir")
         .arg(dir.path())

@@ -30,6 +30,7 @@ enum Cmd {
         files: usize,
         tenants: u64,
         out: PathBuf,
+        garbage_min: u64,
     },
     /// Plans hardware for a school population.
     Plan(PlanArgs),
@@ -341,6 +342,10 @@ struct MeasureArgs {
     /// Scenario seconds a login-storm session lives, polling its home every 60.
     #[arg(long, default_value_t = 600.0)]
     session_seconds: f64,
+    /// Least garbage made for GC and compaction to remove, bytes (the default fills and seals a
+    /// pack, so compaction has work; less suits a quick run, where compaction then finds none).
+    #[arg(long, default_value_t = measure::GARBAGE_MIN_BYTES)]
+    garbage_min_bytes: u64,
     /// Keep the built data dir after measuring (default: removed).
     #[arg(long)]
     keep: bool,
@@ -564,7 +569,8 @@ fn measure_point(
         .arg(n.to_string())
         .arg(a.files_per_user.to_string())
         .arg(a.tenants.to_string())
-        .arg(&json);
+        .arg(&json)
+        .arg(a.garbage_min_bytes.to_string());
     let st = serve::run_child(c, &work.join("open.log"), stop)?;
     sp.finish_and_clear();
     if !st.success() {
@@ -610,8 +616,9 @@ fn main() -> Result<()> {
             files,
             tenants,
             out,
+            garbage_min,
         } => {
-            let f = measure::measure_open(&dir, users, files, tenants)?;
+            let f = measure::measure_open(&dir, users, files, tenants, garbage_min)?;
             std::fs::write(out, serde_json::to_string(&f)?)?;
         }
         Cmd::Examples { from } => print!("{}", examples(&from)?),

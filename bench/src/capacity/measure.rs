@@ -97,7 +97,14 @@ pub fn disk_bytes(dir: &Path) -> (u64, u64) {
 }
 
 /// Opens the store in this (fresh) process and measures everything that needs an open store.
-pub fn measure_open(dir: &Path, users: u64, files: usize, tenants: u64) -> Result<Figures> {
+/// `garbage_min` is the least garbage made for GC (`GARBAGE_MIN_BYTES` unless given).
+pub fn measure_open(
+    dir: &Path,
+    users: u64,
+    files: usize,
+    tenants: u64,
+    garbage_min: u64,
+) -> Result<Figures> {
     let mut f = Figures::new();
     let before = rss_bytes();
     let started = Instant::now();
@@ -215,7 +222,12 @@ pub fn measure_open(dir: &Path, users: u64, files: usize, tenants: u64) -> Resul
         scrub.chunks.bytes_checked as f64 / s.max(1e-9),
         "bytes/s",
     );
-    rt.block_on(maintenance(&store, &mut f, users, tenants, files))?;
+    rt.block_on(maintenance(
+        &store,
+        &mut f,
+        (users, tenants, files),
+        garbage_min,
+    ))?;
     // Checkpointed, so the server step starts from snapshots as `recovery_s` did (and does not
     // replay the garbage's records, whose chunks GC removed).
     store.checkpoint()?;
@@ -272,14 +284,13 @@ async fn foreground(
 async fn maintenance(
     store: &Store,
     f: &mut Figures,
-    users: u64,
-    tenants: u64,
-    files: usize,
+    (users, tenants, files): (u64, u64, usize),
+    garbage_min: u64,
 ) -> Result<()> {
     use std::sync::atomic::{AtomicBool, Ordering};
     let logical = store.stats().logical_bytes;
-    let target =
-        ((logical as f64 * GARBAGE_SHARE) as u64).clamp(GARBAGE_MIN_BYTES, GARBAGE_MAX_BYTES);
+    let target = ((logical as f64 * GARBAGE_SHARE) as u64)
+        .clamp(garbage_min.min(GARBAGE_MAX_BYTES), GARBAGE_MAX_BYTES);
     let scratch = skab_engine::SpaceKey::new("t0", &format!("gc-scratch-{users}"))?;
     store.create_space(&scratch).await?;
     let mut rng = StdRng::seed_from_u64(users ^ 0x6763);
