@@ -75,6 +75,11 @@ fn tree(c: &Http, root: &str) -> BTreeMap<String, Seen> {
             let props = c.send("PROPFIND", &href, &[("Depth", "0")], ALLPROP);
             assert_eq!(props.status, 207, "{href}");
             let props = props.text();
+            // Live properties are in it (and dead ones: `graded` below).
+            assert!(
+                props.contains("getetag") && props.contains("getlastmodified"),
+                "{href}: {props}"
+            );
             let graded = props.contains("12 ✓");
             out.insert(
                 href,
