@@ -12,7 +12,8 @@
 #   SCALE  file size scale (default 0.05: 1,000,000 users fit in ~15 GB), TENANTS (default 100),
 #   SESSIONS login-storm sessions and exam-peak pupils per size (default 1000)
 # Ctrl-C stops it and keeps what was measured in $DATA/out/capacity.json (docs/ is then left as
-# it was). A full default run took about NN minutes on the development machine (2 cores).
+# it was). A full default run took 15 minutes on the development machine (2 cores, loaded),
+# the release build included; it needs ~11 GB of disk under $DATA.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-/tmp/skab-capacity}

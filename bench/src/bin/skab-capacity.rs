@@ -278,6 +278,8 @@ fn examples(from: &Path) -> Result<String> {
                 "bytes" if l.value >= 1e12 => format!("{:.1} TB", l.value / 1e12),
                 "bytes" => format!("{:.1} GB", l.value / 1e9),
                 "bytes/s" => format!("{:.1} MB/s", l.value / 1e6),
+                "s" if l.value >= 86400.0 => format!("{:.1} days", l.value / 86400.0),
+                "s" if l.value >= 3600.0 => format!("{:.1} h", l.value / 3600.0),
                 "s" => format!("{:.0} s", l.value),
                 "cores" => format!("{:.2}", l.value),
                 _ => format!("{:.0}", l.value),
