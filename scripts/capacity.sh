@@ -9,7 +9,7 @@
 #   DATA   directory on the disk to measure (default /tmp/skab-capacity; must not hold a
 #          `capacity-data` yet; the data is removed afterwards)
 #   USERS  sizes (default 10000,100000,1000000), FILES files per user (default 2),
-#   SCALE  file size scale (default 0.05: 1,000,000 users fit in ~15 GB), TENANTS (default 100),
+#   SCALE  file size scale (default 0.05: 1,000,000 users take ~11 GB), TENANTS (default 100),
 #   SESSIONS login-storm sessions and exam-peak pupils per size (default 1000)
 # Ctrl-C stops it and keeps what was measured in $DATA/out/capacity.json (docs/ is then left as
 # it was). A full default run took 15 minutes on the development machine (2 cores, loaded),

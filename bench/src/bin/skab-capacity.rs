@@ -34,6 +34,13 @@ enum Cmd {
     },
     /// Plans hardware for a school population.
     Plan(PlanArgs),
+    /// Writes capacity.html again from a capacity.json (as `measure` does).
+    Report {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Prints docs/capacity.md's worked examples (markdown) planned from a capacity.json.
     Examples {
         #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/capacity.json"))]
@@ -624,6 +631,13 @@ fn main() -> Result<()> {
             std::fs::write(out, serde_json::to_string(&f)?)?;
         }
         Cmd::Examples { from } => print!("{}", examples(&from)?),
+        Cmd::Report { from, out } => {
+            let (doc, points) = read_points(&from)?;
+            let machine: std::collections::BTreeMap<String, String> =
+                serde_json::from_value(doc["machine"].clone()).context("machine")?;
+            std::fs::write(&out, report::html(&points, &machine))
+                .with_context(|| format!("writing {}", out.display()))?;
+        }
         Cmd::Measure(a) => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -39,6 +39,17 @@ fn esc(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// A figure for the table: whole numbers as such, small ones with 4 significant digits.
+fn number(v: f64) -> String {
+    if v == v.round() && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else if v.abs() >= 0.01 {
+        format!("{v:.4}")
+    } else {
+        format!("{v:.3e}")
+    }
+}
+
 fn value(p: &Figures, k: &str) -> f64 {
     p.get(k).map(|f| f.value).unwrap_or(0.0)
 }
@@ -103,7 +114,7 @@ pub fn html(points: &[Figures], machine: &std::collections::BTreeMap<String, Str
         for (k, f) in last {
             s += &format!("<tr><th>{}</th><td>{}</td>", esc(k), esc(&f.unit));
             for p in points {
-                s += &format!("<td>{:.4}</td>", value(p, k));
+                s += &format!("<td>{}</td>", number(value(p, k)));
             }
             s += "</tr>";
         }
