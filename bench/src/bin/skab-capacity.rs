@@ -706,8 +706,10 @@ fn main() -> Result<()> {
                 );
                 for l in &p.lines {
                     let (v, u) = match l.unit.as_str() {
+                        "bytes" if l.value >= 1e12 => (l.value / 1e12, "TB"),
                         "bytes" => (l.value / 1e9, "GB"),
                         "bytes/s" => (l.value / 1e6, "MB/s"),
+                        "s" if l.value >= 86400.0 => (l.value / 86400.0, "days"),
                         u => (l.value, u),
                     };
                     println!(
