@@ -580,7 +580,17 @@ fn measure_point(
         .arg(a.tenants.to_string())
         .arg(&json)
         .arg(a.garbage_min_bytes.to_string());
-    let st = serve::run_child(c, &work.join("open.log"), stop)?;
+    let log = work.join("open.log");
+    // The open step says which step it is in on stderr (its log): shown on the spinner.
+    let st = serve::run_child(c, &log, stop, &|| {
+        if let Some(step) = std::fs::read_to_string(&log).ok().and_then(|t| {
+            t.lines()
+                .rev()
+                .find_map(|l| l.strip_prefix("step: ").map(str::to_string))
+        }) {
+            sp.set_message(step);
+        }
+    })?;
     sp.finish_and_clear();
     if !st.success() {
         bail!(

@@ -106,6 +106,7 @@ pub fn measure_open(
     garbage_min: u64,
 ) -> Result<Figures> {
     let mut f = Figures::new();
+    eprintln!("step: opening the store (recovery)");
     let before = rss_bytes();
     let started = Instant::now();
     let store = Store::open(dir, config())?;
@@ -150,6 +151,7 @@ pub fn measure_open(
         let u = rng.gen_range(0..users.max(1));
         Ok((user_key(u, tenants)?, u))
     };
+    eprintln!("step: lookups and listings");
     // Lookups and listings: read-only, random users.
     let mut n = 0u64;
     let t = Instant::now();
@@ -178,6 +180,7 @@ pub fn measure_open(
         n as f64 / t.elapsed().as_secs_f64(),
         "ops/s",
     );
+    eprintln!("step: creates and moves");
     // Creates and moves: each durable (WAL fsync), one at a time as a single client would.
     let (creates, moves, c_s, m_s) = rt.block_on(async {
         let mut made = Vec::new();
@@ -211,6 +214,11 @@ pub fn measure_open(
     })?;
     put(&mut f, "create_per_s", creates as f64 / c_s, "ops/s");
     put(&mut f, "move_per_s", moves as f64 / m_s.max(1e-9), "ops/s");
+    eprintln!(
+        "step: scrub of {:.1} GB (at ~{:.0} s for 100 MB/s)",
+        stats.stored_bytes as f64 / 1e9,
+        stats.stored_bytes as f64 / 1e8
+    );
     let t = Instant::now();
     let scrub = store.scrub();
     let s = t.elapsed().as_secs_f64();
@@ -296,6 +304,10 @@ async fn maintenance(
     let mut rng = StdRng::seed_from_u64(users ^ 0x6763);
     let count = target.div_ceil(GARBAGE_FILE_BYTES as u64);
     let made = count * GARBAGE_FILE_BYTES as u64;
+    eprintln!(
+        "step: writing {:.0} MB of garbage beside kept files for GC and compaction",
+        made as f64 / 1e6
+    );
     let mut it = futures::stream::iter((0..count).map(|i| {
         let (store, scratch) = (store.clone(), scratch.clone());
         async move {
@@ -322,9 +334,11 @@ async fn maintenance(
         store.purge(&scratch, t.id).await?;
     }
     put(f, "garbage_bytes", made as f64, "bytes");
+    eprintln!("step: foreground latency without maintenance");
     let shape = (users, tenants, files);
     let (mut r0, mut w0) =
         foreground(store, &scratch, &mut rng, shape, FOREGROUND_WINDOW, None).await?;
+    eprintln!("step: foreground latency while GC and compaction run");
     let done = std::sync::Arc::new(AtomicBool::new(false));
     let worker = {
         let (store, done) = (store.clone(), done.clone());

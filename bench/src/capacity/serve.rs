@@ -38,10 +38,12 @@ pub struct Opts {
 
 /// Runs `cmd`, waiting for it while `stop` stays false; on stop the child is killed and the step
 /// reports it. Returns the output (stdout and stderr were sent to `log`).
+/// `tick` is called every 100 ms while the child runs (to show its progress).
 pub fn run_child(
     mut cmd: Command,
     log: &Path,
     stop: &AtomicBool,
+    tick: &dyn Fn(),
 ) -> Result<std::process::ExitStatus> {
     let f = std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
     let mut child = cmd
@@ -59,6 +61,7 @@ pub fn run_child(
             let _ = child.wait();
             bail!("interrupted");
         }
+        tick();
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -159,7 +162,7 @@ pub fn import_users(
         .arg("--csv")
         .arg(&csv);
     let log = work.join(format!("import-{to}.log"));
-    let st = run_child(c, &log, stop)?;
+    let st = run_child(c, &log, stop, &|| {})?;
     let _ = std::fs::remove_file(&csv);
     if !st.success() {
         bail!(
@@ -282,7 +285,7 @@ pub fn run(
         let log = work.join(format!("{scenario}.log"));
         let t = Instant::now();
         let waiter = std::thread::scope(|s| {
-            let h = s.spawn(|| run_child(c, &log, stop));
+            let h = s.spawn(|| run_child(c, &log, stop, &|| {}));
             while !h.is_finished() {
                 progress(scenario, t.elapsed().as_secs_f64(), expect);
                 std::thread::sleep(Duration::from_millis(200));
