@@ -461,6 +461,7 @@ fn measure_all(a: &MeasureArgs, rt: &tokio::runtime::Runtime, stop: &AtomicBool)
         "--size-scale must be in (0, 1]"
     );
     anyhow::ensure!(a.tenants >= 1, "--tenants must be at least 1");
+    anyhow::ensure!(users[0] > 0, "--users: every size must be at least 1");
     std::fs::create_dir_all(&a.out)?;
     let data = a.data_dir.join("capacity-data");
     if data.exists() {
@@ -495,8 +496,6 @@ fn measure_all(a: &MeasureArgs, rt: &tokio::runtime::Runtime, stop: &AtomicBool)
     };
     let mut points = Vec::new();
     let mut done = 0u64;
-    let interrupted = stop.load(Ordering::Relaxed);
-    let _ = interrupted;
     for &n in &users {
         let mut f = measure::Figures::new();
         let r = measure_point(a, rt, stop, &data, &dir, done, n, server.as_ref(), &mut f);
