@@ -1,5 +1,12 @@
-//! Runs `skab-capacity measure` at a small size and `plan` on its output; checks the JSON and that every planned figure rests on a measured one.
+//! Runs `skab-capacity measure` at a small size (with the server step: a real `skab` and
+//! `skab-loadtest` on loopback) and `plan` on its output; checks the JSON, the HTML in headless
+//! chromium, that every planned figure rests on a measured (or documented) one, and that Ctrl-C
+//! stops a run and keeps what was measured.
+use std::path::PathBuf;
 use std::process::Command;
+use std::time::{Duration, Instant};
+
+use skab_bench::capacity::plan::REFERENCE;
 
 const EXE: &str = env!("CARGO_BIN_EXE_skab-capacity");
 /// Keys every measured point must hold, with their units.
@@ -25,7 +32,43 @@ const KEYS: &[(&str, &str)] = &[
     ("scrub_bytes_per_s", "bytes/s"),
     ("gc_s", "s"),
     ("compact_s", "s"),
+    ("garbage_bytes", "bytes"),
+    ("gc_bytes_removed", "bytes"),
+    ("compact_bytes_reclaimed", "bytes"),
+    ("fg_read_p99_idle_s", "s"),
+    ("fg_read_p99_maintenance_s", "s"),
+    ("fg_write_p99_idle_s", "s"),
+    ("fg_write_p99_maintenance_s", "s"),
+    ("argon2_verify_s", "s/verification/core"),
+    ("server_start_s", "s"),
+    ("login_storm_p99_s", "s"),
+    ("login_storm_errors", "requests"),
+    ("login_storm_server_cpu_per_session_s", "s/session"),
+    ("login_storm_server_cpu_per_request_s", "s/request"),
+    ("login_storm_requests_per_session", "requests/session"),
+    ("exam_peak_p99_s", "s"),
+    ("exam_peak_errors", "requests"),
+    ("exam_peak_uploads", "uploads"),
+    ("exam_peak_server_cpu_per_upload_s", "s/upload"),
+    ("exam_peak_mean_upload_bytes", "bytes"),
+    ("exam_peak_stored_per_logical", "ratio"),
 ];
+
+/// A binary of another package of this workspace, built (debug) first when missing.
+fn workspace_bin(package: &str, bin: &str) -> PathBuf {
+    let exe = PathBuf::from(EXE);
+    let path = exe.with_file_name(bin);
+    if !path.exists() {
+        let st = Command::new(env!("CARGO"))
+            .args(["build", "-p", package, "--bin", bin])
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .status()
+            .expect("run cargo build");
+        assert!(st.success(), "cargo build -p {package} failed");
+    }
+    assert!(path.exists(), "no {bin} at {}", path.display());
+    path
+}
 
 #[test]
 fn measure_then_plan() {
@@ -40,7 +83,23 @@ fn measure_then_plan() {
             "5",
             "--tenants",
             "2",
+            // A short profile: 40 sessions over 30 scenario seconds, 30 s sessions, 30x.
+            "--sessions",
+            "40",
+            "--scenario-seconds",
+            "30",
+            "--session-seconds",
+            "30",
+            "--time-scale",
+            "30",
+            // Little garbage (the default fills a 256 MiB pack): GC still has work.
+            "--garbage-min-bytes",
+            "4000000",
         ])
+        .arg("--skab")
+        .arg(workspace_bin("skab-server", "skab"))
+        .arg("--loadtest")
+        .arg(workspace_bin("skab-loadtest", "skab-loadtest"))
         .arg("--data-dir")
         .arg(dir.path())
         .arg("--out")
@@ -59,6 +118,7 @@ fn measure_then_plan() {
             > 0
     );
     assert!(!doc["machine"]["kernel"].as_str().unwrap().is_empty());
+    assert_eq!(doc["interrupted"], false);
     assert!(doc["machine"]["file_system"].as_str().is_some());
     let points = doc["points"].as_array().unwrap();
     assert_eq!(points.len(), 2);
@@ -68,7 +128,24 @@ fn measure_then_plan() {
             let v = p[k]["value"].as_f64().unwrap();
             assert!(v.is_finite() && v >= 0.0, "{k} = {v}");
         }
-        assert!(p["lookup_per_s"]["value"].as_f64().unwrap() > 0.0);
+        let v = |k: &str| p[k]["value"].as_f64().unwrap();
+        assert!(v("lookup_per_s") > 0.0);
+        // GC removed the garbage made for it; compaction rewrote the half-dead packs.
+        assert!(v("garbage_bytes") > 0.0);
+        assert!(v("gc_bytes_removed") > 0.0, "{}", p["gc_bytes_removed"]);
+        assert!(v("fg_write_p99_idle_s") > 0.0 && v("fg_write_p99_maintenance_s") > 0.0);
+        assert!(v("argon2_verify_s") > 0.0);
+        // The server step ran both scenarios on the built data without errors.
+        assert_eq!(v("login_storm_errors"), 0.0, "login storm errors");
+        assert_eq!(v("exam_peak_errors"), 0.0, "exam peak errors");
+        assert_eq!(v("login_storm_sessions_done"), 40.0);
+        assert!(v("login_storm_p99_s") > 0.0 && v("exam_peak_p99_s") > 0.0);
+        assert!(v("login_storm_server_cpu_per_session_s") > 0.0);
+        assert!(v("exam_peak_uploads") > 0.0);
+        // Stored bytes per uploaded byte: the template's shared chunks count once (how many
+        // depends on the drawn sizes: uploads smaller than a chunk do not share any).
+        let r = v("exam_peak_stored_per_logical");
+        assert!(r > 0.0 && r < 1.5, "exam stored per uploaded byte {r}");
         // Class templates are shared: stored bytes are fewer than logical bytes.
         assert!(p["stored_per_logical"]["value"].as_f64().unwrap() < 1.0);
     }
@@ -85,11 +162,14 @@ fn measure_then_plan() {
         assert!(b > a, "{k}: {a} then {b}");
     }
     let html = std::fs::read_to_string(out.join("capacity.html")).unwrap();
-    assert_eq!(html.matches("<svg").count(), 4);
-    assert!(html.contains("rss_after_open_bytes vs users"));
+    let plots = skab_bench::capacity::report::PLOTTED.len();
+    assert_eq!(html.matches("<svg").count(), plots);
+    assert_eq!(html.matches("class=\"fit\"").count(), plots);
+    assert!(html.contains("rss_after_open_bytes vs users: fitted"));
+    assert!(html.contains("login_storm_p99_s vs users"));
     browser_check(&out.join("capacity.html"), dir.path());
     // The data is removed after measuring.
-    assert!(!dir.path().join("capacity-store").exists());
+    assert!(!dir.path().join("capacity-data").exists());
     let o = Command::new(EXE)
         .args([
             "plan",
@@ -104,13 +184,51 @@ fn measure_then_plan() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let lines: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
-    assert!(lines.len() >= 5);
-    for l in &lines {
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let lines = plan["lines"].as_array().unwrap();
+    let whats: Vec<&str> = lines.iter().map(|l| l["what"].as_str().unwrap()).collect();
+    for w in [
+        "index RAM",
+        "disk space",
+        "cores at 08:00: password hashing",
+        "cores at 08:00: TLS handshakes",
+        "cores all day: polling by every user's client",
+        "cores at an exam deadline: uploads",
+        "disk write bandwidth at an exam deadline (after dedup)",
+        "servers with N+1 fail-over",
+    ] {
+        assert!(whats.contains(&w), "no plan line {w:?}: {whats:?}");
+    }
+    for l in lines {
         let from = l["rests_on"].as_str().unwrap();
-        assert!(points[1].get(from).is_some(), "{from} is not measured");
+        let figure = l["figure"].as_f64().unwrap();
+        // Traceable: the figure is the measured one of capacity.json, or a documented reference.
+        if l["source"] == "capacity.json" {
+            let measured = points[1][from]["value"].as_f64();
+            let slope = from == "rss_after_open_bytes";
+            assert!(measured.is_some(), "{from} is not measured");
+            if !slope {
+                assert_eq!(measured, Some(figure), "{from}");
+            }
+        } else {
+            let r = REFERENCE.iter().find(|r| r.0 == from).expect(from);
+            assert_eq!(r.1, figure);
+            assert!(l["source"].as_str().unwrap().starts_with("docs/"), "{l}");
+        }
         assert!(l["value"].as_f64().unwrap() > 0.0, "{l}");
     }
+    let n = |k: &str| plan["assumed"][k].as_f64().unwrap();
+    assert_eq!(n("users"), 43000.0);
+    assert!(n("peak_login_per_s") > 0.0 && n("exam_uploads_per_min") > 0.0);
+    let servers = |w: &str| {
+        lines.iter().find(|l| l["what"] == w).unwrap()["value"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(
+        servers("servers with N+1 fail-over"),
+        servers("servers") + 1.0
+    );
     // The default profile plans from the figures checked in under docs/.
     let o = Command::new(EXE)
         .args(["plan", "--pupils", "40000"])
@@ -167,6 +285,58 @@ fn browser_check(report: &std::path::Path, tmp: &std::path::Path) {
         .output()
         .expect("run chromium");
     let dom = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(dom.matches("<polyline").count(), 4, "{dom}");
+    assert_eq!(
+        dom.matches("<polyline").count(),
+        skab_bench::capacity::report::PLOTTED.len(),
+        "{dom}"
+    );
     assert!(dom.contains("id=\"figures\""));
+}
+
+/// SIGINT (Ctrl-C) during a long build stops the run within seconds; capacity.json keeps the
+/// sizes measured and what was built of the interrupted one; the exit status says so.
+#[test]
+fn ctrl_c_stops_and_keeps_what_was_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let mut child = Command::new(EXE)
+        .args([
+            "measure",
+            "--users",
+            "20,2000000",
+            "--files-per-user",
+            "1",
+            "--size-scale",
+            "0.01",
+            "--no-server",
+            "--garbage-min-bytes",
+            "4000000",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("--out")
+        .arg(&out)
+        .spawn()
+        .unwrap();
+    let json = out.join("capacity.json");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !json.exists() {
+        assert!(Instant::now() < deadline, "the first size was not written");
+        assert!(child.try_wait().unwrap().is_none(), "measure ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Into the second size's build.
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: kill(2) on our own child's pid, not yet waited for.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(130), "{st}");
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(doc["interrupted"], true);
+    let points = doc["points"].as_array().unwrap();
+    assert_eq!(points.len(), 1);
+    assert_eq!(points[0]["users"]["value"], 20.0);
+    let part = doc["interrupted_point"]["users"]["value"].as_f64().unwrap();
+    assert!(part > 20.0 && part < 2_000_000.0, "{part}");
+    assert!(out.join("capacity.html").exists());
 }

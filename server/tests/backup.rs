@@ -1,8 +1,9 @@
 //! `skab backup` while a real server takes uploads, and `skab restore` into a new data dir that
 //! a second server then serves: every file acknowledged before the backup began is there byte
-//! for byte; a backup of the idle server, restored, serves the same tree, contents and dead
-//! properties through WebDAV as the live one; incomplete backups and non-empty targets are
-//! refused.
+//! for byte, and every file the restored server serves has the live one's bytes and every
+//! property (PROPFIND allprop); a backup of the idle server, restored, serves the same tree,
+//! contents and properties through WebDAV as the live one; incomplete backups and non-empty
+//! targets are refused.
 
 mod common;
 
@@ -40,29 +41,54 @@ fn restored_server(backup: &Path) -> Server {
 
 const PROPPATCH: &str = r#"<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:x="urn:x"><D:set><D:prop><x:grade>12 ✓</x:grade></D:prop></D:set></D:propertyupdate>"#;
 
-/// Every file under `root` with its content and the `x:grade` property as served.
-fn tree(c: &Http, root: &str) -> BTreeMap<String, (Vec<u8>, bool)> {
+const ALLPROP: &[u8] =
+    br#"<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:allprop/></D:propfind>"#;
+
+/// What a client sees of one entry: its content (files) and every property it has (PROPFIND
+/// `allprop`: live properties such as ETag, length, type and dates, and every dead property).
+#[derive(Debug, PartialEq)]
+struct Seen {
+    body: Vec<u8>,
+    props: String,
+    graded: bool,
+}
+
+/// Every file and collection under `root` (itself included) as served.
+fn tree(c: &Http, root: &str) -> BTreeMap<String, Seen> {
     let mut out = BTreeMap::new();
     let mut todo = vec![root.to_string()];
     while let Some(dir) = todo.pop() {
         let r = c.propfind(&dir, "1");
         assert_eq!(r.status, 207, "{dir}");
         for href in r.hrefs() {
-            if href == dir {
+            if href != dir && href.ends_with('/') {
+                todo.push(href.clone());
+            }
+            if out.contains_key(&href) {
                 continue;
             }
-            if href.ends_with('/') {
-                todo.push(href);
+            let body = if href.ends_with('/') {
+                Vec::new()
             } else {
-                let body = c.get(&href).body;
-                let props = c.send(
-                    "PROPFIND",
-                    &href,
-                    &[("Depth", "0")],
-                    br#"<?xml version="1.0"?><D:propfind xmlns:D="DAV:" xmlns:x="urn:x"><D:prop><x:grade/></D:prop></D:propfind>"#,
-                );
-                out.insert(href, (body, props.text().contains("12 ✓")));
-            }
+                c.get(&href).body
+            };
+            let props = c.send("PROPFIND", &href, &[("Depth", "0")], ALLPROP);
+            assert_eq!(props.status, 207, "{href}");
+            let props = props.text();
+            // Live properties are in it (and dead ones: `graded` below).
+            assert!(
+                props.contains("getetag") && props.contains("getlastmodified"),
+                "{href}: {props}"
+            );
+            let graded = props.contains("12 ✓");
+            out.insert(
+                href,
+                Seen {
+                    body,
+                    props,
+                    graded,
+                },
+            );
         }
     }
     out
@@ -155,7 +181,24 @@ fn a_backup_taken_under_uploads_restores_into_a_server_that_serves_the_same_file
     }
     let live_opgaver = tree(&c, &dav("Opgaver/"));
     assert_eq!(tree(&rc, &dav("Opgaver/")), live_opgaver);
-    assert_eq!(live_opgaver.values().filter(|(_, p)| *p).count(), 10);
+    assert_eq!(live_opgaver.values().filter(|s| s.graded).count(), 10);
+    // Every file of the restored home is one the live server acknowledged, with the same bytes
+    // and properties (uploads after the backup point may be missing, none may differ).
+    let restored_home = tree(&rc, &dav(""));
+    let live_home = tree(&c, &dav(""));
+    for (href, seen) in &restored_home {
+        if href.ends_with('/') {
+            continue;
+        }
+        assert_eq!(
+            Some(seen),
+            live_home.get(href),
+            "{href} differs from the live one"
+        );
+    }
+    for path in &before {
+        assert!(restored_home.contains_key(path), "{path} missing");
+    }
     drop(r);
 
     // Again into the same directory, with the server idle: the restore is the live state.

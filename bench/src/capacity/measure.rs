@@ -5,11 +5,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use bytes::Bytes;
+use futures::StreamExt;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use skab_engine::{Store, StoreConfig};
 
-use super::population::{name, user_key};
+use super::population::{file_name, name, user_key};
 
 /// How long each metadata operation rate is measured.
 pub const RATE_WINDOW: Duration = Duration::from_millis(500);
@@ -17,6 +18,21 @@ pub const RATE_WINDOW: Duration = Duration::from_millis(500);
 pub const PAGE_BYTES: u64 = 4096;
 /// Compaction threshold used for the measured compaction (share of garbage in a pack).
 pub const COMPACT_DEAD_RATIO: f64 = 0.3;
+/// Garbage made for GC and compaction to remove: this share of the logical bytes, at least
+/// enough that garbage and the kept files beside it fill and seal one pack (so compaction has a
+/// half-dead pack to rewrite), at most `GARBAGE_MAX_BYTES`.
+pub const GARBAGE_SHARE: f64 = 0.05;
+pub const GARBAGE_MIN_BYTES: u64 = skab_engine::limits::PACK_SIZE_TARGET / 4 * 3;
+pub const GARBAGE_MAX_BYTES: u64 = 1 << 30;
+/// Garbage files written at once.
+pub const GARBAGE_IN_FLIGHT: usize = 16;
+/// Size of each garbage file (and of each kept file beside it, so packs end up half dead).
+pub const GARBAGE_FILE_BYTES: usize = 256 << 10;
+/// Foreground operations are timed this long without maintenance, then this long (at least)
+/// while GC and compaction run in a loop beside them.
+pub const FOREGROUND_WINDOW: Duration = Duration::from_millis(1500);
+/// Size of each foreground write (a small document save).
+pub const FOREGROUND_WRITE_BYTES: usize = 8 << 10;
 
 /// One measured figure and its unit.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -81,8 +97,16 @@ pub fn disk_bytes(dir: &Path) -> (u64, u64) {
 }
 
 /// Opens the store in this (fresh) process and measures everything that needs an open store.
-pub fn measure_open(dir: &Path, users: u64, files: usize, tenants: u64) -> Result<Figures> {
+/// `garbage_min` is the least garbage made for GC (`GARBAGE_MIN_BYTES` unless given).
+pub fn measure_open(
+    dir: &Path,
+    users: u64,
+    files: usize,
+    tenants: u64,
+    garbage_min: u64,
+) -> Result<Figures> {
     let mut f = Figures::new();
+    eprintln!("step: opening the store (recovery)");
     let before = rss_bytes();
     let started = Instant::now();
     let store = Store::open(dir, config())?;
@@ -127,13 +151,14 @@ pub fn measure_open(dir: &Path, users: u64, files: usize, tenants: u64) -> Resul
         let u = rng.gen_range(0..users.max(1));
         Ok((user_key(u, tenants)?, u))
     };
+    eprintln!("step: lookups and listings");
     // Lookups and listings: read-only, random users.
     let mut n = 0u64;
     let t = Instant::now();
     while t.elapsed() < RATE_WINDOW {
         let (key, _) = pick(&mut rng)?;
         let i = rng.gen_range(0..files.max(1));
-        store.stat(&key, &[name("docs"), name(&format!("f{i}"))])?;
+        store.stat(&key, &[name("docs"), name(&file_name(i))])?;
         n += 1;
     }
     put(
@@ -155,6 +180,7 @@ pub fn measure_open(dir: &Path, users: u64, files: usize, tenants: u64) -> Resul
         n as f64 / t.elapsed().as_secs_f64(),
         "ops/s",
     );
+    eprintln!("step: creates and moves");
     // Creates and moves: each durable (WAL fsync), one at a time as a single client would.
     let (creates, moves, c_s, m_s) = rt.block_on(async {
         let mut made = Vec::new();
@@ -188,6 +214,11 @@ pub fn measure_open(dir: &Path, users: u64, files: usize, tenants: u64) -> Resul
     })?;
     put(&mut f, "create_per_s", creates as f64 / c_s, "ops/s");
     put(&mut f, "move_per_s", moves as f64 / m_s.max(1e-9), "ops/s");
+    eprintln!(
+        "step: scrub of {:.1} GB (at ~{:.0} s for 100 MB/s)",
+        stats.stored_bytes as f64 / 1e9,
+        stats.stored_bytes as f64 / 1e8
+    );
     let t = Instant::now();
     let scrub = store.scrub();
     let s = t.elapsed().as_secs_f64();
@@ -199,21 +230,197 @@ pub fn measure_open(dir: &Path, users: u64, files: usize, tenants: u64) -> Resul
         scrub.chunks.bytes_checked as f64 / s.max(1e-9),
         "bytes/s",
     );
-    let t = Instant::now();
-    let gc = store.gc();
-    put(&mut f, "gc_s", t.elapsed().as_secs_f64(), "s");
-    put(&mut f, "gc_bytes_removed", gc.bytes_removed as f64, "bytes");
-    let t = Instant::now();
-    let c = store.compact(COMPACT_DEAD_RATIO)?;
-    put(&mut f, "compact_s", t.elapsed().as_secs_f64(), "s");
-    put(
+    rt.block_on(maintenance(
+        &store,
         &mut f,
-        "compact_bytes_reclaimed",
-        c.bytes_reclaimed as f64,
-        "bytes",
-    );
+        (users, tenants, files),
+        garbage_min,
+    ))?;
+    // Checkpointed, so the server step starts from snapshots as `recovery_s` did (and does not
+    // replay the garbage's records, whose chunks GC removed).
+    store.checkpoint()?;
     Ok(f)
 }
+
+/// The `q` quantile of `v` (sorted here), in seconds; 0 for none.
+pub fn quantile(v: &mut [f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Foreground operations for `window`: alternately a lookup of a random user's file (read) and a
+/// durable small save into `scratch` (write); returns the latencies of each, in seconds. Runs at
+/// least until `until` (when given) says stop.
+async fn foreground(
+    store: &Store,
+    scratch: &skab_engine::SpaceKey,
+    rng: &mut StdRng,
+    (users, tenants, files): (u64, u64, usize),
+    window: Duration,
+    until: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let (mut reads, mut writes) = (Vec::new(), Vec::new());
+    let body = Bytes::from(vec![b'x'; FOREGROUND_WRITE_BYTES]);
+    let t = Instant::now();
+    let mut i = 0u64;
+    while t.elapsed() < window
+        || until.is_some_and(|u| !u.load(std::sync::atomic::Ordering::Relaxed))
+    {
+        let u = rng.gen_range(0..users.max(1));
+        let key = user_key(u, tenants)?;
+        let fi = rng.gen_range(0..files.max(1));
+        let s = Instant::now();
+        store.stat(&key, &[name("docs"), name(&file_name(fi))])?;
+        reads.push(s.elapsed().as_secs_f64());
+        let s = Instant::now();
+        store
+            .put_bytes(scratch, &[name(&format!("fg-{}", i % 64))], body.clone())
+            .await?;
+        writes.push(s.elapsed().as_secs_f64());
+        i += 1;
+    }
+    Ok((reads, writes))
+}
+
+/// GC and compaction, and their effect on foreground latency: makes garbage (files written
+/// beside kept ones, then deleted and purged, so packs end up about half dead), times
+/// foreground reads and writes without maintenance, then again while GC and compaction run in a
+/// loop on another thread. The first GC and compaction rounds give `gc_s` and `compact_s`.
+async fn maintenance(
+    store: &Store,
+    f: &mut Figures,
+    (users, tenants, files): (u64, u64, usize),
+    garbage_min: u64,
+) -> Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let logical = store.stats().logical_bytes;
+    let target = ((logical as f64 * GARBAGE_SHARE) as u64)
+        .clamp(garbage_min.min(GARBAGE_MAX_BYTES), GARBAGE_MAX_BYTES);
+    let scratch = skab_engine::SpaceKey::new("t0", &format!("gc-scratch-{users}"))?;
+    store.create_space(&scratch).await?;
+    let mut rng = StdRng::seed_from_u64(users ^ 0x6763);
+    let count = target.div_ceil(GARBAGE_FILE_BYTES as u64);
+    let made = count * GARBAGE_FILE_BYTES as u64;
+    eprintln!(
+        "step: writing {:.0} MB of garbage beside kept files for GC and compaction",
+        made as f64 / 1e6
+    );
+    let mut it = futures::stream::iter((0..count).map(|i| {
+        let (store, scratch) = (store.clone(), scratch.clone());
+        async move {
+            let mut r = StdRng::seed_from_u64(i ^ users.rotate_left(20));
+            for kind in ["keep", "drop"] {
+                let mut v = vec![0u8; GARBAGE_FILE_BYTES];
+                r.fill(&mut v[..]);
+                store
+                    .put_bytes(&scratch, &[name(&format!("{kind}-{i}"))], Bytes::from(v))
+                    .await?;
+            }
+            store
+                .delete(&scratch, &[name(&format!("drop-{i}"))])
+                .await?;
+            anyhow::Ok(())
+        }
+    }))
+    .buffer_unordered(GARBAGE_IN_FLIGHT);
+    while let Some(r) = it.next().await {
+        r?;
+    }
+    drop(it);
+    for t in store.trash(&scratch)? {
+        store.purge(&scratch, t.id).await?;
+    }
+    put(f, "garbage_bytes", made as f64, "bytes");
+    eprintln!("step: foreground latency without maintenance");
+    let shape = (users, tenants, files);
+    let (mut r0, mut w0) =
+        foreground(store, &scratch, &mut rng, shape, FOREGROUND_WINDOW, None).await?;
+    eprintln!("step: foreground latency while GC and compaction run");
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let worker = {
+        let (store, done) = (store.clone(), done.clone());
+        std::thread::spawn(move || -> Result<(f64, u64, f64, u64, u64)> {
+            let t = Instant::now();
+            let gc = store.gc();
+            let gc_s = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let c = store.compact(COMPACT_DEAD_RATIO)?;
+            let compact_s = t.elapsed().as_secs_f64();
+            let started = Instant::now();
+            let mut rounds = 1u64;
+            // Keep maintenance running for the whole foreground window.
+            while started.elapsed() < FOREGROUND_WINDOW {
+                store.gc();
+                store.compact(COMPACT_DEAD_RATIO)?;
+                rounds += 1;
+            }
+            done.store(true, Ordering::Relaxed);
+            Ok((gc_s, gc.bytes_removed, compact_s, c.bytes_reclaimed, rounds))
+        })
+    };
+    let fg = foreground(
+        store,
+        &scratch,
+        &mut rng,
+        shape,
+        FOREGROUND_WINDOW,
+        Some(&done),
+    )
+    .await;
+    done.store(true, Ordering::Relaxed);
+    let (gc_s, gc_removed, compact_s, reclaimed, rounds) = worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("maintenance thread panicked"))??;
+    let (mut r1, mut w1) = fg?;
+    put(f, "gc_s", gc_s, "s");
+    put(f, "gc_bytes_removed", gc_removed as f64, "bytes");
+    put(f, "compact_s", compact_s, "s");
+    put(f, "compact_bytes_reclaimed", reclaimed as f64, "bytes");
+    put(f, "maintenance_rounds", rounds as f64, "rounds");
+    put(f, "fg_read_p99_idle_s", quantile(&mut r0, 0.99), "s");
+    put(f, "fg_read_p99_maintenance_s", quantile(&mut r1, 0.99), "s");
+    put(f, "fg_write_p99_idle_s", quantile(&mut w0, 0.99), "s");
+    put(
+        f,
+        "fg_write_p99_maintenance_s",
+        quantile(&mut w1, 0.99),
+        "s",
+    );
+    put(f, "fg_ops_idle", (r0.len() + w0.len()) as f64, "ops");
+    put(f, "fg_ops_maintenance", (r1.len() + w1.len()) as f64, "ops");
+    Ok(())
+}
+
+/// One argon2id verification with skab's parameters (docs/auth.md: m = 19 MiB, t = 2, p = 1)
+/// on one core of this machine: the median of `ARGON2_ROUNDS`, seconds.
+pub fn argon2_verify_s() -> Result<f64> {
+    use argon2::password_hash::{
+        rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+    };
+    let params =
+        argon2::Params::new(19_456, 2, 1, Some(32)).map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
+    let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let salt = SaltString::generate(&mut OsRng);
+    let phc = a
+        .hash_password(b"capacity probe", &salt)
+        .map_err(|e| anyhow::anyhow!("argon2: {e}"))?
+        .to_string();
+    let parsed = PasswordHash::new(&phc).map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
+    let mut v = Vec::new();
+    for _ in 0..ARGON2_ROUNDS {
+        let t = Instant::now();
+        a.verify_password(b"capacity probe", &parsed)
+            .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
+        v.push(t.elapsed().as_secs_f64());
+    }
+    Ok(quantile(&mut v, 0.5))
+}
+
+/// Verifications timed for `argon2_verify_s`.
+pub const ARGON2_ROUNDS: usize = 5;
 
 /// The machine the figures come from.
 pub fn machine(dir: &Path) -> BTreeMap<String, String> {

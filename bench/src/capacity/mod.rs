@@ -3,3 +3,4 @@ pub mod measure;
 pub mod plan;
 pub mod population;
 pub mod report;
+pub mod serve;

@@ -1,4 +1,6 @@
 //! A school population: users over tenants, files of realistic kinds and sizes, shared class templates and edited versions.
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use anyhow::Result;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -37,8 +39,16 @@ pub fn name(s: &str) -> Name {
     Name::new(s).expect("population names are valid")
 }
 
-fn random_bytes(rng: &mut StdRng, (lo, hi): (usize, usize)) -> Bytes {
-    let n = rng.gen_range(lo..=hi);
+/// A file's name in a user's `docs` folder: the name the loadtest's sessions open
+/// (`file-0.bin`, `file-1.bin`; its home is `/dav/{tenant}/{user}/docs/`).
+pub fn file_name(f: usize) -> String {
+    format!("file-{f}.bin")
+}
+
+/// Random bytes of a size drawn from `lo..=hi`, both scaled by `scale` (at least 1 byte).
+fn random_bytes(rng: &mut StdRng, (lo, hi): (usize, usize), scale: f64) -> Bytes {
+    let s = |b: usize| ((b as f64 * scale) as usize).max(1);
+    let n = rng.gen_range(s(lo)..=s(hi));
     let mut v = vec![0u8; n];
     rng.fill(&mut v[..]);
     Bytes::from(v)
@@ -52,17 +62,35 @@ pub fn user_key(u: u64, tenants: u64) -> Result<SpaceKey> {
     )?)
 }
 
-/// Builds users `from..to` with `files` files each; `progress` is called after each user.
+/// What to build: users `from..to` with `files` files each over `tenants` tenants, file sizes
+/// multiplied by `size_scale` (1.0: the sizes above; less for large runs on a small disk).
+#[derive(Debug, Clone, Copy)]
+pub struct Spec {
+    pub from: u64,
+    pub to: u64,
+    pub files: usize,
+    pub tenants: u64,
+    pub size_scale: f64,
+}
+
+/// Builds the users of `spec`; `progress` is called after each user. When `stop` turns true no
+/// further user is started (those in flight finish), so what was built stays consistent.
 pub async fn build(
     store: &Store,
-    from: u64,
-    to: u64,
-    files: usize,
-    tenants: u64,
+    spec: Spec,
+    stop: &AtomicBool,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Built> {
+    let Spec {
+        from,
+        to,
+        files,
+        tenants,
+        size_scale,
+    } = spec;
     let mut built = Built::default();
-    let mut it = futures::stream::iter((from..to).map(|u| {
+    let users = (from..to).take_while(|_| !stop.load(Ordering::Relaxed));
+    let mut it = futures::stream::iter(users.map(|u| {
         let store = store.clone();
         async move {
             let key = user_key(u, tenants)?;
@@ -75,11 +103,11 @@ pub async fn build(
                 ..Default::default()
             };
             for f in 0..files {
-                let path = [name("docs"), name(&format!("f{f}"))];
+                let path = [name("docs"), name(&file_name(f))];
                 let data = if rng.gen_bool(TEMPLATE_SHARE) {
                     // Same bytes for every pupil of the class: seeded by class and slot.
                     let mut t = StdRng::seed_from_u64(class * 1_000_003 + f as u64);
-                    random_bytes(&mut t, DOC_BYTES)
+                    random_bytes(&mut t, DOC_BYTES, size_scale)
                 } else {
                     let x: f64 = rng.gen();
                     let range = if x < VIDEO_SHARE {
@@ -89,12 +117,14 @@ pub async fn build(
                     } else {
                         DOC_BYTES
                     };
-                    random_bytes(&mut rng, range)
+                    random_bytes(&mut rng, range, size_scale)
                 };
                 b.logical_written += data.len() as u64;
                 store.put_bytes(&key, &path, data.clone()).await?;
                 b.files += 1;
-                if data.len() <= DOC_BYTES.1 && rng.gen_bool(EDIT_SHARE) {
+                if data.len() <= (DOC_BYTES.1 as f64 * size_scale).max(1.0) as usize
+                    && rng.gen_bool(EDIT_SHARE)
+                {
                     let mut v = data.to_vec();
                     let at = rng.gen_range(0..v.len());
                     v[at] ^= 0x55;
