@@ -1,8 +1,10 @@
-//! Fair share: at most `limits.inflight_per_tenant_max` requests of one tenant and
-//! `limits.inflight_per_account_max` of one account in flight (from authentication to the end
-//! of the response handler), so that one school's sync storm or one runaway client cannot
-//! take every serving slot. Over the account limit: 429; over the tenant limit: 503; both with
-//! `Retry-After` (`INFLIGHT_RETRY_AFTER_S`).
+//! Fair share: at most `limits.inflight_per_account_max` requests of one account in flight
+//! (from authentication to the end of the response handler), and at most
+//! `limits.inflight_per_tenant_max` of one tenant while another tenant has requests in flight,
+//! so that one school's sync storm or one runaway client cannot take every serving slot from
+//! the others. The tenant limit is work-conserving: a tenant alone on the server (one school's
+//! exam deadline at night) is not held back. Over the account limit: 429; over the tenant
+//! limit: 503; both with `Retry-After` (`INFLIGHT_RETRY_AFTER_S`).
 //!
 //! Counters live in sharded maps behind short locks; a key that exists costs a hash and a
 //! lock, no allocation; an entry is removed when its count drops to zero, so the maps hold
@@ -10,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -21,13 +24,16 @@ use crate::limits::{FAIR_SHARE_SHARDS, INFLIGHT_RETRY_AFTER_S, NAME_LEN_MAX};
 pub enum Refused {
     /// The account has `inflight_per_account_max` requests in flight (429).
     Account,
-    /// The tenant has `inflight_per_tenant_max` requests in flight (503).
+    /// The tenant has `inflight_per_tenant_max` requests in flight while another tenant has
+    /// some too (503).
     Tenant,
 }
 
 struct Counts {
     hasher: std::collections::hash_map::RandomState,
     shards: Vec<Mutex<HashMap<Box<str>, usize>>>,
+    /// Keys with something in flight (the entries of all shards).
+    live: AtomicUsize,
 }
 
 impl Counts {
@@ -37,6 +43,7 @@ impl Counts {
             shards: (0..FAIR_SHARE_SHARDS)
                 .map(|_| Mutex::new(HashMap::new()))
                 .collect(),
+            live: AtomicUsize::new(0),
         }
     }
 
@@ -44,20 +51,23 @@ impl Counts {
         &self.shards[(self.hasher.hash_one(key) as usize) % self.shards.len()]
     }
 
-    /// Adds one unless the count is at `max`; `max == 0` counts nothing and always admits.
-    fn try_add(&self, key: &str, max: usize) -> bool {
+    /// Adds one unless the count is at `max` and `others_live` (another key has something in
+    /// flight) is required and true; `max == 0` counts nothing and always admits.
+    fn try_add(&self, key: &str, max: usize, only_with_others: bool) -> bool {
         if max == 0 {
             return true;
         }
         let mut shard = self.shard(key).lock();
         if let Some(n) = shard.get_mut(key) {
-            if *n >= max {
+            // This key is live itself, so another one is live when more than one is.
+            if *n >= max && (!only_with_others || self.live.load(Ordering::Relaxed) > 1) {
                 return false;
             }
             *n += 1;
             return true;
         }
         shard.insert(key.into(), 1);
+        self.live.fetch_add(1, Ordering::Relaxed);
         true
     }
 
@@ -70,6 +80,7 @@ impl Counts {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 shard.remove(key);
+                self.live.fetch_sub(1, Ordering::Relaxed);
             }
         }
     }
@@ -163,10 +174,10 @@ impl FairShare {
             len: 3,
             tenant_at: 2,
         });
-        if !self.accounts.try_add(account.as_str(), self.account_max) {
+        if !self.accounts.try_add(account.as_str(), self.account_max, false) {
             return Err(Refused::Account);
         }
-        if !self.tenants.try_add(account.tenant(), self.tenant_max) {
+        if !self.tenants.try_add(account.tenant(), self.tenant_max, true) {
             self.accounts.remove_one(account.as_str(), self.account_max);
             return Err(Refused::Tenant);
         }
@@ -218,8 +229,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_tenant_alone_is_not_held_back_until_another_one_comes() {
+        let fs = Arc::new(FairShare::new(2, 0));
+        let alone: Vec<_> = (0..5).map(|_| fs.admit("skole", "anna").unwrap()).collect();
+        assert_eq!(fs.tenant_in_flight("skole"), 5);
+        // Another tenant is admitted (under its share), and from then on the first one is
+        // over its share until it drops below it.
+        let other = fs.admit("andenskole", "bo").unwrap();
+        assert_eq!(fs.admit("skole", "carl").err(), Some(Refused::Tenant));
+        drop(alone);
+        let again = fs.admit("skole", "carl").unwrap();
+        drop(other);
+        // Alone again: no limit.
+        let more: Vec<_> = (0..4).map(|_| fs.admit("skole", "dan").unwrap()).collect();
+        drop((again, more));
+        assert_eq!(fs.entries(), 0);
+    }
+
+    #[test]
     fn limits_per_account_and_tenant_and_entries_go_away() {
         let fs = Arc::new(FairShare::new(3, 2));
+        // Another tenant in flight: the tenant limit applies.
+        let busy = fs.admit("tredjeskole", "eva").unwrap();
         let a1 = fs.admit("skole", "anna").unwrap();
         let a2 = fs.admit("skole", "anna").unwrap();
         assert_eq!(fs.admit("skole", "anna").err(), Some(Refused::Account));
@@ -235,7 +266,7 @@ mod tests {
             fs.admit("skole", "carl").is_ok(),
             "a freed slot is reused at once"
         );
-        drop((a2, b1, other));
+        drop((a2, b1, other, busy));
         assert_eq!(fs.tenant_in_flight("skole"), 0);
         assert_eq!(fs.entries(), 0, "nothing in flight, nothing kept");
     }
