@@ -174,10 +174,16 @@ impl FairShare {
             len: 3,
             tenant_at: 2,
         });
-        if !self.accounts.try_add(account.as_str(), self.account_max, false) {
+        if !self
+            .accounts
+            .try_add(account.as_str(), self.account_max, false)
+        {
             return Err(Refused::Account);
         }
-        if !self.tenants.try_add(account.tenant(), self.tenant_max, true) {
+        if !self
+            .tenants
+            .try_add(account.tenant(), self.tenant_max, true)
+        {
             self.accounts.remove_one(account.as_str(), self.account_max);
             return Err(Refused::Tenant);
         }

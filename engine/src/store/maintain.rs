@@ -96,9 +96,15 @@ impl Store {
         }
     }
 
-    /// Removes chunks no file, version or trash item uses (safe during uploads).
+    /// Removes chunks no file, version or trash item uses (safe during uploads). Checkpoints
+    /// first, so that the records of files deleted before it, whose data it removes, are not
+    /// replayed at the next open (they would find their chunks gone).
     pub fn gc(&self) -> GcReport {
         let _pause = self.inner.maintenance.lock();
+        if let Err(e) = self.checkpoint_paused() {
+            // GC is safe without it; the next open then replays more.
+            tracing::warn!(error = %e, "checkpoint before GC failed");
+        }
         self.inner.chunks.gc(|id| self.inner.cache.remove(id))
     }
 
