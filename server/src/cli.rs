@@ -42,6 +42,12 @@ pub enum Command {
     /// Hand-in receipts: the tenant's public key, and offline verification.
     #[command(subcommand)]
     Receipt(crate::handin::cli::ReceiptCmd),
+    /// Manage shared spaces (class folders shown in every member's home).
+    #[command(subcommand)]
+    Space(crate::spaces::cli::SpaceCmd),
+    /// Manage the folders users share with users and groups.
+    #[command(subcommand)]
+    Share(crate::spaces::cli::ShareCmd),
     /// Set storage quotas (works while the server runs).
     #[command(subcommand)]
     Quota(QuotaCmd),
@@ -473,7 +479,10 @@ fn audit_of(c: &Command) -> Option<(DirArgs, String, &'static str, Option<String
             }),
         )),
         Command::Handin(crate::handin::cli::HandinCmd::Add {
-            dir, tenant, handin, ..
+            dir,
+            tenant,
+            handin,
+            ..
         }) => Some((
             dir.clone(),
             tenant.clone(),
@@ -481,13 +490,18 @@ fn audit_of(c: &Command) -> Option<(DirArgs, String, &'static str, Option<String
             Some(handin.clone()),
         )),
         Command::Handin(crate::handin::cli::HandinCmd::Del {
-            dir, tenant, handin, ..
+            dir,
+            tenant,
+            handin,
+            ..
         }) => Some((
             dir.clone(),
             tenant.clone(),
             "admin.handin.delete",
             Some(handin.clone()),
         )),
+        Command::Space(c) => crate::spaces::cli::audit_of_space(c),
+        Command::Share(c) => crate::spaces::cli::audit_of_share(c),
         _ => None,
     }
 }
@@ -608,6 +622,8 @@ fn run_command(cli: Cli, serve_fn: fn(Config) -> Result<(), CliError>) -> Result
         }
         Command::Handin(c) => crate::handin::cli::handin_cmd(c, &mut out),
         Command::Receipt(c) => crate::handin::cli::receipt_cmd(c, &mut out),
+        Command::Space(c) => crate::spaces::cli::space_cmd(c, &mut out),
+        Command::Share(c) => crate::spaces::cli::share_cmd(c, &mut out),
         Command::Quota(QuotaCmd::Set {
             dir,
             tenant,

@@ -39,6 +39,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
+    pub spaces: SpacesConfig,
 }
 
 impl Default for Config {
@@ -54,6 +55,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             auth: AuthConfig::default(),
             log: LogConfig::default(),
+            spaces: SpacesConfig::default(),
         }
     }
 }
@@ -319,6 +321,15 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// Shared spaces and shares (docs/spaces.md).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpacesConfig {
+    /// Put before a space's name to make the name of its folder in each member's home
+    /// (e.g. `"Space "` shows space `math-9a` as `Space math-9a`); empty by default.
+    pub home_folder_prefix: String,
 }
 
 /// Logging.

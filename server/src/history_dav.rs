@@ -132,8 +132,34 @@ pub async fn handle(app: &App, req: Request<ReqBody>, who: &Principal) -> Resp {
     let Ok(me) = SpaceKey::new(who.tenant.as_str(), who.user.as_str()) else {
         return not_found();
     };
-    // Another user's or tenant's versions and trash: as if they did not exist.
-    if !may_reach(Some(&me), &t.owner) {
+    // Another user's or tenant's versions and trash: as if they did not exist. A shared
+    // space's are its members' (restoring and purging are writes).
+    if let Some(name) = t.owner.user().strip_prefix(crate::spaces::SPACE_PREFIX) {
+        let space = app
+            .spaces
+            .space(t.owner.tenant(), name)
+            .filter(|_| t.owner.tenant() == me.tenant());
+        let perm = space.and_then(|s| {
+            let groups = crate::users::TenantName::new(me.tenant())
+                .ok()
+                .zip(crate::users::UserName::new(me.user()).ok())
+                .map(|(tn, un)| app.users.groups_of(&tn, &un))
+                .unwrap_or_default();
+            crate::spaces::access::space_perm(&s, me.user(), &groups)
+        });
+        match perm {
+            None => return not_found(),
+            Some(crate::spaces::Perm::Read)
+                if !matches!(req.method().as_str(), "GET" | "HEAD" | "PROPFIND") =>
+            {
+                return text(
+                    StatusCode::FORBIDDEN,
+                    &format!("space {name} is read-only for you"),
+                )
+            }
+            Some(_) => {}
+        }
+    } else if !may_reach(Some(&me), &t.owner) {
         return not_found();
     }
     if !app.store.space_exists(&t.owner) {
@@ -162,7 +188,8 @@ async fn versions(app: &App, req: &Request<ReqBody>, t: &Target) -> Resp {
         ["versions", f, v] => (*f, Some(*v)),
         _ => return not_found(),
     };
-    let Ok(fid) = fid.parse::<u32>() else {
+    // A file id as a space shows it carries a tag above the node id (`spaces::access`).
+    let Ok(fid) = fid.parse::<u64>().map(|f| f as u32) else {
         return not_found();
     };
     let (path, info) = match store.stat_id(&t.owner, NodeId(fid)) {

@@ -383,3 +383,17 @@ pub const RECEIPT_LEN_MAX: usize = 16 * 1024;
 pub const HANDIN_ZIP_CHANNEL_DEPTH: usize = 4;
 /// Bytes of zip output gathered before they are sent on (fewer, larger frames).
 pub const HANDIN_ZIP_FLUSH_BYTES: usize = 256 * 1024;
+// ---- Shared spaces and user shares (server/src/spaces) ----
+
+/// Most spaces and shares of all tenants together, count (the registry is one file read
+/// whole, and every request to a home looks through the tenant's part of it).
+pub const SPACES_MAX: usize = 50_000;
+/// Most user shares of all tenants together, count.
+pub const SHARES_MAX: usize = 200_000;
+/// Most grants (`--share`) on one space, count (a class space has a group or two).
+pub const SPACE_GRANTS_MAX: usize = 64;
+/// Largest space registry file read, bytes (`SPACES_MAX` + `SHARES_MAX` entries of about
+/// 250 bytes).
+pub const SPACE_REGISTRY_LEN_MAX: u64 = 128 << 20;
+/// Longest OCS request body read (a share creation form), bytes.
+pub const OCS_BODY_LEN_MAX: usize = 16 * 1024;

@@ -203,6 +203,9 @@ async fn authenticated(
     if crate::handin::access::is_handin_path(req.uri().path()) {
         return crate::handin::access::serve(app, req, principal).await;
     }
+    if crate::spaces::access::is_space_path(req.uri().path()) {
+        return crate::spaces::access::serve_direct(app, req, principal).await;
+    }
     let me = crate::dav::path::SpaceKey {
         tenant: principal.tenant.as_str().to_string(),
         user: principal.user.as_str().to_string(),
@@ -245,6 +248,13 @@ async fn authenticated(
         if target.space != me {
             return text(StatusCode::FORBIDDEN, "outside your space");
         }
+        // A space or share shown in the home: served as itself (`crate::spaces`).
+        if let Some(m) = crate::spaces::access::mount_of_home_path(&app, &principal, &target.path) {
+            return crate::spaces::access::serve_mounted(app, req, &principal, &m).await;
+        }
+        if let Err(r) = crate::spaces::access::check_home_destination(&app, &req, &principal, &me) {
+            return r;
+        }
         home
     };
     if !app.store.space_exists(&space) {
@@ -256,11 +266,25 @@ async fn authenticated(
         Ok(n) => n,
         Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
     };
+    let mut access = crate::spaces::access::Access::default();
+    if target.mount != Mount::OcUploads
+        && target.path.is_root()
+        && req.method().as_str() == "PROPFIND"
+    {
+        access.home_mounts = crate::spaces::access::home_listing(
+            &app,
+            principal.tenant.as_str(),
+            principal.user.as_str(),
+            target.mount,
+        )
+        .await;
+    }
     let ctx = Ctx {
         app,
         space,
         target,
         names,
+        access,
     };
     methods::dispatch(ctx, req).await
 }

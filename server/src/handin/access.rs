@@ -197,6 +197,7 @@ pub async fn serve(app: Arc<App>, mut req: Request<ReqBody>, principal: Principa
         space,
         target,
         names,
+        access: Default::default(),
     };
     methods::dispatch(ctx, req).await
 }
@@ -365,8 +366,7 @@ pub async fn after_put(
             vec![
                 (
                     receipt,
-                    format!("<h:receipt xmlns:h=\"{PROP_NS}\">{issued}</h:receipt>")
-                        .into_bytes(),
+                    format!("<h:receipt xmlns:h=\"{PROP_NS}\">{issued}</h:receipt>").into_bytes(),
                 ),
                 (
                     late,

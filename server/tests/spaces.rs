@@ -1,0 +1,557 @@
+//! Shared spaces and shares by users against a real `skab serve` on loopback: members see
+//! a space at `/dav/<t>/spaces/<s>/` and as a folder of their home (also under the
+//! ownCloud mounts), everyone else gets 404; read-only members get 403 with a body and are
+//! told in advance by `oc:permissions` and `DAV:current-user-privilege-set`; revoking
+//! counts from the next request on a kept-alive connection; a write in a space changes the
+//! ETag of each member's home; quota is charged to the space; versions and trash work in a
+//! space; the OCS share API creates, lists and deletes shares (JSON and XML).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{basic, skab, Http, Reply, Server};
+
+const T: &str = "school";
+const PW: &str = "correct horse battery staple";
+const SPACE: &str = "/dav/school/spaces/math/";
+
+fn start() -> Server {
+    Server::start_with(
+        &[
+            (T, "teach", PW),
+            (T, "p1", PW),
+            (T, "p2", PW),
+            (T, "outsider", PW),
+            ("other", "p1", PW),
+        ],
+        &[],
+    )
+}
+
+fn cli(s: &Server, args: &[&str]) -> String {
+    let mut all: Vec<&str> = args.to_vec();
+    let d = s.data_dir().to_str().unwrap().to_string();
+    all.extend(["--data-dir", d.as_str()]);
+    let (ok, out) = skab(&all, None);
+    assert!(ok, "skab {args:?} failed: {out}");
+    out
+}
+
+fn as_user(s: &Server, user: &str, tenant: &str) -> Http {
+    s.client_as(&format!("{user}@{tenant}"), PW)
+}
+
+/// Group `class` = p1, space `math` of teach: the class reads, p2 writes.
+fn setup(s: &Server) {
+    cli(
+        s,
+        &[
+            "group",
+            "add",
+            "--tenant",
+            T,
+            "--group",
+            "class",
+            "--members",
+            "p1",
+        ],
+    );
+    cli(
+        s,
+        &[
+            "space",
+            "add",
+            "--tenant",
+            T,
+            "--space",
+            "math",
+            "--owner",
+            "teach",
+            "--share",
+            "group:class=read",
+            "--share",
+            "user:p2=write",
+        ],
+    );
+    // The server rereads the groups at most once a second.
+    let p1 = as_user(s, "p1", T);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p1.propfind(SPACE, "0").status != 207 {
+        assert!(Instant::now() < deadline, "p1 never let into the space");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn propfind_props(c: &Http, url: &str, depth: &str, props: &str) -> Reply {
+    let body = format!(
+        "<?xml version=\"1.0\"?><d:propfind xmlns:d=\"DAV:\" xmlns:oc=\"http://owncloud.org/ns\"><d:prop>{props}</d:prop></d:propfind>"
+    );
+    c.send("PROPFIND", url, &[("Depth", depth)], body.as_bytes())
+}
+
+/// The `getetag` of `url` (Depth 0).
+fn etag_of(c: &Http, url: &str) -> String {
+    let r = propfind_props(c, url, "0", "<d:getetag/>");
+    assert_eq!(r.status, 207, "{url}: {}", r.text());
+    let t = r.text();
+    let start = t.find("getetag>").expect("getetag") + "getetag>".len();
+    let end = start + t[start..].find('<').unwrap();
+    t[start..end].to_string()
+}
+
+/// The text of the first `<…name>` element in a multistatus after `href`.
+fn prop_after(text: &str, href: &str, name: &str) -> String {
+    let at = text
+        .find(&format!("<D:href>{href}</D:href>"))
+        .or_else(|| text.find(&format!("<d:href>{href}</d:href>")))
+        .unwrap_or_else(|| panic!("{href} not in {text}"));
+    let rest = &text[at..];
+    let rest = &rest[..rest.find("</D:response>").unwrap_or(rest.len())];
+    // `<X:name xmlns:X="…">text</X:name>`: the text after the opening tag's `>`.
+    let open = format!(":{name}");
+    match rest.find(&open) {
+        Some(i) => {
+            let from = i + rest[i..].find('>').unwrap() + 1;
+            rest[from..from + rest[from..].find('<').unwrap()].to_string()
+        }
+        None => String::new(),
+    }
+}
+
+#[test]
+fn members_see_the_space_in_their_home_and_others_get_404() {
+    let s = start();
+    setup(&s);
+    let teach = as_user(&s, "teach", T);
+    let p1 = as_user(&s, "p1", T);
+    let p2 = as_user(&s, "p2", T);
+    let outsider = as_user(&s, "outsider", T);
+    let stranger = as_user(&s, "p1", "other");
+    assert_eq!(
+        teach.put(&format!("{SPACE}notes.txt"), b"fractions").status,
+        201
+    );
+    assert_eq!(teach.mkcol(&format!("{SPACE}week1")).status, 201);
+
+    // Direct, and as a folder of the home, under every mount.
+    for url in [
+        "/dav/school/spaces/math/notes.txt",
+        "/dav/school/p1/math/notes.txt",
+        "/remote.php/dav/files/p1@school/math/notes.txt",
+        "/remote.php/webdav/math/notes.txt",
+    ] {
+        let r = p1.get(url);
+        assert_eq!((r.status, r.text().as_str()), (200, "fractions"), "{url}");
+    }
+    let home = p1.propfind("/dav/school/p1/", "1");
+    assert_eq!(home.status, 207);
+    assert!(
+        home.hrefs().contains(&"/dav/school/p1/math/".to_string()),
+        "{}",
+        home.text()
+    );
+    let inside = p1.propfind("/dav/school/p1/math/", "1");
+    assert_eq!(inside.status, 207);
+    let hrefs = inside.hrefs();
+    assert!(
+        hrefs.contains(&"/dav/school/p1/math/notes.txt".to_string()),
+        "{hrefs:?}"
+    );
+    assert!(
+        hrefs.contains(&"/dav/school/p1/math/week1/".to_string()),
+        "{hrefs:?}"
+    );
+    let oc = p1.propfind("/remote.php/dav/files/p1@school/", "1");
+    assert!(
+        oc.hrefs()
+            .contains(&"/remote.php/dav/files/p1@school/math/".to_string()),
+        "{}",
+        oc.text()
+    );
+    let direct = p1.propfind(SPACE, "1");
+    assert!(direct
+        .hrefs()
+        .contains(&"/dav/school/spaces/math/notes.txt".to_string()));
+
+    // The owner sees it in their home too; the writer writes through their home.
+    assert!(teach
+        .propfind("/dav/school/teach/", "1")
+        .hrefs()
+        .contains(&"/dav/school/teach/math/".to_string()));
+    assert_eq!(
+        p2.put("/dav/school/p2/math/from-p2.txt", b"p2 was here")
+            .status,
+        201
+    );
+    assert_eq!(
+        teach.get(&format!("{SPACE}from-p2.txt")).text(),
+        "p2 was here"
+    );
+    assert_eq!(p2.mkcol("/dav/school/p2/math/week1/p2dir").status, 201);
+
+    // Anyone else: 404 by every method, never 403; the home shows nothing.
+    for c in [&outsider, &stranger] {
+        for (m, url) in [
+            ("GET", "/dav/school/spaces/math/notes.txt"),
+            ("PROPFIND", "/dav/school/spaces/math/"),
+            ("PUT", "/dav/school/spaces/math/x.txt"),
+            ("DELETE", "/dav/school/spaces/math/notes.txt"),
+            ("MKCOL", "/dav/school/spaces/math/d"),
+            ("LOCK", "/dav/school/spaces/math/notes.txt"),
+            ("GET", "/dav/school/spaces/nosuch/x"),
+        ] {
+            let r = c.send(m, url, &[("Depth", "0")], b"");
+            assert_eq!(r.status, 404, "{m} {url}: {}", r.text());
+        }
+    }
+    assert!(!outsider
+        .propfind("/dav/school/outsider/", "1")
+        .text()
+        .contains("math"));
+    // In the outsider's home, a folder named like the space is their own, not the space.
+    assert_eq!(
+        outsider.get("/dav/school/outsider/math/notes.txt").status,
+        404
+    );
+    assert_eq!(stranger.get("/dav/other/spaces/math/notes.txt").status, 404);
+
+    // The space's folder in a home cannot be deleted or renamed; moves from the home in
+    // are refused with a reason.
+    let r = p2.delete("/dav/school/p2/math/");
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = p2.send(
+        "MOVE",
+        "/dav/school/p2/math/",
+        &[("Destination", "/dav/school/p2/renamed/")],
+        b"",
+    );
+    assert_eq!(r.status, 403);
+    assert_eq!(p2.put("/dav/school/p2/mine.txt", b"mine").status, 201);
+    let r = p2.send(
+        "MOVE",
+        "/dav/school/p2/mine.txt",
+        &[("Destination", "/dav/school/p2/math/mine.txt")],
+        b"",
+    );
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("shared folder"), "{}", r.text());
+    // Moves inside the space through the home view work.
+    let r = p2.send(
+        "MOVE",
+        "/dav/school/p2/math/from-p2.txt",
+        &[("Destination", "/dav/school/p2/math/week1/moved.txt")],
+        b"",
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        teach.get(&format!("{SPACE}week1/moved.txt")).text(),
+        "p2 was here"
+    );
+}
+
+#[test]
+fn read_only_members_are_refused_and_told_in_advance() {
+    let s = start();
+    setup(&s);
+    let teach = as_user(&s, "teach", T);
+    let p1 = as_user(&s, "p1", T);
+    let p2 = as_user(&s, "p2", T);
+    assert_eq!(teach.put(&format!("{SPACE}notes.txt"), b"v1").status, 201);
+    for (m, url) in [
+        ("PUT", "/dav/school/p1/math/new.txt"),
+        ("PUT", "/dav/school/p1/math/notes.txt"),
+        ("PUT", "/dav/school/spaces/math/new.txt"),
+        ("DELETE", "/dav/school/p1/math/notes.txt"),
+        ("MKCOL", "/dav/school/p1/math/d"),
+        ("PROPPATCH", "/dav/school/p1/math/notes.txt"),
+        ("LOCK", "/dav/school/p1/math/notes.txt"),
+        ("MOVE", "/dav/school/spaces/math/notes.txt"),
+    ] {
+        let r = p1.send(
+            m,
+            url,
+            &[("Destination", "/dav/school/spaces/math/other.txt")],
+            b"",
+        );
+        assert_eq!(r.status, 403, "{m} {url}");
+        assert!(r.text().contains("read-only"), "{m} {url}: {}", r.text());
+    }
+    assert_eq!(teach.get(&format!("{SPACE}notes.txt")).text(), "v1");
+
+    let props = "<oc:permissions/><d:current-user-privilege-set/>";
+    let ro = propfind_props(&p1, "/dav/school/p1/", "1", props).text();
+    assert_eq!(prop_after(&ro, "/dav/school/p1/math/", "permissions"), "SM");
+    let ro = propfind_props(&p1, "/dav/school/p1/math/", "1", props).text();
+    assert_eq!(
+        prop_after(&ro, "/dav/school/p1/math/notes.txt", "permissions"),
+        "S"
+    );
+    assert!(
+        ro.contains("<D:read/>") && !ro.contains("<D:write/>"),
+        "{ro}"
+    );
+    let rw = propfind_props(&p2, "/dav/school/p2/math/", "1", props).text();
+    assert_eq!(
+        prop_after(&rw, "/dav/school/p2/math/notes.txt", "permissions"),
+        "SDNVW"
+    );
+    assert_eq!(
+        prop_after(&rw, "/dav/school/p2/math/", "permissions"),
+        "SMCK"
+    );
+    assert!(rw.contains("<D:write/>"), "{rw}");
+    // One's own home is as before.
+    let own = propfind_props(&p2, "/dav/school/p2/", "0", props).text();
+    assert_eq!(prop_after(&own, "/dav/school/p2/", "permissions"), "DNVCK");
+}
+
+/// One HTTP/1.1 connection kept open over several requests.
+struct KeepAlive(TcpStream);
+
+impl KeepAlive {
+    fn new(s: &Server) -> KeepAlive {
+        let port = s.client().port;
+        let t = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        t.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        KeepAlive(t)
+    }
+
+    fn send(&mut self, method: &str, path: &str, auth: &str, body: &[u8]) -> (u16, String) {
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {auth}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        self.0.write_all(req.as_bytes()).unwrap();
+        self.0.write_all(body).unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            self.0.read_exact(&mut b).unwrap();
+            head.push(b[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_string();
+        let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        let mut body = vec![0u8; len];
+        self.0.read_exact(&mut body).unwrap();
+        (status, String::from_utf8_lossy(&body).to_string())
+    }
+}
+
+#[test]
+fn revoking_counts_at_once_on_a_kept_alive_connection() {
+    let s = start();
+    setup(&s);
+    let teach = as_user(&s, "teach", T);
+    assert_eq!(teach.put(&format!("{SPACE}notes.txt"), b"x").status, 201);
+    let auth = basic("p2@school", PW);
+    let mut conn = KeepAlive::new(&s);
+    assert_eq!(
+        conn.send("GET", "/dav/school/p2/math/notes.txt", &auth, b"")
+            .0,
+        200
+    );
+    assert_eq!(
+        conn.send("PUT", "/dav/school/p2/math/a.txt", &auth, b"a").0,
+        201
+    );
+    // Write taken away: the next request on the same connection is refused.
+    cli(
+        &s,
+        &[
+            "space",
+            "share",
+            "--tenant",
+            T,
+            "--space",
+            "math",
+            "--share",
+            "user:p2=read",
+        ],
+    );
+    let (code, body) = conn.send("PUT", "/dav/school/p2/math/b.txt", &auth, b"b");
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(
+        conn.send("GET", "/dav/school/p2/math/notes.txt", &auth, b"")
+            .0,
+        200
+    );
+    // Membership taken away: gone, and gone from the home.
+    cli(
+        &s,
+        &[
+            "space", "unshare", "--tenant", T, "--space", "math", "--from", "user:p2",
+        ],
+    );
+    assert_eq!(
+        conn.send("GET", "/dav/school/p2/math/notes.txt", &auth, b"")
+            .0,
+        404
+    );
+    assert_eq!(
+        conn.send("GET", "/dav/school/spaces/math/notes.txt", &auth, b"")
+            .0,
+        404
+    );
+    let (code, body) = conn.send("PROPFIND", "/dav/school/p2/", &auth, b"");
+    assert_eq!(code, 207);
+    assert!(!body.contains("/dav/school/p2/math/"), "{body}");
+    // A deleted space is gone for its members too.
+    cli(&s, &["space", "del", "--tenant", T, "--space", "math"]);
+    let p1 = as_user(&s, "p1", T);
+    assert_eq!(p1.get("/dav/school/p1/math/notes.txt").status, 404);
+    assert_eq!(p1.get("/dav/school/spaces/math/notes.txt").status, 404);
+    // The admin commands are in the tenant's audit log.
+    let d = s.data_dir().to_str().unwrap().to_string();
+    let (ok, log) = skab(&["audit", "export", "--tenant", T, "--data-dir", &d], None);
+    assert!(ok, "{log}");
+    for kind in [
+        "admin.space.add",
+        "admin.space.share",
+        "admin.space.unshare",
+        "admin.space.delete",
+    ] {
+        assert!(log.contains(kind), "{kind} not in {log}");
+    }
+}
+
+#[test]
+fn a_write_in_the_space_changes_each_members_home_etag() {
+    let s = start();
+    setup(&s);
+    let teach = as_user(&s, "teach", T);
+    let p1 = as_user(&s, "p1", T);
+    assert_eq!(teach.mkcol(&format!("{SPACE}week1")).status, 201);
+    let homes = [
+        "/dav/school/p1/",
+        "/remote.php/dav/files/p1@school/",
+        "/remote.php/webdav/",
+    ];
+    let before: Vec<String> = homes.iter().map(|h| etag_of(&p1, h)).collect();
+    let folder_before = etag_of(&p1, "/dav/school/p1/math/");
+    // Unchanged when nothing changed.
+    assert_eq!(etag_of(&p1, homes[0]), before[0]);
+    assert_eq!(
+        teach.put(&format!("{SPACE}week1/sheet.txt"), b"1+1").status,
+        201
+    );
+    for (h, b) in homes.iter().zip(&before) {
+        assert_ne!(&etag_of(&p1, h), b, "{h}");
+    }
+    assert_ne!(etag_of(&p1, "/dav/school/p1/math/"), folder_before);
+    // The teacher's own home shows it too.
+    let t_before = etag_of(&teach, "/dav/school/teach/");
+    assert_eq!(
+        teach.put(&format!("{SPACE}week1/sheet.txt"), b"1+2").status,
+        204
+    );
+    assert_ne!(etag_of(&teach, "/dav/school/teach/"), t_before);
+    // Being let in or out changes it as well.
+    let p1_now = etag_of(&p1, homes[0]);
+    cli(
+        &s,
+        &[
+            "space",
+            "unshare",
+            "--tenant",
+            T,
+            "--space",
+            "math",
+            "--from",
+            "group:class",
+        ],
+    );
+    assert_ne!(etag_of(&p1, homes[0]), p1_now);
+}
+
+#[test]
+fn quota_is_charged_to_the_space_and_versions_and_trash_work_there() {
+    let s = start();
+    setup(&s);
+    let p2 = as_user(&s, "p2", T);
+    let p1 = as_user(&s, "p1", T);
+    let data = vec![7u8; 10_000];
+    assert_eq!(p2.put("/dav/school/p2/math/big.bin", &data).status, 201);
+    let props = "<d:quota-used-bytes/>";
+    let home = propfind_props(&p2, "/dav/school/p2/", "0", props).text();
+    assert_eq!(
+        prop_after(&home, "/dav/school/p2/", "quota-used-bytes"),
+        "0"
+    );
+    let space = propfind_props(&p2, SPACE, "0", props).text();
+    let used: u64 = prop_after(&space, SPACE, "quota-used-bytes")
+        .parse()
+        .unwrap();
+    assert!(used >= 10_000, "{space}");
+    // The space's own quota bounds it.
+    cli(
+        &s,
+        &[
+            "quota",
+            "set",
+            "--tenant",
+            T,
+            "--user",
+            "_space_math",
+            "--bytes",
+            "15000",
+        ],
+    );
+    let r = p2.put("/dav/school/p2/math/more.bin", &vec![1u8; 10_000]);
+    assert_eq!(r.status, 507, "{}", r.text());
+    assert_eq!(
+        p2.put("/dav/school/p2/small.bin", &vec![1u8; 10_000])
+            .status,
+        201
+    );
+
+    // Versions: an overwrite keeps the earlier content, members list it, writers restore.
+    assert_eq!(p2.put("/dav/school/p2/math/big.bin", b"v2").status, 204);
+    let r = propfind_props(&p2, "/dav/school/p2/math/big.bin", "0", "<oc:fileid/>");
+    let fileid = prop_after(&r.text(), "/dav/school/p2/math/big.bin", "fileid");
+    let vroot = format!("/dav-versions/school/_space_math/versions/{fileid}/");
+    let list = p1.propfind(&vroot, "1");
+    assert_eq!(list.status, 207, "{}", list.text());
+    let version = list
+        .hrefs()
+        .into_iter()
+        .find(|h| !h.ends_with('/'))
+        .unwrap_or_else(|| panic!("no version in {}", list.text()));
+    assert_eq!(p1.get(&version).body, data);
+    let restore = |c: &Http| {
+        c.send(
+            "MOVE",
+            &version,
+            &[(
+                "Destination",
+                "/dav-versions/school/_space_math/restore/target",
+            )],
+            b"",
+        )
+    };
+    assert_eq!(restore(&p1).status, 403, "a reader cannot restore");
+    assert_eq!(restore(&p2).status, 204);
+    assert_eq!(p1.get("/dav/school/p1/math/big.bin").body, data);
+    // Trash: a delete in the space lands in the space's trash.
+    assert_eq!(p2.delete("/dav/school/p2/math/big.bin").status, 204);
+    let trash = p2.propfind("/dav-trash/school/_space_math/trash/", "1");
+    assert_eq!(trash.status, 207);
+    assert!(trash.text().contains("big.bin"), "{}", trash.text());
+    let outsider = as_user(&s, "outsider", T);
+    assert_eq!(
+        outsider
+            .propfind("/dav-trash/school/_space_math/trash/", "1")
+            .status,
+        404
+    );
+}
