@@ -198,6 +198,9 @@ async fn authenticated(
     ocs: bool,
 ) -> Resp {
     if ocs {
+        if crate::spaces::ocs::is_shares(req.uri().path()) {
+            return crate::spaces::ocs::handle(&app, req, &principal).await;
+        }
         return oc::discovery::ocs(&req, &principal);
     }
     if crate::handin::access::is_handin_path(req.uri().path()) {

@@ -555,3 +555,240 @@ fn quota_is_charged_to_the_space_and_versions_and_trash_work_there() {
         404
     );
 }
+
+/// curl against the OCS share API: (HTTP status, body).
+fn ocs(s: &Server, login: &str, method: &str, url: &str, form: &[&str]) -> (u16, String) {
+    let full = format!("{}{url}", s.base());
+    let mut args: Vec<String> = vec![
+        "-sS".into(),
+        "-o".into(),
+        "-".into(),
+        "-w".into(),
+        "\n%{http_code}".into(),
+        "-u".into(),
+        format!("{login}:{PW}"),
+        "-H".into(),
+        "OCS-APIRequest: true".into(),
+        "-X".into(),
+        method.into(),
+    ];
+    for f in form {
+        args.push("--data-urlencode".into());
+        args.push((*f).into());
+    }
+    args.push(full);
+    let out = std::process::Command::new("curl")
+        .args(&args)
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), body.to_string())
+}
+
+const SHARES_V2: &str = "/ocs/v2.php/apps/files_sharing/api/v1/shares";
+const SHARES_V1: &str = "/ocs/v1.php/apps/files_sharing/api/v1/shares";
+
+#[test]
+fn users_share_folders_through_ocs_and_the_cli_and_revoking_counts_at_once() {
+    let s = start();
+    setup(&s);
+    let teach = as_user(&s, "teach", T);
+    let p1 = as_user(&s, "p1", T);
+    let p2 = as_user(&s, "p2", T);
+    assert_eq!(teach.mkcol("/dav/school/teach/Material").status, 201);
+    assert_eq!(
+        teach.put("/dav/school/teach/Material/a.txt", b"A").status,
+        201
+    );
+    assert_eq!(teach.put("/dav/school/teach/loose.txt", b"L").status, 201);
+
+    // Create: a user share, read only (JSON, v2).
+    let (code, body) = ocs(
+        &s,
+        "teach@school",
+        "POST",
+        &format!("{SHARES_V2}?format=json"),
+        &[
+            "path=/Material",
+            "shareType=0",
+            "shareWith=p1@school",
+            "permissions=1",
+        ],
+    );
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["ocs"]["meta"]["statuscode"], 200, "{body}");
+    let d = &v["ocs"]["data"];
+    assert_eq!(d["share_type"], 0);
+    assert_eq!(d["permissions"], 1);
+    assert_eq!(d["path"], "/Material");
+    assert_eq!(d["share_with"], "p1@school");
+    assert_eq!(d["item_type"], "folder");
+    let id1 = d["id"].as_str().unwrap().to_string();
+
+    // The recipient sees it in their home, read-only.
+    assert_eq!(p1.get("/dav/school/p1/Material/a.txt").text(), "A");
+    assert!(p1
+        .propfind("/remote.php/dav/files/p1@school/", "1")
+        .hrefs()
+        .contains(&"/remote.php/dav/files/p1@school/Material/".to_string()));
+    let r = p1.put("/dav/school/p1/Material/b.txt", b"B");
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("read-only"), "{}", r.text());
+    // Nobody else does.
+    assert_eq!(p2.get("/dav/school/p2/Material/a.txt").status, 404);
+
+    // List: the owner's shares (JSON), and shared with me (XML, v1: 100 in the body).
+    let (code, body) = ocs(
+        &s,
+        "teach@school",
+        "GET",
+        &format!("{SHARES_V2}?format=json"),
+        &[],
+    );
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["ocs"]["data"][0]["id"], id1.as_str(), "{body}");
+    let (code, body) = ocs(
+        &s,
+        "p1@school",
+        "GET",
+        &format!("{SHARES_V1}?shared_with_me=true"),
+        &[],
+    );
+    assert_eq!(code, 200);
+    assert!(body.contains("<statuscode>100</statuscode>"), "{body}");
+    assert!(body.contains(&format!("<id>{id1}</id>")), "{body}");
+    assert!(
+        body.contains("<file_target>/Material</file_target>"),
+        "{body}"
+    );
+    let (_, body) = ocs(
+        &s,
+        "p2@school",
+        "GET",
+        &format!("{SHARES_V1}?shared_with_me=true"),
+        &[],
+    );
+    assert!(!body.contains("<id>"), "{body}");
+
+    // A group share with write: the strongest share counts.
+    let (code, body) = ocs(
+        &s,
+        "teach@school",
+        "POST",
+        &format!("{SHARES_V2}?format=json"),
+        &[
+            "path=Material",
+            "shareType=1",
+            "shareWith=class",
+            "permissions=31",
+        ],
+    );
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["ocs"]["data"]["permissions"], 15);
+    let id2 = v["ocs"]["data"]["id"].as_str().unwrap().to_string();
+    assert_eq!(p1.put("/dav/school/p1/Material/b.txt", b"B").status, 201);
+    assert_eq!(teach.get("/dav/school/teach/Material/b.txt").text(), "B");
+
+    // Refusals: no such path, a file, a link, someone else's share, another tenant.
+    for (form, want) in [
+        (vec!["path=/Nope", "shareType=0", "shareWith=p2"], 404),
+        (vec!["path=/loose.txt", "shareType=0", "shareWith=p2"], 400),
+        (vec!["path=/Material", "shareType=3"], 400),
+        (
+            vec!["path=/Material", "shareType=0", "shareWith=nobody"],
+            404,
+        ),
+    ] {
+        let (code, body) = ocs(&s, "teach@school", "POST", SHARES_V2, &form);
+        assert_eq!(code, want, "{form:?}: {body}");
+    }
+    let (code, _) = ocs(
+        &s,
+        "p2@school",
+        "DELETE",
+        &format!("{SHARES_V2}/{id1}"),
+        &[],
+    );
+    assert_eq!(code, 404);
+    let (code, _) = ocs(&s, "p1@other", "GET", &format!("{SHARES_V2}/{id1}"), &[]);
+    assert_eq!(code, 404);
+    let (_, body) = ocs(
+        &s,
+        "p1@other",
+        "GET",
+        &format!("{SHARES_V2}?shared_with_me=true"),
+        &[],
+    );
+    assert!(!body.contains("<id>"), "{body}");
+    assert_eq!(
+        as_user(&s, "p1", "other")
+            .get("/dav/other/p1/Material/a.txt")
+            .status,
+        404
+    );
+
+    // Revoking counts from the next request on a kept-alive connection.
+    let auth = basic("p1@school", PW);
+    let mut conn = KeepAlive::new(&s);
+    assert_eq!(
+        conn.send("PUT", "/dav/school/p1/Material/c.txt", &auth, b"C")
+            .0,
+        201
+    );
+    let (code, body) = ocs(
+        &s,
+        "teach@school",
+        "DELETE",
+        &format!("{SHARES_V2}/{id2}"),
+        &[],
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        conn.send("PUT", "/dav/school/p1/Material/d.txt", &auth, b"D")
+            .0,
+        403
+    );
+    assert_eq!(
+        conn.send("GET", "/dav/school/p1/Material/a.txt", &auth, b"")
+            .0,
+        200
+    );
+    let (code, _) = ocs(
+        &s,
+        "teach@school",
+        "DELETE",
+        &format!("{SHARES_V2}/{id1}"),
+        &[],
+    );
+    assert_eq!(code, 200);
+    assert_eq!(
+        conn.send("GET", "/dav/school/p1/Material/a.txt", &auth, b"")
+            .0,
+        404
+    );
+
+    // The CLI: add, list, delete.
+    let out = cli(
+        &s,
+        &[
+            "share", "add", "--tenant", T, "--owner", "teach", "--path", "Material", "--with",
+            "user:p2", "--perm", "write",
+        ],
+    );
+    let id3 = out
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(':')
+        .to_string();
+    assert_eq!(p2.put("/dav/school/p2/Material/p2.txt", b"2").status, 201);
+    let list = cli(&s, &["share", "list", "--tenant", T]);
+    assert!(list.contains("/Material\tuser:p2\twrite"), "{list}");
+    cli(&s, &["share", "del", "--tenant", T, "--id", &id3]);
+    assert_eq!(p2.get("/dav/school/p2/Material/p2.txt").status, 404);
+    assert_eq!(teach.get("/dav/school/teach/Material/p2.txt").text(), "2");
+}

@@ -5,7 +5,7 @@
 
 pub mod access;
 pub mod cli;
-
+pub mod ocs;
 pub mod registry;
 
 pub use registry::{Grant, Grantee, Perm, Registry, Share, Space};

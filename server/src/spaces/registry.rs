@@ -349,6 +349,28 @@ impl Registry {
         })
     }
 
+    /// Changes what share `id` of `tenant` allows, when `may` allows (its owner).
+    pub fn set_share_perm(
+        &self,
+        tenant: &str,
+        id: u64,
+        perm: Perm,
+        may: impl FnOnce(&Share) -> bool,
+    ) -> Result<Share, RegistryError> {
+        self.change(|saved| {
+            let s = saved
+                .shares
+                .iter_mut()
+                .find(|x| x.tenant == tenant && x.id == id)
+                .ok_or(RegistryError::NoShare(id))?;
+            if !may(s) {
+                return Err(RegistryError::NoShare(id));
+            }
+            s.perm = perm;
+            Ok(s.clone())
+        })
+    }
+
     /// Removes share `id` of `tenant`, when `may` allows (the OCS API lets only its owner).
     pub fn delete_share(
         &self,
