@@ -792,3 +792,75 @@ fn users_share_folders_through_ocs_and_the_cli_and_revoking_counts_at_once() {
     assert_eq!(p2.get("/dav/school/p2/Material/p2.txt").status, 404);
     assert_eq!(teach.get("/dav/school/teach/Material/p2.txt").text(), "2");
 }
+
+/// Runs `nextcloudcmd` once: syncs `local` with the home of `login`.
+fn nextcloud_sync(s: &Server, login: &str, local: &std::path::Path) {
+    let exclude = local.parent().unwrap().join("exclude.lst");
+    std::fs::write(&exclude, "*~\n").unwrap();
+    let out = std::process::Command::new("timeout")
+        .arg("120")
+        .arg("nextcloudcmd")
+        .args(["--non-interactive", "--max-sync-retries", "1"])
+        .arg("--exclude")
+        .arg(&exclude)
+        .args(["-u", login, "-p", PW])
+        .arg(local)
+        .arg(format!("{}/", s.base()))
+        .env("QT_QPA_PLATFORM", "offscreen")
+        .output()
+        .expect("run nextcloudcmd");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tail = &log[log.len().saturating_sub(4000)..];
+    assert!(out.status.success(), "nextcloudcmd failed:\n{tail}");
+}
+
+#[test]
+fn nextcloudcmd_syncing_a_home_takes_the_space_along() {
+    common::require_tool("nextcloudcmd");
+    let s = start();
+    setup(&s);
+    let teach = as_user(&s, "teach", T);
+    assert_eq!(
+        teach.put(&format!("{SPACE}sheet.txt"), b"task 1").status,
+        201
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("p2");
+    std::fs::create_dir(&local).unwrap();
+    std::fs::write(local.join("own.txt"), b"p2's own").unwrap();
+    nextcloud_sync(&s, "p2@school", &local);
+    assert_eq!(
+        std::fs::read(local.join("math/sheet.txt")).unwrap(),
+        b"task 1"
+    );
+    assert_eq!(
+        as_user(&s, "p2", T).get("/dav/school/p2/own.txt").text(),
+        "p2's own"
+    );
+    assert_eq!(teach.get(&format!("{SPACE}own.txt")).status, 404);
+    // Up into the space through the home, and the teacher's change down.
+    std::fs::write(local.join("math/answer.txt"), b"42").unwrap();
+    nextcloud_sync(&s, "p2@school", &local);
+    assert_eq!(teach.get(&format!("{SPACE}answer.txt")).text(), "42");
+    assert_eq!(
+        teach.put(&format!("{SPACE}sheet.txt"), b"task 2").status,
+        204
+    );
+    nextcloud_sync(&s, "p2@school", &local);
+    assert_eq!(
+        std::fs::read(local.join("math/sheet.txt")).unwrap(),
+        b"task 2"
+    );
+    // A read-only member gets the files too.
+    let local1 = dir.path().join("p1");
+    std::fs::create_dir(&local1).unwrap();
+    nextcloud_sync(&s, "p1@school", &local1);
+    assert_eq!(
+        std::fs::read(local1.join("math/answer.txt")).unwrap(),
+        b"42"
+    );
+}
