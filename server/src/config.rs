@@ -383,7 +383,7 @@ pub struct CliOverrides {
 /// Prefix of every environment override.
 pub const ENV_PREFIX: &str = "SKAB_";
 /// Names of the tables; a variable `SKAB_<TABLE>_<KEY>` sets `<table>.<key>`.
-const SECTIONS: &[&str] = &["http", "tls", "storage", "limits", "auth", "log"];
+const SECTIONS: &[&str] = &["http", "tls", "storage", "limits", "auth", "log", "spaces"];
 
 /// Environment variable that names the config file when `--config` is not given.
 pub const ENV_CONFIG_FILE: &str = "SKAB_CONFIG";

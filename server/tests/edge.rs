@@ -148,6 +148,7 @@ fn other_value(key: &str, default: Option<&toml::Value>) -> toml::Value {
         ("http.trusted_proxies", _) => V::Array(vec![text("10.0.0.0/8")]),
         ("http.client_header", _) => text("forwarded"),
         ("http.public_url", _) => text("https://skab.example.dk"),
+        ("spaces.home_folder_prefix", _) => text("Class "),
         _ => panic!("{key}: add a non-default value for this setting to the test"),
     }
 }
