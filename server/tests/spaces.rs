@@ -864,3 +864,103 @@ fn nextcloudcmd_syncing_a_home_takes_the_space_along() {
         b"42"
     );
 }
+
+#[test]
+fn locks_chunked_uploads_and_the_folder_prefix_work_in_spaces() {
+    let s = Server::start_opts(
+        common::Opts::default()
+            .user(T, "teach", PW)
+            .user(T, "p1", PW)
+            .user(T, "p2", PW)
+            .config("[spaces]\nhome_folder_prefix = \"Class \"\n"),
+    );
+    setup(&s);
+    let teach = as_user(&s, "teach", T);
+    let p2 = as_user(&s, "p2", T);
+    let folder = "/dav/school/p2/Class%20math/";
+    assert!(p2
+        .propfind("/dav/school/p2/", "1")
+        .hrefs()
+        .contains(&folder.to_string()));
+    assert_eq!(p2.put(&format!("{folder}doc.txt"), b"v1").status, 201);
+
+    // A lock taken through p2's home holds for the teacher's direct URL.
+    let lock = br#"<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>"#;
+    let r = p2.send("LOCK", &format!("{folder}doc.txt"), &[("Depth", "0")], lock);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let token = r.header("lock-token").unwrap().to_string();
+    assert_eq!(
+        teach.put(&format!("{SPACE}doc.txt"), b"teacher").status,
+        423
+    );
+    let found = propfind_props(
+        &teach,
+        &format!("{SPACE}doc.txt"),
+        "0",
+        "<d:lockdiscovery/>",
+    );
+    assert!(found.text().contains("opaquelocktoken"), "{}", found.text());
+    // The owner of the lock writes with its token; the teacher's token would not do.
+    let tok = format!("({token})");
+    let r = p2.send("PUT", &format!("{folder}doc.txt"), &[("If", &tok)], b"v2");
+    assert_eq!(r.status, 204, "{}", r.text());
+    let r = teach.send("PUT", &format!("{SPACE}doc.txt"), &[("If", &tok)], b"x");
+    assert_ne!(r.status / 100, 2, "another member used p2's lock token");
+    let r = p2.send(
+        "UNLOCK",
+        &format!("{folder}doc.txt"),
+        &[("Lock-Token", &token)],
+        b"",
+    );
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        teach.put(&format!("{SPACE}doc.txt"), b"teacher").status,
+        204
+    );
+
+    // An ownCloud chunked upload finishing into the space: assembled there.
+    let uploads = "/remote.php/dav/uploads/p2@school/t1";
+    assert_eq!(p2.mkcol(uploads).status, 201);
+    let a = vec![1u8; 300_000];
+    let b = vec![2u8; 200_000];
+    assert_eq!(
+        p2.put(&format!("{uploads}/0000000000000000"), &a).status,
+        201
+    );
+    assert_eq!(
+        p2.put(&format!("{uploads}/0000000000300000"), &b).status,
+        201
+    );
+    let dest = "http://127.0.0.1/remote.php/dav/files/p2@school/Class%20math/big.bin";
+    let r = p2.send(
+        "MOVE",
+        &format!("{uploads}/.file"),
+        &[("Destination", dest), ("OC-Total-Length", "500000")],
+        b"",
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let got = teach.get(&format!("{SPACE}big.bin")).body;
+    assert_eq!(got.len(), 500_000);
+    assert_eq!(&got[..300_000], &a[..]);
+    let home = propfind_props(&p2, "/dav/school/p2/", "0", "<d:quota-used-bytes/>").text();
+    assert_eq!(
+        prop_after(&home, "/dav/school/p2/", "quota-used-bytes"),
+        "0"
+    );
+    // Read-only members cannot finish one there.
+    let p1 = as_user(&s, "p1", T);
+    let up1 = "/remote.php/dav/uploads/p1@school/t2";
+    assert_eq!(p1.mkcol(up1).status, 201);
+    assert_eq!(p1.put(&format!("{up1}/0000000000000000"), b"x").status, 201);
+    let r = p1.send(
+        "MOVE",
+        &format!("{up1}/.file"),
+        &[(
+            "Destination",
+            "http://127.0.0.1/remote.php/dav/files/p1@school/Class%20math/x.bin",
+        )],
+        b"",
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(teach.get(&format!("{SPACE}x.bin")).status, 404);
+}
