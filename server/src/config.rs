@@ -291,6 +291,10 @@ pub struct JwtIssuerConfig {
     pub user_claim: String,
     /// Claim naming the tenant; unset means the tenant comes from `user_claim`.
     pub tenant_claim: Option<String>,
+    /// Claim listing the user's groups (an array of names, or one string of names
+    /// separated by spaces or commas; a leading `/` is dropped); they count for spaces,
+    /// shares and hand-ins while the token is valid, besides the user database's groups.
+    pub groups_claim: Option<String>,
     /// Clock skew allowed on `exp` and `nbf`, seconds.
     pub leeway_s: u64,
 }
@@ -307,6 +311,7 @@ impl Default for JwtIssuerConfig {
             public_key_file: None,
             user_claim: "preferred_username".to_string(),
             tenant_claim: None,
+            groups_claim: None,
             leeway_s: L::JWT_LEEWAY_S_DEFAULT,
         }
     }
@@ -563,6 +568,7 @@ fn jwt_leaf_kinds() -> Vec<(String, Kind)> {
         public_key_pem: Some(String::new()),
         public_key_file: Some(PathBuf::new()),
         tenant_claim: Some(String::new()),
+        groups_claim: Some(String::new()),
         ..JwtIssuerConfig::default()
     };
     match toml::Value::try_from(j) {

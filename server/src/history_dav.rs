@@ -140,11 +140,7 @@ pub async fn handle(app: &App, req: Request<ReqBody>, who: &Principal) -> Resp {
             .space(t.owner.tenant(), name)
             .filter(|_| t.owner.tenant() == me.tenant());
         let perm = space.and_then(|s| {
-            let groups = crate::users::TenantName::new(me.tenant())
-                .ok()
-                .zip(crate::users::UserName::new(me.user()).ok())
-                .map(|(tn, un)| app.users.groups_of(&tn, &un))
-                .unwrap_or_default();
+            let groups = crate::spaces::access::groups(app, me.tenant(), me.user());
             crate::spaces::access::space_perm(&s, me.user(), &groups)
         });
         match perm {

@@ -397,3 +397,8 @@ pub const SPACE_GRANTS_MAX: usize = 64;
 pub const SPACE_REGISTRY_LEN_MAX: u64 = 128 << 20;
 /// Longest OCS request body read (a share creation form), bytes.
 pub const OCS_BODY_LEN_MAX: usize = 16 * 1024;
+/// Groups taken from one JWT's groups claim, count (more are ignored; a pupil is in a few).
+pub const JWT_CLAIM_GROUPS_MAX: usize = 256;
+/// Users whose groups from a JWT claim are remembered at once, count (one entry of a few
+/// hundred bytes each; expired entries are dropped first, then new ones are not kept).
+pub const JWT_CLAIM_GROUPS_USERS_MAX: usize = 1_000_000;

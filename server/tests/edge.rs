@@ -183,6 +183,7 @@ fn jwt_table(key: &str) -> String {
         "secret_file" => "issuer = \"i\"\naudience = \"a\"\nsecret_file = \"/s\"\n".to_string(),
         "user_claim" => format!("{hs}user_claim = \"sub\"\n"),
         "tenant_claim" => format!("{hs}tenant_claim = \"school\"\n"),
+        "groups_claim" => format!("{hs}groups_claim = \"groups\"\n"),
         "leeway_s" => format!("{hs}leeway_s = 31\n"),
         _ => panic!("auth.jwt[].{key}: add it to the test"),
     };

@@ -964,3 +964,65 @@ fn locks_chunked_uploads_and_the_folder_prefix_work_in_spaces() {
     assert_eq!(r.status, 403, "{}", r.text());
     assert_eq!(teach.get(&format!("{SPACE}x.bin")).status, 404);
 }
+
+/// An HS256 JWT for `user@school` with these groups in its `groups` claim.
+fn jwt_with_groups(user: &str, groups: serde_json::Value) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({
+        "iss": "https://idp.example", "aud": "skab", "exp": now + 600,
+        "preferred_username": format!("{user}@school"), "groups": groups,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"idp secret"),
+    )
+    .unwrap()
+}
+
+#[test]
+fn groups_from_an_oidc_claim_count_for_spaces_while_the_token_is_valid() {
+    let s = Server::start_opts(
+        common::Opts::default()
+            .user(T, "teach", PW)
+            .user(T, "p1", PW)
+            .user(T, "p2", PW)
+            .user(T, "p3", PW)
+            .config(
+                "[[auth.jwt]]\nissuer = \"https://idp.example\"\naudience = \"skab\"\n\
+                 secret = \"idp secret\"\ngroups_claim = \"groups\"\n",
+            ),
+    );
+    setup(&s);
+    let teach = as_user(&s, "teach", T);
+    assert_eq!(teach.put(&format!("{SPACE}notes.txt"), b"n").status, 201);
+    let bearer = |groups: serde_json::Value| Http {
+        port: s.client().port,
+        auth: Some(format!("Bearer {}", jwt_with_groups("p3", groups))),
+    };
+    // p3 is in no group of the user database: the claim alone lets them in (Keycloak's
+    // group paths, upper case, and a string form all work).
+    let by_claim = bearer(serde_json::json!(["/Class", "other"]));
+    assert_eq!(by_claim.get("/dav/school/p3/math/notes.txt").text(), "n");
+    assert!(by_claim
+        .propfind("/dav/school/p3/", "1")
+        .hrefs()
+        .contains(&"/dav/school/p3/math/".to_string()));
+    assert_eq!(by_claim.put("/dav/school/p3/math/x.txt", b"x").status, 403);
+    let as_string = bearer(serde_json::json!("staff class"));
+    assert_eq!(as_string.get(&format!("{SPACE}notes.txt")).status, 200);
+    // A newer token without the group takes it away.
+    let without = bearer(serde_json::json!(["staff"]));
+    assert_eq!(without.get(&format!("{SPACE}notes.txt")).status, 404);
+    assert_eq!(without.get("/dav/school/p3/math/notes.txt").status, 404);
+    // Nor does a password login see it now.
+    assert_eq!(
+        as_user(&s, "p3", T)
+            .get(&format!("{SPACE}notes.txt"))
+            .status,
+        404
+    );
+}

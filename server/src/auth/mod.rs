@@ -14,7 +14,9 @@ use crate::limits::{
     AUTH_HEADER_LEN_MAX, PENALTY_LANE_SLOTS, PENALTY_LANE_WAIT_MS, TOKEN_LAST_USED_RESOLUTION_S,
     USER_DB_REFRESH_INTERVAL_MS, USER_DB_REFRESH_ON_MISS_MIN_MS,
 };
-use crate::users::{now_unix, parse_login, password, token, TenantName, TokenId, UserDb, UserName};
+use crate::users::{
+    now_unix, parse_login, password, token, GroupName, TenantName, TokenId, UserDb, UserName,
+};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use cache::CredentialCache;
@@ -152,6 +154,8 @@ pub fn parse_authorization(header: &str) -> Result<Credentials<'_>, AuthError> {
 }
 
 type TokenUseKey = (TenantName, UserName, TokenId);
+/// Groups from a JWT's groups claim, and until when they count.
+type ClaimGroups = (Vec<GroupName>, Instant);
 
 /// Checks credentials against the user database. Share one per server (`Arc`).
 pub struct Authenticator {
@@ -176,6 +180,9 @@ pub struct Authenticator {
     miss_refresh: tokio::sync::Mutex<Option<(Instant, bool)>>,
     refreshing: Arc<AtomicBool>,
     token_use: Mutex<HashMap<TokenUseKey, u64>>,
+    /// Groups named by the groups claim of each user's latest verified JWT, until that
+    /// token's `exp` (`auth.jwt[].groups_claim`; at most `JWT_CLAIM_GROUPS_USERS_MAX`).
+    claim_groups: Mutex<HashMap<(TenantName, UserName), ClaimGroups>>,
 }
 
 impl Authenticator {
@@ -222,12 +229,48 @@ impl Authenticator {
             miss_refresh: tokio::sync::Mutex::new(None),
             refreshing: Arc::new(AtomicBool::new(false)),
             token_use: Mutex::new(HashMap::new()),
+            claim_groups: Mutex::new(HashMap::new()),
         })
     }
 
     /// The user database.
     pub fn db(&self) -> &Arc<UserDb> {
         &self.db
+    }
+
+    /// The groups the user's latest verified JWT named in its groups claim, while that
+    /// token is valid (empty without a groups claim).
+    pub fn claim_groups(&self, tenant: &TenantName, user: &UserName) -> Vec<GroupName> {
+        let map = self.claim_groups.lock();
+        match map.get(&(tenant.clone(), user.clone())) {
+            Some((g, until)) if *until > Instant::now() => g.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn remember_claim_groups(
+        &self,
+        tenant: &TenantName,
+        user: &UserName,
+        groups: Vec<GroupName>,
+        until: Instant,
+    ) {
+        let mut map = self.claim_groups.lock();
+        let key = (tenant.clone(), user.clone());
+        if groups.is_empty() {
+            // A token without the groups takes them away.
+            map.remove(&key);
+            return;
+        }
+        if map.len() >= crate::limits::JWT_CLAIM_GROUPS_USERS_MAX && !map.contains_key(&key) {
+            let now = Instant::now();
+            map.retain(|_, (_, u)| *u > now);
+            if map.len() >= crate::limits::JWT_CLAIM_GROUPS_USERS_MAX {
+                tracing::warn!("groups from a JWT claim not kept: too many users at once");
+                return;
+            }
+        }
+        map.insert(key, (groups, until));
     }
 
     /// Password verifications (argon2 runs) done since start.
@@ -324,10 +367,11 @@ impl Authenticator {
         now: Instant,
     ) -> Result<(TenantName, UserName), AuthError> {
         self.jwt_verifications.fetch_add(1, Ordering::Relaxed);
-        match self.jwt.verify_with_expiry(token_str) {
-            Ok((tenant, user, exp)) => {
+        match self.jwt.verify_with_groups(token_str) {
+            Ok((tenant, user, exp, groups)) => {
                 let left = Duration::from_secs(exp.saturating_sub(now_unix()));
                 self.jwt_cache.insert(token_str, &tenant, &user, left, now);
+                self.remember_claim_groups(&tenant, &user, groups, now + left);
                 Ok((tenant, user))
             }
             // Signed by an issuer but expired (or refused for a claim): the client fetches a

@@ -122,10 +122,19 @@ fn grantee_matches(to: &Grantee, user: &str, groups: &[crate::users::GroupName])
     }
 }
 
-/// The user's groups (a few), looked up only when the tenant has spaces or shares.
-fn groups(app: &App, tenant: &str, user: &str) -> Vec<crate::users::GroupName> {
+/// The user's groups (a few): the user database's, and those the groups claim of their
+/// latest valid JWT names (`auth.jwt[].groups_claim`). Used for spaces, shares and hand-ins.
+pub fn groups(app: &App, tenant: &str, user: &str) -> Vec<crate::users::GroupName> {
     match (TenantName::new(tenant), UserName::new(user)) {
-        (Ok(t), Ok(u)) => app.users.groups_of(&t, &u),
+        (Ok(t), Ok(u)) => {
+            let mut g = app.users.groups_of(&t, &u);
+            for c in app.auth.claim_groups(&t, &u) {
+                if !g.contains(&c) {
+                    g.push(c);
+                }
+            }
+            g
+        }
         _ => Vec::new(),
     }
 }

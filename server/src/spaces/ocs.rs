@@ -137,9 +137,7 @@ fn describe(app: &App, s: &Share, who: &Principal) -> Value {
 fn reaches(app: &App, s: &Share, who: &Principal) -> bool {
     match &s.to {
         Grantee::User(u) => u == who.user.as_str(),
-        Grantee::Group(g) => app
-            .users
-            .groups_of(&who.tenant, &who.user)
+        Grantee::Group(g) => super::access::groups(app, who.tenant.as_str(), who.user.as_str())
             .iter()
             .any(|x| x.as_str() == g),
     }
