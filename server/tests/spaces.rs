@@ -638,6 +638,34 @@ fn users_share_folders_through_ocs_and_the_cli_and_revoking_counts_at_once() {
     assert!(r.text().contains("read-only"), "{}", r.text());
     // Nobody else does.
     assert_eq!(p2.get("/dav/school/p2/Material/a.txt").status, 404);
+    // The owner changes the permissions, and back.
+    let (code, body) = ocs(
+        &s,
+        "teach@school",
+        "PUT",
+        &format!("{SHARES_V2}/{id1}?format=json"),
+        &["permissions=15"],
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"permissions\":15"), "{body}");
+    assert_eq!(p1.put("/dav/school/p1/Material/w.txt", b"W").status, 201);
+    let (code, _) = ocs(
+        &s,
+        "p1@school",
+        "PUT",
+        &format!("{SHARES_V2}/{id1}"),
+        &["permissions=31"],
+    );
+    assert_eq!(code, 404, "only the owner changes a share");
+    let (code, _) = ocs(
+        &s,
+        "teach@school",
+        "PUT",
+        &format!("{SHARES_V2}/{id1}"),
+        &["permissions=1"],
+    );
+    assert_eq!(code, 200);
+    assert_eq!(p1.put("/dav/school/p1/Material/w2.txt", b"W").status, 403);
 
     // List: the owner's shares (JSON), and shared with me (XML, v1: 100 in the body).
     let (code, body) = ocs(
@@ -788,9 +816,44 @@ fn users_share_folders_through_ocs_and_the_cli_and_revoking_counts_at_once() {
     assert_eq!(p2.put("/dav/school/p2/Material/p2.txt", b"2").status, 201);
     let list = cli(&s, &["share", "list", "--tenant", T]);
     assert!(list.contains("/Material\tuser:p2\twrite"), "{list}");
+    // Users' and the help desk's share changes are in the audit log (the server's records
+    // reach it from a background writer).
+    let d = s.data_dir().to_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (ok, log) = skab(&["audit", "export", "--tenant", T, "--data-dir", &d], None);
+        assert!(ok, "{log}");
+        let missing: Vec<&str> = [
+            "\"share.add\"",
+            "\"share.update\"",
+            "\"share.delete\"",
+            "admin.share.add",
+        ]
+        .into_iter()
+        .filter(|k| !log.contains(k))
+        .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing:?} not in the audit log"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Shares survive a restart.
+    let mut s = s;
+    s.restart();
+    let p2 = as_user(&s, "p2", T);
+    assert_eq!(p2.get("/dav/school/p2/Material/p2.txt").text(), "2");
     cli(&s, &["share", "del", "--tenant", T, "--id", &id3]);
     assert_eq!(p2.get("/dav/school/p2/Material/p2.txt").status, 404);
-    assert_eq!(teach.get("/dav/school/teach/Material/p2.txt").text(), "2");
+    assert_eq!(
+        as_user(&s, "teach", T)
+            .get("/dav/school/teach/Material/p2.txt")
+            .text(),
+        "2"
+    );
 }
 
 /// Runs `nextcloudcmd` once: syncs `local` with the home of `login`.
