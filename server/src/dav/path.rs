@@ -735,6 +735,47 @@ mod tests {
         );
     }
 
+    #[test]
+    fn spaces_and_views_round_trip_their_hrefs() {
+        // A space's own URL.
+        let t = parse_target("/dav/school/spaces/math-9a/a/b%20c").unwrap();
+        assert_eq!(t.mount, Mount::Space);
+        assert_eq!(t.space, sp("school", "_space_math-9a"));
+        assert_eq!(t.path.as_str(), "a/b c");
+        assert_eq!(t.href(false), "/dav/school/spaces/math-9a/a/b%20c");
+        // A share seen in anna's home as "Docs", under each URL form of the home: the
+        // view's paths start with the shared folder's path in the owner's home.
+        let view = sp(
+            "school",
+            &crate::spaces::view_user("anna", "Docs", &["Teaching".into(), "Docs".into()]),
+        );
+        for (url, mount) in [
+            ("/dav/school/anna/Docs/x/y.txt", Mount::Dav),
+            (
+                "/remote.php/dav/files/anna@school/Docs/x/y.txt",
+                Mount::OcFiles,
+            ),
+            ("/remote.php/webdav/Docs/x/y.txt", Mount::OcWebdav),
+        ] {
+            let t = parse_target_as(url, Some(&view)).unwrap();
+            assert_eq!(
+                (t.mount, &t.space, t.path.as_str()),
+                (mount, &view, "Teaching/Docs/x/y.txt"),
+                "{url}"
+            );
+            assert_eq!(t.href(false), url);
+            assert_eq!(parse_target_as(&t.href(false), Some(&view)).unwrap(), t);
+            // The view's root is the folder in the home.
+            let root = SpacePath::from_segments(["Teaching", "Docs"]).unwrap();
+            assert!(href_at(mount, &view, &root, true).ends_with("Docs/"));
+        }
+        // Outside the folder, the home is the home's.
+        let t = parse_target_as("/dav/school/anna/Other/x", Some(&view)).unwrap();
+        assert_eq!(t.space, sp("school", "anna"));
+        let t = parse_target_as("/remote.php/webdav/Other/x", Some(&view)).unwrap();
+        assert_eq!(t.space, sp("school", "anna"));
+    }
+
     fn sp(t: &str, u: &str) -> SpaceKey {
         SpaceKey {
             tenant: t.into(),
