@@ -156,10 +156,8 @@ pub fn space_perm(space: &Space, user: &str, groups: &[crate::users::GroupName])
 /// The spaces and shares shown in `user`'s home, by folder name (the first of two with
 /// the same name keeps it; the next gets ` (2)`, …).
 pub fn mounts_of(app: &App, tenant: &str, user: &str) -> Vec<MountPoint> {
-    let all = app.spaces.all();
-    if !all.spaces.iter().any(|s| s.tenant == tenant)
-        && !all.shares.iter().any(|s| s.tenant == tenant)
-    {
+    let all = app.spaces.of_tenant(tenant);
+    if all.spaces.is_empty() && all.shares.is_empty() {
         return Vec::new();
     }
     let groups = groups(app, tenant, user);

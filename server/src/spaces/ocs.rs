@@ -184,7 +184,7 @@ pub async fn handle(app: &App, req: Request<ReqBody>, who: &Principal) -> Resp {
     let tenant = who.tenant.as_str();
     match (method.as_str(), id) {
         ("GET", None) => {
-            let all = app.spaces.all();
+            let all = app.spaces.of_tenant(tenant);
             let with_me = param(&query, "shared_with_me").is_some_and(|v| v == "true" || v == "1");
             let only_path = param(&query, "path").map(|p| p.trim_matches('/').to_string());
             let list: Vec<Value> = all
@@ -204,7 +204,7 @@ pub async fn handle(app: &App, req: Request<ReqBody>, who: &Principal) -> Resp {
             a.ok(Value::Array(list))
         }
         ("GET", Some(id)) => {
-            let all = app.spaces.all();
+            let all = app.spaces.of_tenant(tenant);
             match all.shares.iter().find(|s| {
                 s.tenant == tenant
                     && s.id == id

@@ -148,10 +148,45 @@ pub enum RegistryError {
 /// Identity of the file as last read: a rename gives another inode.
 type FileId = (u64, u64, i64, i64);
 
+/// The registry as read, and each tenant's part of it (a request looks only at its
+/// tenant's spaces and shares, not at every school's).
+#[derive(Default)]
+struct Cached {
+    all: Arc<Saved>,
+    by_tenant: std::collections::HashMap<String, Arc<Saved>>,
+}
+
+impl Cached {
+    fn new(all: Saved) -> Cached {
+        let mut by_tenant: std::collections::HashMap<String, Saved> = Default::default();
+        for s in &all.spaces {
+            by_tenant
+                .entry(s.tenant.clone())
+                .or_default()
+                .spaces
+                .push(s.clone());
+        }
+        for s in &all.shares {
+            by_tenant
+                .entry(s.tenant.clone())
+                .or_default()
+                .shares
+                .push(s.clone());
+        }
+        Cached {
+            all: Arc::new(all),
+            by_tenant: by_tenant
+                .into_iter()
+                .map(|(k, v)| (k, Arc::new(v)))
+                .collect(),
+        }
+    }
+}
+
 /// The spaces and shares as this process last read them, reread when the file changes.
 pub struct Registry {
     dir: PathBuf,
-    cached: Mutex<(Option<FileId>, Arc<Saved>)>,
+    cached: Mutex<(Option<FileId>, Cached)>,
 }
 
 fn file_id(path: &Path) -> Option<FileId> {
@@ -202,7 +237,7 @@ impl Registry {
     pub fn new(data_dir: &Path) -> Registry {
         Registry {
             dir: data_dir.to_path_buf(),
-            cached: Mutex::new((None, Arc::new(Saved::default()))),
+            cached: Mutex::new((None, Cached::default())),
         }
     }
 
@@ -224,21 +259,30 @@ impl Registry {
     /// `stat` per call, so a change by another process counts from the next request). A
     /// damaged file keeps the last good list (and is reported).
     pub fn all(&self) -> Arc<Saved> {
+        self.fresh(|c| c.all.clone())
+    }
+
+    /// The spaces and shares of one tenant, as [`Registry::all`] reads them.
+    pub fn of_tenant(&self, tenant: &str) -> Arc<Saved> {
+        self.fresh(|c| c.by_tenant.get(tenant).cloned().unwrap_or_default())
+    }
+
+    fn fresh<T>(&self, f: impl FnOnce(&Cached) -> T) -> T {
         let id = file_id(&self.dir.join(REGISTRY_FILE));
         let mut c = self.cached.lock();
-        let empty = c.1.spaces.is_empty() && c.1.shares.is_empty();
+        let empty = c.1.all.spaces.is_empty() && c.1.all.shares.is_empty();
         if c.0 != id || id.is_none() && !empty {
             match self.read() {
-                Ok(s) => *c = (id, Arc::new(s)),
+                Ok(s) => *c = (id, Cached::new(s)),
                 Err(e) => tracing::warn!(error = %e, "space registry not reread"),
             }
         }
-        c.1.clone()
+        f(&c.1)
     }
 
     /// The space `name` of `tenant`.
     pub fn space(&self, tenant: &str, name: &str) -> Option<Space> {
-        self.all()
+        self.of_tenant(tenant)
             .spaces
             .iter()
             .find(|s| s.tenant == tenant && s.name == name)
@@ -259,7 +303,7 @@ impl Registry {
         durable::replace_file(&storage, REGISTRY_FILE, &encode(&saved))
             .map_err(|e| self.io_err(e))?;
         let id = file_id(&self.dir.join(REGISTRY_FILE));
-        *self.cached.lock() = (id, Arc::new(saved));
+        *self.cached.lock() = (id, Cached::new(saved));
         Ok(out)
     }
 
@@ -455,6 +499,8 @@ mod tests {
         let s2 = a.add_share(share("carl")).unwrap();
         assert_ne!(s1.id, s2.id);
         assert_eq!(b.all().shares.len(), 2);
+        assert_eq!(b.of_tenant("t").shares.len(), 2);
+        assert!(b.of_tenant("u").shares.is_empty());
         assert!(a.delete_share("t", s1.id, |_| false).is_err());
         a.delete_share("t", s1.id, |_| true).unwrap();
         assert_eq!(b.all().shares.len(), 1);
