@@ -184,10 +184,16 @@ async fn versions(app: &App, req: &Request<ReqBody>, t: &Target) -> Resp {
         ["versions", f, v] => (*f, Some(*v)),
         _ => return not_found(),
     };
-    // A file id as a space shows it carries a tag above the node id (`spaces::access`).
-    let Ok(fid) = fid.parse::<u64>().map(|f| f as u32) else {
+    // A file id as a space shows it carries its tag above the node id (`spaces::access`);
+    // an id with another space's tag names no file here.
+    let Ok(raw) = fid.parse::<u64>() else {
         return not_found();
     };
+    let tag = raw & !u64::from(u32::MAX);
+    if tag != 0 && tag != crate::spaces::access::file_id_tag(&t.owner) {
+        return not_found();
+    }
+    let fid = raw as u32;
     let (path, info) = match store.stat_id(&t.owner, NodeId(fid)) {
         Ok(x) => x,
         Err(e) => return engine_error(&e),

@@ -520,6 +520,12 @@ fn quota_is_charged_to_the_space_and_versions_and_trash_work_there() {
     let r = propfind_props(&p2, "/dav/school/p2/math/big.bin", "0", "<oc:fileid/>");
     let fileid = prop_after(&r.text(), "/dav/school/p2/math/big.bin", "fileid");
     let vroot = format!("/dav-versions/school/_space_math/versions/{fileid}/");
+    // The space's file id names no file of the home (its tag is the space's).
+    assert_eq!(
+        p2.propfind(&format!("/dav-versions/school/p2/versions/{fileid}/"), "1")
+            .status,
+        404
+    );
     let list = p1.propfind(&vroot, "1");
     assert_eq!(list.status, 207, "{}", list.text());
     let version = list
@@ -636,6 +642,19 @@ fn users_share_folders_through_ocs_and_the_cli_and_revoking_counts_at_once() {
     let r = p1.put("/dav/school/p1/Material/b.txt", b"B");
     assert_eq!(r.status, 403);
     assert!(r.text().contains("read-only"), "{}", r.text());
+    // The owner's usage and quota are not shown to the recipient.
+    let q = propfind_props(
+        &p1,
+        "/dav/school/p1/Material/",
+        "0",
+        "<d:quota-used-bytes/>",
+    )
+    .text();
+    assert_eq!(
+        prop_after(&q, "/dav/school/p1/Material/", "quota-used-bytes"),
+        "",
+        "{q}"
+    );
     // Nobody else does.
     assert_eq!(p2.get("/dav/school/p2/Material/a.txt").status, 404);
     // The owner changes the permissions, and back.

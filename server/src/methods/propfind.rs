@@ -47,7 +47,7 @@ pub(super) struct Quota {
 
 /// The space's quota properties, looked up only when a collection is answered.
 pub(super) fn quota_for(ctx: &Ctx, any_dir: bool) -> Option<Quota> {
-    any_dir
+    (any_dir && !ctx.access.hide_quota)
         .then(|| ctx.app.store.usage(&ctx.space).ok())
         .flatten()
         .map(|u| Quota {

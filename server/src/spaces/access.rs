@@ -47,6 +47,8 @@ pub struct Access {
     pub file_id_tag: u64,
     /// The spaces and shares shown in the home's root (PROPFIND of the root only).
     pub home_mounts: Vec<Listed>,
+    /// No quota properties: in a share they would tell the owner's usage and quota.
+    pub hide_quota: bool,
 }
 
 impl Access {
@@ -226,7 +228,7 @@ pub fn find_mount(app: &App, tenant: &str, user: &str, folder: &str) -> Option<M
 
 /// A file id tag for an engine space other than a home: 20 bits of its name's hash above
 /// the node id's 32 (ids stay below 2^53, exact in JSON).
-fn file_id_tag(space: &skab_engine::SpaceKey) -> u64 {
+pub fn file_id_tag(space: &skab_engine::SpaceKey) -> u64 {
     let h = blake3::hash(format!("{}/{}", space.tenant(), space.user()).as_bytes());
     let b = h.as_bytes();
     let t = (u64::from(b[0]) | u64::from(b[1]) << 8 | u64::from(b[2]) << 16) & 0xF_FFFF;
@@ -293,6 +295,7 @@ async fn mount_ctx(
         mount_root_depth: Some(mount.prefix.len()),
         file_id_tag: file_id_tag(&space),
         home_mounts: Vec::new(),
+        hide_quota: !mount.prefix.is_empty(),
     };
     Ok(Ctx {
         app: app.clone(),
@@ -457,6 +460,7 @@ pub async fn serve_direct(app: Arc<App>, req: Request<ReqBody>, principal: Princ
         mount_root_depth: Some(0),
         file_id_tag: file_id_tag(&space),
         home_mounts: Vec::new(),
+        hide_quota: false,
     };
     let ctx = Ctx {
         app,
