@@ -402,3 +402,6 @@ pub const JWT_CLAIM_GROUPS_MAX: usize = 256;
 /// Users whose groups from a JWT claim are remembered at once, count (one entry of a few
 /// hundred bytes each; expired entries are dropped first, then new ones are not kept).
 pub const JWT_CLAIM_GROUPS_USERS_MAX: usize = 1_000_000;
+/// Files and folders one COPY or MOVE between a home and a space may carry, count (each is
+/// one durable engine operation; a larger tree is refused before anything is copied).
+pub const CROSS_COPY_ENTRIES_MAX: usize = 10_000;

@@ -255,9 +255,6 @@ async fn authenticated(
         if let Some(m) = crate::spaces::access::mount_of_home_path(&app, &principal, &target.path) {
             return crate::spaces::access::serve_mounted(app, req, &principal, &m).await;
         }
-        if let Err(r) = crate::spaces::access::check_home_destination(&app, &req, &principal, &me) {
-            return r;
-        }
         home
     };
     if !app.store.space_exists(&space) {
@@ -289,7 +286,10 @@ async fn authenticated(
         names,
         access,
     };
-    methods::dispatch(ctx, req).await
+    if ctx.target.mount == Mount::OcUploads {
+        return methods::dispatch(ctx, req).await;
+    }
+    crate::spaces::access::dispatch(ctx, req, &principal).await
 }
 
 fn unauthorized(app: &App, e: &crate::auth::AuthError) -> Resp {

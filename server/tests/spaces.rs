@@ -229,15 +229,77 @@ fn members_see_the_space_in_their_home_and_others_get_404() {
         b"",
     );
     assert_eq!(r.status, 403);
+    // Moves and copies between the home and the space: by reference to the stored content.
     assert_eq!(p2.put("/dav/school/p2/mine.txt", b"mine").status, 201);
+    assert_eq!(p2.mkcol("/dav/school/p2/dir").status, 201);
+    assert_eq!(p2.put("/dav/school/p2/dir/in.txt", b"in").status, 201);
     let r = p2.send(
         "MOVE",
         "/dav/school/p2/mine.txt",
         &[("Destination", "/dav/school/p2/math/mine.txt")],
         b"",
     );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(teach.get(&format!("{SPACE}mine.txt")).text(), "mine");
+    assert_eq!(p2.get("/dav/school/p2/mine.txt").status, 404);
+    let r = p2.send(
+        "MOVE",
+        "/remote.php/dav/files/p2@school/dir/",
+        &[(
+            "Destination",
+            "http://127.0.0.1/remote.php/dav/files/p2@school/math/dir/",
+        )],
+        b"",
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(teach.get(&format!("{SPACE}dir/in.txt")).text(), "in");
+    let r = p2.send(
+        "COPY",
+        "/dav/school/p2/math/dir/in.txt",
+        &[
+            ("Destination", "/dav/school/p2/back.txt"),
+            ("Overwrite", "F"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(p2.get("/dav/school/p2/back.txt").text(), "in");
+    let r = p2.send(
+        "COPY",
+        "/dav/school/p2/math/dir/in.txt",
+        &[
+            ("Destination", "/dav/school/p2/back.txt"),
+            ("Overwrite", "F"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 412);
+    // A reader copies out, but neither moves out nor copies in.
+    let p1 = as_user(&s, "p1", T);
+    let r = p1.send(
+        "COPY",
+        "/dav/school/p1/math/mine.txt",
+        &[("Destination", "/dav/school/p1/copy.txt")],
+        b"",
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(p1.get("/dav/school/p1/copy.txt").text(), "mine");
+    let r = p1.send(
+        "MOVE",
+        "/dav/school/p1/math/mine.txt",
+        &[("Destination", "/dav/school/p1/moved.txt")],
+        b"",
+    );
     assert_eq!(r.status, 403);
-    assert!(r.text().contains("shared folder"), "{}", r.text());
+    let r = p1.send(
+        "COPY",
+        "/dav/school/p1/copy.txt",
+        &[("Destination", "/dav/school/spaces/math/from-p1.txt")],
+        b"",
+    );
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("read-only"), "{}", r.text());
+    assert_eq!(teach.get(&format!("{SPACE}from-p1.txt")).status, 404);
     // Moves inside the space through the home view work.
     let r = p2.send(
         "MOVE",
@@ -937,6 +999,20 @@ fn nextcloudcmd_syncing_a_home_takes_the_space_along() {
         std::fs::read(local.join("math/sheet.txt")).unwrap(),
         b"task 2"
     );
+    // A file moved from the home into the space's folder on the desktop moves on the server.
+    std::fs::rename(local.join("own.txt"), local.join("math/own.txt")).unwrap();
+    nextcloud_sync(&s, "p2@school", &local);
+    assert_eq!(teach.get(&format!("{SPACE}own.txt")).text(), "p2's own");
+    assert_eq!(
+        as_user(&s, "p2", T).get("/dav/school/p2/own.txt").status,
+        404
+    );
+    nextcloud_sync(&s, "p2@school", &local);
+    assert_eq!(
+        std::fs::read(local.join("math/own.txt")).unwrap(),
+        b"p2's own"
+    );
+    assert!(!local.join("own.txt").exists());
     // A read-only member gets the files too.
     let local1 = dir.path().join("p1");
     std::fs::create_dir(&local1).unwrap();

@@ -370,6 +370,21 @@ fn check_method(
     if is_read(method) {
         return Ok(());
     }
+    // A COPY out of the space (into the reader's home) only reads here.
+    let dest_here = || {
+        req.headers()
+            .get("destination")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|raw| {
+                matches!(
+                    parse_destination(raw, view, HostCheck::Ignore),
+                    Ok(Destination::Local(_))
+                )
+            })
+    };
+    if !write && method.as_str() == "COPY" && !dest_here() {
+        return Ok(());
+    }
     if !write {
         return Err(text(
             StatusCode::FORBIDDEN,
@@ -469,7 +484,7 @@ pub async fn serve_direct(app: Arc<App>, req: Request<ReqBody>, principal: Princ
         names,
         access,
     };
-    methods::dispatch(ctx, req).await
+    dispatch(ctx, req, &principal).await
 }
 
 /// Serves a request to `user`'s home whose path starts with the folder of `mount`.
@@ -498,7 +513,7 @@ pub async fn serve_mounted(
     }
     let base = target.mount;
     match mount_ctx(&app, tenant, user, mount, Some(target), base).await {
-        Ok(ctx) => methods::dispatch(ctx, req).await,
+        Ok(ctx) => dispatch(ctx, req, principal).await,
         Err(r) => r,
     }
 }
@@ -518,33 +533,147 @@ pub fn mount_of_home_path(
     )
 }
 
-/// A COPY or MOVE from one's home into a space or share shown in it is refused: the
-/// engine copies and moves inside one space (copy the file there instead).
-pub fn check_home_destination(
-    app: &App,
+/// For a COPY or MOVE whose Destination lies in another engine space than its source but
+/// one the requester reaches (their home, a space or share shown in it, a space's own URL):
+/// the destination's context, for `spaces::cross`. `None` when the Destination is in the
+/// source's own space or nowhere the requester may go (the method answers those).
+pub async fn cross_destination(
+    app: &Arc<App>,
     req: &Request<ReqBody>,
     principal: &Principal,
-    me: &SpaceKey,
-) -> Result<(), Resp> {
+    src_key: &SpaceKey,
+) -> Option<Result<Ctx, Resp>> {
     if !matches!(req.method().as_str(), "COPY" | "MOVE") {
-        return Ok(());
+        return None;
     }
-    let Some(raw) = req
-        .headers()
-        .get("destination")
-        .and_then(|v| v.to_str().ok())
-    else {
-        return Ok(());
+    let raw = req.headers().get("destination")?.to_str().ok()?;
+    let tenant = principal.tenant.as_str();
+    let user = principal.user.as_str();
+    let home = SpaceKey {
+        tenant: tenant.to_string(),
+        user: user.to_string(),
     };
-    if let Ok(Destination::Local(d)) = parse_destination(raw, me, HostCheck::Ignore) {
-        if mount_of_home_path(app, principal, &d.path).is_some() {
-            return Err(text(
-                StatusCode::FORBIDDEN,
-                "moving or copying between your files and a shared folder is not supported: upload the file there",
-            ));
-        }
+    let hostc = methods::common::host(req.headers(), app.public_authority.as_deref());
+    let d = match parse_destination(raw, &home, hostc) {
+        Ok(Destination::Local(d) | Destination::OtherSpace(d)) => d,
+        _ => return None,
+    };
+    if d.path.check_len(app.config.limits.path_len_max).is_err() {
+        return None;
     }
-    Ok(())
+    // A path of the home below a space's or share's folder is that space's (checked before
+    // comparing keys: such a Destination has the home's key).
+    if d.space == home {
+        if let Some(m) = mount_of_home_path(app, principal, &d.path) {
+            if !m.write {
+                return Some(Err(text(
+                    StatusCode::FORBIDDEN,
+                    &format!("the shared folder {} is read-only for you", m.folder),
+                )));
+            }
+            let rest: Vec<&str> = d.path.segments().skip(1).collect();
+            let path =
+                SpacePath::from_segments(m.prefix.iter().map(String::as_str).chain(rest)).ok()?;
+            let target = DavPath {
+                space: SpaceKey {
+                    tenant: tenant.to_string(),
+                    user: view_user(user, &m.folder, &m.prefix),
+                },
+                path,
+                trailing_slash: d.trailing_slash,
+                mount: d.mount,
+            };
+            if target.space == *src_key {
+                return None;
+            }
+            if target.path.depth() <= m.prefix.len() {
+                return Some(Err(text(
+                    StatusCode::FORBIDDEN,
+                    &format!(
+                        "the folder of the shared folder {} itself cannot be replaced",
+                        m.folder
+                    ),
+                )));
+            }
+            let base = d.mount;
+            return Some(mount_ctx(app, tenant, user, &m, Some(target), base).await);
+        }
+        if d.space == *src_key {
+            return None;
+        }
+        let space = skab_engine::SpaceKey::new(tenant, user).ok()?;
+        if let Err(r) = ensure_space(app, &space).await {
+            return Some(Err(r));
+        }
+        let names = engine_names(&d.path).ok()?;
+        return Some(Ok(Ctx {
+            app: app.clone(),
+            space,
+            target: d,
+            names,
+            access: Access::default(),
+        }));
+    }
+    if d.space == *src_key {
+        return None;
+    }
+    if d.mount == Mount::Space && d.space.tenant == tenant {
+        let name = d.space.user.strip_prefix(super::SPACE_PREFIX)?;
+        let def = app.spaces.space(tenant, name)?;
+        match space_perm(&def, user, &groups(app, tenant, user)) {
+            Some(Perm::Write) => {}
+            Some(Perm::Read) => {
+                return Some(Err(text(
+                    StatusCode::FORBIDDEN,
+                    &format!("space {name} is read-only for you"),
+                )))
+            }
+            None => return None,
+        }
+        if d.path.is_root() {
+            return Some(Err(text(
+                StatusCode::FORBIDDEN,
+                &format!("the folder of space {name} itself cannot be replaced"),
+            )));
+        }
+        let space = skab_engine::SpaceKey::new(tenant, &d.space.user).ok()?;
+        if let Err(r) = ensure_space(app, &space).await {
+            return Some(Err(r));
+        }
+        let names = engine_names(&d.path).ok()?;
+        let tag = file_id_tag(&space);
+        return Some(Ok(Ctx {
+            app: app.clone(),
+            space,
+            target: d,
+            names,
+            access: Access {
+                requester: Some(format!("{user}@{tenant}")),
+                shared: true,
+                mount_root_depth: Some(0),
+                file_id_tag: tag,
+                ..Access::default()
+            },
+        }));
+    }
+    None
+}
+
+/// Dispatches a request in its context, or, for a COPY or MOVE into another space the
+/// requester reaches, copies across (`spaces::cross`).
+pub async fn dispatch(ctx: Ctx, req: Request<ReqBody>, principal: &Principal) -> Resp {
+    let src_key = ctx.target.space.clone();
+    match cross_destination(&ctx.app, &req, principal, &src_key).await {
+        Some(Ok(dest)) => {
+            let is_move = req.method().as_str() == "MOVE";
+            if is_move && ctx.target.path.depth() <= ctx.access.mount_root_depth.unwrap_or(0) {
+                return text(StatusCode::FORBIDDEN, "a root cannot be moved");
+            }
+            super::cross::copy_across(&ctx, &dest, &req, is_move).await
+        }
+        Some(Err(r)) => r,
+        None => methods::dispatch(ctx, req).await,
+    }
 }
 
 /// The context an ownCloud chunked upload finishes into when its Destination lies in a

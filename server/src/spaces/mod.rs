@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod cli;
+pub mod cross;
 pub mod ocs;
 pub mod registry;
 
