@@ -300,6 +300,15 @@ fn members_see_the_space_in_their_home_and_others_get_404() {
     assert_eq!(r.status, 403);
     assert!(r.text().contains("read-only"), "{}", r.text());
     assert_eq!(teach.get(&format!("{SPACE}from-p1.txt")).status, 404);
+    // Two URLs of one space: a folder never goes into itself.
+    let r = teach.send(
+        "MOVE",
+        "/dav/school/teach/math/dir/",
+        &[("Destination", "/dav/school/spaces/math/dir/sub/")],
+        b"",
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(teach.get(&format!("{SPACE}dir/in.txt")).text(), "in");
     // Moves inside the space through the home view work.
     let r = p2.send(
         "MOVE",

@@ -97,6 +97,13 @@ pub async fn copy_across(src: &Ctx, dest: &Ctx, req: &Request<ReqBody>, is_move:
     if dest.names.is_empty() || (is_move && src.names.is_empty()) {
         return text(StatusCode::FORBIDDEN, "a root cannot be replaced or moved");
     }
+    // Two URLs of one space (a space's own and its folder in a home): not into itself.
+    if src.space == dest.space && dest.names.starts_with(&src.names) {
+        return text(
+            StatusCode::FORBIDDEN,
+            "the destination lies inside the source",
+        );
+    }
     let overwrite = !req
         .headers()
         .get("overwrite")
