@@ -171,6 +171,15 @@ fn members_see_the_space_in_their_home_and_others_get_404() {
         "{}",
         oc.text()
     );
+    // The list of one's spaces.
+    let list = p1.propfind("/dav/school/spaces/", "1");
+    assert_eq!(list.status, 207);
+    assert!(list.hrefs().contains(&SPACE.to_string()), "{}", list.text());
+    assert_eq!(p1.mkcol("/dav/school/spaces/new").status, 404);
+    assert_eq!(
+        p1.send("DELETE", "/dav/school/spaces/", &[], b"").status,
+        405
+    );
     let direct = p1.propfind(SPACE, "1");
     assert!(direct
         .hrefs()
@@ -211,6 +220,11 @@ fn members_see_the_space_in_their_home_and_others_get_404() {
         .propfind("/dav/school/outsider/", "1")
         .text()
         .contains("math"));
+    assert!(!outsider
+        .propfind("/dav/school/spaces/", "1")
+        .text()
+        .contains("math"));
+    assert_eq!(stranger.propfind("/dav/school/spaces/", "1").status, 404);
     // In the outsider's home, a folder named like the space is their own, not the space.
     assert_eq!(
         outsider.get("/dav/school/outsider/math/notes.txt").status,

@@ -425,16 +425,19 @@ pub async fn serve_direct(app: Arc<App>, req: Request<ReqBody>, principal: Princ
     let mut segs = path[DAV_PREFIX.len()..]
         .split('/')
         .filter(|s| !s.is_empty());
-    let (Some(t_raw), Some(_), Some(s_raw)) = (segs.next(), segs.next(), segs.next()) else {
-        return not_found();
-    };
-    let (Ok(t), Ok(name)) = (decode_segment(t_raw), decode_segment(s_raw)) else {
+    let (Some(t_raw), Some(_)) = (segs.next(), segs.next()) else {
         return not_found();
     };
     // Another tenant's space is as missing as none.
-    if t != tenant {
+    if decode_segment(t_raw).ok().as_deref() != Some(tenant.as_str()) {
         return not_found();
     }
+    let Some(s_raw) = segs.next() else {
+        return list_spaces(&app, &req, &tenant, &user);
+    };
+    let Ok(name) = decode_segment(s_raw) else {
+        return not_found();
+    };
     let Some(space_def) = app.spaces.space(&tenant, &name) else {
         return not_found();
     };
@@ -485,6 +488,59 @@ pub async fn serve_direct(app: Arc<App>, req: Request<ReqBody>, principal: Princ
         access,
     };
     dispatch(ctx, req, &principal).await
+}
+
+/// `/dav/<tenant>/spaces/`: a read-only collection of the spaces the requester is a member
+/// of (PROPFIND Depth 0 or 1 answers each with its type, name, ETag and modification time).
+fn list_spaces(app: &App, req: &Request<ReqBody>, tenant: &str, user: &str) -> Resp {
+    match req.method().as_str() {
+        "OPTIONS" => return methods::options::handle_root(),
+        "PROPFIND" => {}
+        _ => {
+            return text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "the list of spaces is read-only: spaces are made with skab space add",
+            )
+        }
+    }
+    let depth = req
+        .headers()
+        .get("depth")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("1");
+    let mut base = String::from(DAV_PREFIX);
+    crate::dav::path::encode_segment(tenant, &mut base);
+    base.push('/');
+    base.push_str(URL_SEGMENT);
+    base.push('/');
+    let mut ms = crate::dav::xml::Multistatus::new();
+    ms.response(&base).propstat(StatusCode::OK, |p| {
+        p.resourcetype(true);
+        p.displayname(URL_SEGMENT);
+    });
+    if depth.trim() == "1" {
+        let groups = groups(app, tenant, user);
+        for s in app.spaces.of_tenant(tenant).spaces.iter() {
+            if space_perm(s, user, &groups).is_none() {
+                continue;
+            }
+            let root = skab_engine::SpaceKey::new(tenant, &space_user(&s.name))
+                .ok()
+                .and_then(|k| app.store.stat(&k, &[]).ok());
+            let mut href = base.clone();
+            crate::dav::path::encode_segment(&s.name, &mut href);
+            href.push('/');
+            ms.response(&href).propstat(StatusCode::OK, |p| {
+                p.resourcetype(true);
+                p.displayname(&s.name);
+                if let Some(info) = &root {
+                    p.getetag(&methods::common::etag(info));
+                    p.getlastmodified(methods::common::time_of(info.mtime));
+                }
+            });
+        }
+    }
+    crate::http::response::xml(StatusCode::MULTI_STATUS, ms.finish())
 }
 
 /// Serves a request to `user`'s home whose path starts with the folder of `mount`.
