@@ -1207,3 +1207,59 @@ fn groups_from_an_oidc_claim_count_for_spaces_while_the_token_is_valid() {
         404
     );
 }
+
+#[test]
+fn a_deleted_user_or_group_leaves_no_membership_to_a_later_one_of_that_name() {
+    let s = start();
+    setup(&s);
+    let teach = as_user(&s, "teach", T);
+    assert_eq!(teach.put(&format!("{SPACE}notes.txt"), b"n").status, 201);
+    assert_eq!(teach.mkcol("/dav/school/teach/Material").status, 201);
+    cli(
+        &s,
+        &[
+            "share", "add", "--tenant", T, "--owner", "teach", "--path", "Material", "--with",
+            "user:p2",
+        ],
+    );
+    assert_eq!(
+        as_user(&s, "p2", T)
+            .get("/dav/school/p2/math/notes.txt")
+            .status,
+        200
+    );
+    cli(&s, &["user", "del", "--tenant", T, "--user", "p2"]);
+    cli(&s, &["group", "del", "--tenant", T, "--group", "class"]);
+    common::add_user(&s.data_dir(), T, "p2", PW);
+    cli(
+        &s,
+        &[
+            "group",
+            "add",
+            "--tenant",
+            T,
+            "--group",
+            "class",
+            "--members",
+            "p2",
+        ],
+    );
+    // Once the server has the new account and group, neither has the old ones' access.
+    let p2 = as_user(&s, "p2", T);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p2.propfind("/dav/school/p2/", "0").status != 207 {
+        assert!(Instant::now() < deadline, "the new p2 never logged in");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(p2.get(&format!("{SPACE}notes.txt")).status, 404);
+    let home = p2.propfind("/dav/school/p2/", "1").text();
+    assert!(
+        !home.contains("math") && !home.contains("Material"),
+        "{home}"
+    );
+    let list = cli(&s, &["space", "list", "--tenant", T]);
+    assert!(list.contains("math\tteach\t-"), "{list}");
+    let shares = cli(&s, &["share", "list", "--tenant", T]);
+    assert_eq!(shares.lines().count(), 1, "{shares}");
+}

@@ -436,6 +436,60 @@ impl Registry {
     }
 }
 
+/// What an account or group deletion takes out of the registry.
+pub enum Forget<'a> {
+    /// The whole tenant: its spaces and shares.
+    Tenant,
+    /// A user: the spaces they own, the shares they made, every grant and share to them.
+    User(&'a str),
+    /// A group: every grant and share to it.
+    Group(&'a str),
+}
+
+impl Registry {
+    /// Takes a deleted tenant, user or group out of every space and share, so that a later
+    /// account or group of the same name inherits nothing. Returns how many spaces, grants
+    /// and shares went. The spaces' files stay in their engine spaces.
+    pub fn forget(&self, tenant: &str, what: Forget<'_>) -> Result<usize, RegistryError> {
+        if !std::fs::exists(self.dir.join(REGISTRY_FILE)).unwrap_or(true) {
+            return Ok(0);
+        }
+        self.change(|saved| {
+            let before = saved.spaces.len()
+                + saved.shares.len()
+                + saved.spaces.iter().map(|s| s.grants.len()).sum::<usize>();
+            let mine = |t: &str| t == tenant;
+            match what {
+                Forget::Tenant => {
+                    saved.spaces.retain(|s| !mine(&s.tenant));
+                    saved.shares.retain(|s| !mine(&s.tenant));
+                }
+                Forget::User(u) => {
+                    let to = Grantee::User(u.to_string());
+                    saved.spaces.retain(|s| !(mine(&s.tenant) && s.owner == u));
+                    for s in saved.spaces.iter_mut().filter(|s| mine(&s.tenant)) {
+                        s.grants.retain(|g| g.to != to);
+                    }
+                    saved
+                        .shares
+                        .retain(|s| !(mine(&s.tenant) && (s.owner == u || s.to == to)));
+                }
+                Forget::Group(g) => {
+                    let to = Grantee::Group(g.to_string());
+                    for s in saved.spaces.iter_mut().filter(|s| mine(&s.tenant)) {
+                        s.grants.retain(|x| x.to != to);
+                    }
+                    saved.shares.retain(|s| !(mine(&s.tenant) && s.to == to));
+                }
+            }
+            let after = saved.spaces.len()
+                + saved.shares.len()
+                + saved.spaces.iter().map(|s| s.grants.len()).sum::<usize>();
+            Ok(before - after)
+        })
+    }
+}
+
 /// An exclusive `flock` on `path`, released when the file is dropped.
 fn lock(path: &Path) -> io::Result<std::fs::File> {
     use std::os::unix::io::AsRawFd;
@@ -509,6 +563,44 @@ mod tests {
         // Ids are never reused.
         let s3 = a.add_share(share("dan")).unwrap();
         assert!(s3.id > s2.id);
+    }
+
+    #[test]
+    fn deleted_accounts_and_groups_leave_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Registry::new(dir.path());
+        assert_eq!(a.forget("t", Forget::Tenant).unwrap(), 0);
+        assert!(!dir.path().join(REGISTRY_FILE).exists());
+        let mut s = sp("math");
+        s.grants.push(Grant::parse("user:bo=write").unwrap());
+        a.add_space(s).unwrap();
+        let mut other = sp("art");
+        other.owner = "bo".into();
+        a.add_space(other).unwrap();
+        let share = |owner: &str, to: Grantee| Share {
+            id: 0,
+            tenant: "t".into(),
+            owner: owner.into(),
+            path: "Docs".into(),
+            to,
+            perm: Perm::Read,
+            created: 0,
+        };
+        a.add_share(share("teach", Grantee::User("bo".into())))
+            .unwrap();
+        a.add_share(share("bo", Grantee::Group("9a".into())))
+            .unwrap();
+        a.add_share(share("teach", Grantee::Group("9a".into())))
+            .unwrap();
+        // bo: the space bo owns (with its one grant), the grant to bo, bo's share and the
+        // share to bo.
+        assert_eq!(a.forget("t", Forget::User("bo")).unwrap(), 5);
+        assert!(a.space("t", "art").is_none());
+        assert_eq!(a.space("t", "math").unwrap().grants.len(), 1);
+        assert_eq!(a.forget("t", Forget::Group("9a")).unwrap(), 2);
+        assert!(a.all().shares.is_empty());
+        assert_eq!(a.forget("t", Forget::Tenant).unwrap(), 1);
+        assert!(a.all().spaces.is_empty());
     }
 
     #[test]
