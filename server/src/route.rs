@@ -267,10 +267,9 @@ async fn authenticated(
         Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     let mut access = crate::spaces::access::Access::default();
-    if target.mount != Mount::OcUploads
-        && target.path.is_root()
-        && req.method().as_str() == "PROPFIND"
-    {
+    // What lists the root: PROPFIND, and GET/HEAD of the HTML listing.
+    let lists = matches!(req.method().as_str(), "PROPFIND" | "GET" | "HEAD");
+    if target.mount != Mount::OcUploads && target.path.is_root() && lists {
         access.home_mounts = crate::spaces::access::home_listing(
             &app,
             principal.tenant.as_str(),

@@ -171,6 +171,9 @@ fn members_see_the_space_in_their_home_and_others_get_404() {
         "{}",
         oc.text()
     );
+    // The home's HTML listing links to the space.
+    let page = p1.get("/dav/school/p1/").text();
+    assert!(page.contains("href=\"/dav/school/p1/math/\""), "{page}");
     // The list of one's spaces.
     let list = p1.propfind("/dav/school/spaces/", "1");
     assert_eq!(list.status, 207);
