@@ -4,7 +4,10 @@
 //! told in advance by `oc:permissions` and `DAV:current-user-privilege-set`; revoking
 //! counts from the next request on a kept-alive connection; a write in a space changes the
 //! ETag of each member's home; quota is charged to the space; versions and trash work in a
-//! space; the OCS share API creates, lists and deletes shares (JSON and XML).
+//! space; locks hold across its URLs; COPY/MOVE between a home and a space; chunked uploads
+//! into a space; groups from an OIDC claim; deleted accounts leave no membership behind; the
+//! OCS share API creates, lists, changes and deletes shares (JSON and XML); nextcloudcmd
+//! syncing a home takes the space along.
 
 mod common;
 
@@ -608,11 +611,11 @@ fn quota_is_charged_to_the_space_and_versions_and_trash_work_there() {
     let r = propfind_props(&p2, "/dav/school/p2/math/big.bin", "0", "<oc:fileid/>");
     let fileid = prop_after(&r.text(), "/dav/school/p2/math/big.bin", "fileid");
     let vroot = format!("/dav-versions/school/_space_math/versions/{fileid}/");
-    // The space's file id names no file of the home (its tag is the space's).
+    // Under one's own root the space's file id (its tag) leads to the space's versions.
     assert_eq!(
         p2.propfind(&format!("/dav-versions/school/p2/versions/{fileid}/"), "1")
             .status,
-        404
+        207
     );
     let list = p1.propfind(&vroot, "1");
     assert_eq!(list.status, 207, "{}", list.text());
@@ -636,6 +639,47 @@ fn quota_is_charged_to_the_space_and_versions_and_trash_work_there() {
     assert_eq!(restore(&p1).status, 403, "a reader cannot restore");
     assert_eq!(restore(&p2).status, 204);
     assert_eq!(p1.get("/dav/school/p1/math/big.bin").body, data);
+    // The Nextcloud/ownCloud layout: the space file's id under one's own versions root.
+    assert_eq!(p2.put("/dav/school/p2/math/big.bin", b"v3").status, 204);
+    let nc = |u: &str| format!("/remote.php/dav/versions/{u}@school/versions/{fileid}/");
+    let list = p1.propfind(&nc("p1"), "1");
+    assert_eq!(list.status, 207, "{}", list.text());
+    // Earlier contents: the first upload, "v2", the first upload restored.
+    let v = list
+        .hrefs()
+        .into_iter()
+        .find(|h| !h.ends_with('/') && p1.get(h).body == data)
+        .unwrap_or_else(|| panic!("no version in {}", list.text()));
+    let restore_nc = |c: &Http, u: &str, v: &str| {
+        c.send(
+            "MOVE",
+            v,
+            &[(
+                "Destination",
+                &format!("/remote.php/dav/versions/{u}@school/restore/target"),
+            )],
+            b"",
+        )
+    };
+    assert_eq!(
+        restore_nc(&p1, "p1", &v).status,
+        403,
+        "a reader cannot restore"
+    );
+    let list2 = p2.propfind(&nc("p2"), "1");
+    let v2 = list2
+        .hrefs()
+        .into_iter()
+        .find(|h| !h.ends_with('/') && p2.get(h).body == data)
+        .expect("the 10,000-byte version");
+    assert_eq!(restore_nc(&p2, "p2", &v2).status, 204);
+    assert_eq!(p1.get("/dav/school/p1/math/big.bin").body, data);
+    assert_eq!(
+        as_user(&s, "outsider", T)
+            .propfind(&nc("outsider"), "1")
+            .status,
+        404
+    );
     // Trash: a delete in the space lands in the space's trash.
     assert_eq!(p2.delete("/dav/school/p2/math/big.bin").status, 204);
     let trash = p2.propfind("/dav-trash/school/_space_math/trash/", "1");

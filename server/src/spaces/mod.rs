@@ -3,10 +3,15 @@
 //! them, how they appear inside each member's home, and the OCS share API. Model, URLs and
 //! formats: `docs/spaces.md`.
 
+/// Who may do what, per request; the space seen inside a home.
 pub mod access;
+/// `skab space` and `skab share`.
 pub mod cli;
+/// COPY and MOVE between two spaces (a home and a space).
 pub mod cross;
+/// The OCS share API.
 pub mod ocs;
+/// The stored list of spaces and shares.
 pub mod registry;
 
 pub use registry::{Grant, Grantee, Perm, Registry, Share, Space};
