@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use skab_engine::io::{durable, StdStorage};
 
@@ -186,7 +186,8 @@ impl Cached {
 /// The spaces and shares as this process last read them, reread when the file changes.
 pub struct Registry {
     dir: PathBuf,
-    cached: Mutex<(Option<FileId>, Cached)>,
+    /// Read by every request to a home (shared lock), written when the file changed.
+    cached: RwLock<(Option<FileId>, Cached)>,
 }
 
 fn file_id(path: &Path) -> Option<FileId> {
@@ -237,7 +238,7 @@ impl Registry {
     pub fn new(data_dir: &Path) -> Registry {
         Registry {
             dir: data_dir.to_path_buf(),
-            cached: Mutex::new((None, Cached::default())),
+            cached: RwLock::new((None, Cached::default())),
         }
     }
 
@@ -269,12 +270,25 @@ impl Registry {
 
     fn fresh<T>(&self, f: impl FnOnce(&Cached) -> T) -> T {
         let id = file_id(&self.dir.join(REGISTRY_FILE));
-        let mut c = self.cached.lock();
-        let empty = c.1.all.spaces.is_empty() && c.1.all.shares.is_empty();
-        if c.0 != id || id.is_none() && !empty {
+        let stale = |c: &(Option<FileId>, Cached)| {
+            let empty = c.1.all.spaces.is_empty() && c.1.all.shares.is_empty();
+            c.0 != id || id.is_none() && !empty
+        };
+        {
+            let c = self.cached.read();
+            if !stale(&c) {
+                return f(&c.1);
+            }
+        }
+        let mut c = self.cached.write();
+        if stale(&c) {
             match self.read() {
                 Ok(s) => *c = (id, Cached::new(s)),
-                Err(e) => tracing::warn!(error = %e, "space registry not reread"),
+                // Kept until the file changes again (not reread, nor logged, per request).
+                Err(e) => {
+                    tracing::warn!(error = %e, "space registry not reread; the last good one serves");
+                    c.0 = id;
+                }
             }
         }
         f(&c.1)
@@ -303,7 +317,7 @@ impl Registry {
         durable::replace_file(&storage, REGISTRY_FILE, &encode(&saved))
             .map_err(|e| self.io_err(e))?;
         let id = file_id(&self.dir.join(REGISTRY_FILE));
-        *self.cached.lock() = (id, Cached::new(saved));
+        *self.cached.write() = (id, Cached::new(saved));
         Ok(out)
     }
 
