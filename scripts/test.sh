@@ -7,12 +7,13 @@ cd "$(dirname "$0")/.."
 # Real WebDAV clients the server is tested with (litmus, cadaver, rclone, the Nextcloud and
 # ownCloud desktop sync clients), and the browser that checks the loadtest report (Debian's
 # chromium), and nginx (the reverse proxy of tests/behind_proxy.rs); systemd-analyze and
-# logrotate check the files in packaging/ (tests/packaging.rs).
+# logrotate check the files in packaging/ (tests/packaging.rs); curl speaks the OCS share API
+# (tests/spaces.rs).
 # The desktop sync clients (nextcloudcmd, owncloudcmd) come in packages of other names.
 need=()
 for pair in litmus:litmus cadaver:cadaver rclone:rclone chromium:chromium openssl:openssl \
     nextcloudcmd:nextcloud-desktop-cmd owncloudcmd:owncloud-client-cmd nginx:nginx \
-    systemd-analyze:systemd logrotate:logrotate; do
+    systemd-analyze:systemd logrotate:logrotate curl:curl; do
     tool="${pair%%:*}"
     command -v "$tool" >/dev/null 2>&1 || need+=("${pair#*:}")
 done

@@ -39,6 +39,8 @@ pub struct App {
     pub handins: crate::handin::Registry,
     /// The tenants' receipt keys and the receipt logs.
     pub receipts: crate::handin::receipt::Keys,
+    /// The shared spaces and user shares (`crate::spaces`).
+    pub spaces: crate::spaces::Registry,
 }
 
 /// The engine's configuration from the server's.
@@ -112,7 +114,9 @@ impl App {
         ));
         let handins = crate::handin::Registry::new(&config.data_dir);
         let receipts = crate::handin::receipt::Keys::new(&config.data_dir);
+        let spaces = crate::spaces::Registry::new(&config.data_dir);
         Ok(App {
+            spaces,
             handins,
             receipts,
             config,

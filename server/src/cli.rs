@@ -42,6 +42,12 @@ pub enum Command {
     /// Hand-in receipts: the tenant's public key, and offline verification.
     #[command(subcommand)]
     Receipt(crate::handin::cli::ReceiptCmd),
+    /// Manage shared spaces (class folders shown in every member's home).
+    #[command(subcommand)]
+    Space(crate::spaces::cli::SpaceCmd),
+    /// Manage the folders users share with users and groups.
+    #[command(subcommand)]
+    Share(crate::spaces::cli::ShareCmd),
     /// Set storage quotas (works while the server runs).
     #[command(subcommand)]
     Quota(QuotaCmd),
@@ -545,6 +551,8 @@ fn audit_of(c: &Command) -> Option<(DirArgs, String, &'static str, Option<String
             "admin.handin.delete",
             Some(handin.clone()),
         )),
+        Command::Space(c) => crate::spaces::cli::audit_of_space(c),
+        Command::Share(c) => crate::spaces::cli::audit_of_share(c),
         _ => None,
     }
 }
@@ -667,6 +675,8 @@ fn run_command(cli: Cli, serve_fn: fn(Config) -> Result<(), CliError>) -> Result
         Command::Import { dir, input } => import_cmd(&dir, &input, &mut out),
         Command::Handin(c) => crate::handin::cli::handin_cmd(c, &mut out),
         Command::Receipt(c) => crate::handin::cli::receipt_cmd(c, &mut out),
+        Command::Space(c) => crate::spaces::cli::space_cmd(c, &mut out),
+        Command::Share(c) => crate::spaces::cli::share_cmd(c, &mut out),
         Command::Quota(QuotaCmd::Set {
             dir,
             tenant,
@@ -889,6 +899,11 @@ fn user_cmd(c: UserCmd, out: &mut impl Write) -> Result<(), CliError> {
                 },
                 &mut done,
             )?;
+            // Nothing of the account may pass to a later one of the same name.
+            crate::spaces::Registry::new(&load_config(&who.dir)?.data_dir).forget(
+                t.as_str(),
+                crate::spaces::registry::Forget::User(u.as_str()),
+            )?;
             if exists {
                 db.delete_user(&t, &u)?;
             } else if done == crate::admin::NO_STORED_DATA.as_bytes() {
@@ -996,6 +1011,8 @@ fn tenant_cmd(c: TenantCmd, out: &mut impl Write) -> Result<(), CliError> {
                 },
                 out,
             )?;
+            crate::spaces::Registry::new(&load_config(&dir)?.data_dir)
+                .forget(t.as_str(), crate::spaces::registry::Forget::Tenant)?;
             for u in &users {
                 db.delete_user(&t, &u.user)?;
             }
@@ -1050,6 +1067,10 @@ fn group_cmd(c: GroupCmd, out: &mut impl Write) -> Result<(), CliError> {
         GroupCmd::Del { which } => {
             let (t, g) = group_ref(&which)?;
             open_db(&which.dir)?.delete_group(&t, &g)?;
+            crate::spaces::Registry::new(&load_config(&which.dir)?.data_dir).forget(
+                t.as_str(),
+                crate::spaces::registry::Forget::Group(g.as_str()),
+            )?;
             writeln!(out, "deleted group {g} of tenant {t}")?;
         }
         GroupCmd::Members { which, add, remove } => {

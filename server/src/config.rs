@@ -39,6 +39,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
+    pub spaces: SpacesConfig,
 }
 
 impl Default for Config {
@@ -54,6 +55,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             auth: AuthConfig::default(),
             log: LogConfig::default(),
+            spaces: SpacesConfig::default(),
         }
     }
 }
@@ -289,6 +291,10 @@ pub struct JwtIssuerConfig {
     pub user_claim: String,
     /// Claim naming the tenant; unset means the tenant comes from `user_claim`.
     pub tenant_claim: Option<String>,
+    /// Claim listing the user's groups (an array of names, or one string of names
+    /// separated by spaces or commas; a leading `/` is dropped); they count for spaces,
+    /// shares and hand-ins while the token is valid, besides the user database's groups.
+    pub groups_claim: Option<String>,
     /// Clock skew allowed on `exp` and `nbf`, seconds.
     pub leeway_s: u64,
 }
@@ -305,6 +311,7 @@ impl Default for JwtIssuerConfig {
             public_key_file: None,
             user_claim: "preferred_username".to_string(),
             tenant_claim: None,
+            groups_claim: None,
             leeway_s: L::JWT_LEEWAY_S_DEFAULT,
         }
     }
@@ -319,6 +326,15 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// Shared spaces and shares (docs/spaces.md).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpacesConfig {
+    /// Put before a space's name to make the name of its folder in each member's home
+    /// (e.g. `"Space "` shows space `math-9a` as `Space math-9a`); empty by default.
+    pub home_folder_prefix: String,
 }
 
 /// Logging.
@@ -372,7 +388,7 @@ pub struct CliOverrides {
 /// Prefix of every environment override.
 pub const ENV_PREFIX: &str = "SKAB_";
 /// Names of the tables; a variable `SKAB_<TABLE>_<KEY>` sets `<table>.<key>`.
-const SECTIONS: &[&str] = &["http", "tls", "storage", "limits", "auth", "log"];
+const SECTIONS: &[&str] = &["http", "tls", "storage", "limits", "auth", "log", "spaces"];
 
 /// Environment variable that names the config file when `--config` is not given.
 pub const ENV_CONFIG_FILE: &str = "SKAB_CONFIG";
@@ -552,6 +568,7 @@ fn jwt_leaf_kinds() -> Vec<(String, Kind)> {
         public_key_pem: Some(String::new()),
         public_key_file: Some(PathBuf::new()),
         tenant_claim: Some(String::new()),
+        groups_claim: Some(String::new()),
         ..JwtIssuerConfig::default()
     };
     match toml::Value::try_from(j) {

@@ -41,6 +41,8 @@ enum Area {
 struct Target {
     area: Area,
     owner: SpaceKey,
+    /// The space the URL names (`owner` differs for a space's file seen in one's home).
+    url_owner: SpaceKey,
     root: String,
     rest: Vec<String>,
 }
@@ -96,6 +98,7 @@ fn parse(path: &str) -> Option<Target> {
     };
     Some(Target {
         area,
+        url_owner: owner.clone(),
         owner,
         root,
         rest,
@@ -121,19 +124,60 @@ fn destination(req: &Request<ReqBody>, t: &Target) -> Option<Vec<String>> {
         None => d,
     };
     let dest = parse(path)?;
-    (dest.area == t.area && dest.owner == t.owner).then_some(dest.rest)
+    (dest.area == t.area && dest.owner == t.url_owner).then_some(dest.rest)
 }
 
 /// Answers a request for one of the areas (already authenticated as `who`).
 pub async fn handle(app: &App, req: Request<ReqBody>, who: &Principal) -> Resp {
-    let Some(t) = parse(req.uri().path()) else {
+    let Some(mut t) = parse(req.uri().path()) else {
         return not_found();
     };
     let Ok(me) = SpaceKey::new(who.tenant.as_str(), who.user.as_str()) else {
         return not_found();
     };
-    // Another user's or tenant's versions and trash: as if they did not exist.
-    if !may_reach(Some(&me), &t.owner) {
+    // A file of a space shown in one's home has a file id tagged with the space
+    // (`spaces::access`): its versions are the space's, under one's own root (the only one
+    // the Nextcloud/ownCloud layout knows). Shares are not looked up this way.
+    let tag = t
+        .rest
+        .get(1)
+        .and_then(|f| f.parse::<u64>().ok())
+        .map(|f| f & !u64::from(u32::MAX))
+        .filter(|x| *x != 0);
+    if let (Area::Versions, true, Some(tag)) = (t.area, t.owner == me, tag) {
+        let space = crate::spaces::access::mounts_of(app, me.tenant(), me.user())
+            .into_iter()
+            .filter(|m| m.prefix.is_empty())
+            .filter_map(|m| SpaceKey::new(me.tenant(), &m.engine_user).ok())
+            .find(|k| crate::spaces::access::file_id_tag(k) == tag);
+        if let Some(k) = space {
+            t.owner = k;
+        }
+    }
+    // Another user's or tenant's versions and trash: as if they did not exist. A shared
+    // space's are its members' (restoring and purging are writes).
+    if let Some(name) = t.owner.user().strip_prefix(crate::spaces::SPACE_PREFIX) {
+        let space = app
+            .spaces
+            .space(t.owner.tenant(), name)
+            .filter(|_| t.owner.tenant() == me.tenant());
+        let perm = space.and_then(|s| {
+            let groups = crate::spaces::access::groups(app, me.tenant(), me.user());
+            crate::spaces::access::space_perm(&s, me.user(), &groups)
+        });
+        match perm {
+            None => return not_found(),
+            Some(crate::spaces::Perm::Read)
+                if !matches!(req.method().as_str(), "GET" | "HEAD" | "PROPFIND") =>
+            {
+                return text(
+                    StatusCode::FORBIDDEN,
+                    &format!("space {name} is read-only for you"),
+                )
+            }
+            Some(_) => {}
+        }
+    } else if !may_reach(Some(&me), &t.owner) {
         return not_found();
     }
     if !app.store.space_exists(&t.owner) {
@@ -162,9 +206,16 @@ async fn versions(app: &App, req: &Request<ReqBody>, t: &Target) -> Resp {
         ["versions", f, v] => (*f, Some(*v)),
         _ => return not_found(),
     };
-    let Ok(fid) = fid.parse::<u32>() else {
+    // A file id as a space shows it carries its tag above the node id (`spaces::access`);
+    // an id with another space's tag names no file here.
+    let Ok(raw) = fid.parse::<u64>() else {
         return not_found();
     };
+    let tag = raw & !u64::from(u32::MAX);
+    if tag != 0 && tag != crate::spaces::access::file_id_tag(&t.owner) {
+        return not_found();
+    }
+    let fid = raw as u32;
     let (path, info) = match store.stat_id(&t.owner, NodeId(fid)) {
         Ok(x) => x,
         Err(e) => return engine_error(&e),
@@ -181,7 +232,8 @@ async fn versions(app: &App, req: &Request<ReqBody>, t: &Target) -> Resp {
         Some(Ok(v)) if list.iter().any(|x| x.id == v) => Some(v),
         Some(_) => return not_found(),
     };
-    let base = format!("{}/versions/{fid}", t.root);
+    // The id as asked (a space's carries its tag), so that the members' hrefs lead back here.
+    let base = format!("{}/versions/{raw}", t.root);
     let m = req.method().as_str();
     match (m, vid) {
         ("PROPFIND", _) => {

@@ -23,4 +23,5 @@ pub mod metrics;
 pub mod oc;
 pub mod route;
 pub mod serve;
+pub mod spaces;
 pub mod users;

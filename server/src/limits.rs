@@ -394,3 +394,25 @@ pub const IMPORT_READ_BYTES: usize = 1 << 20;
 /// Largest `manifest.json` that `skab import` and `skab export --verify` read (about 300
 /// bytes per entry: some 850,000 entries), held in memory whole.
 pub const EXPORT_MANIFEST_LEN_MAX: u64 = 256 << 20;
+// ---- Shared spaces and user shares (server/src/spaces) ----
+
+/// Most spaces and shares of all tenants together, count (the registry is one file read
+/// whole, and every request to a home looks through the tenant's part of it).
+pub const SPACES_MAX: usize = 50_000;
+/// Most user shares of all tenants together, count.
+pub const SHARES_MAX: usize = 200_000;
+/// Most grants (`--share`) on one space, count (a class space has a group or two).
+pub const SPACE_GRANTS_MAX: usize = 64;
+/// Largest space registry file read, bytes (`SPACES_MAX` + `SHARES_MAX` entries of about
+/// 250 bytes).
+pub const SPACE_REGISTRY_LEN_MAX: u64 = 128 << 20;
+/// Longest OCS request body read (a share creation form), bytes.
+pub const OCS_BODY_LEN_MAX: usize = 16 * 1024;
+/// Groups taken from one JWT's groups claim, count (more are ignored; a pupil is in a few).
+pub const JWT_CLAIM_GROUPS_MAX: usize = 256;
+/// Users whose groups from a JWT claim are remembered at once, count (one entry of a few
+/// hundred bytes each; expired entries are dropped first, then new ones are not kept).
+pub const JWT_CLAIM_GROUPS_USERS_MAX: usize = 1_000_000;
+/// Files and folders one COPY or MOVE between a home and a space may carry, count (each is
+/// one durable engine operation; a larger tree is refused before anything is copied).
+pub const CROSS_COPY_ENTRIES_MAX: usize = 10_000;

@@ -198,10 +198,16 @@ async fn authenticated(
     ocs: bool,
 ) -> Resp {
     if ocs {
+        if crate::spaces::ocs::is_shares(req.uri().path()) {
+            return crate::spaces::ocs::handle(&app, req, &principal).await;
+        }
         return oc::discovery::ocs(&req, &principal);
     }
     if crate::handin::access::is_handin_path(req.uri().path()) {
         return crate::handin::access::serve(app, req, principal).await;
+    }
+    if crate::spaces::access::is_space_path(req.uri().path()) {
+        return crate::spaces::access::serve_direct(app, req, principal).await;
     }
     let me = crate::dav::path::SpaceKey {
         tenant: principal.tenant.as_str().to_string(),
@@ -245,6 +251,10 @@ async fn authenticated(
         if target.space != me {
             return text(StatusCode::FORBIDDEN, "outside your space");
         }
+        // A space or share shown in the home: served as itself (`crate::spaces`).
+        if let Some(m) = crate::spaces::access::mount_of_home_path(&app, &principal, &target.path) {
+            return crate::spaces::access::serve_mounted(app, req, &principal, &m).await;
+        }
         home
     };
     if !app.store.space_exists(&space) {
@@ -256,13 +266,29 @@ async fn authenticated(
         Ok(n) => n,
         Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
     };
+    let mut access = crate::spaces::access::Access::default();
+    // What lists the root: PROPFIND, and GET/HEAD of the HTML listing.
+    let lists = matches!(req.method().as_str(), "PROPFIND" | "GET" | "HEAD");
+    if target.mount != Mount::OcUploads && target.path.is_root() && lists {
+        access.home_mounts = crate::spaces::access::home_listing(
+            &app,
+            principal.tenant.as_str(),
+            principal.user.as_str(),
+            target.mount,
+        )
+        .await;
+    }
     let ctx = Ctx {
         app,
         space,
         target,
         names,
+        access,
     };
-    methods::dispatch(ctx, req).await
+    if ctx.target.mount == Mount::OcUploads {
+        return methods::dispatch(ctx, req).await;
+    }
+    crate::spaces::access::dispatch(ctx, req, &principal).await
 }
 
 fn unauthorized(app: &App, e: &crate::auth::AuthError) -> Resp {

@@ -148,6 +148,7 @@ fn other_value(key: &str, default: Option<&toml::Value>) -> toml::Value {
         ("http.trusted_proxies", _) => V::Array(vec![text("10.0.0.0/8")]),
         ("http.client_header", _) => text("forwarded"),
         ("http.public_url", _) => text("https://skab.example.dk"),
+        ("spaces.home_folder_prefix", _) => text("Class "),
         _ => panic!("{key}: add a non-default value for this setting to the test"),
     }
 }
@@ -182,6 +183,7 @@ fn jwt_table(key: &str) -> String {
         "secret_file" => "issuer = \"i\"\naudience = \"a\"\nsecret_file = \"/s\"\n".to_string(),
         "user_claim" => format!("{hs}user_claim = \"sub\"\n"),
         "tenant_claim" => format!("{hs}tenant_claim = \"school\"\n"),
+        "groups_claim" => format!("{hs}groups_claim = \"groups\"\n"),
         "leeway_s" => format!("{hs}leeway_s = 31\n"),
         _ => panic!("auth.jwt[].{key}: add it to the test"),
     };

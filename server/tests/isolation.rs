@@ -6,7 +6,7 @@ mod common;
 
 use std::net::TcpStream;
 
-use common::{dav, exchange, Opts, Reply, Server, IO_TIMEOUT, PASSWORD, TENANT, USER};
+use common::{dav, exchange, skab, Opts, Reply, Server, IO_TIMEOUT, PASSWORD, TENANT, USER};
 
 const B_TENANT: &str = "otherschool";
 const B_USER: &str = "bob";
@@ -492,4 +492,184 @@ fn handins_are_invisible_outside_their_group() {
     assert_eq!(a.get(&answer).body, SECRET);
     let listing = a.propfind(&base, "1").hrefs();
     assert_eq!(listing.len(), 2, "{listing:?}");
+}
+
+/// `skab` against the server's data dir; panics when it fails.
+fn admin(server: &Server, args: &[&str]) -> String {
+    let d = server.data_dir().to_str().unwrap().to_string();
+    let mut all = args.to_vec();
+    all.extend(["--data-dir", d.as_str()]);
+    let (ok, out) = skab(&all, None);
+    assert!(ok, "skab {args:?}: {out}");
+    out
+}
+
+#[test]
+fn spaces_and_shares_of_another_tenant_or_of_others_are_unreachable() {
+    let server = start();
+    seed_b(&server);
+    let b = server.client_as(&format!("{B_USER}@{B_TENANT}"), B_PASSWORD);
+    // B's tenant: a space of B's, and B's folder shared with a group of B's tenant.
+    common::add_user(&server.data_dir(), B_TENANT, "dora", "dora pw");
+    admin(
+        &server,
+        &[
+            "group",
+            "add",
+            "--tenant",
+            B_TENANT,
+            "--group",
+            "staff",
+            "--members",
+            "dora",
+        ],
+    );
+    admin(
+        &server,
+        &[
+            "space",
+            "add",
+            "--tenant",
+            B_TENANT,
+            "--space",
+            "labs",
+            "--owner",
+            B_USER,
+            "--share",
+            "group:staff=write",
+        ],
+    );
+    let share = admin(
+        &server,
+        &[
+            "share",
+            "add",
+            "--tenant",
+            B_TENANT,
+            "--owner",
+            B_USER,
+            "--path",
+            "dir",
+            "--with",
+            "group:staff",
+            "--perm",
+            "write",
+        ],
+    );
+    let share_id = share
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(':')
+        .to_string();
+    let labs = format!("/dav/{B_TENANT}/spaces/labs/");
+    assert_eq!(b.put(&format!("{labs}secret.txt"), SECRET).status, 201);
+    // A's own tenant: a space of the same name A is not a member of.
+    admin(
+        &server,
+        &[
+            "space", "add", "--tenant", TENANT, "--space", "labs", "--owner", C_USER,
+        ],
+    );
+    let c = server.client_as(&format!("{C_USER}@{TENANT}"), C_PASSWORD);
+    assert_eq!(
+        c.put(&format!("/dav/{TENANT}/spaces/labs/c.txt"), SECRET)
+            .status,
+        201
+    );
+
+    let a = server.client();
+    for (existing, missing) in [
+        (format!("{labs}secret.txt"), format!("{labs}none.txt")),
+        (labs.clone(), format!("/dav/{B_TENANT}/spaces/nolabs/")),
+        (
+            format!("/dav/{TENANT}/spaces/labs/c.txt"),
+            format!("/dav/{TENANT}/spaces/nolabs/c.txt"),
+        ),
+        (
+            format!("/dav/{TENANT}/spaces/labs/"),
+            format!("/dav/{TENANT}/spaces/nolabs/"),
+        ),
+    ] {
+        let hit = attacks(&a, &existing, &dav("taken.txt"));
+        let miss = attacks(&a, &missing, &dav("taken.txt"));
+        for ((what, h), (_, m)) in hit.iter().zip(&miss) {
+            assert_eq!(h.status, 404, "{what} {existing}: {}", h.text());
+            assert_eq!(
+                (h.status, &h.body),
+                (m.status, &m.body),
+                "{what}: answers differ for existing {existing} and missing {missing}"
+            );
+        }
+    }
+    // Through A's own home, the names mean A's own folders; B's share never shows.
+    let home = a.propfind(&dav(""), "1").text();
+    assert!(!home.contains("labs") && !home.contains("/dir/"), "{home}");
+    assert_eq!(a.get(&dav("dir/inner.txt")).status, 404);
+    assert_eq!(a.get(&dav("labs/secret.txt")).status, 404);
+    // A Destination into a space is refused.
+    assert_eq!(a.put(&dav("mine.txt"), b"A").status, 201);
+    for dest in [
+        format!("{labs}stolen.txt"),
+        format!("/dav/{TENANT}/spaces/labs/stolen.txt"),
+        format!("http://127.0.0.1{labs}stolen.txt"),
+    ] {
+        let r = a.send("COPY", &dav("mine.txt"), &[("Destination", &dest)], b"");
+        assert!(
+            r.status == 403 || r.status == 404,
+            "COPY -> {dest}: {}",
+            r.status
+        );
+    }
+    // Versions and trash of the spaces: as if they did not exist.
+    for url in [
+        format!("/dav-versions/{B_TENANT}/_space_labs/versions/1/"),
+        format!("/dav-trash/{B_TENANT}/_space_labs/trash/"),
+        format!("/dav-trash/{TENANT}/_space_labs/trash/"),
+    ] {
+        assert_eq!(a.propfind(&url, "1").status, 404, "{url}");
+        assert_eq!(a.send("DELETE", &url, &[], b"").status, 404, "{url}");
+    }
+    // The OCS share API: another tenant's share is neither listed, shown nor deleted.
+    let shares = "/ocs/v2.php/apps/files_sharing/api/v1/shares";
+    let listed = a.send(
+        "GET",
+        &format!("{shares}?shared_with_me=true&format=json"),
+        &[("OCS-APIRequest", "true")],
+        b"",
+    );
+    assert_eq!(listed.status, 200);
+    assert!(!listed.text().contains("\"id\""), "{}", listed.text());
+    for m in ["GET", "DELETE", "PUT"] {
+        let r = a.send(
+            m,
+            &format!("{shares}/{share_id}"),
+            &[("OCS-APIRequest", "true")],
+            b"permissions=31",
+        );
+        assert_eq!(r.status, 404, "{m}: {}", r.text());
+    }
+    // B's data and share are untouched; the member still reaches both.
+    let dora = server.client_as(&format!("dora@{B_TENANT}"), "dora pw");
+    // The server rereads users and groups at most once a second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while dora
+        .get(&format!("/dav/{B_TENANT}/dora/labs/secret.txt"))
+        .status
+        != 200
+    {
+        assert!(std::time::Instant::now() < deadline, "dora never let in");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        dora.get(&format!("/dav/{B_TENANT}/dora/dir/inner.txt"))
+            .body,
+        SECRET
+    );
+    assert_eq!(
+        dora.get(&format!("/dav/{B_TENANT}/dora/labs/secret.txt"))
+            .body,
+        SECRET
+    );
+    assert_eq!(b.get(&format!("{labs}secret.txt")).body, SECRET);
 }

@@ -1,7 +1,7 @@
 //! Bearer JWT verification against the configured issuers (HS256, RS256, ES256).
 
 use crate::config::{JwtAlgorithm, JwtIssuerConfig};
-use crate::users::{parse_login, TenantName, UserName};
+use crate::users::{parse_login, GroupName, TenantName, UserName};
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
@@ -36,6 +36,7 @@ struct Issuer {
     validation: Validation,
     user_claim: String,
     tenant_claim: Option<String>,
+    groups_claim: Option<String>,
 }
 
 /// The configured issuers.
@@ -48,6 +49,25 @@ fn claim_str<'a>(claims: &'a Map<String, Value>, name: &str) -> Result<&'a str, 
         .get(name)
         .and_then(Value::as_str)
         .ok_or_else(|| JwtError::Claim(name.to_string()))
+}
+
+/// The groups a claim lists: an array of strings, or one string separated by spaces or
+/// commas; lower-cased, a leading `/` (Keycloak's group paths) dropped, at most
+/// `JWT_CLAIM_GROUPS_MAX`, invalid names left out.
+fn claim_groups(claims: &Map<String, Value>, name: &str) -> Vec<GroupName> {
+    let names: Vec<&str> = match claims.get(name) {
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        Some(Value::String(s)) => s.split([' ', ',']).collect(),
+        _ => Vec::new(),
+    };
+    let mut out: Vec<GroupName> = names
+        .into_iter()
+        .filter_map(|n| GroupName::new(&n.trim().trim_start_matches('/').to_ascii_lowercase()).ok())
+        .take(crate::limits::JWT_CLAIM_GROUPS_MAX)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 impl JwtVerifier {
@@ -99,6 +119,7 @@ impl JwtVerifier {
                 validation,
                 user_claim: c.user_claim.clone(),
                 tenant_claim: c.tenant_claim.clone(),
+                groups_claim: c.groups_claim.clone(),
             });
         }
         Ok(JwtVerifier { issuers })
@@ -116,6 +137,15 @@ impl JwtVerifier {
 
     /// As [`JwtVerifier::verify`], with the token's `exp` (seconds since the epoch).
     pub fn verify_with_expiry(&self, token: &str) -> Result<(TenantName, UserName, u64), JwtError> {
+        self.verify_with_groups(token).map(|(t, u, e, _)| (t, u, e))
+    }
+
+    /// As [`JwtVerifier::verify_with_expiry`], with the groups its issuer's `groups_claim`
+    /// names (empty without one; names that are not valid group names are left out).
+    pub fn verify_with_groups(
+        &self,
+        token: &str,
+    ) -> Result<(TenantName, UserName, u64, Vec<GroupName>), JwtError> {
         if self.issuers.is_empty() {
             return Err(JwtError::NotConfigured);
         }
@@ -145,7 +175,12 @@ impl JwtVerifier {
                             )
                         }
                     };
-                    return Ok((tenant, user, exp));
+                    let groups = iss
+                        .groups_claim
+                        .as_ref()
+                        .map(|c| claim_groups(&claims, c))
+                        .unwrap_or_default();
+                    return Ok((tenant, user, exp, groups));
                 }
                 Err(e) => {
                     use jsonwebtoken::errors::ErrorKind as K;

@@ -14,7 +14,9 @@ use crate::limits::{
     AUTH_HEADER_LEN_MAX, PENALTY_LANE_SLOTS, PENALTY_LANE_WAIT_MS, TOKEN_LAST_USED_RESOLUTION_S,
     USER_DB_REFRESH_INTERVAL_MS, USER_DB_REFRESH_ON_MISS_MIN_MS,
 };
-use crate::users::{now_unix, parse_login, password, token, TenantName, TokenId, UserDb, UserName};
+use crate::users::{
+    now_unix, parse_login, password, token, GroupName, TenantName, TokenId, UserDb, UserName,
+};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use cache::CredentialCache;
@@ -152,6 +154,11 @@ pub fn parse_authorization(header: &str) -> Result<Credentials<'_>, AuthError> {
 }
 
 type TokenUseKey = (TenantName, UserName, TokenId);
+/// A verified JWT's account, and the groups its claim names with the token's end.
+type VerifiedJwt = ((TenantName, UserName), Option<(Vec<GroupName>, Instant)>);
+/// Groups from a JWT's groups claim, until when they count, and the `created` time of the
+/// account they were given to (a later account of the same name does not get them).
+type ClaimGroups = (Vec<GroupName>, Instant, u64);
 
 /// Checks credentials against the user database. Share one per server (`Arc`).
 pub struct Authenticator {
@@ -176,6 +183,9 @@ pub struct Authenticator {
     miss_refresh: tokio::sync::Mutex<Option<(Instant, bool)>>,
     refreshing: Arc<AtomicBool>,
     token_use: Mutex<HashMap<TokenUseKey, u64>>,
+    /// Groups named by the groups claim of each user's latest verified JWT, until that
+    /// token's `exp` (`auth.jwt[].groups_claim`; at most `JWT_CLAIM_GROUPS_USERS_MAX`).
+    claim_groups: Mutex<HashMap<(TenantName, UserName), ClaimGroups>>,
 }
 
 impl Authenticator {
@@ -222,12 +232,54 @@ impl Authenticator {
             miss_refresh: tokio::sync::Mutex::new(None),
             refreshing: Arc::new(AtomicBool::new(false)),
             token_use: Mutex::new(HashMap::new()),
+            claim_groups: Mutex::new(HashMap::new()),
         })
     }
 
     /// The user database.
     pub fn db(&self) -> &Arc<UserDb> {
         &self.db
+    }
+
+    /// The groups the user's latest verified JWT named in its groups claim, while that
+    /// token is valid (empty without a groups claim).
+    pub fn claim_groups(&self, tenant: &TenantName, user: &UserName) -> Vec<GroupName> {
+        let map = self.claim_groups.lock();
+        match map.get(&(tenant.clone(), user.clone())) {
+            Some((g, until, created))
+                if *until > Instant::now()
+                    && self.db.user(tenant, user).map(|u| u.created) == Some(*created) =>
+            {
+                g.clone()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn remember_claim_groups(
+        &self,
+        tenant: &TenantName,
+        user: &UserName,
+        groups: Vec<GroupName>,
+        until: Instant,
+    ) {
+        let created = self.db.user(tenant, user).map(|u| u.created);
+        let mut map = self.claim_groups.lock();
+        let key = (tenant.clone(), user.clone());
+        let Some(created) = created.filter(|_| !groups.is_empty()) else {
+            // A token without the groups (or for no account) takes them away.
+            map.remove(&key);
+            return;
+        };
+        if map.len() >= crate::limits::JWT_CLAIM_GROUPS_USERS_MAX && !map.contains_key(&key) {
+            let now = Instant::now();
+            map.retain(|_, (_, u, _)| *u > now);
+            if map.len() >= crate::limits::JWT_CLAIM_GROUPS_USERS_MAX {
+                tracing::warn!("groups from a JWT claim not kept: too many users at once");
+                return;
+            }
+        }
+        map.insert(key, (groups, until, created));
     }
 
     /// Password verifications (argon2 runs) done since start.
@@ -293,10 +345,10 @@ impl Authenticator {
             return Err(AuthError::BadCredentials);
         }
         let now = Instant::now();
-        let (tenant, user) = match self.jwt_cache.get(token_str, now) {
+        let ((tenant, user), claimed) = match self.jwt_cache.get(token_str, now) {
             Some(tu) => {
                 self.counters.jwt_cache_hits.fetch_add(1, Ordering::Relaxed);
-                tu
+                (tu, None)
             }
             None => self.verify_jwt(token_str, peer, now)?,
         };
@@ -306,11 +358,17 @@ impl Authenticator {
             state = self.db.credential_state(&tenant, &user);
         }
         match state {
-            Some((disabled, _)) if !disabled => Ok(Principal {
-                tenant,
-                user,
-                via: AuthVia::Jwt,
-            }),
+            Some((disabled, _)) if !disabled => {
+                // Known now (after a refresh for a new account): its claimed groups count.
+                if let Some((groups, until)) = claimed {
+                    self.remember_claim_groups(&tenant, &user, groups, until);
+                }
+                Ok(Principal {
+                    tenant,
+                    user,
+                    via: AuthVia::Jwt,
+                })
+            }
             _ => Err(AuthError::BadCredentials),
         }
     }
@@ -322,13 +380,13 @@ impl Authenticator {
         token_str: &str,
         peer: IpAddr,
         now: Instant,
-    ) -> Result<(TenantName, UserName), AuthError> {
+    ) -> Result<VerifiedJwt, AuthError> {
         self.jwt_verifications.fetch_add(1, Ordering::Relaxed);
-        match self.jwt.verify_with_expiry(token_str) {
-            Ok((tenant, user, exp)) => {
+        match self.jwt.verify_with_groups(token_str) {
+            Ok((tenant, user, exp, groups)) => {
                 let left = Duration::from_secs(exp.saturating_sub(now_unix()));
                 self.jwt_cache.insert(token_str, &tenant, &user, left, now);
-                Ok((tenant, user))
+                Ok(((tenant, user), Some((groups, now + left))))
             }
             // Signed by an issuer but expired (or refused for a claim): the client fetches a
             // new token; nothing was guessed.

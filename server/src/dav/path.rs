@@ -34,6 +34,8 @@ pub enum Mount {
     /// `/dav/<tenant>/handin/<handin>/`: a hand-in, as its teacher or one pupil sees it
     /// (`crate::handin`; the space key's user says which view).
     Handin,
+    /// `/dav/<tenant>/spaces/<space>/`: a shared space (`crate::spaces`).
+    Space,
 }
 
 /// Bytes escaped in hrefs: all but RFC 3986 unreserved (`/` never occurs inside a segment).
@@ -273,7 +275,42 @@ pub fn href_at(mount: Mount, space: &SpaceKey, path: &SpacePath, collection: boo
     let mut out = String::with_capacity(
         OC_FILES_PREFIX.len() + space.tenant.len() + space.user.len() + path.0.len() + 8,
     );
+    if let Some((home, folder, prefix)) = crate::spaces::split_view(&space.user) {
+        // A space or share seen inside `home`'s home as `folder`: the home's URL, the
+        // folder, then the path below the prefix the view's paths start with.
+        let home_key = SpaceKey {
+            tenant: space.tenant.clone(),
+            user: home.to_string(),
+        };
+        out.push_str(&href_at(mount, &home_key, &SpacePath::root(), true));
+        encode_segment(folder, &mut out);
+        out.push('/');
+        let rest: Vec<&str> = path.segments().skip(prefix.count()).collect();
+        for (i, seg) in rest.iter().enumerate() {
+            if i > 0 {
+                out.push('/');
+            }
+            encode_segment(seg, &mut out);
+        }
+        if collection && !rest.is_empty() {
+            out.push('/');
+        }
+        return out;
+    }
     match mount {
+        Mount::Space => {
+            out.push_str(DAV_PREFIX);
+            encode_segment(&space.tenant, &mut out);
+            out.push('/');
+            out.push_str(crate::spaces::URL_SEGMENT);
+            out.push('/');
+            let name = space
+                .user
+                .strip_prefix(crate::spaces::SPACE_PREFIX)
+                .unwrap_or(&space.user);
+            encode_segment(name, &mut out);
+            out.push('/');
+        }
         Mount::Dav => {
             out.push_str(DAV_PREFIX);
             encode_segment(&space.tenant, &mut out);
@@ -437,7 +474,7 @@ pub fn parse_target_as(target: &str, me: Option<&SpaceKey>) -> Result<DavPath, P
     };
     let (mut mount, rest) = mount_of(path).ok_or(PathError::NotDav)?;
     let trailing_slash = path.ends_with('/');
-    let mut segs = rest.split('/').filter(|s| !s.is_empty());
+    let mut segs = rest.split('/').filter(|s| !s.is_empty()).peekable();
     let mut sp = String::new();
     let mut depth = 0usize;
     let (tenant, user) = match mount {
@@ -460,6 +497,11 @@ pub fn parse_target_as(target: &str, me: Option<&SpaceKey>) -> Result<DavPath, P
                     depth = 1;
                 }
                 (tenant, view)
+            } else if user == crate::spaces::URL_SEGMENT {
+                // A shared space: its key is the engine space's (`_space_<name>`).
+                let name = decode_segment(segs.next().ok_or(PathError::NoSpace)?)?;
+                mount = Mount::Space;
+                (tenant, crate::spaces::space_user(&name))
             } else {
                 (tenant, user)
             }
@@ -481,9 +523,35 @@ pub fn parse_target_as(target: &str, me: Option<&SpaceKey>) -> Result<DavPath, P
         }
         Mount::OcWebdav => {
             let me = me.ok_or(PathError::NoSpace)?;
-            (me.tenant.clone(), me.user.clone())
+            // A view's URLs are those of the home it is seen in.
+            let user = crate::spaces::split_view(&me.user)
+                .map_or_else(|| me.user.clone(), |(home, _, _)| home.to_string());
+            (me.tenant.clone(), user)
         }
-        Mount::Handin => return Err(PathError::NotDav),
+        Mount::Handin | Mount::Space => return Err(PathError::NotDav),
+    };
+    // A space or share that `me` (a view, see `crate::spaces::split_view`) sees inside
+    // this home: its folder's URLs are the view's, its paths start with the view's prefix.
+    let (tenant, user) = match me.and_then(|m| {
+        let (home, folder, prefix) = crate::spaces::split_view(&m.user)?;
+        let here = matches!(mount, Mount::Dav | Mount::OcFiles | Mount::OcWebdav)
+            && m.tenant == tenant
+            && home == user;
+        let next = segs.peek().map(|raw| decode_segment(raw));
+        (here && matches!(next, Some(Ok(ref f)) if f == folder)).then_some((m, prefix))
+    }) {
+        Some((m, prefix)) => {
+            segs.next();
+            for p in prefix {
+                if !sp.is_empty() {
+                    sp.push('/');
+                }
+                sp.push_str(p);
+                depth += 1;
+            }
+            (tenant, m.user.clone())
+        }
+        None => (tenant, user),
     };
     for raw in segs {
         let seg = decode_segment(raw)?;
@@ -665,6 +733,47 @@ mod tests {
                 .href(true),
             "/remote.php/dav/files/pupil@school/"
         );
+    }
+
+    #[test]
+    fn spaces_and_views_round_trip_their_hrefs() {
+        // A space's own URL.
+        let t = parse_target("/dav/school/spaces/math-9a/a/b%20c").unwrap();
+        assert_eq!(t.mount, Mount::Space);
+        assert_eq!(t.space, sp("school", "_space_math-9a"));
+        assert_eq!(t.path.as_str(), "a/b c");
+        assert_eq!(t.href(false), "/dav/school/spaces/math-9a/a/b%20c");
+        // A share seen in anna's home as "Docs", under each URL form of the home: the
+        // view's paths start with the shared folder's path in the owner's home.
+        let view = sp(
+            "school",
+            &crate::spaces::view_user("anna", "Docs", &["Teaching".into(), "Docs".into()]),
+        );
+        for (url, mount) in [
+            ("/dav/school/anna/Docs/x/y.txt", Mount::Dav),
+            (
+                "/remote.php/dav/files/anna@school/Docs/x/y.txt",
+                Mount::OcFiles,
+            ),
+            ("/remote.php/webdav/Docs/x/y.txt", Mount::OcWebdav),
+        ] {
+            let t = parse_target_as(url, Some(&view)).unwrap();
+            assert_eq!(
+                (t.mount, &t.space, t.path.as_str()),
+                (mount, &view, "Teaching/Docs/x/y.txt"),
+                "{url}"
+            );
+            assert_eq!(t.href(false), url);
+            assert_eq!(parse_target_as(&t.href(false), Some(&view)).unwrap(), t);
+            // The view's root is the folder in the home.
+            let root = SpacePath::from_segments(["Teaching", "Docs"]).unwrap();
+            assert!(href_at(mount, &view, &root, true).ends_with("Docs/"));
+        }
+        // Outside the folder, the home is the home's.
+        let t = parse_target_as("/dav/school/anna/Other/x", Some(&view)).unwrap();
+        assert_eq!(t.space, sp("school", "anna"));
+        let t = parse_target_as("/remote.php/webdav/Other/x", Some(&view)).unwrap();
+        assert_eq!(t.space, sp("school", "anna"));
     }
 
     fn sp(t: &str, u: &str) -> SpaceKey {

@@ -86,9 +86,7 @@ pub async fn serve(app: Arc<App>, mut req: Request<ReqBody>, principal: Principa
         None
     } else {
         // The user's groups (a few), not the group's members (a year group).
-        let member = app
-            .users
-            .groups_of(&principal.tenant, &principal.user)
+        let member = crate::spaces::access::groups(&app, &tenant, &user)
             .iter()
             .any(|g| g.as_str() == handin.group);
         if !member {
@@ -197,6 +195,7 @@ pub async fn serve(app: Arc<App>, mut req: Request<ReqBody>, principal: Principa
         space,
         target,
         names,
+        access: Default::default(),
     };
     methods::dispatch(ctx, req).await
 }

@@ -181,7 +181,7 @@ pub fn if_holds(ctx: &Ctx, headers: &HeaderMap, ifh: &IfHeader) -> bool {
         let lock_tokens = ctx
             .app
             .locks
-            .locks_covering(&ctx.target.space, &path)
+            .locks_covering(&ctx.lock_space(), &path)
             .into_iter()
             .map(|l| l.token)
             .collect();
@@ -219,7 +219,7 @@ pub fn check_write_headers(
         if let Err(e) =
             ctx.app
                 .locks
-                .check_write(&ctx.target.space, path, *scope, &tokens, &ctx.principal())
+                .check_write(&ctx.lock_space(), path, *scope, &tokens, &ctx.principal())
         {
             let (code, cond) = lock_error(&e, LockOp::Write, |p| ctx.href(p, false));
             return Err(condition(code, cond.as_ref()));

@@ -133,7 +133,7 @@ pub async fn handle(ctx: &Ctx, req: &Request<ReqBody>) -> Resp {
             if is_move {
                 ctx.app
                     .locks
-                    .on_move(&ctx.target.space, &ctx.target.path, &dest.path);
+                    .on_move(&ctx.lock_space(), &ctx.target.path, &dest.path);
             }
             status(if dest_exists {
                 StatusCode::NO_CONTENT

@@ -15,12 +15,26 @@ pub struct Ctx {
     pub target: DavPath,
     /// The target's path as engine names (NFC-normalized).
     pub names: Vec<Name>,
+    /// What the requester may do here, when it is not their own home (`crate::spaces`).
+    pub access: crate::spaces::access::Access,
 }
 
 impl Ctx {
     /// `user@tenant`: the principal that owns locks (built only by the lock paths).
     pub fn principal(&self) -> String {
-        format!("{}@{}", self.space.user(), self.space.tenant())
+        match &self.access.requester {
+            Some(r) => r.clone(),
+            None => format!("{}@{}", self.space.user(), self.space.tenant()),
+        }
+    }
+
+    /// The key locks are kept under: a space or share seen inside a home shares its locks
+    /// with every other way to reach it.
+    pub fn lock_space(&self) -> crate::dav::path::SpaceKey {
+        self.access
+            .lock_space
+            .clone()
+            .unwrap_or_else(|| self.target.space.clone())
     }
 
     pub fn href(&self, path: &SpacePath, collection: bool) -> String {

@@ -31,7 +31,7 @@ pub async fn handle(ctx: &Ctx, req: &Request<ReqBody>) -> Resp {
         Ok(()) => {
             ctx.app
                 .locks
-                .remove_tree(&ctx.target.space, &ctx.target.path);
+                .remove_tree(&ctx.lock_space(), &ctx.target.path);
             status(StatusCode::NO_CONTENT)
         }
         Err(e) => engine_error(&e),

@@ -71,6 +71,11 @@ pub fn page(ctx: &Ctx, head: bool) -> Resp {
         Ok(l) => l,
         Err(e) => return engine_error(&e),
     };
+    // The home's root shows its spaces and shares (`crate::spaces`) in place of entries of
+    // the same name; their links lead to them.
+    let mounts = &ctx.access.home_mounts;
+    children.retain(|c| !mounts.iter().any(|m| m.info.name == c.name));
+    children.extend(mounts.iter().map(|m| m.info.clone()));
     let total = children.len();
     children.sort_by(|a, b| (!is_dir(a), &a.name).cmp(&(!is_dir(b), &b.name)));
     children.truncate(LISTING_ENTRIES_MAX);
@@ -107,7 +112,13 @@ pub fn page(ctx: &Ctx, head: bool) -> Resp {
             "<tr class=\"file\"><td><a href=\""
         });
         // Percent-encoded, so only unreserved ASCII, `%` and `/` remain: safe in an attribute.
-        p.push_str(&ctx.href(&child, dir));
+        match mounts
+            .iter()
+            .find(|m| path.is_root() && m.info.name == c.name)
+        {
+            Some(m) => p.push_str(&m.ctx.href(&m.ctx.target.path, true)),
+            None => p.push_str(&ctx.href(&child, dir)),
+        }
         p.push_str("\">");
         html_escape(&c.name, &mut p);
         if dir {

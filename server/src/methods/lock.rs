@@ -76,7 +76,7 @@ pub async fn handle_lock(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
             );
         }
         return match ctx.app.locks.refresh(
-            &ctx.target.space,
+            &ctx.lock_space(),
             &ctx.target.path,
             &tokens,
             timeout,
@@ -98,7 +98,7 @@ pub async fn handle_lock(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
         principal: &ctx.principal(),
         resource_exists: existing.is_some(),
     };
-    let info = match ctx.app.locks.lock(&ctx.target.space, request) {
+    let info = match ctx.app.locks.lock(&ctx.lock_space(), request) {
         Ok(i) => i,
         Err(e) => {
             let (code, cond) = lock_error(&e, LockOp::Lock, |p| ctx.href(p, false));
@@ -115,7 +115,7 @@ pub async fn handle_lock(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
             .await
         {
             let _ = ctx.app.locks.unlock(
-                &ctx.target.space,
+                &ctx.lock_space(),
                 &ctx.target.path,
                 &info.token,
                 &ctx.principal(),
@@ -144,7 +144,7 @@ pub fn handle_unlock(ctx: &Ctx, req: &Request<ReqBody>) -> Resp {
         Err(_) => return text(StatusCode::BAD_REQUEST, "bad Lock-Token header"),
     };
     match ctx.app.locks.unlock(
-        &ctx.target.space,
+        &ctx.lock_space(),
         &ctx.target.path,
         &token,
         &ctx.principal(),

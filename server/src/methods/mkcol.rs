@@ -41,7 +41,8 @@ pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
     match ctx.app.store.mkdir(&ctx.space, &ctx.names).await {
         Ok(info) => {
             let mut r = status(StatusCode::CREATED);
-            if let Ok(v) = HeaderValue::from_str(&oc::headers::oc_id(&info)) {
+            if let Ok(v) = HeaderValue::from_str(&oc::headers::oc_id_of(ctx.access.file_id(&info)))
+            {
                 r.headers_mut().insert("oc-fileid", v);
             }
             r

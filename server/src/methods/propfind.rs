@@ -47,7 +47,7 @@ pub(super) struct Quota {
 
 /// The space's quota properties, looked up only when a collection is answered.
 pub(super) fn quota_for(ctx: &Ctx, any_dir: bool) -> Option<Quota> {
-    any_dir
+    (any_dir && !ctx.access.hide_quota)
         .then(|| ctx.app.store.usage(&ctx.space).ok())
         .flatten()
         .map(|u| Quota {
@@ -94,7 +94,7 @@ pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
     } else {
         ctx.app.store.list(&ctx.space, &ctx.names)
     };
-    let (info, children) = match listed {
+    let (info, mut children) = match listed {
         Ok((info, children)) if depth == Depth::One && is_dir(&info) => (info, children),
         Ok((info, _)) => (info, Vec::new()),
         Err(skab_engine::Error::NotADirectory) | Err(skab_engine::Error::IsADirectory) => {
@@ -105,6 +105,11 @@ pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
         }
         Err(e) => return engine_error(&e),
     };
+    // The home's root shows the spaces and shares of its user (`crate::spaces`): their
+    // folders hide entries of the same name, and their changes change the root's ETag.
+    let mounts = &ctx.access.home_mounts;
+    let info = crate::spaces::access::home_root_info(info, mounts);
+    children.retain(|c| !mounts.iter().any(|m| m.info.name == c.name));
     // Quota properties exist on collections only (`has_live`): a file alone skips the lookup.
     let any_dir = is_dir(&info) || children.iter().any(is_dir);
     let quota = quota_for(ctx, any_dir);
@@ -117,6 +122,19 @@ pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
             continue;
         };
         describe(ctx, &mut ms, &path, child, &what, quota.as_ref());
+    }
+    if depth == Depth::One {
+        for m in mounts {
+            let q = quota_for(&m.ctx, true);
+            describe(
+                &m.ctx,
+                &mut ms,
+                &m.ctx.target.path,
+                &m.info,
+                &what,
+                q.as_ref(),
+            );
+        }
     }
     multistatus(ms.finish())
 }
@@ -198,7 +216,7 @@ pub(super) fn describe(
                         if n.is_dav() && has_live(info, &n.name, quota) {
                             live(ctx, p, path, info, &n.name, quota);
                         } else if is_oc_live(n) {
-                            oc_live(ctx, p, info, n, quota);
+                            oc_live(ctx, p, path, info, n, quota);
                         } else if let Some((_, v)) = dead
                             .iter()
                             .find(|(d, _)| *d.ns == n.ns && *d.local == n.name)
@@ -227,22 +245,16 @@ fn is_oc_live(n: &PropName) -> bool {
 fn oc_live(
     ctx: &Ctx,
     p: &mut PropWriter<'_>,
+    path: &SpacePath,
     info: &EntryInfo,
     n: &PropName,
     quota: Option<&Quota>,
 ) {
     let dir = is_dir(info);
     match n.name.as_str() {
-        "fileid" => p.text(n, &oc::headers::file_id(info).to_string()),
-        "id" => p.text(n, &oc::headers::oc_id(info)),
-        "permissions" => p.text(
-            n,
-            if dir {
-                oc::headers::DIR_PERMISSIONS
-            } else {
-                oc::headers::FILE_PERMISSIONS
-            },
-        ),
+        "fileid" => p.text(n, &ctx.access.file_id(info).to_string()),
+        "id" => p.text(n, &oc::headers::oc_id_of(ctx.access.file_id(info))),
+        "permissions" => p.text(n, &ctx.access.permissions(dir, path.depth())),
         "size" => {
             let size = match (dir, quota) {
                 (false, _) => info.size,
@@ -262,6 +274,8 @@ fn has_live(info: &EntryInfo, name: &str, quota: Option<&Quota>) -> bool {
         "quota-available-bytes" | "quota-used-bytes" => is_dir(info) && quota.is_some(),
         // RFC 6578 §4: collections only, and only when asked for by name.
         "sync-token" => is_dir(info),
+        // RFC 3744 §5.4, by name only: what the requester may do, before trying.
+        "current-user-privilege-set" => true,
         n => LIVE.contains(&n),
     }
 }
@@ -285,7 +299,7 @@ fn live(
         "resourcetype" => p.resourcetype(dir),
         "supportedlock" => p.supportedlock(),
         "lockdiscovery" => {
-            let locks = ctx.app.locks.locks_covering(&ctx.target.space, path);
+            let locks = ctx.app.locks.locks_covering(&ctx.lock_space(), path);
             p.lockdiscovery(&locks, |l| ctx.href(&l.root, false));
         }
         "quota-available-bytes" if dir => {
@@ -297,6 +311,13 @@ fn live(
             if let Some(q) = quota {
                 p.quota_used_bytes(q.used)
             }
+        }
+        "current-user-privilege-set" => {
+            p.raw("<D:current-user-privilege-set><D:privilege><D:read/></D:privilege><D:privilege><D:read-current-user-privilege-set/></D:privilege>");
+            if !ctx.access.read_only {
+                p.raw("<D:privilege><D:write/></D:privilege><D:privilege><D:write-content/></D:privilege><D:privilege><D:write-properties/></D:privilege><D:privilege><D:bind/></D:privilege><D:privilege><D:unbind/></D:privilege>");
+            }
+            p.raw("</D:current-user-privilege-set>");
         }
         "sync-token" if dir => {
             if let Ok(t) = ctx.app.store.sync_token(&ctx.space) {

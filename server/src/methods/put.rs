@@ -126,7 +126,12 @@ pub async fn handle(ctx: &Ctx, req: Request<ReqBody>) -> Resp {
                 StatusCode::CREATED
             };
             let mut r = status(code);
-            oc::headers::after_upload(&mut r, &info, &etag(&info), mtime.is_some());
+            oc::headers::after_upload(
+                &mut r,
+                &etag(&info),
+                mtime.is_some(),
+                ctx.access.file_id(&info),
+            );
             if let Some(u) = &handin {
                 let hash = *hashed.lock();
                 if let Err(e) = crate::handin::access::after_put(ctx, u, &info, hash, &mut r).await

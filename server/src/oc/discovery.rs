@@ -107,7 +107,17 @@ fn capabilities() -> Value {
                 "supportedTypes": super::checksum::SUPPORTED,
                 "preferredUploadType": super::checksum::PREFERRED,
             },
-            "files_sharing": {"api_enabled": false},
+            // User and group shares of folders (`crate::spaces::ocs`); no links, no
+            // resharing, no federation.
+            "files_sharing": {
+                "api_enabled": true,
+                "public": {"enabled": false},
+                "resharing": false,
+                "federation": {"outgoing": false, "incoming": false},
+                "group_sharing": true,
+                "user": {"send_mail": false},
+                "default_permissions": 1,
+            },
         },
     })
 }
@@ -124,14 +134,14 @@ fn user(who: &Principal) -> Value {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub(crate) enum Format {
     Json,
     Xml,
 }
 
 impl Format {
     /// `?format=json` or an `Accept` naming JSON; XML otherwise (OCS's default).
-    fn of(req: &Request<ReqBody>) -> Format {
+    pub(crate) fn of(req: &Request<ReqBody>) -> Format {
         if query_param(req.uri(), "format").is_some_and(|f| f.eq_ignore_ascii_case("json")) {
             return Format::Json;
         }
@@ -156,12 +166,12 @@ fn query_param<'a>(uri: &'a Uri, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-fn ocs_ok(v2: bool, format: Format, data: Value) -> Resp {
+pub(crate) fn ocs_ok(v2: bool, format: Format, data: Value) -> Resp {
     let code = if v2 { 200 } else { 100 };
     envelope(StatusCode::OK, format, code, "OK", "ok", data)
 }
 
-fn ocs_fail(v2: bool, format: Format, http: StatusCode, code: u32, msg: &str) -> Resp {
+pub(crate) fn ocs_fail(v2: bool, format: Format, http: StatusCode, code: u32, msg: &str) -> Resp {
     // v1 answers 200 with the failure in the body; v2 uses the HTTP status too.
     let http = if v2 { http } else { StatusCode::OK };
     envelope(http, format, code, msg, "failure", json!([]))

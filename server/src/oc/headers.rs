@@ -60,18 +60,24 @@ pub fn file_id(info: &EntryInfo) -> u64 {
 
 /// `oc:id`: the file id padded to 8 digits, then the instance id.
 pub fn oc_id(info: &EntryInfo) -> String {
-    format!("{:08}{INSTANCE_ID}", file_id(info))
+    oc_id_of(file_id(info))
+}
+
+/// `oc:id` of a file id.
+pub fn oc_id_of(id: u64) -> String {
+    format!("{id:08}{INSTANCE_ID}")
 }
 
 /// Adds what the clients read after an upload: `OC-FileId`, `OC-ETag` (and `ETag`), and
 /// `X-OC-MTime: accepted` when they sent a time.
-pub fn after_upload(r: &mut Resp, info: &EntryInfo, etag: &str, mtime_given: bool) {
+/// `file_id` is the entry's id as the request's space shows it (`Access::file_id`).
+pub fn after_upload(r: &mut Resp, etag: &str, mtime_given: bool, file_id: u64) {
     let h = r.headers_mut();
     if let Ok(v) = HeaderValue::from_str(etag) {
         h.insert(ETAG, v.clone());
         h.insert("oc-etag", v);
     }
-    if let Ok(v) = HeaderValue::from_str(&oc_id(info)) {
+    if let Ok(v) = HeaderValue::from_str(&oc_id_of(file_id)) {
         h.insert("oc-fileid", v);
     }
     // The ownCloud client asks again with a PROPFIND when an upload's answer lacks them.

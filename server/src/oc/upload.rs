@@ -222,7 +222,22 @@ pub async fn finish(ctx: &Ctx, req: &Request<ReqBody>) -> Resp {
         space: home.clone(),
         target: dest,
         names,
+        access: Default::default(),
     };
+    // Into a space or share shown in the home: its space, under its permissions.
+    let home_ctx = match crate::spaces::access::upload_ctx(
+        &ctx.app,
+        home.tenant(),
+        home.user(),
+        &home_ctx.target,
+    )
+    .await
+    {
+        Ok(Some(c)) => c,
+        Ok(None) => home_ctx,
+        Err(r) => return r,
+    };
+    let home = home_ctx.space.clone();
     let existing = ctx.app.store.stat(&home, &home_ctx.names).ok();
     if existing.as_ref().is_some_and(is_dir) {
         return text(
@@ -311,7 +326,12 @@ pub async fn finish(ctx: &Ctx, req: &Request<ReqBody>) -> Resp {
         StatusCode::CREATED
     };
     let mut r = status(code);
-    after_upload(&mut r, &info, &etag(&info), mtime.is_some());
+    after_upload(
+        &mut r,
+        &etag(&info),
+        mtime.is_some(),
+        home_ctx.access.file_id(&info),
+    );
     r
 }
 

@@ -1,0 +1,638 @@
+//! The spaces and user shares of every tenant: one small file in the data dir
+//! (`spaces.bin`), replaced atomically and durably by `skab space`/`skab share` and by the
+//! OCS share API, and reread by the server when it changes (checked on every request that
+//! could reach one, so a revocation takes effect on the next request). Format:
+//! `docs/spaces.md`, "Registry".
+
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use skab_engine::io::{durable, StdStorage};
+
+use super::SpaceName;
+use crate::limits::{SHARES_MAX, SPACES_MAX, SPACE_GRANTS_MAX, SPACE_REGISTRY_LEN_MAX};
+
+/// The registry's file in the data dir.
+pub const REGISTRY_FILE: &str = "spaces.bin";
+/// The `flock` that orders writers of several processes.
+const LOCK_FILE: &str = "spaces.lock";
+const MAGIC: &[u8; 8] = b"SKABSPC1";
+/// Magic, payload length (u64 LE), CRC32C of the payload (u32 LE); the payload is JSON.
+const HEADER_LEN: usize = 8 + 8 + 4;
+
+/// What a member may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Perm {
+    Read,
+    Write,
+}
+
+impl Perm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Perm::Read => "read",
+            Perm::Write => "write",
+        }
+    }
+}
+
+/// Who a grant is for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "name", rename_all = "lowercase")]
+pub enum Grantee {
+    User(String),
+    Group(String),
+}
+
+impl std::fmt::Display for Grantee {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Grantee::User(u) => write!(f, "user:{u}"),
+            Grantee::Group(g) => write!(f, "group:{g}"),
+        }
+    }
+}
+
+/// One grant of a space: `group:9a=read`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub to: Grantee,
+    pub perm: Perm,
+}
+
+impl Grant {
+    /// Parses `user:NAME=read|write` or `group:NAME=read|write`.
+    pub fn parse(s: &str) -> Result<Grant, String> {
+        let bad = || format!("{s:?}: a share is user:NAME=read|write or group:NAME=read|write");
+        let (who, perm) = s.rsplit_once('=').ok_or_else(bad)?;
+        let perm = match perm {
+            "read" => Perm::Read,
+            "write" => Perm::Write,
+            _ => return Err(bad()),
+        };
+        let to = match who.split_once(':') {
+            Some(("user", n)) if !n.is_empty() => Grantee::User(n.to_string()),
+            Some(("group", n)) if !n.is_empty() => Grantee::Group(n.to_string()),
+            _ => return Err(bad()),
+        };
+        Ok(Grant { to, perm })
+    }
+}
+
+impl std::fmt::Display for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={}", self.to, self.perm.as_str())
+    }
+}
+
+/// One shared space: its owner may write, each grant adds members.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Space {
+    pub tenant: String,
+    pub name: String,
+    pub owner: String,
+    pub grants: Vec<Grant>,
+    pub created: u64,
+}
+
+/// One folder of a user's home shared with a user or a group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Share {
+    /// Unique in the registry (the OCS share id).
+    pub id: u64,
+    pub tenant: String,
+    pub owner: String,
+    /// The folder's path in the owner's home: decoded segments joined by `/`.
+    pub path: String,
+    pub to: Grantee,
+    pub perm: Perm,
+    pub created: u64,
+}
+
+#[derive(Serialize, Deserialize, Default, Clone)]
+pub struct Saved {
+    #[serde(default)]
+    pub next_share_id: u64,
+    #[serde(default)]
+    pub spaces: Vec<Space>,
+    #[serde(default)]
+    pub shares: Vec<Share>,
+}
+
+/// Why a registry change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{0}: {1}")]
+    Io(PathBuf, io::Error),
+    #[error("{REGISTRY_FILE}: {0}")]
+    Damaged(&'static str),
+    #[error("space {0} already exists in tenant {1}")]
+    Exists(String, String),
+    #[error("no space {0} in tenant {1}")]
+    Missing(String, String),
+    #[error("no share {0}")]
+    NoShare(u64),
+    #[error("more than {SPACES_MAX} spaces or {SHARES_MAX} shares")]
+    TooMany,
+    #[error("more than {SPACE_GRANTS_MAX} shares on one space")]
+    TooManyGrants,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Identity of the file as last read: a rename gives another inode.
+type FileId = (u64, u64, i64, i64);
+
+/// The registry as read, and each tenant's part of it (a request looks only at its
+/// tenant's spaces and shares, not at every school's).
+#[derive(Default)]
+struct Cached {
+    all: Arc<Saved>,
+    by_tenant: std::collections::HashMap<String, Arc<Saved>>,
+}
+
+impl Cached {
+    fn new(all: Saved) -> Cached {
+        let mut by_tenant: std::collections::HashMap<String, Saved> = Default::default();
+        for s in &all.spaces {
+            by_tenant
+                .entry(s.tenant.clone())
+                .or_default()
+                .spaces
+                .push(s.clone());
+        }
+        for s in &all.shares {
+            by_tenant
+                .entry(s.tenant.clone())
+                .or_default()
+                .shares
+                .push(s.clone());
+        }
+        Cached {
+            all: Arc::new(all),
+            by_tenant: by_tenant
+                .into_iter()
+                .map(|(k, v)| (k, Arc::new(v)))
+                .collect(),
+        }
+    }
+}
+
+/// The spaces and shares as this process last read them, reread when the file changes.
+pub struct Registry {
+    dir: PathBuf,
+    /// Read by every request to a home (shared lock), written when the file changed.
+    cached: RwLock<(Option<FileId>, Cached)>,
+}
+
+fn file_id(path: &Path) -> Option<FileId> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
+}
+
+fn decode(bytes: &[u8]) -> Result<Saved, RegistryError> {
+    let header = bytes
+        .get(..HEADER_LEN)
+        .ok_or(RegistryError::Damaged("too short"))?;
+    if &header[..8] != MAGIC {
+        return Err(RegistryError::Damaged("not a space registry (bad magic)"));
+    }
+    let mut len8 = [0u8; 8];
+    len8.copy_from_slice(&header[8..16]);
+    let mut crc4 = [0u8; 4];
+    crc4.copy_from_slice(&header[16..20]);
+    let payload = &bytes[HEADER_LEN..];
+    if u64::from_le_bytes(len8) != payload.len() as u64 {
+        return Err(RegistryError::Damaged("length does not match"));
+    }
+    if crc32c::crc32c(payload) != u32::from_le_bytes(crc4) {
+        return Err(RegistryError::Damaged("checksum does not match"));
+    }
+    serde_json::from_slice(payload).map_err(|_| RegistryError::Damaged("payload is not JSON"))
+}
+
+fn encode(saved: &Saved) -> Vec<u8> {
+    // Serializing plain structs of strings and numbers cannot fail.
+    let payload = serde_json::to_vec_pretty(saved).unwrap_or_default();
+    let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len());
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+    bytes.extend_from_slice(&payload);
+    bytes
+}
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Registry {
+    pub fn new(data_dir: &Path) -> Registry {
+        Registry {
+            dir: data_dir.to_path_buf(),
+            cached: RwLock::new((None, Cached::default())),
+        }
+    }
+
+    fn io_err(&self, e: io::Error) -> RegistryError {
+        RegistryError::Io(self.dir.join(REGISTRY_FILE), e)
+    }
+
+    fn read(&self) -> Result<Saved, RegistryError> {
+        let storage = StdStorage::new(&self.dir).map_err(|e| self.io_err(e))?;
+        match durable::read_file(&storage, REGISTRY_FILE, SPACE_REGISTRY_LEN_MAX)
+            .map_err(|e| self.io_err(e))?
+        {
+            None => Ok(Saved::default()),
+            Some(b) => decode(&b),
+        }
+    }
+
+    /// Every space and share, reread when the file changed since the last call (one
+    /// `stat` per call, so a change by another process counts from the next request). A
+    /// damaged file keeps the last good list (and is reported).
+    pub fn all(&self) -> Arc<Saved> {
+        self.fresh(|c| c.all.clone())
+    }
+
+    /// The spaces and shares of one tenant, as [`Registry::all`] reads them.
+    pub fn of_tenant(&self, tenant: &str) -> Arc<Saved> {
+        self.fresh(|c| c.by_tenant.get(tenant).cloned().unwrap_or_default())
+    }
+
+    fn fresh<T>(&self, f: impl FnOnce(&Cached) -> T) -> T {
+        let id = file_id(&self.dir.join(REGISTRY_FILE));
+        let stale = |c: &(Option<FileId>, Cached)| {
+            let empty = c.1.all.spaces.is_empty() && c.1.all.shares.is_empty();
+            c.0 != id || id.is_none() && !empty
+        };
+        {
+            let c = self.cached.read();
+            if !stale(&c) {
+                return f(&c.1);
+            }
+        }
+        let mut c = self.cached.write();
+        if stale(&c) {
+            match self.read() {
+                Ok(s) => *c = (id, Cached::new(s)),
+                // Kept until the file changes again (not reread, nor logged, per request).
+                Err(e) => {
+                    tracing::warn!(error = %e, "space registry not reread; the last good one serves");
+                    c.0 = id;
+                }
+            }
+        }
+        f(&c.1)
+    }
+
+    /// The space `name` of `tenant`.
+    pub fn space(&self, tenant: &str, name: &str) -> Option<Space> {
+        self.of_tenant(tenant)
+            .spaces
+            .iter()
+            .find(|s| s.tenant == tenant && s.name == name)
+            .cloned()
+    }
+
+    /// Changes the file under the writers' lock: read, `f`, replace durably. The cache is
+    /// updated at once, so this process sees its own change on its next request.
+    fn change<T>(
+        &self,
+        f: impl FnOnce(&mut Saved) -> Result<T, RegistryError>,
+    ) -> Result<T, RegistryError> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| self.io_err(e))?;
+        let _lock = lock(&self.dir.join(LOCK_FILE)).map_err(|e| self.io_err(e))?;
+        let mut saved = self.read()?;
+        let out = f(&mut saved)?;
+        let storage = StdStorage::new(&self.dir).map_err(|e| self.io_err(e))?;
+        durable::replace_file(&storage, REGISTRY_FILE, &encode(&saved))
+            .map_err(|e| self.io_err(e))?;
+        let id = file_id(&self.dir.join(REGISTRY_FILE));
+        *self.cached.write() = (id, Cached::new(saved));
+        Ok(out)
+    }
+
+    /// Adds a space (`created` is set here).
+    pub fn add_space(&self, mut s: Space) -> Result<(), RegistryError> {
+        SpaceName::new(&s.name).map_err(RegistryError::Invalid)?;
+        if s.grants.len() > SPACE_GRANTS_MAX {
+            return Err(RegistryError::TooManyGrants);
+        }
+        s.created = now_s();
+        self.change(|saved| {
+            if saved
+                .spaces
+                .iter()
+                .any(|x| x.tenant == s.tenant && x.name == s.name)
+            {
+                return Err(RegistryError::Exists(s.name.clone(), s.tenant.clone()));
+            }
+            if saved.spaces.len() >= SPACES_MAX {
+                return Err(RegistryError::TooMany);
+            }
+            saved.spaces.push(s);
+            Ok(())
+        })
+    }
+
+    /// Removes a space from the registry (its stored files stay in the engine space).
+    pub fn delete_space(&self, tenant: &str, name: &str) -> Result<(), RegistryError> {
+        self.change(|saved| {
+            let before = saved.spaces.len();
+            saved
+                .spaces
+                .retain(|x| !(x.tenant == tenant && x.name == name));
+            if saved.spaces.len() == before {
+                return Err(RegistryError::Missing(name.into(), tenant.into()));
+            }
+            Ok(())
+        })
+    }
+
+    /// Adds grants to a space (a grant for the same user or group replaces the earlier
+    /// one) and removes the grants of `remove`.
+    pub fn regrant(
+        &self,
+        tenant: &str,
+        name: &str,
+        add: &[Grant],
+        remove: &[Grantee],
+    ) -> Result<Space, RegistryError> {
+        self.change(|saved| {
+            let s = saved
+                .spaces
+                .iter_mut()
+                .find(|x| x.tenant == tenant && x.name == name)
+                .ok_or_else(|| RegistryError::Missing(name.into(), tenant.into()))?;
+            for g in add {
+                s.grants.retain(|x| x.to != g.to);
+                s.grants.push(g.clone());
+            }
+            s.grants.retain(|x| !remove.contains(&x.to));
+            if s.grants.len() > SPACE_GRANTS_MAX {
+                return Err(RegistryError::TooManyGrants);
+            }
+            Ok(s.clone())
+        })
+    }
+
+    /// Adds a share (an existing share of the same folder to the same user or group gets
+    /// the new permission); returns it with its id.
+    pub fn add_share(&self, mut s: Share) -> Result<Share, RegistryError> {
+        s.created = now_s();
+        self.change(|saved| {
+            if let Some(x) = saved.shares.iter_mut().find(|x| {
+                x.tenant == s.tenant && x.owner == s.owner && x.path == s.path && x.to == s.to
+            }) {
+                x.perm = s.perm;
+                return Ok(x.clone());
+            }
+            if saved.shares.len() >= SHARES_MAX {
+                return Err(RegistryError::TooMany);
+            }
+            saved.next_share_id = saved.next_share_id.max(1);
+            s.id = saved.next_share_id;
+            saved.next_share_id += 1;
+            saved.shares.push(s.clone());
+            Ok(s)
+        })
+    }
+
+    /// Changes what share `id` of `tenant` allows, when `may` allows (its owner).
+    pub fn set_share_perm(
+        &self,
+        tenant: &str,
+        id: u64,
+        perm: Perm,
+        may: impl FnOnce(&Share) -> bool,
+    ) -> Result<Share, RegistryError> {
+        self.change(|saved| {
+            let s = saved
+                .shares
+                .iter_mut()
+                .find(|x| x.tenant == tenant && x.id == id)
+                .ok_or(RegistryError::NoShare(id))?;
+            if !may(s) {
+                return Err(RegistryError::NoShare(id));
+            }
+            s.perm = perm;
+            Ok(s.clone())
+        })
+    }
+
+    /// Removes share `id` of `tenant`, when `may` allows (the OCS API lets only its owner).
+    pub fn delete_share(
+        &self,
+        tenant: &str,
+        id: u64,
+        may: impl FnOnce(&Share) -> bool,
+    ) -> Result<Share, RegistryError> {
+        self.change(|saved| {
+            let i = saved
+                .shares
+                .iter()
+                .position(|x| x.tenant == tenant && x.id == id)
+                .ok_or(RegistryError::NoShare(id))?;
+            if !may(&saved.shares[i]) {
+                return Err(RegistryError::NoShare(id));
+            }
+            Ok(saved.shares.remove(i))
+        })
+    }
+}
+
+/// What an account or group deletion takes out of the registry.
+pub enum Forget<'a> {
+    /// The whole tenant: its spaces and shares.
+    Tenant,
+    /// A user: the spaces they own, the shares they made, every grant and share to them.
+    User(&'a str),
+    /// A group: every grant and share to it.
+    Group(&'a str),
+}
+
+impl Registry {
+    /// Takes a deleted tenant, user or group out of every space and share, so that a later
+    /// account or group of the same name inherits nothing. Returns how many spaces, grants
+    /// and shares went. The spaces' files stay in their engine spaces.
+    pub fn forget(&self, tenant: &str, what: Forget<'_>) -> Result<usize, RegistryError> {
+        if !std::fs::exists(self.dir.join(REGISTRY_FILE)).unwrap_or(true) {
+            return Ok(0);
+        }
+        self.change(|saved| {
+            let before = saved.spaces.len()
+                + saved.shares.len()
+                + saved.spaces.iter().map(|s| s.grants.len()).sum::<usize>();
+            let mine = |t: &str| t == tenant;
+            match what {
+                Forget::Tenant => {
+                    saved.spaces.retain(|s| !mine(&s.tenant));
+                    saved.shares.retain(|s| !mine(&s.tenant));
+                }
+                Forget::User(u) => {
+                    let to = Grantee::User(u.to_string());
+                    saved.spaces.retain(|s| !(mine(&s.tenant) && s.owner == u));
+                    for s in saved.spaces.iter_mut().filter(|s| mine(&s.tenant)) {
+                        s.grants.retain(|g| g.to != to);
+                    }
+                    saved
+                        .shares
+                        .retain(|s| !(mine(&s.tenant) && (s.owner == u || s.to == to)));
+                }
+                Forget::Group(g) => {
+                    let to = Grantee::Group(g.to_string());
+                    for s in saved.spaces.iter_mut().filter(|s| mine(&s.tenant)) {
+                        s.grants.retain(|x| x.to != to);
+                    }
+                    saved.shares.retain(|s| !(mine(&s.tenant) && s.to == to));
+                }
+            }
+            let after = saved.spaces.len()
+                + saved.shares.len()
+                + saved.spaces.iter().map(|s| s.grants.len()).sum::<usize>();
+            Ok(before - after)
+        })
+    }
+}
+
+/// An exclusive `flock` on `path`, released when the file is dropped.
+fn lock(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::io::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    // SAFETY: flock on a file descriptor this function owns.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sp(name: &str) -> Space {
+        Space {
+            tenant: "t".into(),
+            name: name.into(),
+            owner: "teach".into(),
+            grants: vec![Grant::parse("group:9a=read").unwrap()],
+            created: 0,
+        }
+    }
+
+    #[test]
+    fn spaces_and_shares_reread_by_another_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Registry::new(dir.path());
+        let b = Registry::new(dir.path());
+        assert!(b.all().spaces.is_empty());
+        a.add_space(sp("math")).unwrap();
+        assert!(matches!(
+            a.add_space(sp("math")),
+            Err(RegistryError::Exists(..))
+        ));
+        assert_eq!(b.space("t", "math").unwrap().owner, "teach");
+        let s = a
+            .regrant(
+                "t",
+                "math",
+                &[Grant::parse("user:bo=write").unwrap()],
+                &[Grantee::Group("9a".into())],
+            )
+            .unwrap();
+        assert_eq!(s.grants, vec![Grant::parse("user:bo=write").unwrap()]);
+        let share = |to: &str| Share {
+            id: 0,
+            tenant: "t".into(),
+            owner: "teach".into(),
+            path: "Docs".into(),
+            to: Grantee::User(to.into()),
+            perm: Perm::Read,
+            created: 0,
+        };
+        let s1 = a.add_share(share("bo")).unwrap();
+        let s2 = a.add_share(share("carl")).unwrap();
+        assert_ne!(s1.id, s2.id);
+        assert_eq!(b.all().shares.len(), 2);
+        assert_eq!(b.of_tenant("t").shares.len(), 2);
+        assert!(b.of_tenant("u").shares.is_empty());
+        assert!(a.delete_share("t", s1.id, |_| false).is_err());
+        a.delete_share("t", s1.id, |_| true).unwrap();
+        assert_eq!(b.all().shares.len(), 1);
+        a.delete_space("t", "math").unwrap();
+        assert!(b.space("t", "math").is_none());
+        // Ids are never reused.
+        let s3 = a.add_share(share("dan")).unwrap();
+        assert!(s3.id > s2.id);
+    }
+
+    #[test]
+    fn deleted_accounts_and_groups_leave_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Registry::new(dir.path());
+        assert_eq!(a.forget("t", Forget::Tenant).unwrap(), 0);
+        assert!(!dir.path().join(REGISTRY_FILE).exists());
+        let mut s = sp("math");
+        s.grants.push(Grant::parse("user:bo=write").unwrap());
+        a.add_space(s).unwrap();
+        let mut other = sp("art");
+        other.owner = "bo".into();
+        a.add_space(other).unwrap();
+        let share = |owner: &str, to: Grantee| Share {
+            id: 0,
+            tenant: "t".into(),
+            owner: owner.into(),
+            path: "Docs".into(),
+            to,
+            perm: Perm::Read,
+            created: 0,
+        };
+        a.add_share(share("teach", Grantee::User("bo".into())))
+            .unwrap();
+        a.add_share(share("bo", Grantee::Group("9a".into())))
+            .unwrap();
+        a.add_share(share("teach", Grantee::Group("9a".into())))
+            .unwrap();
+        // bo: the space bo owns (with its one grant), the grant to bo, bo's share and the
+        // share to bo.
+        assert_eq!(a.forget("t", Forget::User("bo")).unwrap(), 5);
+        assert!(a.space("t", "art").is_none());
+        assert_eq!(a.space("t", "math").unwrap().grants.len(), 1);
+        assert_eq!(a.forget("t", Forget::Group("9a")).unwrap(), 2);
+        assert!(a.all().shares.is_empty());
+        assert_eq!(a.forget("t", Forget::Tenant).unwrap(), 1);
+        assert!(a.all().spaces.is_empty());
+    }
+
+    #[test]
+    fn damaged_file_is_refused_and_grants_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Registry::new(dir.path());
+        a.add_space(sp("x")).unwrap();
+        let p = dir.path().join(REGISTRY_FILE);
+        let mut bytes = std::fs::read(&p).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&p, bytes).unwrap();
+        assert!(matches!(a.read(), Err(RegistryError::Damaged(_))));
+        assert!(Grant::parse("group:9a=admin").is_err());
+        assert!(Grant::parse("9a=read").is_err());
+        assert_eq!(
+            Grant::parse("user:bo=write").unwrap().to_string(),
+            "user:bo=write"
+        );
+    }
+}
