@@ -186,6 +186,46 @@ fn populated() -> Server {
             "9a", "--closes", &closes,
         ],
     );
+    // A shared space with a file in it, and a folder of the pupil's home shared with the teacher.
+    cli(
+        &data,
+        &[
+            "space",
+            "add",
+            "--tenant",
+            TENANT,
+            "--space",
+            "fysik",
+            "--owner",
+            TEACHER,
+            "--share",
+            "group:9a=read",
+        ],
+    );
+    let teacher = s.client_as(&format!("{TEACHER}@{TENANT}"), PASSWORD);
+    assert_eq!(
+        teacher
+            .put(&format!("/dav/{TENANT}/spaces/fysik/ark.txt"), b"opgave 1")
+            .status,
+        201
+    );
+    cli(
+        &data,
+        &[
+            "share",
+            "add",
+            "--tenant",
+            TENANT,
+            "--owner",
+            USER,
+            "--path",
+            "Tom",
+            "--with",
+            "user:teach",
+            "--perm",
+            "write",
+        ],
+    );
     let url = format!("/dav/{TENANT}/handin/exam/{}", enc("svar ø.txt"));
     let deadline = Instant::now() + Duration::from_secs(10);
     let receipt = loop {
@@ -279,6 +319,17 @@ fn a_round_trip_keeps_every_kind_of_object_and_every_byte() {
         blake3::hash("tredje ✓".as_bytes()).to_hex().as_str()
     );
     assert_eq!(m1["handins"][0]["receipts"].as_array().unwrap().len(), 1);
+    assert_eq!(m1["spaces"][0]["name"], "fysik");
+    assert_eq!(m1["spaces"][0]["owner"], TEACHER);
+    assert_eq!(m1["spaces"][0]["grants"][0], "group:9a=read");
+    assert_eq!(m1["shares"][0]["path"], "Tom");
+    assert_eq!(m1["shares"][0]["with"], "user:teach");
+    assert_eq!(m1["shares"][0]["perm"], "write");
+    assert_eq!(
+        files1["spaces/_space_fysik/ark.txt"].as_deref(),
+        Some(&b"opgave 1"[..]),
+        "{members:?}"
+    );
     assert!(m1["receipt_keys"]["public"]
         .as_str()
         .unwrap()
@@ -311,6 +362,18 @@ fn a_round_trip_keeps_every_kind_of_object_and_every_byte() {
     // Logins work (hashes carried), and the hand-in's receipt verifies with the same key.
     let bc = b.client();
     assert_eq!(bc.get(&dav("big.bin")).body, pseudo_random(7, 5 << 20));
+    // The space and the share work on the target: the teacher reads the space and writes
+    // into the pupil's shared folder.
+    let bt = b.client_as(&format!("{TEACHER}@{TENANT}"), PASSWORD);
+    assert_eq!(
+        bt.get(&format!("/dav/{TENANT}/spaces/fysik/ark.txt")).body,
+        b"opgave 1"
+    );
+    assert_eq!(
+        bt.put(&format!("/dav/{TENANT}/{TEACHER}/Tom/note.txt"), b"n")
+            .status,
+        201
+    );
     let receipt = m2["handins"][0]["receipts"][0].as_str().unwrap();
     let out = cli(&b.data_dir(), &["receipt", "verify", receipt]);
     assert!(out.contains("receipt verified"), "{out}");

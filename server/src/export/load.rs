@@ -370,14 +370,22 @@ pub fn import(store: &Store, req: &ImportRequest) -> Result<Imported, String> {
     let created = m.tenant.created_unix.unwrap_or_else(crate::users::now_unix);
     db.import_accounts(&tenant, created, &accounts, &groups)
         .map_err(|e| fail(e.to_string()))?;
+    let (spaces, shares) = registry_entries(&m)?;
+    if !spaces.is_empty() || !shares.is_empty() {
+        crate::spaces::registry::Registry::new(&req.data_dir)
+            .import(spaces, shares)
+            .map_err(|e| fail(format!("spaces and shares: {e}")))?;
+    }
     let mut text = format!(
-        "imported tenant {tenant}{}: {} accounts, {} groups, {} trees, {} files ({} bytes)\n",
+        "imported tenant {tenant}{}: {} accounts, {} groups, {} spaces, {} shares, {} trees, {} files ({} bytes)\n",
         m.user
             .as_ref()
             .map(|u| format!(" (user {u})"))
             .unwrap_or_default(),
         m.accounts.len(),
         m.groups.len(),
+        m.spaces.len(),
+        m.shares.len(),
         m.trees.len(),
         m.totals.files,
         m.totals.bytes
@@ -434,4 +442,52 @@ fn load_handin(data_dir: &Path, tenant: &str, h: &Handin) -> Result<(), String> 
         write().map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())
+}
+
+/// The manifest's spaces and shares as registry entries; a bad one fails the import before
+/// the registry changes.
+fn registry_entries(
+    m: &Manifest,
+) -> Result<
+    (
+        Vec<crate::spaces::registry::Space>,
+        Vec<crate::spaces::registry::Share>,
+    ),
+    String,
+> {
+    use crate::spaces::registry::{Grant, Perm, Share, Space};
+    let t = &m.tenant.name;
+    let perm = |p: &str| match p {
+        "read" => Ok(Perm::Read),
+        "write" => Ok(Perm::Write),
+        _ => Err(format!("share permission {p:?} is not read or write")),
+    };
+    let mut spaces = Vec::new();
+    for s in &m.spaces {
+        spaces.push(Space {
+            tenant: t.clone(),
+            name: s.name.clone(),
+            owner: s.owner.clone(),
+            grants: s
+                .grants
+                .iter()
+                .map(|g| Grant::parse(g))
+                .collect::<Result<_, _>>()?,
+            created: s.created_unix,
+        });
+    }
+    let mut shares = Vec::new();
+    for s in &m.shares {
+        let to = Grant::parse(&format!("{}=read", s.with))?.to;
+        shares.push(Share {
+            id: s.id,
+            tenant: t.clone(),
+            owner: s.owner.clone(),
+            path: s.path.clone(),
+            to,
+            perm: perm(&s.perm)?,
+            created: s.created_unix,
+        });
+    }
+    Ok((spaces, shares))
 }

@@ -28,11 +28,37 @@ pub struct Manifest {
     pub trees: Vec<Tree>,
     pub handins: Vec<Handin>,
     pub receipt_keys: ReceiptKeys,
-    /// Shared spaces (not in this Skab yet: always empty, kept for version 1 readers).
-    pub spaces: Vec<serde_json::Value>,
-    /// Shares (not in this Skab yet: always empty).
-    pub shares: Vec<serde_json::Value>,
+    /// Shared spaces of the tenant (their files are the trees of kind `space`, `_space_<name>`);
+    /// empty in a one-user export.
+    pub spaces: Vec<SpaceRec>,
+    /// Folders of homes shared by their owners (in a one-user export: that user's shares).
+    pub shares: Vec<ShareRec>,
     pub totals: Totals,
+}
+
+/// A shared space: its owner, and grants such as `group:9a=read`, `user:anna=write`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpaceRec {
+    pub name: String,
+    pub owner: String,
+    pub grants: Vec<String>,
+    /// Unix seconds.
+    pub created_unix: u64,
+}
+
+/// A folder of `owner`'s home shared with a user or group (`user:NAME` / `group:NAME`),
+/// `read` or `write`. `id` is the OCS share id at export time (an import keeps it when free).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareRec {
+    pub id: u64,
+    pub owner: String,
+    /// The folder's path in the owner's home, segments joined by `/`.
+    pub path: String,
+    pub with: String,
+    pub perm: String,
+    pub created_unix: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -283,6 +283,7 @@ pub fn export(store: &Store, req: &ExportRequest) -> Result<String, String> {
         None
     };
     let exported_at = now_rfc3339();
+    let (spaces, shares) = spaces_and_shares(&req.data_dir, &req.tenant, user.as_ref());
     let (accounts, groups) = accounts(&db, &tenant, user.as_ref(), req.with_password_hashes)?;
     if let Some(u) = &user {
         if accounts.is_empty()
@@ -357,8 +358,8 @@ pub fn export(store: &Store, req: &ExportRequest) -> Result<String, String> {
         trees,
         handins,
         receipt_keys,
-        spaces: Vec::new(),
-        shares: Vec::new(),
+        spaces,
+        shares,
         totals: Totals { files: 0, bytes: 0 },
     };
     let files = manifest.files();
@@ -452,4 +453,45 @@ fn write_archive(
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io(dir))
+}
+
+/// The tenant's shared spaces and shares from the registry (a one-user export: only the
+/// shares that user made).
+fn spaces_and_shares(
+    data_dir: &std::path::Path,
+    tenant: &str,
+    user: Option<&UserName>,
+) -> (
+    Vec<super::manifest::SpaceRec>,
+    Vec<super::manifest::ShareRec>,
+) {
+    let saved = crate::spaces::registry::Registry::new(data_dir).of_tenant(tenant);
+    let spaces = if user.is_some() {
+        Vec::new()
+    } else {
+        saved
+            .spaces
+            .iter()
+            .map(|s| super::manifest::SpaceRec {
+                name: s.name.clone(),
+                owner: s.owner.clone(),
+                grants: s.grants.iter().map(|g| g.to_string()).collect(),
+                created_unix: s.created,
+            })
+            .collect()
+    };
+    let shares = saved
+        .shares
+        .iter()
+        .filter(|s| user.is_none_or(|u| s.owner == u.as_str()))
+        .map(|s| super::manifest::ShareRec {
+            id: s.id,
+            owner: s.owner.clone(),
+            path: s.path.clone(),
+            with: s.to.to_string(),
+            perm: s.perm.as_str().to_string(),
+            created_unix: s.created,
+        })
+        .collect();
+    (spaces, shares)
 }

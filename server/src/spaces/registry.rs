@@ -450,6 +450,46 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Puts the spaces and shares of an imported tenant in, as they were (`created` kept; a
+    /// share keeps its id when no other share has it, else gets a new one). Refused as a
+    /// whole when a space of the same name exists.
+    pub fn import(&self, spaces: Vec<Space>, shares: Vec<Share>) -> Result<(), RegistryError> {
+        for s in &spaces {
+            SpaceName::new(&s.name).map_err(RegistryError::Invalid)?;
+            if s.grants.len() > SPACE_GRANTS_MAX {
+                return Err(RegistryError::TooManyGrants);
+            }
+        }
+        self.change(|saved| {
+            for s in &spaces {
+                if saved
+                    .spaces
+                    .iter()
+                    .any(|x| x.tenant == s.tenant && x.name == s.name)
+                {
+                    return Err(RegistryError::Exists(s.name.clone(), s.tenant.clone()));
+                }
+            }
+            if saved.spaces.len() + spaces.len() > SPACES_MAX
+                || saved.shares.len() + shares.len() > SHARES_MAX
+            {
+                return Err(RegistryError::TooMany);
+            }
+            saved.spaces.extend(spaces);
+            for mut s in shares {
+                saved.next_share_id = saved.next_share_id.max(1);
+                if s.id == 0 || saved.shares.iter().any(|x| x.id == s.id) {
+                    s.id = saved.next_share_id;
+                }
+                saved.next_share_id = saved.next_share_id.max(s.id + 1);
+                saved.shares.push(s);
+            }
+            Ok(())
+        })
+    }
+}
+
 /// What an account or group deletion takes out of the registry.
 pub enum Forget<'a> {
     /// The whole tenant: its spaces and shares.
