@@ -214,7 +214,7 @@ pub async fn handle(app: &App, req: Request<ReqBody>, who: &Principal) -> Resp {
                 None => a.fail(StatusCode::NOT_FOUND, "no such share"),
             }
         }
-        ("POST", None) => create(app, &a, who, &query, &body),
+        ("POST", None) => create(app, &a, who, &query, &body).await,
         ("PUT", Some(id)) => {
             let mut pairs = form(&String::from_utf8_lossy(&body));
             pairs.extend(query);
@@ -232,7 +232,7 @@ pub async fn handle(app: &App, req: Request<ReqBody>, who: &Principal) -> Resp {
                 .set_share_perm(tenant, id, perm, |s| s.owner == who.user.as_str())
             {
                 Ok(s) => {
-                    record(app, who, "share.update", &s);
+                    record(app, who, "share.update", &s).await;
                     a.ok(describe(app, &s, who))
                 }
                 Err(super::registry::RegistryError::NoShare(_)) => {
@@ -247,7 +247,7 @@ pub async fn handle(app: &App, req: Request<ReqBody>, who: &Principal) -> Resp {
                 .delete_share(tenant, id, |s| s.owner == who.user.as_str())
             {
                 Ok(s) => {
-                    record(app, who, "share.delete", &s);
+                    record(app, who, "share.delete", &s).await;
                     a.ok(json!([]))
                 }
                 Err(super::registry::RegistryError::NoShare(_)) => {
@@ -262,7 +262,13 @@ pub async fn handle(app: &App, req: Request<ReqBody>, who: &Principal) -> Resp {
 
 /// `POST …/shares` with `path`, `shareType`, `shareWith`, `permissions` (form body, or
 /// query, as some clients send).
-fn create(app: &App, a: &Answer, who: &Principal, query: &[(String, String)], body: &[u8]) -> Resp {
+async fn create(
+    app: &App,
+    a: &Answer,
+    who: &Principal,
+    query: &[(String, String)],
+    body: &[u8],
+) -> Resp {
     let mut pairs = form(&String::from_utf8_lossy(body));
     if pairs.is_empty() {
         // Some clients post JSON.
@@ -379,19 +385,19 @@ fn create(app: &App, a: &Answer, who: &Principal, query: &[(String, String)], bo
         created: 0,
     }) {
         Ok(s) => {
-            record(app, who, "share.add", &s);
+            record(app, who, "share.add", &s).await;
             a.ok(describe(app, &s, who))
         }
         Err(e) => a.fail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }
 
-/// An audit record of a share change made by a user.
-fn record(app: &App, who: &Principal, kind: &'static str, s: &Share) {
+/// An audit record of a share change made by a user, durable before the answer.
+async fn record(app: &App, who: &Principal, kind: &'static str, s: &Share) {
     if let Some(audit) = &app.audit {
         let mut e = crate::audit::event(kind);
         e.actor = Some(format!("{}@{}", who.user.as_str(), who.tenant.as_str()));
         e.target = Some(format!("{} /{} {}={}", s.id, s.path, s.to, s.perm.as_str()));
-        audit.record(who.tenant.as_str(), e);
+        audit.record_durable(who.tenant.as_str(), e).await;
     }
 }
