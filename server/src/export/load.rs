@@ -370,7 +370,7 @@ pub fn import(store: &Store, req: &ImportRequest) -> Result<Imported, String> {
     let created = m.tenant.created_unix.unwrap_or_else(crate::users::now_unix);
     db.import_accounts(&tenant, created, &accounts, &groups)
         .map_err(|e| fail(e.to_string()))?;
-    let (spaces, shares) = registry_entries(&m)?;
+    let (spaces, shares) = registry_entries(m)?;
     if !spaces.is_empty() || !shares.is_empty() {
         crate::spaces::registry::Registry::new(&req.data_dir)
             .import(spaces, shares)
