@@ -12,12 +12,12 @@
 #
 # Installs etcd (Debian's etcd-server) and Garage (`cargo install garage --locked`, about 7
 # minutes on 2 cores, cached in $SKAB_TOOLS_DIR, default ~/.cache/skab-tools) when missing.
-# Ports: BASE_PORT (default 39100) and the next 20.
+# Ports: BASE_PORT (default 27100, below the ephemeral range) and the next 20.
 set -euo pipefail
 
 TOOLS="${SKAB_TOOLS_DIR:-$HOME/.cache/skab-tools}"
 GARAGE_VERSION="${GARAGE_VERSION:-2.5.0}"
-BASE_PORT="${BASE_PORT:-39100}"
+BASE_PORT="${BASE_PORT:-27100}"
 GARAGE_NODES=3
 START_TIMEOUT_S=60
 
@@ -54,10 +54,17 @@ wait_for() {
 
 garage_cfg() { echo "$DIR/garage$1/garage.toml"; }
 
+# On a failed `up`: stops what it started.
+undo_up() {
+  [ -e "$DIR/pids.env" ] && down
+}
+
 up() {
   [ -e "$DIR/cluster.env" ] && die "$DIR/cluster.env exists: run '$0 down $DIR' first"
+  [ -e "$DIR/garage1" ] && die "$DIR holds an earlier cluster: use a fresh DIR"
   install_tools
   mkdir -p "$DIR"
+  trap undo_up EXIT
   local secret; secret="$(openssl rand -hex 32)"
   local pids=()
   for i in $(seq 1 "$GARAGE_NODES"); do
@@ -79,8 +86,8 @@ EOT
     chmod 600 "$d/garage.toml"
     "$GARAGE" -c "$d/garage.toml" server >"$d/garage.log" 2>&1 &
     pids+=("$!")
+    echo "GARAGE_PIDS=\"${pids[*]}\"" >"$DIR/pids.env"
   done
-  echo "GARAGE_PIDS=\"${pids[*]}\"" >"$DIR/pids.env"
 
   local edir="$DIR/etcd" eclient=$(( BASE_PORT + 20 )) epeer=$(( BASE_PORT + 19 ))
   mkdir -p "$edir"
@@ -89,6 +96,11 @@ EOT
     --listen-peer-urls "http://127.0.0.1:$epeer" --initial-advertise-peer-urls "http://127.0.0.1:$epeer" \
     --initial-cluster "skab-etcd1=http://127.0.0.1:$epeer" >"$edir/etcd.log" 2>&1 &
   echo "ETCD_PIDS=\"$!\"" >>"$DIR/pids.env"
+  # A node that cannot bind its ports exits at once.
+  sleep 1
+  for p in "${pids[@]}"; do
+    kill -0 "$p" 2>/dev/null || die "a garage node exited at start (port taken? see $DIR/garage*/garage.log)"
+  done
 
   # Join the nodes, give each a role, apply the layout.
   local ids=()
@@ -122,6 +134,7 @@ EOT
   } >"$DIR/cluster.env.tmp"
   chmod 600 "$DIR/cluster.env.tmp"
   mv "$DIR/cluster.env.tmp" "$DIR/cluster.env"
+  trap - EXIT
   log "up: $DIR/cluster.env"
 }
 
@@ -130,7 +143,7 @@ down() {
   [ -e "$env" ] || die "nothing started under $DIR (no pids.env)"
   # shellcheck disable=SC1090
   . "$env"
-  local all=($GARAGE_PIDS $ETCD_PIDS)
+  local all=(${GARAGE_PIDS:-} ${ETCD_PIDS:-})
   kill "${all[@]}" 2>/dev/null || true
   local until=$(( $(date +%s) + 10 ))
   for p in "${all[@]}"; do
