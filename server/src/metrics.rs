@@ -128,6 +128,7 @@ pub struct LiveFigures {
     pub logins_verifying: u64,
     pub credential_cache_hits: u64,
     pub credential_cache_misses: u64,
+    pub credential_cache_entries: u64,
     pub jwt_verifications: u64,
     pub jwt_cache_hits: u64,
     pub throttled_account: u64,
@@ -153,6 +154,7 @@ struct Login {
     logins_verifying: Gauge<f64, AtomicU64>,
     cache_hits: Counter<u64, AtomicU64>,
     cache_misses: Counter<u64, AtomicU64>,
+    cache_entries: Gauge<f64, AtomicU64>,
     jwt_verifications: Counter<u64, AtomicU64>,
     jwt_cache_hits: Counter<u64, AtomicU64>,
     throttled: Family<KindLabels, Counter>,
@@ -172,6 +174,7 @@ impl Login {
             logins_verifying: Gauge::default(),
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
+            cache_entries: Gauge::default(),
             jwt_verifications: Counter::default(),
             jwt_cache_hits: Counter::default(),
             throttled: Family::default(),
@@ -232,6 +235,11 @@ impl Login {
             l.cache_misses.clone(),
         );
         registry.register(
+            "login_credential_cache_entries",
+            "Users held in the verified-credential cache (about 100 bytes each)",
+            l.cache_entries.clone(),
+        );
+        registry.register(
             "login_jwt_verifications",
             "JWT signature checks since start",
             l.jwt_verifications.clone(),
@@ -271,6 +279,7 @@ impl Login {
         self.cache_misses
             .inner()
             .store(f.credential_cache_misses, Ordering::Relaxed);
+        self.cache_entries.set(f.credential_cache_entries as f64);
         self.jwt_verifications
             .inner()
             .store(f.jwt_verifications, Ordering::Relaxed);

@@ -104,6 +104,7 @@ fn live_figures(app: &App) -> crate::metrics::LiveFigures {
         logins_verifying: app.auth.argon2_in_flight() as u64,
         credential_cache_hits: c.cache_hits.load(Relaxed),
         credential_cache_misses: c.cache_misses.load(Relaxed),
+        credential_cache_entries: app.auth.credential_cache_len() as u64,
         jwt_verifications: app.auth.jwt_verifications(),
         jwt_cache_hits: c.jwt_cache_hits.load(Relaxed),
         throttled_account: c.refused_account.load(Relaxed),

@@ -221,6 +221,39 @@ impl HashPool {
         }
     }
 
+    /// Occupies every hashing thread until the returned hold is dropped (tests: logins queue
+    /// behind it whatever the scheduling). The holding jobs end without hashing.
+    #[cfg(test)]
+    pub(crate) fn hold_all_threads(&self) -> PoolHold {
+        let gate = Arc::new((parking_lot::Mutex::new(false), parking_lot::Condvar::new()));
+        let before = self.shared.abandoned.load(Ordering::Relaxed);
+        for _ in 0..self.threads {
+            let gate = gate.clone();
+            self.submit(Job {
+                phc: String::new(),
+                password: String::new(),
+                queued_at: Instant::now(),
+                wanted: Box::new(move || {
+                    let (open, cv) = &*gate;
+                    let mut open = open.lock();
+                    while !*open {
+                        cv.wait(&mut open);
+                    }
+                    false
+                }),
+                then: Box::new(|_| {}),
+            });
+        }
+        while self.shared.queued.load(Ordering::Relaxed) > 0 {
+            std::thread::yield_now();
+        }
+        PoolHold {
+            gate,
+            shared: self.shared.clone(),
+            done_at: before + self.threads as u64,
+        }
+    }
+
     /// The pool's figures now.
     pub fn figures(&self) -> PoolFigures {
         let s = &self.shared;
@@ -234,6 +267,26 @@ impl HashPool {
             mean_hash_us: s.mean_hash_ns.load(Ordering::Relaxed) / 1000,
             wait_buckets: std::array::from_fn(|i| s.wait_buckets[i].load(Ordering::Relaxed)),
             wait_sum_us: s.wait_sum_us.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Every hashing thread held (`HashPool::hold_all_threads`); dropping it lets them go and
+/// waits until they have.
+#[cfg(test)]
+pub(crate) struct PoolHold {
+    gate: Arc<(parking_lot::Mutex<bool>, parking_lot::Condvar)>,
+    shared: Arc<Shared>,
+    done_at: u64,
+}
+
+#[cfg(test)]
+impl Drop for PoolHold {
+    fn drop(&mut self) {
+        *self.gate.0.lock() = true;
+        self.gate.1.notify_all();
+        while self.shared.abandoned.load(Ordering::Relaxed) < self.done_at {
+            std::thread::yield_now();
         }
     }
 }

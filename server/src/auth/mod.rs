@@ -253,6 +253,11 @@ impl Authenticator {
         self.hashes.figures().runs
     }
 
+    /// Users held in the verified-credential cache now.
+    pub fn credential_cache_len(&self) -> usize {
+        self.cache.len()
+    }
+
     /// The password-hashing pool's figures (queue, waits, refusals).
     pub fn hash_pool(&self) -> PoolFigures {
         self.hashes.figures()
