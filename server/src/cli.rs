@@ -473,7 +473,10 @@ fn audit_of(c: &Command) -> Option<(DirArgs, String, &'static str, Option<String
             }),
         )),
         Command::Handin(crate::handin::cli::HandinCmd::Add {
-            dir, tenant, handin, ..
+            dir,
+            tenant,
+            handin,
+            ..
         }) => Some((
             dir.clone(),
             tenant.clone(),
@@ -481,7 +484,10 @@ fn audit_of(c: &Command) -> Option<(DirArgs, String, &'static str, Option<String
             Some(handin.clone()),
         )),
         Command::Handin(crate::handin::cli::HandinCmd::Del {
-            dir, tenant, handin, ..
+            dir,
+            tenant,
+            handin,
+            ..
         }) => Some((
             dir.clone(),
             tenant.clone(),

@@ -43,6 +43,7 @@ fn import(data: &Path, csv: &str) -> String {
             "import",
             "--data-dir",
             data.to_str().unwrap(),
+            "--csv",
             file.to_str().unwrap(),
         ],
         None,
@@ -95,7 +96,11 @@ fn a_full_hashing_queue_refuses_password_logins_while_cached_and_token_requests_
             *o2.lock().unwrap() = import(data, &csv);
             *t2.lock().unwrap() = token_for(data, TENANT, USER);
         })),
-        config: Some("[auth]\nhash_concurrency = 1\nhash_wait_max_ms = 0\n".into()),
+        config: Some(
+            "[http]\ncors_origins = [\"https://app.example\"]\n\
+             [auth]\nhash_concurrency = 1\nhash_wait_max_ms = 0\n"
+                .into(),
+        ),
         ..Opts::default()
     });
     let imported = out.lock().unwrap().clone();
@@ -126,18 +131,34 @@ fn a_full_hashing_queue_refuses_password_logins_while_cached_and_token_requests_
     let mut handles = Vec::new();
     for k in 0..n {
         let barrier = barrier.clone();
-        let (cached, tok, bearer, anon) = (cached.clone(), tok.clone(), bearer.clone(), anon.clone());
+        let (cached, tok, bearer, anon) =
+            (cached.clone(), tok.clone(), bearer.clone(), anon.clone());
         let cold = server.client_as(&format!("cold{k}@{TENANT}"), &cold_password(k));
         handles.push(std::thread::spawn(move || {
             barrier.wait();
             if k < COLD_USERS {
-                ("cold", cold.propfind(&dav(""), "0"))
+                (
+                    "cold",
+                    cold.propfind(&format!("/dav/{TENANT}/cold{k}/"), "0"),
+                )
             } else {
                 match k % 4 {
                     0 => ("cached", cached.propfind(&dav(""), "0")),
                     1 => ("token", tok.propfind(&dav(""), "0")),
                     2 => ("bearer", bearer.propfind(&dav(""), "0")),
-                    _ => ("options", anon.send("OPTIONS", &dav(""), &[], b"")),
+                    // A browser's CORS preflight: no credentials.
+                    _ => (
+                        "options",
+                        anon.send(
+                            "OPTIONS",
+                            &dav(""),
+                            &[
+                                ("Origin", "https://app.example"),
+                                ("Access-Control-Request-Method", "PROPFIND"),
+                            ],
+                            b"",
+                        ),
+                    ),
                 }
             }
         }));
@@ -160,7 +181,7 @@ fn a_full_hashing_queue_refuses_password_logins_while_cached_and_token_requests_
                 }
                 s => panic!("cold login {k}: status {s}"),
             },
-            "options" => assert_eq!(r.status, 200, "OPTIONS {k}"),
+            "options" => assert_eq!(r.status, 204, "preflight {k}"),
             _ => assert_eq!(r.status, 207, "{kind} request {k} in the burst"),
         }
     }
@@ -174,7 +195,10 @@ fn a_full_hashing_queue_refuses_password_logins_while_cached_and_token_requests_
     );
     assert_eq!(metric(&m, "skab_login_hash_threads").unwrap(), 1.0);
     let waits = metric(&m, "skab_login_hash_wait_seconds_count").unwrap();
-    assert!(waits >= admitted as f64, "{waits} waits for {admitted} runs");
+    assert!(
+        waits >= admitted as f64,
+        "{waits} waits for {admitted} runs"
+    );
     // Refused logins cost no argon2: only the admitted ones ran.
     let hashes = metric(&m, "skab_login_password_hashes_total").unwrap() - hashes_before;
     assert_eq!(hashes, admitted as f64);
@@ -182,7 +206,8 @@ fn a_full_hashing_queue_refuses_password_logins_while_cached_and_token_requests_
     // A refusal is not a failed login: coming back one at a time, every one gets in.
     for k in refused {
         let c = server.client_as(&format!("cold{k}@{TENANT}"), &cold_password(k));
-        assert_eq!(c.propfind(&dav(""), "0").status, 207, "cold{k} again");
+        let home = format!("/dav/{TENANT}/cold{k}/");
+        assert_eq!(c.propfind(&home, "0").status, 207, "cold{k} again");
     }
 }
 
@@ -206,12 +231,13 @@ fn a_credential_in_use_outlives_the_ttl_and_the_cache_is_bounded() {
         ..Opts::default()
     });
     let hashes = |s: &Server| metric(&metrics(s), "skab_login_password_hashes_total").unwrap();
-    let misses = |s: &Server| metric(&metrics(s), "skab_login_credential_cache_misses_total").unwrap();
+    let misses =
+        |s: &Server| metric(&metrics(s), "skab_login_credential_cache_misses_total").unwrap();
 
     // Bounded: a hundred users through a cache of 16.
     for i in 0..100 {
         let c = server.client_as(&format!("u{i}@{TENANT}"), &format!("pw{i}"));
-        assert_eq!(c.propfind(&dav(""), "0").status, 207);
+        assert_eq!(c.propfind(&format!("/dav/{TENANT}/u{i}/"), "0").status, 207);
     }
     let held = metric(&metrics(&server), "skab_login_credential_cache_entries").unwrap();
     assert!((1.0..=16.0).contains(&held), "{held} users held");
@@ -219,20 +245,28 @@ fn a_credential_in_use_outlives_the_ttl_and_the_cache_is_bounded() {
     // In use (a request a second): answered from the cache for 3 x the TTL, past the max age,
     // because it is re-verified in the background (nobody waits for it) before that.
     let c = server.client_as(&format!("u0@{TENANT}"), "pw0");
-    assert_eq!(c.propfind(&dav(""), "0").status, 207);
+    let home = format!("/dav/{TENANT}/u0/");
+    assert_eq!(c.propfind(&home, "0").status, 207);
     let (misses0, hashes0) = (misses(&server), hashes(&server));
     for _ in 0..12 {
         std::thread::sleep(Duration::from_secs(1));
-        assert_eq!(c.propfind(&dav(""), "0").status, 207);
+        assert_eq!(c.propfind(&home, "0").status, 207);
     }
-    assert_eq!(misses(&server), misses0, "no request of the user in use waited for argon2");
+    assert_eq!(
+        misses(&server),
+        misses0,
+        "no request of the user in use waited for argon2"
+    );
     let m = metrics(&server);
     let reverified = metric(&m, "skab_login_hash_reverify_queued_total").unwrap();
-    assert!(reverified >= 1.0, "re-verified in the background before the max age");
+    assert!(
+        reverified >= 1.0,
+        "re-verified in the background before the max age"
+    );
     assert_eq!(hashes(&server), hashes0 + reverified);
 
     // Unused for longer than the TTL: verified again on the next request.
     std::thread::sleep(Duration::from_secs(5));
-    assert_eq!(c.propfind(&dav(""), "0").status, 207);
+    assert_eq!(c.propfind(&home, "0").status, 207);
     assert_eq!(misses(&server), misses0 + 1.0);
 }

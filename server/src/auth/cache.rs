@@ -145,7 +145,8 @@ impl CredentialCache {
             reverify_at: now + self.max_age.mul_f64(percent / 100.0),
         };
         let expires = now + self.ttl.min(self.max_age);
-        self.entries.insert(self.key(tenant, user), entry, expires, now);
+        self.entries
+            .insert(self.key(tenant, user), entry, expires, now);
     }
 
     /// Forgets a user (password changed, user disabled or deleted).
@@ -184,11 +185,16 @@ mod tests {
         assert!(!c.check(&t("s"), &u("a"), "pw2", 7, now).is_hit());
         assert!(!c.check(&t("s"), &u("b"), "pw", 7, now).is_hit());
         assert!(!c.check(&t("s2"), &u("a"), "pw", 7, now).is_hit());
-        assert!(!c.check(&t("s"), &u("a"), "pw", 7, now + Duration::from_secs(11)).is_hit());
+        assert!(!c
+            .check(&t("s"), &u("a"), "pw", 7, now + Duration::from_secs(11))
+            .is_hit());
         // Expired entry was dropped.
         assert!(c.is_empty());
         c.insert(&t("s"), &u("a"), "pw", 7, now);
-        assert!(!c.check(&t("s"), &u("a"), "pw", 8, now).is_hit(), "new epoch");
+        assert!(
+            !c.check(&t("s"), &u("a"), "pw", 8, now).is_hit(),
+            "new epoch"
+        );
         assert!(
             !c.check(&t("s"), &u("a"), "pw", 7, now).is_hit(),
             "stale entry dropped"

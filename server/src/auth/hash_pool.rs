@@ -308,8 +308,18 @@ mod tests {
         })
         .unwrap();
         let h = cheap("pw");
-        assert!(pool.verify(h.clone(), "pw".into()).unwrap().await.unwrap().unwrap());
-        assert!(!pool.verify(h.clone(), "no".into()).unwrap().await.unwrap().unwrap());
+        assert!(pool
+            .verify(h.clone(), "pw".into())
+            .unwrap()
+            .await
+            .unwrap()
+            .unwrap());
+        assert!(!pool
+            .verify(h.clone(), "no".into())
+            .unwrap()
+            .await
+            .unwrap()
+            .unwrap());
         assert_eq!(pool.figures().runs, 2);
         assert_eq!(pool.figures().wait_buckets.iter().sum::<u64>(), 2);
 
@@ -348,7 +358,12 @@ mod tests {
         while strict.figures().queued != 0 || strict.figures().running != 0 {
             std::thread::yield_now();
         }
-        let ok = strict.verify(h, "pw".into()).unwrap().await.unwrap().unwrap();
+        let ok = strict
+            .verify(h, "pw".into())
+            .unwrap()
+            .await
+            .unwrap()
+            .unwrap();
         assert!(ok);
     }
 }

@@ -539,12 +539,12 @@ impl Authenticator {
     async fn verify(&self, phc: Option<&str>, password: &str) -> Result<bool, AuthError> {
         let exists = phc.is_some();
         let phc = phc.unwrap_or_else(|| password::dummy_hash()).to_string();
-        let done = self
-            .hashes
-            .verify(phc, password.to_string())
-            .map_err(|o| AuthError::Overloaded {
-                retry_after: o.expected_wait,
-            })?;
+        let done =
+            self.hashes
+                .verify(phc, password.to_string())
+                .map_err(|o| AuthError::Overloaded {
+                    retry_after: o.expected_wait,
+                })?;
         let r = done
             .await
             .map_err(|_| AuthError::Unavailable("password hashing thread ended".into()))?;
@@ -581,7 +581,9 @@ impl Authenticator {
             },
         );
         if queued {
-            self.counters.reverify_queued.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .reverify_queued
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 
