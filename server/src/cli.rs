@@ -996,24 +996,6 @@ pub fn fmt_time(secs: u64) -> String {
     crate::dav::xml::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn time_format() {
-        assert_eq!(fmt_time(0), "1970-01-01T00:00:00Z");
-        assert_eq!(fmt_time(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(fmt_time(1_798_761_599), "2026-12-31T23:59:59Z");
-    }
-
-    #[test]
-    fn clap_definition_is_consistent() {
-        use clap::CommandFactory;
-        Cli::command().debug_assert();
-    }
-}
-
 /// The progress bar of `skab user import` while plaintext passwords are hashed (on standard
 /// error; drawn only at a terminal), and how long the hashing took.
 struct ImportBar {
@@ -1067,5 +1049,23 @@ impl ImportProgress for ImportBar {
 
     fn hashed_one(&self) {
         self.bar.inc(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_format() {
+        assert_eq!(fmt_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(fmt_time(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(fmt_time(1_798_761_599), "2026-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 }
