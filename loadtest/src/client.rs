@@ -225,6 +225,8 @@ pub struct Resp {
     pub etag: Option<HeaderValue>,
     /// The `Skab-Receipt` response header of an upload into a skab hand-in.
     pub receipt: Option<HeaderValue>,
+    /// The `Retry-After` response header in seconds (a 503 or 429 that asks to come back).
+    pub retry_after_s: Option<u64>,
 }
 
 /// The clients of one source address: a keep-alive pool, and two without idle connections
@@ -523,6 +525,11 @@ impl Http {
                 None
             };
             let receipt = resp.headers().get("skab-receipt").cloned();
+            let retry_after_s = resp
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
             let mut body = resp.into_body();
             let mut hasher = hash.then(blake3::Hasher::new);
             let mut len = 0u64;
@@ -561,6 +568,7 @@ impl Http {
                 body,
                 etag,
                 receipt,
+                retry_after_s,
             })
         };
         match tokio::time::timeout(Duration::from_secs(REQUEST_TIMEOUT_S), work).await {

@@ -30,6 +30,13 @@ pub const LATE_START_MS: u64 = 50;
 /// Timeout of one request, seconds; a request past it counts as an error of kind `timeout`.
 pub const REQUEST_TIMEOUT_S: u64 = 120;
 
+/// Times a session's login is tried again after a 503 or 429 with `Retry-After` (as sync
+/// clients do), before it counts as failed.
+pub const LOGIN_RETRIES_MAX: u32 = 5;
+
+/// Longest `Retry-After` a login waits for, seconds (a larger one is waited for this long).
+pub const LOGIN_RETRY_AFTER_MAX_S: u64 = 60;
+
 /// Largest file the exam and seed content generators produce, bytes (64 MiB).
 pub const FILE_SIZE_MAX: u64 = 64 << 20;
 

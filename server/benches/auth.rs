@@ -22,7 +22,11 @@ fn per_login(c: &mut Criterion) {
     });
     g.finish();
 
-    let cache = CredentialCache::new(Duration::from_secs(300), 100_000);
+    let cache = CredentialCache::new(
+        Duration::from_secs(300),
+        Duration::from_secs(8 * 3600),
+        100_000,
+    );
     let now = Instant::now();
     cache.insert(&t, &u, "hemmelig-kodeord", 1, now);
     c.bench_function("login/cached_verify", |b| {

@@ -4,7 +4,7 @@ use crate::admin::AdminRequest;
 use crate::config::{CliOverrides, Config};
 use crate::history::HistoryRequest;
 use crate::limits::PASSWORD_LEN_MAX;
-use crate::users::import::{import_csv, ImportError};
+use crate::users::import::{import_csv_with_progress, ImportError, ImportProgress};
 use crate::users::password;
 use crate::users::{GroupName, TenantName, TokenId, UserDb, UserName};
 use clap::{Args, Parser, Subcommand};
@@ -951,14 +951,31 @@ fn user_cmd(c: UserCmd, out: &mut impl Write) -> Result<(), CliError> {
             let file = std::fs::File::open(&csv)
                 .map_err(|e| CliError(format!("{}: {e}", csv.display())))?;
             let started = std::time::Instant::now();
-            match import_csv(&db, std::io::BufReader::with_capacity(1 << 20, file)) {
-                Ok(r) => writeln!(
-                    out,
-                    "imported {} users ({} passwords hashed) in {:.1} s",
-                    r.users,
-                    r.hashed,
-                    started.elapsed().as_secs_f64()
-                )?,
+            let progress = ImportBar::new();
+            let result = import_csv_with_progress(
+                &db,
+                std::io::BufReader::with_capacity(1 << 20, file),
+                &progress,
+            );
+            progress.finish();
+            match result {
+                Ok(r) => {
+                    writeln!(
+                        out,
+                        "imported {} users ({} passwords hashed) in {:.1} s",
+                        r.users,
+                        r.hashed,
+                        started.elapsed().as_secs_f64()
+                    )?;
+                    if let Some((took, threads)) = progress.hashing_took() {
+                        writeln!(
+                            out,
+                            "hashing: {:.1} s on {threads} threads, {:.0} passwords/s",
+                            took.as_secs_f64(),
+                            r.hashed as f64 / took.as_secs_f64().max(1e-9)
+                        )?;
+                    }
+                }
                 Err(ImportError::Rows { shown, total }) => {
                     let mut err = std::io::stderr().lock();
                     for e in &shown {
@@ -1127,6 +1144,62 @@ fn token_cmd(c: TokenCmd, out: &mut impl Write) -> Result<(), CliError> {
 /// Unix seconds as `YYYY-MM-DDThh:mm:ssZ` (UTC).
 pub fn fmt_time(secs: u64) -> String {
     crate::dav::xml::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+}
+
+/// The progress bar of `skab user import` while plaintext passwords are hashed (on standard
+/// error; drawn only at a terminal), and how long the hashing took.
+struct ImportBar {
+    bar: indicatif::ProgressBar,
+    started: parking_lot::Mutex<Option<std::time::Instant>>,
+    took: parking_lot::Mutex<Option<std::time::Duration>>,
+}
+
+impl ImportBar {
+    fn new() -> ImportBar {
+        ImportBar {
+            bar: indicatif::ProgressBar::hidden(),
+            started: parking_lot::Mutex::new(None),
+            took: parking_lot::Mutex::new(None),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(t0) = *self.started.lock() {
+            *self.took.lock() = Some(t0.elapsed());
+        }
+        self.bar.finish_and_clear();
+    }
+
+    /// Time spent hashing and the threads used, when anything was hashed.
+    fn hashing_took(&self) -> Option<(std::time::Duration, usize)> {
+        let took = (*self.took.lock())?;
+        (self.bar.length().unwrap_or(0) > 0).then(|| (took, rayon::current_num_threads()))
+    }
+}
+
+impl ImportProgress for ImportBar {
+    fn hashing(&self, to_hash: u64) {
+        *self.started.lock() = Some(std::time::Instant::now());
+        self.bar.set_length(to_hash);
+        if to_hash == 0 {
+            return;
+        }
+        self.bar
+            .set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        let style = indicatif::ProgressStyle::with_template(
+            "hashing passwords {bar:40} {pos}/{len} ({per_sec}, {eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        self.bar.set_style(style);
+        eprintln!(
+            "hashing {to_hash} passwords on {} threads (argon2id, about 20 ms of one core each)",
+            rayon::current_num_threads()
+        );
+    }
+
+    fn hashed_one(&self) {
+        self.bar.inc(1);
+    }
 }
 
 #[cfg(test)]

@@ -233,8 +233,14 @@ pub struct AuthConfig {
     pub realm: String,
     pub credential_cache_ttl_s: u64,
     pub credential_cache_entries: usize,
-    /// Password verifications running at once; 0 means one per CPU core.
+    /// Longest life of a verified credential after its argon2 run, seconds.
+    pub credential_cache_max_age_s: u64,
+    /// Password-hashing threads (argon2 runs at once); 0 means one per CPU core.
     pub hash_concurrency: usize,
+    /// Nice value of the hashing threads (0 to 19).
+    pub hash_nice: i32,
+    /// Longest expected wait for a hashing thread before a login gets 503, milliseconds.
+    pub hash_wait_max_ms: u64,
     pub account_failures_free: u32,
     pub account_backoff_base_ms: u64,
     pub account_backoff_max_s: u64,
@@ -250,7 +256,10 @@ impl Default for AuthConfig {
             realm: "skab".to_string(),
             credential_cache_ttl_s: L::CREDENTIAL_CACHE_TTL_S_DEFAULT,
             credential_cache_entries: L::CREDENTIAL_CACHE_ENTRIES_DEFAULT,
+            credential_cache_max_age_s: L::CREDENTIAL_CACHE_MAX_AGE_S_DEFAULT,
             hash_concurrency: 0,
+            hash_nice: L::HASH_NICE_DEFAULT,
+            hash_wait_max_ms: L::HASH_WAIT_MAX_MS_DEFAULT,
             account_failures_free: L::ACCOUNT_FAILURES_FREE_DEFAULT,
             account_backoff_base_ms: L::ACCOUNT_BACKOFF_BASE_MS_DEFAULT,
             account_backoff_max_s: L::ACCOUNT_BACKOFF_MAX_S_DEFAULT,
@@ -451,6 +460,23 @@ impl Config {
         if self.limits.connections_max == 0 {
             return Err(ConfigError::Invalid(
                 "limits.connections_max must be at least 1".into(),
+            ));
+        }
+        if !(0..=19).contains(&self.auth.hash_nice) {
+            return Err(ConfigError::Invalid(
+                "auth.hash_nice must be 0 to 19".into(),
+            ));
+        }
+        if self.auth.hash_concurrency > L::HASH_THREADS_MAX {
+            return Err(ConfigError::Invalid(format!(
+                "auth.hash_concurrency must be at most {}",
+                L::HASH_THREADS_MAX
+            )));
+        }
+        if self.auth.credential_cache_max_age_s < self.auth.credential_cache_ttl_s {
+            return Err(ConfigError::Invalid(
+                "auth.credential_cache_max_age_s must be at least auth.credential_cache_ttl_s"
+                    .into(),
             ));
         }
         crate::cors::validate_origins(&self.http.cors_origins).map_err(ConfigError::Invalid)?;

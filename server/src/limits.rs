@@ -108,10 +108,34 @@ pub const ARGON2_T_COST_MAX: u32 = 16;
 /// Largest lane count accepted from an imported hash.
 pub const ARGON2_P_COST_MAX: u32 = 16;
 
-/// Default lifetime of a verified-credential cache entry, seconds.
+/// Default idle lifetime of a verified-credential cache entry, seconds: each use extends it
+/// (sliding), up to `auth.credential_cache_max_age_s` after the argon2 verification.
 pub const CREDENTIAL_CACHE_TTL_S_DEFAULT: u64 = 300;
-/// Default size of the verified-credential cache, entries (about 100 bytes each).
-pub const CREDENTIAL_CACHE_ENTRIES_DEFAULT: usize = 100_000;
+/// Default longest life of a verified-credential cache entry after its argon2 verification,
+/// seconds (a school day): past it the password is verified again.
+pub const CREDENTIAL_CACHE_MAX_AGE_S_DEFAULT: u64 = 8 * 3600;
+/// An entry in use is re-verified in the background (if the hashing queue is empty) from a
+/// random point between these fractions of the max age, in percent: a cohort verified at
+/// 08:00 is re-verified spread over 40 % of the max age, not at once.
+pub const CREDENTIAL_REVERIFY_FROM_PERCENT: u64 = 50;
+pub const CREDENTIAL_REVERIFY_TO_PERCENT: u64 = 90;
+/// After a background re-verification is queued (or skipped because the queue was busy),
+/// the next attempt for the same entry waits this long, seconds.
+pub const CREDENTIAL_REVERIFY_RETRY_S: u64 = 60;
+/// Default size of the verified-credential cache, entries: a million password users (about
+/// 100 bytes each, so about 100 MB when full; nothing is allocated until used).
+pub const CREDENTIAL_CACHE_ENTRIES_DEFAULT: usize = 1_000_000;
+/// Default longest expected wait for an argon2 thread, milliseconds; a password login that
+/// would wait longer is answered 503 with `Retry-After` at once.
+pub const HASH_WAIT_MAX_MS_DEFAULT: u64 = 2000;
+/// Most password-hashing threads (`auth.hash_concurrency`; 19 MiB of memory each while hashing).
+pub const HASH_THREADS_MAX: usize = 256;
+/// Default nice value of the hashing threads (19: they run on what the serving threads leave).
+pub const HASH_NICE_DEFAULT: i32 = 19;
+/// What one argon2 verification is assumed to take until the pool has measured it, ms.
+pub const ARGON2_VERIFY_MS_ESTIMATE: u64 = 40;
+/// Upper bounds of the hashing-queue wait histogram (`skab_login_hash_wait_seconds`), ms.
+pub const HASH_WAIT_BUCKETS_MS: [u64; 12] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000];
 /// Password verifications in progress that later identical ones can join, count (about
 /// 150 bytes each); beyond it a verification runs unshared.
 pub const ARGON2_FLIGHTS_MAX: usize = 65_536;
@@ -168,6 +192,9 @@ const _: () =
 const _: () = assert!(ARGON2_M_COST_KIB <= ARGON2_M_COST_MAX_KIB);
 const _: () = assert!(ARGON2_T_COST <= ARGON2_T_COST_MAX);
 const _: () = assert!(ARGON2_P_COST <= ARGON2_P_COST_MAX);
+const _: () = assert!(CREDENTIAL_REVERIFY_FROM_PERCENT < CREDENTIAL_REVERIFY_TO_PERCENT);
+const _: () = assert!(CREDENTIAL_REVERIFY_TO_PERCENT < 100);
+const _: () = assert!(CREDENTIAL_CACHE_MAX_AGE_S_DEFAULT >= CREDENTIAL_CACHE_TTL_S_DEFAULT);
 const _: () = assert!(AUTH_HEADER_LEN_MAX < HEADER_SIZE_MAX_DEFAULT);
 
 // ---- HTTP serving (server/src/http) ----

@@ -78,6 +78,30 @@ fn flush_histogram(out: &mut String, name: &str, help: &str, t: &skab_engine::Fl
     let _ = writeln!(out, "{name}_count {}", t.count);
 }
 
+/// The hashing queue's waits (submission to a thread taking the job) in the text format.
+fn hash_wait_histogram(out: &mut String, f: &LiveFigures) {
+    use std::fmt::Write as _;
+    let name = "skab_login_hash_wait_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Waits of password verifications for a hashing thread."
+    );
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    let mut cumulative = 0u64;
+    for (bound_ms, n) in crate::limits::HASH_WAIT_BUCKETS_MS
+        .iter()
+        .zip(f.hash_wait_buckets.iter())
+    {
+        cumulative += n;
+        let le = *bound_ms as f64 / 1e3;
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+    }
+    let count: u64 = f.hash_wait_buckets.iter().sum();
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+    let _ = writeln!(out, "{name}_sum {}", f.hash_wait_sum_us as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count {count}");
+}
+
 /// Latency buckets, seconds: 100 µs to about 13 s.
 fn latency_histogram() -> Histogram {
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
@@ -92,9 +116,19 @@ pub struct LiveFigures {
     pub open_connections: u64,
     pub password_hashes: u64,
     pub hashes_queued: u64,
+    /// The password-hashing pool: threads, running now, refused at once (503), background
+    /// re-verifications queued, mean hash time (µs), and the queue waits.
+    pub hash_threads: u64,
+    pub hashes_running: u64,
+    pub hashes_refused: u64,
+    pub hash_reverify_queued: u64,
+    pub hash_mean_us: u64,
+    pub hash_wait_buckets: [u64; crate::limits::HASH_WAIT_BUCKETS_MS.len() + 1],
+    pub hash_wait_sum_us: u64,
     pub logins_verifying: u64,
     pub credential_cache_hits: u64,
     pub credential_cache_misses: u64,
+    pub credential_cache_entries: u64,
     pub jwt_verifications: u64,
     pub jwt_cache_hits: u64,
     pub throttled_account: u64,
@@ -112,9 +146,15 @@ struct Login {
     open_connections: Gauge<f64, AtomicU64>,
     password_hashes: Counter<u64, AtomicU64>,
     hashes_queued: Gauge<f64, AtomicU64>,
+    hash_threads: Gauge<f64, AtomicU64>,
+    hashes_running: Gauge<f64, AtomicU64>,
+    hashes_refused: Counter<u64, AtomicU64>,
+    hash_reverify_queued: Counter<u64, AtomicU64>,
+    hash_mean: Gauge<f64, AtomicU64>,
     logins_verifying: Gauge<f64, AtomicU64>,
     cache_hits: Counter<u64, AtomicU64>,
     cache_misses: Counter<u64, AtomicU64>,
+    cache_entries: Gauge<f64, AtomicU64>,
     jwt_verifications: Counter<u64, AtomicU64>,
     jwt_cache_hits: Counter<u64, AtomicU64>,
     throttled: Family<KindLabels, Counter>,
@@ -126,9 +166,15 @@ impl Login {
             open_connections: Gauge::default(),
             password_hashes: Counter::default(),
             hashes_queued: Gauge::default(),
+            hash_threads: Gauge::default(),
+            hashes_running: Gauge::default(),
+            hashes_refused: Counter::default(),
+            hash_reverify_queued: Counter::default(),
+            hash_mean: Gauge::default(),
             logins_verifying: Gauge::default(),
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
+            cache_entries: Gauge::default(),
             jwt_verifications: Counter::default(),
             jwt_cache_hits: Counter::default(),
             throttled: Family::default(),
@@ -145,8 +191,33 @@ impl Login {
         );
         registry.register(
             "login_hashes_queued",
-            "Logins waiting for an argon2 slot (auth.hash_concurrency) now",
+            "Password verifications waiting for a hashing thread now (the hashing queue)",
             l.hashes_queued.clone(),
+        );
+        registry.register(
+            "login_hash_threads",
+            "Password-hashing threads (auth.hash_concurrency)",
+            l.hash_threads.clone(),
+        );
+        registry.register(
+            "login_hashes_running",
+            "Password verifications running on the hashing threads now",
+            l.hashes_running.clone(),
+        );
+        registry.register(
+            "login_hash_refused",
+            "Password logins answered 503 at once: the hashing queue's expected wait was over auth.hash_wait_max_ms",
+            l.hashes_refused.clone(),
+        );
+        registry.register(
+            "login_hash_reverify_queued",
+            "Background re-verifications of cached credentials queued",
+            l.hash_reverify_queued.clone(),
+        );
+        registry.register(
+            "login_hash_mean_seconds",
+            "Measured mean wall time of one password verification (moving average)",
+            l.hash_mean.clone(),
         );
         registry.register(
             "login_verifying",
@@ -162,6 +233,11 @@ impl Login {
             "login_credential_cache_misses",
             "Password logins that needed argon2",
             l.cache_misses.clone(),
+        );
+        registry.register(
+            "login_credential_cache_entries",
+            "Users held in the verified-credential cache (about 100 bytes each)",
+            l.cache_entries.clone(),
         );
         registry.register(
             "login_jwt_verifications",
@@ -187,6 +263,15 @@ impl Login {
             .inner()
             .store(f.password_hashes, Ordering::Relaxed);
         self.hashes_queued.set(f.hashes_queued as f64);
+        self.hash_threads.set(f.hash_threads as f64);
+        self.hashes_running.set(f.hashes_running as f64);
+        self.hashes_refused
+            .inner()
+            .store(f.hashes_refused, Ordering::Relaxed);
+        self.hash_reverify_queued
+            .inner()
+            .store(f.hash_reverify_queued, Ordering::Relaxed);
+        self.hash_mean.set(f.hash_mean_us as f64 / 1e6);
         self.logins_verifying.set(f.logins_verifying as f64);
         self.cache_hits
             .inner()
@@ -194,6 +279,7 @@ impl Login {
         self.cache_misses
             .inner()
             .store(f.credential_cache_misses, Ordering::Relaxed);
+        self.cache_entries.set(f.credential_cache_entries as f64);
         self.jwt_verifications
             .inner()
             .store(f.jwt_verifications, Ordering::Relaxed);
@@ -391,6 +477,7 @@ impl Metrics {
             "Pack appender flushes (a batch's write and fdatasync)",
             &s.pack_flush,
         );
+        hash_wait_histogram(&mut flushes, live);
         out.insert_str(end, &flushes);
         let mut r = Response::new(full(out));
         r.headers_mut().insert(

@@ -89,13 +89,22 @@ fn version_name(v: hyper::Version) -> &'static str {
 fn live_figures(app: &App) -> crate::metrics::LiveFigures {
     use std::sync::atomic::Ordering::Relaxed;
     let c = app.auth.counters();
+    let pool = app.auth.hash_pool();
     crate::metrics::LiveFigures {
         open_connections: app.open_connections.load(Relaxed),
-        password_hashes: app.auth.argon2_runs(),
-        hashes_queued: c.hash_queued.load(Relaxed),
+        password_hashes: pool.runs,
+        hashes_queued: pool.queued,
+        hash_threads: pool.threads,
+        hashes_running: pool.running,
+        hashes_refused: pool.refused,
+        hash_reverify_queued: c.reverify_queued.load(Relaxed),
+        hash_mean_us: pool.mean_hash_us,
+        hash_wait_buckets: pool.wait_buckets,
+        hash_wait_sum_us: pool.wait_sum_us,
         logins_verifying: app.auth.argon2_in_flight() as u64,
         credential_cache_hits: c.cache_hits.load(Relaxed),
         credential_cache_misses: c.cache_misses.load(Relaxed),
+        credential_cache_entries: app.auth.credential_cache_len() as u64,
         jwt_verifications: app.auth.jwt_verifications(),
         jwt_cache_hits: c.jwt_cache_hits.load(Relaxed),
         throttled_account: c.refused_account.load(Relaxed),

@@ -175,7 +175,7 @@ async fn checkpoint_at_low_priority(app: &App) {
 }
 
 /// Raises the calling thread's nice value (Linux: per thread); failure only costs priority.
-fn lower_this_threads_priority(nice: i32) {
+pub(crate) fn lower_this_threads_priority(nice: i32) {
     #[cfg(target_os = "linux")]
     // SAFETY: setpriority only changes the scheduling priority of the calling thread.
     unsafe {

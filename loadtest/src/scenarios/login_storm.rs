@@ -136,9 +136,17 @@ async fn session(ctx: &Arc<Ctx>, i: usize, sched: Instant) -> bool {
     ctx.rec.record("session", sched, None);
     let every = ctx.wall(c.poll_every_s);
     let alive = ctx.wall(c.session_s);
+    // A client polls only once it has logged in: polls whose time passed while the login
+    // waited (a refused login waits for its `Retry-After`) are not sent, so the `poll` row
+    // measures polls, not the first login again.
+    let ready = Instant::now();
     let mut n = 1u32;
     while every * n <= alive {
         let at = sched + every * n;
+        if at < ready {
+            n += 1;
+            continue;
+        }
         if !wait_until(ctx, at).await {
             break;
         }

@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::HeaderValue;
@@ -337,9 +337,54 @@ impl Poller<'_> {
     }
 
     /// The login listing (Depth 1 of the root, op `op`), learnt into `tree`; false on failure.
+    /// A 503 or 429 with `Retry-After` is answered as clients do: wait that long (plus up to
+    /// half of it again, so refused logins do not come back as one herd) and try again, at most
+    /// `LOGIN_RETRIES_MAX` times. Each such refusal is recorded as op `login.refused` (its own
+    /// latency: how fast the refusal came); `op` is recorded once, from the scheduled start to
+    /// the listing, so its latency is the whole wait of the session's first login.
     pub async fn login(&self, op: &'static str, sched: Instant, tree: &mut Tree) -> bool {
-        let Some(body) = self.propfind(op, sched, self.home, "1").await else {
-            return false;
+        use crate::limits::{LOGIN_RETRIES_MAX, LOGIN_RETRY_AFTER_MAX_S};
+        let hdr = propfind_headers(self.auth, "1");
+        let mut tries = 0u32;
+        let body = loop {
+            let sent = Instant::now();
+            let r = Box::pin(self.ctx.http.send_keep(
+                self.pick,
+                propfind(),
+                self.home,
+                &hdr,
+                Bytes::from_static(CLIENT_PROPFIND_BODY.as_bytes()),
+            ))
+            .await;
+            match r {
+                Ok(r) if r.status == 207 => {
+                    self.ctx.rec.record(op, sched, None);
+                    break r.body;
+                }
+                Ok(r) if matches!(r.status, 429 | 503) && tries < LOGIN_RETRIES_MAX => {
+                    let Some(after) = r.retry_after_s else {
+                        self.ctx
+                            .rec
+                            .record(op, sched, Some(&format!("status:{}", r.status)));
+                        return false;
+                    };
+                    self.ctx.rec.record("login.refused", sent, None);
+                    tries += 1;
+                    let after = Duration::from_secs(after.clamp(1, LOGIN_RETRY_AFTER_MAX_S));
+                    let spread = after.mul_f64(rand::random::<f64>() * 0.5);
+                    tokio::time::sleep(after + spread).await;
+                }
+                Ok(r) => {
+                    self.ctx
+                        .rec
+                        .record(op, sched, Some(&format!("status:{}", r.status)));
+                    return false;
+                }
+                Err(f) => {
+                    self.ctx.rec.record(op, sched, Some(f.kind()));
+                    return false;
+                }
+            }
         };
         match listing(&body, self.home) {
             Some(l) => {

@@ -69,10 +69,20 @@ impl<K: ShardKey, V: Clone> ExpiringMap<K, V> {
     /// `f` of the live entry for `k`. An expired entry, or one for which `f` says `None`
     /// (stale), is removed.
     pub fn lookup<R>(&self, k: &K, now: Instant, f: impl FnOnce(&V) -> Option<R>) -> Option<R> {
+        self.lookup_until(k, now, |v, _| f(v))
+    }
+
+    /// As `lookup`, with the entry's expiry handed to `f` too.
+    pub fn lookup_until<R>(
+        &self,
+        k: &K,
+        now: Instant,
+        f: impl FnOnce(&V, Instant) -> Option<R>,
+    ) -> Option<R> {
         let cache = self.cache.as_ref()?;
         let slot = cache.get(k)?;
         let found = if now < slot.expires {
-            f(&slot.value)
+            f(&slot.value, slot.expires)
         } else {
             None
         };

@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod expiring;
 pub mod flight;
+pub mod hash_pool;
 pub mod jwt;
 pub mod jwt_cache;
 pub mod throttle;
@@ -19,8 +20,9 @@ use crate::users::{
 };
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use cache::CredentialCache;
+use cache::{Check, CredentialCache};
 use flight::Flights;
+use hash_pool::{HashPool, PoolConfig, PoolFigures};
 use jwt::JwtVerifier;
 use jwt_cache::JwtCache;
 use parking_lot::Mutex;
@@ -60,8 +62,8 @@ pub struct LoginCounters {
     pub cache_hits: AtomicU64,
     /// Password checks that had to run argon2 (or join a run of the same login).
     pub cache_misses: AtomicU64,
-    /// Logins waiting for an argon2 slot (`auth.hash_concurrency`), now.
-    pub hash_queued: AtomicU64,
+    /// Cache hits that queued a background re-verification of their entry.
+    pub reverify_queued: AtomicU64,
     /// Bearer JWTs answered from the verified-JWT cache.
     pub jwt_cache_hits: AtomicU64,
     /// 429s: an account in backoff after failures.
@@ -88,6 +90,10 @@ pub enum AuthError {
     /// The user database could not be read, or hashing failed: 503.
     #[error("authentication unavailable: {0}")]
     Unavailable(String),
+    /// The password-hashing queue's expected wait is over `auth.hash_wait_max_ms`: 503 with
+    /// `Retry-After`, at once.
+    #[error("too many logins being verified; retry after {} s", retry_after.as_secs().max(1))]
+    Overloaded { retry_after: Duration },
 }
 
 impl AuthError {
@@ -98,14 +104,21 @@ impl AuthError {
                 http::StatusCode::UNAUTHORIZED
             }
             AuthError::Throttled { .. } => http::StatusCode::TOO_MANY_REQUESTS,
-            AuthError::Unavailable(_) => http::StatusCode::SERVICE_UNAVAILABLE,
+            AuthError::Unavailable(_) | AuthError::Overloaded { .. } => {
+                http::StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
-    /// Value for `Retry-After` (seconds), when the status is 429.
+    /// Value for `Retry-After` (seconds), for a 429 or an overloaded 503.
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
             AuthError::Throttled { retry_after } => Some(retry_after.as_secs().max(1)),
+            // Rounded up: a client that comes back at the promised time finds the queue
+            // drained.
+            AuthError::Overloaded { retry_after } => {
+                Some(retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0))
+            }
             _ => None,
         }
     }
@@ -163,19 +176,18 @@ type ClaimGroups = (Vec<GroupName>, Instant, u64);
 /// Checks credentials against the user database. Share one per server (`Arc`).
 pub struct Authenticator {
     db: Arc<UserDb>,
-    cache: CredentialCache,
+    cache: Arc<CredentialCache>,
     throttle: Throttle,
     jwt: JwtVerifier,
     jwt_cache: JwtCache,
     jwt_verifications: AtomicU64,
-    hash_slots: Arc<Semaphore>,
+    hashes: HashPool,
     /// Password checks of logins from sources whose failed-login bucket is empty: they run
     /// here, `PENALTY_LANE_SLOTS` at a time, instead of being refused outright.
     penalty_lane: Arc<Semaphore>,
     penalty_refusals: AtomicU64,
     counters: LoginCounters,
     flights: Flights<AuthError>,
-    argon2_runs: Arc<AtomicU64>,
     challenges: Vec<String>,
     last_refresh: Mutex<Instant>,
     /// Refreshes on a miss, one at a time: when the last one ran and whether it changed
@@ -192,11 +204,17 @@ impl Authenticator {
     /// Builds the authenticator; fails on a bad JWT key.
     pub fn new(db: Arc<UserDb>, cfg: &AuthConfig) -> Result<Authenticator, String> {
         let jwt = JwtVerifier::from_config(&cfg.jwt)?;
-        let slots = if cfg.hash_concurrency == 0 {
+        let threads = if cfg.hash_concurrency == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
             cfg.hash_concurrency
         };
+        let hashes = HashPool::start(PoolConfig {
+            threads,
+            nice: cfg.hash_nice,
+            wait_max: Duration::from_millis(cfg.hash_wait_max_ms),
+        })
+        .map_err(|e| format!("starting the password-hashing threads: {e}"))?;
         let realm = cfg.realm.replace(['"', '\\'], "");
         let mut challenges = vec![format!("Basic realm=\"{realm}\", charset=\"UTF-8\"")];
         if jwt.is_enabled() {
@@ -204,10 +222,11 @@ impl Authenticator {
         }
         Ok(Authenticator {
             db,
-            cache: CredentialCache::new(
+            cache: Arc::new(CredentialCache::new(
                 Duration::from_secs(cfg.credential_cache_ttl_s),
+                Duration::from_secs(cfg.credential_cache_max_age_s),
                 cfg.credential_cache_entries,
-            ),
+            )),
             throttle: Throttle::new(ThrottleConfig {
                 account_failures_free: cfg.account_failures_free,
                 account_backoff_base: Duration::from_millis(cfg.account_backoff_base_ms),
@@ -221,12 +240,11 @@ impl Authenticator {
                 cfg.credential_cache_entries,
             ),
             jwt_verifications: AtomicU64::new(0),
-            hash_slots: Arc::new(Semaphore::new(slots.max(1))),
+            hashes,
             penalty_lane: Arc::new(Semaphore::new(PENALTY_LANE_SLOTS)),
             penalty_refusals: AtomicU64::new(0),
             counters: LoginCounters::default(),
             flights: Flights::new(),
-            argon2_runs: Arc::new(AtomicU64::new(0)),
             challenges,
             last_refresh: Mutex::new(Instant::now()),
             miss_refresh: tokio::sync::Mutex::new(None),
@@ -284,7 +302,17 @@ impl Authenticator {
 
     /// Password verifications (argon2 runs) done since start.
     pub fn argon2_runs(&self) -> u64 {
-        self.argon2_runs.load(Ordering::Relaxed)
+        self.hashes.figures().runs
+    }
+
+    /// Users held in the verified-credential cache now.
+    pub fn credential_cache_len(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// The password-hashing pool's figures (queue, waits, refusals).
+    pub fn hash_pool(&self) -> PoolFigures {
+        self.hashes.figures()
     }
 
     /// JWT signature checks done since start (the verified-JWT cache answers the rest).
@@ -457,8 +485,16 @@ impl Authenticator {
         }
         // 2. Cache: this password was verified for this user recently.
         if let Some((disabled, epoch)) = state {
-            if !disabled && self.cache.check(&tenant, &user, password, epoch, now) {
+            let check = if disabled {
+                Check::Miss
+            } else {
+                self.cache.check(&tenant, &user, password, epoch, now)
+            };
+            if let Check::Hit { reverify } = check {
                 self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+                if reverify {
+                    self.reverify_in_background(&tenant, &user, password, epoch);
+                }
                 return Ok(Principal {
                     tenant,
                     user,
@@ -556,24 +592,57 @@ impl Authenticator {
             .await
     }
 
-    /// Runs argon2 on the blocking pool, at most `hash_concurrency` at once.
+    /// Runs argon2 on the hashing pool (never on a serving thread), or refuses at once when
+    /// the pool's queue promises a longer wait than `auth.hash_wait_max_ms`.
     async fn verify(&self, phc: Option<&str>, password: &str) -> Result<bool, AuthError> {
         let exists = phc.is_some();
         let phc = phc.unwrap_or_else(|| password::dummy_hash()).to_string();
-        let pw = password.to_string();
-        self.counters.hash_queued.fetch_add(1, Ordering::Relaxed);
-        let slot = self.hash_slots.acquire().await;
-        self.counters.hash_queued.fetch_sub(1, Ordering::Relaxed);
-        let _slot = slot.map_err(|e| AuthError::Unavailable(e.to_string()))?;
-        let runs = self.argon2_runs.clone();
-        let r = tokio::task::spawn_blocking(move || {
-            runs.fetch_add(1, Ordering::Relaxed);
-            password::verify_password(&phc, &pw)
-        })
-        .await
-        .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        let done =
+            self.hashes
+                .verify(phc, password.to_string())
+                .map_err(|o| AuthError::Overloaded {
+                    retry_after: o.expected_wait,
+                })?;
+        let r = done
+            .await
+            .map_err(|_| AuthError::Unavailable("password hashing thread ended".into()))?;
         // A stored hash that does not parse is a bad login, not an outage.
         Ok(exists && r.unwrap_or(false))
+    }
+
+    /// A cached credential due for re-verification: argon2 runs on the pool when its queue
+    /// is empty, nobody waits for it, and success renews the entry's verification time.
+    fn reverify_in_background(
+        &self,
+        tenant: &TenantName,
+        user: &UserName,
+        password: &str,
+        epoch: u64,
+    ) {
+        let Some(creds) = self.db.credentials(tenant, user) else {
+            return;
+        };
+        if creds.epoch != epoch {
+            return;
+        }
+        let cache = self.cache.clone();
+        let (t, u, pw) = (tenant.clone(), user.clone(), password.to_string());
+        let queued = self.hashes.verify_in_background(
+            creds.phc.to_string(),
+            password.to_string(),
+            move |ok| {
+                if ok {
+                    cache.insert(&t, &u, &pw, epoch, Instant::now());
+                } else {
+                    cache.invalidate(&t, &u);
+                }
+            },
+        );
+        if queued {
+            self.counters
+                .reverify_queued
+                .fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// After a wrong password (it may have been changed a moment ago): re-reads the user log

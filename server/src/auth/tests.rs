@@ -465,16 +465,14 @@ async fn a_throttled_source_logs_in_through_the_penalty_lane() {
     assert_eq!(e.status(), http::StatusCode::TOO_MANY_REQUESTS);
 }
 
-/// Runs `logins` together, holding every argon2 slot until each has been polled to where it
+/// Runs `logins` together, holding every hashing thread until each has been polled to where it
 /// waits (for a slot or for a shared run), so that none finishes before the last one starts
 /// whatever the scheduling (argon2 is cheap in tests).
 async fn all_at_once<F: std::future::Future>(
     a: &Authenticator,
     logins: impl IntoIterator<Item = F>,
 ) -> Vec<F::Output> {
-    let slots = a.hash_slots.clone();
-    let n = slots.available_permits() as u32;
-    let hold = slots.acquire_many_owned(n).await.unwrap();
+    let hold = a.hashes.hold_all_threads();
     let mut all = Box::pin(futures::future::join_all(logins));
     for _ in 0..4 {
         assert!(futures::poll!(all.as_mut()).is_pending());
@@ -537,11 +535,9 @@ async fn a_waiting_login_takes_over_when_the_running_one_is_cancelled() {
     let (_d, _db, a) = setup(AuthConfig::default());
     let peer = ip("10.0.0.5");
     let hdr = basic("anna@skole", "pw-anna");
-    // Every argon2 slot is held while the logins are polled, so that none can finish
+    // Every hashing thread is held while the logins are polled, so that none can finish
     // before the test cancels it, whatever the scheduling (argon2 is cheap in tests).
-    let slots = a.hash_slots.clone();
-    let n = slots.available_permits() as u32;
-    let hold = slots.clone().acquire_many_owned(n).await.unwrap();
+    let hold = a.hashes.hold_all_threads();
     let mut first = Box::pin(a.authenticate(Some(&hdr), peer));
     let mut second = Box::pin(a.authenticate(Some(&hdr), peer));
     assert!(futures::poll!(first.as_mut()).is_pending());
@@ -558,7 +554,7 @@ async fn a_waiting_login_takes_over_when_the_running_one_is_cancelled() {
     assert_eq!(a.argon2_runs(), 1, "the cancelled login never ran argon2");
     assert_eq!(a.argon2_in_flight(), 0);
     // A cancelled sole participant leaves nothing behind.
-    let hold = slots.acquire_many_owned(n).await.unwrap();
+    let hold = a.hashes.hold_all_threads();
     let bo = basic("bo@skole", "pw-bo");
     let mut lone = Box::pin(a.authenticate(Some(&bo), peer));
     assert!(futures::poll!(lone.as_mut()).is_pending());

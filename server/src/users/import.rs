@@ -73,6 +73,32 @@ impl Errors {
 /// created, existing ones gain the user.
 /// Every row is checked first; any bad row (or an existing user) means nothing is written.
 pub fn import_csv(db: &UserDb, input: impl Read) -> Result<ImportReport, ImportError> {
+    import_csv_with_progress(db, input, &NoProgress)
+}
+
+/// What an import tells while it hashes plaintext passwords (the long part: about 20 ms of
+/// one core each, so a million take minutes even on every core).
+pub trait ImportProgress: Sync {
+    /// The rows are read and checked: `to_hash` plaintext passwords will be hashed.
+    fn hashing(&self, to_hash: u64);
+    /// One more password hashed (called from the hashing threads).
+    fn hashed_one(&self);
+}
+
+/// Progress that nobody watches.
+pub struct NoProgress;
+
+impl ImportProgress for NoProgress {
+    fn hashing(&self, _: u64) {}
+    fn hashed_one(&self) {}
+}
+
+/// As `import_csv`, telling `progress` how the hashing goes.
+pub fn import_csv_with_progress(
+    db: &UserDb,
+    input: impl Read,
+    progress: &dyn ImportProgress,
+) -> Result<ImportReport, ImportError> {
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -205,16 +231,21 @@ pub fn import_csv(db: &UserDb, input: impl Read) -> Result<ImportReport, ImportE
         .iter()
         .filter(|r| matches!(r.secret, Secret::Plain(_)))
         .count();
+    progress.hashing(hashed as u64);
     // Plaintext passwords are hashed on all cores (rayon); hashes pass through.
     let results: Vec<Result<NewUser, RowError>> = rows
         .into_par_iter()
         .map(|r| {
             let phc = match r.secret {
                 Secret::Phc(p) => p,
-                Secret::Plain(p) => password::hash_password(&p).map_err(|e| RowError {
-                    line: r.line,
-                    message: e.to_string(),
-                })?,
+                Secret::Plain(p) => {
+                    let phc = password::hash_password(&p).map_err(|e| RowError {
+                        line: r.line,
+                        message: e.to_string(),
+                    })?;
+                    progress.hashed_one();
+                    phc
+                }
             };
             Ok(NewUser {
                 tenant: r.tenant,
