@@ -90,3 +90,9 @@ pub const TLS_TLS12_SESSIONS_MAX: usize = 256;
 
 /// The system's CA certificates, trusted for `https://` targets without `--ca-cert`.
 pub const SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// Times an upload (or the teacher's read-back) is sent again after a 429 or 503 with
+/// `Retry-After`, as sync clients do.
+pub const REFUSED_RETRIES_MAX: u32 = 5;
+/// Longest `Retry-After` waited for after a refused request, seconds.
+pub const REFUSED_RETRY_AFTER_MAX_S: u64 = 60;

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Method;
@@ -253,8 +253,9 @@ async fn upload(
         ),
     ];
     let r = ctx
-        .op(
+        .op_retrying(
             "upload",
+            "upload.refused",
             sched,
             i,
             Method::PUT,
@@ -316,11 +317,33 @@ async fn verify(ctx: &Arc<Ctx>, acked: Vec<Acked>, out: &mut ExamOut) {
             };
             let at = Instant::now();
             let hdr = [super::auth_header(auth)];
-            match ctx2
-                .http
-                .send(a.pupil, Method::GET, &path, &hdr, Bytes::new(), true)
-                .await
-            {
+            // The teacher's client, too, comes back after a 429/503 with `Retry-After`.
+            let mut tries = 0;
+            let got = loop {
+                let r = ctx2
+                    .http
+                    .send(a.pupil, Method::GET, &path, &hdr, Bytes::new(), true)
+                    .await;
+                match &r {
+                    Ok(x)
+                        if matches!(x.status, 429 | 503)
+                            && x.retry_after_s.is_some()
+                            && tries < crate::limits::REFUSED_RETRIES_MAX =>
+                    {
+                        ctx2.rec.record("verify.refused", Instant::now(), None);
+                        tries += 1;
+                        let s = x
+                            .retry_after_s
+                            .unwrap_or(1)
+                            .clamp(1, crate::limits::REFUSED_RETRY_AFTER_MAX_S);
+                        let after = Duration::from_secs(s);
+                        tokio::time::sleep(after + after.mul_f64(rand::random::<f64>() * 0.5))
+                            .await;
+                    }
+                    _ => break r,
+                }
+            };
+            match got {
                 Ok(r) if r.status == 200 && r.hash == Some(a.hash) && r.len == a.len => {
                     ctx2.rec.record("verify", at, None);
                     v.fetch_add(1, Ordering::Relaxed);

@@ -98,6 +98,66 @@ impl Ctx {
         }
     }
 
+    /// Like `op`, but a 429 or 503 with `Retry-After` (the server shedding load) is answered
+    /// as clients do: wait that long (plus up to half again, so a refused cohort does not come
+    /// back at one instant) and send again, at most `REFUSED_RETRIES_MAX` times; each refusal
+    /// is a row of its own (`refused_op`), and the operation's latency runs from `scheduled`
+    /// to its success (what the user waits).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn op_retrying(
+        &self,
+        op: &'static str,
+        refused_op: &'static str,
+        scheduled: Instant,
+        pick: usize,
+        method: Method,
+        path: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        body: Bytes,
+        expect: &[u16],
+        hash: bool,
+    ) -> Option<Resp> {
+        use crate::limits::{REFUSED_RETRIES_MAX, REFUSED_RETRY_AFTER_MAX_S};
+        let mut tries = 0;
+        loop {
+            let sent = Instant::now();
+            match self
+                .http
+                .send(pick, method.clone(), path, headers, body.clone(), hash)
+                .await
+            {
+                Ok(r) if expect.contains(&r.status) => {
+                    self.rec.record(op, scheduled, None);
+                    return Some(r);
+                }
+                Ok(r)
+                    if matches!(r.status, 429 | 503)
+                        && r.retry_after_s.is_some()
+                        && tries < REFUSED_RETRIES_MAX =>
+                {
+                    self.rec.record(refused_op, sent, None);
+                    tries += 1;
+                    let after = std::time::Duration::from_secs(
+                        r.retry_after_s
+                            .unwrap_or(1)
+                            .clamp(1, REFUSED_RETRY_AFTER_MAX_S),
+                    );
+                    let spread = after.mul_f64(rand::random::<f64>() * 0.5);
+                    tokio::time::sleep(after + spread).await;
+                }
+                Ok(r) => {
+                    self.rec
+                        .record(op, scheduled, Some(&format!("status:{}", r.status)));
+                    return None;
+                }
+                Err(f) => {
+                    self.rec.record(op, scheduled, Some(f.kind()));
+                    return None;
+                }
+            }
+        }
+    }
+
     /// Like `op`, but the response keeps its body and `ETag` header (`Http::send_keep`).
     #[allow(clippy::too_many_arguments)]
     pub async fn op_keep(
