@@ -36,11 +36,13 @@ fn start() -> Tls {
     let key = keys.path().join("key.pem");
     std::fs::write(&cert, certified.cert.pem()).unwrap();
     std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
-    let mut opts = Opts::default().user(TENANT, USER, PASSWORD).config(&format!(
-        "[tls]\ncert = {:?}\nkey = {:?}\n{LIMITS}",
-        cert.to_str().unwrap(),
-        key.to_str().unwrap()
-    ));
+    let mut opts = Opts::default()
+        .user(TENANT, USER, PASSWORD)
+        .config(&format!(
+            "[tls]\ncert = {:?}\nkey = {:?}\n{LIMITS}",
+            cert.to_str().unwrap(),
+            key.to_str().unwrap()
+        ));
     opts.tls = true;
     let server = Server::start_opts(opts);
     drop(keys);

@@ -104,7 +104,8 @@ impl TlsStream {
             ..
         } = self;
         loop {
-            let UnbufferedStatus { mut discard, state } = tls.process_tls_records(&mut incoming[..]);
+            let UnbufferedStatus { mut discard, state } =
+                tls.process_tls_records(&mut incoming[..]);
             let state = state.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             let next = match state {
                 ConnectionState::ReadTraffic(mut traffic) => {
