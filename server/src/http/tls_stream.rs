@@ -38,7 +38,7 @@ pub struct TlsStream {
     incoming: BytesMut,
     /// Records to send; `outgoing[sent..]` is what the socket has not taken yet. No
     /// allocation while empty.
-    outgoing: Vec<u8>,
+    outgoing: OutBuf,
     sent: usize,
     /// Decrypted bytes that did not fit the reader's buffer (rare: a record is at most 16 KiB).
     plain: BytesMut,
@@ -58,7 +58,7 @@ impl TlsStream {
             tcp,
             tls,
             incoming: BytesMut::new(),
-            outgoing: Vec::new(),
+            outgoing: OutBuf::default(),
             sent: 0,
             plain: BytesMut::new(),
             read_closed: false,
@@ -126,20 +126,15 @@ impl TlsStream {
                     None
                 }
                 ConnectionState::EncodeTlsData(mut encode) => {
-                    let start = outgoing.len();
                     let mut room = 4096;
                     loop {
-                        outgoing.resize(start + room, 0);
-                        match encode.encode(&mut outgoing[start..]) {
+                        match encode.encode(outgoing.room(room)) {
                             Ok(n) => {
-                                outgoing.truncate(start + n);
+                                outgoing.commit(n);
                                 break;
                             }
                             Err(EncodeError::InsufficientSize(s)) => room = s.required_size,
-                            Err(e) => {
-                                outgoing.truncate(start);
-                                return Err(io::Error::other(e.to_string()));
-                            }
+                            Err(e) => return Err(io::Error::other(e.to_string())),
                         }
                     }
                     None
@@ -186,27 +181,19 @@ impl TlsStream {
         let Ok(ConnectionState::WriteTraffic(mut traffic)) = state else {
             return Err(io::Error::other("TLS session not writable"));
         };
-        if outgoing.is_empty() && outgoing.capacity() == 0 {
-            *outgoing = spare::tls_out_buf();
-        }
-        let start = outgoing.len();
         // A record adds at most 22 bytes (TLS 1.3) or 29 (TLS 1.2 AES-GCM) to at most
         // 16 KiB of data; the exact need is asked again if this is short.
         let mut room = data.len() + (data.len() / 16384 + 1) * 64;
         loop {
-            outgoing.resize(start + room, 0);
-            match traffic.encrypt(data, &mut outgoing[start..]) {
+            match traffic.encrypt(data, outgoing.room(room)) {
                 Ok(n) => {
-                    outgoing.truncate(start + n);
+                    outgoing.commit(n);
                     return Ok(());
                 }
                 Err(EncryptError::InsufficientSize(s)) if s.required_size > room => {
                     room = s.required_size
                 }
-                Err(e) => {
-                    outgoing.truncate(start);
-                    return Err(io::Error::other(e.to_string()));
-                }
+                Err(e) => return Err(io::Error::other(e.to_string())),
             }
         }
     }
@@ -241,8 +228,11 @@ impl TlsStream {
     /// Writes `outgoing` to the socket until it is all sent (then the buffer goes back to
     /// the thread) or the socket is full.
     fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.sent < self.outgoing.len() {
-            match self.tcp.try_write(&self.outgoing[self.sent..]) {
+        while self.sent < self.outgoing.end {
+            match self
+                .tcp
+                .try_write(&self.outgoing.buf[self.sent..self.outgoing.end])
+            {
                 Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Ok(n) => self.sent += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -252,8 +242,9 @@ impl TlsStream {
             }
         }
         self.sent = 0;
-        if self.outgoing.capacity() > 0 {
-            spare::give_back_tls_out(std::mem::take(&mut self.outgoing));
+        self.outgoing.end = 0;
+        if self.outgoing.buf.capacity() > 0 {
+            spare::give_back_tls_out(std::mem::take(&mut self.outgoing.buf));
         }
         Poll::Ready(Ok(()))
     }
@@ -325,8 +316,8 @@ impl AsyncRead for TlsStream {
 }
 
 impl TlsStream {
-    /// Encrypts as much of `bufs` as the send limit allows (small slices gathered into one
-    /// record) and tries to send it; the plaintext bytes taken.
+    /// Encrypts as much of `bufs` as the send limit allows (several slices gathered and
+    /// encrypted together) and tries to send it; the plaintext bytes taken.
     fn poll_write_slices(
         &mut self,
         cx: &mut Context<'_>,
@@ -345,21 +336,28 @@ impl TlsStream {
         }
         let room = TLS_WRITE_PENDING_MAX_BYTES - self.unsent().min(TLS_WRITE_PENDING_MAX_BYTES);
         let taken;
-        let first = bufs.iter().find(|b| !b.is_empty());
-        match first {
-            None => return Poll::Ready(Ok(0)),
-            // A large piece is encrypted from where it lies.
-            Some(b) if b.len() >= RECORD_DATA_MAX => {
+        let mut pieces = bufs.iter().filter(|b| !b.is_empty());
+        match (pieces.next(), pieces.next()) {
+            (None, _) => return Poll::Ready(Ok(0)),
+            // One piece, or a first one that fills the queue: encrypted from where it lies.
+            (Some(b), None) => {
                 let n = b.len().min(room.max(RECORD_DATA_MAX));
                 self.encrypt(&b[..n])?;
                 taken = n;
             }
-            // Small pieces are gathered into one record.
-            Some(_) => {
+            (Some(b), Some(_)) if b.len() >= room => {
+                let n = b.len().min(room.max(RECORD_DATA_MAX));
+                self.encrypt(&b[..n])?;
+                taken = n;
+            }
+            // Several pieces (a response head and its body) are gathered and encrypted
+            // together, so they leave in one write: one record per 16 KiB, not one per piece.
+            _ => {
                 let mut gather = GATHER.with(|g| g.take());
                 gather.clear();
+                let room = room.max(RECORD_DATA_MAX);
                 for b in bufs {
-                    let n = b.len().min(RECORD_DATA_MAX - gather.len());
+                    let n = b.len().min(room - gather.len());
                     gather.extend_from_slice(&b[..n]);
                     if n < b.len() {
                         break;
@@ -377,11 +375,41 @@ impl TlsStream {
     }
 }
 
+/// Records on their way to the socket: `buf[..end]`. The buffer is kept initialized to its
+/// full length (it is the thread's spare between uses), so making room does not clear it
+/// again for every response.
+#[derive(Default)]
+struct OutBuf {
+    buf: Vec<u8>,
+    end: usize,
+}
+
+impl OutBuf {
+    fn len(&self) -> usize {
+        self.end
+    }
+
+    /// At least `n` writable bytes after the end (borrowing the thread's spare if empty).
+    fn room(&mut self, n: usize) -> &mut [u8] {
+        if self.buf.capacity() == 0 {
+            self.buf = spare::tls_out_buf();
+        }
+        if self.buf.len() < self.end + n {
+            self.buf.resize(self.end + n, 0);
+        }
+        &mut self.buf[self.end..]
+    }
+
+    fn commit(&mut self, n: usize) {
+        self.end += n;
+    }
+}
+
 /// The most application data one TLS record carries.
 const RECORD_DATA_MAX: usize = 16 * 1024;
 
 thread_local! {
-    /// Small pieces of one write (a response head and a small body), gathered into one record.
+    /// The pieces of one vectored write (a response head and its body), gathered.
     static GATHER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
@@ -427,11 +455,8 @@ impl AsyncWrite for TlsStream {
                 if let Ok(ConnectionState::WriteTraffic(mut traffic)) =
                     tls.process_tls_records(&mut incoming[..]).state
                 {
-                    let start = outgoing.len();
-                    outgoing.resize(start + 64, 0);
-                    match traffic.queue_close_notify(&mut outgoing[start..]) {
-                        Ok(n) => outgoing.truncate(start + n),
-                        Err(_) => outgoing.truncate(start),
+                    if let Ok(n) = traffic.queue_close_notify(outgoing.room(64)) {
+                        outgoing.commit(n);
                     }
                 }
             }

@@ -58,12 +58,11 @@ pub fn give_back_write(buf: Vec<u8>) {
     }
 }
 
-/// An empty buffer for a TLS connection's records on their way to the socket (the thread's
-/// spare, or a new one if a connection of this thread holds it).
+/// A buffer for a TLS connection's records on their way to the socket (the thread's spare,
+/// or a new one if a connection of this thread holds it). Its old bytes are left in place
+/// (they are overwritten before use) so that it is not cleared again for every response.
 pub fn tls_out_buf() -> Vec<u8> {
-    let mut v = TLS_OUT.with(|s| s.take());
-    v.clear();
-    v
+    TLS_OUT.with(|s| s.take())
 }
 
 /// Keeps `buf` as the thread's spare TLS send buffer unless it grew unusually large.
