@@ -212,7 +212,7 @@ impl TlsStream {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Poll::Ready(Err(e)),
             }
-            if let Poll::Pending = self.tcp.poll_read_ready(cx) {
+            if self.tcp.poll_read_ready(cx).is_pending() {
                 self.give_back_incoming();
                 return Poll::Pending;
             }
