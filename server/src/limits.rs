@@ -216,6 +216,14 @@ pub const TLS_SESSION_CACHE_ENTRIES: usize = 20_000;
 /// Session tickets sent after each TLS 1.3 handshake, count: one per connection a client
 /// may open in parallel and resume (each ticket is used once); rustls's default.
 pub const TLS13_TICKETS_PER_HANDSHAKE: usize = 2;
+/// Room made for one read of TLS records from a socket, bytes: a whole record (16 KiB of
+/// data and its header and tag) in one read. Borrowed from the thread's spares for the read
+/// only (`http/tls_stream.rs`).
+pub const TLS_READ_BYTES: usize = 16 * 1024 + 512;
+/// Encrypted bytes a TLS connection queues for its socket before a write waits for the
+/// socket to take them, bytes. The queue's buffer is the thread's spare, kept up to twice
+/// this size.
+pub const TLS_WRITE_PENDING_MAX_BYTES: usize = 48 * 1024;
 
 // ---- HTTP/1 connections (server/src/http/h1) ----
 

@@ -9,6 +9,7 @@ mod idle;
 pub mod proxy;
 pub mod response;
 mod tls;
+mod tls_stream;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -87,9 +88,9 @@ pub async fn run<H: Handler>(
 ) -> anyhow::Result<()> {
     let tls = match &settings.tls {
         Some((cert, key)) => {
-            let (acceptor, certs) = tls::acceptor(cert, key)?;
+            let (config, certs) = tls::config(cert, key)?;
             tokio::spawn(reload_on_sighup(certs));
-            Some(acceptor)
+            Some(config)
         }
         None => None,
     };
@@ -203,7 +204,7 @@ struct Connection<H> {
     permit: Slot,
     handler: Arc<H>,
     settings: Arc<Settings>,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     watcher: hyper_util::server::graceful::Watcher,
     /// Turns true when the server stops (for Skab's own HTTP/1 connections).
     stop: watch::Receiver<bool>,
@@ -327,9 +328,9 @@ async fn serve_connection<H: Handler>(conn: Connection<H>) {
             let conn = h1::Conn::new(tcp, h1_settings, stop);
             Box::pin(serve_own_http1(conn, handler, peer, settings, watcher))
         }
-        Some(acceptor) => {
+        Some(config) => {
             let handshake = Box::pin(tls_handshake(
-                acceptor,
+                config,
                 tcp,
                 h1_settings,
                 stop,
@@ -389,7 +390,7 @@ type Serving = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 /// on Skab's own code or, with ALPN `h2` or `http1 = "hyper"`, hyper. `None`: it failed.
 #[allow(clippy::too_many_arguments)]
 async fn tls_handshake<H: Handler>(
-    acceptor: tokio_rustls::TlsAcceptor,
+    config: Arc<rustls::ServerConfig>,
     tcp: TcpStream,
     h1_settings: h1::Settings,
     stop: watch::Receiver<bool>,
@@ -398,7 +399,8 @@ async fn tls_handshake<H: Handler>(
     settings: Arc<Settings>,
     watcher: hyper_util::server::graceful::Watcher,
 ) -> Option<Serving> {
-    let stream = match tokio::time::timeout(h1_settings.header_read, acceptor.accept(tcp)).await {
+    let accept = tls_stream::TlsStream::accept(config, tcp);
+    let stream = match tokio::time::timeout(h1_settings.header_read, accept).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -409,7 +411,7 @@ async fn tls_handshake<H: Handler>(
             return None;
         }
     };
-    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+    let h2 = stream.alpn_protocol() == Some(b"h2".as_slice());
     Some(if settings.own_http1 && !h2 {
         let conn = h1::Conn::new(stream, h1_settings, stop);
         Box::pin(serve_own_http1(conn, handler, peer, settings, watcher))

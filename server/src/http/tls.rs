@@ -9,7 +9,6 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
 use rustls::sign::CertifiedKey;
-use tokio_rustls::TlsAcceptor;
 
 use crate::limits::{TLS13_TICKETS_PER_HANDSHAKE, TLS_SESSION_CACHE_ENTRIES};
 
@@ -64,8 +63,11 @@ fn load(cert: &Path, key: &Path) -> anyhow::Result<CertifiedKey> {
     Ok(ck)
 }
 
-/// The acceptor for `cert` and `key`, and the handle that reloads them.
-pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<(TlsAcceptor, Arc<Reloadable>)> {
+/// The server configuration for `cert` and `key`, and the handle that reloads them.
+pub fn config(
+    cert: &Path,
+    key: &Path,
+) -> anyhow::Result<(Arc<rustls::ServerConfig>, Arc<Reloadable>)> {
     let resolver = Arc::new(Reloadable {
         current: RwLock::new(Arc::new(load(cert, key)?)),
         cert: cert.to_path_buf(),
@@ -84,5 +86,5 @@ pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<(TlsAcceptor, Arc<Rel
     config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
     config.send_tls13_tickets = TLS13_TICKETS_PER_HANDSHAKE;
     config.session_storage = ServerSessionMemoryCache::new(TLS_SESSION_CACHE_ENTRIES);
-    Ok((TlsAcceptor::from(Arc::new(config)), resolver))
+    Ok((Arc::new(config), resolver))
 }

@@ -8,7 +8,7 @@ mod body;
 pub mod chunked;
 mod conn;
 pub mod head;
-mod spare;
+pub(crate) mod spare;
 mod write;
 
 pub use body::OwnBody;

@@ -2,7 +2,9 @@
 //! buffer (nginx's way): a read attempt borrows one of the thread's spares and gives it back
 //! when nothing came, a connection gives its buffer back once its request is answered; a
 //! response head is built in the spare write buffer and handed back after. A few read spares
-//! per thread (`H1_SPARE_READ_BUFS`) spare the allocator a buffer per request.
+//! per thread (`H1_SPARE_READ_BUFS`) spare the allocator a buffer per request. A TLS
+//! connection borrows its received records' buffer from the read spares and its send buffer
+//! from a spare of its own (`http/tls_stream.rs`).
 
 use std::cell::{Cell, RefCell};
 
@@ -10,11 +12,13 @@ use bytes::BytesMut;
 
 use crate::limits::{
     H1_READ_BUF_BYTES, H1_SPARE_BUF_MAX_BYTES, H1_SPARE_READ_BUFS, H1_WRITE_HEAD_BYTES,
+    TLS_WRITE_PENDING_MAX_BYTES,
 };
 
 thread_local! {
     static READ: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
     static WRITE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    static TLS_OUT: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 /// An empty read buffer with room for at least `H1_READ_BUF_BYTES`.
@@ -51,5 +55,19 @@ pub fn write_buf() -> Vec<u8> {
 pub fn give_back_write(buf: Vec<u8>) {
     if buf.capacity() <= H1_SPARE_BUF_MAX_BYTES {
         WRITE.with(|s| s.set(buf));
+    }
+}
+
+/// A buffer for a TLS connection's records on their way to the socket (the thread's spare,
+/// or a new one if a connection of this thread holds it). Its old bytes are left in place
+/// (they are overwritten before use) so that it is not cleared again for every response.
+pub fn tls_out_buf() -> Vec<u8> {
+    TLS_OUT.with(|s| s.take())
+}
+
+/// Keeps `buf` as the thread's spare TLS send buffer unless it grew unusually large.
+pub fn give_back_tls_out(buf: Vec<u8>) {
+    if buf.capacity() <= 2 * TLS_WRITE_PENDING_MAX_BYTES {
+        TLS_OUT.with(|s| s.set(buf));
     }
 }

@@ -1,0 +1,467 @@
+//! A TLS session over a TCP socket on rustls's unbuffered API, so that an idle connection
+//! holds no record buffer: the received ciphertext lives in a buffer borrowed from the serving
+//! thread's spares (`h1::spare`) for as long as a record is incomplete, the records to send in
+//! another one until the socket took them, and both go back to the thread when empty. The
+//! buffered `rustls::ServerConnection` kept a 4 KiB receive buffer (re-grown before every read)
+//! and its send queue for the connection's whole life (docs/architecture.md, "Idle
+//! connections"). Served to HTTP/1 (Skab's own or hyper's) and HTTP/2 as a byte stream.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use rustls::server::UnbufferedServerConnection;
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::h1::spare;
+use crate::limits::{TLS_READ_BYTES, TLS_WRITE_PENDING_MAX_BYTES};
+
+/// Where the session stands once the received records are processed.
+enum Pumped {
+    /// Needs more bytes from the peer (the handshake goes on, or a record is incomplete).
+    Blocked,
+    /// Handshake done, nothing left to process: application data may be sent.
+    Writable,
+    /// Both sides sent `close_notify`.
+    Closed,
+}
+
+pub struct TlsStream {
+    tcp: TcpStream,
+    tls: UnbufferedServerConnection,
+    /// Received bytes not yet processed (an incomplete record); no allocation while empty.
+    incoming: BytesMut,
+    /// Records to send; `outgoing[sent..]` is what the socket has not taken yet. No
+    /// allocation while empty.
+    outgoing: OutBuf,
+    sent: usize,
+    /// Decrypted bytes that did not fit the reader's buffer (rare: a record is at most 16 KiB).
+    plain: BytesMut,
+    /// The peer closed (`close_notify` or end of stream): reads return end of stream.
+    read_closed: bool,
+    close_queued: bool,
+}
+
+impl TlsStream {
+    /// Runs the handshake on `tcp`; the stream is ready for application data after it.
+    pub async fn accept(
+        config: Arc<rustls::ServerConfig>,
+        tcp: TcpStream,
+    ) -> io::Result<TlsStream> {
+        let tls = UnbufferedServerConnection::new(config).map_err(io::Error::other)?;
+        let mut s = TlsStream {
+            tcp,
+            tls,
+            incoming: BytesMut::new(),
+            outgoing: OutBuf::default(),
+            sent: 0,
+            plain: BytesMut::new(),
+            read_closed: false,
+            close_queued: false,
+        };
+        poll_fn(|cx| s.poll_handshake(cx)).await?;
+        Ok(s)
+    }
+
+    /// The protocol agreed by ALPN.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        self.tls.alpn_protocol()
+    }
+
+    fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            let pumped = self.pump(None)?;
+            // What the handshake produced goes out before more is awaited.
+            ready!(self.poll_send(cx))?;
+            match pumped {
+                Pumped::Writable => return Poll::Ready(Ok(())),
+                Pumped::Closed => return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
+                Pumped::Blocked if self.tls.is_handshaking() => {}
+                // Application data arrived with the client's last flight: it is kept
+                // (decrypted) for the first read.
+                Pumped::Blocked => return Poll::Ready(Ok(())),
+            }
+            if ready!(self.poll_receive(cx))? == 0 {
+                return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
+    }
+
+    /// Processes the complete records in `incoming`: handshake messages (their answers are
+    /// appended to `outgoing`) and application data (copied to `sink`, the rest to `plain`).
+    fn pump(&mut self, mut sink: Option<&mut ReadBuf<'_>>) -> io::Result<Pumped> {
+        let TlsStream {
+            tls,
+            incoming,
+            outgoing,
+            plain,
+            read_closed,
+            ..
+        } = self;
+        loop {
+            let UnbufferedStatus { mut discard, state } =
+                tls.process_tls_records(&mut incoming[..]);
+            let state = state.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let next = match state {
+                ConnectionState::ReadTraffic(mut traffic) => {
+                    while let Some(record) = traffic.next_record() {
+                        let record =
+                            record.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                        discard += record.discard;
+                        let mut data = record.payload;
+                        if let Some(sink) = sink.as_deref_mut() {
+                            if plain.is_empty() {
+                                let n = data.len().min(sink.remaining());
+                                sink.put_slice(&data[..n]);
+                                data = &data[n..];
+                            }
+                        }
+                        plain.extend_from_slice(data);
+                    }
+                    None
+                }
+                ConnectionState::EncodeTlsData(mut encode) => {
+                    let mut room = 4096;
+                    loop {
+                        match encode.encode(outgoing.room(room)) {
+                            Ok(n) => {
+                                outgoing.commit(n);
+                                break;
+                            }
+                            Err(EncodeError::InsufficientSize(s)) => room = s.required_size,
+                            Err(e) => return Err(io::Error::other(e.to_string())),
+                        }
+                    }
+                    None
+                }
+                // Everything encoded so far is in `outgoing`, which is sent in order before
+                // anything encoded later.
+                ConnectionState::TransmitTlsData(transmit) => {
+                    transmit.done();
+                    None
+                }
+                ConnectionState::BlockedHandshake => Some(Pumped::Blocked),
+                ConnectionState::WriteTraffic(_) => Some(Pumped::Writable),
+                // Reported once; what follows is `WriteTraffic` (or `Closed` once ours is sent).
+                ConnectionState::PeerClosed => {
+                    *read_closed = true;
+                    None
+                }
+                ConnectionState::Closed => Some(Pumped::Closed),
+                // Early data is not enabled (`max_early_data_size` stays 0).
+                other => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("unexpected TLS state {other:?}"),
+                    ))
+                }
+            };
+            incoming.advance(discard);
+            if let Some(p) = next {
+                return Ok(p);
+            }
+        }
+    }
+
+    /// Encrypts `data` into `outgoing` (the session must be writable).
+    fn encrypt(&mut self, data: &[u8]) -> io::Result<()> {
+        let TlsStream {
+            tls,
+            incoming,
+            outgoing,
+            ..
+        } = self;
+        let UnbufferedStatus { discard, state } = tls.process_tls_records(&mut incoming[..]);
+        debug_assert_eq!(discard, 0);
+        let Ok(ConnectionState::WriteTraffic(mut traffic)) = state else {
+            return Err(io::Error::other("TLS session not writable"));
+        };
+        // A record adds at most 22 bytes (TLS 1.3) or 29 (TLS 1.2 AES-GCM) to at most
+        // 16 KiB of data; the exact need is asked again if this is short.
+        let mut room = data.len() + (data.len() / 16384 + 1) * 64;
+        loop {
+            match traffic.encrypt(data, outgoing.room(room)) {
+                Ok(n) => {
+                    outgoing.commit(n);
+                    return Ok(());
+                }
+                Err(EncryptError::InsufficientSize(s)) if s.required_size > room => {
+                    room = s.required_size
+                }
+                Err(e) => return Err(io::Error::other(e.to_string())),
+            }
+        }
+    }
+
+    /// Reads from the socket into `incoming` (borrowing a spare buffer if it has none and
+    /// giving it back if nothing came); the bytes read, 0 at end of stream.
+    fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.incoming.capacity() == 0 {
+            self.incoming = spare::read_buf();
+        }
+        // Room for a whole record in one read.
+        self.incoming.reserve(TLS_READ_BYTES);
+        loop {
+            match self.tcp.try_read_buf(&mut self.incoming) {
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            if self.tcp.poll_read_ready(cx).is_pending() {
+                self.give_back_incoming();
+                return Poll::Pending;
+            }
+        }
+    }
+
+    fn give_back_incoming(&mut self) {
+        if self.incoming.is_empty() && self.incoming.capacity() > 0 {
+            spare::give_back_read(std::mem::take(&mut self.incoming));
+        }
+    }
+
+    /// Writes `outgoing` to the socket until it is all sent (then the buffer goes back to
+    /// the thread) or the socket is full.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.sent < self.outgoing.end {
+            match self
+                .tcp
+                .try_write(&self.outgoing.buf[self.sent..self.outgoing.end])
+            {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => self.sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(self.tcp.poll_write_ready(cx))?;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        self.sent = 0;
+        self.outgoing.end = 0;
+        if self.outgoing.buf.capacity() > 0 {
+            spare::give_back_tls_out(std::mem::take(&mut self.outgoing.buf));
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn unsent(&self) -> usize {
+        self.outgoing.len() - self.sent
+    }
+}
+
+impl AsyncRead for TlsStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.plain.is_empty() {
+            let n = this.plain.len().min(buf.remaining());
+            buf.put_slice(&this.plain[..n]);
+            this.plain.advance(n);
+            if this.plain.is_empty() {
+                this.plain = BytesMut::new();
+            }
+            return Poll::Ready(Ok(()));
+        }
+        if this.read_closed {
+            return Poll::Ready(Ok(()));
+        }
+        // Answers to the peer's handshake messages (a key update), if the socket takes them
+        // now; otherwise the next write or flush sends them.
+        if this.unsent() > 0 {
+            let _ = this.poll_send(cx)?;
+        }
+        let filled = buf.filled().len();
+        let result = loop {
+            match this.pump(Some(buf)) {
+                Err(e) => break Poll::Ready(Err(e)),
+                Ok(_) if buf.filled().len() > filled || !this.plain.is_empty() => {
+                    break Poll::Ready(Ok(()))
+                }
+                Ok(_) if this.read_closed => break Poll::Ready(Ok(())),
+                Ok(Pumped::Closed) => {
+                    this.read_closed = true;
+                    break Poll::Ready(Ok(()));
+                }
+                Ok(Pumped::Blocked | Pumped::Writable) => {}
+            }
+            match this.poll_receive(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
+                // End of stream without `close_notify`: within a record it is an error (the
+                // data was cut), otherwise the end of what the peer sends.
+                Poll::Ready(Ok(0)) if !this.incoming.is_empty() => {
+                    break Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()))
+                }
+                Poll::Ready(Ok(0)) => {
+                    this.read_closed = true;
+                    break Poll::Ready(Ok(()));
+                }
+                Poll::Ready(Ok(_)) => {}
+            }
+        };
+        this.give_back_incoming();
+        if this.unsent() > 0 {
+            let _ = this.poll_send(cx)?;
+        }
+        result
+    }
+}
+
+impl TlsStream {
+    /// Encrypts as much of `bufs` as the send limit allows (several slices gathered and
+    /// encrypted together) and tries to send it; the plaintext bytes taken.
+    fn poll_write_slices(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if self.unsent() >= TLS_WRITE_PENDING_MAX_BYTES {
+            ready!(self.poll_send(cx))?;
+        }
+        // Handshake messages the peer's records asked for (and any application data that
+        // came with them, kept for the reader) are dealt with first.
+        match self.pump(None)? {
+            Pumped::Writable => {}
+            Pumped::Blocked | Pumped::Closed => {
+                return Poll::Ready(Err(io::Error::other("TLS session not writable")))
+            }
+        }
+        let room = TLS_WRITE_PENDING_MAX_BYTES - self.unsent().min(TLS_WRITE_PENDING_MAX_BYTES);
+        let taken;
+        let mut pieces = bufs.iter().filter(|b| !b.is_empty());
+        match (pieces.next(), pieces.next()) {
+            (None, _) => return Poll::Ready(Ok(0)),
+            // One piece, or a first one that fills the queue: encrypted from where it lies.
+            (Some(b), None) => {
+                let n = b.len().min(room.max(RECORD_DATA_MAX));
+                self.encrypt(&b[..n])?;
+                taken = n;
+            }
+            (Some(b), Some(_)) if b.len() >= room => {
+                let n = b.len().min(room.max(RECORD_DATA_MAX));
+                self.encrypt(&b[..n])?;
+                taken = n;
+            }
+            // Several pieces (a response head and its body) are gathered and encrypted
+            // together, so they leave in one write: one record per 16 KiB, not one per piece.
+            _ => {
+                let mut gather = GATHER.with(|g| g.take());
+                gather.clear();
+                let room = room.max(RECORD_DATA_MAX);
+                for b in bufs {
+                    let n = b.len().min(room - gather.len());
+                    gather.extend_from_slice(&b[..n]);
+                    if n < b.len() {
+                        break;
+                    }
+                }
+                let result = self.encrypt(&gather);
+                taken = gather.len();
+                GATHER.with(|g| g.set(gather));
+                result?;
+            }
+        }
+        // The socket gets what it takes now; the rest waits for the next write or a flush.
+        let _ = self.poll_send(cx)?;
+        Poll::Ready(Ok(taken))
+    }
+}
+
+/// Records on their way to the socket: `buf[..end]`. The buffer is kept initialized to its
+/// full length (it is the thread's spare between uses), so making room does not clear it
+/// again for every response.
+#[derive(Default)]
+struct OutBuf {
+    buf: Vec<u8>,
+    end: usize,
+}
+
+impl OutBuf {
+    fn len(&self) -> usize {
+        self.end
+    }
+
+    /// At least `n` writable bytes after the end (borrowing the thread's spare if empty).
+    fn room(&mut self, n: usize) -> &mut [u8] {
+        if self.buf.capacity() == 0 {
+            self.buf = spare::tls_out_buf();
+        }
+        if self.buf.len() < self.end + n {
+            self.buf.resize(self.end + n, 0);
+        }
+        &mut self.buf[self.end..]
+    }
+
+    fn commit(&mut self, n: usize) {
+        self.end += n;
+    }
+}
+
+/// The most application data one TLS record carries.
+const RECORD_DATA_MAX: usize = 16 * 1024;
+
+thread_local! {
+    /// The pieces of one vectored write (a response head and its body), gathered.
+    static GATHER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+impl AsyncWrite for TlsStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut()
+            .poll_write_slices(cx, &[io::IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_write_slices(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().poll_send(cx)
+    }
+
+    /// Sends `close_notify` (once), then ends the TCP stream's sending side.
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.close_queued {
+            this.close_queued = true;
+            ready!(this.poll_send(cx))?;
+            if let Ok(Pumped::Writable) = this.pump(None) {
+                let TlsStream {
+                    tls,
+                    incoming,
+                    outgoing,
+                    ..
+                } = &mut *this;
+                if let Ok(ConnectionState::WriteTraffic(mut traffic)) =
+                    tls.process_tls_records(&mut incoming[..]).state
+                {
+                    if let Ok(n) = traffic.queue_close_notify(outgoing.room(64)) {
+                        outgoing.commit(n);
+                    }
+                }
+            }
+        }
+        ready!(this.poll_send(cx))?;
+        Pin::new(&mut this.tcp).poll_shutdown(cx)
+    }
+}
