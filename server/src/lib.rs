@@ -13,6 +13,7 @@ pub mod cors;
 pub mod dav;
 pub mod export;
 pub mod fair_share;
+pub mod framed_json;
 pub mod handin;
 pub mod history;
 pub mod history_dav;

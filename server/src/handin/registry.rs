@@ -3,13 +3,14 @@
 //! changes. Format and rules: `docs/handin.md`, "Registry".
 
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use skab_engine::io::{durable, StdStorage};
+
+use crate::framed_json::{self, file_id, FileId};
 
 use super::HandinName;
 use crate::limits::{HANDINS_MAX, HANDIN_FOLDERS_REFRESH_S, HANDIN_REGISTRY_LEN_MAX};
@@ -18,9 +19,8 @@ use crate::limits::{HANDINS_MAX, HANDIN_FOLDERS_REFRESH_S, HANDIN_REGISTRY_LEN_M
 pub const REGISTRY_FILE: &str = "handins.bin";
 /// The `flock` that orders writers of several processes.
 const LOCK_FILE: &str = "handins.lock";
+/// Framed as `framed_json` (magic, length, CRC32C, JSON).
 const MAGIC: &[u8; 8] = b"SKABHIN1";
-/// Magic, payload length (u64 LE), CRC32C of the payload (u32 LE); the payload is JSON.
-const HEADER_LEN: usize = 8 + 8 + 4;
 
 /// What happens to an upload after the hand-in closed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -92,9 +92,6 @@ pub enum RegistryError {
     Window,
 }
 
-/// Identity of the file as last read: a rename gives another inode.
-type FileId = (u64, u64, i64, i64);
-
 /// The hand-ins as this process last read them, reread when the file changes.
 pub struct Registry {
     dir: PathBuf,
@@ -103,41 +100,13 @@ pub struct Registry {
     folders_made: Mutex<std::collections::HashMap<(String, String), std::time::Instant>>,
 }
 
-fn file_id(path: &Path) -> Option<FileId> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
-}
-
 fn decode(bytes: &[u8]) -> Result<Saved, RegistryError> {
-    let header = bytes
-        .get(..HEADER_LEN)
-        .ok_or(RegistryError::Damaged("too short"))?;
-    if &header[..8] != MAGIC {
-        return Err(RegistryError::Damaged("not a hand-in registry (bad magic)"));
-    }
-    let mut len8 = [0u8; 8];
-    len8.copy_from_slice(&header[8..16]);
-    let mut crc4 = [0u8; 4];
-    crc4.copy_from_slice(&header[16..20]);
-    let payload = &bytes[HEADER_LEN..];
-    if u64::from_le_bytes(len8) != payload.len() as u64 {
-        return Err(RegistryError::Damaged("length does not match"));
-    }
-    if crc32c::crc32c(payload) != u32::from_le_bytes(crc4) {
-        return Err(RegistryError::Damaged("checksum does not match"));
-    }
-    serde_json::from_slice(payload).map_err(|_| RegistryError::Damaged("payload is not JSON"))
+    framed_json::decode(MAGIC, "not a hand-in registry (bad magic)", bytes)
+        .map_err(RegistryError::Damaged)
 }
 
 fn encode(saved: &Saved) -> Vec<u8> {
-    // Serializing plain structs of strings and numbers cannot fail.
-    let payload = serde_json::to_vec_pretty(saved).unwrap_or_default();
-    let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len());
-    bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-    bytes.extend_from_slice(&payload);
-    bytes
+    framed_json::encode(MAGIC, saved)
 }
 
 fn now_s() -> u64 {

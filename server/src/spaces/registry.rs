@@ -5,13 +5,14 @@
 //! `docs/spaces.md`, "Registry".
 
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use skab_engine::io::{durable, StdStorage};
+
+use crate::framed_json::{self, file_id, FileId};
 
 use super::SpaceName;
 use crate::limits::{SHARES_MAX, SPACES_MAX, SPACE_GRANTS_MAX, SPACE_REGISTRY_LEN_MAX};
@@ -20,9 +21,8 @@ use crate::limits::{SHARES_MAX, SPACES_MAX, SPACE_GRANTS_MAX, SPACE_REGISTRY_LEN
 pub const REGISTRY_FILE: &str = "spaces.bin";
 /// The `flock` that orders writers of several processes.
 const LOCK_FILE: &str = "spaces.lock";
+/// Framed as `framed_json` (magic, length, CRC32C, JSON).
 const MAGIC: &[u8; 8] = b"SKABSPC1";
-/// Magic, payload length (u64 LE), CRC32C of the payload (u32 LE); the payload is JSON.
-const HEADER_LEN: usize = 8 + 8 + 4;
 
 /// What a member may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -145,9 +145,6 @@ pub enum RegistryError {
     Invalid(String),
 }
 
-/// Identity of the file as last read: a rename gives another inode.
-type FileId = (u64, u64, i64, i64);
-
 /// The registry as read, and each tenant's part of it (a request looks only at its
 /// tenant's spaces and shares, not at every school's).
 #[derive(Default)]
@@ -190,41 +187,13 @@ pub struct Registry {
     cached: RwLock<(Option<FileId>, Cached)>,
 }
 
-fn file_id(path: &Path) -> Option<FileId> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
-}
-
 fn decode(bytes: &[u8]) -> Result<Saved, RegistryError> {
-    let header = bytes
-        .get(..HEADER_LEN)
-        .ok_or(RegistryError::Damaged("too short"))?;
-    if &header[..8] != MAGIC {
-        return Err(RegistryError::Damaged("not a space registry (bad magic)"));
-    }
-    let mut len8 = [0u8; 8];
-    len8.copy_from_slice(&header[8..16]);
-    let mut crc4 = [0u8; 4];
-    crc4.copy_from_slice(&header[16..20]);
-    let payload = &bytes[HEADER_LEN..];
-    if u64::from_le_bytes(len8) != payload.len() as u64 {
-        return Err(RegistryError::Damaged("length does not match"));
-    }
-    if crc32c::crc32c(payload) != u32::from_le_bytes(crc4) {
-        return Err(RegistryError::Damaged("checksum does not match"));
-    }
-    serde_json::from_slice(payload).map_err(|_| RegistryError::Damaged("payload is not JSON"))
+    framed_json::decode(MAGIC, "not a space registry (bad magic)", bytes)
+        .map_err(RegistryError::Damaged)
 }
 
 fn encode(saved: &Saved) -> Vec<u8> {
-    // Serializing plain structs of strings and numbers cannot fail.
-    let payload = serde_json::to_vec_pretty(saved).unwrap_or_default();
-    let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len());
-    bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-    bytes.extend_from_slice(&payload);
-    bytes
+    framed_json::encode(MAGIC, saved)
 }
 
 fn now_s() -> u64 {
