@@ -383,3 +383,11 @@ pub const RECEIPT_LEN_MAX: usize = 16 * 1024;
 pub const HANDIN_ZIP_CHANNEL_DEPTH: usize = 4;
 /// Bytes of zip output gathered before they are sent on (fewer, larger frames).
 pub const HANDIN_ZIP_FLUSH_BYTES: usize = 256 * 1024;
+
+/// Seconds `crypto.master_key_command` may take to print the master key before the start is
+/// refused (an HSM or KMS round trip takes well under a second; a hung one must not hang
+/// the start forever).
+pub const MASTER_KEY_COMMAND_TIMEOUT_S: u64 = 30;
+/// Most bytes read as a master key from a file, a variable or a command's output (the key is
+/// 64 hex digits; anything much longer is a wrong file).
+pub const MASTER_KEY_SOURCE_BYTES_MAX: usize = 4096;

@@ -365,8 +365,7 @@ pub async fn after_put(
             vec![
                 (
                     receipt,
-                    format!("<h:receipt xmlns:h=\"{PROP_NS}\">{issued}</h:receipt>")
-                        .into_bytes(),
+                    format!("<h:receipt xmlns:h=\"{PROP_NS}\">{issued}</h:receipt>").into_bytes(),
                 ),
                 (
                     late,
