@@ -48,7 +48,9 @@ fn seal(c: &mut Criterion) {
     });
     g.bench_function("seal", |b| b.iter(|| cipher.seal_chunk(&id, &data)));
     let sealed = cipher.seal_chunk(&id, &data);
-    g.bench_function("open", |b| b.iter(|| cipher.open_chunk(&id, &sealed).unwrap()));
+    g.bench_function("open", |b| {
+        b.iter(|| cipher.open_chunk(&id, &sealed).unwrap())
+    });
     g.finish();
 }
 

@@ -141,9 +141,7 @@ impl TenantCipher {
             return Err(OpenError);
         }
         let (salt, body) = sealed.split_at(META_SALT_LEN);
-        let key = aead(
-            blake3::keyed_hash(&self.meta_key, salt.try_into().map_err(|_| OpenError)?).as_bytes(),
-        );
+        let key = aead(blake3::keyed_hash(&self.meta_key, salt).as_bytes());
         let mut buf = body.to_vec();
         let nonce = Nonce::assume_unique_for_key([0u8; 12]);
         let n = key
