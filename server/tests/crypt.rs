@@ -165,7 +165,15 @@ fn no_plaintext_at_rest_and_a_wrong_or_missing_key_refuses_to_start() {
         201
     );
     assert_eq!(pupil.get(&file).body, body);
+    // A lock on the file: saved at the graceful stop (`locks.saved`, its path sealed too).
+    let lock = format!(
+        "<?xml version=\"1.0\"?><d:lockinfo xmlns:d=\"DAV:\"><d:lockscope><d:exclusive/>\
+         </d:lockscope><d:locktype><d:write/></d:locktype><d:owner>{MARKER}</d:owner></d:lockinfo>"
+    );
+    let r = pupil.send("LOCK", &file, &[("Timeout", "Second-600")], lock.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
     s.stop();
+    assert!(s.data_dir().join("locks.saved").exists());
 
     let mut files = Vec::new();
     files_under(&s.data_dir(), &mut files);
@@ -206,7 +214,10 @@ fn no_plaintext_at_rest_and_a_wrong_or_missing_key_refuses_to_start() {
     assert!(out.contains("no key store"), "{out}");
 
     restart_with(&mut s, &toml);
-    assert_eq!(s.client_as("pupil@school", PASSWORD).get(&file).body, body);
+    let pupil = s.client_as("pupil@school", PASSWORD);
+    assert_eq!(pupil.get(&file).body, body);
+    // The sealed lock came back: a write without its token is refused.
+    assert_eq!(pupil.put(&file, b"x").status, 423, "{}", s.log());
     let (ok, out) = cli(&s, &["scrub"], None);
     assert!(ok && out.contains("no corruption"), "{out}");
 }

@@ -181,6 +181,53 @@ impl Store {
         Ok(report)
     }
 
+    /// Whether the store seals its tenants' data (encryption at rest).
+    pub fn is_encrypted(&self) -> bool {
+        self.inner.config.keys.is_some()
+    }
+
+    /// `plain` sealed with tenant `tenant`'s key, for the server's own records that hold a
+    /// tenant's names (saved locks); `context` names the kind of record and is authenticated.
+    /// `None` when encryption is off; an error for a tenant without a live key.
+    pub fn seal_for_tenant(
+        &self,
+        tenant: &str,
+        context: &str,
+        plain: &[u8],
+    ) -> Result<Option<Vec<u8>>> {
+        let Some(keys) = &self.inner.config.keys else {
+            return Ok(None);
+        };
+        let cipher = match keys.tenant(tenant)? {
+            crate::crypt::TenantKey::Live(c) => c,
+            _ => {
+                return Err(crate::Error::Key(format!(
+                    "tenant {tenant} has no live key"
+                )))
+            }
+        };
+        Ok(Some(cipher.seal_meta(&app_context(tenant, context), plain)))
+    }
+
+    /// Opens what [`Store::seal_for_tenant`] sealed: an error for a tenant whose key was
+    /// erased, for another context or for damaged bytes.
+    pub fn open_for_tenant(&self, tenant: &str, context: &str, sealed: &[u8]) -> Result<Vec<u8>> {
+        let Some(keys) = &self.inner.config.keys else {
+            return Err(crate::Error::Key("encryption at rest is off".into()));
+        };
+        let cipher = match keys.tenant(tenant)? {
+            crate::crypt::TenantKey::Live(c) => c,
+            _ => {
+                return Err(crate::Error::Key(format!(
+                    "tenant {tenant} has no live key"
+                )))
+            }
+        };
+        cipher
+            .open_meta(&app_context(tenant, context), sealed)
+            .map_err(|e| crate::Error::Integrity(format!("{context} of tenant {tenant}: {e}")))
+    }
+
     pub fn space_exists(&self, key: &SpaceKey) -> bool {
         self.inner.spaces.contains_key(key)
     }
@@ -232,4 +279,9 @@ impl Store {
             .await
             .map(|_| ())
     }
+}
+
+/// Context of a record the server seals: apart from the engine's own (`skab wal:`, ...).
+fn app_context(tenant: &str, context: &str) -> Vec<u8> {
+    format!("skab app {context}:{tenant}").into_bytes()
 }
