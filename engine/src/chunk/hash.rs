@@ -62,8 +62,9 @@ impl DomainKey {
         stored: bytes::Bytes,
     ) -> crate::Result<bytes::Bytes> {
         let data = match &self.1 {
+            // The read buffer is ours alone: opened in place, without a copy.
             Some(c) => bytes::Bytes::from(
-                c.open_chunk(id, &stored)
+                c.open_chunk_owned(id, Vec::from(stored))
                     .map_err(|e| crate::Error::Integrity(format!("chunk {id}: {e}")))?,
             ),
             None => stored,

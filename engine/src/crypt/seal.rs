@@ -105,7 +105,11 @@ impl TenantCipher {
 
     /// Opens what [`TenantCipher::seal_chunk`] sealed for `id`.
     pub fn open_chunk(&self, id: &ChunkId, sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
-        let mut buf = sealed.to_vec();
+        self.open_chunk_owned(id, sealed.to_vec())
+    }
+
+    /// [`TenantCipher::open_chunk`] in place, in the buffer the chunk was read into.
+    pub fn open_chunk_owned(&self, id: &ChunkId, mut buf: Vec<u8>) -> Result<Vec<u8>, OpenError> {
         let nonce = Nonce::assume_unique_for_key([0u8; 12]);
         let n = self
             .chunk_aead(id)
