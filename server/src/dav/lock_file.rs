@@ -68,10 +68,9 @@ pub fn save(
             let mut sealed = Vec::with_capacity(list.len());
             for l in list {
                 let plain = postcard::to_allocvec(&l).map_err(io::Error::other)?;
-                match store.seal_for_tenant(&l.tenant, SEAL_CONTEXT, &plain) {
-                    Ok(Some(s)) => sealed.push((l.tenant.clone(), s)),
-                    // A tenant erased meanwhile: its lock goes.
-                    Ok(None) | Err(_) => {}
+                // A tenant erased meanwhile has no key: its lock goes.
+                if let Ok(Some(s)) = store.seal_for_tenant(&l.tenant, SEAL_CONTEXT, &plain) {
+                    sealed.push((l.tenant.clone(), s));
                 }
             }
             let saved = SavedSealed {
