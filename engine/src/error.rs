@@ -37,6 +37,9 @@ pub enum Error {
     Busy,
     #[error("the store is failed after an earlier durability error; restart to recover")]
     Poisoned,
+    /// A key store problem: wrong or missing master key, a missing or erased tenant key.
+    #[error("encryption key: {0}")]
+    Key(String),
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
 }
@@ -51,6 +54,9 @@ impl Error {
     pub fn is_no_space(&self) -> bool {
         matches!(self, Error::NoSpace)
             || matches!(self, Error::Io(e) if crate::io::is_out_of_space(e))
+    }
+    pub fn is_key(&self) -> bool {
+        matches!(self, Error::Key(_))
     }
     pub fn is_integrity(&self) -> bool {
         matches!(self, Error::Integrity(_) | Error::Corrupt(_))

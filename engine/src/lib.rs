@@ -5,6 +5,7 @@
 
 pub mod chunk;
 mod commit;
+pub mod crypt;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -21,7 +22,8 @@ mod wal;
 pub use error::{Error, Result};
 pub use ids::{ChunkId, ContentHash, NodeId, PackId};
 pub use store::{
-    validate_account_name, BackupReport, CompactReport, ContentStream, DedupMode, FlushTimes,
-    GcReport, RecoveryReport, ScrubReport, SpaceKey, SpaceView, Store, StoreConfig, StoreStats,
-    TenantView, Usage, ViewEntry, ViewTrash, ACCOUNT_NAME_LEN_MAX, FLUSH_TIME_BUCKETS_US,
+    validate_account_name, BackupReport, CompactReport, ContentStream, DedupMode, EraseReport,
+    FlushTimes, GcReport, RecoveryReport, ScrubReport, SpaceKey, SpaceView, Store, StoreConfig,
+    StoreStats, TenantView, Usage, ViewEntry, ViewTrash, ACCOUNT_NAME_LEN_MAX,
+    FLUSH_TIME_BUCKETS_US,
 };

@@ -34,6 +34,9 @@ pub enum AdminRequest {
         user: Option<String>,
         keep_data: Option<String>,
     },
+    /// Crypto-erasure of a tenant (`Store::erase_tenant`), then gc: its key must already be
+    /// destroyed or is destroyed here first.
+    EraseTenant { tenant: String },
     /// Verify every chunk.
     Scrub,
     /// Collect unreferenced chunks, then compact packs at least `compact_ratio` garbage.
@@ -241,6 +244,23 @@ pub async fn execute(store: &Store, req: AdminRequest) -> AdminResponse {
             AdminRequest::DeleteSpaces { tenant, user, keep_data } => {
                 delete_spaces(store, &tenant, user.as_deref(), keep_data.as_deref()).await
             }
+            AdminRequest::EraseTenant { tenant } => {
+                let store = store.clone();
+                tokio::task::spawn_blocking(move || {
+                    let r = store.erase_tenant(&tenant).map_err(|e| format!("erase: {e}"))?;
+                    let gc = store.gc();
+                    Ok(format!(
+                        "dropped {} spaces ({} entries) of tenant {tenant} from the store; \
+                         collected {} chunks ({})\n",
+                        r.spaces,
+                        r.entries,
+                        gc.chunks_removed,
+                        human(gc.bytes_removed)
+                    ))
+                })
+                .await
+                .map_err(|e| e.to_string())?
+            }
             AdminRequest::Scrub => {
                 let store = store.clone();
                 let r = tokio::task::spawn_blocking(move || store.scrub()).await.map_err(|e| e.to_string())?;
@@ -394,13 +414,13 @@ pub fn run(config: &Config, req: AdminRequest) -> Result<AdminResponse, String> 
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let store =
-        Store::open(&config.data_dir.join("store"), store_config(config)).map_err(|e| match e {
-            skab_engine::Error::Busy => {
-                "the store is in use by a server whose admin socket is not reachable".to_string()
-            }
-            e => format!("opening the store: {e}"),
-        })?;
+    let store_config = store_config(config).map_err(|e| format!("encryption at rest: {e}"))?;
+    let store = Store::open(&config.data_dir.join("store"), store_config).map_err(|e| match e {
+        skab_engine::Error::Busy => {
+            "the store is in use by a server whose admin socket is not reachable".to_string()
+        }
+        e => format!("opening the store: {e}"),
+    })?;
     let resp = runtime.block_on(execute(&store, req));
     store.checkpoint().map_err(|e| format!("checkpoint: {e}"))?;
     Ok(resp)

@@ -44,10 +44,12 @@ pub struct App {
 }
 
 /// The engine's configuration from the server's.
-pub fn store_config(config: &Config) -> StoreConfig {
+/// With encryption on, the key store is opened here (master key loaded and checked): a wrong
+/// or missing key is an error.
+pub fn store_config(config: &Config) -> Result<StoreConfig, String> {
     let s = &config.storage;
     let days = |d: u64| (d > 0).then(|| Duration::from_secs(d * 24 * 3600));
-    StoreConfig {
+    Ok(StoreConfig {
         dedup: match s.dedup_domain {
             DedupDomain::Tenant => DedupMode::PerTenant,
             DedupDomain::Global => DedupMode::Global,
@@ -68,15 +70,18 @@ pub fn store_config(config: &Config) -> StoreConfig {
             IoBackend::Uring => IoChoice::Uring,
             IoBackend::Std => IoChoice::Std,
         },
+        keys: crate::crypt::open_keys(config)?,
         ..StoreConfig::default()
-    }
+    })
 }
 
 impl App {
     /// Opens the store and user database under the configured data dir.
     pub fn open(config: Config) -> anyhow::Result<App> {
         std::fs::create_dir_all(&config.data_dir)?;
-        let store = Store::open(&config.data_dir.join("store"), store_config(&config))?;
+        let store_config =
+            store_config(&config).map_err(|e| anyhow::anyhow!("encryption at rest: {e}"))?;
+        let store = Store::open(&config.data_dir.join("store"), store_config)?;
         let users = Arc::new(UserDb::open(&config.data_dir)?);
         let auth = Authenticator::new(users.clone(), &config.auth).map_err(anyhow::Error::msg)?;
         let lock_config = LockConfig {

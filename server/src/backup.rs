@@ -103,7 +103,9 @@ pub fn restore(config: &Config, from: &Path) -> Result<String, CliError> {
         )));
     }
     let files = copy_tree(from, data_dir, true)?;
-    let store = Store::open(&data_dir.join(STORE_DIR), store_config(config))
+    let store_config =
+        store_config(config).map_err(|e| CliError(format!("encryption at rest: {e}")))?;
+    let store = Store::open(&data_dir.join(STORE_DIR), store_config)
         .map_err(|e| CliError(format!("the restored store does not open: {e}")))?;
     let r = store.recovery_report().clone();
     drop(store);

@@ -30,6 +30,9 @@ pub enum Command {
     /// Manage tenants (schools).
     #[command(subcommand)]
     Tenant(TenantCmd),
+    /// Encryption at rest: master keys (docs/security.md).
+    #[command(subcommand)]
+    Key(KeyCmd),
     /// Manage groups of users (classes, subjects, year groups).
     #[command(subcommand)]
     Group(GroupCmd),
@@ -318,6 +321,37 @@ pub enum TenantCmd {
         #[arg(long)]
         tenant: String,
     },
+    /// Crypto-erase a tenant (needs crypto.enabled): destroy its key first, so that its data
+    /// is unreadable at once in every pack, snapshot and backup; then drop its spaces, users
+    /// and name, and collect its chunks. Asks for the tenant's name unless --yes.
+    Erase {
+        #[command(flatten)]
+        dir: DirArgs,
+        #[arg(long)]
+        tenant: String,
+        /// Do not ask for confirmation (for scripts).
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCmd {
+    /// Write a new random master key (64 hex digits) to a new file, mode 0600.
+    Generate {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Rewrap every tenant key from the configured master key to a new one, without
+    /// rewriting data (crash-safe: run it again with the same keys to finish). Afterwards set
+    /// crypto.master_key_* to the new key and restart the server.
+    Rotate {
+        #[command(flatten)]
+        dir: DirArgs,
+        /// The new master key: file:PATH, env:VARIABLE or cmd:COMMAND.
+        #[arg(long, value_name = "SOURCE")]
+        new_master_from: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -466,6 +500,12 @@ fn audit_of(c: &Command) -> Option<(DirArgs, String, &'static str, Option<String
         }
         Command::Tenant(TenantCmd::Del { dir, tenant }) => {
             Some((dir.clone(), tenant.clone(), "admin.tenant.delete", None))
+        }
+        Command::Tenant(TenantCmd::Erase { dir, tenant, .. }) => {
+            Some((dir.clone(), tenant.clone(), "admin.tenant.erase", None))
+        }
+        Command::Key(KeyCmd::Rotate { dir, .. }) => {
+            Some((dir.clone(), store_log_system(), "admin.key.rotate", None))
         }
         Command::Group(GroupCmd::Add { which, .. }) => group(which, "admin.group.add"),
         Command::Group(GroupCmd::Del { which }) => group(which, "admin.group.delete"),
@@ -658,6 +698,7 @@ fn run_command(cli: Cli, serve_fn: fn(Config) -> Result<(), CliError>) -> Result
         }
         Command::User(c) => user_cmd(c, &mut out),
         Command::Tenant(c) => tenant_cmd(c, &mut out),
+        Command::Key(c) => key_cmd(c, &mut out),
         Command::Token(c) => token_cmd(c, &mut out),
         Command::Group(c) => group_cmd(c, &mut out),
         Command::Audit(c) => audit_cmd(c, &mut out),
@@ -1038,6 +1079,126 @@ fn tenant_cmd(c: TenantCmd, out: &mut impl Write) -> Result<(), CliError> {
                 out,
                 "deleted {} users of tenant {t} and its data",
                 users.len()
+            )?;
+        }
+        TenantCmd::Erase { dir, tenant, yes } => tenant_erase(&dir, &tenant, yes, out)?,
+    }
+    Ok(())
+}
+
+/// `skab tenant erase`: the key first (durably), then the store, then the user database. A
+/// run cut short anywhere is finished by running it again.
+fn tenant_erase(
+    dir: &DirArgs,
+    tenant: &str,
+    yes: bool,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    let t = TenantName::new(tenant)?;
+    let cfg = load_config(dir)?;
+    if !cfg.crypto.enabled {
+        return Err(CliError(
+            "tenant erase destroys the tenant's key and needs encryption at rest \
+             (crypto.enabled); without it, `skab tenant del` deletes the data"
+                .into(),
+        ));
+    }
+    let keys = crate::crypt::key_store_dir(&cfg);
+    if !yes {
+        writeln!(
+            out,
+            "This destroys the key of tenant {t} in {}: every file, version and trash item of \
+             the tenant becomes unreadable for good, in this data dir and in every backup or \
+             copy of it. Its users and groups are deleted.",
+            keys.display()
+        )?;
+        write!(out, "Type the tenant's name to confirm: ")?;
+        out.flush()?;
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        if line.trim() != t.as_str() {
+            return Err(CliError("not confirmed: nothing was changed".into()));
+        }
+    }
+    let destroyed = skab_engine::crypt::KeyStore::erase_at(&keys, t.as_str())
+        .map_err(|e| CliError(format!("destroying the key of tenant {t}: {e}")))?;
+    if destroyed {
+        writeln!(
+            out,
+            "destroyed the key of tenant {t} (key store {})",
+            keys.display()
+        )?;
+    } else {
+        writeln!(out, "the key of tenant {t} was already destroyed")?;
+    }
+    let db = open_db(dir)?;
+    let known = db.tenants().iter().any(|i| i.name == t);
+    let users = if known { db.users(&t)? } else { Vec::new() };
+    for u in &users {
+        db.set_disabled(&t, &u.user, true)?;
+    }
+    admin_cmd(
+        dir,
+        AdminRequest::EraseTenant {
+            tenant: t.to_string(),
+        },
+        out,
+    )?;
+    for u in &users {
+        db.delete_user(&t, &u.user)?;
+    }
+    if known {
+        db.delete_tenant(&t)?;
+    }
+    writeln!(
+        out,
+        "deleted {} users of tenant {t} and its name",
+        users.len()
+    )?;
+    Ok(())
+}
+
+fn key_cmd(c: KeyCmd, out: &mut impl Write) -> Result<(), CliError> {
+    use crate::crypt::MasterSource;
+    match c {
+        KeyCmd::Generate { out: path } => {
+            crate::crypt::generate(&path).map_err(CliError)?;
+            writeln!(
+                out,
+                "wrote a new master key to {} (mode 0600)",
+                path.display()
+            )?;
+        }
+        KeyCmd::Rotate {
+            dir,
+            new_master_from,
+        } => {
+            let cfg = load_config(&dir)?;
+            if !cfg.crypto.enabled {
+                return Err(CliError(
+                    "encryption at rest is off (crypto.enabled)".into(),
+                ));
+            }
+            let old = MasterSource::of(&cfg.crypto)
+                .ok_or_else(|| CliError("no master key source configured".into()))?
+                .load()
+                .map_err(|e| CliError(format!("the current master key: {e}")))?;
+            let new = MasterSource::parse(&new_master_from)
+                .and_then(|s| s.load())
+                .map_err(|e| CliError(format!("the new master key: {e}")))?;
+            let keys = crate::crypt::key_store_dir(&cfg);
+            let r = skab_engine::crypt::KeyStore::rotate(&keys, &old, &new, None)
+                .map_err(|e| CliError(format!("rotation: {e}")))?;
+            writeln!(
+                out,
+                "rewrapped {} tenant keys in {} from master key {} to {} ({} erased tenants \
+                 keep their tombstones); no data was rewritten. Now set crypto.master_key_* to \
+                 the new key and restart the server.",
+                r.tenants_rewrapped,
+                keys.display(),
+                old.fingerprint_hex(),
+                new.fingerprint_hex(),
+                r.tenants_erased
             )?;
         }
     }

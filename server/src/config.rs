@@ -40,6 +40,27 @@ pub struct Config {
     pub auth: AuthConfig,
     pub log: LogConfig,
     pub spaces: SpacesConfig,
+    pub crypto: CryptoConfig,
+}
+
+/// Encryption at rest per tenant (docs/security.md, "Encryption at rest").
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CryptoConfig {
+    /// Seal every tenant's chunks, WAL records and snapshots with the tenant's own key. Fixed
+    /// for a data dir's life: a data dir written without it is refused with it, and the other
+    /// way round. Off by default, so that existing data dirs open as before.
+    pub enabled: bool,
+    /// The key store (tenant keys wrapped by the master key): keep it apart from the data and
+    /// back it up on its own schedule. Default: `<data_dir>-keys` beside the data dir.
+    pub key_store: Option<PathBuf>,
+    /// The master key (64 hex digits) is read from this file (mode 0600 or stricter)...
+    pub master_key_file: Option<PathBuf>,
+    /// ...or from this environment variable (`SKAB_MASTER_KEY` is the one `SKAB_` name that
+    /// is not a setting)...
+    pub master_key_env: Option<String>,
+    /// ...or is what this command prints (run with `sh -c`; an HSM or KMS client).
+    pub master_key_command: Option<String>,
 }
 
 impl Default for Config {
@@ -56,6 +77,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             log: LogConfig::default(),
             spaces: SpacesConfig::default(),
+            crypto: CryptoConfig::default(),
         }
     }
 }
@@ -397,7 +419,13 @@ pub struct CliOverrides {
 /// Prefix of every environment override.
 pub const ENV_PREFIX: &str = "SKAB_";
 /// Names of the tables; a variable `SKAB_<TABLE>_<KEY>` sets `<table>.<key>`.
-const SECTIONS: &[&str] = &["http", "tls", "storage", "limits", "auth", "log", "spaces"];
+const SECTIONS: &[&str] = &[
+    "http", "tls", "storage", "limits", "auth", "log", "spaces", "crypto",
+];
+
+/// The environment variable a master key may be given in (`crypto.master_key_env`); not a
+/// setting, so not refused as an unknown `SKAB_` variable.
+pub const ENV_MASTER_KEY: &str = "SKAB_MASTER_KEY";
 
 /// Environment variable that names the config file when `--config` is not given.
 pub const ENV_CONFIG_FILE: &str = "SKAB_CONFIG";
@@ -478,6 +506,21 @@ impl Config {
                 "auth.credential_cache_max_age_s must be at least auth.credential_cache_ttl_s"
                     .into(),
             ));
+        }
+        if self.crypto.enabled {
+            let c = &self.crypto;
+            let sources = [
+                c.master_key_file.is_some(),
+                c.master_key_env.is_some(),
+                c.master_key_command.is_some(),
+            ];
+            if sources.iter().filter(|s| **s).count() != 1 {
+                return Err(ConfigError::Invalid(
+                    "crypto.enabled needs exactly one master key source: crypto.master_key_file, \
+                     crypto.master_key_env or crypto.master_key_command"
+                        .into(),
+                ));
+            }
         }
         crate::cors::validate_origins(&self.http.cors_origins).map_err(ConfigError::Invalid)?;
         crate::http::proxy::TrustedProxies::parse(&self.http.trusted_proxies)
@@ -566,6 +609,10 @@ fn populated() -> Config {
     c.http.cors_origins = vec!["https://example.org".into()];
     c.http.public_url = Some("https://skab.example".to_string());
     c.http.trusted_proxies = vec!["127.0.0.1".to_string()];
+    c.crypto.key_store = Some(PathBuf::from("keys"));
+    c.crypto.master_key_file = Some(PathBuf::from("master.key"));
+    c.crypto.master_key_env = Some(ENV_MASTER_KEY.to_string());
+    c.crypto.master_key_command = Some("kms-client get".to_string());
     c
 }
 
@@ -614,7 +661,7 @@ pub fn env_name(path: &str) -> String {
 fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<(), ConfigError> {
     let leaves = leaf_kinds();
     for (var, raw) in env {
-        if !var.starts_with(ENV_PREFIX) || var == ENV_CONFIG_FILE {
+        if !var.starts_with(ENV_PREFIX) || var == ENV_CONFIG_FILE || var == ENV_MASTER_KEY {
             continue;
         }
         let Some((path, kind)) = leaves.iter().find(|(p, _)| env_name(p) == *var) else {

@@ -10,6 +10,7 @@ pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod cors;
+pub mod crypt;
 pub mod dav;
 pub mod export;
 pub mod fair_share;

@@ -451,3 +451,10 @@ pub const JWT_CLAIM_GROUPS_USERS_MAX: usize = 1_000_000;
 /// Files and folders one COPY or MOVE between a home and a space may carry, count (each is
 /// one durable engine operation; a larger tree is refused before anything is copied).
 pub const CROSS_COPY_ENTRIES_MAX: usize = 10_000;
+/// Seconds `crypto.master_key_command` may take to print the master key before the start is
+/// refused (an HSM or KMS round trip takes well under a second; a hung one must not hang
+/// the start forever).
+pub const MASTER_KEY_COMMAND_TIMEOUT_S: u64 = 30;
+/// Most bytes read as a master key from a file, a variable or a command's output (the key is
+/// 64 hex digits; anything much longer is a wrong file).
+pub const MASTER_KEY_SOURCE_BYTES_MAX: usize = 4096;

@@ -221,7 +221,7 @@ pub fn serve(config: Config) -> Result<(), CliError> {
     // The server's own small files (saved locks) go through the engine's storage layer.
     let own_files = skab_engine::io::StdStorage::new(&app.config.data_dir)
         .map_err(|e| CliError(format!("data dir: {e}")))?;
-    match crate::dav::lock_file::load(&own_files, &app.locks) {
+    match crate::dav::lock_file::load(&own_files, &app.locks, Some(&app.store)) {
         Ok(0) => {}
         Ok(n) => tracing::info!(locks = n, "WebDAV locks restored from the last shutdown"),
         Err(e) => tracing::warn!(error = %e, "saved WebDAV locks not restored"),
@@ -257,7 +257,7 @@ pub fn serve(config: Config) -> Result<(), CliError> {
         .await
     });
     // Office suites hold locks for hours: a planned restart must not break their next save.
-    match crate::dav::lock_file::save(&own_files, &app.locks) {
+    match crate::dav::lock_file::save(&own_files, &app.locks, Some(&app.store)) {
         Ok(0) => {}
         Ok(n) => tracing::info!(locks = n, "WebDAV locks saved for the next start"),
         Err(e) => tracing::warn!(error = %e, "WebDAV locks could not be saved"),

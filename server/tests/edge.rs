@@ -149,6 +149,10 @@ fn other_value(key: &str, default: Option<&toml::Value>) -> toml::Value {
         ("http.client_header", _) => text("forwarded"),
         ("http.public_url", _) => text("https://skab.example.dk"),
         ("spaces.home_folder_prefix", _) => text("Class "),
+        ("crypto.key_store", _) => text("/srv/skab-keys"),
+        ("crypto.master_key_file", _) => text("/etc/skab/master.key"),
+        ("crypto.master_key_env", _) => text("SKAB_MASTER_KEY"),
+        ("crypto.master_key_command", _) => text("kms-client get skab"),
         _ => panic!("{key}: add a non-default value for this setting to the test"),
     }
 }
@@ -217,9 +221,11 @@ fn every_documented_setting_is_accepted_and_changes_the_config() {
         let value = other_value(key, lookup(&default, key));
         // tls.cert and tls.key are valid only together.
         let mut set = vec![(key.clone(), value.clone())];
+        // crypto.enabled needs a master key source.
         if let Some(other) = match key.as_str() {
             "tls.cert" => Some("tls.key"),
             "tls.key" => Some("tls.cert"),
+            "crypto.enabled" => Some("crypto.master_key_command"),
             _ => None,
         } {
             set.push((other.to_string(), other_value(other, None)));
@@ -274,6 +280,11 @@ fn the_server_starts_with_every_documented_key_and_refuses_unknown_ones() {
     });
     // Optional settings are set so that they are in the file.
     cfg.http.public_url = Some("https://skab.example.dk".into());
+    // Encryption stays off (its own test, tests/crypt.rs, starts it); its sources are set.
+    cfg.crypto.key_store = Some(std::env::temp_dir().join("skab-edge-keys-unused"));
+    cfg.crypto.master_key_file = Some("/nonexistent/master.key".into());
+    cfg.crypto.master_key_env = Some("SKAB_MASTER_KEY".into());
+    cfg.crypto.master_key_command = Some("false".into());
     let mut value = toml::Value::try_from(&cfg).unwrap();
     value.as_table_mut().unwrap().remove("tls");
     for (key, _) in documented_keys() {

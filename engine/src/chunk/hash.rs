@@ -1,7 +1,9 @@
 //! Chunk identities (keyed BLAKE3 per dedup domain) and the plain BLAKE3 whole-file content hash.
 
 use std::fmt;
+use std::sync::Arc;
 
+use crate::crypt::TenantCipher;
 use crate::{ChunkId, ContentHash};
 
 /// Context string of the key derivation (BLAKE3 `derive_key`): fixed forever, or every chunk id
@@ -10,8 +12,18 @@ const DOMAIN_KEY_CONTEXT: &str = "skab 2026-11 chunk dedup domain v1";
 
 /// Secret key of one dedup domain: chunk ids are BLAKE3 keyed by it, so a domain's ids reveal
 /// nothing about content in another domain, and nobody without the key can probe for content.
-#[derive(Clone, PartialEq, Eq)]
-pub struct DomainKey([u8; 32]);
+/// With encryption at rest the domain is a tenant, the key comes from the tenant's data key,
+/// and the tenant's cipher travels with it: chunks are sealed on their way into the packs
+/// and opened on their way out.
+#[derive(Clone)]
+pub struct DomainKey(pub(crate) [u8; 32], pub(crate) Option<Arc<TenantCipher>>);
+
+impl PartialEq for DomainKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+impl Eq for DomainKey {}
 
 impl DomainKey {
     /// Derives the key of `domain` from the store's master secret.
@@ -20,7 +32,49 @@ impl DomainKey {
         material.extend_from_slice(master_secret);
         material.extend_from_slice(&(domain.len() as u64).to_le_bytes());
         material.extend_from_slice(domain.as_bytes());
-        DomainKey(blake3::derive_key(DOMAIN_KEY_CONTEXT, &material))
+        DomainKey(blake3::derive_key(DOMAIN_KEY_CONTEXT, &material), None)
+    }
+
+    /// The domain of an encrypted tenant: ids keyed by a subkey of its data key, chunks
+    /// sealed with it.
+    pub fn sealed(cipher: Arc<TenantCipher>) -> DomainKey {
+        DomainKey(cipher.id_key(), Some(cipher))
+    }
+
+    /// The tenant's cipher, when its data is encrypted.
+    pub fn cipher(&self) -> Option<&TenantCipher> {
+        self.1.as_deref()
+    }
+
+    /// Chunk `id`'s bytes as stored: sealed when encrypted, else as they are.
+    pub(crate) fn stored<'a>(&self, id: &ChunkId, plain: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        match &self.1 {
+            Some(c) => std::borrow::Cow::Owned(c.seal_chunk(id, plain)),
+            None => std::borrow::Cow::Borrowed(plain),
+        }
+    }
+
+    /// Chunk `id`'s bytes from what was stored, verified against the id: opened (an
+    /// authentication failure is corruption) and hashed.
+    pub(crate) fn verified(
+        &self,
+        id: &ChunkId,
+        stored: bytes::Bytes,
+    ) -> crate::Result<bytes::Bytes> {
+        let data = match &self.1 {
+            // The read buffer is ours alone: opened in place, without a copy.
+            Some(c) => bytes::Bytes::from(
+                c.open_chunk_owned(id, Vec::from(stored))
+                    .map_err(|e| crate::Error::Integrity(format!("chunk {id}: {e}")))?,
+            ),
+            None => stored,
+        };
+        if self.chunk_id(&data) != *id {
+            return Err(crate::Error::Integrity(format!(
+                "chunk {id} does not match its hash"
+            )));
+        }
+        Ok(data)
     }
 
     /// Identity of a chunk with these bytes in this domain.

@@ -147,7 +147,19 @@ impl ChunkStore {
 
     /// Takes a reference on chunk `id`, storing `data` if the store lacks it.
     /// Returns the position that must be durable before the chunk may be relied on.
+    #[cfg(test)]
     pub(crate) fn put(&self, id: ChunkId, data: &[u8]) -> Result<Pos> {
+        self.put_stored(id, data, &crate::chunk::DomainKey::derive(&[0; 32], "test"))
+    }
+
+    /// [`ChunkStore::put`] of a chunk of `key`'s domain: a new chunk is stored as the domain
+    /// stores it (sealed when the tenant is encrypted; only new chunks pay for sealing).
+    pub(crate) fn put_stored(
+        &self,
+        id: ChunkId,
+        data: &[u8],
+        key: &crate::chunk::DomainKey,
+    ) -> Result<Pos> {
         if data.len() > CHUNK_SIZE_MAX_LIMIT {
             return Err(Error::LimitExceeded("chunk size"));
         }
@@ -162,6 +174,11 @@ impl ChunkStore {
                 Ok(entry.end())
             }
             Entry::Vacant(v) => {
+                let data = key.stored(&id, data);
+                if data.len() > CHUNK_SIZE_MAX_LIMIT {
+                    return Err(Error::LimitExceeded("chunk size"));
+                }
+                let data = &data[..];
                 let placed = self.writer.append(&id, data)?;
                 v.insert(ChunkEntry {
                     pack: placed.pack,

@@ -56,6 +56,10 @@ pub struct StoreConfig {
     /// memory, which direct appends forgo for an upload gain of some 8-10 % on the bench VM
     /// (docs/benchmarks.md, "Reads of fresh data").
     pub direct_io: bool,
+    /// Encryption at rest: the key store of the tenants' keys (`None`: off). Chunks, WAL
+    /// records and snapshots are sealed per tenant (docs/security.md). Fixed for a store's
+    /// life: a store written without it is refused with it, and the other way round.
+    pub keys: Option<std::sync::Arc<crate::crypt::KeyStore>>,
 }
 
 /// Shards of a new store: enough that writers rarely share a WAL lock, few enough that
@@ -80,6 +84,7 @@ impl Default for StoreConfig {
             chunk_cache_bytes: CHUNK_CACHE_BYTES_DEFAULT,
             prezero: false,
             direct_io: false,
+            keys: None,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::snapshot::{self, ShardSnapshot, SpaceEntrySnapshot, TenantSnapshot};
 use super::{now_ns, SpaceHandle, Store};
 use crate::commit::FlushTimes;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ns::NsOp;
 use crate::pack::{ChunkScrubReport, CompactReport, GcReport};
 use crate::SpaceKey;
@@ -234,9 +234,61 @@ impl Store {
                 spaces,
             }
         };
-        snapshot::write(inner.storage.as_ref(), n, &snap)?;
-        shard.snapshot_seq.store(snap.next_seq, Ordering::Release);
-        shard.log.remove_before(snap.next_segment)
+        let (next_seq, next_segment) = (snap.next_seq, snap.next_segment);
+        if inner.config.keys.is_some() {
+            snapshot::write_sealed(inner.storage.as_ref(), n, &self.seal_snapshot(snap)?)?;
+        } else {
+            snapshot::write(inner.storage.as_ref(), n, &snap)?;
+        }
+        shard.snapshot_seq.store(next_seq, Ordering::Release);
+        shard.log.remove_before(next_segment)
+    }
+
+    /// Splits a shard's snapshot by tenant and seals each tenant's part with its key.
+    fn seal_snapshot(&self, snap: ShardSnapshot) -> Result<snapshot::SealedSnapshot> {
+        let mut by_tenant: std::collections::BTreeMap<String, ShardSnapshot> = Default::default();
+        let empty = |snap: &ShardSnapshot| ShardSnapshot {
+            next_seq: snap.next_seq,
+            next_segment: snap.next_segment,
+            tenants: Vec::new(),
+            spaces: Vec::new(),
+        };
+        let (next_seq, next_segment) = (snap.next_seq, snap.next_segment);
+        let shell = empty(&snap);
+        for t in snap.tenants {
+            by_tenant
+                .entry(t.name.clone())
+                .or_insert_with(|| empty(&shell))
+                .tenants
+                .push(t);
+        }
+        for s in snap.spaces {
+            by_tenant
+                .entry(s.tenant.clone())
+                .or_insert_with(|| empty(&shell))
+                .spaces
+                .push(s);
+        }
+        let mut parts = Vec::with_capacity(by_tenant.len());
+        for (tenant, part) in by_tenant {
+            // A tenant being erased right now: its part goes (its key is gone or going).
+            let Ok(t) = self.tenant(&tenant) else {
+                continue;
+            };
+            let Some(cipher) = t.key.cipher() else {
+                return Err(Error::Key(format!("tenant {tenant} has no key")));
+            };
+            let archive = snapshot::part_archive(&part)?;
+            parts.push(snapshot::SealedPart {
+                sealed: cipher.seal_meta(&snapshot::part_context(&tenant), &archive),
+                tenant,
+            });
+        }
+        Ok(snapshot::SealedSnapshot {
+            next_seq,
+            next_segment,
+            parts,
+        })
     }
 
     /// Whether an earlier durability failure stopped writes (restart to recover).

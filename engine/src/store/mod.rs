@@ -46,7 +46,7 @@ pub use maintain::{ScrubReport, StoreStats};
 pub use read::ContentStream;
 pub use recover::RecoveryReport;
 pub use space::{validate_account_name, SpaceKey, ACCOUNT_NAME_LEN_MAX};
-pub use tenants::Usage;
+pub use tenants::{EraseReport, Usage};
 pub use view::{SpaceView, TenantView, ViewEntry, ViewTrash};
 
 struct Tenant {
@@ -143,9 +143,14 @@ impl Store {
     }
 }
 
-fn domain_key(master: &[u8; 32], mode: DedupMode, tenant: &str) -> DomainKey {
-    match mode {
+/// The chunk domain of `tenant`: with encryption its own sealed domain (its key created if it
+/// has none), else derived from the store's secret by the dedup mode.
+fn domain_key(master: &[u8; 32], config: &StoreConfig, tenant: &str) -> Result<DomainKey> {
+    if let Some(keys) = &config.keys {
+        return Ok(DomainKey::sealed(keys.tenant_or_create(tenant)?));
+    }
+    Ok(match config.dedup {
         DedupMode::PerTenant => DomainKey::derive(master, &format!("tenant:{tenant}")),
         DedupMode::Global => DomainKey::derive(master, "global"),
-    }
+    })
 }

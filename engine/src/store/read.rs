@@ -154,11 +154,10 @@ impl Store {
             Ok(None) => return None,
             Err(e) => return Some(Err(e)),
         };
-        if key.chunk_id(&data) != *id {
-            return Some(Err(Error::Integrity(format!(
-                "chunk {id} does not match its hash"
-            ))));
-        }
+        let data = match key.verified(id, data) {
+            Ok(d) => d,
+            Err(e) => return Some(Err(e)),
+        };
         self.inner.cache.insert(key, *id, &data);
         Some(Ok(data))
     }
@@ -170,12 +169,7 @@ impl Store {
         id: &crate::ChunkId,
     ) -> Result<Bytes> {
         let data = self.inner.chunks.read_raw(id)?;
-        if key.chunk_id(&data) != *id {
-            return Err(Error::Integrity(format!(
-                "chunk {id} does not match its hash"
-            )));
-        }
-        Ok(data)
+        key.verified(id, data)
     }
 }
 

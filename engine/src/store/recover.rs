@@ -14,6 +14,7 @@ use super::{
     cache, domain_key, meta, snapshot, space, Inner, Shard, SpaceHandle, StoreConfig, Tenant,
     SNAPSHOT_STALE,
 };
+use crate::crypt::TenantKey;
 use crate::error::{Error, Result};
 use crate::io::{PreZeroer, Storage};
 use crate::limits::{FREE_SPACE_CAREFUL_MARGIN, PACK_SIZE_TARGET, PACK_SIZE_TARGET_MIN};
@@ -38,6 +39,8 @@ pub struct RecoveryReport {
     pub pack_torn_bytes: u64,
     /// Bytes of damaged records skipped inside packs (valid records followed them).
     pub pack_damaged_bytes: u64,
+    /// WAL records and snapshot parts of erased tenants (their key destroyed): skipped.
+    pub erased_records_skipped: u64,
     /// Chunks the namespace names but the packs lack (data loss to investigate).
     pub chunks_missing: u64,
     pub io_backend: &'static str,
@@ -49,6 +52,19 @@ pub(super) fn recover(storage: Arc<dyn Storage>, config: StoreConfig) -> Result<
         return Err(Error::Invalid(
             "pack_size_target outside PACK_SIZE_TARGET_MIN..=PACK_SIZE_TARGET",
         ));
+    }
+    if config.keys.is_some() {
+        if config.dedup == super::DedupMode::Global {
+            return Err(Error::Invalid(
+                "encryption at rest needs per-tenant dedup (each tenant its own key)",
+            ));
+        }
+        if config.chunk_sizes.max > crate::limits::CHUNK_SIZE_MAX_LIMIT - crate::crypt::SEAL_TAG_LEN
+        {
+            return Err(Error::Invalid(
+                "with encryption the largest chunk must leave room for the 16-byte tag",
+            ));
+        }
     }
     let meta = meta::load_or_create(storage.as_ref(), &config)?;
     let prezero = if config.prezero {
@@ -90,7 +106,7 @@ pub(super) fn recover(storage: Arc<dyn Storage>, config: StoreConfig) -> Result<
     } = rec;
     rebuild_derived(&spaces, &tenants, &chunks, &mut report, |name| {
         new_tenant(&meta.master, &config, meta.shards, name, None)
-    });
+    })?;
     report.duration = started.elapsed();
     tracing::info!(?report, "store opened");
     Ok(Inner {
@@ -116,13 +132,26 @@ fn new_tenant(
     shards: usize,
     name: &str,
     quota: Option<u64>,
-) -> Arc<Tenant> {
-    Arc::new(Tenant {
+) -> Result<Arc<Tenant>> {
+    // With encryption, recovery only meets tenants whose records or snapshot parts it has
+    // opened, so their keys exist; a key made here would be one nothing was sealed with.
+    let key = match &config.keys {
+        Some(keys) => match keys.tenant(name)? {
+            TenantKey::Live(c) => crate::chunk::DomainKey::sealed(c),
+            _ => {
+                return Err(Error::Key(format!(
+                    "tenant {name} has no key in the key store"
+                )))
+            }
+        },
+        None => domain_key(master, config, name)?,
+    };
+    Ok(Arc::new(Tenant {
         quota: Mutex::new(quota),
         used: AtomicU64::new(0),
-        key: domain_key(master, config.dedup, name),
+        key,
         shard: space::shard_of(&[name], shards),
-    })
+    }))
 }
 
 /// What the shard recoveries share: they fill `spaces` and `tenants`.
@@ -138,8 +167,84 @@ struct Recovery<'a> {
 }
 
 impl Recovery<'_> {
-    fn new_tenant(&self, name: &str, quota: Option<u64>) -> Arc<Tenant> {
+    fn new_tenant(&self, name: &str, quota: Option<u64>) -> Result<Arc<Tenant>> {
         new_tenant(self.master, self.config, self.shard_count, name, quota)
+    }
+
+    /// Tenant `name` created in `tenants` if missing (and its quota set when given).
+    fn ensure_tenant(&self, name: &str, quota: Option<Option<u64>>) -> Result<()> {
+        if let Some(t) = self.tenants.get(name) {
+            if let Some(q) = quota {
+                *t.quota.lock() = q;
+            }
+            return Ok(());
+        }
+        let t = self.new_tenant(name, quota.flatten())?;
+        self.tenants.insert(name.to_string(), t);
+        Ok(())
+    }
+
+    /// The key that opens tenant `tenant`'s sealed records: `None` when the tenant was erased
+    /// (its records are skipped); an error without encryption or without its key.
+    fn opener(&self, tenant: &str, what: &str) -> Result<Option<Arc<crate::crypt::TenantCipher>>> {
+        let Some(keys) = &self.config.keys else {
+            return Err(Error::Key(format!(
+                "{what} is encrypted but encryption is off (crypto.enabled): refusing to open"
+            )));
+        };
+        match keys.tenant(tenant)? {
+            TenantKey::Live(c) => Ok(Some(c)),
+            TenantKey::Erased => Ok(None),
+            TenantKey::Missing => Err(Error::Key(format!(
+                "{what}: the key store {} has no key for tenant {tenant} (another key store?)",
+                keys.dir().display()
+            ))),
+        }
+    }
+
+    fn plain_refused(&self, what: &str) -> Result<()> {
+        if self.config.keys.is_some() {
+            return Err(Error::Key(format!(
+                "{what} is not encrypted but encryption is on: a data dir written without \
+                 encryption cannot be opened with it (docs/security.md, \"Turning it on\")"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Loads one snapshot archive's tenants and spaces (only `only`'s, for a sealed part).
+    fn load_archive(
+        &self,
+        shard: usize,
+        snap: &snapshot::ArchivedShardSnapshot,
+        only: Option<&str>,
+        shard_spaces: &mut Vec<Arc<SpaceHandle>>,
+    ) -> Result<()> {
+        let foreign = || Error::Corrupt("a sealed snapshot part names another tenant".into());
+        for t in snap.tenants.iter() {
+            if only.is_some_and(|o| o != t.name.as_str()) {
+                return Err(foreign());
+            }
+            let quota = t.quota.as_ref().map(|q| q.to_native());
+            self.tenants
+                .insert(t.name.to_string(), self.new_tenant(t.name.as_str(), quota)?);
+        }
+        for s in snap.spaces.iter() {
+            if only.is_some_and(|o| o != s.tenant.as_str()) {
+                return Err(foreign());
+            }
+            let key = SpaceKey::new(s.tenant.as_str(), s.user.as_str())
+                .map_err(|_| Error::Corrupt("snapshot names an invalid space".into()))?;
+            let tree = SpaceTree::from_archived(&s.tree)?;
+            let handle = Arc::new(SpaceHandle {
+                key: key.clone(),
+                shard,
+                tree: RwLock::new(tree),
+            });
+            shard_spaces.push(handle.clone());
+            self.spaces.insert(key, handle);
+        }
+        Ok(())
     }
 
     /// Recovers every shard. Shards are independent: they are recovered on all cores.
@@ -187,6 +292,7 @@ impl Recovery<'_> {
             report.wal_records_replayed += rep.wal_records_replayed;
             report.wal_records_rejected += rep.wal_records_rejected;
             report.wal_records_uncommitted += rep.wal_records_uncommitted;
+            report.erased_records_skipped += rep.erased_records_skipped;
             shards.push(shard);
         }
         Ok(shards)
@@ -199,27 +305,35 @@ impl Recovery<'_> {
         let mut min_next_seq = 0;
         let mut shard_spaces = Vec::new();
         let mut have_snapshot = false;
-        if let Some(buf) = snapshot::read(self.storage.as_ref(), shard)? {
-            have_snapshot = true;
-            let snap = snapshot::access(&buf)?;
-            first_segment = snap.next_segment.to_native();
-            min_next_seq = snap.next_seq.to_native();
-            for t in snap.tenants.iter() {
-                let quota = t.quota.as_ref().map(|q| q.to_native());
-                self.tenants
-                    .insert(t.name.to_string(), self.new_tenant(t.name.as_str(), quota));
+        let snap_name = snapshot::snapshot_name(shard);
+        match snapshot::read_any(self.storage.as_ref(), shard)? {
+            None => {}
+            Some(snapshot::Loaded::Plain(buf)) => {
+                self.plain_refused(&snap_name)?;
+                have_snapshot = true;
+                let snap = snapshot::access(&buf)?;
+                first_segment = snap.next_segment.to_native();
+                min_next_seq = snap.next_seq.to_native();
+                self.load_archive(shard, snap, None, &mut shard_spaces)?;
             }
-            for s in snap.spaces.iter() {
-                let key = SpaceKey::new(s.tenant.as_str(), s.user.as_str())
-                    .map_err(|_| Error::Corrupt("snapshot names an invalid space".into()))?;
-                let tree = SpaceTree::from_archived(&s.tree)?;
-                let handle = Arc::new(SpaceHandle {
-                    key: key.clone(),
-                    shard,
-                    tree: RwLock::new(tree),
-                });
-                shard_spaces.push(handle.clone());
-                self.spaces.insert(key, handle);
+            Some(snapshot::Loaded::Sealed(sealed)) => {
+                have_snapshot = true;
+                first_segment = sealed.next_segment;
+                min_next_seq = sealed.next_seq;
+                for part in &sealed.parts {
+                    let Some(cipher) = self.opener(&part.tenant, &snap_name)? else {
+                        rep.erased_records_skipped += 1;
+                        continue;
+                    };
+                    let plain = cipher
+                        .open_meta(&snapshot::part_context(&part.tenant), &part.sealed)
+                        .map_err(|e| {
+                            Error::Corrupt(format!("{snap_name}: part of {}: {e}", part.tenant))
+                        })?;
+                    let buf = snapshot::aligned(&plain);
+                    let snap = snapshot::access(&buf)?;
+                    self.load_archive(shard, snap, Some(&part.tenant), &mut shard_spaces)?;
+                }
             }
         }
         let dir = format!("wal/{shard:03}");
@@ -243,18 +357,42 @@ impl Recovery<'_> {
         let (mut skipped_here, mut rejected_here) = (0u64, 0u64);
         for (seq, payload) in replay.records {
             rep.wal_records_replayed += 1;
-            let rec = match record::decode_view(&payload) {
+            let opened;
+            let (plain, sealed_by) = match record::classify(&payload) {
+                Ok(record::Logged::Plain(p)) => {
+                    self.plain_refused(&format!("{dir}: record {seq}"))?;
+                    (p, None)
+                }
+                Ok(record::Logged::Sealed { tenant, sealed }) => {
+                    let Some(cipher) = self.opener(tenant, &format!("{dir}: record {seq}"))? else {
+                        rep.erased_records_skipped += 1;
+                        continue;
+                    };
+                    opened = record::open(&cipher, tenant, sealed)
+                        .map_err(|why| Error::Corrupt(format!("{dir}: record {seq}: {why}")))?;
+                    (&opened[..], Some(tenant))
+                }
+                Err(why) => return Err(Error::Corrupt(format!("{dir}: record {seq}: {why}"))),
+            };
+            let rec = match record::decode_view(plain) {
                 Ok(r) => r,
                 Err(why) => {
                     return Err(Error::Corrupt(format!("{dir}: record {seq}: {why}")));
                 }
             };
+            let owner = match &rec {
+                WalRecordView::Tenant { tenant, .. }
+                | WalRecordView::CreateSpace { tenant, .. }
+                | WalRecordView::Space { tenant, .. } => *tenant,
+            };
+            if sealed_by.is_some_and(|t| t != owner) {
+                return Err(Error::Corrupt(format!(
+                    "{dir}: record {seq}: sealed by one tenant, naming another"
+                )));
+            }
             match rec {
                 WalRecordView::Tenant { tenant, quota } => {
-                    self.tenants
-                        .entry(tenant.to_string())
-                        .and_modify(|t| *t.quota.lock() = quota)
-                        .or_insert_with(|| self.new_tenant(tenant, quota));
+                    self.ensure_tenant(tenant, Some(quota))?;
                 }
                 WalRecordView::CreateSpace { tenant, user } => {
                     let Ok(key) = SpaceKey::new(tenant, user) else {
@@ -270,9 +408,7 @@ impl Recovery<'_> {
                         shard_spaces.push(handle.clone());
                         self.spaces.insert(key, handle);
                     }
-                    self.tenants
-                        .entry(tenant.to_string())
-                        .or_insert_with(|| self.new_tenant(tenant, None));
+                    self.ensure_tenant(tenant, None)?;
                 }
                 WalRecordView::Space { tenant, user, op } => {
                     // A file whose chunks never reached the packs was never
@@ -340,8 +476,8 @@ fn rebuild_derived(
     tenants: &DashMap<String, Arc<Tenant>>,
     chunks: &ChunkStore,
     report: &mut RecoveryReport,
-    new_tenant: impl Fn(&str) -> Arc<Tenant>,
-) {
+    new_tenant: impl Fn(&str) -> Result<Arc<Tenant>>,
+) -> Result<()> {
     for entry in spaces.iter() {
         let tree = entry.tree.read();
         report.spaces += 1;
@@ -353,10 +489,14 @@ fn rebuild_derived(
                 }
             }
         });
-        let tenant = tenants
-            .entry(entry.key.tenant().to_string())
-            .or_insert_with(|| new_tenant(entry.key.tenant()))
-            .clone();
+        let tenant = match tenants.get(entry.key.tenant()) {
+            Some(t) => t.clone(),
+            None => {
+                let t = new_tenant(entry.key.tenant())?;
+                tenants.insert(entry.key.tenant().to_string(), t.clone());
+                t
+            }
+        };
         tenant.used.fetch_add(tree.used_bytes(), Ordering::Relaxed);
     }
     if report.chunks_missing > 0 {
@@ -365,4 +505,5 @@ fn rebuild_derived(
             "files name chunks the packs lack"
         );
     }
+    Ok(())
 }

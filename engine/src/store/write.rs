@@ -118,7 +118,11 @@ impl Store {
         let sp = self.space(key)?;
         let tenant = self.tenant(key.tenant())?;
         let shard = &inner.shards[sp.shard];
-        let payload = record::encode_space_op(key.tenant(), key.user(), &op);
+        let payload = record::seal(
+            tenant.key.cipher(),
+            key.tenant(),
+            record::encode_space_op(key.tenant(), key.user(), &op),
+        );
         let _a = shard.apply.read();
         let mut tree = sp.tree.write();
         tree.set_default_quota(inner.config.space_quota_default);
@@ -273,7 +277,7 @@ impl Store {
             }
             ingest.push(buf, &mut out);
             for (id, data) in out.drain(..) {
-                let end = inner.chunks.put(id, &data)?;
+                let end = inner.chunks.put_stored(id, &data, &tenant.key)?;
                 last = last.max(end);
                 ends.push(end);
                 refs.held.push(ChunkRef {
@@ -284,7 +288,7 @@ impl Store {
         }
         let (hash, total) = ingest.finish(&mut out);
         for (id, data) in out.drain(..) {
-            let end = inner.chunks.put(id, &data)?;
+            let end = inner.chunks.put_stored(id, &data, &tenant.key)?;
             last = last.max(end);
             ends.push(end);
             refs.held.push(ChunkRef {

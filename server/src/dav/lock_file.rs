@@ -14,6 +14,10 @@ use crate::limits::LOCK_FILE_LEN_MAX;
 /// The file in the data dir.
 pub const LOCK_FILE: &str = "locks.saved";
 const MAGIC: &[u8; 8] = b"SKABLCK1";
+/// With encryption at rest: the same frame, each lock sealed with its tenant's key.
+const MAGIC_SEALED: &[u8; 8] = b"SKABLCK2";
+/// What a sealed lock's context names (docs/security.md).
+const SEAL_CONTEXT: &str = "saved lock";
 /// Magic, payload length (u64 LE), CRC32C of the payload (u32 LE).
 const HEADER_LEN: usize = 8 + 8 + 4;
 
@@ -21,6 +25,14 @@ const HEADER_LEN: usize = 8 + 8 + 4;
 struct Saved {
     saved_at_unix_ms: u64,
     locks: Vec<SavedLock>,
+}
+
+/// [`Saved`] with encryption at rest: the tenant in the clear, the lock (its paths, owner and
+/// principal) sealed with the tenant's key.
+#[derive(Serialize, Deserialize)]
+struct SavedSealed {
+    saved_at_unix_ms: u64,
+    locks: Vec<(String, Vec<u8>)>,
 }
 
 fn now_unix_ms() -> u64 {
@@ -31,20 +43,48 @@ fn now_unix_ms() -> u64 {
 }
 
 /// Writes every live lock to the data dir's storage (atomically and durably: temp file,
-/// fdatasync, rename, directory sync). Returns how many; with none, writes nothing.
-pub fn save(storage: &dyn Storage, locks: &LockManager) -> io::Result<usize> {
+/// fdatasync, rename, directory sync). Returns how many; with none, writes nothing. With an
+/// encrypted `store`, each lock is sealed with its tenant's key.
+pub fn save(
+    storage: &dyn Storage,
+    locks: &LockManager,
+    store: Option<&skab_engine::Store>,
+) -> io::Result<usize> {
     let list = locks.export();
     if list.is_empty() {
         return Ok(0);
     }
     let n = list.len();
-    let payload = postcard::to_allocvec(&Saved {
-        saved_at_unix_ms: now_unix_ms(),
-        locks: list,
-    })
-    .map_err(io::Error::other)?;
+    let (magic, payload) = match store.filter(|s| s.is_encrypted()) {
+        None => (
+            MAGIC,
+            postcard::to_allocvec(&Saved {
+                saved_at_unix_ms: now_unix_ms(),
+                locks: list,
+            })
+            .map_err(io::Error::other)?,
+        ),
+        Some(store) => {
+            let mut sealed = Vec::with_capacity(list.len());
+            for l in list {
+                let plain = postcard::to_allocvec(&l).map_err(io::Error::other)?;
+                // A tenant erased meanwhile has no key: its lock goes.
+                if let Ok(Some(s)) = store.seal_for_tenant(&l.tenant, SEAL_CONTEXT, &plain) {
+                    sealed.push((l.tenant.clone(), s));
+                }
+            }
+            let saved = SavedSealed {
+                saved_at_unix_ms: now_unix_ms(),
+                locks: sealed,
+            };
+            (
+                MAGIC_SEALED,
+                postcard::to_allocvec(&saved).map_err(io::Error::other)?,
+            )
+        }
+    };
     let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len());
-    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(magic);
     bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     bytes.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
     bytes.extend_from_slice(&payload);
@@ -54,8 +94,13 @@ pub fn save(storage: &dyn Storage, locks: &LockManager) -> io::Result<usize> {
 
 /// Takes back the locks a graceful shutdown saved, less the time since, and removes the file
 /// (a later crash must not bring back locks released meanwhile). Returns how many were restored;
-/// a damaged file is removed and reported as an error.
-pub fn load(storage: &dyn Storage, locks: &LockManager) -> Result<usize, String> {
+/// a damaged file is removed and reported as an error. Sealed locks need the encrypted
+/// `store`; those of a tenant erased since are dropped.
+pub fn load(
+    storage: &dyn Storage,
+    locks: &LockManager,
+    store: Option<&skab_engine::Store>,
+) -> Result<usize, String> {
     let read = durable::read_file(storage, LOCK_FILE, LOCK_FILE_LEN_MAX);
     if matches!(read, Ok(None)) {
         return Ok(0);
@@ -66,14 +111,15 @@ pub fn load(storage: &dyn Storage, locks: &LockManager) -> Result<usize, String>
         Ok(None) => return Ok(0),
         Err(e) => return Err(format!("{LOCK_FILE}: {e}: not read")),
     };
-    let saved = decode(&bytes).map_err(|why| format!("{LOCK_FILE}: {why}"))?;
+    let saved = decode(&bytes, store).map_err(|why| format!("{LOCK_FILE}: {why}"))?;
     let elapsed = now_unix_ms().saturating_sub(saved.saved_at_unix_ms);
     Ok(locks.restore(saved.locks, std::time::Duration::from_millis(elapsed)))
 }
 
-fn decode(bytes: &[u8]) -> Result<Saved, &'static str> {
+fn decode(bytes: &[u8], store: Option<&skab_engine::Store>) -> Result<Saved, &'static str> {
     let header = bytes.get(..HEADER_LEN).ok_or("too short")?;
-    if &header[..8] != MAGIC {
+    let sealed = &header[..8] == MAGIC_SEALED;
+    if &header[..8] != MAGIC && !sealed {
         return Err("not a skab lock file (bad magic)");
     }
     let mut len8 = [0u8; 8];
@@ -87,7 +133,28 @@ fn decode(bytes: &[u8]) -> Result<Saved, &'static str> {
     if crc32c::crc32c(payload) != u32::from_le_bytes(crc4) {
         return Err("checksum mismatch");
     }
-    postcard::from_bytes(payload).map_err(|_| "does not decode")
+    if !sealed {
+        return postcard::from_bytes(payload).map_err(|_| "does not decode");
+    }
+    let store = store
+        .filter(|s| s.is_encrypted())
+        .ok_or("sealed locks, but encryption at rest is off")?;
+    let s: SavedSealed = postcard::from_bytes(payload).map_err(|_| "does not decode")?;
+    let mut locks = Vec::with_capacity(s.locks.len());
+    for (tenant, sealed) in s.locks {
+        // An erased tenant's lock (or a damaged one) is dropped, not the others.
+        let Ok(plain) = store.open_for_tenant(&tenant, SEAL_CONTEXT, &sealed) else {
+            continue;
+        };
+        match postcard::from_bytes::<SavedLock>(&plain) {
+            Ok(l) if l.tenant == tenant => locks.push(l),
+            _ => return Err("a sealed lock does not decode"),
+        }
+    }
+    Ok(Saved {
+        saved_at_unix_ms: s.saved_at_unix_ms,
+        locks,
+    })
 }
 
 #[cfg(test)]
@@ -124,9 +191,9 @@ mod tests {
                 },
             )
             .unwrap();
-        assert_eq!(save(&storage, &before).unwrap(), 1);
+        assert_eq!(save(&storage, &before, None).unwrap(), 1);
         let after = LockManager::new(LockConfig::default());
-        assert_eq!(load(&storage, &after).unwrap(), 1);
+        assert_eq!(load(&storage, &after, None).unwrap(), 1);
         let got = after.get(&space(), &info.token).unwrap();
         assert_eq!(
             (got.root, got.scope, got.depth),
@@ -140,18 +207,20 @@ mod tests {
         // Taken once: the file is gone, a second start restores nothing.
         assert!(!dir.path().join(LOCK_FILE).exists());
         assert_eq!(
-            load(&storage, &LockManager::new(LockConfig::default())).unwrap(),
+            load(&storage, &LockManager::new(LockConfig::default()), None).unwrap(),
             0
         );
         // A flipped byte is refused (and the file removed), never half-applied.
-        save(&storage, &after).unwrap();
+        save(&storage, &after, None).unwrap();
         let f = dir.path().join(LOCK_FILE);
         let mut bytes = std::fs::read(&f).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         std::fs::write(&f, &bytes).unwrap();
         let fresh = LockManager::new(LockConfig::default());
-        assert!(load(&storage, &fresh).unwrap_err().contains("checksum"));
+        assert!(load(&storage, &fresh, None)
+            .unwrap_err()
+            .contains("checksum"));
         assert_eq!(fresh.total(), 0);
         assert!(!f.exists());
     }
@@ -181,12 +250,12 @@ mod tests {
             let plan = FaultPlan::new();
             plan.fail_nth_sync(nth);
             let faulty = FaultyStorage::new(mem.clone(), plan);
-            let saved = save(&faulty, &locks);
+            let saved = save(&faulty, &locks, None);
             for mode in [CrashMode::DurableOnly, CrashMode::TornTail { seed: nth }] {
                 let after = mem.crash(mode);
                 let fresh = LockManager::new(LockConfig::default());
                 // Either the whole save is there or none of it: never an error from a torn file.
-                let n = load(&after, &fresh).unwrap();
+                let n = load(&after, &fresh, None).unwrap();
                 assert!(
                     n == 0 || (n == 1 && saved.is_ok()),
                     "sync {nth}: {n} restored"

@@ -25,6 +25,9 @@ pub fn status_of(e: &Error) -> StatusCode {
         Error::LimitExceeded(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::Aborted(_) => StatusCode::BAD_REQUEST,
         Error::Poisoned | Error::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        // An erased tenant (its key destroyed) or a key store problem: the server understood
+        // the request and refuses it (RFC 9110 §15.5.4).
+        Error::Key(_) => StatusCode::FORBIDDEN,
         Error::Integrity(_) | Error::Corrupt(_) | Error::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
