@@ -130,6 +130,8 @@ fn other_value(key: &str, default: Option<&toml::Value>) -> toml::Value {
     use toml::Value as V;
     let text = |s: &str| V::String(s.to_string());
     match (key, default) {
+        // 0 to 19, default 19.
+        ("auth.hash_nice", _) => V::Integer(10),
         (_, Some(V::Integer(i))) => V::Integer(i + 1),
         (_, Some(V::Boolean(b))) => V::Boolean(!b),
         ("data_dir", _) => text("/elsewhere"),

@@ -455,13 +455,31 @@ fn plain_tar_unpacks_the_tree_that_webdav_serves() {
     assert!(st.success());
     let mut disk = BTreeMap::new();
     on_disk(&unpacked.join("files").join(USER), "", &mut disk);
-    let web = served(&s.client(), &format!("/dav/{TENANT}/{USER}/"));
+    let mut web = served(&s.client(), &format!("/dav/{TENANT}/{USER}/"));
     assert!(
         web.contains_key("Æble/ø å.txt") && web.contains_key("Tom/Tommere"),
         "{:?}",
         web.keys()
     );
+    // The space the pupil is a member of shows in the home but lives in its own tree.
+    let space: BTreeMap<String, Option<Vec<u8>>> = web
+        .iter()
+        .filter(|(k, _)| *k == "fysik" || k.starts_with("fysik/"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    web.retain(|k, _| !space.contains_key(k));
     assert_eq!(disk, web);
+    let mut space_disk = BTreeMap::new();
+    on_disk(
+        &unpacked.join("spaces").join("_space_fysik"),
+        "",
+        &mut space_disk,
+    );
+    let space_web: BTreeMap<String, Option<Vec<u8>>> = space
+        .into_iter()
+        .filter_map(|(k, v)| k.strip_prefix("fysik/").map(|r| (r.to_string(), v)))
+        .collect();
+    assert_eq!(space_disk, space_web, "the space's tree");
     // The manifest's BLAKE3s hold for the unpacked files, as any reader can check.
     let m: Value =
         serde_json::from_slice(&std::fs::read(unpacked.join("manifest.json")).unwrap()).unwrap();
