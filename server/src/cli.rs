@@ -941,10 +941,17 @@ fn user_cmd(c: UserCmd, out: &mut impl Write) -> Result<(), CliError> {
                 &mut done,
             )?;
             // Nothing of the account may pass to a later one of the same name.
-            crate::spaces::Registry::new(&load_config(&who.dir)?.data_dir).forget(
+            let data_dir = load_config(&who.dir)?.data_dir;
+            crate::spaces::Registry::new(&data_dir).forget(
                 t.as_str(),
                 crate::spaces::registry::Forget::User(u.as_str()),
             )?;
+            crate::handin::Registry::new(&data_dir)
+                .forget(
+                    t.as_str(),
+                    crate::spaces::registry::Forget::User(u.as_str()),
+                )
+                .map_err(|e| CliError(e.to_string()))?;
             if exists {
                 db.delete_user(&t, &u)?;
             } else if done == crate::admin::NO_STORED_DATA.as_bytes() {
@@ -1069,8 +1076,12 @@ fn tenant_cmd(c: TenantCmd, out: &mut impl Write) -> Result<(), CliError> {
                 },
                 out,
             )?;
-            crate::spaces::Registry::new(&load_config(&dir)?.data_dir)
+            let data_dir = load_config(&dir)?.data_dir;
+            crate::spaces::Registry::new(&data_dir)
                 .forget(t.as_str(), crate::spaces::registry::Forget::Tenant)?;
+            crate::handin::Registry::new(&data_dir)
+                .forget(t.as_str(), crate::spaces::registry::Forget::Tenant)
+                .map_err(|e| CliError(e.to_string()))?;
             for u in &users {
                 db.delete_user(&t, &u.user)?;
             }
@@ -1245,10 +1256,17 @@ fn group_cmd(c: GroupCmd, out: &mut impl Write) -> Result<(), CliError> {
         GroupCmd::Del { which } => {
             let (t, g) = group_ref(&which)?;
             open_db(&which.dir)?.delete_group(&t, &g)?;
-            crate::spaces::Registry::new(&load_config(&which.dir)?.data_dir).forget(
+            let data_dir = load_config(&which.dir)?.data_dir;
+            crate::spaces::Registry::new(&data_dir).forget(
                 t.as_str(),
                 crate::spaces::registry::Forget::Group(g.as_str()),
             )?;
+            crate::handin::Registry::new(&data_dir)
+                .forget(
+                    t.as_str(),
+                    crate::spaces::registry::Forget::Group(g.as_str()),
+                )
+                .map_err(|e| CliError(e.to_string()))?;
             writeln!(out, "deleted group {g} of tenant {t}")?;
         }
         GroupCmd::Members { which, add, remove } => {

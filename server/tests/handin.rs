@@ -458,3 +458,60 @@ fn late_uploads_are_marked_and_nothing_goes_in_before_opens() {
     cli(&s, &["handin", "del", "--tenant", T, "--handin", "later"]);
     assert_eq!(p1.propfind("/dav/school/handin/later/", "0").status, 404);
 }
+
+/// A teacher or group deleted takes their hand-ins out of the registry: a new account or group
+/// of the same name inherits none (a new teacher would otherwise read every submission).
+#[test]
+fn a_deleted_teacher_or_group_leaves_no_handin_to_a_later_one_of_that_name() {
+    let s = start();
+    add_group(&s);
+    add_handin(&s, "exam", now_s() + 3600, &[]);
+    cli(
+        &s,
+        &[
+            "handin",
+            "add",
+            "--tenant",
+            T,
+            "--handin",
+            "other",
+            "--owner",
+            "outsider",
+            "--group",
+            "class",
+            "--closes",
+            &rfc3339(now_s() + 3600),
+        ],
+    );
+    wait_member(&s, "p1", BASE);
+    let p1 = as_user(&s, "p1", T);
+    assert_eq!(
+        p1.put(&format!("{BASE}answer.txt"), b"p1's answer").status,
+        201
+    );
+    // The teacher goes; a new teacher of the same name comes.
+    cli(&s, &["user", "del", "--tenant", T, "--user", "teach"]);
+    common::add_user(&s.data_dir(), T, "teach", PW);
+    let list = cli(&s, &["handin", "list", "--tenant", T]);
+    assert!(!list.contains("exam"), "{list}");
+    assert!(list.contains("other"), "{list}");
+    let new_teach = as_user(&s, "teach", T);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = new_teach.get(&format!("{BASE}p1/answer.txt"));
+        if r.status == 404 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new teacher still reaches the old hand-in: {}",
+            r.status
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(new_teach.propfind(BASE, "1").status, 404);
+    // The group goes: its hand-ins go too.
+    cli(&s, &["group", "del", "--tenant", T, "--group", "class"]);
+    let list = cli(&s, &["handin", "list", "--tenant", T]);
+    assert!(!list.contains("other"), "{list}");
+}

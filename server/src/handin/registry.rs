@@ -215,6 +215,33 @@ impl Registry {
         })
     }
 
+    /// Takes the hand-ins of a deleted tenant, teacher (owner) or group out of the registry,
+    /// so that a later account or group of the same name inherits no hand-in (a new teacher
+    /// of that name would read every submission). Their files and receipts stay in the data
+    /// dir, as with `skab handin del`. Returns how many went.
+    pub fn forget(
+        &self,
+        tenant: &str,
+        what: crate::spaces::registry::Forget<'_>,
+    ) -> Result<usize, RegistryError> {
+        use crate::spaces::registry::Forget;
+        if !std::fs::exists(self.dir.join(REGISTRY_FILE)).unwrap_or(true) {
+            return Ok(0);
+        }
+        self.change(|list| {
+            let before = list.len();
+            list.retain(|h| {
+                h.tenant != tenant
+                    || match what {
+                        Forget::Tenant => false,
+                        Forget::User(u) => h.owner != u,
+                        Forget::Group(g) => h.group != g,
+                    }
+            });
+            Ok(before - list.len())
+        })
+    }
+
     /// Removes a hand-in from the registry (its stored files stay in the engine space).
     pub fn delete(&self, tenant: &str, name: &str) -> Result<(), RegistryError> {
         self.change(|list| {
