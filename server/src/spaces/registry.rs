@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use skab_engine::io::{durable, StdStorage};
 
 use crate::framed_json::{self, file_id, FileId};
+use crate::users::now_unix as now_s;
 
 use super::SpaceName;
 use crate::limits::{SHARES_MAX, SPACES_MAX, SPACE_GRANTS_MAX, SPACE_REGISTRY_LEN_MAX};
@@ -194,13 +195,6 @@ fn decode(bytes: &[u8]) -> Result<Saved, RegistryError> {
 
 fn encode(saved: &Saved) -> Vec<u8> {
     framed_json::encode(MAGIC, saved)
-}
-
-fn now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 impl Registry {
