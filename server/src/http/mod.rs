@@ -9,6 +9,7 @@ mod idle;
 pub mod proxy;
 pub mod response;
 mod tls;
+mod tls_records;
 mod tls_stream;
 
 use std::future::Future;

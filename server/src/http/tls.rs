@@ -79,6 +79,9 @@ pub fn config(
         .with_cert_resolver(resolver.clone());
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.ignore_client_order = true;
+    // After the handshake the keys go to Skab's own record layer (http/tls_records.rs), and
+    // rustls's session is dropped: an idle connection then holds a few hundred bytes of keys.
+    config.enable_secret_extraction = true;
     // Resumption: a returning client skips the certificate and its signature (with a
     // P-256 key about a tenth of the handshake's CPU; TLS 1.3 keeps the X25519 exchange).
     // Tickets are encrypted with keys that rotate every 6 hours and live only in this

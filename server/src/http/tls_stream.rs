@@ -4,7 +4,9 @@
 //! another one until the socket took them, and both go back to the thread when empty. The
 //! buffered `rustls::ServerConnection` kept a 4 KiB receive buffer (re-grown before every read)
 //! and its send queue for the connection's whole life (docs/architecture.md, "Idle
-//! connections"). Served to HTTP/1 (Skab's own or hyper's) and HTTP/2 as a byte stream.
+//! connections"). Once the handshake is done, rustls's session itself goes too: its keys move
+//! to Skab's record layer (`tls_records`), which seals and opens the application data. Served
+//! to HTTP/1 (Skab's own or hyper's) and HTTP/2 as a byte stream.
 
 use std::future::poll_fn;
 use std::io;
@@ -14,11 +16,14 @@ use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, BytesMut};
 use rustls::server::UnbufferedServerConnection;
-use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+use rustls::unbuffered::{ConnectionState, EncodeError, UnbufferedStatus};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::h1::spare;
+use super::tls_records::{
+    Records, CONTENT_ALERT, CONTENT_APPLICATION_DATA, CONTENT_HANDSHAKE, RECORD_DATA_MAX,
+};
 use crate::limits::{TLS_READ_BYTES, TLS_WRITE_PENDING_MAX_BYTES};
 
 /// Where the session stands once the received records are processed.
@@ -31,9 +36,22 @@ enum Pumped {
     Closed,
 }
 
+/// The session: rustls during the handshake, Skab's record layer after it.
+enum Session {
+    Handshake(Box<UnbufferedServerConnection>),
+    Open(Box<Records>),
+    /// The keys could not be handed over: the connection is closed.
+    Failed,
+}
+
+/// The protocols a client may agree on by ALPN (`tls::config`), kept after rustls is gone.
+const ALPN_H2: &[u8] = b"h2";
+const ALPN_HTTP1: &[u8] = b"http/1.1";
+
 pub struct TlsStream {
     tcp: TcpStream,
-    tls: UnbufferedServerConnection,
+    session: Session,
+    alpn: Option<&'static [u8]>,
     /// Received bytes not yet processed (an incomplete record); no allocation while empty.
     incoming: BytesMut,
     /// Records to send; `outgoing[sent..]` is what the socket has not taken yet. No
@@ -56,7 +74,8 @@ impl TlsStream {
         let tls = UnbufferedServerConnection::new(config).map_err(io::Error::other)?;
         let mut s = TlsStream {
             tcp,
-            tls,
+            session: Session::Handshake(Box::new(tls)),
+            alpn: None,
             incoming: BytesMut::new(),
             outgoing: OutBuf::default(),
             sent: 0,
@@ -65,26 +84,33 @@ impl TlsStream {
             close_queued: false,
         };
         poll_fn(|cx| s.poll_handshake(cx)).await?;
+        s.open_session()?;
         Ok(s)
     }
 
     /// The protocol agreed by ALPN.
     pub fn alpn_protocol(&self) -> Option<&[u8]> {
-        self.tls.alpn_protocol()
+        self.alpn
     }
 
     fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
-            let pumped = self.pump(None)?;
+            let Session::Handshake(tls) = &mut self.session else {
+                return Poll::Ready(Ok(()));
+            };
+            let pumped = handshake_pump(
+                tls,
+                &mut self.incoming,
+                &mut self.outgoing,
+                &mut self.plain,
+                &mut self.read_closed,
+            )?;
             // What the handshake produced goes out before more is awaited.
             ready!(self.poll_send(cx))?;
             match pumped {
                 Pumped::Writable => return Poll::Ready(Ok(())),
                 Pumped::Closed => return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
-                Pumped::Blocked if self.tls.is_handshaking() => {}
-                // Application data arrived with the client's last flight: it is kept
-                // (decrypted) for the first read.
-                Pumped::Blocked => return Poll::Ready(Ok(())),
+                Pumped::Blocked => {}
             }
             if ready!(self.poll_receive(cx))? == 0 {
                 return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
@@ -92,110 +118,160 @@ impl TlsStream {
         }
     }
 
-    /// Processes the complete records in `incoming`: handshake messages (their answers are
-    /// appended to `outgoing`) and application data (copied to `sink`, the rest to `plain`).
+    /// Hands the session's keys from rustls to the record layer (the handshake is done and
+    /// rustls has nothing left to send); rustls's session is dropped.
+    fn open_session(&mut self) -> io::Result<()> {
+        let Session::Handshake(tls) = &self.session else {
+            return Ok(());
+        };
+        self.alpn = match tls.alpn_protocol() {
+            Some(ALPN_H2) => Some(ALPN_H2),
+            Some(ALPN_HTTP1) => Some(ALPN_HTTP1),
+            _ => None,
+        };
+        let Session::Handshake(tls) = std::mem::replace(&mut self.session, Session::Failed) else {
+            return Ok(());
+        };
+        let (secrets, kernel) = tls
+            .dangerous_into_kernel_connection()
+            .map_err(|e| io::Error::other(format!("TLS keys not available: {e}")))?;
+        self.session = Session::Open(Box::new(Records::new(secrets, kernel)?));
+        Ok(())
+    }
+
+    /// Opens the complete records in `incoming`: application data is copied to `sink` (the
+    /// rest to `plain`), a key update's answer appended to `outgoing`.
     fn pump(&mut self, mut sink: Option<&mut ReadBuf<'_>>) -> io::Result<Pumped> {
         let TlsStream {
-            tls,
+            session,
             incoming,
             outgoing,
             plain,
             read_closed,
             ..
         } = self;
-        loop {
-            let UnbufferedStatus { mut discard, state } =
-                tls.process_tls_records(&mut incoming[..]);
-            let state = state.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            let next = match state {
-                ConnectionState::ReadTraffic(mut traffic) => {
-                    while let Some(record) = traffic.next_record() {
-                        let record =
-                            record.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-                        discard += record.discard;
-                        let mut data = record.payload;
-                        if let Some(sink) = sink.as_deref_mut() {
-                            if plain.is_empty() {
-                                let n = data.len().min(sink.remaining());
-                                sink.put_slice(&data[..n]);
-                                data = &data[n..];
-                            }
-                        }
-                        plain.extend_from_slice(data);
-                    }
-                    None
-                }
-                ConnectionState::EncodeTlsData(mut encode) => {
-                    let mut room = 4096;
-                    loop {
-                        match encode.encode(outgoing.room(room)) {
-                            Ok(n) => {
-                                outgoing.commit(n);
-                                break;
-                            }
-                            Err(EncodeError::InsufficientSize(s)) => room = s.required_size,
-                            Err(e) => return Err(io::Error::other(e.to_string())),
+        let records = match session {
+            Session::Open(r) => r,
+            Session::Handshake(tls) => {
+                return handshake_pump(tls, incoming, outgoing, plain, read_closed)
+            }
+            Session::Failed => return Err(io::Error::other("TLS session failed")),
+        };
+        while !*read_closed {
+            let Some(opened) = records.open(&mut incoming[..])? else {
+                break;
+            };
+            let content = &incoming[opened.content.clone()];
+            match opened.content_type {
+                CONTENT_APPLICATION_DATA => {
+                    let mut data = content;
+                    if let Some(sink) = sink.as_deref_mut() {
+                        if plain.is_empty() {
+                            let n = data.len().min(sink.remaining());
+                            sink.put_slice(&data[..n]);
+                            data = &data[n..];
                         }
                     }
-                    None
+                    plain.extend_from_slice(data);
                 }
-                // Everything encoded so far is in `outgoing`, which is sent in order before
-                // anything encoded later.
-                ConnectionState::TransmitTlsData(transmit) => {
-                    transmit.done();
-                    None
+                CONTENT_ALERT => *read_closed = records.alert(content)?,
+                CONTENT_HANDSHAKE => {
+                    let content = content.to_vec();
+                    let n = records.handshake(&content, outgoing.room(records.sealed_len(0)))?;
+                    outgoing.commit(n);
                 }
-                ConnectionState::BlockedHandshake => Some(Pumped::Blocked),
-                ConnectionState::WriteTraffic(_) => Some(Pumped::Writable),
-                // Reported once; what follows is `WriteTraffic` (or `Closed` once ours is sent).
-                ConnectionState::PeerClosed => {
-                    *read_closed = true;
-                    None
-                }
-                ConnectionState::Closed => Some(Pumped::Closed),
-                // Early data is not enabled (`max_early_data_size` stays 0).
-                other => {
+                _ => {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
-                        format!("unexpected TLS state {other:?}"),
+                        "unexpected TLS record type",
                     ))
                 }
-            };
-            incoming.advance(discard);
-            if let Some(p) = next {
-                return Ok(p);
             }
+            incoming.advance(opened.len);
+        }
+        Ok(Pumped::Writable)
+    }
+}
+
+/// Drives rustls's handshake over the complete records in `incoming`: its messages to send
+/// are appended to `outgoing`, application data that came with the client's last flight is
+/// kept (decrypted) in `plain` for the first read.
+fn handshake_pump(
+    tls: &mut UnbufferedServerConnection,
+    incoming: &mut BytesMut,
+    outgoing: &mut OutBuf,
+    plain: &mut BytesMut,
+    read_closed: &mut bool,
+) -> io::Result<Pumped> {
+    loop {
+        let UnbufferedStatus { mut discard, state } = tls.process_tls_records(&mut incoming[..]);
+        let state = state.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let next = match state {
+            ConnectionState::ReadTraffic(mut traffic) => {
+                while let Some(record) = traffic.next_record() {
+                    let record =
+                        record.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                    discard += record.discard;
+                    plain.extend_from_slice(record.payload);
+                }
+                None
+            }
+            ConnectionState::EncodeTlsData(mut encode) => {
+                let mut room = 4096;
+                loop {
+                    match encode.encode(outgoing.room(room)) {
+                        Ok(n) => {
+                            outgoing.commit(n);
+                            break;
+                        }
+                        Err(EncodeError::InsufficientSize(s)) => room = s.required_size,
+                        Err(e) => return Err(io::Error::other(e.to_string())),
+                    }
+                }
+                None
+            }
+            // Everything encoded so far is in `outgoing`, which is sent in order before
+            // anything encoded later.
+            ConnectionState::TransmitTlsData(transmit) => {
+                transmit.done();
+                None
+            }
+            ConnectionState::BlockedHandshake => Some(Pumped::Blocked),
+            ConnectionState::WriteTraffic(_) => Some(Pumped::Writable),
+            // Reported once; what follows is `WriteTraffic` (or `Closed` once ours is sent).
+            ConnectionState::PeerClosed => {
+                *read_closed = true;
+                None
+            }
+            ConnectionState::Closed => Some(Pumped::Closed),
+            // Early data is not enabled (`max_early_data_size` stays 0).
+            other => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("unexpected TLS state {other:?}"),
+                ))
+            }
+        };
+        incoming.advance(discard);
+        if let Some(p) = next {
+            return Ok(p);
         }
     }
+}
 
-    /// Encrypts `data` into `outgoing` (the session must be writable).
+impl TlsStream {
+    /// Seals `data` into `outgoing` (the handshake must be done).
     fn encrypt(&mut self, data: &[u8]) -> io::Result<()> {
-        let TlsStream {
-            tls,
-            incoming,
-            outgoing,
-            ..
-        } = self;
-        let UnbufferedStatus { discard, state } = tls.process_tls_records(&mut incoming[..]);
-        debug_assert_eq!(discard, 0);
-        let Ok(ConnectionState::WriteTraffic(mut traffic)) = state else {
+        let Session::Open(records) = &mut self.session else {
             return Err(io::Error::other("TLS session not writable"));
         };
-        // A record adds at most 22 bytes (TLS 1.3) or 29 (TLS 1.2 AES-GCM) to at most
-        // 16 KiB of data; the exact need is asked again if this is short.
-        let mut room = data.len() + (data.len() / 16384 + 1) * 64;
-        loop {
-            match traffic.encrypt(data, outgoing.room(room)) {
-                Ok(n) => {
-                    outgoing.commit(n);
-                    return Ok(());
-                }
-                Err(EncryptError::InsufficientSize(s)) if s.required_size > room => {
-                    room = s.required_size
-                }
-                Err(e) => return Err(io::Error::other(e.to_string())),
-            }
-        }
+        let n = records.seal(
+            CONTENT_APPLICATION_DATA,
+            data,
+            self.outgoing.room(records.sealed_len(data.len())),
+        )?;
+        self.outgoing.commit(n);
+        Ok(())
     }
 
     /// Reads from the socket into `incoming` (borrowing a spare buffer if it has none and
@@ -405,9 +481,6 @@ impl OutBuf {
     }
 }
 
-/// The most application data one TLS record carries.
-const RECORD_DATA_MAX: usize = 16 * 1024;
-
 thread_local! {
     /// The pieces of one vectored write (a response head and its body), gathered.
     static GATHER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
@@ -445,19 +518,10 @@ impl AsyncWrite for TlsStream {
         if !this.close_queued {
             this.close_queued = true;
             ready!(this.poll_send(cx))?;
-            if let Ok(Pumped::Writable) = this.pump(None) {
-                let TlsStream {
-                    tls,
-                    incoming,
-                    outgoing,
-                    ..
-                } = &mut *this;
-                if let Ok(ConnectionState::WriteTraffic(mut traffic)) =
-                    tls.process_tls_records(&mut incoming[..]).state
-                {
-                    if let Ok(n) = traffic.queue_close_notify(outgoing.room(64)) {
-                        outgoing.commit(n);
-                    }
+            if let Session::Open(records) = &mut this.session {
+                let room = this.outgoing.room(records.sealed_len(2));
+                if let Ok(n) = records.seal_close_notify(room) {
+                    this.outgoing.commit(n);
                 }
             }
         }

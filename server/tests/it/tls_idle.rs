@@ -310,3 +310,133 @@ fn clients_stalled_inside_a_record_are_cut_off_and_freed() {
         still_serving(&t, &config);
     }
 }
+
+/// A client whose key updates ask the server for its own: the server's record layer (rustls's
+/// session is gone after the handshake) switches both keys and goes on serving, on each
+/// TLS 1.3 cipher.
+#[test]
+fn key_updates_over_a_kept_alive_connection_switch_both_keys() {
+    let t = start();
+    let suites = [
+        rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256,
+        rustls::crypto::ring::cipher_suite::TLS13_AES_256_GCM_SHA384,
+        rustls::crypto::ring::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+    ];
+    for suite in suites {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(t.cert_der.clone()).unwrap();
+        let provider = rustls::crypto::CryptoProvider {
+            cipher_suites: vec![suite],
+            ..rustls::crypto::ring::default_provider()
+        };
+        let config = Arc::new(
+            rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        );
+        let mut s = connect(&config, tcp(t.server.port));
+        let body = pseudo_random(100_000, 7);
+        let name = format!("ku-{:?}.bin", suite.suite());
+        s.write_all(&keep_alive_request("PUT", &dav(&name), &body))
+            .unwrap();
+        assert_eq!(read_response(&mut s).status, 201, "{suite:?}");
+        for round in 0..3 {
+            // A key update that asks for the server's, then requests under the new keys.
+            s.conn.refresh_traffic_keys().unwrap();
+            s.write_all(&keep_alive_request("GET", &dav(&name), b""))
+                .unwrap();
+            let r = read_response(&mut s);
+            assert_eq!(r.status, 200, "{suite:?} round {round}");
+            assert!(r.body == body, "{suite:?} round {round}: body differs");
+        }
+        assert!(
+            s.conn.negotiated_cipher_suite() == Some(suite),
+            "{suite:?} was not used"
+        );
+    }
+}
+
+/// OpenSSL's client against the record layer: TLS 1.3 with key updates asked and not asked
+/// (`K`, `k` in `s_client`), TLS 1.2 with each cipher the server offers.
+#[test]
+fn openssl_clients_are_served_on_every_cipher_with_key_updates() {
+    common::require_tool("openssl");
+    let t = start();
+    let request = format!(
+        "PROPFIND /dav/{TENANT}/{USER}/ HTTP/1.1\nHost: localhost\nAuthorization: {}\nDepth: 0\nContent-Length: 0\n\n",
+        basic(&format!("{USER}@{TENANT}"), PASSWORD)
+    );
+    let cases: [(&str, &str, &[&str]); 6] = [
+        ("-tls1_3", "-ciphersuites", &["K\n", "k\n"]),
+        ("-tls1_3", "-ciphersuites", &["K\n"]),
+        ("-tls1_3", "-ciphersuites", &["k\n"]),
+        ("-tls1_2", "-cipher", &[]),
+        ("-tls1_2", "-cipher", &[]),
+        ("-tls1_2", "-cipher", &[]),
+    ];
+    let ciphers = [
+        "TLS_AES_128_GCM_SHA256",
+        "TLS_AES_256_GCM_SHA384",
+        "TLS_CHACHA20_POLY1305_SHA256",
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+    ];
+    for ((version, flag, updates), cipher) in cases.iter().zip(ciphers) {
+        let mut child = std::process::Command::new("openssl")
+            .args(["s_client", "-connect"])
+            .arg(format!("127.0.0.1:{}", t.server.port))
+            .args([*version, *flag, cipher, "-crlf", "-servername", "localhost"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        // `s_client` reports key updates on stderr, the server's answers on stdout.
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let stdout: Box<dyn Read + Send> = Box::new(child.stdout.take().unwrap());
+        let stderr: Box<dyn Read + Send> = Box::new(child.stderr.take().unwrap());
+        for out in [stdout, stderr] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(out).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        // Waits for a line containing `what` (all of `s_client`'s output goes by here).
+        let wait_for = |what: &str| {
+            let deadline = Instant::now() + IO_TIMEOUT;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(line) if line.contains(what) => return,
+                    Ok(_) => {}
+                    Err(_) => panic!("{version} {cipher}: no {what:?} from openssl"),
+                }
+            }
+        };
+        wait_for("Verify return code");
+        let mut answers = 0;
+        for command in updates.iter().copied().chain([""]) {
+            if !command.is_empty() {
+                stdin.write_all(command.as_bytes()).unwrap();
+                wait_for("KEYUPDATE");
+            }
+            stdin.write_all(request.as_bytes()).unwrap();
+            wait_for("HTTP/1.1 207");
+            answers += 1;
+        }
+        assert_eq!(answers, updates.len() + 1);
+        drop(stdin);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
