@@ -190,12 +190,18 @@ pub async fn serve(app: Arc<App>, mut req: Request<ReqBody>, principal: Principa
         Ok(n) => n,
         Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
     };
+    // File ids carry the hand-in space's tag, as a space's do: they never meet the home's,
+    // and the versions endpoint finds the file by them (`history_dav`).
+    let access = crate::spaces::access::Access {
+        file_id_tag: crate::spaces::access::file_id_tag(&space),
+        ..Default::default()
+    };
     let ctx = Ctx {
         app,
         space,
         target,
         names,
-        access: Default::default(),
+        access,
     };
     methods::dispatch(ctx, req).await
 }
