@@ -191,78 +191,10 @@ async fn delete_spaces(
         ));
     }
     if let Some(u) = user {
-        out.push_str(&retire_handin_folders(store, tenant, u).await?);
+        out.push_str(&crate::handin::retire::pupil(store, tenant, u).await?);
     }
     if out.is_empty() {
         out.push_str(NO_STORED_DATA);
-    }
-    Ok(out)
-}
-
-/// The prefix of a deleted pupil's folder in a hand-in: `_deleted_<user>_<unix s>`. User
-/// names start with a letter or digit, so no account ever has such a folder.
-pub const RETIRED_FOLDER_PREFIX: &str = "_deleted_";
-
-/// A deleted pupil's folder in every hand-in of `tenant` is renamed to
-/// `_deleted_<user>_<unix s>` (the teacher still reads and downloads it: it is the
-/// submission), and the hand-in's trash items from inside it are purged (as the home's
-/// trash is), so that a later account of the same name starts with an empty folder and
-/// an empty trash (docs/handin.md). Idempotent: a second run finds no folder of that name.
-async fn retire_handin_folders(store: &Store, tenant: &str, user: &str) -> Result<String, String> {
-    let e = |e: skab_engine::Error| e.to_string();
-    let Ok(folder) = Name::new(user) else {
-        return Ok(String::new());
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let mut out = String::new();
-    for key in store.spaces_of(tenant) {
-        let Some(handin) = key.user().strip_prefix(crate::handin::SPACE_PREFIX) else {
-            continue;
-        };
-        if store.stat(&key, std::slice::from_ref(&folder)).is_ok() {
-            let mut to = None;
-            for n in 1..=crate::limits::TRASH_RESTORE_NAME_TRIES {
-                let name = match n {
-                    1 => format!("{RETIRED_FOLDER_PREFIX}{user}_{now}"),
-                    n => format!("{RETIRED_FOLDER_PREFIX}{user}_{now}-{n}"),
-                };
-                let name = Name::new(&name).map_err(e)?;
-                if store.stat(&key, std::slice::from_ref(&name)).is_err() {
-                    to = Some(name);
-                    break;
-                }
-            }
-            let to = to.ok_or(format!(
-                "hand-in {handin}: no free name for {user}'s folder"
-            ))?;
-            store
-                .rename(
-                    &key,
-                    std::slice::from_ref(&folder),
-                    std::slice::from_ref(&to),
-                    false,
-                )
-                .await
-                .map_err(|e| format!("hand-in {handin}: {user}'s folder: {e}"))?;
-            out.push_str(&format!(
-                "{user}@{tenant}: hand-in {handin}: folder kept for the teacher as {to}\n"
-            ));
-        }
-        let mut purged = 0;
-        for t in store.trash(&key).map_err(e)? {
-            if t.orig_path.first() == Some(&folder) {
-                store.purge(&key, t.id).await.map_err(e)?;
-                purged += 1;
-            }
-        }
-        if purged > 0 {
-            out.push_str(&format!(
-                "{user}@{tenant}: hand-in {handin}: {purged} trash items purged\n"
-            ));
-        }
     }
     Ok(out)
 }

@@ -246,7 +246,10 @@ async fn prepare(
             .map_err(err)?;
     }
     let folders: Vec<String> = match pupil {
-        Some(p) => vec![p.to_string()],
+        Some(p) => {
+            retire_if_older(app, space, &handin.tenant, p).await?;
+            vec![p.to_string()]
+        }
         // Every member's folder, at most once per `HANDIN_FOLDERS_REFRESH_S` (a teacher
         // reading a year group's hand-ins must not walk the group on every request).
         None if !app.handins.folders_due(&handin.tenant, &handin.name) => return Ok(()),
@@ -274,6 +277,48 @@ async fn prepare(
         }
     }
     Ok(())
+}
+
+/// A pupil's folder made before their account was belongs to a deleted account of the same
+/// name (one that reached the hand-in in the moment between `skab user del` retiring its
+/// folder and the server seeing the account disabled): it is retired now, as `user del`
+/// does, before the new account sees anything (`handin::retire`).
+async fn retire_if_older(
+    app: &App,
+    space: &skab_engine::SpaceKey,
+    tenant: &str,
+    pupil: &str,
+) -> Result<(), Resp> {
+    let (Ok(t), Ok(u), Ok(name)) = (
+        crate::users::TenantName::new(tenant),
+        crate::users::UserName::new(pupil),
+        Name::new(pupil),
+    ) else {
+        return Ok(());
+    };
+    let Some(created) = app.users.user(&t, &u).map(|i| i.created) else {
+        return Ok(());
+    };
+    let Ok(info) = app.store.stat(space, &[name]) else {
+        return Ok(());
+    };
+    if info.ctime.div_euclid(1_000_000_000) >= i64::try_from(created).unwrap_or(i64::MAX) {
+        return Ok(());
+    }
+    match super::retire::folder(&app.store, space, pupil).await {
+        Ok(to) => {
+            tracing::warn!(tenant, pupil, space = %space, retired_as = ?to.map(|n| n.to_string()),
+                "a hand-in folder older than its pupil's account was retired");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(tenant, pupil, error = %e, "an old hand-in folder was not retired");
+            Err(text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "your hand-in folder is being set up; try again",
+            ))
+        }
+    }
 }
 
 /// `GET /dav/<tenant>/handin/<H>/?zip`: the teacher's download of every folder, once closed.
