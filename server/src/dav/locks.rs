@@ -652,6 +652,28 @@ impl LockManager {
         .unwrap_or(0)
     }
 
+    /// Drops the locks of `space` last taken or refreshed more than `age` ago: those a
+    /// deleted account of the same name took before the requester's account existed
+    /// (`handin::access`). Returns how many.
+    pub fn drop_taken_before(&self, space: &SpaceKey, age: Duration) -> usize {
+        self.with_space(space, false, |t, now| {
+            let doomed: Vec<String> = t
+                .by_token
+                .iter()
+                .filter(|(_, l)| {
+                    let taken = l.expires.checked_sub(l.timeout).unwrap_or(l.expires);
+                    now.saturating_duration_since(taken) > age
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            for tok in &doomed {
+                t.remove(tok, &self.total);
+            }
+            doomed.len()
+        })
+        .unwrap_or(0)
+    }
+
     /// After a successful MOVE: the source's locks go away; locks on the destination URL
     /// (whose tokens the client had to submit) stay, and an ancestor's depth-infinity lock
     /// covers the moved resource by path alone.

@@ -113,6 +113,11 @@ pub async fn serve(app: Arc<App>, mut req: Request<ReqBody>, principal: Principa
         Ok(s) => s,
         Err(e) => return text(status_of(&e), &e.to_string()),
     };
+    if let Some(p) = &pupil {
+        if let Err(r) = forget_older_account(&app, &space, &view, p).await {
+            return r;
+        }
+    }
     if let Err(r) = prepare(&app, &space, &handin, pupil.as_deref()).await {
         return r;
     }
@@ -246,10 +251,7 @@ async fn prepare(
             .map_err(err)?;
     }
     let folders: Vec<String> = match pupil {
-        Some(p) => {
-            retire_if_older(app, space, &handin.tenant, p).await?;
-            vec![p.to_string()]
-        }
+        Some(p) => vec![p.to_string()],
         // Every member's folder, at most once per `HANDIN_FOLDERS_REFRESH_S` (a teacher
         // reading a year group's hand-ins must not walk the group on every request).
         None if !app.handins.folders_due(&handin.tenant, &handin.name) => return Ok(()),
@@ -279,16 +281,18 @@ async fn prepare(
     Ok(())
 }
 
-/// A pupil's folder made before their account was belongs to a deleted account of the same
-/// name (one that reached the hand-in in the moment between `skab user del` retiring its
-/// folder and the server seeing the account disabled): it is retired now, as `user del`
-/// does, before the new account sees anything (`handin::retire`).
-async fn retire_if_older(
+/// What a deleted account of the same name left in the pupil's view, from the moment
+/// between `skab user del` retiring its folder and the server seeing it disabled (or from
+/// before that command retired folders at all): a folder made before the account was is
+/// retired as `user del` does (`handin::retire`), and locks taken before it are dropped, so
+/// that the new account sees neither.
+async fn forget_older_account(
     app: &App,
     space: &skab_engine::SpaceKey,
-    tenant: &str,
+    view: &SpaceKey,
     pupil: &str,
 ) -> Result<(), Resp> {
+    let tenant = space.tenant();
     let (Ok(t), Ok(u), Ok(name)) = (
         crate::users::TenantName::new(tenant),
         crate::users::UserName::new(pupil),
@@ -299,6 +303,9 @@ async fn retire_if_older(
     let Some(created) = app.users.user(&t, &u).map(|i| i.created) else {
         return Ok(());
     };
+    // One second more than the account's age in whole seconds: never one of its own locks.
+    let age = std::time::Duration::from_secs(unix_s(now()).saturating_sub(created) + 1);
+    app.locks.drop_taken_before(view, age);
     let Ok(info) = app.store.stat(space, &[name]) else {
         return Ok(());
     };

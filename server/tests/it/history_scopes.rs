@@ -160,6 +160,19 @@ fn a_deleted_pupils_handin_goes_to_the_teacher_never_to_a_new_account_of_that_na
     );
     assert_eq!(p1.delete(&format!("{BASE}draft.txt")).status, 204);
     let old_fid = file_id(&p1, &format!("{BASE}answer.txt"));
+    // A lock the old account holds (an hour) must not bind the new one.
+    let lockinfo: &[u8] = b"<?xml version=\"1.0\"?><D:lockinfo xmlns:D=\"DAV:\"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>";
+    for f in ["answer.txt", "locked-new.txt"] {
+        let r = p1.send(
+            "LOCK",
+            &format!("{BASE}{f}"),
+            &[("Timeout", "Second-3600")],
+            lockinfo,
+        );
+        assert!(r.status == 200 || r.status == 201, "{}", r.text());
+    }
+    // Locks are judged by whole seconds: let the new account be made in a later one.
+    std::thread::sleep(Duration::from_millis(2100));
     assert_eq!(
         p2.put(&format!("{BASE}answer.txt"), b"p2 OLD SECRET")
             .status,
@@ -179,6 +192,9 @@ fn a_deleted_pupils_handin_goes_to_the_teacher_never_to_a_new_account_of_that_na
             "group", "members", "--tenant", T, "--group", "class", "--add", "p1",
         ],
     );
+    // The server rereads the accounts at most once a second (`USER_DB_REFRESH_INTERVAL_MS`):
+    // until then it takes the new p1 for the old one.
+    std::thread::sleep(Duration::from_millis(1500));
     wait_member(&s, "p1", BASE);
     let new_p1 = as_user(&s, "p1");
     for depth in ["0", "1"] {
@@ -204,8 +220,14 @@ fn a_deleted_pupils_handin_goes_to_the_teacher_never_to_a_new_account_of_that_na
         let r = new_p1.propfind(&format!("{root}/versions/{old_fid}/"), "1");
         assert_eq!(r.status, 404, "{root}: {}", r.text());
     }
+    let r = new_p1.put(&format!("{BASE}answer.txt"), b"p1 NEW");
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = new_p1.propfind(&format!("{BASE}locked-new.txt"), "0");
+    assert_eq!(r.status, 404, "{}", r.text());
     assert_eq!(
-        new_p1.put(&format!("{BASE}answer.txt"), b"p1 NEW").status,
+        new_p1
+            .put(&format!("{BASE}locked-new.txt"), b"not locked")
+            .status,
         201
     );
 
