@@ -35,6 +35,7 @@ fn start() -> Server {
             (T, "p1", PW),
             (T, "p2", PW),
             (T, "outsider", PW),
+            ("other", "p1", PW),
         ],
         &[],
     )
@@ -321,6 +322,17 @@ fn pupils_reach_versions_and_trash_of_their_own_handin_files_only() {
         assert_eq!(mv(c, &v, &to).status, 404);
     }
     assert_eq!(p1.get(&format!("{BASE}a.txt")).body, b"answer two");
+    // The namesake in another tenant, by its own roots or by p1's.
+    let twin = s.client_as("p1@other", PW);
+    for url in [
+        format!("/remote.php/dav/versions/p1@other/versions/{fid}/"),
+        format!("/dav-versions/other/p1/versions/{fid}/"),
+        format!("/dav-versions/school/p1/versions/{fid}/"),
+        "/dav-trash/other/p1/handin/exam/trash/".to_string(),
+        "/dav-trash/school/p1/handin/exam/trash/".to_string(),
+    ] {
+        assert_eq!(twin.propfind(&url, "1").status, 404, "{url}");
+    }
     // The teacher lists and reads, never restores.
     let tv = versions(&teach, &nc("teach"));
     assert_eq!(teach.get(&tv[0]).body, b"answer one");
