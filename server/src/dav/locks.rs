@@ -747,6 +747,26 @@ mod tests {
     }
 
     #[test]
+    fn locks_taken_before_an_age_are_dropped_newer_ones_stay() {
+        let (m, clock, s) = setup();
+        let (old, new) = (p("old.txt"), p("new.txt"));
+        m.lock(&s, req(&old, Exclusive, Zero, "anna")).unwrap();
+        clock.advance(Duration::from_secs(30));
+        m.lock(&s, req(&new, Exclusive, Zero, "anna")).unwrap();
+        clock.advance(Duration::from_secs(5));
+        assert_eq!(m.drop_taken_before(&s, Duration::from_secs(10)), 1);
+        assert!(m.locks_covering(&s, &old).is_empty());
+        assert_eq!(m.locks_covering(&s, &new).len(), 1);
+        assert_eq!(m.total(), 1);
+        // Another space's table is not touched; a space without locks answers 0.
+        let other = SpaceKey {
+            tenant: "t".into(),
+            user: "v".into(),
+        };
+        assert_eq!(m.drop_taken_before(&other, Duration::ZERO), 0);
+    }
+
+    #[test]
     fn exclusive_and_shared_conflicts() {
         let (m, _, s) = setup();
         let doc = p("a/doc.docx");
