@@ -211,10 +211,17 @@ pub async fn handle(app: &App, req: Request<ReqBody>, who: &Principal) -> Resp {
         return not_found();
     };
     // One's own home and a space are made on first use (an empty history); a hand-in's
-    // space exists once anybody looked at the hand-in.
+    // space exists once anybody looked at the hand-in. A pupil's hand-in folder left by a
+    // deleted account of the same name is retired first, as the hand-in's own URLs do.
     for s in &scopes {
-        let handin = s.key.user().starts_with(crate::handin::SPACE_PREFIX);
-        if !handin && !app.store.space_exists(&s.key) {
+        let handin = s.key.user().strip_prefix(crate::handin::SPACE_PREFIX);
+        if let (Some(h), false) = (handin, s.base.is_empty()) {
+            let settled = crate::handin::access::settle_pupil(app, me.tenant(), h, me.user()).await;
+            if let Err(r) = settled {
+                return r;
+            }
+        }
+        if handin.is_none() && !app.store.space_exists(&s.key) {
             if let Err(e) = app.store.create_space(&s.key).await {
                 return engine_error(&e);
             }

@@ -281,6 +281,19 @@ async fn prepare(
     Ok(())
 }
 
+/// [`forget_older_account`] for `pupil` in hand-in `handin` of `tenant`, for the versions
+/// and trash endpoints (`history_dav`), which reach a pupil's folder without this module.
+pub async fn settle_pupil(app: &App, tenant: &str, handin: &str, pupil: &str) -> Result<(), Resp> {
+    let Ok(space) = skab_engine::SpaceKey::new(tenant, &space_user(handin)) else {
+        return Ok(());
+    };
+    let view = SpaceKey {
+        tenant: tenant.to_string(),
+        user: format!("{}/{pupil}", space_user(handin)),
+    };
+    forget_older_account(app, &space, &view, pupil).await
+}
+
 /// What a deleted account of the same name left in the pupil's view, from the moment
 /// between `skab user del` retiring its folder and the server seeing it disabled (or from
 /// before that command retired folders at all): a folder made before the account was is
