@@ -190,6 +190,9 @@ async fn delete_spaces(
             human(freed)
         ));
     }
+    if let Some(u) = user {
+        out.push_str(&crate::handin::retire::pupil(store, tenant, u).await?);
+    }
     if out.is_empty() {
         out.push_str(NO_STORED_DATA);
     }

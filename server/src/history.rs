@@ -19,9 +19,9 @@ pub enum HistoryRequest {
     Purge { id: Option<u64> },
 }
 
-/// Who may reach a space's versions and trash. Today only its owner (and the help desk,
+/// Who may reach a space's versions and trash by its own root: its owner (and the help desk,
 /// which passes `None`); another requester is answered as if the space did not exist.
-/// Shared spaces extend this one check.
+/// Spaces, shares and hand-ins are reached under one's own root (`history_dav`'s scopes).
 pub fn may_reach(requester: Option<&SpaceKey>, space: &SpaceKey) -> bool {
     match requester {
         None => true,

@@ -1,7 +1,10 @@
 //! The versions and trash of one's own space over WebDAV: the Nextcloud/ownCloud layout
 //! (`/remote.php/dav/versions/<user>@<tenant>/…`, `/remote.php/dav/trashbin/<user>@<tenant>/…`)
 //! and the same under `/dav-versions/<tenant>/<user>/…` and `/dav-trash/<tenant>/<user>/…`
-//! (docs/webdav.md, "Versions and trash").
+//! (docs/webdav.md, "Versions and trash"). A file id tagged with another engine space leads
+//! to that space's versions when the caller reaches the file (a space, a share, their own
+//! hand-in folder); `<root>/spaces/<S>/` and `<root>/handin/<H>/` are the trash of a space
+//! and of one's hand-in folder. Restoring and purging need write permission there.
 
 use futures::StreamExt;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, ETAG, LAST_MODIFIED};
@@ -37,14 +40,62 @@ enum Area {
     Trash,
 }
 
-/// A parsed target: which area, whose space, the URL root up to it, the segments after it.
+/// A parsed target: which area, whose root the URL names, the URL root up to it, the
+/// segments after it.
 struct Target {
     area: Area,
-    owner: SpaceKey,
-    /// The space the URL names (`owner` differs for a space's file seen in one's home).
+    /// The space the URL names (`<user>@<tenant>` or `/<tenant>/<user>`).
     url_owner: SpaceKey,
     root: String,
     rest: Vec<String>,
+    /// The sub-root after the user's own root (`spaces/<S>`, `handin/<H>`), when any.
+    sub: Vec<String>,
+}
+
+/// The part of an engine space one request may reach, and whether it may change it.
+#[derive(Clone)]
+struct Scope {
+    key: SpaceKey,
+    /// The caller's whole view inside the space: a shared folder, a pupil's hand-in folder
+    /// (empty: all of it). Anything outside is answered as missing.
+    base: Vec<Name>,
+    /// Why restoring and purging are refused (read-only member, hand-in not open); `None`
+    /// when they are allowed.
+    no_write: Option<String>,
+    /// The tag of the file ids the space's entries are shown with (0 in one's home).
+    tag: u64,
+}
+
+impl Scope {
+    /// One's own home, all of it.
+    fn whole(key: SpaceKey) -> Scope {
+        Scope {
+            key,
+            base: Vec::new(),
+            no_write: None,
+            tag: 0,
+        }
+    }
+
+    /// Another engine space (a space, a share owner's home, a hand-in).
+    fn of(key: SpaceKey, base: Vec<Name>, no_write: Option<String>) -> Scope {
+        Scope {
+            tag: crate::spaces::access::file_id_tag(&key),
+            key,
+            base,
+            no_write,
+        }
+    }
+
+    fn covers(&self, path: &[Name]) -> bool {
+        path.starts_with(&self.base)
+    }
+
+    fn refuse_write(&self) -> Option<Resp> {
+        self.no_write
+            .as_deref()
+            .map(|why| text(StatusCode::FORBIDDEN, why))
+    }
 }
 
 /// True for paths this module answers.
@@ -98,10 +149,10 @@ fn parse(path: &str) -> Option<Target> {
     };
     Some(Target {
         area,
-        url_owner: owner.clone(),
-        owner,
+        url_owner: owner,
         root,
         rest,
+        sub: Vec::new(),
     })
 }
 
@@ -124,7 +175,14 @@ fn destination(req: &Request<ReqBody>, t: &Target) -> Option<Vec<String>> {
         None => d,
     };
     let dest = parse(path)?;
-    (dest.area == t.area && dest.owner == t.url_owner).then_some(dest.rest)
+    if dest.area != t.area || dest.url_owner != t.url_owner {
+        return None;
+    }
+    // Under a sub-root the destination may name it too (`R/spaces/S/restore/x`).
+    Some(match dest.rest.strip_prefix(t.sub.as_slice()) {
+        Some(r) if !t.sub.is_empty() => r.to_vec(),
+        _ => dest.rest,
+    })
 }
 
 /// Answers a request for one of the areas (already authenticated as `who`).
@@ -135,63 +193,163 @@ pub async fn handle(app: &App, req: Request<ReqBody>, who: &Principal) -> Resp {
     let Ok(me) = SpaceKey::new(who.tenant.as_str(), who.user.as_str()) else {
         return not_found();
     };
-    // A file of a space shown in one's home has a file id tagged with the space
-    // (`spaces::access`): its versions are the space's, under one's own root (the only one
-    // the Nextcloud/ownCloud layout knows). Shares are not looked up this way.
-    let tag = t
-        .rest
-        .get(1)
-        .and_then(|f| f.parse::<u64>().ok())
-        .map(|f| f & !u64::from(u32::MAX))
-        .filter(|x| *x != 0);
-    if let (Area::Versions, true, Some(tag)) = (t.area, t.owner == me, tag) {
-        let space = crate::spaces::access::mounts_of(app, me.tenant(), me.user())
-            .into_iter()
-            .filter(|m| m.prefix.is_empty())
-            .filter_map(|m| SpaceKey::new(me.tenant(), &m.engine_user).ok())
-            .find(|k| crate::spaces::access::file_id_tag(k) == tag);
-        if let Some(k) = space {
-            t.owner = k;
-        }
-    }
-    // Another user's or tenant's versions and trash: as if they did not exist. A shared
-    // space's are its members' (restoring and purging are writes).
-    if let Some(name) = t.owner.user().strip_prefix(crate::spaces::SPACE_PREFIX) {
-        let space = app
-            .spaces
-            .space(t.owner.tenant(), name)
-            .filter(|_| t.owner.tenant() == me.tenant());
-        let perm = space.and_then(|s| {
-            let groups = crate::spaces::access::groups(app, me.tenant(), me.user());
-            crate::spaces::access::space_perm(&s, me.user(), &groups)
-        });
-        match perm {
+    let scopes = if t.url_owner == me {
+        match own_root_scopes(app, &me, &mut t) {
+            Some(s) => s,
             None => return not_found(),
-            Some(crate::spaces::Perm::Read)
-                if !matches!(req.method().as_str(), "GET" | "HEAD" | "PROPFIND") =>
-            {
-                return text(
-                    StatusCode::FORBIDDEN,
-                    &format!("space {name} is read-only for you"),
-                )
-            }
-            Some(_) => {}
         }
-    } else if !may_reach(Some(&me), &t.owner) {
+    } else if let Some(name) = t.url_owner.user().strip_prefix(crate::spaces::SPACE_PREFIX) {
+        // A shared space's own root: its members'.
+        match space_scope(app, &me, name).filter(|_| t.url_owner.tenant() == me.tenant()) {
+            Some(s) => vec![s],
+            None => return not_found(),
+        }
+    } else if may_reach(Some(&me), &t.url_owner) {
+        vec![Scope::whole(t.url_owner.clone())]
+    } else {
+        // Another user's or tenant's versions and trash: as if they did not exist.
         return not_found();
-    }
-    if !app.store.space_exists(&t.owner) {
-        if let Err(e) = app.store.create_space(&t.owner).await {
-            return engine_error(&e);
+    };
+    // One's own home and a space are made on first use (an empty history); a hand-in's
+    // space exists once anybody looked at the hand-in. A pupil's hand-in folder left by a
+    // deleted account of the same name is retired first, as the hand-in's own URLs do.
+    for s in &scopes {
+        let handin = s.key.user().strip_prefix(crate::handin::SPACE_PREFIX);
+        if let (Some(h), false) = (handin, s.base.is_empty()) {
+            let settled = crate::handin::access::settle_pupil(app, me.tenant(), h, me.user()).await;
+            if let Err(r) = settled {
+                return r;
+            }
+        }
+        if handin.is_none() && !app.store.space_exists(&s.key) {
+            if let Err(e) = app.store.create_space(&s.key).await {
+                return engine_error(&e);
+            }
         }
     }
     match t.area {
-        Area::Versions => versions(app, &req, &t).await,
-        Area::Trash => trash(app, &req, &t).await,
+        Area::Versions => versions(app, &req, &t, &scopes).await,
+        Area::Trash => trash(app, &req, &t, &scopes).await,
     }
 }
 
-async fn versions(app: &App, req: &Request<ReqBody>, t: &Target) -> Resp {
+/// What `me` reaches under their own root: their home; under a file id tagged with another
+/// engine space (`spaces::access::file_id_tag`), the spaces, shares and hand-ins they are
+/// in whose space has that tag; under the trash sub-roots `spaces/<S>` and `handin/<H>`,
+/// that space's or hand-in's trash. `None` when the tag or sub-root names nothing `me`
+/// reaches (answered 404, as for a name that does not exist).
+fn own_root_scopes(app: &App, me: &SpaceKey, t: &mut Target) -> Option<Vec<Scope>> {
+    match (t.area, t.rest.first().map(String::as_str), t.rest.get(1)) {
+        (Area::Trash, Some(kind @ ("spaces" | "handin")), Some(name)) => {
+            let scope = if kind == "spaces" {
+                space_scope(app, me, name)?
+            } else {
+                handin_scope(app, me, name)?
+            };
+            t.root = format!("{}/{kind}/{}", t.root, enc(name));
+            t.sub = t.rest.drain(..2).collect();
+            Some(vec![scope])
+        }
+        (Area::Versions, Some("versions"), Some(fid)) => {
+            let tag = fid.parse::<u64>().ok()? & !u64::from(u32::MAX);
+            if tag == 0 {
+                return Some(vec![Scope::whole(me.clone())]);
+            }
+            let tag_of = crate::spaces::access::file_id_tag;
+            let mut out = Vec::new();
+            for m in crate::spaces::access::mounts_of(app, me.tenant(), me.user()) {
+                let Ok(key) = SpaceKey::new(me.tenant(), &m.engine_user) else {
+                    continue;
+                };
+                if tag_of(&key) != tag {
+                    continue;
+                }
+                let Ok(base) = m
+                    .prefix
+                    .iter()
+                    .map(|p| Name::new(p))
+                    .collect::<Result<Vec<_>, _>>()
+                else {
+                    continue;
+                };
+                let what = if m.prefix.is_empty() {
+                    format!("space {}", m.folder)
+                } else {
+                    format!("the shared folder {}", m.folder)
+                };
+                out.push(Scope::of(
+                    key,
+                    base,
+                    (!m.write).then(|| format!("{what} is read-only for you")),
+                ));
+            }
+            for h in app.handins.all().iter().filter(|h| h.tenant == me.tenant()) {
+                let Ok(key) = SpaceKey::new(me.tenant(), &crate::handin::space_user(&h.name))
+                else {
+                    continue;
+                };
+                if tag_of(&key) == tag {
+                    out.extend(handin_scope(app, me, &h.name));
+                }
+            }
+            // Writable scopes first: of two shares holding a file, the stronger counts.
+            out.sort_by_key(|s| s.no_write.is_some());
+            (!out.is_empty()).then_some(out)
+        }
+        _ => Some(vec![Scope::whole(me.clone())]),
+    }
+}
+
+/// Space `name` of `me`'s tenant, for a member (readers may not restore or purge).
+fn space_scope(app: &App, me: &SpaceKey, name: &str) -> Option<Scope> {
+    let space = app.spaces.space(me.tenant(), name)?;
+    let groups = crate::spaces::access::groups(app, me.tenant(), me.user());
+    let perm = crate::spaces::access::space_perm(&space, me.user(), &groups)?;
+    Some(Scope::of(
+        SpaceKey::new(me.tenant(), &crate::spaces::space_user(name)).ok()?,
+        Vec::new(),
+        (perm == crate::spaces::Perm::Read).then(|| format!("space {name} is read-only for you")),
+    ))
+}
+
+/// Hand-in `name` of `me`'s tenant: a pupil of its group reaches their own folder (and
+/// restores or purges only while the hand-in takes uploads: a restore earns no receipt,
+/// so none after closes, whatever `--late`); its teacher reaches all of it, read-only.
+fn handin_scope(app: &App, me: &SpaceKey, name: &str) -> Option<Scope> {
+    let h = app.handins.get(me.tenant(), name)?;
+    let key = SpaceKey::new(me.tenant(), &crate::handin::space_user(name)).ok()?;
+    if h.owner == me.user() {
+        return Some(Scope::of(
+            key,
+            Vec::new(),
+            Some("the teacher's view of a hand-in is read-only".into()),
+        ));
+    }
+    let member = crate::spaces::access::groups(app, me.tenant(), me.user())
+        .iter()
+        .any(|g| g.as_str() == h.group);
+    if !member {
+        return None;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let no_write = match h.phase(now) {
+        crate::handin::Phase::Open => None,
+        crate::handin::Phase::NotYetOpen => Some(format!(
+            "hand-in {name} opens at {}",
+            crate::cli::fmt_time(h.opens.unwrap_or(0))
+        )),
+        crate::handin::Phase::Closed => Some(format!(
+            "hand-in {name} closed at {}",
+            crate::cli::fmt_time(h.closes)
+        )),
+    };
+    Some(Scope::of(key, vec![Name::new(me.user()).ok()?], no_write))
+}
+
+async fn versions(app: &App, req: &Request<ReqBody>, t: &Target, scopes: &[Scope]) -> Resp {
     let store = &app.store;
     let rest: Vec<&str> = t.rest.iter().map(String::as_str).collect();
     let (fid, vid) = match rest.as_slice() {
@@ -212,18 +370,23 @@ async fn versions(app: &App, req: &Request<ReqBody>, t: &Target) -> Resp {
         return not_found();
     };
     let tag = raw & !u64::from(u32::MAX);
-    if tag != 0 && tag != crate::spaces::access::file_id_tag(&t.owner) {
-        return not_found();
-    }
     let fid = raw as u32;
-    let (path, info) = match store.stat_id(&t.owner, NodeId(fid)) {
-        Ok(x) => x,
-        Err(e) => return engine_error(&e),
-    };
-    if info.kind != Kind::File {
+    // The first scope (writable ones come first) that holds the file inside its view.
+    let found = scopes.iter().find_map(|sc| {
+        if tag != 0 && tag != sc.tag {
+            return None;
+        }
+        match store.stat_id(&sc.key, NodeId(fid)) {
+            Ok((path, info)) if info.kind == Kind::File && sc.covers(&path) => {
+                Some((sc, path, info))
+            }
+            _ => None,
+        }
+    });
+    let Some((scope, path, info)) = found else {
         return not_found();
-    }
-    let list = match store.versions(&t.owner, &path) {
+    };
+    let list = match store.versions(&scope.key, &path) {
         Ok(l) => l,
         Err(e) => return engine_error(&e),
     };
@@ -258,7 +421,7 @@ async fn versions(app: &App, req: &Request<ReqBody>, t: &Target) -> Resp {
             xml(StatusCode::MULTI_STATUS, ms.finish())
         }
         ("GET" | "HEAD", Some(v)) => {
-            let (vi, stream) = match store.read_version(&t.owner, &path, v, None) {
+            let (vi, stream) = match store.read_version(&scope.key, &path, v, None) {
                 Ok(x) => x,
                 Err(e) => return engine_error(&e),
             };
@@ -301,7 +464,10 @@ async fn versions(app: &App, req: &Request<ReqBody>, t: &Target) -> Resp {
                     )
                 }
             }
-            match store.restore_version(&t.owner, &path, v).await {
+            if let Some(r) = scope.refuse_write() {
+                return r;
+            }
+            match store.restore_version(&scope.key, &path, v).await {
                 Ok(()) => status(StatusCode::NO_CONTENT),
                 Err(e) => engine_error(&e),
             }
@@ -319,10 +485,17 @@ fn item_name(name: &str, id: u64) -> String {
     format!("{name}.d{id}")
 }
 
-async fn trash(app: &App, req: &Request<ReqBody>, t: &Target) -> Resp {
+async fn trash(app: &App, req: &Request<ReqBody>, t: &Target, scopes: &[Scope]) -> Resp {
     let store = &app.store;
-    let items = match store.trash(&t.owner) {
-        Ok(i) => i,
+    let Some(scope) = scopes.first() else {
+        return not_found();
+    };
+    // Only what was deleted inside the caller's view (a pupil: from their own folder).
+    let items: Vec<_> = match store.trash(&scope.key) {
+        Ok(i) => i
+            .into_iter()
+            .filter(|x| x.orig_path.len() > scope.base.len() && scope.covers(&x.orig_path))
+            .collect(),
         Err(e) => return engine_error(&e),
     };
     let rest: Vec<&str> = t.rest.iter().map(String::as_str).collect();
@@ -364,7 +537,10 @@ async fn trash(app: &App, req: &Request<ReqBody>, t: &Target) -> Resp {
                     if dir {
                         href.push('/');
                     }
-                    let orig: Vec<&str> = x.orig_path.iter().map(Name::as_str).collect();
+                    let orig: Vec<&str> = x.orig_path[scope.base.len()..]
+                        .iter()
+                        .map(Name::as_str)
+                        .collect();
                     ms.response(&href).propstat(StatusCode::OK, |p| {
                         p.resourcetype(dir);
                         p.getlastmodified(time_of(x.deleted_at));
@@ -384,15 +560,18 @@ async fn trash(app: &App, req: &Request<ReqBody>, t: &Target) -> Resp {
             }
             xml(StatusCode::MULTI_STATUS, ms.finish())
         }
+        ("DELETE" | "MOVE", _) if scope.no_write.is_some() => {
+            scope.refuse_write().unwrap_or_else(not_found)
+        }
         ("DELETE", None) => {
             for x in &items {
-                if let Err(e) = store.purge(&t.owner, x.id).await {
+                if let Err(e) = store.purge(&scope.key, x.id).await {
                     return engine_error(&e);
                 }
             }
             status(StatusCode::NO_CONTENT)
         }
-        ("DELETE", Some(x)) => match store.purge(&t.owner, x.id).await {
+        ("DELETE", Some(x)) => match store.purge(&scope.key, x.id).await {
             Ok(()) => status(StatusCode::NO_CONTENT),
             Err(e) => engine_error(&e),
         },
@@ -406,27 +585,28 @@ async fn trash(app: &App, req: &Request<ReqBody>, t: &Target) -> Resp {
                     )
                 }
             }
-            restore_item(app, t, x).await
+            restore_item(app, scope, x).await
         }
         _ => text(StatusCode::METHOD_NOT_ALLOWED, "not allowed here"),
     }
 }
 
 /// Restores to the original place; when that name is taken now, to the first free
-/// `<name> (restored N)` beside it; when its folder is gone, into the root. Never overwrites.
-async fn restore_item(app: &App, t: &Target, x: &skab_engine::ns::TrashInfo) -> Resp {
+/// `<name> (restored N)` beside it; when its folder is gone, into the root of the caller's
+/// view (their home, the space, their hand-in folder). Never overwrites.
+async fn restore_item(app: &App, scope: &Scope, x: &skab_engine::ns::TrashInfo) -> Resp {
     let store = &app.store;
     let mut parent: Vec<Name> = x
         .orig_path
         .split_last()
         .map(|(_, p)| p.to_vec())
         .unwrap_or_default();
-    let parent_ok = parent.is_empty()
+    let parent_ok = parent.len() <= scope.base.len()
         || store
-            .stat(&t.owner, &parent)
+            .stat(&scope.key, &parent)
             .is_ok_and(|i| i.kind == Kind::Dir);
-    if !parent_ok {
-        parent.clear();
+    if !parent_ok || !scope.covers(&parent) {
+        parent.clone_from(&scope.base);
     }
     let (stem, ext) = match x.name.rsplit_once('.') {
         Some((s, e)) if !s.is_empty() && x.kind == Kind::File => (s, format!(".{e}")),
@@ -443,10 +623,13 @@ async fn restore_item(app: &App, t: &Target, x: &skab_engine::ns::TrashInfo) -> 
         };
         let mut to = parent.clone();
         to.push(name);
-        match store.restore(&t.owner, x.id, Some(&to)).await {
+        match store.restore(&scope.key, x.id, Some(&to)).await {
             Ok(()) => {
                 let mut r = status(StatusCode::CREATED);
-                let p: Vec<String> = to.iter().map(|s| enc(s.as_str())).collect();
+                let p: Vec<String> = to[scope.base.len()..]
+                    .iter()
+                    .map(|s| enc(s.as_str()))
+                    .collect();
                 if let Ok(v) = HeaderValue::from_str(&format!("/{}", p.join("/"))) {
                     r.headers_mut().insert("skab-restored-to", v);
                 }

@@ -652,6 +652,28 @@ impl LockManager {
         .unwrap_or(0)
     }
 
+    /// Drops the locks of `space` last taken or refreshed more than `age` ago: those a
+    /// deleted account of the same name took before the requester's account existed
+    /// (`handin::access`). Returns how many.
+    pub fn drop_taken_before(&self, space: &SpaceKey, age: Duration) -> usize {
+        self.with_space(space, false, |t, now| {
+            let doomed: Vec<String> = t
+                .by_token
+                .iter()
+                .filter(|(_, l)| {
+                    let taken = l.expires.checked_sub(l.timeout).unwrap_or(l.expires);
+                    now.saturating_duration_since(taken) > age
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            for tok in &doomed {
+                t.remove(tok, &self.total);
+            }
+            doomed.len()
+        })
+        .unwrap_or(0)
+    }
+
     /// After a successful MOVE: the source's locks go away; locks on the destination URL
     /// (whose tokens the client had to submit) stay, and an ancestor's depth-infinity lock
     /// covers the moved resource by path alone.
@@ -722,6 +744,26 @@ mod tests {
         assert!(parts[2].starts_with('4'));
         assert!(matches!(parts[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'));
         assert_ne!(t, new_lock_token());
+    }
+
+    #[test]
+    fn locks_taken_before_an_age_are_dropped_newer_ones_stay() {
+        let (m, clock, s) = setup();
+        let (old, new) = (p("old.txt"), p("new.txt"));
+        m.lock(&s, req(&old, Exclusive, Zero, "anna")).unwrap();
+        clock.advance(Duration::from_secs(30));
+        m.lock(&s, req(&new, Exclusive, Zero, "anna")).unwrap();
+        clock.advance(Duration::from_secs(5));
+        assert_eq!(m.drop_taken_before(&s, Duration::from_secs(10)), 1);
+        assert!(m.locks_covering(&s, &old).is_empty());
+        assert_eq!(m.locks_covering(&s, &new).len(), 1);
+        assert_eq!(m.total(), 1);
+        // Another space's table is not touched; a space without locks answers 0.
+        let other = SpaceKey {
+            tenant: "t".into(),
+            user: "v".into(),
+        };
+        assert_eq!(m.drop_taken_before(&other, Duration::ZERO), 0);
     }
 
     #[test]

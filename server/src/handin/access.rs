@@ -113,6 +113,11 @@ pub async fn serve(app: Arc<App>, mut req: Request<ReqBody>, principal: Principa
         Ok(s) => s,
         Err(e) => return text(status_of(&e), &e.to_string()),
     };
+    if let Some(p) = &pupil {
+        if let Err(r) = forget_older_account(&app, &space, &view, p).await {
+            return r;
+        }
+    }
     if let Err(r) = prepare(&app, &space, &handin, pupil.as_deref()).await {
         return r;
     }
@@ -190,12 +195,18 @@ pub async fn serve(app: Arc<App>, mut req: Request<ReqBody>, principal: Principa
         Ok(n) => n,
         Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
     };
+    // File ids carry the hand-in space's tag, as a space's do: they never meet the home's,
+    // and the versions endpoint finds the file by them (`history_dav`).
+    let access = crate::spaces::access::Access {
+        file_id_tag: crate::spaces::access::file_id_tag(&space),
+        ..Default::default()
+    };
     let ctx = Ctx {
         app,
         space,
         target,
         names,
-        access: Default::default(),
+        access,
     };
     methods::dispatch(ctx, req).await
 }
@@ -268,6 +279,66 @@ async fn prepare(
         }
     }
     Ok(())
+}
+
+/// [`forget_older_account`] for `pupil` in hand-in `handin` of `tenant`, for the versions
+/// and trash endpoints (`history_dav`), which reach a pupil's folder without this module.
+pub async fn settle_pupil(app: &App, tenant: &str, handin: &str, pupil: &str) -> Result<(), Resp> {
+    let Ok(space) = skab_engine::SpaceKey::new(tenant, &space_user(handin)) else {
+        return Ok(());
+    };
+    let view = SpaceKey {
+        tenant: tenant.to_string(),
+        user: format!("{}/{pupil}", space_user(handin)),
+    };
+    forget_older_account(app, &space, &view, pupil).await
+}
+
+/// What a deleted account of the same name left in the pupil's view, from the moment
+/// between `skab user del` retiring its folder and the server seeing it disabled (or from
+/// before that command retired folders at all): a folder made before the account was is
+/// retired as `user del` does (`handin::retire`), and locks taken before it are dropped, so
+/// that the new account sees neither.
+async fn forget_older_account(
+    app: &App,
+    space: &skab_engine::SpaceKey,
+    view: &SpaceKey,
+    pupil: &str,
+) -> Result<(), Resp> {
+    let tenant = space.tenant();
+    let (Ok(t), Ok(u), Ok(name)) = (
+        crate::users::TenantName::new(tenant),
+        crate::users::UserName::new(pupil),
+        Name::new(pupil),
+    ) else {
+        return Ok(());
+    };
+    let Some(created) = app.users.user(&t, &u).map(|i| i.created) else {
+        return Ok(());
+    };
+    // One second more than the account's age in whole seconds: never one of its own locks.
+    let age = std::time::Duration::from_secs(unix_s(now()).saturating_sub(created) + 1);
+    app.locks.drop_taken_before(view, age);
+    let Ok(info) = app.store.stat(space, &[name]) else {
+        return Ok(());
+    };
+    if info.ctime.div_euclid(1_000_000_000) >= i64::try_from(created).unwrap_or(i64::MAX) {
+        return Ok(());
+    }
+    match super::retire::folder(&app.store, space, pupil).await {
+        Ok(to) => {
+            tracing::warn!(tenant, pupil, space = %space, retired_as = ?to.map(|n| n.to_string()),
+                "a hand-in folder older than its pupil's account was retired");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(tenant, pupil, error = %e, "an old hand-in folder was not retired");
+            Err(text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "your hand-in folder is being set up; try again",
+            ))
+        }
+    }
 }
 
 /// `GET /dav/<tenant>/handin/<H>/?zip`: the teacher's download of every folder, once closed.

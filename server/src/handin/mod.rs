@@ -7,6 +7,7 @@ pub mod access;
 pub mod cli;
 pub mod receipt;
 pub mod registry;
+pub mod retire;
 pub mod zip;
 
 pub use registry::{Handin, LatePolicy, Phase, Registry};

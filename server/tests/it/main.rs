@@ -19,6 +19,7 @@ mod etag_propagation;
 mod export;
 mod handin;
 mod history_cli;
+mod history_scopes;
 mod hostile;
 mod http1;
 mod isolation;
