@@ -4,7 +4,6 @@
 //! request); a refused login always, but a throttled one once per window.
 
 use std::net::IpAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{event, Audit, SYSTEM_LOG};
 use crate::auth::{parse_authorization, AuthError, AuthVia, Credentials, Principal};
@@ -23,12 +22,6 @@ impl Default for LoginRecorder {
     }
 }
 
-fn now_s() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 fn method(via: &AuthVia) -> (&'static str, u8) {
     match via {
         AuthVia::Password => ("password", 0),
@@ -41,7 +34,7 @@ fn method(via: &AuthVia) -> (&'static str, u8) {
 impl LoginRecorder {
     /// Whether `key` was not recorded within the window (and marks it recorded now).
     fn first_in_window(&self, key: (String, u8, IpAddr)) -> bool {
-        let now = now_s();
+        let now = crate::users::now_unix();
         match self.seen.get(&key) {
             Some(at) if now.saturating_sub(at) < AUDIT_LOGIN_REPEAT_S => false,
             _ => {

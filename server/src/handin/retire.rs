@@ -13,13 +13,6 @@ use crate::limits::TRASH_RESTORE_NAME_TRIES;
 /// The prefix of a retired folder.
 pub const RETIRED_PREFIX: &str = "_deleted_";
 
-fn now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Renames `user`'s folder in the hand-in space `key` to the first free
 /// `_deleted_<user>_<now>[-N]` and purges the hand-in's trash items from inside it (as the
 /// home's trash goes with a deleted account). Returns the new name, `None` when there was
@@ -31,7 +24,7 @@ pub async fn folder(store: &Store, key: &SpaceKey, user: &str) -> Result<Option<
     };
     let mut renamed = None;
     if store.stat(key, std::slice::from_ref(&from)).is_ok() {
-        let now = now_s();
+        let now = crate::users::now_unix();
         for n in 1..=TRASH_RESTORE_NAME_TRIES {
             let name = match n {
                 1 => format!("{RETIRED_PREFIX}{user}_{now}"),
