@@ -7,6 +7,7 @@
 
 use crate::common;
 
+use common::school::rfc3339;
 use common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -86,13 +87,6 @@ fn comparable(mut m: Value) -> Value {
 }
 
 const PROPPATCH: &str = r#"<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:x="urn:x"><D:set><D:prop><x:grade>12 ✓</x:grade></D:prop></D:set></D:propertyupdate>"#;
-
-fn rfc3339(unix: u64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix as i64)
-        .unwrap()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
-}
 
 /// A server holding every kind of object an export carries.
 fn populated() -> Server {

@@ -6,103 +6,25 @@
 
 use crate::common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use common::school::{
+    add_group, add_handin, as_user, cli, now_s, rfc3339, start, wait_member, PW, T,
+};
 use common::{have, skab, Http, Server};
 
-const T: &str = "school";
-const PW: &str = "correct horse battery staple";
 const BASE: &str = "/dav/school/handin/exam/";
-
-fn rfc3339(unix: u64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix as i64)
-        .unwrap()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
-}
-
-fn now_s() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn start() -> Server {
-    Server::start_with(
-        &[
-            (T, "teach", PW),
-            (T, "p1", PW),
-            (T, "p2", PW),
-            (T, "outsider", PW),
-            ("other", "p1", PW),
-        ],
-        &[],
-    )
-}
-
-fn data(s: &Server) -> String {
-    s.data_dir().to_str().unwrap().to_string()
-}
-
-fn cli(s: &Server, args: &[&str]) -> String {
-    let mut all: Vec<&str> = args.to_vec();
-    let d = data(s);
-    all.extend(["--data-dir", d.as_str()]);
-    let (ok, out) = skab(&all, None);
-    assert!(ok, "skab {args:?} failed: {out}");
-    out
-}
-
-fn as_user(s: &Server, user: &str, tenant: &str) -> Http {
-    s.client_as(&format!("{user}@{tenant}"), PW)
-}
-
-/// The group and the hand-in `name` of it closing at `closes`, with extra options.
-fn add_handin(s: &Server, name: &str, closes: u64, extra: &[&str]) {
-    let closes = rfc3339(closes);
-    let mut args = vec![
-        "handin", "add", "--tenant", T, "--handin", name, "--owner", "teach", "--group", "class",
-        "--closes", &closes,
-    ];
-    args.extend_from_slice(extra);
-    cli(s, &args);
-}
-
-fn add_group(s: &Server) {
-    cli(
-        s,
-        &[
-            "group",
-            "add",
-            "--tenant",
-            T,
-            "--group",
-            "class",
-            "--members",
-            "p1,p2",
-        ],
-    );
-}
-
-/// Waits until the running server has reread the groups (at most once a second,
-/// `USER_DB_REFRESH_INTERVAL_MS`) and `user` is let into hand-in `url`.
-fn wait_member(s: &Server, user: &str, url: &str) {
-    let c = as_user(s, user, T);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while c.propfind(url, "0").status != 207 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{user} never let into {url}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// `skab receipt verify` with the data dir: (exit ok, output).
 fn verify(s: &Server, receipt: &str) -> (bool, String) {
     skab(
-        &["receipt", "verify", receipt, "--data-dir", &data(s)],
+        &[
+            "receipt",
+            "verify",
+            receipt,
+            "--data-dir",
+            s.data_dir().to_str().unwrap(),
+        ],
         None,
     )
 }
@@ -434,7 +356,7 @@ fn late_uploads_are_marked_and_nothing_goes_in_before_opens() {
         list.contains("exam\tteach\tclass") && list.contains("later"),
         "{list}"
     );
-    let d = data(&s);
+    let d = s.data_dir().to_str().unwrap().to_string();
     for bad in [
         vec!["--group", "nosuch", "--closes", "2030-01-01T00:00:00Z"],
         vec!["--group", "class", "--closes", "tomorrow"],

@@ -6,92 +6,12 @@
 
 use crate::common;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use common::{skab, Http, Reply, Server};
+use common::school::{add_group, add_handin, as_user, cli, now_s, start, wait_member, PW, T};
+use common::{Http, Reply};
 
-const T: &str = "school";
-const PW: &str = "correct horse battery staple";
 const BASE: &str = "/dav/school/handin/exam/";
-
-fn now_s() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn rfc3339(unix: u64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix as i64)
-        .unwrap()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
-}
-
-fn start() -> Server {
-    Server::start_with(
-        &[
-            (T, "teach", PW),
-            (T, "p1", PW),
-            (T, "p2", PW),
-            (T, "outsider", PW),
-            ("other", "p1", PW),
-        ],
-        &[],
-    )
-}
-
-fn cli(s: &Server, args: &[&str]) -> String {
-    let mut all: Vec<&str> = args.to_vec();
-    let d = s.data_dir().to_str().unwrap().to_string();
-    all.extend(["--data-dir", d.as_str()]);
-    let (ok, out) = skab(&all, None);
-    assert!(ok, "skab {args:?} failed: {out}");
-    out
-}
-
-fn as_user(s: &Server, user: &str) -> Http {
-    s.client_as(&format!("{user}@{T}"), PW)
-}
-
-/// Group `class` = p1, p2 and hand-in `name` of it by `teach`, closing at `closes`.
-fn handin(s: &Server, name: &str, closes: u64) {
-    let closes = rfc3339(closes);
-    cli(
-        s,
-        &[
-            "handin", "add", "--tenant", T, "--handin", name, "--owner", "teach", "--group",
-            "class", "--closes", &closes,
-        ],
-    );
-}
-
-fn group(s: &Server) {
-    cli(
-        s,
-        &[
-            "group",
-            "add",
-            "--tenant",
-            T,
-            "--group",
-            "class",
-            "--members",
-            "p1,p2",
-        ],
-    );
-}
-
-/// Waits until the server has reread the groups (at most once a second) and `user` is let
-/// into `url`.
-fn wait_member(s: &Server, user: &str, url: &str) {
-    let c = as_user(s, user);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while c.propfind(url, "0").status != 207 {
-        assert!(Instant::now() < deadline, "{user} never let into {url}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn wait_until(unix: u64) {
     while now_s() < unix {
@@ -138,13 +58,13 @@ fn trash_item(c: &Http, url: &str, name: &str) -> Option<String> {
 #[test]
 fn a_deleted_pupils_handin_goes_to_the_teacher_never_to_a_new_account_of_that_name() {
     let mut s = start();
-    group(&s);
+    add_group(&s);
     let closes = now_s() + 20;
-    handin(&s, "exam", closes);
+    add_handin(&s, "exam", closes, &[]);
     wait_member(&s, "p1", BASE);
     wait_member(&s, "p2", BASE);
-    let p1 = as_user(&s, "p1");
-    let p2 = as_user(&s, "p2");
+    let p1 = as_user(&s, "p1", T);
+    let p2 = as_user(&s, "p2", T);
     assert_eq!(
         p1.put(&format!("{BASE}answer.txt"), b"p1 OLD SECRET")
             .status,
@@ -197,7 +117,7 @@ fn a_deleted_pupils_handin_goes_to_the_teacher_never_to_a_new_account_of_that_na
     // until then it takes the new p1 for the old one.
     std::thread::sleep(Duration::from_millis(1500));
     wait_member(&s, "p1", BASE);
-    let new_p1 = as_user(&s, "p1");
+    let new_p1 = as_user(&s, "p1", T);
     for depth in ["0", "1"] {
         let r = new_p1.propfind(BASE, depth);
         assert_eq!(r.status, 207);
@@ -233,7 +153,7 @@ fn a_deleted_pupils_handin_goes_to_the_teacher_never_to_a_new_account_of_that_na
     );
 
     // The teacher still has the old submission, its versions included.
-    let teach = as_user(&s, "teach");
+    let teach = as_user(&s, "teach", T);
     let r = teach.propfind(BASE, "1");
     let retired = r
         .hrefs()
@@ -257,7 +177,7 @@ fn a_deleted_pupils_handin_goes_to_the_teacher_never_to_a_new_account_of_that_na
     let out = cli(&s, &["user", "del", "--tenant", T, "--user", "p2"]);
     assert!(out.contains("_deleted_p2_"), "{out}");
     s.restart();
-    let teach = as_user(&s, "teach");
+    let teach = as_user(&s, "teach", T);
     let r = teach.propfind(BASE, "1");
     let retired2 = r
         .hrefs()
@@ -282,17 +202,17 @@ fn a_deleted_pupils_handin_goes_to_the_teacher_never_to_a_new_account_of_that_na
 #[test]
 fn pupils_reach_versions_and_trash_of_their_own_handin_files_only() {
     let mut s = start();
-    group(&s);
-    handin(&s, "exam", now_s() + 3600);
+    add_group(&s);
+    add_handin(&s, "exam", now_s() + 3600, &[]);
     let quiz_closes = now_s() + 8;
-    handin(&s, "quiz", quiz_closes);
+    add_handin(&s, "quiz", quiz_closes, &[]);
     wait_member(&s, "p1", BASE);
     wait_member(&s, "p2", BASE);
     let (p1, p2, teach, outsider) = (
-        as_user(&s, "p1"),
-        as_user(&s, "p2"),
-        as_user(&s, "teach"),
-        as_user(&s, "outsider"),
+        as_user(&s, "p1", T),
+        as_user(&s, "p2", T),
+        as_user(&s, "teach", T),
+        as_user(&s, "outsider", T),
     );
     const QUIZ: &str = "/dav/school/handin/quiz/";
     assert_eq!(p1.put(&format!("{QUIZ}q.txt"), b"quiz one").status, 201);
@@ -384,7 +304,7 @@ fn pupils_reach_versions_and_trash_of_their_own_handin_files_only() {
 
     // Restored across a restart, through the plain layout.
     s.restart();
-    let p1 = as_user(&s, "p1");
+    let p1 = as_user(&s, "p1", T);
     let dav = format!("/dav-versions/school/p1/versions/{fid}/");
     let vs = versions(&p1, &dav);
     let r = mv(&p1, &vs[0], "/dav-versions/school/p1/restore/target");
@@ -394,7 +314,7 @@ fn pupils_reach_versions_and_trash_of_their_own_handin_files_only() {
     let after: Vec<Vec<u8>> = versions(&p1, &dav).iter().map(|v| p1.get(v).body).collect();
     assert!(after.contains(&b"answer two".to_vec()), "{after:?}");
     assert_eq!(
-        as_user(&s, "p2").get(&format!("{BASE}a.txt")).body,
+        as_user(&s, "p2", T).get(&format!("{BASE}a.txt")).body,
         b"p2 answer"
     );
 
@@ -421,7 +341,7 @@ fn pupils_reach_versions_and_trash_of_their_own_handin_files_only() {
 #[test]
 fn share_writers_restore_versions_readers_list_them_and_space_trash_is_under_ones_root() {
     let mut s = start();
-    let teach = as_user(&s, "teach");
+    let teach = as_user(&s, "teach", T);
     assert_eq!(teach.mkcol("/dav/school/teach/Material/").status, 201);
     assert_eq!(
         teach
@@ -467,9 +387,9 @@ fn share_writers_restore_versions_readers_list_them_and_space_trash_is_under_one
         );
     }
     let (p1, p2, outsider) = (
-        as_user(&s, "p1"),
-        as_user(&s, "p2"),
-        as_user(&s, "outsider"),
+        as_user(&s, "p1", T),
+        as_user(&s, "p2", T),
+        as_user(&s, "outsider", T),
     );
     let fid = file_id(&p1, "/dav/school/p1/Material/notes.txt");
     assert!(fid >= 1 << 32, "{fid}");
@@ -561,7 +481,7 @@ fn share_writers_restore_versions_readers_list_them_and_space_trash_is_under_one
     // One's home trash does not show the space's items.
     assert!(trash_item(&p1, "/dav-trash/school/p1/trash/", "x.txt").is_none());
     s.restart();
-    let p1 = as_user(&s, "p1");
+    let p1 = as_user(&s, "p1", T);
     let r = mv(
         &p1,
         &item1,

@@ -15,37 +15,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use common::school::{as_user, cli, start, PW, T};
 use common::{basic, skab, Http, Reply, Server};
 
-const T: &str = "school";
-const PW: &str = "correct horse battery staple";
 const SPACE: &str = "/dav/school/spaces/math/";
-
-fn start() -> Server {
-    Server::start_with(
-        &[
-            (T, "teach", PW),
-            (T, "p1", PW),
-            (T, "p2", PW),
-            (T, "outsider", PW),
-            ("other", "p1", PW),
-        ],
-        &[],
-    )
-}
-
-fn cli(s: &Server, args: &[&str]) -> String {
-    let mut all: Vec<&str> = args.to_vec();
-    let d = s.data_dir().to_str().unwrap().to_string();
-    all.extend(["--data-dir", d.as_str()]);
-    let (ok, out) = skab(&all, None);
-    assert!(ok, "skab {args:?} failed: {out}");
-    out
-}
-
-fn as_user(s: &Server, user: &str, tenant: &str) -> Http {
-    s.client_as(&format!("{user}@{tenant}"), PW)
-}
 
 /// Group `class` = p1, space `math` of teach: the class reads, p2 writes.
 fn setup(s: &Server) {
