@@ -3,6 +3,7 @@
 //! cleartext client get nothing.
 
 use crate::common;
+use common::tls::TlsServer as Tls;
 
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -11,35 +12,8 @@ use common::{basic, build_request, dav, exchange, pseudo_random, Opts, Reply, Se
 use common::{IO_TIMEOUT, PASSWORD, TENANT, USER};
 use rustls::pki_types::{CertificateDer, ServerName};
 
-struct Tls {
-    server: Server,
-    cert_der: CertificateDer<'static>,
-}
-
 fn start() -> Tls {
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .unwrap();
-    let keys = tempfile::tempdir().unwrap();
-    let cert = keys.path().join("cert.pem");
-    let key = keys.path().join("key.pem");
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
-    let mut opts = Opts::default()
-        .user(TENANT, USER, PASSWORD)
-        .config(&format!(
-            "[tls]\ncert = {:?}\nkey = {:?}\n",
-            cert.to_str().unwrap(),
-            key.to_str().unwrap()
-        ));
-    opts.tls = true;
-    let server = Server::start_opts(opts);
-    // The key files may go once the server has read them.
-    drop(keys);
-    Tls {
-        server,
-        cert_der: certified.cert.der().clone(),
-    }
+    common::tls::start("")
 }
 
 fn client_config(trusted: Option<&CertificateDer<'static>>) -> Arc<rustls::ClientConfig> {

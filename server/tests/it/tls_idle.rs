@@ -5,13 +5,14 @@
 //! the middle of a record (during and after the handshake) are cut off and their slots freed.
 
 use crate::common;
+use common::tls::TlsServer as Tls;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{basic, build_request, dav, pseudo_random, Opts, Reply, Server};
+use common::{basic, build_request, dav, pseudo_random, Reply};
 use common::{IO_TIMEOUT, PASSWORD, TENANT, USER};
 use rustls::pki_types::{CertificateDer, ServerName};
 
@@ -22,34 +23,8 @@ idle_timeout_s = 3
 connections_max = 4
 ";
 
-struct Tls {
-    server: Server,
-    cert_der: CertificateDer<'static>,
-}
-
 fn start() -> Tls {
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .unwrap();
-    let keys = tempfile::tempdir().unwrap();
-    let cert = keys.path().join("cert.pem");
-    let key = keys.path().join("key.pem");
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
-    let mut opts = Opts::default()
-        .user(TENANT, USER, PASSWORD)
-        .config(&format!(
-            "[tls]\ncert = {:?}\nkey = {:?}\n{LIMITS}",
-            cert.to_str().unwrap(),
-            key.to_str().unwrap()
-        ));
-    opts.tls = true;
-    let server = Server::start_opts(opts);
-    drop(keys);
-    Tls {
-        server,
-        cert_der: certified.cert.der().clone(),
-    }
+    common::tls::start(LIMITS)
 }
 
 fn client_config(

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod school;
+pub mod tls;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
