@@ -62,7 +62,7 @@ fn what_p1_sees(p1: &Http) -> String {
 #[test]
 fn pupils_hand_in_the_teacher_collects_and_the_deadline_holds() {
     let mut s = start();
-    add_group(&s);
+    add_group(&s, "p1,p2");
     // Far enough ahead for everything before the deadline on a loaded machine (checked).
     let closes = now_s() + 30;
     add_handin(&s, "exam", closes, &[]);
@@ -314,7 +314,7 @@ fn run_python_zip(path: &std::path::Path) -> (bool, String) {
 #[test]
 fn late_uploads_are_marked_and_nothing_goes_in_before_opens() {
     let s = start();
-    add_group(&s);
+    add_group(&s, "p1,p2");
     let now = now_s();
     // Closed a minute ago, but late uploads are taken and marked.
     let (o, c) = (rfc3339(now - 120), rfc3339(now - 60));
@@ -386,7 +386,7 @@ fn late_uploads_are_marked_and_nothing_goes_in_before_opens() {
 #[test]
 fn a_deleted_teacher_or_group_leaves_no_handin_to_a_later_one_of_that_name() {
     let s = start();
-    add_group(&s);
+    add_group(&s, "p1,p2");
     add_handin(&s, "exam", now_s() + 3600, &[]);
     cli(
         &s,

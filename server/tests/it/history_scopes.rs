@@ -58,7 +58,7 @@ fn trash_item(c: &Http, url: &str, name: &str) -> Option<String> {
 #[test]
 fn a_deleted_pupils_handin_goes_to_the_teacher_never_to_a_new_account_of_that_name() {
     let mut s = start();
-    add_group(&s);
+    add_group(&s, "p1,p2");
     let closes = now_s() + 20;
     add_handin(&s, "exam", closes, &[]);
     wait_member(&s, "p1", BASE);
@@ -202,7 +202,7 @@ fn a_deleted_pupils_handin_goes_to_the_teacher_never_to_a_new_account_of_that_na
 #[test]
 fn pupils_reach_versions_and_trash_of_their_own_handin_files_only() {
     let mut s = start();
-    add_group(&s);
+    add_group(&s, "p1,p2");
     add_handin(&s, "exam", now_s() + 3600, &[]);
     let quiz_closes = now_s() + 8;
     add_handin(&s, "quiz", quiz_closes, &[]);

@@ -15,26 +15,14 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::school::{as_user, cli, start, PW, T};
+use common::school::{add_group, as_user, cli, start, wait_member, PW, T};
 use common::{basic, skab, Http, Reply, Server};
 
 const SPACE: &str = "/dav/school/spaces/math/";
 
 /// Group `class` = p1, space `math` of teach: the class reads, p2 writes.
 fn setup(s: &Server) {
-    cli(
-        s,
-        &[
-            "group",
-            "add",
-            "--tenant",
-            T,
-            "--group",
-            "class",
-            "--members",
-            "p1",
-        ],
-    );
+    add_group(s, "p1");
     cli(
         s,
         &[
@@ -52,13 +40,7 @@ fn setup(s: &Server) {
             "user:p2=write",
         ],
     );
-    // The server rereads the groups at most once a second.
-    let p1 = as_user(s, "p1", T);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while p1.propfind(SPACE, "0").status != 207 {
-        assert!(Instant::now() < deadline, "p1 never let into the space");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_member(s, "p1", SPACE);
 }
 
 fn propfind_props(c: &Http, url: &str, depth: &str, props: &str) -> Reply {

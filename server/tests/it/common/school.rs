@@ -36,8 +36,8 @@ pub fn as_user(s: &Server, user: &str, tenant: &str) -> Http {
     s.client_as(&format!("{user}@{tenant}"), PW)
 }
 
-/// Group `class` = p1, p2.
-pub fn add_group(s: &Server) {
+/// Group `class` of `members` (comma-separated).
+pub fn add_group(s: &Server, members: &str) {
     cli(
         s,
         &[
@@ -48,7 +48,7 @@ pub fn add_group(s: &Server) {
             "--group",
             "class",
             "--members",
-            "p1,p2",
+            members,
         ],
     );
 }
