@@ -242,10 +242,8 @@ fn check_target(store: &Store, db: &UserDb, m: &Manifest, data_dir: &Path) -> Re
                 {
                     return refuse(format!("hand-in {} of tenant {t} is", h.name));
                 }
-                let log = data_dir
-                    .join(receipt::LOG_DIR)
-                    .join(&m.tenant.name)
-                    .join(format!("{}.log", h.name));
+                let log = receipt::log_path(data_dir, &m.tenant.name, &h.name)
+                    .map_err(|e| e.to_string())?;
                 if log.exists() {
                     return refuse(format!("a receipt log {} is", log.display()));
                 }
@@ -426,9 +424,11 @@ fn load_handin(data_dir: &Path, tenant: &str, h: &Handin) -> Result<(), String> 
     if !h.receipts.is_empty() {
         let dir = data_dir.join(receipt::LOG_DIR).join(tenant);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let path = dir.join(format!("{}.log", h.name));
-        let mut text = h.receipts.join("\n");
-        text.push('\n');
+        let path = receipt::log_path(data_dir, tenant, &h.name).map_err(|e| e.to_string())?;
+        let mut text = String::new();
+        for r in &h.receipts {
+            text.push_str(&receipt::log_line(data_dir, tenant, r).map_err(|e| e.to_string())?);
+        }
         let write = || -> std::io::Result<()> {
             use std::io::Write;
             let mut f = std::fs::OpenOptions::new()

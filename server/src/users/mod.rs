@@ -1,6 +1,7 @@
 //! The user database: tenants, users, groups and app tokens in an append-only log in the data dir.
 //!
-//! Format, locking and the refresh protocol: `docs/auth.md`.
+//! Format, locking and the refresh protocol: `docs/auth.md`; sealed with the tenants' keys
+//! under encryption at rest: `docs/security.md`.
 
 mod files;
 pub mod import;
@@ -14,8 +15,9 @@ pub use names::{parse_login, GroupName, NameError, TenantName, UserName};
 use crate::limits::{
     GROUPS_PER_TENANT_MAX, GROUP_MEMBERS_MAX, GROUP_MEMBERS_PER_RECORD_MAX, TOKENS_PER_USER_MAX,
     TOKEN_LABEL_LEN_MAX, USER_LOG_COMPACT_MIN_BYTES, USER_LOG_COMPACT_RATIO,
-    USER_LOG_COMPACT_TXN_OPS,
+    USER_LOG_COMPACT_TXN_OPS, USER_LOG_SEALED_BATCH_BYTES,
 };
+use crate::crypt::Sealer;
 use files::{Files, LogHandle};
 use log::{Entry, Op};
 use parking_lot::{Mutex, RwLock};
@@ -236,12 +238,68 @@ pub struct Compaction {
     pub ops_after: u64,
 }
 
+/// The frames of `ops`, in order, each with how many operations it holds: each operation
+/// in its own frame, or with a `sealer`, each run of one tenant's operations that name users
+/// sealed together in one frame (of at most [`USER_LOG_SEALED_BATCH_BYTES`] of plain bytes,
+/// or one operation).
+fn frames(ops: &[Op], sealer: Option<&Sealer>) -> Result<Vec<(Vec<u8>, u32)>, UserDbError> {
+    let mut out = Vec::new();
+    let Some(sealer) = sealer else {
+        for op in ops {
+            let mut f = Vec::new();
+            log::encode(&mut f, &Entry::Op(op.clone())).map_err(UserDbError::Other)?;
+            out.push((f, 1));
+        }
+        return Ok(out);
+    };
+    let mut i = 0;
+    while i < ops.len() {
+        let Some(tenant) = ops[i].sealed_tenant() else {
+            let mut f = Vec::new();
+            log::encode(&mut f, &Entry::Op(ops[i].clone())).map_err(UserDbError::Other)?;
+            out.push((f, 1));
+            i += 1;
+            continue;
+        };
+        let mut run: Vec<Op> = Vec::new();
+        let mut bytes = 0usize;
+        while i < ops.len() && ops[i].sealed_tenant() == Some(tenant) {
+            let len = postcard::to_allocvec(&ops[i])
+                .map_err(|e| UserDbError::Other(e.to_string()))?
+                .len();
+            if !run.is_empty() && bytes + len > USER_LOG_SEALED_BATCH_BYTES {
+                break;
+            }
+            bytes += len;
+            run.push(ops[i].clone());
+            i += 1;
+        }
+        let plain = postcard::to_allocvec(&run).map_err(|e| UserDbError::Other(e.to_string()))?;
+        let sealed = sealer
+            .seal(tenant.as_str(), log::SEAL_WHAT, &plain)
+            .map_err(UserDbError::Other)?;
+        let n = run.len() as u32;
+        let mut f = Vec::new();
+        log::encode(
+            &mut f,
+            &Entry::Sealed {
+                tenant: tenant.clone(),
+                ops: n,
+                sealed,
+            },
+        )
+        .map_err(UserDbError::Other)?;
+        out.push((f, n));
+    }
+    Ok(out)
+}
+
 /// Appends `ops` as one transaction (the operations, then their commit) to `buf`.
-fn encode_txn(buf: &mut Vec<u8>, ops: &[Op]) -> Result<(), UserDbError> {
+fn encode_txn(buf: &mut Vec<u8>, ops: &[Op], sealer: Option<&Sealer>) -> Result<(), UserDbError> {
     let count = u32::try_from(ops.len())
         .map_err(|_| UserDbError::Other("too many operations in one transaction".into()))?;
-    for op in ops {
-        log::encode(buf, &Entry::Op(op.clone())).map_err(UserDbError::Other)?;
+    for (f, _) in frames(ops, sealer)? {
+        buf.extend_from_slice(&f);
     }
     log::encode(buf, &Entry::Commit { ops: count }).map_err(UserDbError::Other)
 }
@@ -268,6 +326,8 @@ pub struct ImportedAccount {
 /// The user database of one data dir. Cheap to share (`Arc`); all methods take `&self`.
 pub struct UserDb {
     files: Files,
+    /// Seals the records that name users (encryption at rest), if on.
+    sealer: Option<Arc<Sealer>>,
     token_key: [u8; 32],
     state: RwLock<State>,
     io: Mutex<ReadPos>,
@@ -279,22 +339,35 @@ const WRITE_CHUNK_BYTES: usize = 8 * 1024 * 1024;
 impl UserDb {
     /// Opens (creating if needed) the user database under `data_dir/users` and loads it.
     /// Waits while another process writes.
+    /// Sealed per tenant when the data dir has encryption at rest (`crypto::sealer`).
     pub fn open(data_dir: &Path) -> Result<UserDb, UserDbError> {
-        UserDb::open_files(Files::on_disk(&data_dir.join(USERS_DIR))?)
+        UserDb::open_files(
+            Files::on_disk(&data_dir.join(USERS_DIR))?,
+            crate::crypt::sealer(data_dir),
+        )
     }
 
     /// Opens (creating if needed) a user database on `storage`, which no other process may
     /// use: what the crash and fault-injection tests run it on.
     pub fn open_on(storage: Arc<dyn Storage>) -> Result<UserDb, UserDbError> {
-        UserDb::open_files(Files::on(storage))
+        UserDb::open_files(Files::on(storage), None)
     }
 
-    fn open_files(files: Files) -> Result<UserDb, UserDbError> {
+    /// [`UserDb::open_on`], its records sealed by `sealer`.
+    pub fn open_on_sealed(
+        storage: Arc<dyn Storage>,
+        sealer: Arc<Sealer>,
+    ) -> Result<UserDb, UserDbError> {
+        UserDb::open_files(Files::on(storage), Some(sealer))
+    }
+
+    fn open_files(files: Files, sealer: Option<Arc<Sealer>>) -> Result<UserDb, UserDbError> {
         files.init()?;
         let token_key = files.token_key()?;
         let log = files.open_log()?;
         let db = UserDb {
             files,
+            sealer,
             token_key,
             state: RwLock::new(State::default()),
             io: Mutex::new(ReadPos {
@@ -346,6 +419,30 @@ impl UserDb {
         self.read_new(&mut io)
     }
 
+    /// [`log::scan`] with this database's sealer; a record that cannot be read is
+    /// corruption (never a torn tail to cut).
+    fn scan(&self, bytes: &[u8], base: u64) -> Result<log::Scan, UserDbError> {
+        let open = |tenant: &TenantName, sealed: &[u8]| -> Result<Option<Vec<Op>>, String> {
+            let Some(s) = &self.sealer else {
+                return Err("sealed record without a sealer".into());
+            };
+            match s.open(tenant.as_str(), log::SEAL_WHAT, sealed)? {
+                None => Ok(None),
+                Some(plain) => postcard::from_bytes(&plain)
+                    .map(Some)
+                    .map_err(|e| format!("sealed record of tenant {tenant}: {e}")),
+            }
+        };
+        let opener: Option<log::Opener<'_>> = match self.sealer {
+            Some(_) => Some(&open),
+            None => None,
+        };
+        log::scan(bytes, base, opener).map_err(|why| UserDbError::Corrupt {
+            path: self.dir().join(files::LOG_FILE),
+            why,
+        })
+    }
+
     /// Whether a compaction replaced the log since `io` opened it.
     fn replaced(&self, io: &ReadPos) -> Result<bool, UserDbError> {
         Ok(self.files.open_log()?.generation != io.log.generation)
@@ -358,7 +455,7 @@ impl UserDb {
         let start = log::MAGIC.len() as u64;
         let len = self.files.len(&log)?;
         let bytes = self.files.read(&log, start, len)?;
-        let scan = log::scan(&bytes, start);
+        let scan = self.scan(&bytes, start)?;
         let n = scan.ops.len();
         let mut st = State::default();
         let mut base = 0;
@@ -396,7 +493,7 @@ impl UserDb {
             return Ok(Refresh::Unchanged);
         }
         let bytes = self.files.read(&io.log, io.applied_end, len)?;
-        let scan = log::scan(&bytes, io.applied_end);
+        let scan = self.scan(&bytes, io.applied_end)?;
         let n = scan.ops.len();
         if n > 0 {
             let mut st = self.state.write();
@@ -449,9 +546,10 @@ impl UserDb {
         let mut written = start;
         let count = u32::try_from(ops.len())
             .map_err(|_| UserDbError::Other("too many operations in one transaction".into()))?;
-        for op in &ops {
-            offsets.push(io.base + written + buf.len() as u64);
-            log::encode(&mut buf, &Entry::Op(op.clone())).map_err(UserDbError::Other)?;
+        for (frame, n) in frames(&ops, self.sealer.as_deref())? {
+            let at = io.base + written + buf.len() as u64;
+            offsets.extend((0..u64::from(n)).map(|j| at + j));
+            buf.extend_from_slice(&frame);
             if buf.len() >= WRITE_CHUNK_BYTES {
                 self.files.write(&io.log, written, &buf, false)?;
                 written += buf.len() as u64;
@@ -556,7 +654,7 @@ impl UserDb {
                         });
                     }
                     if txn.len() >= USER_LOG_COMPACT_TXN_OPS {
-                        encode_txn(&mut buf, &txn)?;
+                        encode_txn(&mut buf, &txn, self.sealer.as_deref())?;
                         ops_after += txn.len() as u64;
                         txn.clear();
                         if buf.len() >= WRITE_CHUNK_BYTES {
@@ -570,7 +668,7 @@ impl UserDb {
                     let members: Vec<UserName> = g.members.iter().cloned().collect();
                     txn.extend(group_add_ops(tenant, group, &members, g.created));
                     if txn.len() >= USER_LOG_COMPACT_TXN_OPS {
-                        encode_txn(&mut buf, &txn)?;
+                        encode_txn(&mut buf, &txn, self.sealer.as_deref())?;
                         ops_after += txn.len() as u64;
                         txn.clear();
                     }
@@ -578,7 +676,7 @@ impl UserDb {
             }
         }
         if !txn.is_empty() {
-            encode_txn(&mut buf, &txn)?;
+            encode_txn(&mut buf, &txn, self.sealer.as_deref())?;
             ops_after += txn.len() as u64;
         }
         f.write(&buf)?;
@@ -1051,6 +1149,23 @@ impl UserDb {
         })
     }
 
+    /// Removes tenant `tenant` with all its users, groups and app tokens in one record in the
+    /// clear (`skab tenant erase`, after its key was destroyed: its sealed records can no
+    /// longer be read or written). Returns how many users it had here.
+    pub fn erase_tenant(&self, tenant: &TenantName) -> Result<usize, UserDbError> {
+        self.transact(|st| {
+            let Some(t) = st.tenants.get(tenant) else {
+                return Ok((Vec::new(), 0));
+            };
+            Ok((
+                vec![Op::TenantErase {
+                    tenant: tenant.clone(),
+                }],
+                t.users.len(),
+            ))
+        })
+    }
+
     /// Creates a group of existing users of an existing tenant.
     pub fn add_group(
         &self,
@@ -1417,6 +1532,10 @@ fn apply(st: &mut State, offset: u64, op: Op) {
         ),
         // Read by the log reader, which numbers the operations after it.
         Op::LogBase { .. } => true,
+        Op::TenantErase { tenant } => {
+            st.token_index.retain(|_, (t, _, _)| *t != tenant);
+            st.tenants.remove(&tenant).is_some()
+        }
         Op::TenantDelete { tenant } => match st.tenants.get(&tenant) {
             Some(t) if t.users.is_empty() => {
                 st.tenants.remove(&tenant);
