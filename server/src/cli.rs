@@ -654,6 +654,14 @@ fn audit_cmd(c: AuditCmd, out: &mut impl Write) -> Result<(), CliError> {
                         "DAMAGED"
                     }
                 )?;
+                if r.sealed_unread > 0 {
+                    writeln!(
+                        out,
+                        "  {} sealed records checked in the chain only (no key, or the \
+                         tenant's key erased)",
+                        r.sealed_unread
+                    )?;
+                }
                 for p in &r.problems {
                     writeln!(out, "  {p}")?;
                 }
@@ -1131,6 +1139,8 @@ fn tenant_erase(
             return Err(CliError("not confirmed: nothing was changed".into()));
         }
     }
+    // Opened (and the tenant's users counted) while its records can still be read.
+    let db = open_db(dir)?;
     let destroyed = skab_engine::crypt::KeyStore::erase_at(&keys, t.as_str())
         .map_err(|e| CliError(format!("destroying the key of tenant {t}: {e}")))?;
     if destroyed {
@@ -1142,12 +1152,11 @@ fn tenant_erase(
     } else {
         writeln!(out, "the key of tenant {t} was already destroyed")?;
     }
-    let db = open_db(dir)?;
-    let known = db.tenants().iter().any(|i| i.name == t);
-    let users = if known { db.users(&t)? } else { Vec::new() };
-    for u in &users {
-        db.set_disabled(&t, &u.user, true)?;
-    }
+    // The user database's records of the tenant are sealed with the key just destroyed:
+    // one record in the clear takes the tenant with its users, groups and tokens away (the
+    // server applies it at its next refresh), and a compaction drops the sealed ones.
+    let users = db.erase_tenant(&t)?;
+    db.compact()?;
     admin_cmd(
         dir,
         AdminRequest::EraseTenant {
@@ -1155,16 +1164,31 @@ fn tenant_erase(
         },
         out,
     )?;
-    for u in &users {
-        db.delete_user(&t, &u.user)?;
+    let cfg_dir = &cfg.data_dir;
+    let mut removed = 0;
+    let logs = cfg_dir.join(crate::handin::receipt::LOG_DIR).join(t.as_str());
+    if logs.exists() {
+        std::fs::remove_dir_all(&logs)
+            .map_err(|e| CliError(format!("{}: {e}", logs.display())))?;
+        removed += 1;
     }
-    if known {
-        db.delete_tenant(&t)?;
+    let key = cfg_dir
+        .join(crate::handin::receipt::KEY_DIR)
+        .join(format!("{t}.key"));
+    if key.exists() {
+        std::fs::remove_file(&key).map_err(|e| CliError(format!("{}: {e}", key.display())))?;
+        removed += 1;
     }
+    crate::handin::Registry::new(cfg_dir)
+        .forget(t.as_str(), crate::spaces::registry::Forget::Tenant)
+        .map_err(|e| CliError(e.to_string()))?;
+    crate::spaces::Registry::new(cfg_dir)
+        .forget(t.as_str(), crate::spaces::registry::Forget::Tenant)
+        .map_err(|e| CliError(e.to_string()))?;
     writeln!(
         out,
-        "deleted {} users of tenant {t} and its name",
-        users.len()
+        "deleted {users} users of tenant {t} and its name; removed its receipt logs and \
+         receipt key ({removed} paths); its audit log stays, sealed with the destroyed key"
     )?;
     Ok(())
 }

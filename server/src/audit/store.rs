@@ -23,7 +23,12 @@ const LOCK_FILE: &str = "LOCK";
 #[derive(Clone, Debug)]
 pub struct AuditStore {
     root: PathBuf,
+    /// Seals the records of a tenant's log with its key (encryption at rest), if on.
+    sealer: Option<std::sync::Arc<crate::crypt::Sealer>>,
 }
+
+/// What the sealed fields of an audit record are (authenticated with them).
+const SEAL_WHAT: &str = "audit";
 
 /// Where an append ended: the segment, its length then, and the last record's link.
 #[derive(Debug, Clone)]
@@ -40,6 +45,9 @@ pub struct VerifyReport {
     pub segments: usize,
     /// Every problem found, each naming the segment and line.
     pub problems: Vec<String>,
+    /// Sealed records whose fields could not be opened (no key given, or the tenant's key
+    /// erased): their chain was checked, their contents not.
+    pub sealed_unread: u64,
 }
 
 fn lock(dir: &Path) -> std::io::Result<File> {
@@ -77,6 +85,25 @@ impl AuditStore {
     pub fn new(data_dir: &Path) -> AuditStore {
         AuditStore {
             root: data_dir.join(AUDIT_DIR),
+            sealer: crate::crypt::sealer(data_dir),
+        }
+    }
+
+    /// The sealer of `log`'s records: a tenant's log under encryption at rest (the
+    /// `_system` log names no tenant's users and stays in the clear).
+    fn sealer_of(&self, log: &str) -> Option<&crate::crypt::Sealer> {
+        self.sealer.as_deref().filter(|_| log != SYSTEM_LOG)
+    }
+
+    /// `c`'s sealed fields opened with `log`'s key when there is one: false when they stay
+    /// unread (no key, or the tenant's key erased).
+    fn open(&self, log: &str, c: &mut chain::Checked) -> Result<bool, String> {
+        if c.sealed.is_none() {
+            return Ok(true);
+        }
+        match self.sealer_of(log) {
+            Some(s) => c.open(&|b| s.open(log, SEAL_WHAT, b)),
+            None => Ok(false),
         }
     }
 
@@ -165,6 +192,23 @@ impl AuditStore {
         if events.is_empty() {
             return Ok(());
         }
+        if let Some(s) = self.sealer_of(log) {
+            // A tenant whose key was erased cannot have records sealed any more: what still
+            // concerns it (the erasure itself) goes to the `_system` log, naming it.
+            if s.is_erased(log).map_err(std::io::Error::other)? {
+                let moved: Vec<Event> = events
+                    .iter()
+                    .map(|e| Event {
+                        target: Some(match &e.target {
+                            Some(t) => format!("tenant {log}: {t}"),
+                            None => format!("tenant {log}"),
+                        }),
+                        ..e.clone()
+                    })
+                    .collect();
+                return self.append_after(SYSTEM_LOG, &moved, &mut None);
+            }
+        }
         let dir = self.dir(log);
         std::fs::create_dir_all(&dir)?;
         let _lock = lock(&dir)?;
@@ -184,7 +228,13 @@ impl AuditStore {
             let month = month_of(events[i].time);
             let mut text = String::new();
             while i < events.len() && month_of(events[i].time) == month {
-                let (line, next) = chain::encode(&events[i], link);
+                let (line, next) = match self.sealer_of(log) {
+                    Some(s) => chain::encode_sealed(&events[i], link, &|b| {
+                        s.seal(log, SEAL_WHAT, b)
+                    })
+                    .map_err(std::io::Error::other)?,
+                    None => chain::encode(&events[i], link),
+                };
                 text.push_str(&line);
                 link = next;
                 i += 1;
@@ -230,7 +280,7 @@ impl AuditStore {
             let text = std::fs::read_to_string(seg)?;
             for (n, line) in text.lines().enumerate() {
                 let at = format!("{name} line {}", n + 1);
-                let c = match chain::check(line) {
+                let mut c = match chain::check(line) {
                     Ok(c) => c,
                     Err(e) => {
                         report.problems.push(format!("{at}: {e}"));
@@ -239,6 +289,11 @@ impl AuditStore {
                     }
                 };
                 report.records += 1;
+                match self.open(log, &mut c) {
+                    Ok(true) => {}
+                    Ok(false) => report.sealed_unread += 1,
+                    Err(e) => report.problems.push(format!("{at}: {e}")),
+                }
                 match prev {
                     Some(p) if c.link.seq != p.seq + 1 => report.problems.push(format!(
                         "{at}: record {} follows record {} (records removed)",
@@ -261,7 +316,11 @@ impl AuditStore {
         // The log starts at the first record, or where a recorded retention drop ended.
         if let Some(fp) = first_prev {
             let h = hex::encode(fp);
-            if fp != chain::GENESIS && !dropped_ends.iter().any(|d| d.contains(&h)) {
+            // (A retention drop is known only from records that could be opened.)
+            if fp != chain::GENESIS
+                && report.sealed_unread == 0
+                && !dropped_ends.iter().any(|d| d.contains(&h))
+            {
                 report
                     .problems
                     .push("the first records are missing (and no retention drop says why)".into());
@@ -291,14 +350,30 @@ impl AuditStore {
         let mut n = 0;
         for seg in self.segments(log)? {
             for line in std::fs::read_to_string(&seg)?.lines() {
-                let Ok(c) = chain::check(line) else { continue };
+                let Ok(mut c) = chain::check(line) else {
+                    continue;
+                };
                 let Ok(t) = humantime::parse_rfc3339(&c.time) else {
                     continue;
                 };
                 if since.is_some_and(|s| t < s) || until.is_some_and(|u| t >= u) {
                     continue;
                 }
-                out.write_all(line.as_bytes())?;
+                if c.sealed.is_some() {
+                    // Opened, in the clear format (a SIEM reads it as any other record).
+                    if self.sealer_of(log).is_none() {
+                        return Err(std::io::Error::other(format!(
+                            "the audit log of {log} is sealed (encryption at rest): exporting it \
+                             needs crypto.enabled and the master key"
+                        )));
+                    }
+                    if !self.open(log, &mut c).map_err(std::io::Error::other)? {
+                        continue;
+                    }
+                    out.write_all(c.exported().as_bytes())?;
+                } else {
+                    out.write_all(line.as_bytes())?;
+                }
                 out.write_all(b"\n")?;
                 n += 1;
             }

@@ -158,9 +158,6 @@ fn decode_key(data_dir: &Path, tenant: &str, bytes: &[u8]) -> io::Result<Signing
             .map_err(|_| bad("sealed receipt key of the wrong length"))?;
         return Ok(SigningKey::from_bytes(&seed));
     }
-    if sealer.is_some() {
-        return Err(bad("receipt key in the clear, but encryption at rest is on"));
-    }
     if bytes.len() != KEY_FILE_LEN || &bytes[..8] != KEY_MAGIC {
         return Err(bad("not a skab receipt key file"));
     }
@@ -389,11 +386,11 @@ pub fn logged(data_dir: &Path, tenant: &str, handin: &str) -> io::Result<Vec<Str
                     .ok_or_else(|| bad("the tenant was erased".into()))?;
                 String::from_utf8(plain).map_err(|_| bad("a receipt is not UTF-8".into()))
             }
-            (None, None) => Ok(l.to_string()),
+            // In the clear: written before the log was sealed.
+            (_, None) => Ok(l.to_string()),
             (None, Some(_)) => Err(bad(
                 "sealed with encryption at rest, but crypto.enabled is off".into(),
             )),
-            (Some(_), None) => Err(bad("a line in the clear, but encryption at rest is on".into())),
         })
         .collect()
 }

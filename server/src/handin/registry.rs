@@ -116,10 +116,11 @@ fn decode(bytes: &[u8], sealer: Option<&crate::crypt::Sealer>) -> Result<Saved, 
         None if magic == Some(SEALED_MAGIC) => Err(RegistryError::Sealed(
             "sealed with encryption at rest, but crypto.enabled is off".into(),
         )),
+        // In the clear with a sealer: written before; sealed by the next change.
         None => framed_json::decode(MAGIC, bad_magic, bytes).map_err(RegistryError::Damaged),
-        Some(_) if magic == Some(MAGIC) => Err(RegistryError::Sealed(
-            "in the clear, but encryption at rest is on".into(),
-        )),
+        Some(_) if magic == Some(MAGIC) => {
+            framed_json::decode(MAGIC, bad_magic, bytes).map_err(RegistryError::Damaged)
+        }
         Some(s) => {
             let ((), parts) = framed_json::decode_sealed::<(), Vec<Handin>>(
                 SEALED_MAGIC,

@@ -207,16 +207,21 @@ pub(crate) struct Scan {
     pub committed_end: u64,
     /// Bytes after `committed_end` that do not form a complete transaction.
     pub torn: bool,
+    /// Operations in the clear that a sealed log would seal (written before encryption at
+    /// rest sealed the user database, or by a command run without the key).
+    pub clear_sealable: u64,
 }
 
 /// Scans `bytes`, which start at file offset `base`; stops at the first bad or partial frame.
 /// `open` opens sealed records (a sealed log); without it (a plain log) a sealed record is
-/// an error, and with it an operation in the clear that should have been sealed is one: a
-/// record that is whole but cannot be read is never taken for a torn tail.
+/// an error: a record that is whole but cannot be read is never taken for a torn tail.
+/// Operations in the clear are read either way (and counted, so that a sealed database
+/// seals them at once).
 pub(crate) fn scan(bytes: &[u8], base: u64, open: Option<Opener<'_>>) -> Result<Scan, String> {
     let mut ops = Vec::new();
     let mut pending: Vec<(u64, Op)> = Vec::new();
     let mut pending_count = 0usize;
+    let mut clear_sealable = 0u64;
     let mut pos = 0usize;
     let mut committed = 0usize;
     while let Some(header) = bytes.get(pos..pos + FRAME_HEADER) {
@@ -242,9 +247,7 @@ pub(crate) fn scan(bytes: &[u8], base: u64, open: Option<Opener<'_>>) -> Result<
         match entry {
             Entry::Op(op) => {
                 if open.is_some() && op.sealed_tenant().is_some() {
-                    return Err(format!(
-                        "record at offset {offset} is in the clear in a sealed user database"
-                    ));
+                    clear_sealable += 1;
                 }
                 pending.push((offset, op));
                 pending_count += 1;
@@ -291,6 +294,7 @@ pub(crate) fn scan(bytes: &[u8], base: u64, open: Option<Opener<'_>>) -> Result<
         ops,
         committed_end: base + committed as u64,
         torn: committed < bytes.len(),
+        clear_sealable,
     })
 }
 

@@ -328,6 +328,9 @@ pub struct UserDb {
     files: Files,
     /// Seals the records that name users (encryption at rest), if on.
     sealer: Option<Arc<Sealer>>,
+    /// Operations in the clear were read that the sealer would seal (a compaction seals
+    /// them).
+    clear_seen: std::sync::atomic::AtomicBool,
     token_key: [u8; 32],
     state: RwLock<State>,
     io: Mutex<ReadPos>,
@@ -368,6 +371,7 @@ impl UserDb {
         let db = UserDb {
             files,
             sealer,
+            clear_seen: Default::default(),
             token_key,
             state: RwLock::new(State::default()),
             io: Mutex::new(ReadPos {
@@ -382,6 +386,13 @@ impl UserDb {
             let mut io = db.io.lock();
             let _lock = db.files.lock(false, true)?;
             db.read_new(&mut io)?;
+        }
+        // Users made before the database was sealed (or by a command without the key) are
+        // sealed now: the compaction rewrites the whole log sealed.
+        if db.sealer.is_some() && db.clear_seen.load(std::sync::atomic::Ordering::Relaxed) {
+            db.compact()?;
+            db.clear_seen
+                .store(false, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(db)
     }
@@ -437,10 +448,15 @@ impl UserDb {
             Some(_) => Some(&open),
             None => None,
         };
-        log::scan(bytes, base, opener).map_err(|why| UserDbError::Corrupt {
+        let scan = log::scan(bytes, base, opener).map_err(|why| UserDbError::Corrupt {
             path: self.dir().join(files::LOG_FILE),
             why,
-        })
+        })?;
+        if scan.clear_sealable > 0 {
+            self.clear_seen
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(scan)
     }
 
     /// Whether a compaction replaced the log since `io` opened it.
@@ -1702,6 +1718,8 @@ fn user_mut<'a>(st: &'a mut State, tenant: &TenantName, user: &UserName) -> Opti
 
 #[cfg(test)]
 mod fault_tests;
+#[cfg(test)]
+mod sealed_tests;
 
 #[cfg(test)]
 mod tests {
