@@ -1141,8 +1141,14 @@ fn tenant_erase(
     }
     // Opened (and the tenant's users counted) while its records can still be read.
     let db = open_db(dir)?;
-    let destroyed = skab_engine::crypt::KeyStore::erase_at(&keys, t.as_str())
-        .map_err(|e| CliError(format!("destroying the key of tenant {t}: {e}")))?;
+    // Through this process's sealer (whose cache of keys must see it) when it has one.
+    let destroyed = match crate::crypt::sealer(&cfg.data_dir) {
+        Some(s) => s.erase(t.as_str()),
+        None => {
+            skab_engine::crypt::KeyStore::erase_at(&keys, t.as_str()).map_err(|e| e.to_string())
+        }
+    }
+    .map_err(|e| CliError(format!("destroying the key of tenant {t}: {e}")))?;
     if destroyed {
         writeln!(
             out,
@@ -1166,10 +1172,11 @@ fn tenant_erase(
     )?;
     let cfg_dir = &cfg.data_dir;
     let mut removed = 0;
-    let logs = cfg_dir.join(crate::handin::receipt::LOG_DIR).join(t.as_str());
+    let logs = cfg_dir
+        .join(crate::handin::receipt::LOG_DIR)
+        .join(t.as_str());
     if logs.exists() {
-        std::fs::remove_dir_all(&logs)
-            .map_err(|e| CliError(format!("{}: {e}", logs.display())))?;
+        std::fs::remove_dir_all(&logs).map_err(|e| CliError(format!("{}: {e}", logs.display())))?;
         removed += 1;
     }
     let key = cfg_dir

@@ -242,7 +242,10 @@ impl Sealer {
     pub fn on(keys: Arc<KeyStore>) -> Sealer {
         let cell = OnceLock::new();
         let _ = cell.set(keys);
-        Sealer { config: None, keys: cell }
+        Sealer {
+            config: None,
+            keys: cell,
+        }
     }
 
     fn keys(&self) -> Result<&Arc<KeyStore>, String> {
@@ -288,6 +291,12 @@ impl Sealer {
                 "{what} of tenant {tenant} is sealed, but the key store has no key of the tenant"
             )),
         }
+    }
+
+    /// Destroys `tenant`'s key (`KeyStore::erase`, which this process's cache of keys sees
+    /// at once); whether there was a live key.
+    pub fn erase(&self, tenant: &str) -> Result<bool, String> {
+        self.keys()?.erase(tenant).map_err(|e| e.to_string())
     }
 
     /// Whether `tenant`'s key was erased.

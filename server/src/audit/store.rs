@@ -229,10 +229,10 @@ impl AuditStore {
             let mut text = String::new();
             while i < events.len() && month_of(events[i].time) == month {
                 let (line, next) = match self.sealer_of(log) {
-                    Some(s) => chain::encode_sealed(&events[i], link, &|b| {
-                        s.seal(log, SEAL_WHAT, b)
-                    })
-                    .map_err(std::io::Error::other)?,
+                    Some(s) => {
+                        chain::encode_sealed(&events[i], link, &|b| s.seal(log, SEAL_WHAT, b))
+                            .map_err(std::io::Error::other)?
+                    }
                     None => chain::encode(&events[i], link),
                 };
                 text.push_str(&line);

@@ -178,7 +178,10 @@ fn encode_key(data_dir: &Path, tenant: &str, seed: &[u8; 32]) -> io::Result<Vec<
     match crate::crypt::sealer(data_dir) {
         Some(s) => {
             bytes.extend_from_slice(SEALED_KEY_MAGIC);
-            bytes.extend_from_slice(&s.seal(tenant, SEAL_WHAT_KEY, seed).map_err(io::Error::other)?);
+            bytes.extend_from_slice(
+                &s.seal(tenant, SEAL_WHAT_KEY, seed)
+                    .map_err(io::Error::other)?,
+            );
         }
         None => {
             bytes.extend_from_slice(KEY_MAGIC);
@@ -373,7 +376,12 @@ pub fn logged(data_dir: &Path, tenant: &str, handin: &str) -> io::Result<Vec<Str
         Err(e) => return Err(e),
     };
     let sealer = crate::crypt::sealer(data_dir);
-    let bad = |why: String| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {why}", path.display()));
+    let bad = |why: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {why}", path.display()),
+        )
+    };
     text.lines()
         .map(|l| match (&sealer, l.strip_prefix(SEALED_LINE_PREFIX)) {
             (Some(s), Some(b64)) => {

@@ -223,8 +223,12 @@ impl Registry {
         let mut saved = self.read()?;
         let out = f(&mut saved.handins)?;
         let storage = StdStorage::new(&self.dir).map_err(|e| self.io_err(e))?;
-        durable::replace_file(&storage, REGISTRY_FILE, &encode(&saved, self.sealer.as_deref())?)
-            .map_err(|e| self.io_err(e))?;
+        durable::replace_file(
+            &storage,
+            REGISTRY_FILE,
+            &encode(&saved, self.sealer.as_deref())?,
+        )
+        .map_err(|e| self.io_err(e))?;
         Ok(out)
     }
 

@@ -248,10 +248,18 @@ fn encode(saved: &Saved, sealer: Option<&crate::crypt::Sealer>) -> Result<Vec<u8
     };
     let mut parts: std::collections::BTreeMap<String, TenantPart> = Default::default();
     for x in &saved.spaces {
-        parts.entry(x.tenant.clone()).or_default().spaces.push(x.clone());
+        parts
+            .entry(x.tenant.clone())
+            .or_default()
+            .spaces
+            .push(x.clone());
     }
     for x in &saved.shares {
-        parts.entry(x.tenant.clone()).or_default().shares.push(x.clone());
+        parts
+            .entry(x.tenant.clone())
+            .or_default()
+            .shares
+            .push(x.clone());
     }
     framed_json::encode_sealed(SEALED_MAGIC, s, SEAL_WHAT, &saved.next_share_id, &parts)
         .map_err(RegistryError::Sealed)
@@ -338,8 +346,12 @@ impl Registry {
         let mut saved = self.read()?;
         let out = f(&mut saved)?;
         let storage = StdStorage::new(&self.dir).map_err(|e| self.io_err(e))?;
-        durable::replace_file(&storage, REGISTRY_FILE, &encode(&saved, self.sealer.as_deref())?)
-            .map_err(|e| self.io_err(e))?;
+        durable::replace_file(
+            &storage,
+            REGISTRY_FILE,
+            &encode(&saved, self.sealer.as_deref())?,
+        )
+        .map_err(|e| self.io_err(e))?;
         let id = file_id(&self.dir.join(REGISTRY_FILE));
         *self.cached.write() = (id, Cached::new(saved));
         Ok(out)

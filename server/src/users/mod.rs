@@ -12,12 +12,12 @@ pub mod token;
 
 pub use names::{parse_login, GroupName, NameError, TenantName, UserName};
 
+use crate::crypt::Sealer;
 use crate::limits::{
     GROUPS_PER_TENANT_MAX, GROUP_MEMBERS_MAX, GROUP_MEMBERS_PER_RECORD_MAX, TOKENS_PER_USER_MAX,
     TOKEN_LABEL_LEN_MAX, USER_LOG_COMPACT_MIN_BYTES, USER_LOG_COMPACT_RATIO,
     USER_LOG_COMPACT_TXN_OPS, USER_LOG_SEALED_BATCH_BYTES,
 };
-use crate::crypt::Sealer;
 use files::{Files, LogHandle};
 use log::{Entry, Op};
 use parking_lot::{Mutex, RwLock};

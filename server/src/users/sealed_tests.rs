@@ -71,8 +71,12 @@ fn fill(db: &UserDb, tenant: &str) -> String {
         &[u(&format!("{MARK}user"))],
     )
     .unwrap();
-    db.create_token(&t(tenant), &u(&format!("{MARK}user")), &format!("{MARK}label"))
-        .unwrap();
+    db.create_token(
+        &t(tenant),
+        &u(&format!("{MARK}user")),
+        &format!("{MARK}label"),
+    )
+    .unwrap();
     db.set_disabled(&t(tenant), &u("plainname"), true).unwrap();
     phc
 }
@@ -95,7 +99,10 @@ fn names_and_hashes_are_sealed_and_come_back() {
     assert_eq!(db.ignored_ops(), 0);
     let c = db.credentials(&t("school"), &u("plainname")).unwrap();
     assert!(c.disabled);
-    assert_eq!(c.epoch, epoch, "operation numbers are stable across reopening");
+    assert_eq!(
+        c.epoch, epoch,
+        "operation numbers are stable across reopening"
+    );
     assert_eq!(&*c.phc, phc.as_str());
     let g = db.groups(&t("school")).unwrap();
     assert_eq!(g[0].members, [u(&format!("{MARK}user"))]);
