@@ -86,6 +86,8 @@ struct Parsed {
 
 /// Seals a record's secret fields (with the tenant's key).
 pub type Seal<'a> = &'a dyn Fn(&[u8]) -> Result<Vec<u8>, String>;
+/// Opens them: `None` when the tenant's key was erased.
+pub type Open<'a> = &'a dyn Fn(&[u8]) -> Result<Option<Vec<u8>>, String>;
 
 /// A record's place in the chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,10 +204,7 @@ impl Checked {
     /// Fills in a sealed record's fields with what `open` (the tenant's key) gives: false
     /// when the key was erased (the record stays unread); an error for a record that does
     /// not open (altered, or sealed by another key).
-    pub fn open(
-        &mut self,
-        open: &dyn Fn(&[u8]) -> Result<Option<Vec<u8>>, String>,
-    ) -> Result<bool, String> {
+    pub fn open(&mut self, open: Open<'_>) -> Result<bool, String> {
         let Some(sealed) = &self.sealed else {
             return Ok(true);
         };
