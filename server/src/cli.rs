@@ -87,13 +87,19 @@ pub enum Command {
     /// Write a tenant's complete export (a tar archive with a JSON manifest; docs/export.md),
     /// while the server runs; or check one offline with --verify.
     Export(ExportArgs),
-    /// Load an export into this data dir (refused when it has the tenant already).
+    /// Load an export into this data dir (refused when it has the tenant already, unless
+    /// --merge).
     Import {
         #[command(flatten)]
         dir: DirArgs,
         /// The archive `skab export` wrote.
         #[arg(long = "in", value_name = "FILE")]
         input: PathBuf,
+        /// Merge into the tenant (or user) this data dir has: add what it lacks, keep what
+        /// it has; an imported file whose name holds other content is added as "name
+        /// (import N)" (docs/export.md, "Merge").
+        #[arg(long)]
+        merge: bool,
     },
     /// Check or export the audit log.
     #[command(subcommand)]
@@ -721,7 +727,7 @@ fn run_command(cli: Cli, serve_fn: fn(Config) -> Result<(), CliError>) -> Result
             Ok(())
         }
         Command::Export(a) => export_cmd(a, &mut out),
-        Command::Import { dir, input } => import_cmd(&dir, &input, &mut out),
+        Command::Import { dir, input, merge } => import_cmd(&dir, &input, merge, &mut out),
         Command::Handin(c) => crate::handin::cli::handin_cmd(c, &mut out),
         Command::Receipt(c) => crate::handin::cli::receipt_cmd(c, &mut out),
         Command::Space(c) => crate::spaces::cli::space_cmd(c, &mut out),
@@ -834,6 +840,7 @@ fn export_cmd(a: ExportArgs, out: &mut impl Write) -> Result<(), CliError> {
 fn import_cmd(
     dir: &DirArgs,
     input: &std::path::Path,
+    merge: bool,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
     let cfg = load_config(dir)?;
@@ -847,12 +854,17 @@ fn import_cmd(
     let req = crate::export::ImportRequest {
         data_dir: cfg.data_dir.clone(),
         input: input.clone(),
+        merge,
     };
     admin_cmd(dir, AdminRequest::Import(req), out)?;
     audit_admin((
         dir.clone(),
         tenant,
-        "admin.import",
+        if merge {
+            "admin.import.merge"
+        } else {
+            "admin.import"
+        },
         Some(input.display().to_string()),
     ))
 }

@@ -85,6 +85,10 @@ pub const USER_LOG_RECORD_LEN_MAX: usize = 64 * 1024;
 /// thousand seals rather than a million; well inside [`USER_LOG_RECORD_LEN_MAX`] (one record
 /// over it starts a new one).
 pub const USER_LOG_SEALED_BATCH_BYTES: usize = 16 * 1024;
+/// Names tried for the copy of an imported file whose path `skab import --merge` finds taken
+/// by other content (`name (import 1).ext`, `(import 2)`, ...): beyond this the merge stops
+/// with an error rather than probe without end.
+pub const IMPORT_MERGE_COPY_NAMES_MAX: u32 = 100;
 /// Rows of a CSV import, count: 10 million is ten times Denmark's pupils and staff.
 pub const IMPORT_ROWS_MAX: usize = 10_000_000;
 /// Bad rows an import prints before it only counts them, count.

@@ -526,6 +526,59 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// `skab import --merge`: adds the spaces the tenant does not have (one it has keeps
+    /// its owner and grants) and the shares it does not have (the same owner, folder and
+    /// grantee; a share id taken is renumbered). Returns (spaces added, shares added).
+    pub fn merge(
+        &self,
+        spaces: Vec<Space>,
+        shares: Vec<Share>,
+    ) -> Result<(usize, usize), RegistryError> {
+        for s in &spaces {
+            SpaceName::new(&s.name).map_err(RegistryError::Invalid)?;
+            if s.grants.len() > SPACE_GRANTS_MAX {
+                return Err(RegistryError::TooManyGrants);
+            }
+        }
+        self.change(|saved| {
+            let mut added = (0, 0);
+            for s in spaces {
+                if saved
+                    .spaces
+                    .iter()
+                    .any(|x| x.tenant == s.tenant && x.name == s.name)
+                {
+                    continue;
+                }
+                if saved.spaces.len() >= SPACES_MAX {
+                    return Err(RegistryError::TooMany);
+                }
+                saved.spaces.push(s);
+                added.0 += 1;
+            }
+            for mut s in shares {
+                if saved.shares.iter().any(|x| {
+                    x.tenant == s.tenant && x.owner == s.owner && x.path == s.path && x.to == s.to
+                }) {
+                    continue;
+                }
+                if saved.shares.len() >= SHARES_MAX {
+                    return Err(RegistryError::TooMany);
+                }
+                saved.next_share_id = saved.next_share_id.max(1);
+                if s.id == 0 || saved.shares.iter().any(|x| x.id == s.id) {
+                    s.id = saved.next_share_id;
+                }
+                saved.next_share_id = saved.next_share_id.max(s.id + 1);
+                saved.shares.push(s);
+                added.1 += 1;
+            }
+            Ok(added)
+        })
+    }
+}
+
 /// What an account or group deletion takes out of the registry.
 pub enum Forget<'a> {
     /// The whole tenant: its spaces and shares.

@@ -1061,6 +1061,88 @@ impl UserDb {
         })
     }
 
+    /// `skab import --merge`: adds the accounts and groups the tenant does not have (the
+    /// tenant too, when missing) in one transaction, and the members a group of both does not
+    /// have yet; an account or group the tenant has is kept as it is (password, disabled,
+    /// creation time). Returns (accounts added, groups added, members added).
+    pub fn merge_accounts(
+        &self,
+        tenant: &TenantName,
+        tenant_created: u64,
+        users: &[ImportedAccount],
+        groups: &[(GroupName, u64, Vec<UserName>)],
+    ) -> Result<(usize, usize, usize), UserDbError> {
+        for u in users {
+            password::check_phc(&u.phc)?;
+        }
+        self.transact(|st| {
+            let mut ops = Vec::new();
+            let t = st.tenants.get(tenant);
+            if t.is_none() {
+                ops.push(Op::TenantAdd {
+                    tenant: tenant.clone(),
+                    at: tenant_created,
+                });
+            }
+            let mut added = (0, 0, 0);
+            for u in users {
+                if t.is_some_and(|t| t.users.contains_key(&u.user)) {
+                    continue;
+                }
+                added.0 += 1;
+                ops.push(Op::UserAdd {
+                    tenant: tenant.clone(),
+                    user: u.user.clone(),
+                    phc: u.phc.clone(),
+                    at: u.created,
+                });
+                if u.disabled {
+                    ops.push(Op::UserDisabled {
+                        tenant: tenant.clone(),
+                        user: u.user.clone(),
+                        disabled: true,
+                    });
+                }
+            }
+            let had_groups = t.map_or(0, |t| t.groups.len());
+            for (g, at, members) in groups {
+                let members = dedup(members);
+                match t.and_then(|t| t.groups.get(g)) {
+                    Some(existing) => {
+                        let new: Vec<UserName> = members
+                            .into_iter()
+                            .filter(|m| !existing.members.contains(m))
+                            .collect();
+                        if existing.members.len() + new.len() > GROUP_MEMBERS_MAX {
+                            return Err(UserDbError::TooManyMembers);
+                        }
+                        added.2 += new.len();
+                        for c in new.chunks(GROUP_MEMBERS_PER_RECORD_MAX) {
+                            ops.push(Op::GroupMembers {
+                                tenant: tenant.clone(),
+                                group: g.clone(),
+                                add: c.to_vec(),
+                                remove: Vec::new(),
+                            });
+                        }
+                    }
+                    None => {
+                        if members.len() > GROUP_MEMBERS_MAX {
+                            return Err(UserDbError::TooManyMembers);
+                        }
+                        added.1 += 1;
+                        added.2 += members.len();
+                        ops.extend(group_add_ops(tenant, g, &members, *at));
+                    }
+                }
+            }
+            if had_groups + added.1 > GROUPS_PER_TENANT_MAX {
+                return Err(UserDbError::TooManyGroups);
+            }
+            Ok((ops, added))
+        })
+    }
+
     /// Whether a user exists (for import's early check).
     pub(crate) fn has_user(&self, tenant: &TenantName, user: &UserName) -> bool {
         self.state

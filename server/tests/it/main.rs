@@ -21,6 +21,7 @@ mod handin;
 mod history_cli;
 mod hostile;
 mod http1;
+mod import_merge;
 mod isolation;
 mod litmus;
 mod login_load;
