@@ -238,58 +238,85 @@ pub struct Compaction {
     pub ops_after: u64,
 }
 
-/// The frames of `ops`, in order, each with how many operations it holds: each operation
-/// in its own frame, or with a `sealer`, each run of one tenant's operations that name users
-/// sealed together in one frame (of at most [`USER_LOG_SEALED_BATCH_BYTES`] of plain bytes,
-/// or one operation).
-fn frames(ops: &[Op], sealer: Option<&Sealer>) -> Result<Vec<(Vec<u8>, u32)>, UserDbError> {
+/// The frames of `ops`, each with the operations it holds in the order they apply: each
+/// operation in its own frame; or with a `sealer`, one tenant's operations that name users
+/// sealed together in one frame (at most [`USER_LOG_SEALED_BATCH_BYTES`] of plain bytes, or
+/// one operation), placed where that tenant's first of them was. Operations of different
+/// tenants never depend on each other, so only each tenant's own order is kept: a plain
+/// operation of a tenant (`TenantAdd`, `TenantDelete`, `TenantErase`) closes that tenant's
+/// group, `LogBase` every group. A transaction that interleaves schools (a CSV import) thus
+/// costs one seal per school and batch, not one per user.
+fn frames(ops: &[Op], sealer: Option<&Sealer>) -> Result<Vec<(Vec<u8>, Vec<Op>)>, UserDbError> {
     let mut out = Vec::new();
     let Some(sealer) = sealer else {
         for op in ops {
             let mut f = Vec::new();
             log::encode(&mut f, &Entry::Op(op.clone())).map_err(UserDbError::Other)?;
-            out.push((f, 1));
+            out.push((f, vec![op.clone()]));
         }
         return Ok(out);
     };
-    let mut i = 0;
-    while i < ops.len() {
-        let Some(tenant) = ops[i].sealed_tenant() else {
-            let mut f = Vec::new();
-            log::encode(&mut f, &Entry::Op(ops[i].clone())).map_err(UserDbError::Other)?;
-            out.push((f, 1));
-            i += 1;
+    enum Item {
+        Plain(Op),
+        Group(TenantName, Vec<Op>),
+    }
+    let mut items: Vec<Item> = Vec::new();
+    // Each tenant's open group: its index in `items` and its plain bytes so far.
+    let mut open: HashMap<TenantName, (usize, usize)> = HashMap::new();
+    for op in ops {
+        let Some(tenant) = op.sealed_tenant() else {
+            match op {
+                Op::TenantAdd { tenant, .. }
+                | Op::TenantDelete { tenant }
+                | Op::TenantErase { tenant } => {
+                    open.remove(tenant);
+                }
+                _ => open.clear(),
+            }
+            items.push(Item::Plain(op.clone()));
             continue;
         };
-        let mut run: Vec<Op> = Vec::new();
-        let mut bytes = 0usize;
-        while i < ops.len() && ops[i].sealed_tenant() == Some(tenant) {
-            let len = postcard::to_allocvec(&ops[i])
-                .map_err(|e| UserDbError::Other(e.to_string()))?
-                .len();
-            if !run.is_empty() && bytes + len > USER_LOG_SEALED_BATCH_BYTES {
-                break;
+        let len = postcard::to_allocvec(op)
+            .map_err(|e| UserDbError::Other(e.to_string()))?
+            .len();
+        match open.get_mut(tenant) {
+            Some((at, bytes)) if *bytes + len <= USER_LOG_SEALED_BATCH_BYTES => {
+                *bytes += len;
+                if let Item::Group(_, v) = &mut items[*at] {
+                    v.push(op.clone());
+                }
             }
-            bytes += len;
-            run.push(ops[i].clone());
-            i += 1;
+            _ => {
+                open.insert(tenant.clone(), (items.len(), len));
+                items.push(Item::Group(tenant.clone(), vec![op.clone()]));
+            }
         }
-        let plain = postcard::to_allocvec(&run).map_err(|e| UserDbError::Other(e.to_string()))?;
-        let sealed = sealer
-            .seal(tenant.as_str(), log::SEAL_WHAT, &plain)
-            .map_err(UserDbError::Other)?;
-        let n = run.len() as u32;
+    }
+    for item in items {
         let mut f = Vec::new();
-        log::encode(
-            &mut f,
-            &Entry::Sealed {
-                tenant: tenant.clone(),
-                ops: n,
-                sealed,
-            },
-        )
-        .map_err(UserDbError::Other)?;
-        out.push((f, n));
+        match item {
+            Item::Plain(op) => {
+                log::encode(&mut f, &Entry::Op(op.clone())).map_err(UserDbError::Other)?;
+                out.push((f, vec![op]));
+            }
+            Item::Group(tenant, run) => {
+                let plain =
+                    postcard::to_allocvec(&run).map_err(|e| UserDbError::Other(e.to_string()))?;
+                let sealed = sealer
+                    .seal(tenant.as_str(), log::SEAL_WHAT, &plain)
+                    .map_err(UserDbError::Other)?;
+                log::encode(
+                    &mut f,
+                    &Entry::Sealed {
+                        tenant,
+                        ops: run.len() as u32,
+                        sealed,
+                    },
+                )
+                .map_err(UserDbError::Other)?;
+                out.push((f, run));
+            }
+        }
     }
     Ok(out)
 }
@@ -558,13 +585,19 @@ impl UserDb {
         }
         let start = io.applied_end;
         let mut buf = Vec::with_capacity(ops.len() * 128);
-        let mut offsets = Vec::with_capacity(ops.len());
+        let mut applied = Vec::with_capacity(ops.len());
         let mut written = start;
         let count = u32::try_from(ops.len())
             .map_err(|_| UserDbError::Other("too many operations in one transaction".into()))?;
-        for (frame, n) in frames(&ops, self.sealer.as_deref())? {
+        // Applied in the log's order (a sealed frame gathers one tenant's operations).
+        for (frame, in_frame) in frames(&ops, self.sealer.as_deref())? {
             let at = io.base + written + buf.len() as u64;
-            offsets.extend((0..u64::from(n)).map(|j| at + j));
+            applied.extend(
+                in_frame
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, op)| (at + j as u64, op)),
+            );
             buf.extend_from_slice(&frame);
             if buf.len() >= WRITE_CHUNK_BYTES {
                 self.files.write(&io.log, written, &buf, false)?;
@@ -576,7 +609,7 @@ impl UserDb {
         self.files.write(&io.log, written, &buf, true)?;
         written += buf.len() as u64;
         let mut st = self.state.write();
-        for (offset, op) in offsets.into_iter().zip(ops) {
+        for (offset, op) in applied {
             apply(&mut st, offset, op);
         }
         io.applied_end = written;

@@ -174,3 +174,57 @@ fn an_erased_tenant_is_gone_and_the_other_stays() {
     assert!(db.credentials(&t("school"), &u("plainname")).is_none());
     assert_eq!(db.users(&t("other")).unwrap().len(), 2);
 }
+
+/// The frames of the log file: (sealed frames, plain frames).
+fn frame_counts(f: &Fixture) -> (usize, usize) {
+    let b = std::fs::read(f.data.join(USERS_DIR).join(files::LOG_FILE)).unwrap();
+    let mut at = log::MAGIC.len();
+    let (mut sealed, mut plain) = (0, 0);
+    while at + log::FRAME_HEADER <= b.len() {
+        let len = u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+        match log::first_entry(&b[at..]).unwrap() {
+            log::Entry::Sealed { .. } => sealed += 1,
+            log::Entry::Op(_) => plain += 1,
+            log::Entry::Commit { .. } => {}
+        }
+        at += log::FRAME_HEADER + len;
+    }
+    (sealed, plain)
+}
+
+#[test]
+fn an_import_of_interleaved_schools_is_sealed_per_school_not_per_user() {
+    let f = Fixture::new();
+    let db = f.open().unwrap();
+    let phc = tests::test_phc("pw");
+    let schools = ["s1", "s2", "s3"];
+    let new: Vec<NewUser> = (0..600)
+        .map(|i| NewUser {
+            tenant: t(schools[i % 3]),
+            user: u(&format!("elev{i}")),
+            phc: phc.clone(),
+            groups: vec![GroupName::new("alle").unwrap()],
+        })
+        .collect();
+    assert_eq!(db.add_users(new).unwrap(), Ok(600));
+    let s1_epochs: Vec<u64> = (0..600)
+        .step_by(3)
+        .map(|i| db.credentials(&t("s1"), &u(&format!("elev{i}"))).unwrap().epoch)
+        .collect();
+    drop(db);
+    let (sealed, plain) = frame_counts(&f);
+    // Each school's 200 users (and its group) in a few sealed frames, its TenantAdd plain.
+    assert!(sealed <= 3 * 4, "{sealed} sealed frames for 600 users");
+    assert_eq!(plain, 3);
+    let db = f.open().unwrap();
+    for s in schools {
+        assert_eq!(db.users(&t(s)).unwrap().len(), 200);
+        assert_eq!(db.groups(&t(s)).unwrap()[0].members.len(), 200);
+    }
+    let again: Vec<u64> = (0..600)
+        .step_by(3)
+        .map(|i| db.credentials(&t("s1"), &u(&format!("elev{i}"))).unwrap().epoch)
+        .collect();
+    assert_eq!(s1_epochs, again, "numbers as written are numbers as read");
+    assert!(s1_epochs.windows(2).all(|w| w[0] < w[1]));
+}

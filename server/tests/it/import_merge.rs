@@ -220,7 +220,10 @@ fn a_merge_adds_what_is_missing_and_keeps_what_is_there() {
             && out.contains("0 members added"),
         "{out}"
     );
-    assert_eq!(pb.get("/dav/school/pupil/diff%20(import%202).txt").status, 404);
+    assert_eq!(
+        pb.get("/dav/school/pupil/diff%20(import%202).txt").status,
+        404
+    );
     let audit = run_ok(&[
         "audit",
         "export",
