@@ -246,7 +246,10 @@ pub struct Compaction {
 /// operation of a tenant (`TenantAdd`, `TenantDelete`, `TenantErase`) closes that tenant's
 /// group, `LogBase` every group. A transaction that interleaves schools (a CSV import) thus
 /// costs one seal per school and batch, not one per user.
-fn frames(ops: &[Op], sealer: Option<&Sealer>) -> Result<Vec<(Vec<u8>, Vec<Op>)>, UserDbError> {
+/// A frame's bytes and the operations it holds.
+type Frame = (Vec<u8>, Vec<Op>);
+
+fn frames(ops: &[Op], sealer: Option<&Sealer>) -> Result<Vec<Frame>, UserDbError> {
     let mut out = Vec::new();
     let Some(sealer) = sealer else {
         for op in ops {

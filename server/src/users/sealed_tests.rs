@@ -209,7 +209,11 @@ fn an_import_of_interleaved_schools_is_sealed_per_school_not_per_user() {
     assert_eq!(db.add_users(new).unwrap(), Ok(600));
     let s1_epochs: Vec<u64> = (0..600)
         .step_by(3)
-        .map(|i| db.credentials(&t("s1"), &u(&format!("elev{i}"))).unwrap().epoch)
+        .map(|i| {
+            db.credentials(&t("s1"), &u(&format!("elev{i}")))
+                .unwrap()
+                .epoch
+        })
         .collect();
     drop(db);
     let (sealed, plain) = frame_counts(&f);
@@ -223,7 +227,11 @@ fn an_import_of_interleaved_schools_is_sealed_per_school_not_per_user() {
     }
     let again: Vec<u64> = (0..600)
         .step_by(3)
-        .map(|i| db.credentials(&t("s1"), &u(&format!("elev{i}"))).unwrap().epoch)
+        .map(|i| {
+            db.credentials(&t("s1"), &u(&format!("elev{i}")))
+                .unwrap()
+                .epoch
+        })
         .collect();
     assert_eq!(s1_epochs, again, "numbers as written are numbers as read");
     assert!(s1_epochs.windows(2).all(|w| w[0] < w[1]));
