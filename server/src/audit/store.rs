@@ -193,11 +193,14 @@ impl AuditStore {
             return Ok(());
         }
         if let Some(s) = self.sealer_of(log) {
-            // A tenant whose key was erased cannot have records sealed any more: what still
-            // concerns it (the erasure itself) goes to the `_system` log, naming it.
+            // A tenant whose key was erased cannot have records sealed any more: what the
+            // operators still do to it (the erasure itself) goes to the `_system` log, naming
+            // it; requests naming it (a login tried with a name of the erased school) are not
+            // recorded, so that no pupil's name comes back in the clear.
             if s.is_erased(log).map_err(std::io::Error::other)? {
                 let moved: Vec<Event> = events
                     .iter()
+                    .filter(|e| e.kind.starts_with("admin."))
                     .map(|e| Event {
                         target: Some(match &e.target {
                             Some(t) => format!("tenant {log}: {t}"),
@@ -206,6 +209,9 @@ impl AuditStore {
                         ..e.clone()
                     })
                     .collect();
+                if moved.is_empty() {
+                    return Ok(());
+                }
                 return self.append_after(SYSTEM_LOG, &moved, &mut None);
             }
         }

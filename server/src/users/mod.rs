@@ -238,6 +238,9 @@ pub struct Compaction {
     pub ops_after: u64,
 }
 
+/// A frame's bytes and the operations it holds.
+type Frame = (Vec<u8>, Vec<Op>);
+
 /// The frames of `ops`, each with the operations it holds in the order they apply: each
 /// operation in its own frame; or with a `sealer`, one tenant's operations that name users
 /// sealed together in one frame (at most [`USER_LOG_SEALED_BATCH_BYTES`] of plain bytes, or
@@ -246,9 +249,6 @@ pub struct Compaction {
 /// operation of a tenant (`TenantAdd`, `TenantDelete`, `TenantErase`) closes that tenant's
 /// group, `LogBase` every group. A transaction that interleaves schools (a CSV import) thus
 /// costs one seal per school and batch, not one per user.
-/// A frame's bytes and the operations it holds.
-type Frame = (Vec<u8>, Vec<Op>);
-
 fn frames(ops: &[Op], sealer: Option<&Sealer>) -> Result<Vec<Frame>, UserDbError> {
     let mut out = Vec::new();
     let Some(sealer) = sealer else {
