@@ -71,6 +71,12 @@ fn main() {
     let log_bytes = std::fs::metadata(dir.path().join("users/users.log"))
         .map(|m| m.len())
         .unwrap_or(0);
+    let log = std::fs::read(dir.path().join("users/users.log")).unwrap_or_default();
+    println!(
+        "user names in the clear in the log: {}",
+        log.windows(6).any(|w| w == b"elev12")
+    );
+    drop(log);
     let t2 = Instant::now();
     let db = UserDb::open(dir.path()).expect("reopen");
     println!(
