@@ -324,4 +324,53 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn sealed_lines_chain_hide_their_fields_and_any_changed_byte_is_caught() {
+        let key = skab_engine::crypt::TenantCipher::new(&[5; 32]);
+        let seal = |b: &[u8]| Ok(key.seal_meta(b"audit:school", b));
+        let open = |b: &[u8]| {
+            key.open_meta(b"audit:school", b)
+                .map(Some)
+                .map_err(|e| e.to_string())
+        };
+        let mut e = ev("login.ok");
+        e.target = Some("/secret-target-path".into());
+        let (l1, k1) = encode_sealed(&e, Link::START, &seal).unwrap();
+        let (l2, k2) = encode_sealed(&ev("login.failed"), k1, &seal).unwrap();
+        for l in [&l1, &l2] {
+            assert!(!l.contains("anna") && !l.contains("secret-target") && !l.contains("login"));
+            assert!(!l.contains("10.1.2.3"));
+        }
+        let mut c1 = check(l1.trim_end()).unwrap();
+        assert_eq!(c1.kind, "", "not opened yet");
+        assert!(c1.open(&open).unwrap());
+        assert_eq!(
+            (c1.kind.as_str(), c1.target.as_deref(), c1.actor.as_deref()),
+            ("login.ok", Some("/secret-target-path"), Some("anna@skole"))
+        );
+        let c2 = check(l2.trim_end()).unwrap();
+        assert_eq!((c2.link, c2.prev), (k2, k1.hash));
+        let exported: serde_json::Value = serde_json::from_str(&c1.exported()).unwrap();
+        assert_eq!(exported["hash"], hex::encode(k1.hash));
+        assert_eq!(exported["source"], "10.1.2.3");
+        // Another tenant's key does not open it; an erased key leaves it unread.
+        let other = skab_engine::crypt::TenantCipher::new(&[6; 32]);
+        let mut c = check(l1.trim_end()).unwrap();
+        assert!(c
+            .open(&|b: &[u8]| other
+                .open_meta(b"audit:school", b)
+                .map(Some)
+                .map_err(|e| e.to_string()))
+            .is_err());
+        assert!(!c.open(&|_: &[u8]| Ok(None)).unwrap());
+        let bytes = l1.trim_end().as_bytes();
+        for i in 0..bytes.len() {
+            let mut b = bytes.to_vec();
+            b[i] ^= 0x01;
+            if let Ok(s) = std::str::from_utf8(&b) {
+                assert!(check(s).is_err(), "byte {i} flipped went unnoticed");
+            }
+        }
+    }
 }

@@ -527,4 +527,100 @@ mod tests {
         let r = store.verify("t").unwrap();
         assert_eq!((r.records, r.problems.len()), (3, 0), "{r:?}");
     }
+
+    /// A sealed log: its fields are nowhere in the clear, `verify` with the key opens every
+    /// record, without it checks the chain alone; a flipped byte, a removed record and a cut
+    /// tail are found either way; `export` writes the records opened; an erased tenant's
+    /// admin record goes to the `_system` log.
+    #[test]
+    fn a_sealed_log_verifies_with_and_without_the_key_and_damage_is_found() {
+        let tmp = tempfile::tempdir().unwrap();
+        let keys = skab_engine::crypt::KeyStore::open(
+            &tmp.path().join("keys"),
+            skab_engine::crypt::MasterKey::from_bytes(&[9; 32]),
+            true,
+        )
+        .unwrap();
+        let keys = std::sync::Arc::new(keys);
+        crate::crypt::register_keys(tmp.path(), keys.clone());
+        let store = AuditStore::new(tmp.path());
+        assert!(store.sealer.is_some());
+        let keyless = AuditStore {
+            root: store.root.clone(),
+            sealer: None,
+        };
+        // Days 10-14 of the base time: one month, one segment.
+        for d in 10..15 {
+            store.append("skole", &[at(d, "login.ok")]).unwrap();
+        }
+        let seg = store.segments("skole").unwrap().pop().unwrap();
+        let text = std::fs::read_to_string(&seg).unwrap();
+        assert!(!text.contains("anna") && !text.contains("login.ok") && !text.contains("day "));
+        let r = store.verify("skole").unwrap();
+        assert_eq!(
+            (r.records, r.sealed_unread, r.problems.len()),
+            (5, 0, 0),
+            "{r:?}"
+        );
+        let r = keyless.verify("skole").unwrap();
+        assert_eq!(
+            (r.records, r.sealed_unread, r.problems.len()),
+            (5, 5, 0),
+            "{r:?}"
+        );
+        let mut out = Vec::new();
+        assert_eq!(store.export("skole", None, None, &mut out).unwrap(), 5);
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("\"kind\":\"login.ok\"") && out.contains("day 13"),
+            "{out}"
+        );
+        assert!(keyless
+            .export("skole", None, None, &mut Vec::new())
+            .is_err());
+
+        let lines: Vec<&str> = text.lines().collect();
+        let damaged = |lines: Vec<String>| {
+            std::fs::write(&seg, lines.join("\n") + "\n").unwrap();
+            let a = store.verify("skole").unwrap().problems;
+            let b = keyless.verify("skole").unwrap().problems;
+            std::fs::write(&seg, &text).unwrap();
+            (a, b)
+        };
+        let mut flipped: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        flipped[2] = flipped[2].replacen("\"sealed\":\"", "\"sealed\":\"A", 1);
+        let removed: Vec<String> = lines
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 2)
+            .map(|(_, l)| l.to_string())
+            .collect();
+        let cut: Vec<String> = lines[..4].iter().map(|l| l.to_string()).collect();
+        for (what, v) in [("flipped", flipped), ("removed", removed), ("cut", cut)] {
+            let (a, b) = damaged(v);
+            assert!(!a.is_empty() && !b.is_empty(), "{what}: {a:?} {b:?}");
+        }
+        assert!(store.verify("skole").unwrap().problems.is_empty());
+
+        // After the tenant's key is erased: its log is checked in the chain only, and an
+        // operator's record about it goes to `_system`; a login record is dropped.
+        keys.erase("skole").unwrap();
+        let r = store.verify("skole").unwrap();
+        assert_eq!((r.sealed_unread, r.problems.len()), (5, 0), "{r:?}");
+        store
+            .append(
+                "skole",
+                &[at(16, "admin.tenant.erase"), at(16, "login.failed")],
+            )
+            .unwrap();
+        let mut sys = Vec::new();
+        store.export(SYSTEM_LOG, None, None, &mut sys).unwrap();
+        let sys = String::from_utf8(sys).unwrap();
+        assert!(
+            sys.contains("admin.tenant.erase") && sys.contains("tenant skole"),
+            "{sys}"
+        );
+        assert!(!sys.contains("login.failed"), "{sys}");
+        assert_eq!(store.verify("skole").unwrap().records, 5);
+    }
 }
