@@ -2,7 +2,8 @@
 //! into a running server that has the same tenant (two schools of a municipality becoming
 //! one). What the target has is left as it was (same bytes, same etag, its own passwords and
 //! group members), what it lacks is added (accounts with their password hashes, a group's new
-//! members, files, folders, a whole new home with its trash), and an imported file or folder
+//! members, files, folders, a whole new home with its trash, a hand-in, a space, a share; a
+//! hand-in of the same name keeps the target's owner), and an imported file or folder
 //! whose name the target uses for something else lands beside it as "(import 1)". Merging the
 //! same archive again changes nothing; without `--merge` the import is refused.
 
@@ -94,6 +95,56 @@ fn a_merge_adds_what_is_missing_and_keeps_what_is_there() {
     assert_eq!(anna.put("/dav/school/anna/keep.txt", b"anna's").status, 201);
     assert_eq!(anna.put("/dav/school/anna/old.txt", b"deleted").status, 201);
     assert_eq!(anna.delete("/dav/school/anna/old.txt").status, 204);
+    let closes = humantime::format_rfc3339_seconds(
+        std::time::SystemTime::now() + std::time::Duration::from_secs(7200),
+    )
+    .to_string();
+    for h in ["exam", "essay"] {
+        run_ok(&[
+            "handin",
+            "add",
+            "--tenant",
+            "school",
+            "--handin",
+            h,
+            "--owner",
+            "pupil",
+            "--group",
+            "class",
+            "--closes",
+            &closes,
+            "--data-dir",
+            &d(&a),
+        ]);
+    }
+    run_ok(&[
+        "space",
+        "add",
+        "--tenant",
+        "school",
+        "--space",
+        "math",
+        "--owner",
+        "pupil",
+        "--share",
+        "group:class=read",
+        "--data-dir",
+        &d(&a),
+    ]);
+    run_ok(&[
+        "share",
+        "add",
+        "--tenant",
+        "school",
+        "--owner",
+        "pupil",
+        "--path",
+        "Ny-mappe",
+        "--with",
+        "user:anna",
+        "--data-dir",
+        &d(&a),
+    ]);
     let archive = tmp.path().join("a.tar");
     run_ok(&[
         "export",
@@ -120,6 +171,23 @@ fn a_merge_adds_what_is_missing_and_keeps_what_is_there() {
         "class",
         "--members",
         "bob",
+        "--data-dir",
+        &d(&b),
+    ]);
+    // A hand-in of the same name, the target's own: kept as it is.
+    run_ok(&[
+        "handin",
+        "add",
+        "--tenant",
+        "school",
+        "--handin",
+        "exam",
+        "--owner",
+        "bob",
+        "--group",
+        "class",
+        "--closes",
+        &closes,
         "--data-dir",
         &d(&b),
     ]);
@@ -150,6 +218,7 @@ fn a_merge_adds_what_is_missing_and_keeps_what_is_there() {
         "folders: 1 added; trees: 1 new",
         "trash items: 1 added, 0 already there, 0 left out",
         "accounts: 1 added, 1 kept as they were; groups: 0 added, 2 members added",
+        "hand-ins: 1 added, 1 kept; spaces: 1 added, 0 kept; shares: 1 added, 0 kept",
     ] {
         assert!(out.contains(want), "{want:?} not in {out}");
     }
@@ -210,6 +279,16 @@ fn a_merge_adds_what_is_missing_and_keeps_what_is_there() {
         .unwrap();
     assert_eq!(anna_tree["trash"][0]["original_path"], "old.txt");
 
+    let handins = run_ok(&["handin", "list", "--tenant", "school", "--data-dir", &d(&b)]);
+    assert!(
+        handins.contains("exam\tbob") && handins.contains("essay\tpupil"),
+        "{handins}"
+    );
+    let shares = run_ok(&["share", "list", "--tenant", "school", "--data-dir", &d(&b)]);
+    assert!(shares.contains("/Ny-mappe\tuser:anna"), "{shares}");
+    let spaces = run_ok(&["space", "list", "--tenant", "school", "--data-dir", &d(&b)]);
+    assert!(spaces.contains("math"), "{spaces}");
+
     // Merging the same archive again changes nothing.
     let (ok, out) = import(&b.data_dir(), &archive, true);
     assert!(ok, "{out}");
@@ -217,7 +296,10 @@ fn a_merge_adds_what_is_missing_and_keeps_what_is_there() {
         out.contains("files: 0 added, 5 already there with the same bytes, 0 added beside")
             && out.contains("trash items: 0 added, 1 already there")
             && out.contains("accounts: 0 added, 2 kept")
-            && out.contains("0 members added"),
+            && out.contains("0 members added")
+            && out.contains(
+                "hand-ins: 0 added, 2 kept; spaces: 0 added, 1 kept; shares: 0 added, 1 kept"
+            ),
         "{out}"
     );
     assert_eq!(
