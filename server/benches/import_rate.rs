@@ -1,7 +1,9 @@
 //! Import rate: generates a CSV of PHC hashes (`IMPORT_ROWS`, default 1,000,000), imports it
-//! into a fresh data dir, then reopens the database (the server's start-up load).
+//! into a fresh data dir, then reopens the database (the server's start-up load). With
+//! `SEALED=1` the data dir has encryption at rest: the user records are sealed with their
+//! tenants' keys (docs/security.md), so the figures show what sealing costs.
 //!
-//! `cargo bench -p skab-server --bench import_rate`
+//! `cargo bench -p skab-server --bench import_rate` (`SEALED=1 cargo bench ...`)
 
 use skab_server::users::password;
 use skab_server::users::{import::import_csv, UserDb};
@@ -45,6 +47,16 @@ fn main() {
         t0.elapsed().as_secs_f64()
     );
 
+    if std::env::var("SEALED").is_ok_and(|v| v == "1") {
+        let keys = skab_engine::crypt::KeyStore::open(
+            &dir.path().join("keys"),
+            skab_engine::crypt::MasterKey::from_bytes(&[7; 32]),
+            true,
+        )
+        .expect("key store");
+        skab_server::crypt::register_keys(dir.path(), std::sync::Arc::new(keys));
+        println!("sealed: user records sealed with their tenants' keys");
+    }
     let db = UserDb::open(dir.path()).expect("open");
     let t1 = Instant::now();
     let file = std::fs::File::open(&csv).expect("open csv");
@@ -59,6 +71,12 @@ fn main() {
     let log_bytes = std::fs::metadata(dir.path().join("users/users.log"))
         .map(|m| m.len())
         .unwrap_or(0);
+    let log = std::fs::read(dir.path().join("users/users.log")).unwrap_or_default();
+    println!(
+        "user names in the clear in the log: {}",
+        log.windows(6).any(|w| w == b"elev12")
+    );
+    drop(log);
     let t2 = Instant::now();
     let db = UserDb::open(dir.path()).expect("reopen");
     println!(

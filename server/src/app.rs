@@ -47,6 +47,10 @@ pub struct App {
 /// With encryption on, the key store is opened here (master key loaded and checked): a wrong
 /// or missing key is an error.
 pub fn store_config(config: &Config) -> Result<StoreConfig, String> {
+    let keys = crate::crypt::open_keys(config)?;
+    if let Some(k) = &keys {
+        crate::crypt::register_keys(&config.data_dir, k.clone());
+    }
     let s = &config.storage;
     let days = |d: u64| (d > 0).then(|| Duration::from_secs(d * 24 * 3600));
     Ok(StoreConfig {
@@ -70,7 +74,7 @@ pub fn store_config(config: &Config) -> Result<StoreConfig, String> {
             IoBackend::Uring => IoChoice::Uring,
             IoBackend::Std => IoChoice::Std,
         },
-        keys: crate::crypt::open_keys(config)?,
+        keys,
         ..StoreConfig::default()
     })
 }

@@ -87,13 +87,19 @@ pub enum Command {
     /// Write a tenant's complete export (a tar archive with a JSON manifest; docs/export.md),
     /// while the server runs; or check one offline with --verify.
     Export(ExportArgs),
-    /// Load an export into this data dir (refused when it has the tenant already).
+    /// Load an export into this data dir (refused when it has the tenant already, unless
+    /// --merge).
     Import {
         #[command(flatten)]
         dir: DirArgs,
         /// The archive `skab export` wrote.
         #[arg(long = "in", value_name = "FILE")]
         input: PathBuf,
+        /// Merge into the tenant (or user) this data dir has: add what it lacks, keep what
+        /// it has; an imported file whose name holds other content is added as "name
+        /// (import N)" (docs/export.md, "Merge").
+        #[arg(long)]
+        merge: bool,
     },
     /// Check or export the audit log.
     #[command(subcommand)]
@@ -654,6 +660,14 @@ fn audit_cmd(c: AuditCmd, out: &mut impl Write) -> Result<(), CliError> {
                         "DAMAGED"
                     }
                 )?;
+                if r.sealed_unread > 0 {
+                    writeln!(
+                        out,
+                        "  {} sealed records checked in the chain only (no key, or the \
+                         tenant's key erased)",
+                        r.sealed_unread
+                    )?;
+                }
                 for p in &r.problems {
                     writeln!(out, "  {p}")?;
                 }
@@ -713,7 +727,7 @@ fn run_command(cli: Cli, serve_fn: fn(Config) -> Result<(), CliError>) -> Result
             Ok(())
         }
         Command::Export(a) => export_cmd(a, &mut out),
-        Command::Import { dir, input } => import_cmd(&dir, &input, &mut out),
+        Command::Import { dir, input, merge } => import_cmd(&dir, &input, merge, &mut out),
         Command::Handin(c) => crate::handin::cli::handin_cmd(c, &mut out),
         Command::Receipt(c) => crate::handin::cli::receipt_cmd(c, &mut out),
         Command::Space(c) => crate::spaces::cli::space_cmd(c, &mut out),
@@ -826,6 +840,7 @@ fn export_cmd(a: ExportArgs, out: &mut impl Write) -> Result<(), CliError> {
 fn import_cmd(
     dir: &DirArgs,
     input: &std::path::Path,
+    merge: bool,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
     let cfg = load_config(dir)?;
@@ -839,12 +854,17 @@ fn import_cmd(
     let req = crate::export::ImportRequest {
         data_dir: cfg.data_dir.clone(),
         input: input.clone(),
+        merge,
     };
     admin_cmd(dir, AdminRequest::Import(req), out)?;
     audit_admin((
         dir.clone(),
         tenant,
-        "admin.import",
+        if merge {
+            "admin.import.merge"
+        } else {
+            "admin.import"
+        },
         Some(input.display().to_string()),
     ))
 }
@@ -1131,8 +1151,16 @@ fn tenant_erase(
             return Err(CliError("not confirmed: nothing was changed".into()));
         }
     }
-    let destroyed = skab_engine::crypt::KeyStore::erase_at(&keys, t.as_str())
-        .map_err(|e| CliError(format!("destroying the key of tenant {t}: {e}")))?;
+    // Opened (and the tenant's users counted) while its records can still be read.
+    let db = open_db(dir)?;
+    // Through this process's sealer (whose cache of keys must see it) when it has one.
+    let destroyed = match crate::crypt::sealer(&cfg.data_dir) {
+        Some(s) => s.erase(t.as_str()),
+        None => {
+            skab_engine::crypt::KeyStore::erase_at(&keys, t.as_str()).map_err(|e| e.to_string())
+        }
+    }
+    .map_err(|e| CliError(format!("destroying the key of tenant {t}: {e}")))?;
     if destroyed {
         writeln!(
             out,
@@ -1142,12 +1170,11 @@ fn tenant_erase(
     } else {
         writeln!(out, "the key of tenant {t} was already destroyed")?;
     }
-    let db = open_db(dir)?;
-    let known = db.tenants().iter().any(|i| i.name == t);
-    let users = if known { db.users(&t)? } else { Vec::new() };
-    for u in &users {
-        db.set_disabled(&t, &u.user, true)?;
-    }
+    // The user database's records of the tenant are sealed with the key just destroyed:
+    // one record in the clear takes the tenant with its users, groups and tokens away (the
+    // server applies it at its next refresh), and a compaction drops the sealed ones.
+    let users = db.erase_tenant(&t)?;
+    db.compact()?;
     admin_cmd(
         dir,
         AdminRequest::EraseTenant {
@@ -1155,16 +1182,32 @@ fn tenant_erase(
         },
         out,
     )?;
-    for u in &users {
-        db.delete_user(&t, &u.user)?;
+    let cfg_dir = &cfg.data_dir;
+    let mut removed = 0;
+    let logs = cfg_dir
+        .join(crate::handin::receipt::LOG_DIR)
+        .join(t.as_str());
+    if logs.exists() {
+        std::fs::remove_dir_all(&logs).map_err(|e| CliError(format!("{}: {e}", logs.display())))?;
+        removed += 1;
     }
-    if known {
-        db.delete_tenant(&t)?;
+    let key = cfg_dir
+        .join(crate::handin::receipt::KEY_DIR)
+        .join(format!("{t}.key"));
+    if key.exists() {
+        std::fs::remove_file(&key).map_err(|e| CliError(format!("{}: {e}", key.display())))?;
+        removed += 1;
     }
+    crate::handin::Registry::new(cfg_dir)
+        .forget(t.as_str(), crate::spaces::registry::Forget::Tenant)
+        .map_err(|e| CliError(e.to_string()))?;
+    crate::spaces::Registry::new(cfg_dir)
+        .forget(t.as_str(), crate::spaces::registry::Forget::Tenant)
+        .map_err(|e| CliError(e.to_string()))?;
     writeln!(
         out,
-        "deleted {} users of tenant {t} and its name",
-        users.len()
+        "deleted {users} users of tenant {t} and its name; removed its receipt logs and \
+         receipt key ({removed} paths); its audit log stays, sealed with the destroyed key"
     )?;
     Ok(())
 }

@@ -434,7 +434,10 @@ impl Config {
     /// Builds the configuration: defaults < file < environment < flags.
     pub fn load(cli: &CliOverrides) -> Result<Config, ConfigError> {
         let env: Vec<(String, String)> = std::env::vars().collect();
-        Self::load_from(cli, &env)
+        let config = Self::load_from(cli, &env)?;
+        // The server's own files of this data dir are sealed per tenant with encryption on.
+        crate::crypt::register(&config);
+        Ok(config)
     }
 
     /// As [`Config::load`], with the environment given (for tests).

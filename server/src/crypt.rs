@@ -1,14 +1,17 @@
 //! Encryption at rest, the server's side: where the master key comes from (file, environment
 //! variable, command), where the key store is, and opening it for the engine. The sealing
-//! itself is the engine's (`skab_engine::crypt`); design in docs/security.md.
+//! itself is the engine's (`skab_engine::crypt`); design in docs/security.md. And the
+//! [`Sealer`] that seals the server's own per-tenant files (user database, audit log,
+//! registries, receipts) with the same tenant keys.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use skab_engine::crypt::{KeyStore, MasterKey};
+use parking_lot::Mutex;
+use skab_engine::crypt::{KeyStore, MasterKey, TenantKey};
 
 use crate::config::{Config, CryptoConfig};
 use crate::limits::{MASTER_KEY_COMMAND_TIMEOUT_S, MASTER_KEY_SOURCE_BYTES_MAX};
@@ -157,6 +160,166 @@ pub fn open_keys(config: &Config) -> Result<Option<Arc<KeyStore>>, String> {
     let dir = key_store_dir(config);
     let keys = KeyStore::open(&dir, master, !store_exists(config)).map_err(|e| e.to_string())?;
     Ok(Some(Arc::new(keys)))
+}
+
+/// Seals the server's own files that hold a tenant's names (the user database, the audit
+/// log, the hand-in and space registries, receipt logs and receipt keys) with the tenant's
+/// key (`TenantCipher::seal_meta`, the context naming the kind of file and the tenant). One
+/// per data dir with `crypto.enabled`, found with [`sealer`]; the key store is opened on
+/// first use, so commands that never touch a sealed file need no master key.
+pub struct Sealer {
+    config: Option<Config>,
+    keys: OnceLock<Arc<KeyStore>>,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealer")
+    }
+}
+
+/// The sealers of this process, by data dir (as canonical as it can be made).
+static SEALERS: Mutex<Vec<(PathBuf, Arc<Sealer>)>> = Mutex::new(Vec::new());
+
+fn canonical(dir: &Path) -> PathBuf {
+    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+/// Notes that `config`'s data dir seals the server's files (when `crypto.enabled`); the
+/// master key is loaded when a sealed file is first read or written.
+pub fn register(config: &Config) {
+    if !config.crypto.enabled {
+        return;
+    }
+    let dir = canonical(&config.data_dir);
+    let mut v = SEALERS.lock();
+    if !v.iter().any(|(d, _)| *d == dir) {
+        v.push((
+            dir,
+            Arc::new(Sealer {
+                config: Some(config.clone()),
+                keys: OnceLock::new(),
+            }),
+        ));
+    }
+}
+
+/// As [`register`], with the key store the store was opened with (one cache of keys per
+/// process: an erasure through the store is seen by the sealer at once).
+pub fn register_keys(data_dir: &Path, keys: Arc<KeyStore>) {
+    let dir = canonical(data_dir);
+    let mut v = SEALERS.lock();
+    match v.iter().find(|(d, _)| *d == dir) {
+        Some((_, s)) => {
+            let _ = s.keys.set(keys);
+        }
+        None => {
+            let cell = OnceLock::new();
+            let _ = cell.set(keys);
+            v.push((
+                dir,
+                Arc::new(Sealer {
+                    config: None,
+                    keys: cell,
+                }),
+            ));
+        }
+    }
+}
+
+/// The sealer of `data_dir`, if its files are sealed.
+pub fn sealer(data_dir: &Path) -> Option<Arc<Sealer>> {
+    let dir = canonical(data_dir);
+    SEALERS
+        .lock()
+        .iter()
+        .find(|(d, _)| *d == dir)
+        .map(|(_, s)| s.clone())
+}
+
+impl Sealer {
+    /// A sealer on an open key store (tests).
+    pub fn on(keys: Arc<KeyStore>) -> Sealer {
+        let cell = OnceLock::new();
+        let _ = cell.set(keys);
+        Sealer {
+            config: None,
+            keys: cell,
+        }
+    }
+
+    fn keys(&self) -> Result<&Arc<KeyStore>, String> {
+        if let Some(k) = self.keys.get() {
+            return Ok(k);
+        }
+        let config = self.config.as_ref().ok_or("no key store")?;
+        let k = open_keys(config)
+            .map_err(|e| format!("encryption at rest: {e}"))?
+            .ok_or("encryption at rest is off")?;
+        Ok(self.keys.get_or_init(|| k))
+    }
+
+    fn context(what: &str, tenant: &str) -> Vec<u8> {
+        format!("skab server {what}:{tenant}").into_bytes()
+    }
+
+    /// `plain` sealed with `tenant`'s key (made if the tenant has none yet); `what` names
+    /// the kind of record and is authenticated. An erased tenant is refused.
+    pub fn seal(&self, tenant: &str, what: &str, plain: &[u8]) -> Result<Vec<u8>, String> {
+        let c = self
+            .keys()?
+            .tenant_or_create(tenant)
+            .map_err(|e| format!("the key of tenant {tenant}: {e}"))?;
+        Ok(c.seal_meta(&Self::context(what, tenant), plain))
+    }
+
+    /// Opens what [`Sealer::seal`] sealed: `None` when the tenant's key was erased (its
+    /// records are unreadable for good); an error for damaged bytes, another key or kind of
+    /// record, or a tenant without a key.
+    pub fn open(&self, tenant: &str, what: &str, sealed: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        match self
+            .keys()?
+            .tenant(tenant)
+            .map_err(|e| format!("the key of tenant {tenant}: {e}"))?
+        {
+            TenantKey::Live(c) => c
+                .open_meta(&Self::context(what, tenant), sealed)
+                .map(Some)
+                .map_err(|e| format!("{what} of tenant {tenant}: {e}")),
+            TenantKey::Erased => Ok(None),
+            TenantKey::Missing => Err(format!(
+                "{what} of tenant {tenant} is sealed, but the key store has no key of the tenant"
+            )),
+        }
+    }
+
+    /// Destroys `tenant`'s key (`KeyStore::erase`, which this process's cache of keys sees
+    /// at once); whether there was a live key.
+    pub fn erase(&self, tenant: &str) -> Result<bool, String> {
+        self.keys()?.erase(tenant).map_err(|e| e.to_string())
+    }
+
+    /// Whether `tenant`'s key was erased.
+    pub fn is_erased(&self, tenant: &str) -> Result<bool, String> {
+        Ok(matches!(
+            self.keys()?
+                .tenant(tenant)
+                .map_err(|e| format!("the key of tenant {tenant}: {e}"))?,
+            TenantKey::Erased
+        ))
+    }
+
+    /// A file name for `name` of kind `what` that shows nothing of it without the tenant's
+    /// key (32 hex digits of a keyed hash), the same every time.
+    pub fn name_tag(&self, tenant: &str, what: &str, name: &str) -> Result<String, String> {
+        let c = self
+            .keys()?
+            .tenant_or_create(tenant)
+            .map_err(|e| format!("the key of tenant {tenant}: {e}"))?;
+        Ok(hex::encode(
+            &c.name_tag(&Self::context(what, tenant), name.as_bytes())[..16],
+        ))
+    }
 }
 
 /// Writes a new random master key to `path` (mode 0600; an existing file is refused).

@@ -80,6 +80,15 @@ pub const GROUP_MEMBERS_MAX: usize = 100_000;
 pub const GROUPS_PER_TENANT_MAX: usize = 100_000;
 /// Largest record in the user log, bytes; a larger length field is corruption.
 pub const USER_LOG_RECORD_LEN_MAX: usize = 64 * 1024;
+/// Plain bytes of one tenant's operations sealed together in one user log record (with
+/// encryption at rest): one seal per record, so opening a log of a million users costs a few
+/// thousand seals rather than a million; well inside [`USER_LOG_RECORD_LEN_MAX`] (one record
+/// over it starts a new one).
+pub const USER_LOG_SEALED_BATCH_BYTES: usize = 16 * 1024;
+/// Names tried for the copy of an imported file whose path `skab import --merge` finds taken
+/// by other content (`name (import 1).ext`, `(import 2)`, ...): beyond this the merge stops
+/// with an error rather than probe without end.
+pub const IMPORT_MERGE_COPY_NAMES_MAX: u32 = 100;
 /// Rows of a CSV import, count: 10 million is ten times Denmark's pupils and staff.
 pub const IMPORT_ROWS_MAX: usize = 10_000_000;
 /// Bad rows an import prints before it only counts them, count.
@@ -189,6 +198,8 @@ const _: () = assert!(NAME_LEN_MIN >= 1 && NAME_LEN_MIN <= NAME_LEN_MAX);
 // A record of members (each name plus its length prefix) stays far inside a log record.
 const _: () =
     assert!(GROUP_MEMBERS_PER_RECORD_MAX * (NAME_LEN_MAX + 2) + 1024 < USER_LOG_RECORD_LEN_MAX);
+// A sealed batch (salt, tag, tenant name and counts around it) fits one record.
+const _: () = assert!(USER_LOG_SEALED_BATCH_BYTES + 1024 < USER_LOG_RECORD_LEN_MAX);
 const _: () = assert!(ARGON2_M_COST_KIB <= ARGON2_M_COST_MAX_KIB);
 const _: () = assert!(ARGON2_T_COST <= ARGON2_T_COST_MAX);
 const _: () = assert!(ARGON2_P_COST <= ARGON2_P_COST_MAX);

@@ -31,6 +31,8 @@ pub struct TenantCipher {
     chunk_key: [u8; 32],
     /// Derives each metadata record's sealing key from its salt.
     meta_key: [u8; 32],
+    /// Keys [`TenantCipher::name_tag`]: file names that must not show what they name.
+    name_key: [u8; 32],
 }
 
 struct Len32;
@@ -76,12 +78,25 @@ impl TenantCipher {
             id_key: expand(&prk, b"chunk id"),
             chunk_key: expand(&prk, b"chunk seal"),
             meta_key: expand(&prk, b"metadata seal"),
+            name_key: expand(&prk, b"name tag"),
         }
     }
 
     /// The key of this tenant's chunk ids.
     pub(crate) fn id_key(&self) -> [u8; 32] {
         self.id_key
+    }
+
+    /// A keyed hash of `name` (with `context`, what kind of name it is): the same for the
+    /// same name, and without the tenant's key it tells nothing about the name (used where a
+    /// file of the server must be found by a name it must not show, such as a hand-in's
+    /// receipt log).
+    pub fn name_tag(&self, context: &[u8], name: &[u8]) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_keyed(&self.name_key);
+        h.update(&(context.len() as u64).to_le_bytes());
+        h.update(context);
+        h.update(name);
+        *h.finalize().as_bytes()
     }
 
     fn chunk_aead(&self, id: &ChunkId) -> LessSafeKey {
@@ -159,7 +174,12 @@ impl TenantCipher {
 
 impl Drop for TenantCipher {
     fn drop(&mut self) {
-        for k in [&mut self.id_key, &mut self.chunk_key, &mut self.meta_key] {
+        for k in [
+            &mut self.id_key,
+            &mut self.chunk_key,
+            &mut self.meta_key,
+            &mut self.name_key,
+        ] {
             // Volatile so the overwrite of memory about to be freed is not optimised away.
             for b in k.iter_mut() {
                 // SAFETY: `b` is a valid, aligned, exclusive reference to a byte.

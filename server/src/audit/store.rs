@@ -23,7 +23,12 @@ const LOCK_FILE: &str = "LOCK";
 #[derive(Clone, Debug)]
 pub struct AuditStore {
     root: PathBuf,
+    /// Seals the records of a tenant's log with its key (encryption at rest), if on.
+    sealer: Option<std::sync::Arc<crate::crypt::Sealer>>,
 }
+
+/// What the sealed fields of an audit record are (authenticated with them).
+const SEAL_WHAT: &str = "audit";
 
 /// Where an append ended: the segment, its length then, and the last record's link.
 #[derive(Debug, Clone)]
@@ -40,6 +45,9 @@ pub struct VerifyReport {
     pub segments: usize,
     /// Every problem found, each naming the segment and line.
     pub problems: Vec<String>,
+    /// Sealed records whose fields could not be opened (no key given, or the tenant's key
+    /// erased): their chain was checked, their contents not.
+    pub sealed_unread: u64,
 }
 
 fn lock(dir: &Path) -> std::io::Result<File> {
@@ -77,6 +85,25 @@ impl AuditStore {
     pub fn new(data_dir: &Path) -> AuditStore {
         AuditStore {
             root: data_dir.join(AUDIT_DIR),
+            sealer: crate::crypt::sealer(data_dir),
+        }
+    }
+
+    /// The sealer of `log`'s records: a tenant's log under encryption at rest (the
+    /// `_system` log names no tenant's users and stays in the clear).
+    fn sealer_of(&self, log: &str) -> Option<&crate::crypt::Sealer> {
+        self.sealer.as_deref().filter(|_| log != SYSTEM_LOG)
+    }
+
+    /// `c`'s sealed fields opened with `log`'s key when there is one: false when they stay
+    /// unread (no key, or the tenant's key erased).
+    fn open(&self, log: &str, c: &mut chain::Checked) -> Result<bool, String> {
+        if c.sealed.is_none() {
+            return Ok(true);
+        }
+        match self.sealer_of(log) {
+            Some(s) => c.open(&|b| s.open(log, SEAL_WHAT, b)),
+            None => Ok(false),
         }
     }
 
@@ -165,6 +192,29 @@ impl AuditStore {
         if events.is_empty() {
             return Ok(());
         }
+        if let Some(s) = self.sealer_of(log) {
+            // A tenant whose key was erased cannot have records sealed any more: what the
+            // operators still do to it (the erasure itself) goes to the `_system` log, naming
+            // it; requests naming it (a login tried with a name of the erased school) are not
+            // recorded, so that no pupil's name comes back in the clear.
+            if s.is_erased(log).map_err(std::io::Error::other)? {
+                let moved: Vec<Event> = events
+                    .iter()
+                    .filter(|e| e.kind.starts_with("admin."))
+                    .map(|e| Event {
+                        target: Some(match &e.target {
+                            Some(t) => format!("tenant {log}: {t}"),
+                            None => format!("tenant {log}"),
+                        }),
+                        ..e.clone()
+                    })
+                    .collect();
+                if moved.is_empty() {
+                    return Ok(());
+                }
+                return self.append_after(SYSTEM_LOG, &moved, &mut None);
+            }
+        }
         let dir = self.dir(log);
         std::fs::create_dir_all(&dir)?;
         let _lock = lock(&dir)?;
@@ -184,7 +234,13 @@ impl AuditStore {
             let month = month_of(events[i].time);
             let mut text = String::new();
             while i < events.len() && month_of(events[i].time) == month {
-                let (line, next) = chain::encode(&events[i], link);
+                let (line, next) = match self.sealer_of(log) {
+                    Some(s) => {
+                        chain::encode_sealed(&events[i], link, &|b| s.seal(log, SEAL_WHAT, b))
+                            .map_err(std::io::Error::other)?
+                    }
+                    None => chain::encode(&events[i], link),
+                };
                 text.push_str(&line);
                 link = next;
                 i += 1;
@@ -230,7 +286,7 @@ impl AuditStore {
             let text = std::fs::read_to_string(seg)?;
             for (n, line) in text.lines().enumerate() {
                 let at = format!("{name} line {}", n + 1);
-                let c = match chain::check(line) {
+                let mut c = match chain::check(line) {
                     Ok(c) => c,
                     Err(e) => {
                         report.problems.push(format!("{at}: {e}"));
@@ -239,6 +295,11 @@ impl AuditStore {
                     }
                 };
                 report.records += 1;
+                match self.open(log, &mut c) {
+                    Ok(true) => {}
+                    Ok(false) => report.sealed_unread += 1,
+                    Err(e) => report.problems.push(format!("{at}: {e}")),
+                }
                 match prev {
                     Some(p) if c.link.seq != p.seq + 1 => report.problems.push(format!(
                         "{at}: record {} follows record {} (records removed)",
@@ -261,7 +322,11 @@ impl AuditStore {
         // The log starts at the first record, or where a recorded retention drop ended.
         if let Some(fp) = first_prev {
             let h = hex::encode(fp);
-            if fp != chain::GENESIS && !dropped_ends.iter().any(|d| d.contains(&h)) {
+            // (A retention drop is known only from records that could be opened.)
+            if fp != chain::GENESIS
+                && report.sealed_unread == 0
+                && !dropped_ends.iter().any(|d| d.contains(&h))
+            {
                 report
                     .problems
                     .push("the first records are missing (and no retention drop says why)".into());
@@ -291,14 +356,30 @@ impl AuditStore {
         let mut n = 0;
         for seg in self.segments(log)? {
             for line in std::fs::read_to_string(&seg)?.lines() {
-                let Ok(c) = chain::check(line) else { continue };
+                let Ok(mut c) = chain::check(line) else {
+                    continue;
+                };
                 let Ok(t) = humantime::parse_rfc3339(&c.time) else {
                     continue;
                 };
                 if since.is_some_and(|s| t < s) || until.is_some_and(|u| t >= u) {
                     continue;
                 }
-                out.write_all(line.as_bytes())?;
+                if c.sealed.is_some() {
+                    // Opened, in the clear format (a SIEM reads it as any other record).
+                    if self.sealer_of(log).is_none() {
+                        return Err(std::io::Error::other(format!(
+                            "the audit log of {log} is sealed (encryption at rest): exporting it \
+                             needs crypto.enabled and the master key"
+                        )));
+                    }
+                    if !self.open(log, &mut c).map_err(std::io::Error::other)? {
+                        continue;
+                    }
+                    out.write_all(c.exported().as_bytes())?;
+                } else {
+                    out.write_all(line.as_bytes())?;
+                }
                 out.write_all(b"\n")?;
                 n += 1;
             }
@@ -445,5 +526,101 @@ mod tests {
         store.append("t", &[at(0, "c")]).unwrap();
         let r = store.verify("t").unwrap();
         assert_eq!((r.records, r.problems.len()), (3, 0), "{r:?}");
+    }
+
+    /// A sealed log: its fields are nowhere in the clear, `verify` with the key opens every
+    /// record, without it checks the chain alone; a flipped byte, a removed record and a cut
+    /// tail are found either way; `export` writes the records opened; an erased tenant's
+    /// admin record goes to the `_system` log.
+    #[test]
+    fn a_sealed_log_verifies_with_and_without_the_key_and_damage_is_found() {
+        let tmp = tempfile::tempdir().unwrap();
+        let keys = skab_engine::crypt::KeyStore::open(
+            &tmp.path().join("keys"),
+            skab_engine::crypt::MasterKey::from_bytes(&[9; 32]),
+            true,
+        )
+        .unwrap();
+        let keys = std::sync::Arc::new(keys);
+        crate::crypt::register_keys(tmp.path(), keys.clone());
+        let store = AuditStore::new(tmp.path());
+        assert!(store.sealer.is_some());
+        let keyless = AuditStore {
+            root: store.root.clone(),
+            sealer: None,
+        };
+        // Days 10-14 of the base time: one month, one segment.
+        for d in 10..15 {
+            store.append("skole", &[at(d, "login.ok")]).unwrap();
+        }
+        let seg = store.segments("skole").unwrap().pop().unwrap();
+        let text = std::fs::read_to_string(&seg).unwrap();
+        assert!(!text.contains("anna") && !text.contains("login.ok") && !text.contains("day "));
+        let r = store.verify("skole").unwrap();
+        assert_eq!(
+            (r.records, r.sealed_unread, r.problems.len()),
+            (5, 0, 0),
+            "{r:?}"
+        );
+        let r = keyless.verify("skole").unwrap();
+        assert_eq!(
+            (r.records, r.sealed_unread, r.problems.len()),
+            (5, 5, 0),
+            "{r:?}"
+        );
+        let mut out = Vec::new();
+        assert_eq!(store.export("skole", None, None, &mut out).unwrap(), 5);
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("\"kind\":\"login.ok\"") && out.contains("day 13"),
+            "{out}"
+        );
+        assert!(keyless
+            .export("skole", None, None, &mut Vec::new())
+            .is_err());
+
+        let lines: Vec<&str> = text.lines().collect();
+        let damaged = |lines: Vec<String>| {
+            std::fs::write(&seg, lines.join("\n") + "\n").unwrap();
+            let a = store.verify("skole").unwrap().problems;
+            let b = keyless.verify("skole").unwrap().problems;
+            std::fs::write(&seg, &text).unwrap();
+            (a, b)
+        };
+        let mut flipped: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        flipped[2] = flipped[2].replacen("\"sealed\":\"", "\"sealed\":\"A", 1);
+        let removed: Vec<String> = lines
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 2)
+            .map(|(_, l)| l.to_string())
+            .collect();
+        let cut: Vec<String> = lines[..4].iter().map(|l| l.to_string()).collect();
+        for (what, v) in [("flipped", flipped), ("removed", removed), ("cut", cut)] {
+            let (a, b) = damaged(v);
+            assert!(!a.is_empty() && !b.is_empty(), "{what}: {a:?} {b:?}");
+        }
+        assert!(store.verify("skole").unwrap().problems.is_empty());
+
+        // After the tenant's key is erased: its log is checked in the chain only, and an
+        // operator's record about it goes to `_system`; a login record is dropped.
+        keys.erase("skole").unwrap();
+        let r = store.verify("skole").unwrap();
+        assert_eq!((r.sealed_unread, r.problems.len()), (5, 0), "{r:?}");
+        store
+            .append(
+                "skole",
+                &[at(16, "admin.tenant.erase"), at(16, "login.failed")],
+            )
+            .unwrap();
+        let mut sys = Vec::new();
+        store.export(SYSTEM_LOG, None, None, &mut sys).unwrap();
+        let sys = String::from_utf8(sys).unwrap();
+        assert!(
+            sys.contains("admin.tenant.erase") && sys.contains("tenant skole"),
+            "{sys}"
+        );
+        assert!(!sys.contains("login.failed"), "{sys}");
+        assert_eq!(store.verify("skole").unwrap().records, 5);
     }
 }

@@ -28,15 +28,15 @@ pub struct Imported {
     pub text: String,
 }
 
-fn se(e: skab_engine::Error) -> String {
+pub(super) fn se(e: skab_engine::Error) -> String {
     e.to_string()
 }
 
-fn path_of(s: &str) -> Result<Vec<Name>, String> {
+pub(super) fn path_of(s: &str) -> Result<Vec<Name>, String> {
     parse_path(s).map_err(|e| format!("{s:?}: {e}"))
 }
 
-fn ns_props(p: &[Prop]) -> Result<Vec<(PropName, Vec<u8>)>, String> {
+pub(super) fn ns_props(p: &[Prop]) -> Result<Vec<(PropName, Vec<u8>)>, String> {
     p.iter()
         .map(|p| {
             let value = match (&p.value, &p.value_base64) {
@@ -52,12 +52,18 @@ fn ns_props(p: &[Prop]) -> Result<Vec<(PropName, Vec<u8>)>, String> {
 }
 
 /// Reads archive members by their position (found by the verification).
-struct Members<'a> {
+pub(super) struct Members<'a> {
     file: std::fs::File,
     v: &'a Verified,
 }
 
-impl Members<'_> {
+impl<'a> Members<'a> {
+    /// The archive `input`, its members where `v` found them.
+    pub(super) fn open(input: &Path, v: &'a Verified) -> Result<Members<'a>, String> {
+        let file = std::fs::File::open(input).map_err(|e| format!("{}: {e}", input.display()))?;
+        Ok(Members { file, v })
+    }
+
     /// The bytes of `member` as a stream of buffers for `Store::put`.
     fn stream(
         &mut self,
@@ -115,7 +121,7 @@ fn put(
 
 /// Builds `entries` (paths relative to `base`) in `key`'s space; returns how many earlier
 /// versions the store's `versions_kept` did not keep.
-fn build(
+pub(super) fn build(
     store: &Store,
     key: &SpaceKey,
     members: &mut Members<'_>,
@@ -155,7 +161,11 @@ fn build(
 }
 
 /// Makes the folders of `dir` that are missing; the top-most one made, if any.
-fn ensure_dirs(store: &Store, key: &SpaceKey, dir: &[Name]) -> Result<Option<Vec<Name>>, String> {
+pub(super) fn ensure_dirs(
+    store: &Store,
+    key: &SpaceKey,
+    dir: &[Name],
+) -> Result<Option<Vec<Name>>, String> {
     let mut top = None;
     for i in 1..=dir.len() {
         if store.stat(key, &dir[..i]).is_err() {
@@ -174,7 +184,7 @@ fn quota_bytes(q: Quota) -> Option<u64> {
     }
 }
 
-fn load_tree(
+pub(super) fn load_tree(
     store: &Store,
     tenant: &str,
     t: &Tree,
@@ -186,30 +196,43 @@ fn load_tree(
     block_on(store.set_space_quota(&key, Some(u64::MAX))).map_err(se)?;
     let mut dropped = 0;
     for item in &t.trash {
-        let orig = path_of(&item.original_path)?;
-        let Some((_, parent)) = orig.split_last() else {
-            return Err(format!(
-                "trash item {} of {}: no original path",
-                item.index, t.name
-            ));
-        };
-        let made = ensure_dirs(store, &key, parent)?;
-        dropped += build(store, &key, members, &orig, &item.entries)?;
-        block_on(store.delete_dated(&key, &orig, item.deleted_ns)).map_err(se)?;
-        if let Some(top) = made {
-            // The folders made only to hold the item go, for good.
-            block_on(store.delete(&key, &top)).map_err(se)?;
-            let last = store.trash(&key).map_err(se)?.last().map(|i| i.id);
-            if let Some(id) = last {
-                block_on(store.purge(&key, id)).map_err(se)?;
-            }
-        }
+        dropped += load_trash_item(store, &key, &t.name, item, members)?;
     }
     dropped += build(store, &key, members, &[], &t.entries)?;
     if !t.root_props.is_empty() {
         block_on(store.set_props(&key, &[], ns_props(&t.root_props)?, Vec::new())).map_err(se)?;
     }
     block_on(store.set_space_quota(&key, quota_bytes(t.quota))).map_err(se)?;
+    Ok(dropped)
+}
+
+/// Puts trash item `item` back in the trash of `key`: built at its original place (with the
+/// folders it needs), then deleted with its deletion time; the folders made only to hold it
+/// go for good. Returns how many earlier versions were not kept.
+pub(super) fn load_trash_item(
+    store: &Store,
+    key: &SpaceKey,
+    tree: &str,
+    item: &TrashItem,
+    members: &mut Members<'_>,
+) -> Result<u64, String> {
+    let orig = path_of(&item.original_path)?;
+    let Some((_, parent)) = orig.split_last() else {
+        return Err(format!(
+            "trash item {} of {tree}: no original path",
+            item.index
+        ));
+    };
+    let made = ensure_dirs(store, key, parent)?;
+    let dropped = build(store, key, members, &orig, &item.entries)?;
+    block_on(store.delete_dated(key, &orig, item.deleted_ns)).map_err(se)?;
+    if let Some(top) = made {
+        block_on(store.delete(key, &top)).map_err(se)?;
+        let last = store.trash(key).map_err(se)?.last().map(|i| i.id);
+        if let Some(id) = last {
+            block_on(store.purge(key, id)).map_err(se)?;
+        }
+    }
     Ok(dropped)
 }
 
@@ -242,10 +265,8 @@ fn check_target(store: &Store, db: &UserDb, m: &Manifest, data_dir: &Path) -> Re
                 {
                     return refuse(format!("hand-in {} of tenant {t} is", h.name));
                 }
-                let log = data_dir
-                    .join(receipt::LOG_DIR)
-                    .join(&m.tenant.name)
-                    .join(format!("{}.log", h.name));
+                let log = receipt::log_path(data_dir, &m.tenant.name, &h.name)
+                    .map_err(|e| e.to_string())?;
                 if log.exists() {
                     return refuse(format!("a receipt log {} is", log.display()));
                 }
@@ -284,22 +305,15 @@ fn unusable_hash() -> Result<String, String> {
     password::hash_with(&pw, 8, 1, 1).map_err(|e| e.to_string())
 }
 
-/// Loads the export `req.input` into the store and the data dir.
-pub fn import(store: &Store, req: &ImportRequest) -> Result<Imported, String> {
-    let v = verify(&req.input)?;
-    if !v.problems.is_empty() {
-        return Err(format!(
-            "{} does not verify ({} problems, first: {}); nothing was imported",
-            req.input.display(),
-            v.problems.len(),
-            v.problems[0]
-        ));
-    }
-    let m = &v.manifest;
-    let tenant = TenantName::new(&m.tenant.name).map_err(|e| e.to_string())?;
-    let db = UserDb::open(&req.data_dir).map_err(|e| e.to_string())?;
-    check_target(store, &db, m, &req.data_dir)?;
-    // Everything the user database will take is checked before the store is touched.
+/// What the user database and the receipt key will take, checked before anything changes.
+pub(super) struct Prepared {
+    pub accounts: Vec<ImportedAccount>,
+    pub groups: Vec<(GroupName, u64, Vec<UserName>)>,
+    pub seed: Option<[u8; 32]>,
+}
+
+/// The manifest's accounts, groups and receipt key, checked.
+pub(super) fn prepare(m: &Manifest) -> Result<Prepared, String> {
     let mut accounts = Vec::new();
     for a in &m.accounts {
         let phc = match &a.password_hash {
@@ -339,6 +353,37 @@ pub fn import(store: &Store, req: &ImportRequest) -> Result<Imported, String> {
         ),
         None => None,
     };
+    Ok(Prepared {
+        accounts,
+        groups,
+        seed,
+    })
+}
+
+/// Loads the export `req.input` into the store and the data dir.
+pub fn import(store: &Store, req: &ImportRequest) -> Result<Imported, String> {
+    let v = verify(&req.input)?;
+    if !v.problems.is_empty() {
+        return Err(format!(
+            "{} does not verify ({} problems, first: {}); nothing was imported",
+            req.input.display(),
+            v.problems.len(),
+            v.problems[0]
+        ));
+    }
+    let m = &v.manifest;
+    let tenant = TenantName::new(&m.tenant.name).map_err(|e| e.to_string())?;
+    let db = UserDb::open(&req.data_dir).map_err(|e| e.to_string())?;
+    if req.merge {
+        return super::merge::merge(store, req, &v, &db);
+    }
+    check_target(store, &db, m, &req.data_dir)?;
+    // Everything the user database will take is checked before the store is touched.
+    let Prepared {
+        accounts,
+        groups,
+        seed,
+    } = prepare(m)?;
 
     let fail = |e: String| {
         format!(
@@ -405,7 +450,7 @@ pub fn import(store: &Store, req: &ImportRequest) -> Result<Imported, String> {
     })
 }
 
-fn load_handin(data_dir: &Path, tenant: &str, h: &Handin) -> Result<(), String> {
+pub(super) fn load_handin(data_dir: &Path, tenant: &str, h: &Handin) -> Result<(), String> {
     let late = match h.late.as_str() {
         "refuse" => LatePolicy::Refuse,
         "mark" => LatePolicy::Mark,
@@ -426,9 +471,11 @@ fn load_handin(data_dir: &Path, tenant: &str, h: &Handin) -> Result<(), String> 
     if !h.receipts.is_empty() {
         let dir = data_dir.join(receipt::LOG_DIR).join(tenant);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let path = dir.join(format!("{}.log", h.name));
-        let mut text = h.receipts.join("\n");
-        text.push('\n');
+        let path = receipt::log_path(data_dir, tenant, &h.name).map_err(|e| e.to_string())?;
+        let mut text = String::new();
+        for r in &h.receipts {
+            text.push_str(&receipt::log_line(data_dir, tenant, r).map_err(|e| e.to_string())?);
+        }
         let write = || -> std::io::Result<()> {
             use std::io::Write;
             let mut f = std::fs::OpenOptions::new()
@@ -446,7 +493,7 @@ fn load_handin(data_dir: &Path, tenant: &str, h: &Handin) -> Result<(), String> 
 
 /// The manifest's spaces and shares as registry entries; a bad one fails the import before
 /// the registry changes.
-fn registry_entries(
+pub(super) fn registry_entries(
     m: &Manifest,
 ) -> Result<
     (

@@ -5,6 +5,7 @@
 
 pub mod load;
 pub mod manifest;
+mod merge;
 mod tarball;
 pub mod verify;
 pub mod write;
@@ -31,4 +32,7 @@ pub struct ImportRequest {
     pub data_dir: PathBuf,
     /// The archive to read.
     pub input: PathBuf,
+    /// Merge into a tenant (or user) the data dir has already (`docs/export.md`, "Merge").
+    #[serde(default)]
+    pub merge: bool,
 }

@@ -31,6 +31,13 @@ pub const KEY_DIR: &str = "receipt-keys";
 /// Folder of the receipt logs in the data dir (`<tenant>/<handin>.log`).
 pub const LOG_DIR: &str = "handin-receipts";
 const KEY_MAGIC: &[u8; 8] = b"SKABRK01";
+/// A key file whose seed is sealed with the tenant's key (encryption at rest).
+const SEALED_KEY_MAGIC: &[u8; 8] = b"SKABRK02";
+/// What sealed receipt keys and receipt log lines are (authenticated with them).
+const SEAL_WHAT_KEY: &str = "receipt key";
+const SEAL_WHAT_LOG: &str = "receipt log";
+/// Start of a sealed receipt log line (then the sealed receipt in standard base64).
+const SEALED_LINE_PREFIX: &str = "sealed:";
 /// Magic, the 32-byte Ed25519 seed, CRC32C of the seed (u32 LE).
 const KEY_FILE_LEN: usize = 8 + 32 + 4;
 
@@ -135,8 +142,22 @@ fn key_path(data_dir: &Path, tenant: &str) -> PathBuf {
     data_dir.join(KEY_DIR).join(format!("{tenant}.key"))
 }
 
-fn decode_key(bytes: &[u8]) -> io::Result<SigningKey> {
+fn decode_key(data_dir: &Path, tenant: &str, bytes: &[u8]) -> io::Result<SigningKey> {
     let bad = |why: &str| io::Error::new(io::ErrorKind::InvalidData, why.to_string());
+    let sealer = crate::crypt::sealer(data_dir);
+    if bytes.get(..8) == Some(SEALED_KEY_MAGIC) {
+        let s = sealer.ok_or_else(|| {
+            bad("receipt key sealed with encryption at rest, but crypto.enabled is off")
+        })?;
+        let seed = s
+            .open(tenant, SEAL_WHAT_KEY, &bytes[8..])
+            .map_err(|e| bad(&e))?
+            .ok_or_else(|| bad("the receipt key's tenant was erased"))?;
+        let seed: [u8; 32] = seed
+            .try_into()
+            .map_err(|_| bad("sealed receipt key of the wrong length"))?;
+        return Ok(SigningKey::from_bytes(&seed));
+    }
     if bytes.len() != KEY_FILE_LEN || &bytes[..8] != KEY_MAGIC {
         return Err(bad("not a skab receipt key file"));
     }
@@ -150,12 +171,66 @@ fn decode_key(bytes: &[u8]) -> io::Result<SigningKey> {
     Ok(SigningKey::from_bytes(&seed))
 }
 
+/// The bytes of a key file holding `seed`: sealed with the tenant's key under encryption at
+/// rest.
+fn encode_key(data_dir: &Path, tenant: &str, seed: &[u8; 32]) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(KEY_FILE_LEN);
+    match crate::crypt::sealer(data_dir) {
+        Some(s) => {
+            bytes.extend_from_slice(SEALED_KEY_MAGIC);
+            bytes.extend_from_slice(
+                &s.seal(tenant, SEAL_WHAT_KEY, seed)
+                    .map_err(io::Error::other)?,
+            );
+        }
+        None => {
+            bytes.extend_from_slice(KEY_MAGIC);
+            bytes.extend_from_slice(seed);
+            bytes.extend_from_slice(&crc32c::crc32c(seed).to_le_bytes());
+        }
+    }
+    Ok(bytes)
+}
+
+/// The receipt log of hand-in `handin` of `tenant`: `<handin>.log`, or under encryption at
+/// rest a keyed hash of the name (the file name must not show the hand-in's name).
+pub fn log_path(data_dir: &Path, tenant: &str, handin: &str) -> io::Result<PathBuf> {
+    let name = match crate::crypt::sealer(data_dir) {
+        Some(s) => s
+            .name_tag(tenant, SEAL_WHAT_LOG, handin)
+            .map_err(io::Error::other)?,
+        None => handin.to_string(),
+    };
+    Ok(data_dir
+        .join(LOG_DIR)
+        .join(tenant)
+        .join(format!("{name}.log")))
+}
+
+/// The line (with its newline) a receipt log holds for the receipt `text`: sealed with the
+/// tenant's key under encryption at rest.
+pub fn log_line(data_dir: &Path, tenant: &str, text: &str) -> io::Result<String> {
+    use base64::Engine;
+    match crate::crypt::sealer(data_dir) {
+        Some(s) => {
+            let sealed = s
+                .seal(tenant, SEAL_WHAT_LOG, text.as_bytes())
+                .map_err(io::Error::other)?;
+            Ok(format!(
+                "{SEALED_LINE_PREFIX}{}\n",
+                base64::engine::general_purpose::STANDARD.encode(sealed)
+            ))
+        }
+        None => Ok(format!("{text}\n")),
+    }
+}
+
 /// The signing key of `tenant` in `data_dir`, if it was ever made (nothing is created).
 pub fn read_tenant_key(data_dir: &Path, tenant: &str) -> io::Result<Option<SigningKey>> {
     crate::users::TenantName::new(tenant)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     match std::fs::read(key_path(data_dir, tenant)) {
-        Ok(b) => decode_key(&b).map(Some),
+        Ok(b) => decode_key(data_dir, tenant, &b).map(Some),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
@@ -168,7 +243,7 @@ pub fn tenant_key(data_dir: &Path, tenant: &str) -> io::Result<SigningKey> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     let path = key_path(data_dir, tenant);
     match std::fs::read(&path) {
-        Ok(b) => return decode_key(&b),
+        Ok(b) => return decode_key(data_dir, tenant, &b),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
@@ -176,10 +251,7 @@ pub fn tenant_key(data_dir: &Path, tenant: &str) -> io::Result<SigningKey> {
     std::fs::create_dir_all(&dir)?;
     let mut seed = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
-    let mut bytes = Vec::with_capacity(KEY_FILE_LEN);
-    bytes.extend_from_slice(KEY_MAGIC);
-    bytes.extend_from_slice(&seed);
-    bytes.extend_from_slice(&crc32c::crc32c(&seed).to_le_bytes());
+    let bytes = encode_key(data_dir, tenant, &seed)?;
     let tmp = dir.join(format!("{tenant}.key.{}.tmp", std::process::id()));
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -200,7 +272,7 @@ pub fn tenant_key(data_dir: &Path, tenant: &str) -> io::Result<SigningKey> {
         Err(e) => return Err(e),
     }
     std::fs::File::open(&dir)?.sync_all()?;
-    decode_key(&std::fs::read(&path)?)
+    decode_key(data_dir, tenant, &std::fs::read(&path)?)
 }
 
 /// Installs `seed` as the signing key of `tenant` (an import, `docs/export.md`); refused when
@@ -210,10 +282,7 @@ pub fn install_tenant_key(data_dir: &Path, tenant: &str, seed: &[u8; 32]) -> io:
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     let dir = data_dir.join(KEY_DIR);
     std::fs::create_dir_all(&dir)?;
-    let mut bytes = Vec::with_capacity(KEY_FILE_LEN);
-    bytes.extend_from_slice(KEY_MAGIC);
-    bytes.extend_from_slice(seed);
-    bytes.extend_from_slice(&crc32c::crc32c(seed).to_le_bytes());
+    let bytes = encode_key(data_dir, tenant, seed)?;
     let tmp = dir.join(format!("{tenant}.key.{}.tmp", std::process::id()));
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -274,8 +343,8 @@ impl Keys {
     /// Appends the signed `text` of `r` to its hand-in's receipt log, durably.
     pub async fn log(&self, r: &Receipt, text: &str) -> io::Result<()> {
         let dir = self.data_dir.join(LOG_DIR).join(&r.tenant);
-        let path = dir.join(format!("{}.log", r.handin));
-        let line = format!("{text}\n");
+        let path = log_path(&self.data_dir, &r.tenant, &r.handin)?;
+        let line = log_line(&self.data_dir, &r.tenant, text)?;
         tokio::task::spawn_blocking(move || -> io::Result<()> {
             let created = !path.exists();
             if created {
@@ -299,15 +368,39 @@ impl Keys {
 
 /// Every receipt a hand-in's log holds, oldest first.
 pub fn logged(data_dir: &Path, tenant: &str, handin: &str) -> io::Result<Vec<String>> {
-    let path = data_dir
-        .join(LOG_DIR)
-        .join(tenant)
-        .join(format!("{handin}.log"));
-    match std::fs::read_to_string(path) {
-        Ok(s) => Ok(s.lines().map(str::to_string).collect()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(e),
-    }
+    use base64::Engine;
+    let path = log_path(data_dir, tenant, handin)?;
+    let text = match std::fs::read_to_string(&path) {
+        Ok(s) => s,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let sealer = crate::crypt::sealer(data_dir);
+    let bad = |why: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {why}", path.display()),
+        )
+    };
+    text.lines()
+        .map(|l| match (&sealer, l.strip_prefix(SEALED_LINE_PREFIX)) {
+            (Some(s), Some(b64)) => {
+                let sealed = base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .map_err(|_| bad("a sealed line is not base64".into()))?;
+                let plain = s
+                    .open(tenant, SEAL_WHAT_LOG, &sealed)
+                    .map_err(bad)?
+                    .ok_or_else(|| bad("the tenant was erased".into()))?;
+                String::from_utf8(plain).map_err(|_| bad("a receipt is not UTF-8".into()))
+            }
+            // In the clear: written before the log was sealed.
+            (_, None) => Ok(l.to_string()),
+            (None, Some(_)) => Err(bad(
+                "sealed with encryption at rest, but crypto.enabled is off".into(),
+            )),
+        })
+        .collect()
 }
 
 /// A body stream that takes the BLAKE3 of what passes through it (when on).

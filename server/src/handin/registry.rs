@@ -22,6 +22,10 @@ pub const REGISTRY_FILE: &str = "handins.bin";
 const LOCK_FILE: &str = "handins.lock";
 /// Framed as `framed_json` (magic, length, CRC32C, JSON).
 const MAGIC: &[u8; 8] = b"SKABHIN1";
+/// The same with each tenant's hand-ins sealed with its key (encryption at rest).
+const SEALED_MAGIC: &[u8; 8] = b"SKABHIS1";
+/// What the sealed parts are (authenticated with them).
+const SEAL_WHAT: &str = "handins.bin";
 
 /// What happens to an upload after the hand-in closed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -83,6 +87,8 @@ pub enum RegistryError {
     Io(PathBuf, io::Error),
     #[error("{REGISTRY_FILE}: {0}")]
     Damaged(&'static str),
+    #[error("{REGISTRY_FILE}: {0}")]
+    Sealed(String),
     #[error("hand-in {0} already exists in tenant {1}")]
     Exists(String, String),
     #[error("no hand-in {0} in tenant {1}")]
@@ -96,24 +102,61 @@ pub enum RegistryError {
 /// The hand-ins as this process last read them, reread when the file changes.
 pub struct Registry {
     dir: PathBuf,
+    /// Seals each tenant's part with its key (encryption at rest), if on.
+    sealer: Option<Arc<crate::crypt::Sealer>>,
     cached: Mutex<(Option<FileId>, Arc<Vec<Handin>>)>,
     /// When each hand-in's member folders were last made (`folders_due`).
     folders_made: Mutex<std::collections::HashMap<(String, String), std::time::Instant>>,
 }
 
-fn decode(bytes: &[u8]) -> Result<Saved, RegistryError> {
-    framed_json::decode(MAGIC, "not a hand-in registry (bad magic)", bytes)
-        .map_err(RegistryError::Damaged)
+fn decode(bytes: &[u8], sealer: Option<&crate::crypt::Sealer>) -> Result<Saved, RegistryError> {
+    let bad_magic = "not a hand-in registry (bad magic)";
+    let magic = framed_json::magic_of(bytes);
+    match sealer {
+        None if magic == Some(SEALED_MAGIC) => Err(RegistryError::Sealed(
+            "sealed with encryption at rest, but crypto.enabled is off".into(),
+        )),
+        // In the clear with a sealer: written before; sealed by the next change.
+        None => framed_json::decode(MAGIC, bad_magic, bytes).map_err(RegistryError::Damaged),
+        Some(_) if magic == Some(MAGIC) => {
+            framed_json::decode(MAGIC, bad_magic, bytes).map_err(RegistryError::Damaged)
+        }
+        Some(s) => {
+            let ((), parts) = framed_json::decode_sealed::<(), Vec<Handin>>(
+                SEALED_MAGIC,
+                bad_magic,
+                s,
+                SEAL_WHAT,
+                bytes,
+            )
+            .map_err(RegistryError::Sealed)?;
+            Ok(Saved {
+                handins: parts
+                    .into_iter()
+                    .flat_map(|(t, v)| v.into_iter().filter(move |h| h.tenant == t))
+                    .collect(),
+            })
+        }
+    }
 }
 
-fn encode(saved: &Saved) -> Vec<u8> {
-    framed_json::encode(MAGIC, saved)
+fn encode(saved: &Saved, sealer: Option<&crate::crypt::Sealer>) -> Result<Vec<u8>, RegistryError> {
+    let Some(s) = sealer else {
+        return Ok(framed_json::encode(MAGIC, saved));
+    };
+    let mut parts: std::collections::BTreeMap<String, Vec<Handin>> = Default::default();
+    for h in &saved.handins {
+        parts.entry(h.tenant.clone()).or_default().push(h.clone());
+    }
+    framed_json::encode_sealed(SEALED_MAGIC, s, SEAL_WHAT, &(), &parts)
+        .map_err(RegistryError::Sealed)
 }
 
 impl Registry {
     pub fn new(data_dir: &Path) -> Registry {
         Registry {
             dir: data_dir.to_path_buf(),
+            sealer: crate::crypt::sealer(data_dir),
             cached: Mutex::new((None, Arc::new(Vec::new()))),
             folders_made: Mutex::default(),
         }
@@ -144,7 +187,7 @@ impl Registry {
             .map_err(|e| self.io_err(e))?
         {
             None => Ok(Saved::default()),
-            Some(b) => decode(&b),
+            Some(b) => decode(&b, self.sealer.as_deref()),
         }
     }
 
@@ -180,8 +223,12 @@ impl Registry {
         let mut saved = self.read()?;
         let out = f(&mut saved.handins)?;
         let storage = StdStorage::new(&self.dir).map_err(|e| self.io_err(e))?;
-        durable::replace_file(&storage, REGISTRY_FILE, &encode(&saved))
-            .map_err(|e| self.io_err(e))?;
+        durable::replace_file(
+            &storage,
+            REGISTRY_FILE,
+            &encode(&saved, self.sealer.as_deref())?,
+        )
+        .map_err(|e| self.io_err(e))?;
         Ok(out)
     }
 

@@ -24,6 +24,11 @@ pub const REGISTRY_FILE: &str = "spaces.bin";
 const LOCK_FILE: &str = "spaces.lock";
 /// Framed as `framed_json` (magic, length, CRC32C, JSON).
 const MAGIC: &[u8; 8] = b"SKABSPC1";
+/// The same with each tenant's spaces and shares sealed with its key (encryption at rest);
+/// `next_share_id` stays in the clear.
+const SEALED_MAGIC: &[u8; 8] = b"SKABSPS1";
+/// What the sealed parts are (authenticated with them).
+const SEAL_WHAT: &str = "spaces.bin";
 
 /// What a member may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -132,6 +137,8 @@ pub enum RegistryError {
     Io(PathBuf, io::Error),
     #[error("{REGISTRY_FILE}: {0}")]
     Damaged(&'static str),
+    #[error("{REGISTRY_FILE}: {0}")]
+    Sealed(String),
     #[error("space {0} already exists in tenant {1}")]
     Exists(String, String),
     #[error("no space {0} in tenant {1}")]
@@ -184,23 +191,85 @@ impl Cached {
 /// The spaces and shares as this process last read them, reread when the file changes.
 pub struct Registry {
     dir: PathBuf,
+    /// Seals each tenant's part with its key (encryption at rest), if on.
+    sealer: Option<Arc<crate::crypt::Sealer>>,
     /// Read by every request to a home (shared lock), written when the file changed.
     cached: RwLock<(Option<FileId>, Cached)>,
 }
 
-fn decode(bytes: &[u8]) -> Result<Saved, RegistryError> {
-    framed_json::decode(MAGIC, "not a space registry (bad magic)", bytes)
-        .map_err(RegistryError::Damaged)
+/// One tenant's part of a sealed registry.
+#[derive(Serialize, Deserialize, Default)]
+struct TenantPart {
+    spaces: Vec<Space>,
+    shares: Vec<Share>,
 }
 
-fn encode(saved: &Saved) -> Vec<u8> {
-    framed_json::encode(MAGIC, saved)
+fn decode(bytes: &[u8], sealer: Option<&crate::crypt::Sealer>) -> Result<Saved, RegistryError> {
+    let bad_magic = "not a space registry (bad magic)";
+    let magic = framed_json::magic_of(bytes);
+    match sealer {
+        None if magic == Some(SEALED_MAGIC) => Err(RegistryError::Sealed(
+            "sealed with encryption at rest, but crypto.enabled is off".into(),
+        )),
+        // In the clear with a sealer: written before; sealed by the next change.
+        None => framed_json::decode(MAGIC, bad_magic, bytes).map_err(RegistryError::Damaged),
+        Some(_) if magic == Some(MAGIC) => {
+            framed_json::decode(MAGIC, bad_magic, bytes).map_err(RegistryError::Damaged)
+        }
+        Some(s) => {
+            let (next_share_id, parts) = framed_json::decode_sealed::<u64, TenantPart>(
+                SEALED_MAGIC,
+                bad_magic,
+                s,
+                SEAL_WHAT,
+                bytes,
+            )
+            .map_err(RegistryError::Sealed)?;
+            let mut saved = Saved {
+                next_share_id,
+                ..Saved::default()
+            };
+            for (t, p) in parts {
+                saved
+                    .spaces
+                    .extend(p.spaces.into_iter().filter(|x| x.tenant == t));
+                saved
+                    .shares
+                    .extend(p.shares.into_iter().filter(|x| x.tenant == t));
+            }
+            Ok(saved)
+        }
+    }
+}
+
+fn encode(saved: &Saved, sealer: Option<&crate::crypt::Sealer>) -> Result<Vec<u8>, RegistryError> {
+    let Some(s) = sealer else {
+        return Ok(framed_json::encode(MAGIC, saved));
+    };
+    let mut parts: std::collections::BTreeMap<String, TenantPart> = Default::default();
+    for x in &saved.spaces {
+        parts
+            .entry(x.tenant.clone())
+            .or_default()
+            .spaces
+            .push(x.clone());
+    }
+    for x in &saved.shares {
+        parts
+            .entry(x.tenant.clone())
+            .or_default()
+            .shares
+            .push(x.clone());
+    }
+    framed_json::encode_sealed(SEALED_MAGIC, s, SEAL_WHAT, &saved.next_share_id, &parts)
+        .map_err(RegistryError::Sealed)
 }
 
 impl Registry {
     pub fn new(data_dir: &Path) -> Registry {
         Registry {
             dir: data_dir.to_path_buf(),
+            sealer: crate::crypt::sealer(data_dir),
             cached: RwLock::new((None, Cached::default())),
         }
     }
@@ -215,7 +284,7 @@ impl Registry {
             .map_err(|e| self.io_err(e))?
         {
             None => Ok(Saved::default()),
-            Some(b) => decode(&b),
+            Some(b) => decode(&b, self.sealer.as_deref()),
         }
     }
 
@@ -277,8 +346,12 @@ impl Registry {
         let mut saved = self.read()?;
         let out = f(&mut saved)?;
         let storage = StdStorage::new(&self.dir).map_err(|e| self.io_err(e))?;
-        durable::replace_file(&storage, REGISTRY_FILE, &encode(&saved))
-            .map_err(|e| self.io_err(e))?;
+        durable::replace_file(
+            &storage,
+            REGISTRY_FILE,
+            &encode(&saved, self.sealer.as_deref())?,
+        )
+        .map_err(|e| self.io_err(e))?;
         let id = file_id(&self.dir.join(REGISTRY_FILE));
         *self.cached.write() = (id, Cached::new(saved));
         Ok(out)
@@ -449,6 +522,59 @@ impl Registry {
                 saved.shares.push(s);
             }
             Ok(())
+        })
+    }
+}
+
+impl Registry {
+    /// `skab import --merge`: adds the spaces the tenant does not have (one it has keeps
+    /// its owner and grants) and the shares it does not have (the same owner, folder and
+    /// grantee; a share id taken is renumbered). Returns (spaces added, shares added).
+    pub fn merge(
+        &self,
+        spaces: Vec<Space>,
+        shares: Vec<Share>,
+    ) -> Result<(usize, usize), RegistryError> {
+        for s in &spaces {
+            SpaceName::new(&s.name).map_err(RegistryError::Invalid)?;
+            if s.grants.len() > SPACE_GRANTS_MAX {
+                return Err(RegistryError::TooManyGrants);
+            }
+        }
+        self.change(|saved| {
+            let mut added = (0, 0);
+            for s in spaces {
+                if saved
+                    .spaces
+                    .iter()
+                    .any(|x| x.tenant == s.tenant && x.name == s.name)
+                {
+                    continue;
+                }
+                if saved.spaces.len() >= SPACES_MAX {
+                    return Err(RegistryError::TooMany);
+                }
+                saved.spaces.push(s);
+                added.0 += 1;
+            }
+            for mut s in shares {
+                if saved.shares.iter().any(|x| {
+                    x.tenant == s.tenant && x.owner == s.owner && x.path == s.path && x.to == s.to
+                }) {
+                    continue;
+                }
+                if saved.shares.len() >= SHARES_MAX {
+                    return Err(RegistryError::TooMany);
+                }
+                saved.next_share_id = saved.next_share_id.max(1);
+                if s.id == 0 || saved.shares.iter().any(|x| x.id == s.id) {
+                    s.id = saved.next_share_id;
+                }
+                saved.next_share_id = saved.next_share_id.max(s.id + 1);
+                saved.shares.push(s);
+                added.1 += 1;
+            }
+            Ok(added)
         })
     }
 }

@@ -1,6 +1,7 @@
 //! The user database on the engine's crash and fault-injection storage: whatever write or
 //! sync fails, and whatever a power loss then leaves, a reopened database holds every
-//! acknowledged change and nothing half-applied (the failed change wholly or not at all).
+//! acknowledged change and nothing half-applied (the failed change wholly or not at all);
+//! in the clear and sealed with the tenant's key (encryption at rest).
 
 use super::*;
 use skab_engine::io::{CrashMode, FaultPlan, FaultyStorage, MemStorage};
@@ -102,9 +103,17 @@ fn view(db: &UserDb) -> Vec<String> {
     v
 }
 
+/// The database on `storage`, sealed by `sealer` if given.
+fn open(storage: Arc<dyn Storage>, sealer: &Option<Arc<Sealer>>) -> UserDb {
+    match sealer {
+        Some(s) => UserDb::open_on_sealed(storage, s.clone()).unwrap(),
+        None => UserDb::open_on(storage).unwrap(),
+    }
+}
+
 /// The view after the first `n` steps, run without faults.
-fn clean_view(n: usize, phcs: &[String]) -> Vec<String> {
-    let db = UserDb::open_on(Arc::new(MemStorage::new())).unwrap();
+fn clean_view(n: usize, phcs: &[String], sealer: &Option<Arc<Sealer>>) -> Vec<String> {
+    let db = open(Arc::new(MemStorage::new()), sealer);
     for step in &script()[..n] {
         run(&db, step, phcs).unwrap();
     }
@@ -113,12 +122,28 @@ fn clean_view(n: usize, phcs: &[String]) -> Vec<String> {
 
 #[test]
 fn a_failed_write_or_sync_then_a_crash_loses_no_acknowledged_change() {
+    faults_then_crash(None);
+}
+
+#[test]
+fn sealed_a_failed_write_or_sync_then_a_crash_loses_no_acknowledged_change() {
+    let keys = tempfile::tempdir().unwrap();
+    let store = skab_engine::crypt::KeyStore::open(
+        keys.path(),
+        skab_engine::crypt::MasterKey::from_bytes(&[3; 32]),
+        true,
+    )
+    .unwrap();
+    faults_then_crash(Some(Arc::new(Sealer::on(Arc::new(store)))));
+}
+
+fn faults_then_crash(sealer: Option<Arc<Sealer>>) {
     let phcs: Vec<String> = ["pw0", "pw1", "pw2"]
         .iter()
         .map(|p| password::hash_with(p, 8, 1, 1).unwrap())
         .collect();
     let steps = script();
-    let full = clean_view(steps.len(), &phcs);
+    let full = clean_view(steps.len(), &phcs, &sealer);
     let mut failures_seen = 0;
     for fault in 1..=40u64 {
         for (kind, mode) in [
@@ -129,7 +154,7 @@ fn a_failed_write_or_sync_then_a_crash_loses_no_acknowledged_change() {
             let mem = Arc::new(MemStorage::new());
             let plan = FaultPlan::new();
             let faulty = Arc::new(FaultyStorage::new(mem.clone(), plan.clone()));
-            let db = UserDb::open_on(faulty).unwrap();
+            let db = open(faulty, &sealer);
             match kind {
                 "write" => plan.fail_nth_write(fault),
                 "sync" => plan.fail_nth_sync(fault),
@@ -148,15 +173,15 @@ fn a_failed_write_or_sync_then_a_crash_loses_no_acknowledged_change() {
             }
             drop(db);
             let crashed = Arc::new(mem.crash(mode));
-            let after = UserDb::open_on(crashed.clone()).unwrap();
+            let after = open(crashed.clone(), &sealer);
             let seen = view(&after);
             let what = format!("{kind} fault {fault}, failed {failed:?}");
             match failed {
                 None => assert_eq!(seen, full, "{what}"),
                 Some((i, _)) => {
                     failures_seen += 1;
-                    let before = clean_view(acked, &phcs);
-                    let with_failed = clean_view(i + 1, &phcs);
+                    let before = clean_view(acked, &phcs, &sealer);
+                    let with_failed = clean_view(i + 1, &phcs, &sealer);
                     assert!(
                         seen == before || seen == with_failed,
                         "{what}: neither the acknowledged state nor it plus the failed step\n\
@@ -169,7 +194,7 @@ fn a_failed_write_or_sync_then_a_crash_loses_no_acknowledged_change() {
             after.add_user(&t("s"), &u("next"), &phcs[0]).unwrap();
             let expect = view(&after);
             drop(after);
-            let again = UserDb::open_on(Arc::new(crashed.crash(CrashMode::DurableOnly))).unwrap();
+            let again = open(Arc::new(crashed.crash(CrashMode::DurableOnly)), &sealer);
             assert_eq!(view(&again), expect, "{what}: after the second crash");
         }
     }

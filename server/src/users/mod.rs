@@ -1,6 +1,7 @@
 //! The user database: tenants, users, groups and app tokens in an append-only log in the data dir.
 //!
-//! Format, locking and the refresh protocol: `docs/auth.md`.
+//! Format, locking and the refresh protocol: `docs/auth.md`; sealed with the tenants' keys
+//! under encryption at rest: `docs/security.md`.
 
 mod files;
 pub mod import;
@@ -11,10 +12,11 @@ pub mod token;
 
 pub use names::{parse_login, GroupName, NameError, TenantName, UserName};
 
+use crate::crypt::Sealer;
 use crate::limits::{
     GROUPS_PER_TENANT_MAX, GROUP_MEMBERS_MAX, GROUP_MEMBERS_PER_RECORD_MAX, TOKENS_PER_USER_MAX,
     TOKEN_LABEL_LEN_MAX, USER_LOG_COMPACT_MIN_BYTES, USER_LOG_COMPACT_RATIO,
-    USER_LOG_COMPACT_TXN_OPS,
+    USER_LOG_COMPACT_TXN_OPS, USER_LOG_SEALED_BATCH_BYTES,
 };
 use files::{Files, LogHandle};
 use log::{Entry, Op};
@@ -236,12 +238,98 @@ pub struct Compaction {
     pub ops_after: u64,
 }
 
+/// A frame's bytes and the operations it holds.
+type Frame = (Vec<u8>, Vec<Op>);
+
+/// The frames of `ops`, each with the operations it holds in the order they apply: each
+/// operation in its own frame; or with a `sealer`, one tenant's operations that name users
+/// sealed together in one frame (at most [`USER_LOG_SEALED_BATCH_BYTES`] of plain bytes, or
+/// one operation), placed where that tenant's first of them was. Operations of different
+/// tenants never depend on each other, so only each tenant's own order is kept: a plain
+/// operation of a tenant (`TenantAdd`, `TenantDelete`, `TenantErase`) closes that tenant's
+/// group, `LogBase` every group. A transaction that interleaves schools (a CSV import) thus
+/// costs one seal per school and batch, not one per user.
+fn frames(ops: &[Op], sealer: Option<&Sealer>) -> Result<Vec<Frame>, UserDbError> {
+    let mut out = Vec::new();
+    let Some(sealer) = sealer else {
+        for op in ops {
+            let mut f = Vec::new();
+            log::encode(&mut f, &Entry::Op(op.clone())).map_err(UserDbError::Other)?;
+            out.push((f, vec![op.clone()]));
+        }
+        return Ok(out);
+    };
+    enum Item {
+        Plain(Op),
+        Group(TenantName, Vec<Op>),
+    }
+    let mut items: Vec<Item> = Vec::new();
+    // Each tenant's open group: its index in `items` and its plain bytes so far.
+    let mut open: HashMap<TenantName, (usize, usize)> = HashMap::new();
+    for op in ops {
+        let Some(tenant) = op.sealed_tenant() else {
+            match op {
+                Op::TenantAdd { tenant, .. }
+                | Op::TenantDelete { tenant }
+                | Op::TenantErase { tenant } => {
+                    open.remove(tenant);
+                }
+                _ => open.clear(),
+            }
+            items.push(Item::Plain(op.clone()));
+            continue;
+        };
+        let len = postcard::to_allocvec(op)
+            .map_err(|e| UserDbError::Other(e.to_string()))?
+            .len();
+        match open.get_mut(tenant) {
+            Some((at, bytes)) if *bytes + len <= USER_LOG_SEALED_BATCH_BYTES => {
+                *bytes += len;
+                if let Item::Group(_, v) = &mut items[*at] {
+                    v.push(op.clone());
+                }
+            }
+            _ => {
+                open.insert(tenant.clone(), (items.len(), len));
+                items.push(Item::Group(tenant.clone(), vec![op.clone()]));
+            }
+        }
+    }
+    for item in items {
+        let mut f = Vec::new();
+        match item {
+            Item::Plain(op) => {
+                log::encode(&mut f, &Entry::Op(op.clone())).map_err(UserDbError::Other)?;
+                out.push((f, vec![op]));
+            }
+            Item::Group(tenant, run) => {
+                let plain =
+                    postcard::to_allocvec(&run).map_err(|e| UserDbError::Other(e.to_string()))?;
+                let sealed = sealer
+                    .seal(tenant.as_str(), log::SEAL_WHAT, &plain)
+                    .map_err(UserDbError::Other)?;
+                log::encode(
+                    &mut f,
+                    &Entry::Sealed {
+                        tenant,
+                        ops: run.len() as u32,
+                        sealed,
+                    },
+                )
+                .map_err(UserDbError::Other)?;
+                out.push((f, run));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Appends `ops` as one transaction (the operations, then their commit) to `buf`.
-fn encode_txn(buf: &mut Vec<u8>, ops: &[Op]) -> Result<(), UserDbError> {
+fn encode_txn(buf: &mut Vec<u8>, ops: &[Op], sealer: Option<&Sealer>) -> Result<(), UserDbError> {
     let count = u32::try_from(ops.len())
         .map_err(|_| UserDbError::Other("too many operations in one transaction".into()))?;
-    for op in ops {
-        log::encode(buf, &Entry::Op(op.clone())).map_err(UserDbError::Other)?;
+    for (f, _) in frames(ops, sealer)? {
+        buf.extend_from_slice(&f);
     }
     log::encode(buf, &Entry::Commit { ops: count }).map_err(UserDbError::Other)
 }
@@ -268,6 +356,11 @@ pub struct ImportedAccount {
 /// The user database of one data dir. Cheap to share (`Arc`); all methods take `&self`.
 pub struct UserDb {
     files: Files,
+    /// Seals the records that name users (encryption at rest), if on.
+    sealer: Option<Arc<Sealer>>,
+    /// Operations in the clear were read that the sealer would seal (a compaction seals
+    /// them).
+    clear_seen: std::sync::atomic::AtomicBool,
     token_key: [u8; 32],
     state: RwLock<State>,
     io: Mutex<ReadPos>,
@@ -279,22 +372,36 @@ const WRITE_CHUNK_BYTES: usize = 8 * 1024 * 1024;
 impl UserDb {
     /// Opens (creating if needed) the user database under `data_dir/users` and loads it.
     /// Waits while another process writes.
+    /// Sealed per tenant when the data dir has encryption at rest (`crypto::sealer`).
     pub fn open(data_dir: &Path) -> Result<UserDb, UserDbError> {
-        UserDb::open_files(Files::on_disk(&data_dir.join(USERS_DIR))?)
+        UserDb::open_files(
+            Files::on_disk(&data_dir.join(USERS_DIR))?,
+            crate::crypt::sealer(data_dir),
+        )
     }
 
     /// Opens (creating if needed) a user database on `storage`, which no other process may
     /// use: what the crash and fault-injection tests run it on.
     pub fn open_on(storage: Arc<dyn Storage>) -> Result<UserDb, UserDbError> {
-        UserDb::open_files(Files::on(storage))
+        UserDb::open_files(Files::on(storage), None)
     }
 
-    fn open_files(files: Files) -> Result<UserDb, UserDbError> {
+    /// [`UserDb::open_on`], its records sealed by `sealer`.
+    pub fn open_on_sealed(
+        storage: Arc<dyn Storage>,
+        sealer: Arc<Sealer>,
+    ) -> Result<UserDb, UserDbError> {
+        UserDb::open_files(Files::on(storage), Some(sealer))
+    }
+
+    fn open_files(files: Files, sealer: Option<Arc<Sealer>>) -> Result<UserDb, UserDbError> {
         files.init()?;
         let token_key = files.token_key()?;
         let log = files.open_log()?;
         let db = UserDb {
             files,
+            sealer,
+            clear_seen: Default::default(),
             token_key,
             state: RwLock::new(State::default()),
             io: Mutex::new(ReadPos {
@@ -309,6 +416,13 @@ impl UserDb {
             let mut io = db.io.lock();
             let _lock = db.files.lock(false, true)?;
             db.read_new(&mut io)?;
+        }
+        // Users made before the database was sealed (or by a command without the key) are
+        // sealed now: the compaction rewrites the whole log sealed.
+        if db.sealer.is_some() && db.clear_seen.load(std::sync::atomic::Ordering::Relaxed) {
+            db.compact()?;
+            db.clear_seen
+                .store(false, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(db)
     }
@@ -346,6 +460,35 @@ impl UserDb {
         self.read_new(&mut io)
     }
 
+    /// [`log::scan`] with this database's sealer; a record that cannot be read is
+    /// corruption (never a torn tail to cut).
+    fn scan(&self, bytes: &[u8], base: u64) -> Result<log::Scan, UserDbError> {
+        let open = |tenant: &TenantName, sealed: &[u8]| -> Result<Option<Vec<Op>>, String> {
+            let Some(s) = &self.sealer else {
+                return Err("sealed record without a sealer".into());
+            };
+            match s.open(tenant.as_str(), log::SEAL_WHAT, sealed)? {
+                None => Ok(None),
+                Some(plain) => postcard::from_bytes(&plain)
+                    .map(Some)
+                    .map_err(|e| format!("sealed record of tenant {tenant}: {e}")),
+            }
+        };
+        let opener: Option<log::Opener<'_>> = match self.sealer {
+            Some(_) => Some(&open),
+            None => None,
+        };
+        let scan = log::scan(bytes, base, opener).map_err(|why| UserDbError::Corrupt {
+            path: self.dir().join(files::LOG_FILE),
+            why,
+        })?;
+        if scan.clear_sealable > 0 {
+            self.clear_seen
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(scan)
+    }
+
     /// Whether a compaction replaced the log since `io` opened it.
     fn replaced(&self, io: &ReadPos) -> Result<bool, UserDbError> {
         Ok(self.files.open_log()?.generation != io.log.generation)
@@ -358,7 +501,7 @@ impl UserDb {
         let start = log::MAGIC.len() as u64;
         let len = self.files.len(&log)?;
         let bytes = self.files.read(&log, start, len)?;
-        let scan = log::scan(&bytes, start);
+        let scan = self.scan(&bytes, start)?;
         let n = scan.ops.len();
         let mut st = State::default();
         let mut base = 0;
@@ -396,7 +539,7 @@ impl UserDb {
             return Ok(Refresh::Unchanged);
         }
         let bytes = self.files.read(&io.log, io.applied_end, len)?;
-        let scan = log::scan(&bytes, io.applied_end);
+        let scan = self.scan(&bytes, io.applied_end)?;
         let n = scan.ops.len();
         if n > 0 {
             let mut st = self.state.write();
@@ -445,13 +588,20 @@ impl UserDb {
         }
         let start = io.applied_end;
         let mut buf = Vec::with_capacity(ops.len() * 128);
-        let mut offsets = Vec::with_capacity(ops.len());
+        let mut applied = Vec::with_capacity(ops.len());
         let mut written = start;
         let count = u32::try_from(ops.len())
             .map_err(|_| UserDbError::Other("too many operations in one transaction".into()))?;
-        for op in &ops {
-            offsets.push(io.base + written + buf.len() as u64);
-            log::encode(&mut buf, &Entry::Op(op.clone())).map_err(UserDbError::Other)?;
+        // Applied in the log's order (a sealed frame gathers one tenant's operations).
+        for (frame, in_frame) in frames(&ops, self.sealer.as_deref())? {
+            let at = io.base + written + buf.len() as u64;
+            applied.extend(
+                in_frame
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, op)| (at + j as u64, op)),
+            );
+            buf.extend_from_slice(&frame);
             if buf.len() >= WRITE_CHUNK_BYTES {
                 self.files.write(&io.log, written, &buf, false)?;
                 written += buf.len() as u64;
@@ -462,7 +612,7 @@ impl UserDb {
         self.files.write(&io.log, written, &buf, true)?;
         written += buf.len() as u64;
         let mut st = self.state.write();
-        for (offset, op) in offsets.into_iter().zip(ops) {
+        for (offset, op) in applied {
             apply(&mut st, offset, op);
         }
         io.applied_end = written;
@@ -556,7 +706,7 @@ impl UserDb {
                         });
                     }
                     if txn.len() >= USER_LOG_COMPACT_TXN_OPS {
-                        encode_txn(&mut buf, &txn)?;
+                        encode_txn(&mut buf, &txn, self.sealer.as_deref())?;
                         ops_after += txn.len() as u64;
                         txn.clear();
                         if buf.len() >= WRITE_CHUNK_BYTES {
@@ -570,7 +720,7 @@ impl UserDb {
                     let members: Vec<UserName> = g.members.iter().cloned().collect();
                     txn.extend(group_add_ops(tenant, group, &members, g.created));
                     if txn.len() >= USER_LOG_COMPACT_TXN_OPS {
-                        encode_txn(&mut buf, &txn)?;
+                        encode_txn(&mut buf, &txn, self.sealer.as_deref())?;
                         ops_after += txn.len() as u64;
                         txn.clear();
                     }
@@ -578,7 +728,7 @@ impl UserDb {
             }
         }
         if !txn.is_empty() {
-            encode_txn(&mut buf, &txn)?;
+            encode_txn(&mut buf, &txn, self.sealer.as_deref())?;
             ops_after += txn.len() as u64;
         }
         f.write(&buf)?;
@@ -947,6 +1097,88 @@ impl UserDb {
         })
     }
 
+    /// `skab import --merge`: adds the accounts and groups the tenant does not have (the
+    /// tenant too, when missing) in one transaction, and the members a group of both does not
+    /// have yet; an account or group the tenant has is kept as it is (password, disabled,
+    /// creation time). Returns (accounts added, groups added, members added).
+    pub fn merge_accounts(
+        &self,
+        tenant: &TenantName,
+        tenant_created: u64,
+        users: &[ImportedAccount],
+        groups: &[(GroupName, u64, Vec<UserName>)],
+    ) -> Result<(usize, usize, usize), UserDbError> {
+        for u in users {
+            password::check_phc(&u.phc)?;
+        }
+        self.transact(|st| {
+            let mut ops = Vec::new();
+            let t = st.tenants.get(tenant);
+            if t.is_none() {
+                ops.push(Op::TenantAdd {
+                    tenant: tenant.clone(),
+                    at: tenant_created,
+                });
+            }
+            let mut added = (0, 0, 0);
+            for u in users {
+                if t.is_some_and(|t| t.users.contains_key(&u.user)) {
+                    continue;
+                }
+                added.0 += 1;
+                ops.push(Op::UserAdd {
+                    tenant: tenant.clone(),
+                    user: u.user.clone(),
+                    phc: u.phc.clone(),
+                    at: u.created,
+                });
+                if u.disabled {
+                    ops.push(Op::UserDisabled {
+                        tenant: tenant.clone(),
+                        user: u.user.clone(),
+                        disabled: true,
+                    });
+                }
+            }
+            let had_groups = t.map_or(0, |t| t.groups.len());
+            for (g, at, members) in groups {
+                let members = dedup(members);
+                match t.and_then(|t| t.groups.get(g)) {
+                    Some(existing) => {
+                        let new: Vec<UserName> = members
+                            .into_iter()
+                            .filter(|m| !existing.members.contains(m))
+                            .collect();
+                        if existing.members.len() + new.len() > GROUP_MEMBERS_MAX {
+                            return Err(UserDbError::TooManyMembers);
+                        }
+                        added.2 += new.len();
+                        for c in new.chunks(GROUP_MEMBERS_PER_RECORD_MAX) {
+                            ops.push(Op::GroupMembers {
+                                tenant: tenant.clone(),
+                                group: g.clone(),
+                                add: c.to_vec(),
+                                remove: Vec::new(),
+                            });
+                        }
+                    }
+                    None => {
+                        if members.len() > GROUP_MEMBERS_MAX {
+                            return Err(UserDbError::TooManyMembers);
+                        }
+                        added.1 += 1;
+                        added.2 += members.len();
+                        ops.extend(group_add_ops(tenant, g, &members, *at));
+                    }
+                }
+            }
+            if had_groups + added.1 > GROUPS_PER_TENANT_MAX {
+                return Err(UserDbError::TooManyGroups);
+            }
+            Ok((ops, added))
+        })
+    }
+
     /// Whether a user exists (for import's early check).
     pub(crate) fn has_user(&self, tenant: &TenantName, user: &UserName) -> bool {
         self.state
@@ -1047,6 +1279,23 @@ impl UserDb {
                     tenant: tenant.clone(),
                 }],
                 (),
+            ))
+        })
+    }
+
+    /// Removes tenant `tenant` with all its users, groups and app tokens in one record in the
+    /// clear (`skab tenant erase`, after its key was destroyed: its sealed records can no
+    /// longer be read or written). Returns how many users it had here.
+    pub fn erase_tenant(&self, tenant: &TenantName) -> Result<usize, UserDbError> {
+        self.transact(|st| {
+            let Some(t) = st.tenants.get(tenant) else {
+                return Ok((Vec::new(), 0));
+            };
+            Ok((
+                vec![Op::TenantErase {
+                    tenant: tenant.clone(),
+                }],
+                t.users.len(),
             ))
         })
     }
@@ -1417,6 +1666,10 @@ fn apply(st: &mut State, offset: u64, op: Op) {
         ),
         // Read by the log reader, which numbers the operations after it.
         Op::LogBase { .. } => true,
+        Op::TenantErase { tenant } => {
+            st.token_index.retain(|_, (t, _, _)| *t != tenant);
+            st.tenants.remove(&tenant).is_some()
+        }
         Op::TenantDelete { tenant } => match st.tenants.get(&tenant) {
             Some(t) if t.users.is_empty() => {
                 st.tenants.remove(&tenant);
@@ -1583,6 +1836,8 @@ fn user_mut<'a>(st: &'a mut State, tenant: &TenantName, user: &UserName) -> Opti
 
 #[cfg(test)]
 mod fault_tests;
+#[cfg(test)]
+mod sealed_tests;
 
 #[cfg(test)]
 mod tests {

@@ -264,14 +264,15 @@ fn tenant_erase_reaches_a_copy_taken_before_and_spares_the_other_tenant() {
     assert!(matches!(r.status, 401 | 403), "{}", r.status);
     let bob = s.client_as("bob@other", PASSWORD);
     assert_eq!(bob.get("/dav/other/bob/b.bin").body, theirs);
-    let (ok, out) = cli(&s, &["audit", "export", "--tenant", "school"], None);
+    // The tenant's own log can no longer be sealed: the erasure is in the `_system` log.
+    let (ok, out) = cli(&s, &["audit", "export", "--tenant", "_system"], None);
     assert!(ok && out.contains("admin.tenant.erase"), "{out}");
     s.stop();
     let (ok, out) = cli(&s, &["tenant", "erase", "--tenant", "other"], None);
     assert!(!ok, "an unconfirmed erase from empty stdin: {out}");
 
-    // The copy taken before, opened with today's key store: the pupil still logs in (the user
-    // database of then), but the files are gone; the other tenant reads on.
+    // The copy taken before, opened with today's key store: the pupil's account and files are
+    // gone (both sealed with the destroyed key); the other tenant reads on.
     let copy = Server::start_opts(Opts {
         config: Some(toml.clone()),
         before_start: Some(std::sync::Arc::new(move |data: &Path| {
@@ -365,4 +366,256 @@ fn a_crash_during_erase_or_rotation_recovers() {
     );
     let bob = s.client_as("bob@other", PASSWORD);
     assert_eq!(bob.get("/dav/other/bob/b.bin").body, theirs);
+}
+
+/// Marker of the names of the server's own per-tenant files (user, group, hand-in, space, a
+/// shared folder named in the audit log); valid as any of those names.
+const NAME_MARK: &str = "zq7mark";
+
+/// Whether any file under these directories holds `needle` (contents or file name).
+fn found_anywhere(dirs: &[&Path], needle: &[u8]) -> Vec<String> {
+    let mut files = Vec::new();
+    for d in dirs {
+        files_under(d, &mut files);
+    }
+    files
+        .iter()
+        .filter(|f| {
+            f.to_string_lossy()
+                .as_bytes()
+                .windows(needle.len())
+                .any(|w| w == needle)
+                || std::fs::read(f)
+                    .unwrap_or_default()
+                    .windows(needle.len())
+                    .any(|w| w == needle)
+        })
+        .map(|f| f.display().to_string())
+        .collect()
+}
+
+fn ok_cli(s: &Server, args: &[&str]) -> String {
+    let (ok, out) = cli(s, args, None);
+    assert!(ok, "skab {args:?}: {out}");
+    out
+}
+
+#[test]
+fn the_servers_own_files_are_sealed_and_an_erase_reaches_them() {
+    let keys_tmp = tempfile::tempdir().unwrap();
+    let keys = keys_tmp.path().join("keys");
+    let toml = config(&keys, &by_command(1));
+    let mut s = two_tenants(&toml);
+    let user = format!("{NAME_MARK}user");
+    let group = format!("{NAME_MARK}group");
+    let handin = format!("{NAME_MARK}handin");
+    let space = format!("{NAME_MARK}space");
+    let folder = format!("{NAME_MARK}folder");
+    let closes =
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(3600))
+            .to_string();
+    let add = format!("user add --tenant school --user {user} --password-stdin");
+    let args: Vec<&str> = add.split(' ').collect();
+    let (ok, out) = cli(&s, &args, Some(&format!("{PASSWORD}\n")));
+    assert!(ok, "{out}");
+    ok_cli(
+        &s,
+        &[
+            "group",
+            "add",
+            "--tenant",
+            "school",
+            "--group",
+            &group,
+            "--members",
+            &user,
+        ],
+    );
+    ok_cli(
+        &s,
+        &[
+            "handin", "add", "--tenant", "school", "--handin", &handin, "--owner", "pupil",
+            "--group", &group, "--closes", &closes,
+        ],
+    );
+    ok_cli(
+        &s,
+        &[
+            "space",
+            "add",
+            "--tenant",
+            "school",
+            "--space",
+            &space,
+            "--owner",
+            "pupil",
+            "--share",
+            &format!("group:{group}=read"),
+        ],
+    );
+    let pupil = s.client_as("pupil@school", PASSWORD);
+    assert_eq!(
+        pupil.mkcol(&format!("/dav/school/pupil/{folder}/")).status,
+        201
+    );
+    let bob = s.client_as("bob@other", PASSWORD);
+    assert_eq!(bob.put("/dav/other/bob/b.bin", b"theirs").status, 201);
+    ok_cli(
+        &s,
+        &[
+            "share",
+            "add",
+            "--tenant",
+            "school",
+            "--owner",
+            "pupil",
+            "--path",
+            &folder,
+            "--with",
+            &format!("user:{user}"),
+        ],
+    );
+    // A hand-in upload: a receipt in the hand-in's receipt log (the server rereads the
+    // groups at most once a second).
+    let member = s.client_as(&format!("{user}@school"), PASSWORD);
+    let url = format!("/dav/school/handin/{handin}/");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while member.propfind(&url, "0").status != 207 {
+        assert!(Instant::now() < deadline, "never let into the hand-in");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = member.put(&format!("{url}essay.txt"), b"my essay");
+    assert_eq!(r.status, 201, "{}", r.text());
+    let receipt = r.header("skab-receipt").unwrap().to_string();
+    // An app token (its label in the user database).
+    let tok = ok_cli(
+        &s,
+        &[
+            "token",
+            "create",
+            "--tenant",
+            "school",
+            "--user",
+            &user,
+            "--label",
+            &format!("{NAME_MARK}phone"),
+        ],
+    );
+    assert!(!tok.is_empty());
+
+    // Everything works across a restart, read through the sealed files.
+    restart_with(&mut s, &toml);
+    let member = s.client_as(&format!("{user}@school"), PASSWORD);
+    assert_eq!(member.get(&format!("{url}essay.txt")).body, b"my essay");
+    assert!(ok_cli(&s, &["handin", "list", "--tenant", "school"]).contains(&handin));
+    assert!(ok_cli(&s, &["space", "list", "--tenant", "school"]).contains(&space));
+    assert!(ok_cli(&s, &["share", "list", "--tenant", "school"]).contains(&folder));
+    assert!(ok_cli(&s, &["group", "list", "--tenant", "school"]).contains(&group));
+    let (ok, out) = cli(&s, &["receipt", "verify", &receipt], None);
+    assert!(ok, "{out}");
+    let audit = ok_cli(&s, &["audit", "export", "--tenant", "school"]);
+    assert!(
+        audit.contains(&format!("pupil:/{folder}")) && audit.contains("admin.handin.add"),
+        "{audit}"
+    );
+    let verify = ok_cli(&s, &["audit", "verify"]);
+    assert!(
+        verify.contains("school: ") && !verify.contains("DAMAGED"),
+        "{verify}"
+    );
+    s.stop();
+
+    let data = s.data_dir();
+    let hits = found_anywhere(&[&data, &keys], NAME_MARK.as_bytes());
+    assert!(hits.is_empty(), "plaintext names in {hits:?}");
+    // Password hashes and the pupil's user name are sealed too; tenant names stay visible.
+    assert!(found_anywhere(&[&data], b"$argon2id$").is_empty());
+    assert!(!found_anywhere(&[&data.join("users")], b"school").is_empty());
+
+    // Without the key the audit chain is still checked, its contents are not.
+    let (ok, out) = skab(
+        &[
+            "audit",
+            "verify",
+            "--tenant",
+            "school",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(ok && out.contains("chain only"), "{out}");
+    let (ok, out) = skab(
+        &[
+            "user",
+            "list",
+            "--tenant",
+            "school",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(!ok && out.contains("crypto.enabled is off"), "{out}");
+
+    let before = keys_tmp.path().join("before");
+    copy_tree(&data, &before);
+    s.restart();
+    let (ok, out) = cli(
+        &s,
+        &["tenant", "erase", "--tenant", "school", "--yes"],
+        None,
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("deleted 2 users"), "{out}");
+    let bob = s.client_as("bob@other", PASSWORD);
+    assert_eq!(bob.put("/dav/other/bob/after.txt", b"on").status, 201);
+    assert!(!ok_cli(&s, &["handin", "list", "--tenant", "school"]).contains(&handin));
+    let system = ok_cli(&s, &["audit", "export", "--tenant", "_system"]);
+    assert!(
+        system.contains("admin.tenant.erase") && system.contains("tenant school"),
+        "{system}"
+    );
+    let verify = ok_cli(&s, &["audit", "verify"]);
+    assert!(!verify.contains("DAMAGED"), "{verify}");
+    s.stop();
+
+    // The copy taken before the erase, with today's key store: nothing of the tenant's
+    // accounts, hand-ins, spaces, shares, receipts or audit records can be read.
+    let copy = Server::start_opts(Opts {
+        config: Some(toml.clone()),
+        before_start: Some(std::sync::Arc::new(move |data: &Path| {
+            copy_tree(&before, data)
+        })),
+        ..Opts::default()
+    });
+    assert_eq!(
+        copy.client_as(&format!("{user}@school"), PASSWORD)
+            .get("/dav/school/pupil/")
+            .status,
+        401
+    );
+    assert_eq!(
+        copy.client_as("pupil@school", PASSWORD)
+            .get("/dav/school/pupil/")
+            .status,
+        401
+    );
+    for (what, args) in [
+        ("hand-ins", vec!["handin", "list", "--tenant", "school"]),
+        ("spaces", vec!["space", "list", "--tenant", "school"]),
+        ("shares", vec!["share", "list", "--tenant", "school"]),
+        ("audit", vec!["audit", "export", "--tenant", "school"]),
+    ] {
+        let (_, out) = cli(&copy, &args, None);
+        assert!(!out.contains(NAME_MARK), "{what}: {out}");
+    }
+    let (ok, out) = cli(&copy, &["receipt", "verify", &receipt], None);
+    assert!(!ok, "the receipt key is gone with the tenant's key: {out}");
+    assert_eq!(
+        copy.client_as("bob@other", PASSWORD)
+            .get("/dav/other/bob/b.bin")
+            .body,
+        b"theirs"
+    );
 }

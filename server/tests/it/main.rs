@@ -22,6 +22,7 @@ mod history_cli;
 mod history_scopes;
 mod hostile;
 mod http1;
+mod import_merge;
 mod isolation;
 mod litmus;
 mod login_load;
