@@ -1073,17 +1073,7 @@ impl UserDb {
                 match t.and_then(|t| t.groups.get(g)) {
                     // One user's export into a tenant that has the group: they join it.
                     Some(existing) => {
-                        if existing.members.len() + members.len() > GROUP_MEMBERS_MAX {
-                            return Err(UserDbError::TooManyMembers);
-                        }
-                        for c in members.chunks(GROUP_MEMBERS_PER_RECORD_MAX) {
-                            ops.push(Op::GroupMembers {
-                                tenant: tenant.clone(),
-                                group: g.clone(),
-                                add: c.to_vec(),
-                                remove: Vec::new(),
-                            });
-                        }
+                        ops.extend(group_join_ops(tenant, g, existing, &members)?);
                     }
                     None => {
                         if members.len() > GROUP_MEMBERS_MAX {
@@ -1149,18 +1139,8 @@ impl UserDb {
                             .into_iter()
                             .filter(|m| !existing.members.contains(m))
                             .collect();
-                        if existing.members.len() + new.len() > GROUP_MEMBERS_MAX {
-                            return Err(UserDbError::TooManyMembers);
-                        }
+                        ops.extend(group_join_ops(tenant, g, existing, &new)?);
                         added.2 += new.len();
-                        for c in new.chunks(GROUP_MEMBERS_PER_RECORD_MAX) {
-                            ops.push(Op::GroupMembers {
-                                tenant: tenant.clone(),
-                                group: g.clone(),
-                                add: c.to_vec(),
-                                remove: Vec::new(),
-                            });
-                        }
                     }
                     None => {
                         if members.len() > GROUP_MEMBERS_MAX {
@@ -1800,6 +1780,28 @@ fn group_add_ops(tenant: &TenantName, group: &GroupName, members: &[UserName], a
         remove: Vec::new(),
     }));
     ops
+}
+
+/// The records that add `members` to the existing group `existing` (refused when it would
+/// outgrow `GROUP_MEMBERS_MAX`).
+fn group_join_ops(
+    tenant: &TenantName,
+    group: &GroupName,
+    existing: &Group,
+    members: &[UserName],
+) -> Result<Vec<Op>, UserDbError> {
+    if existing.members.len() + members.len() > GROUP_MEMBERS_MAX {
+        return Err(UserDbError::TooManyMembers);
+    }
+    Ok(members
+        .chunks(GROUP_MEMBERS_PER_RECORD_MAX)
+        .map(|c| Op::GroupMembers {
+            tenant: tenant.clone(),
+            group: group.clone(),
+            add: c.to_vec(),
+            remove: Vec::new(),
+        })
+        .collect())
 }
 
 /// Adds `user` to an existing `tenant`, unless the name is taken.
