@@ -194,8 +194,8 @@ impl TlsStream {
 }
 
 /// Drives rustls's handshake over the complete records in `incoming`: its messages to send
-/// are appended to `outgoing`, application data that came with the client's last flight is
-/// kept (decrypted) in `plain` for the first read.
+/// are appended to `outgoing`. It stops at the end of the handshake (`Writable`), leaving
+/// any later records in `incoming`; `plain` takes application data rustls decrypted.
 fn handshake_pump(
     tls: &mut UnbufferedServerConnection,
     incoming: &mut BytesMut,
@@ -204,7 +204,15 @@ fn handshake_pump(
     read_closed: &mut bool,
 ) -> io::Result<Pumped> {
     loop {
-        let UnbufferedStatus { mut discard, state } = tls.process_tls_records(&mut incoming[..]);
+        // Once the handshake is done rustls gets no more records: what follows the client's
+        // Finished (a key update, a request) is the record layer's. rustls would act on a
+        // key update itself and keep its answer for its next write, which never comes.
+        let input: &mut [u8] = if tls.is_handshaking() {
+            &mut incoming[..]
+        } else {
+            &mut []
+        };
+        let UnbufferedStatus { mut discard, state } = tls.process_tls_records(input);
         let state = state.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         let next = match state {
             ConnectionState::ReadTraffic(mut traffic) => {
@@ -369,7 +377,13 @@ impl AsyncRead for TlsStream {
                 Ok(Pumped::Blocked | Pumped::Writable) => {}
             }
             match this.poll_receive(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    // A key update's answer leaves now, not with the next response.
+                    if this.unsent() > 0 {
+                        let _ = this.poll_send(cx)?;
+                    }
+                    return Poll::Pending;
+                }
                 Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
                 // End of stream without `close_notify`: within a record it is an error (the
                 // data was cut), otherwise the end of what the peer sends.
@@ -527,5 +541,100 @@ impl AsyncWrite for TlsStream {
         }
         ready!(this.poll_send(cx))?;
         Pin::new(&mut this.tcp).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The hand-over from rustls to the record layer over a real loopback socket, when the
+    //! client's last handshake flight, a key update and a request arrive together (as they do
+    //! from a client that got ahead of a busy server).
+
+    use super::*;
+    use std::io::{Read, Write};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn server_config() -> (
+        Arc<rustls::ServerConfig>,
+        rustls::pki_types::CertificateDer<'static>,
+    ) {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let der = cert.cert.der().clone();
+        let key =
+            rustls::pki_types::PrivateKeyDer::try_from(cert.key_pair.serialize_der()).unwrap();
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![der.clone()], key)
+        .unwrap();
+        config.enable_secret_extraction = true;
+        (Arc::new(config), der)
+    }
+
+    #[tokio::test]
+    async fn a_key_update_behind_the_clients_finished_is_answered() {
+        let (config, der) = server_config();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let client = std::thread::spawn(move || {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(der).unwrap();
+            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+            let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            sock.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+                .unwrap();
+            // The handshake, holding back the client's Finished once it is written.
+            while conn.is_handshaking() {
+                if conn.wants_write() {
+                    conn.write_tls(&mut sock).unwrap();
+                } else {
+                    conn.read_tls(&mut sock).unwrap();
+                    conn.process_new_packets().unwrap();
+                }
+            }
+            // Finished, a key update asking for the server's, a request: one segment.
+            conn.refresh_traffic_keys().unwrap();
+            conn.writer().write_all(b"ping").unwrap();
+            let mut segment = Vec::new();
+            while conn.wants_write() {
+                conn.write_tls(&mut segment).unwrap();
+            }
+            sock.write_all(&segment).unwrap();
+            let mut got = Vec::new();
+            while got.len() < 4 {
+                if conn.read_tls(&mut sock).unwrap() == 0 {
+                    panic!("server closed; got {got:?}");
+                }
+                conn.process_new_packets()
+                    .expect("records from the server open");
+                let mut buf = [0; 16];
+                while let Ok(n) = conn.reader().read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                }
+            }
+            got
+        });
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut stream = TlsStream::accept(config, tcp).await.unwrap();
+        let mut ping = [0; 4];
+        stream.read_exact(&mut ping).await.unwrap();
+        assert_eq!(&ping, b"ping");
+        stream.write_all(b"pong").await.unwrap();
+        stream.flush().await.unwrap();
+        assert_eq!(client.join().unwrap(), b"pong");
     }
 }
