@@ -20,6 +20,7 @@ use crate::limits::{DIRECT_IO_ALIGN, STORAGE_NAME_LEN_MAX, STORAGE_OFFSET_MAX};
 pub mod durable;
 mod faulty;
 mod mem;
+mod object;
 mod prezero;
 mod std_fs;
 #[cfg(target_os = "linux")]
@@ -27,6 +28,7 @@ mod uring;
 
 pub use faulty::{FaultCounters, FaultPlan, FaultyFile, FaultyStorage};
 pub use mem::{CrashMode, MemStorage};
+pub use object::{ObjectConfig, ObjectOpenReport, ObjectStorage};
 pub(crate) use prezero::{PreZeroer, Zone, ZoneConfig};
 pub use std_fs::StdStorage;
 #[cfg(target_os = "linux")]
