@@ -243,6 +243,7 @@ fn refused(method: &str, key: &str, status: u16, body: &[u8]) -> io::Error {
 // ---- segment objects ----
 
 /// One segment part: the truncation first, then the ranges, then the file length.
+#[derive(Debug)]
 struct Segment {
     trunc: Option<u64>,
     final_len: u64,
@@ -378,7 +379,7 @@ fn live_objects(mut objs: Vec<DataKey>) -> Vec<DataKey> {
         .map(|(s, _)| *s);
     objs.into_iter()
         .filter(|o| match base {
-            Some(b) => o.seq > b || (o.seq == b && o.full),
+            Some(b) => (o.seq > b && !o.full) || (o.seq == b && o.full),
             None => !o.full,
         })
         .collect()
