@@ -278,7 +278,10 @@ fn decode(b: &[u8]) -> io::Result<Segment> {
     }
     let u64_at = |i: usize| -> io::Result<u64> {
         Ok(u64::from_le_bytes(
-            body.get(i..i + 8).ok_or_else(bad)?.try_into().map_err(|_| bad())?,
+            body.get(i..i + 8)
+                .ok_or_else(bad)?
+                .try_into()
+                .map_err(|_| bad())?,
         ))
     };
     let trunc = u64_at(8)?;
@@ -290,7 +293,9 @@ fn decode(b: &[u8]) -> io::Result<Segment> {
         let off = u64_at(at)?;
         let len = usize::try_from(u64_at(at + 8)?).map_err(|_| bad())?;
         at += 16;
-        let d = body.get(at..at.checked_add(len).ok_or_else(bad)?).ok_or_else(bad)?;
+        let d = body
+            .get(at..at.checked_add(len).ok_or_else(bad)?)
+            .ok_or_else(bad)?;
         ranges.push((off, d.to_vec()));
         at += len;
     }
@@ -1083,7 +1088,10 @@ mod tests {
     fn keys_parse_back() {
         let k = data_key("p/", 0xabc, 5, 1, 3, true, 4096);
         let d = parse_data_key("p/", &k).unwrap();
-        assert_eq!((d.gen, d.seq, d.part, d.parts, d.full, d.len), (0xabc, 5, 1, 3, true, 4096));
+        assert_eq!(
+            (d.gen, d.seq, d.part, d.parts, d.full, d.len),
+            (0xabc, 5, 1, 3, true, 4096)
+        );
         let n = name_key("", "wal/007/a#b.wal", 9, 0xff);
         assert_eq!(
             parse_name_key("", &n).unwrap(),
@@ -1129,8 +1137,13 @@ mod tests {
         let f = mem.open("f", true).unwrap();
         let data = vec![3u8; OBJECT_PART_BYTES + 10];
         f.write_batch(&[(0, &data)], true).unwrap();
-        let parts = read_parts(f.as_ref(), &[(0, data.len() as u64 + 99)], None, data.len() as u64)
-            .unwrap();
+        let parts = read_parts(
+            f.as_ref(),
+            &[(0, data.len() as u64 + 99)],
+            None,
+            data.len() as u64,
+        )
+        .unwrap();
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[1].ranges, [(OBJECT_PART_BYTES as u64, vec![3u8; 10])]);
     }
