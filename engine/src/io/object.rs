@@ -214,7 +214,13 @@ impl S3 {
             }
             let page = rusty_s3::actions::ListObjectsV2::parse_response(&body)
                 .map_err(|e| other(format!("object storage: a bad list answer: {e}")))?;
-            keys.extend(page.contents.into_iter().map(|c| c.key));
+            // rusty-s3 asks for `encoding-type=url`: keys come back percent-encoded.
+            for c in page.contents {
+                let key = percent_encoding::percent_decode_str(&c.key)
+                    .decode_utf8()
+                    .map_err(|_| other("object storage: a listed key is not UTF-8"))?;
+                keys.push(key.into_owned());
+            }
             match page.next_continuation_token {
                 Some(t) if !t.is_empty() => token = Some(t),
                 _ => break,
@@ -804,6 +810,19 @@ impl ObjectStorage {
             }
             local.sync_dir("")?;
         } else {
+            // A kept directory must be the store the bucket holds (or the bucket empty): a
+            // fresh local store over a full bucket would overwrite it.
+            let known = local_files.iter().any(|n| {
+                names.get(n).map(|(_, g, _)| *g) == get_gen(&root.join(n)) && names.contains_key(n)
+            });
+            if !names.is_empty() && !known {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the local store directory is not the store in the bucket (no file of it \
+                     is known there): move the directory away to rebuild it from the bucket, \
+                     or use another bucket prefix",
+                ));
+            }
             for name in &local_files {
                 let f = local.open(name, false)?;
                 let local_len = f.len()?;
