@@ -25,6 +25,7 @@ mod http1;
 mod isolation;
 mod litmus;
 mod login_load;
+mod object_storage;
 mod oc_protocol;
 mod operation;
 mod packaging;
