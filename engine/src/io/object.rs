@@ -653,8 +653,9 @@ fn read_parts(
         let end = e.min(final_len);
         while at < end {
             if fill >= OBJECT_PART_BYTES {
+                // Only the first part truncates: a later one would cut what the first wrote.
                 parts.push(Segment {
-                    trunc,
+                    trunc: None,
                     final_len,
                     ranges: Vec::new(),
                 });
@@ -1159,11 +1160,12 @@ mod tests {
         let parts = read_parts(
             f.as_ref(),
             &[(0, data.len() as u64 + 99)],
-            None,
+            Some(0),
             data.len() as u64,
         )
         .unwrap();
         assert_eq!(parts.len(), 2);
+        assert_eq!((parts[0].trunc, parts[1].trunc), (Some(0), None));
         assert_eq!(parts[1].ranges, [(OBJECT_PART_BYTES as u64, vec![3u8; 10])]);
     }
 }
