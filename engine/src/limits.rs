@@ -200,6 +200,9 @@ pub const OBJECT_RETRY_WAIT_MS: u64 = 50;
 pub const OBJECT_RETRY_WAIT_MAX_MS: u64 = 1_000;
 /// Time limit of one S3 request (connect, send, answer), seconds.
 pub const OBJECT_REQUEST_TIMEOUT_S: u64 = 30;
+/// Time limit of connecting to an S3 endpoint, milliseconds: a node that is down or hung is
+/// left for the next endpoint quickly.
+pub const OBJECT_CONNECT_TIMEOUT_MS: u64 = 2_000;
 /// Largest segment part uploaded as one object, bytes; a larger sync is split into parts
 /// uploaded in parallel.
 pub const OBJECT_PART_BYTES: usize = 4 << 20;

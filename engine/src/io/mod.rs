@@ -6,9 +6,10 @@
 //! implementation (S3/Garage) can later map a sealed file to one object.
 //!
 //! Backends: [`StdStorage`] (portable, std::fs), `UringStorage` (Linux io_uring),
-//! [`MemStorage`] (in memory, simulates power loss) and [`FaultyStorage`] (fault
-//! injection wrapper). The contract and crash model are in `docs/io.md`. `prezero` keeps log
-//! files zeroed ahead of their writers.
+//! [`MemStorage`] (in memory, simulates power loss), [`FaultyStorage`] (fault
+//! injection wrapper) and [`ObjectStorage`] (a local backend mirrored into an S3 bucket,
+//! `docs/scaleout.md`). The contract and crash model are in `docs/io.md`. `prezero` keeps
+//! log files zeroed ahead of their writers.
 
 use std::io;
 use std::path::Path;

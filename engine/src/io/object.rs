@@ -23,9 +23,9 @@ use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 
 use super::{parent_dir, validate_name, Storage, StorageFile};
 use crate::limits::{
-    OBJECT_BODY_MAX, OBJECT_COMPACT_IDLE_S, OBJECT_COMPACT_SEGMENTS_MAX, OBJECT_LIST_PAGE,
-    OBJECT_PART_BYTES, OBJECT_REQUEST_TIMEOUT_S, OBJECT_REQUEST_TRIES, OBJECT_RETRY_WAIT_MAX_MS,
-    OBJECT_RETRY_WAIT_MS, OBJECT_UPLOAD_PARALLEL,
+    OBJECT_BODY_MAX, OBJECT_COMPACT_IDLE_S, OBJECT_COMPACT_SEGMENTS_MAX, OBJECT_CONNECT_TIMEOUT_MS,
+    OBJECT_LIST_PAGE, OBJECT_PART_BYTES, OBJECT_REQUEST_TIMEOUT_S, OBJECT_REQUEST_TRIES,
+    OBJECT_RETRY_WAIT_MAX_MS, OBJECT_RETRY_WAIT_MS, OBJECT_UPLOAD_PARALLEL,
 };
 
 /// Files of the local directory that are never mirrored (the store's directory lock).
@@ -111,6 +111,7 @@ impl S3 {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(OBJECT_REQUEST_TIMEOUT_S)))
+            .timeout_connect(Some(Duration::from_millis(OBJECT_CONNECT_TIMEOUT_MS)))
             .build();
         Ok(S3 {
             buckets,
