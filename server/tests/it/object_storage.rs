@@ -2,7 +2,8 @@
 //! a real `skab` over a real 3-node Garage cluster (replication 3, `scripts/cluster.sh`, on
 //! loopback). An acknowledged upload survives the loss of the server's whole data dir; a
 //! Garage node killed while writing changes nothing; with every Garage node down no upload is
-//! acknowledged, and once they are back a restarted server writes again with nothing lost.
+//! acknowledged, and once they are back a restarted server writes again with nothing lost
+//! (and a second loss of the disk after that loses nothing either).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -277,4 +278,13 @@ fn acknowledged_writes_survive_the_loss_of_the_disk_and_of_garage_nodes() {
     assert_eq!(c.put(&path, &body).status, 201, "{}", server.log());
     files.push((path, body));
     check(&c, &files);
+
+    // What that restart brought together (the local tails the failed syncs left) is in the
+    // bucket: the disk lost once more, everything is still there.
+    server.signal(libc::SIGKILL);
+    server.wait_exit(Duration::from_secs(10)).expect("killed");
+    std::fs::remove_dir_all(server.data_dir()).unwrap();
+    common::add_user(&server.data_dir(), TENANT, USER, PASSWORD);
+    server.restart();
+    check(&server.client(), &files);
 }
