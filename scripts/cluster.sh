@@ -5,9 +5,11 @@
 #
 #   scripts/cluster.sh up DIR     start everything under DIR, write DIR/cluster.env
 #   scripts/cluster.sh down DIR   stop exactly the processes that `up DIR` started
+#   scripts/cluster.sh install    only install what `up` needs (scripts/test.sh calls it)
 #
 # DIR/cluster.env (shell syntax): GARAGE_PIDS, ETCD_PIDS, S3_ENDPOINTS (the three nodes' S3
-# URLs), S3_REGION, S3_BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY, ETCD_ENDPOINTS.
+# URLs), S3_REGION, S3_BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY, ETCD_ENDPOINTS, GARAGE_BIN (to
+# restart a node: "$GARAGE_BIN" -c DIR/garageN/garage.toml server).
 # Skab nodes (NODES, NODE_PIDS, SKAB_CONFIG) are added here when cluster mode lands.
 #
 # Installs etcd (Debian's etcd-server) and Garage (`cargo install garage --locked`, about 7
@@ -131,6 +133,7 @@ EOT
     echo "S3_ACCESS_KEY=$key_id"
     echo "S3_SECRET_KEY=$key_secret"
     echo "ETCD_ENDPOINTS=\"http://127.0.0.1:$eclient\""
+    echo "GARAGE_BIN=\"$GARAGE\""
   } >"$DIR/cluster.env.tmp"
   chmod 600 "$DIR/cluster.env.tmp"
   mv "$DIR/cluster.env.tmp" "$DIR/cluster.env"
@@ -154,7 +157,8 @@ down() {
   log "down: stopped ${all[*]}"
 }
 
-[ $# -eq 2 ] || die "usage: $0 up|down DIR"
+if [ "${1:-}" = install ] && [ $# -eq 1 ]; then install_tools; exit 0; fi
+[ $# -eq 2 ] || die "usage: $0 up|down DIR, or $0 install"
 DIR="$(mkdir -p "$2" && cd "$2" && pwd)"
 case "$1" in
   up) up ;;

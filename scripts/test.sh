@@ -24,6 +24,10 @@ if [ "${#need[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+# Garage and etcd for the object-storage tests (server/tests/it/object_storage.rs): built or
+# installed once into ~/.cache/skab-tools (Garage: about 7 minutes on 2 cores).
+scripts/cluster.sh install
+
 # A clean checkout gains nothing from incremental caches; they would double the disk used.
 export CARGO_INCREMENTAL=0
 df -h . | tail -n 1 | awk '{print "disk before the build: " $4 " free"}'

@@ -189,3 +189,31 @@ const _: () = assert!(PACK_PREZERO_STEP + PACK_PREZERO_LOW_WATER < FREE_SPACE_CA
 /// Bytes read and written per step of a backup's file copy: large enough for sequential speed,
 /// small enough to hold beside a serving store.
 pub const BACKUP_COPY_BYTES: usize = 4 << 20;
+
+// --- Object storage mirror (engine/src/io/object.rs, docs/scaleout.md) ---
+
+/// Tries of one S3 request before the operation fails (each try may go to the next endpoint).
+pub const OBJECT_REQUEST_TRIES: u32 = 8;
+/// First wait between tries, milliseconds; doubled per try up to [`OBJECT_RETRY_WAIT_MAX_MS`].
+pub const OBJECT_RETRY_WAIT_MS: u64 = 50;
+/// Longest wait between two tries, milliseconds (8 tries wait about 3 s in all).
+pub const OBJECT_RETRY_WAIT_MAX_MS: u64 = 1_000;
+/// Time limit of one S3 request (connect, send, answer), seconds.
+pub const OBJECT_REQUEST_TIMEOUT_S: u64 = 30;
+/// Time limit of connecting to an S3 endpoint, milliseconds: a node that is down or hung is
+/// left for the next endpoint quickly.
+pub const OBJECT_CONNECT_TIMEOUT_MS: u64 = 2_000;
+/// Largest segment part uploaded as one object, bytes; a larger sync is split into parts
+/// uploaded in parallel.
+pub const OBJECT_PART_BYTES: usize = 4 << 20;
+/// Parts of one sync uploaded at once.
+pub const OBJECT_UPLOAD_PARALLEL: usize = 4;
+/// Largest object body read back (a part plus its header), bytes.
+pub const OBJECT_BODY_MAX: u64 = (OBJECT_PART_BYTES as u64) * 2 + (1 << 20);
+/// A file not written for this long with two or more segments is compacted into a whole-file
+/// object, seconds.
+pub const OBJECT_COMPACT_IDLE_S: u64 = 10;
+/// A file with this many segments is compacted even while it is written.
+pub const OBJECT_COMPACT_SEGMENTS_MAX: usize = 1_000;
+/// Keys asked for per list request.
+pub const OBJECT_LIST_PAGE: usize = 1_000;

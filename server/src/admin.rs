@@ -418,7 +418,7 @@ pub fn run(config: &Config, req: AdminRequest) -> Result<AdminResponse, String> 
         .build()
         .map_err(|e| e.to_string())?;
     let store_config = store_config(config).map_err(|e| format!("encryption at rest: {e}"))?;
-    let store = Store::open(&config.data_dir.join("store"), store_config).map_err(|e| match e {
+    let store = crate::app::open_store(config, store_config).map_err(|e| match e {
         skab_engine::Error::Busy => {
             "the store is in use by a server whose admin socket is not reachable".to_string()
         }

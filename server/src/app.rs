@@ -79,13 +79,41 @@ pub fn store_config(config: &Config) -> Result<StoreConfig, String> {
     })
 }
 
+/// Opens the store under the data dir: on local disk, or mirrored into object storage when
+/// `[storage.object]` is set (pre-zeroing and direct I/O are then off: zeros would be
+/// uploaded, and the mirror has no direct handles).
+pub fn open_store(config: &Config, mut store_config: StoreConfig) -> skab_engine::Result<Store> {
+    let dir = config.data_dir.join("store");
+    let Some(object) = &config.storage.object else {
+        return Store::open(&dir, store_config);
+    };
+    let object = object.engine().map_err(|e| {
+        skab_engine::Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+    })?;
+    store_config.prezero = false;
+    store_config.direct_io = false;
+    let root = dir.clone();
+    Store::open_wrapped(&dir, store_config, move |local| {
+        let (storage, report) = skab_engine::io::ObjectStorage::open(&root, local, &object)?;
+        tracing::info!(
+            endpoints = ?object.endpoints,
+            bucket = %object.bucket,
+            rebuilt_files = report.rebuilt_files,
+            rebuilt_bytes = report.rebuilt_bytes,
+            uploaded_files = report.uploaded_files,
+            "store mirrored into object storage"
+        );
+        Ok(Arc::new(storage))
+    })
+}
+
 impl App {
     /// Opens the store and user database under the configured data dir.
     pub fn open(config: Config) -> anyhow::Result<App> {
         std::fs::create_dir_all(&config.data_dir)?;
         let store_config =
             store_config(&config).map_err(|e| anyhow::anyhow!("encryption at rest: {e}"))?;
-        let store = Store::open(&config.data_dir.join("store"), store_config)?;
+        let store = open_store(&config, store_config)?;
         let users = Arc::new(UserDb::open(&config.data_dir)?);
         let auth = Authenticator::new(users.clone(), &config.auth).map_err(anyhow::Error::msg)?;
         let lock_config = LockConfig {

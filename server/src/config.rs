@@ -185,6 +185,79 @@ pub struct StorageConfig {
     pub io: IoBackend,
     /// A sync client's chunked upload untouched this long is removed with its chunks, seconds.
     pub upload_ttl_s: u64,
+    /// `[storage.object]`: mirror the store into an S3 bucket (off when absent;
+    /// docs/scaleout.md, "Object storage mirror").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<ObjectStorageConfig>,
+}
+
+/// The environment variable the object storage's secret key is read from by default; not a
+/// setting, so not refused as an unknown `SKAB_` variable.
+pub const ENV_OBJECT_SECRET_KEY: &str = "SKAB_OBJECT_SECRET_KEY";
+
+/// Where the store is mirrored (`[storage.object]`). The secret key is never in the file:
+/// it is read from `secret_key_file` or from the environment variable `secret_key_env`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectStorageConfig {
+    /// S3 endpoints, e.g. `["http://127.0.0.1:3900"]`; a failed request goes to the next.
+    pub endpoints: Vec<String>,
+    #[serde(default = "default_object_region")]
+    pub region: String,
+    pub bucket: String,
+    pub access_key: String,
+    /// A file holding the secret key (first line).
+    #[serde(default)]
+    pub secret_key_file: Option<PathBuf>,
+    /// The variable holding the secret key when `secret_key_file` is not set.
+    #[serde(default = "default_object_secret_env")]
+    pub secret_key_env: String,
+    /// Key prefix inside the bucket ("" or ending in `/`): one store per prefix.
+    #[serde(default)]
+    pub prefix: String,
+}
+
+fn default_object_region() -> String {
+    "garage".into()
+}
+
+fn default_object_secret_env() -> String {
+    ENV_OBJECT_SECRET_KEY.into()
+}
+
+impl ObjectStorageConfig {
+    /// The engine's configuration, with the secret key read.
+    pub fn engine(&self) -> Result<skab_engine::io::ObjectConfig, String> {
+        let secret = match &self.secret_key_file {
+            Some(p) => std::fs::read_to_string(p)
+                .map_err(|e| format!("storage.object.secret_key_file {}: {e}", p.display()))?
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string(),
+            None => std::env::var(&self.secret_key_env).map_err(|_| {
+                format!(
+                    "storage.object: no secret key (set {} or secret_key_file)",
+                    self.secret_key_env
+                )
+            })?,
+        };
+        if secret.is_empty() || self.endpoints.is_empty() || self.bucket.is_empty() {
+            return Err("storage.object: endpoints, bucket and a secret key are needed".into());
+        }
+        if !(self.prefix.is_empty() || self.prefix.ends_with('/')) {
+            return Err("storage.object.prefix must be empty or end in '/'".into());
+        }
+        Ok(skab_engine::io::ObjectConfig {
+            endpoints: self.endpoints.clone(),
+            region: self.region.clone(),
+            bucket: self.bucket.clone(),
+            access_key: self.access_key.clone(),
+            secret_key: secret,
+            prefix: self.prefix.clone(),
+        })
+    }
 }
 
 impl Default for StorageConfig {
@@ -201,6 +274,7 @@ impl Default for StorageConfig {
             direct_io: false,
             io: IoBackend::Auto,
             upload_ttl_s: crate::limits::OC_UPLOAD_TTL_DEFAULT_S,
+            object: None,
         }
     }
 }
@@ -664,7 +738,11 @@ pub fn env_name(path: &str) -> String {
 fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<(), ConfigError> {
     let leaves = leaf_kinds();
     for (var, raw) in env {
-        if !var.starts_with(ENV_PREFIX) || var == ENV_CONFIG_FILE || var == ENV_MASTER_KEY {
+        if !var.starts_with(ENV_PREFIX)
+            || var == ENV_CONFIG_FILE
+            || var == ENV_MASTER_KEY
+            || var == ENV_OBJECT_SECRET_KEY
+        {
             continue;
         }
         let Some((path, kind)) = leaves.iter().find(|(p, _)| env_name(p) == *var) else {

@@ -6,9 +6,10 @@
 //! implementation (S3/Garage) can later map a sealed file to one object.
 //!
 //! Backends: [`StdStorage`] (portable, std::fs), `UringStorage` (Linux io_uring),
-//! [`MemStorage`] (in memory, simulates power loss) and [`FaultyStorage`] (fault
-//! injection wrapper). The contract and crash model are in `docs/io.md`. `prezero` keeps log
-//! files zeroed ahead of their writers.
+//! [`MemStorage`] (in memory, simulates power loss), [`FaultyStorage`] (fault
+//! injection wrapper) and [`ObjectStorage`] (a local backend mirrored into an S3 bucket,
+//! `docs/scaleout.md`). The contract and crash model are in `docs/io.md`. `prezero` keeps
+//! log files zeroed ahead of their writers.
 
 use std::io;
 use std::path::Path;
@@ -20,6 +21,7 @@ use crate::limits::{DIRECT_IO_ALIGN, STORAGE_NAME_LEN_MAX, STORAGE_OFFSET_MAX};
 pub mod durable;
 mod faulty;
 mod mem;
+mod object;
 mod prezero;
 mod std_fs;
 #[cfg(target_os = "linux")]
@@ -27,6 +29,7 @@ mod uring;
 
 pub use faulty::{FaultCounters, FaultPlan, FaultyFile, FaultyStorage};
 pub use mem::{CrashMode, MemStorage};
+pub use object::{ObjectConfig, ObjectOpenReport, ObjectStorage};
 pub(crate) use prezero::{PreZeroer, Zone, ZoneConfig};
 pub use std_fs::StdStorage;
 #[cfg(target_os = "linux")]

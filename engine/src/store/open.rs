@@ -12,9 +12,20 @@ impl Store {
     /// Only one process may hold a store: a second `open` fails with
     /// [`Error::Busy`] while the first holds its lock file.
     pub fn open(dir: &FsPath, config: StoreConfig) -> Result<Store> {
+        Store::open_wrapped(dir, config, Ok)
+    }
+
+    /// As [`Store::open`], with the directory's storage backend passed through `wrap` (under
+    /// the directory lock) before recovery: the object-storage mirror
+    /// ([`crate::io::ObjectStorage`]) plugs in here.
+    pub fn open_wrapped(
+        dir: &FsPath,
+        config: StoreConfig,
+        wrap: impl FnOnce(Arc<dyn Storage>) -> std::io::Result<Arc<dyn Storage>>,
+    ) -> Result<Store> {
         std::fs::create_dir_all(dir)?;
         let lock = lock_dir(dir)?;
-        let storage = open_storage(dir, config.io)?;
+        let storage = wrap(open_storage(dir, config.io)?)?;
         let store = Store::open_with_storage(storage, config)?;
         *store.inner.dir_lock.lock() = Some(lock);
         Ok(store)

@@ -121,6 +121,30 @@ fn documented_keys() -> Vec<(String, Option<String>)> {
     out
 }
 
+/// A `[storage.object]` table with `key` set to a non-default value, and that value.
+fn object_table(key: &str) -> (String, toml::Value) {
+    use toml::Value as V;
+    let want = match key {
+        "endpoints" => V::Array(vec![V::String("http://127.0.0.1:9".into())]),
+        "secret_key_file" => V::String("/etc/skab/s3-secret".into()),
+        "prefix" => V::String("school/".into()),
+        other => V::String(format!("x-{other}")),
+    };
+    let mut t = toml::Table::new();
+    t.insert(
+        "endpoints".into(),
+        V::Array(vec![V::String("http://a:1".into())]),
+    );
+    t.insert("bucket".into(), V::String("b".into()));
+    t.insert("access_key".into(), V::String("k".into()));
+    t.insert(key.into(), want.clone());
+    let mut storage = toml::Table::new();
+    storage.insert("object".into(), V::Table(t));
+    let mut top = toml::Table::new();
+    top.insert("storage".into(), V::Table(storage));
+    (toml::to_string(&top).unwrap(), want)
+}
+
 fn lookup<'a>(v: &'a toml::Value, key: &str) -> Option<&'a toml::Value> {
     key.split('.').try_fold(v, |v, k| v.get(k))
 }
@@ -215,6 +239,13 @@ fn every_documented_setting_is_accepted_and_changes_the_config() {
             assert_ne!(got.get(jkey), jwt_default.get(jkey), "{key} has no effect");
             continue;
         }
+        if let Some(okey) = key.strip_prefix("storage.object.") {
+            let (text, want) = object_table(okey);
+            let c = load_file(dir.path(), &text).unwrap_or_else(|e| panic!("{key}: {e}"));
+            let got = toml::Value::try_from(c.storage.object.as_ref().unwrap()).unwrap();
+            assert_eq!(got.get(okey), Some(&want), "{key} has no effect");
+            continue;
+        }
         if key == "auth.jwt" {
             let c = load_file(dir.path(), &jwt_table("issuer")).unwrap();
             assert_eq!(c.auth.jwt.len(), 1);
@@ -293,8 +324,9 @@ fn the_server_starts_with_every_documented_key_and_refuses_unknown_ones() {
         let k = key.split("[]").next().unwrap();
         let found = lookup(&value, k).is_some()
             || (k.starts_with("auth.jwt") && lookup(&value, "auth.jwt").is_some());
+        // Object storage needs a bucket: server/tests/it/object_storage.rs starts it.
         assert!(
-            found || k.starts_with("tls."),
+            found || k.starts_with("tls.") || k.starts_with("storage.object."),
             "{key} not in the full config"
         );
     }

@@ -26,6 +26,7 @@ mod import_merge;
 mod isolation;
 mod litmus;
 mod login_load;
+mod object_storage;
 mod oc_protocol;
 mod operation;
 mod packaging;
