@@ -14,6 +14,7 @@ pub mod crypt;
 pub mod dav;
 pub mod export;
 pub mod fair_share;
+pub mod file_lock;
 pub mod framed_json;
 pub mod handin;
 pub mod history;

@@ -26,19 +26,8 @@ pub struct HandinName(String);
 
 impl HandinName {
     pub fn new(s: &str) -> Result<HandinName, String> {
-        let ok = !s.is_empty()
-            && s.len() + SPACE_PREFIX.len() <= crate::limits::NAME_LEN_MAX
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-            && s.as_bytes()[0].is_ascii_alphanumeric();
-        if ok {
-            Ok(HandinName(s.to_string()))
-        } else {
-            Err(format!(
-                "hand-in names are 1-{} characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit",
-                crate::limits::NAME_LEN_MAX - SPACE_PREFIX.len()
-            ))
-        }
+        crate::spaces::check_engine_space_name(s, SPACE_PREFIX, "hand-in")?;
+        Ok(HandinName(s.to_string()))
     }
 
     pub fn as_str(&self) -> &str {

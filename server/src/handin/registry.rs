@@ -219,7 +219,8 @@ impl Registry {
         f: impl FnOnce(&mut Vec<Handin>) -> Result<T, RegistryError>,
     ) -> Result<T, RegistryError> {
         std::fs::create_dir_all(&self.dir).map_err(|e| self.io_err(e))?;
-        let _lock = lock(&self.dir.join(LOCK_FILE)).map_err(|e| self.io_err(e))?;
+        let _lock =
+            crate::file_lock::exclusive(&self.dir.join(LOCK_FILE)).map_err(|e| self.io_err(e))?;
         let mut saved = self.read()?;
         let out = f(&mut saved.handins)?;
         let storage = StdStorage::new(&self.dir).map_err(|e| self.io_err(e))?;
@@ -294,21 +295,6 @@ impl Registry {
             Ok(())
         })
     }
-}
-
-/// An exclusive `flock` on `path`, released when the file is dropped.
-fn lock(path: &Path) -> io::Result<std::fs::File> {
-    use std::os::unix::io::AsRawFd;
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)?;
-    // SAFETY: flock on a file descriptor this function owns.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(f)
 }
 
 #[cfg(test)]

@@ -25,25 +25,33 @@ pub const SPACE_PREFIX: &str = "_space_";
 /// `~<user>/<folder>[/<prefix segments>]`. No account name starts with it.
 pub const VIEW_MARK: char = '~';
 
+/// Whether `s` can name a space or hand-in whose engine space is `<prefix><s>`: 1 to
+/// `NAME_LEN_MAX - prefix` characters of a-z, 0-9, '.', '_', '-', starting with a letter or
+/// digit; the error names `what`.
+pub fn check_engine_space_name(s: &str, prefix: &str, what: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() + prefix.len() <= crate::limits::NAME_LEN_MAX
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        && s.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} names are 1-{} characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit",
+            crate::limits::NAME_LEN_MAX - prefix.len()
+        ))
+    }
+}
+
 /// A space's name: what an engine space name allows, short enough for the prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SpaceName(String);
 
 impl SpaceName {
     pub fn new(s: &str) -> Result<SpaceName, String> {
-        let ok = !s.is_empty()
-            && s.len() + SPACE_PREFIX.len() <= crate::limits::NAME_LEN_MAX
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-            && s.as_bytes()[0].is_ascii_alphanumeric();
-        if ok {
-            Ok(SpaceName(s.to_string()))
-        } else {
-            Err(format!(
-                "space names are 1-{} characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit",
-                crate::limits::NAME_LEN_MAX - SPACE_PREFIX.len()
-            ))
-        }
+        check_engine_space_name(s, SPACE_PREFIX, "space")?;
+        Ok(SpaceName(s.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
