@@ -1054,19 +1054,7 @@ impl UserDb {
                 if t.is_some_and(|t| t.users.contains_key(&u.user)) {
                     return Err(UserDbError::UserExists(tenant.clone(), u.user.clone()));
                 }
-                ops.push(Op::UserAdd {
-                    tenant: tenant.clone(),
-                    user: u.user.clone(),
-                    phc: u.phc.clone(),
-                    at: u.created,
-                });
-                if u.disabled {
-                    ops.push(Op::UserDisabled {
-                        tenant: tenant.clone(),
-                        user: u.user.clone(),
-                        disabled: true,
-                    });
-                }
+                ops.extend(imported_account_ops(tenant, u));
             }
             for (g, at, members) in groups {
                 let members = dedup(members);
@@ -1116,19 +1104,7 @@ impl UserDb {
                     continue;
                 }
                 added.0 += 1;
-                ops.push(Op::UserAdd {
-                    tenant: tenant.clone(),
-                    user: u.user.clone(),
-                    phc: u.phc.clone(),
-                    at: u.created,
-                });
-                if u.disabled {
-                    ops.push(Op::UserDisabled {
-                        tenant: tenant.clone(),
-                        user: u.user.clone(),
-                        disabled: true,
-                    });
-                }
+                ops.extend(imported_account_ops(tenant, u));
             }
             let had_groups = t.map_or(0, |t| t.groups.len());
             for (g, at, members) in groups {
@@ -1779,6 +1755,24 @@ fn group_add_ops(tenant: &TenantName, group: &GroupName, members: &[UserName], a
         add: c.to_vec(),
         remove: Vec::new(),
     }));
+    ops
+}
+
+/// The records that add the imported account `u` to `tenant` (disabled if it was).
+fn imported_account_ops(tenant: &TenantName, u: &ImportedAccount) -> Vec<Op> {
+    let mut ops = vec![Op::UserAdd {
+        tenant: tenant.clone(),
+        user: u.user.clone(),
+        phc: u.phc.clone(),
+        at: u.created,
+    }];
+    if u.disabled {
+        ops.push(Op::UserDisabled {
+            tenant: tenant.clone(),
+            user: u.user.clone(),
+            disabled: true,
+        });
+    }
     ops
 }
 
