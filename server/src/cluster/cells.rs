@@ -186,6 +186,13 @@ pub(crate) fn release(node: &Arc<Node>, c: u32) {
     while Arc::strong_count(&s.app) > 2 && started.elapsed() < HANDOVER_DRAIN {
         std::thread::sleep(Duration::from_millis(20));
     }
+    if Arc::strong_count(&s.app) > 2 {
+        tracing::warn!(
+            cell = c,
+            holders = Arc::strong_count(&s.app),
+            "cluster: handing over with requests in flight"
+        );
+    }
     if s.alive.load(Ordering::SeqCst) {
         crate::serve::save_locks_and_checkpoint(&s.app);
     }

@@ -128,7 +128,11 @@ impl Handler for ClusterRouter {
                     .and_then(|o| v.nodes.get(&o.node).map(|(url, _)| (o.node, url.clone())))
             };
             match owner {
-                Some((id, url)) if id != node.id && !internal => {
+                // Passed on once already: the sender's view was stale; it asks again.
+                Some((id, _)) if id != node.id && internal => {
+                    return unavailable("this school's storage moved to another node; try again");
+                }
+                Some((id, url)) if id != node.id => {
                     return forward(node, req, client, &url).await;
                 }
                 _ => {}
