@@ -413,6 +413,8 @@ pub fn run(config: &Config, req: AdminRequest) -> Result<AdminResponse, String> 
             .map_err(|e| e.to_string())?;
         return serde_json::from_str(&resp).map_err(|e| format!("bad answer from the server: {e}"));
     }
+    // Offline: some requests (import, tenant erasure) write the data dir's own files.
+    crate::own_files::open(config)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

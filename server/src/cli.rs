@@ -717,12 +717,12 @@ fn run_command(cli: Cli, serve_fn: fn(Config) -> Result<(), CliError>) -> Result
         Command::Group(c) => group_cmd(c, &mut out),
         Command::Audit(c) => audit_cmd(c, &mut out),
         Command::Backup { dir, out: dest } => {
-            let text = crate::backup::backup(&load_config(&dir)?, &dest)?;
+            let text = crate::backup::backup(&plain_config(&dir)?, &dest)?;
             write!(out, "{text}")?;
             Ok(())
         }
         Command::Restore { dir, from } => {
-            let text = crate::backup::restore(&load_config(&dir)?, &from)?;
+            let text = crate::backup::restore(&plain_config(&dir)?, &from)?;
             write!(out, "{text}")?;
             Ok(())
         }
@@ -814,7 +814,7 @@ fn export_cmd(a: ExportArgs, out: &mut impl Write) -> Result<(), CliError> {
     let (Some(tenant), Some(dest)) = (a.tenant, a.out) else {
         return Err(CliError("--tenant and --out are required".into()));
     };
-    let cfg = load_config(&a.dir)?;
+    let cfg = plain_config(&a.dir)?;
     // The server may run as another user in another directory: give it a full path.
     let parent = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -843,7 +843,7 @@ fn import_cmd(
     merge: bool,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
-    let cfg = load_config(dir)?;
+    let cfg = plain_config(dir)?;
     let input = input
         .canonicalize()
         .map_err(|e| CliError(format!("{}: {e}", input.display())))?;
@@ -893,7 +893,18 @@ fn admin_cmd(dir: &DirArgs, req: AdminRequest, out: &mut impl Write) -> Result<(
     }
 }
 
+/// The configuration for a command that writes the data dir's own files: in object storage
+/// mode their mirror is opened (refused while a server runs on the data dir,
+/// `crate::own_files::open`).
 fn load_config(dir: &DirArgs) -> Result<Config, CliError> {
+    let cfg = plain_config(dir)?;
+    crate::own_files::open(&cfg).map_err(CliError)?;
+    Ok(cfg)
+}
+
+/// The configuration alone, for a command that hands its work to a running server or only
+/// reads the data dir's own files.
+fn plain_config(dir: &DirArgs) -> Result<Config, CliError> {
     Ok(Config::load(&CliOverrides {
         config: dir.config.clone(),
         data_dir: dir.data_dir.clone(),
@@ -1187,15 +1198,15 @@ fn tenant_erase(
     let logs = cfg_dir
         .join(crate::handin::receipt::LOG_DIR)
         .join(t.as_str());
-    if logs.exists() {
-        std::fs::remove_dir_all(&logs).map_err(|e| CliError(format!("{}: {e}", logs.display())))?;
+    if crate::handin::receipt::remove_tenant_logs(cfg_dir, t.as_str())
+        .map_err(|e| CliError(format!("{}: {e}", logs.display())))?
+    {
         removed += 1;
     }
-    let key = cfg_dir
-        .join(crate::handin::receipt::KEY_DIR)
-        .join(format!("{t}.key"));
-    if key.exists() {
-        std::fs::remove_file(&key).map_err(|e| CliError(format!("{}: {e}", key.display())))?;
+    let keys = cfg_dir.join(crate::handin::receipt::KEY_DIR);
+    if crate::handin::receipt::remove_tenant_key(cfg_dir, t.as_str())
+        .map_err(|e| CliError(format!("{}: {e}", keys.display())))?
+    {
         removed += 1;
     }
     crate::handin::Registry::new(cfg_dir)

@@ -1,6 +1,6 @@
 //! `skab serve`: logging, the runtime, the store, a demo account on first start, then HTTP.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -34,11 +34,17 @@ fn init_logging(config: &Config) {
 
 /// Writes the marker file durably: the file and its directory entry are synced.
 fn write_marker(data_dir: &Path) -> std::io::Result<()> {
-    let path = data_dir.join(INITIALIZED_MARKER);
-    let mut f = std::fs::File::create(&path)?;
-    f.write_all(b"skab data dir initialised; the demo account is not created again\n")?;
-    f.sync_all()?;
-    std::fs::File::open(data_dir)?.sync_all()
+    let storage = crate::own_files::storage_at(data_dir)?;
+    let f = storage.open(INITIALIZED_MARKER, true)?;
+    f.truncate(0)?;
+    f.write_batch(
+        &[(
+            0,
+            b"skab data dir initialised; the demo account is not created again\n",
+        )],
+        true,
+    )?;
+    storage.sync_dir("")
 }
 
 /// On the first initialisation of a data dir (no marker, no users, no stored spaces) creates
@@ -219,7 +225,7 @@ pub fn serve(config: Config) -> Result<(), CliError> {
     );
     ensure_demo_account(&app)?;
     // The server's own small files (saved locks) go through the engine's storage layer.
-    let own_files = skab_engine::io::StdStorage::new(&app.config.data_dir)
+    let own_files = crate::own_files::storage_at(&app.config.data_dir)
         .map_err(|e| CliError(format!("data dir: {e}")))?;
     match crate::dav::lock_file::load(&own_files, &app.locks, Some(&app.store)) {
         Ok(0) => {}

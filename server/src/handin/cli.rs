@@ -79,12 +79,16 @@ pub enum ReceiptCmd {
     },
 }
 
+/// The configuration, the data dir's own files mirrored when in object storage mode
+/// (`crate::own_files::open`).
 fn config(dir: &DirArgs) -> Result<Config, CliError> {
-    Ok(Config::load(&CliOverrides {
+    let cfg = Config::load(&CliOverrides {
         config: dir.config.clone(),
         data_dir: dir.data_dir.clone(),
         listen: None,
-    })?)
+    })?;
+    crate::own_files::open(&cfg).map_err(CliError)?;
+    Ok(cfg)
 }
 
 fn parse_time(what: &str, s: &str) -> Result<u64, CliError> {

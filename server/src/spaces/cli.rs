@@ -126,12 +126,16 @@ impl From<PermArg> for Perm {
     }
 }
 
+/// The configuration, the data dir's own files mirrored when in object storage mode
+/// (`crate::own_files::open`).
 fn config(dir: &DirArgs) -> Result<Config, CliError> {
-    Ok(Config::load(&CliOverrides {
+    let cfg = Config::load(&CliOverrides {
         config: dir.config.clone(),
         data_dir: dir.data_dir.clone(),
         listen: None,
-    })?)
+    })?;
+    crate::own_files::open(&cfg).map_err(CliError)?;
+    Ok(cfg)
 }
 
 /// `group:NAME` or `user:NAME`, checked against the user database.
