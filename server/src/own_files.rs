@@ -394,7 +394,8 @@ mod tests {
         let db = crate::users::UserDb::open(&data).unwrap();
         let t = crate::users::TenantName::new("t").unwrap();
         let u = crate::users::UserName::new("u").unwrap();
-        db.add_user(&t, &u, "phc").unwrap();
+        let phc = crate::users::password::hash_with("pw", 8, 1, 1).unwrap();
+        db.add_user(&t, &u, &phc).unwrap();
         crate::handin::Registry::new(&data)
             .add(crate::handin::Handin {
                 tenant: "t".into(),
