@@ -138,6 +138,8 @@ struct Mirror {
     given: PathBuf,
     canonical: PathBuf,
     storage: Arc<dyn Storage>,
+    /// The configuration it was opened with (None in tests).
+    config: Option<Config>,
     /// The held `own.lock` (None in tests).
     _lock: Option<File>,
 }
@@ -215,7 +217,12 @@ fn canonical_even_if_missing(path: &Path) -> PathBuf {
 }
 
 /// Registers `storage` as the own-files storage of `data_dir` (which exists).
-fn register(data_dir: &Path, storage: Arc<dyn Storage>, lock: Option<File>) -> io::Result<()> {
+fn register(
+    data_dir: &Path,
+    storage: Arc<dyn Storage>,
+    config: Option<Config>,
+    lock: Option<File>,
+) -> io::Result<()> {
     let canonical = data_dir.canonicalize()?;
     let mut mirrors = MIRRORS.lock();
     mirrors.retain(|m| m.canonical != canonical);
@@ -223,9 +230,29 @@ fn register(data_dir: &Path, storage: Arc<dyn Storage>, lock: Option<File>) -> i
         given: data_dir.to_path_buf(),
         canonical,
         storage,
+        config,
         _lock: lock,
     });
     Ok(())
+}
+
+/// The configuration the own files of `data_dir` were mirrored with by this process (object
+/// storage mode), if they were.
+pub fn config_of(data_dir: &Path) -> Option<Config> {
+    let canonical = data_dir.canonicalize().ok()?;
+    MIRRORS
+        .lock()
+        .iter()
+        .find(|m| m.canonical == canonical)
+        .and_then(|m| m.config.clone())
+}
+
+/// Whether another process mirrors the own files of `data_dir` now (holds its `own.lock`).
+pub fn held_elsewhere(data_dir: &Path) -> bool {
+    if is_registered(data_dir) || !data_dir.join(OWN_LOCK).exists() {
+        return false;
+    }
+    matches!(lock_own(data_dir), Err(e) if e == SERVER_RUNS)
 }
 
 fn is_registered(data_dir: &Path) -> bool {
@@ -290,8 +317,13 @@ pub fn open(config: &Config) -> Result<(), String> {
     if report.rebuilt_files > 0 {
         keep_private(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
     }
-    register(data_dir, Arc::new(storage), Some(lock))
-        .map_err(|e| format!("{}: {e}", data_dir.display()))
+    register(
+        data_dir,
+        Arc::new(storage),
+        Some(config.clone()),
+        Some(lock),
+    )
+    .map_err(|e| format!("{}: {e}", data_dir.display()))
 }
 
 /// Gives rebuilt secrets the modes their writers give them (files are rebuilt 0644): the
@@ -389,7 +421,7 @@ mod tests {
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).unwrap();
         let mem = Arc::new(MemStorage::new());
-        register(&data, mem.clone(), None).unwrap();
+        register(&data, mem.clone(), None, None).unwrap();
         // The user database, a registry and the audit log, each in its own directory.
         let db = crate::users::UserDb::open(&data).unwrap();
         let t = crate::users::TenantName::new("t").unwrap();

@@ -9,7 +9,7 @@ use super::receipt;
 use super::registry::{Handin, LatePolicy, Registry};
 use super::HandinName;
 use crate::cli::{fmt_time, CliError, DirArgs};
-use crate::config::{CliOverrides, Config};
+use crate::config::Config;
 use crate::limits::RECEIPT_LEN_MAX;
 use crate::users::{GroupName, TenantName, UserDb, UserName};
 
@@ -82,13 +82,7 @@ pub enum ReceiptCmd {
 /// The configuration, the data dir's own files mirrored when in object storage mode
 /// (`crate::own_files::open`).
 fn config(dir: &DirArgs) -> Result<Config, CliError> {
-    let cfg = Config::load(&CliOverrides {
-        config: dir.config.clone(),
-        data_dir: dir.data_dir.clone(),
-        listen: None,
-    })?;
-    crate::own_files::open(&cfg).map_err(CliError)?;
-    Ok(cfg)
+    crate::cli::load_config(dir)
 }
 
 fn parse_time(what: &str, s: &str) -> Result<u64, CliError> {
@@ -185,8 +179,7 @@ pub fn receipt_cmd(c: ReceiptCmd, out: &mut impl Write) -> Result<(), CliError> 
         ReceiptCmd::Verify { receipt, key, dir } => {
             let text = if receipt == "-" {
                 let mut buf = String::new();
-                std::io::stdin()
-                    .lock()
+                crate::cli::stdin_reader()
                     .take(RECEIPT_LEN_MAX as u64 + 2)
                     .read_to_string(&mut buf)?;
                 buf
