@@ -183,8 +183,13 @@ mod tests {
         assert!(err(&[]).contains("--target"), "a target is required");
         assert!(err(&["--target", "http://127.0.0.1:1,,http://127.0.0.1:2"]).contains("empty"));
         assert!(err(&["--target", "http://127.0.0.1:1,"]).contains("empty"));
-        assert!(err(&["--target", "http://127.0.0.1:1", "--target", "http://127.0.0.1:1/"])
-            .contains("twice"));
+        assert!(err(&[
+            "--target",
+            "http://127.0.0.1:1",
+            "--target",
+            "http://127.0.0.1:1/"
+        ])
+        .contains("twice"));
         assert!(err(&["--target", "http://127.0.0.1:1,https://127.0.0.1:2"]).contains("mix"));
         assert!(err(&["--target", "ftp://127.0.0.1:1"]).contains("not supported"));
         assert!(err(&["--target", "127.0.0.1:1"]).contains("scheme"));

@@ -452,9 +452,7 @@ async fn read_back(
                 tokio::time::sleep(after + after.mul_f64(rand::random::<f64>() * 0.5)).await;
                 continue;
             }
-            Ok(x) if x.status == 200 && x.hash == Some(a.hash) && x.len == a.len => {
-                ReadBack::Exact
-            }
+            Ok(x) if x.status == 200 && x.hash == Some(a.hash) && x.len == a.len => ReadBack::Exact,
             Ok(x) if x.status == 200 => ReadBack::Other,
             Ok(x) if x.status == 404 || x.status == 410 => ReadBack::Gone,
             Ok(x) => ReadBack::Failed(format!("status:{}", x.status)),
