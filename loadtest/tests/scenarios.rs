@@ -629,6 +629,8 @@ fn several_targets_spread_sessions_and_read_back_through_any() {
     }
     assert_eq!(r["target"], format!("{},{}", a.url(), b.url()));
     assert!(text(&o).contains("exam per target: started 20/20 acknowledged 20/20"));
+    let html = std::fs::read_to_string(Path::new(&out).join("report.html")).unwrap();
+    assert!(html.contains("<h2>Targets</h2>") && html.contains(&format!("<td>{}</td>", b.url())));
 
     // One server under two names (127.0.0.1 and localhost): every upload is read back
     // byte-exact through the target that did not acknowledge it.
