@@ -17,7 +17,7 @@
 # NODE_PIDS (same order), SKAB_BIN, SKAB_CONFIG (DIR/admin.toml: the cluster settings without
 # node_id, listen and advertise_url, data_dir DIR/admin; for `skab ... --config "$SKAB_CONFIG"`
 # admin commands that act on the cluster), SKAB_NODE_CONFIGS (DIR/nodeN/skab.toml, same order),
-# CLUSTER_SECRET (the [cluster] secret).
+# CLUSTER_SECRET (the [cluster] secret), JWT_SECRET (below).
 # Node N: config DIR/nodeN/skab.toml, data DIR/nodeN/data, log DIR/nodeN/skab.log, listening
 # on 127.0.0.1:BASE_PORT+100+N. `up` waits (NODE_READY_TIMEOUT_S, default 60) until every
 # node answers `GET /readyz` 200 (it holds its etcd lease and its cells are open).
@@ -26,8 +26,11 @@
 # next 20, the nodes BASE_PORT+101..103); SKAB_NODES=0 starts only Garage and etcd (no skab
 # nodes, no NODES/NODE_PIDS/SKAB_CONFIG); SKAB_BIN (default target/release/skab when present,
 # else target/debug/skab); SKAB_CELLS (12), SKAB_LEASE_TTL_S (3), SKAB_FORWARD (proxy or
-# redirect); SKAB_NODE_EXTRA: TOML lines added at the top of every node's and the admin
-# config (e.g. an [[auth.jwt]] issuer for the load generator).
+# redirect); SKAB_NODE_EXTRA: TOML tables (each with its [header]) added to every node's and
+# the admin config.
+# Every config has one HS256 [[auth.jwt]] issuer for the load generator (issuer
+# "skab-loadtest", audience "skab", secret JWT_SECRET in cluster.env: skab-loadtest's [auth]
+# defaults), so load runs need no argon2 per login.
 #
 # Installs etcd (Debian's etcd-server) and Garage (`cargo install garage --locked`, about 7
 # minutes on 2 cores, cached in $SKAB_TOOLS_DIR, default ~/.cache/skab-tools) when missing.
@@ -111,25 +114,28 @@ EOT
 
 # Writes DIR/nodeN/skab.toml and DIR/admin.toml.
 write_skab_configs() {
-  local eps="$1" key_id="$2" etcd_url="$3" secret="$4" shared
-  shared="$(shared_toml "$eps" "$key_id" "$etcd_url" "$secret")"
+  local eps="$1" key_id="$2" etcd_url="$3" secret="$4" jwt="$5" shared
+  shared="$(shared_toml "$eps" "$key_id" "$etcd_url" "$secret")
+$(printf '%s\n' "${SKAB_NODE_EXTRA:-}")
+
+[[auth.jwt]]
+issuer = \"skab-loadtest\"
+audience = \"skab\"
+algorithm = \"HS256\"
+secret = \"$jwt\""
   for i in $(seq 1 "$SKAB_NODES"); do
     local d="$DIR/node$i"
     mkdir -p "$d"
     {
       echo "data_dir = \"$d/data\""
       echo "listen = \"127.0.0.1:$(node_port "$i")\""
-      printf '%s\n' "${SKAB_NODE_EXTRA:-}"
-      # node_id and advertise_url belong to [cluster]: appended after the shared lines.
-      echo "$shared"
-      echo "node_id = \"node$i\""
-      echo "advertise_url = \"$(node_url "$i")\""
+      # node_id and advertise_url go into [cluster], right after its header.
+      echo "$shared" | sed "s|^\\[cluster\\]\$|[cluster]\\nnode_id = \"node$i\"\\nadvertise_url = \"$(node_url "$i")\"|"
     } >"$d/skab.toml"
     chmod 600 "$d/skab.toml"
   done
   {
     echo "data_dir = \"$DIR/admin\""
-    printf '%s\n' "${SKAB_NODE_EXTRA:-}"
     echo "$shared"
   } >"$DIR/admin.toml"
   chmod 600 "$DIR/admin.toml"
@@ -243,8 +249,8 @@ EOT
 
   local node_lines=()
   if [ "$SKAB_NODES" != 0 ]; then
-    local csecret; csecret="$(openssl rand -hex 32)"
-    write_skab_configs "$eps" "$key_id" "http://127.0.0.1:$eclient" "$csecret"
+    local csecret jwt; csecret="$(openssl rand -hex 32)"; jwt="$(openssl rand -hex 32)"
+    write_skab_configs "$eps" "$key_id" "http://127.0.0.1:$eclient" "$csecret" "$jwt"
     local npids=() urls=() cfgs=()
     for i in $(seq 1 "$SKAB_NODES"); do
       npids+=("$(start_node "$i")")
@@ -259,6 +265,7 @@ EOT
       "SKAB_CONFIG=\"$DIR/admin.toml\""
       "SKAB_NODE_CONFIGS=\"${cfgs[*]}\""
       "CLUSTER_SECRET=$csecret"
+      "JWT_SECRET=$jwt"
     )
   fi
   {
