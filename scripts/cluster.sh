@@ -17,7 +17,7 @@
 # NODE_PIDS (same order), SKAB_BIN, SKAB_CONFIG (DIR/admin.toml: the cluster settings without
 # node_id, listen and advertise_url, data_dir DIR/admin; for `skab ... --config "$SKAB_CONFIG"`
 # admin commands that act on the cluster), SKAB_NODE_CONFIGS (DIR/nodeN/skab.toml, same order),
-# CLUSTER_SECRET (the [cluster] secret), JWT_SECRET (below).
+# CLUSTER_SECRET (the [cluster] secret), JWT_SECRET (below), BASE_PORT.
 # Node N: config DIR/nodeN/skab.toml, data DIR/nodeN/data, log DIR/nodeN/skab.log, listening
 # on 127.0.0.1:BASE_PORT+100+N. `up` waits (NODE_READY_TIMEOUT_S, default 60) until every
 # node answers `GET /readyz` 200 (it holds its etcd lease and its cells are open).
@@ -36,6 +36,12 @@
 # minutes on 2 cores, cached in $SKAB_TOOLS_DIR, default ~/.cache/skab-tools) when missing.
 set -euo pipefail
 
+# skab reads every SKAB_<KEY> environment variable as a setting and refuses unknown ones:
+# this script's own SKAB_* knobs stay shell variables, never reach a skab process.
+for v in SKAB_BIN SKAB_NODES SKAB_CELLS SKAB_LEASE_TTL_S SKAB_FORWARD SKAB_NODE_EXTRA \
+  SKAB_TOOLS_DIR SKAB_CONFIG SKAB_NODE_CONFIGS; do
+  export -n "$v" 2>/dev/null || true
+done
 TOOLS="${SKAB_TOOLS_DIR:-$HOME/.cache/skab-tools}"
 GARAGE_VERSION="${GARAGE_VERSION:-2.5.0}"
 BASE_PORT="${BASE_PORT:-27100}"
@@ -82,7 +88,13 @@ garage_cfg() { echo "$DIR/garage$1/garage.toml"; }
 skab_bin() {
   local b="${SKAB_BIN:-}"
   if [ -z "$b" ]; then
-    if [ -x "$REPO/target/release/skab" ]; then b="$REPO/target/release/skab"; else b="$REPO/target/debug/skab"; fi
+    local r="$REPO/target/release/skab" d="$REPO/target/debug/skab"
+    if [ -x "$r" ]; then
+      b="$r"
+      [ -x "$d" ] && [ "$r" -ot "$d" ] && log "warning: $r is older than $d (a stale release build?)"
+    else
+      b="$d"
+    fi
   fi
   [ -x "$b" ] || die "no skab binary at $b (cargo build -p skab-server, or set SKAB_BIN)"
   (cd "$(dirname "$b")" && echo "$(pwd)/$(basename "$b")")
@@ -280,6 +292,7 @@ EOT
     echo "S3_SECRET_KEY_FILE=\"$DIR/s3-secret\""
     echo "ETCD_ENDPOINTS=\"http://127.0.0.1:$eclient\""
     echo "GARAGE_BIN=\"$GARAGE\""
+    echo "BASE_PORT=$BASE_PORT"
     for l in "${node_lines[@]}"; do echo "$l"; done
   } >"$DIR/cluster.env.tmp"
   chmod 600 "$DIR/cluster.env.tmp"
