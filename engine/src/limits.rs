@@ -200,6 +200,9 @@ pub const OBJECT_RETRY_WAIT_MS: u64 = 50;
 pub const OBJECT_RETRY_WAIT_MAX_MS: u64 = 1_000;
 /// Time limit of one S3 request (connect, send, answer), seconds.
 pub const OBJECT_REQUEST_TIMEOUT_S: u64 = 30;
+/// A process that takes a mirrored file over under a fence numbers its segments from this far
+/// above the last one it found (docs/scaleout.md, "Fencing").
+pub const OBJECT_TAKEOVER_SEQ_JUMP: u64 = 1 << 32;
 /// Time limit of connecting to an S3 endpoint, milliseconds: a node that is down or hung is
 /// left for the next endpoint quickly.
 pub const OBJECT_CONNECT_TIMEOUT_MS: u64 = 2_000;

@@ -349,7 +349,10 @@ pub async fn execute(store: &Store, req: AdminRequest) -> AdminResponse {
 }
 
 /// Serves admin requests on the data dir's socket (one request per connection).
-pub fn spawn_listener(store: Store, data_dir: &Path) -> std::io::Result<()> {
+pub fn spawn_listener(
+    store: Store,
+    data_dir: &Path,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let path = socket_path(data_dir);
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
@@ -360,7 +363,7 @@ pub fn spawn_listener(store: Store, data_dir: &Path) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;
     let store = Arc::new(store);
-    tokio::spawn(async move {
+    Ok(tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
@@ -395,8 +398,7 @@ pub fn spawn_listener(store: Store, data_dir: &Path) -> std::io::Result<()> {
                 }
             });
         }
-    });
-    Ok(())
+    }))
 }
 
 /// Runs a request: through the running server's socket when there is one, else directly.
@@ -418,7 +420,7 @@ pub fn run(config: &Config, req: AdminRequest) -> Result<AdminResponse, String> 
         .build()
         .map_err(|e| e.to_string())?;
     let store_config = store_config(config).map_err(|e| format!("encryption at rest: {e}"))?;
-    let store = crate::app::open_store(config, store_config).map_err(|e| match e {
+    let store = crate::app::open_store(config, store_config, None).map_err(|e| match e {
         skab_engine::Error::Busy => {
             "the store is in use by a server whose admin socket is not reachable".to_string()
         }

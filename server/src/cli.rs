@@ -691,16 +691,80 @@ fn audit_cmd(c: AuditCmd, out: &mut impl Write) -> Result<(), CliError> {
 }
 
 pub fn run(cli: Cli, serve_fn: fn(Config) -> Result<(), CliError>) -> Result<(), CliError> {
+    if !matches!(cli.command, Command::Serve(_)) {
+        // Given a cluster's configuration, the command runs on the node that owns its tenant.
+        if let Some(cfg) = crate::cluster::admin::cluster_config_of_args()? {
+            return crate::cluster::admin::run_remote(&cfg, &cli.command);
+        }
+    }
+    run_to(cli, serve_fn, &mut std::io::stdout().lock())
+}
+
+/// Runs the command with its output to `out` (a cluster node runs admin commands so).
+pub fn run_to(
+    cli: Cli,
+    serve_fn: fn(Config) -> Result<(), CliError>,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
     let audit = audit_of(&cli.command);
-    let result = run_command(cli, serve_fn);
+    let result = run_command(cli, serve_fn, out);
     if let (Ok(()), Some(a)) = (&result, audit) {
         audit_admin(a)?;
     }
     result
 }
 
-fn run_command(cli: Cli, serve_fn: fn(Config) -> Result<(), CliError>) -> Result<(), CliError> {
-    let mut out = std::io::stdout().lock();
+thread_local! {
+    /// The standard input of a command a cluster node runs for an admin elsewhere.
+    static STDIN: std::cell::RefCell<Option<std::io::Cursor<Vec<u8>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with `input` as the standard input its commands read.
+pub fn with_stdin<R>(input: Vec<u8>, f: impl FnOnce() -> R) -> R {
+    STDIN.with(|s| *s.borrow_mut() = Some(std::io::Cursor::new(input)));
+    let r = f();
+    STDIN.with(|s| *s.borrow_mut() = None);
+    r
+}
+
+/// At most `max` bytes of the command's standard input.
+pub(crate) fn read_stdin(max: u64) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let given = STDIN.with(|s| {
+        s.borrow_mut()
+            .as_mut()
+            .map(|c| c.take(max).read_to_end(&mut buf))
+    });
+    match given {
+        Some(r) => r.map(|_| buf),
+        None => std::io::stdin()
+            .lock()
+            .take(max)
+            .read_to_end(&mut buf)
+            .map(|_| buf),
+    }
+}
+
+/// One line of the command's standard input.
+pub(crate) fn read_stdin_line() -> std::io::Result<String> {
+    let mut line = String::new();
+    let given = STDIN.with(|s| {
+        s.borrow_mut()
+            .as_mut()
+            .map(|c| std::io::BufRead::read_line(c, &mut line))
+    });
+    match given {
+        Some(r) => r.map(|_| line),
+        None => std::io::stdin().read_line(&mut line).map(|_| line),
+    }
+}
+
+fn run_command(
+    cli: Cli,
+    serve_fn: fn(Config) -> Result<(), CliError>,
+    mut out: &mut dyn Write,
+) -> Result<(), CliError> {
     match cli.command {
         Command::Serve(a) => {
             let cfg = Config::load(&CliOverrides {
@@ -910,11 +974,7 @@ fn names(who: &UserRef) -> Result<(TenantName, UserName), CliError> {
 }
 
 fn read_password_stdin() -> Result<String, CliError> {
-    let mut buf = Vec::new();
-    std::io::stdin()
-        .lock()
-        .take(PASSWORD_LEN_MAX as u64 + 3)
-        .read_to_end(&mut buf)?;
+    let buf = read_stdin(PASSWORD_LEN_MAX as u64 + 3)?;
     let text = String::from_utf8(buf).map_err(|_| CliError("password is not UTF-8".into()))?;
     let line = text.split('\n').next().unwrap_or("");
     let pw = line.strip_suffix('\r').unwrap_or(line);
@@ -1145,8 +1205,7 @@ fn tenant_erase(
         )?;
         write!(out, "Type the tenant's name to confirm: ")?;
         out.flush()?;
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line)?;
+        let line = read_stdin_line()?;
         if line.trim() != t.as_str() {
             return Err(CliError("not confirmed: nothing was changed".into()));
         }

@@ -25,7 +25,8 @@ use super::{parent_dir, validate_name, Storage, StorageFile};
 use crate::limits::{
     OBJECT_BODY_MAX, OBJECT_COMPACT_IDLE_S, OBJECT_COMPACT_SEGMENTS_MAX, OBJECT_CONNECT_TIMEOUT_MS,
     OBJECT_LIST_PAGE, OBJECT_PART_BYTES, OBJECT_REQUEST_TIMEOUT_S, OBJECT_REQUEST_TRIES,
-    OBJECT_RETRY_WAIT_MAX_MS, OBJECT_RETRY_WAIT_MS, OBJECT_UPLOAD_PARALLEL,
+    OBJECT_RETRY_WAIT_MAX_MS, OBJECT_RETRY_WAIT_MS, OBJECT_TAKEOVER_SEQ_JUMP,
+    OBJECT_UPLOAD_PARALLEL,
 };
 
 /// Files of the local directory that are never mirrored (the store's directory lock).
@@ -50,6 +51,19 @@ pub struct ObjectConfig {
     pub secret_key: String,
     /// Key prefix inside the bucket ("" or ending in `/`): one store per prefix.
     pub prefix: String,
+    /// Cluster mode: until when this process may still change the bucket.
+    pub fence: Option<Fence>,
+}
+
+/// Says until when this process may still change the bucket (in cluster mode the node's
+/// lease on the cell, by its own monotonic clock), or `None` once it may not. Checked before
+/// every request that changes the bucket, whose time limit it also cuts to the deadline, and
+/// before a sync reports its data durable: a node that lost its lease acknowledges nothing.
+pub type Fence = Arc<dyn Fn() -> Option<Instant> + Send + Sync>;
+
+/// The error of a request refused by the [`Fence`].
+fn fenced() -> io::Error {
+    io::Error::other("object storage: this node no longer holds the lease (fenced)")
 }
 
 impl std::fmt::Debug for ObjectConfig {
@@ -74,6 +88,7 @@ struct S3 {
     agent: ureq::Agent,
     next: AtomicUsize,
     prefix: String,
+    fence: Option<Fence>,
 }
 
 enum Op<'a> {
@@ -119,6 +134,7 @@ impl S3 {
             agent: ureq::Agent::new_with_config(config),
             next: AtomicUsize::new(0),
             prefix: cfg.prefix.clone(),
+            fence: cfg.fence.clone(),
         })
     }
 
@@ -136,10 +152,19 @@ impl S3 {
             let i = self.next.load(Ordering::Relaxed) % self.buckets.len();
             let b = &self.buckets[i];
             let c = Some(&self.creds);
+            let limit = match op {
+                Op::Put(_) | Op::Delete => self.write_time_left()?,
+                Op::Get | Op::List(_) => Duration::from_secs(OBJECT_REQUEST_TIMEOUT_S),
+            };
             let result = match op {
                 Op::Put(body) => {
                     let url = b.put_object(c, key).sign(SIGN_TTL);
-                    self.agent.put(url.as_str()).send(*body)
+                    self.agent
+                        .put(url.as_str())
+                        .config()
+                        .timeout_global(Some(limit))
+                        .build()
+                        .send(*body)
                 }
                 Op::Get => {
                     let url = b.get_object(c, key).sign(SIGN_TTL);
@@ -147,7 +172,12 @@ impl S3 {
                 }
                 Op::Delete => {
                     let url = b.delete_object(c, key).sign(SIGN_TTL);
-                    self.agent.delete(url.as_str()).call()
+                    self.agent
+                        .delete(url.as_str())
+                        .config()
+                        .timeout_global(Some(limit))
+                        .build()
+                        .call()
                 }
                 Op::List(token) => {
                     let mut l = b.list_objects_v2(c);
@@ -181,6 +211,22 @@ impl S3 {
         Err(other(format!(
             "object storage unavailable ({OBJECT_REQUEST_TRIES} tries, last: {last})"
         )))
+    }
+
+    /// How long a request that changes the bucket may take: the usual limit, cut to the
+    /// fence's deadline; an error once the fence is closed.
+    fn write_time_left(&self) -> io::Result<Duration> {
+        let usual = Duration::from_secs(OBJECT_REQUEST_TIMEOUT_S);
+        let Some(fence) = &self.fence else {
+            return Ok(usual);
+        };
+        let left = fence()
+            .map(|d| d.saturating_duration_since(Instant::now()))
+            .unwrap_or_default();
+        if left.is_zero() {
+            return Err(fenced());
+        }
+        Ok(left.min(usual))
     }
 
     fn put(&self, key: &str, body: &[u8]) -> io::Result<()> {
@@ -509,6 +555,9 @@ impl Shared {
             let up = upload();
             (h.join(), up)
         });
+        // Reported durable only while this process may still write: a node that lost its
+        // lease while the upload ran acknowledges nothing (a new owner may not have it).
+        let up = up.and_then(|keys| self.s3.write_time_left().map(|_| keys));
         match up {
             Ok(keys) => {
                 let mut i = st.inner.lock();
@@ -794,7 +843,16 @@ impl ObjectStorage {
                 report.rebuilt_files += 1;
                 set_gen(&root.join(name), *gen);
                 dirs.insert(parent_dir(name).to_owned());
-                let next = objs.last().map_or(0, |o| o.seq + 1);
+                // Under a fence (cluster mode) this process takes the file over from an
+                // owner that may still have a request in flight: its own segments start far
+                // above, so a late one of the old owner's sorts before them and is
+                // overwritten by them at every later rebuild (the files are append-only).
+                let jump = if cfg.fence.is_some() {
+                    OBJECT_TAKEOVER_SEQ_JUMP
+                } else {
+                    0
+                };
+                let next = objs.last().map_or(0, |o| o.seq + 1) + jump;
                 let st = FileState::new(
                     *gen,
                     key.clone(),

@@ -1,6 +1,6 @@
 //! `skab handin add|list|del` and `skab receipt key|verify`.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Subcommand;
@@ -180,12 +180,8 @@ pub fn receipt_cmd(c: ReceiptCmd, out: &mut impl Write) -> Result<(), CliError> 
         }
         ReceiptCmd::Verify { receipt, key, dir } => {
             let text = if receipt == "-" {
-                let mut buf = String::new();
-                std::io::stdin()
-                    .lock()
-                    .take(RECEIPT_LEN_MAX as u64 + 2)
-                    .read_to_string(&mut buf)?;
-                buf
+                String::from_utf8(crate::cli::read_stdin(RECEIPT_LEN_MAX as u64 + 2)?)
+                    .map_err(|_| CliError("the receipt is not UTF-8".into()))?
             } else {
                 receipt
             };
