@@ -324,6 +324,12 @@ stop_pids() {
   done
 }
 
+# Whether pid $1 runs (a zombie does not).
+alive() {
+  local st; st="$(ps -o stat= -p "$1" 2>/dev/null)" || return 1
+  [ -n "$st" ] && [ "${st#Z}" = "$st" ]
+}
+
 restart_node() {
   local n="$1"
   [ -e "$DIR/cluster.env" ] || die "no running cluster under $DIR (no cluster.env)"
@@ -333,8 +339,10 @@ restart_node() {
   local pids=($NODE_PIDS)
   [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le "${#pids[@]}" ] ||
     die "node must be 1..${#pids[@]}, is $n"
-  local old="${pids[$((n - 1))]}"
-  kill -0 "$old" 2>/dev/null && die "node $n (pid $old) still runs: stop it first"
+  local old="${pids[$((n - 1))]}" until=$(( $(date +%s) + 5 ))
+  # A process just killed may take a moment to go (or linger as a zombie until reaped).
+  while alive "$old" && [ "$(date +%s)" -lt "$until" ]; do sleep 0.1; done
+  alive "$old" && die "node $n (pid $old) still runs: stop it first"
   SKAB="$SKAB_BIN"
   local pid; pid="$(start_node "$n")"
   pids[$((n - 1))]="$pid"
