@@ -356,5 +356,9 @@ if os.path.exists(p):
         print(f"  exam during the fail-over: {e['acknowledged']} acknowledged, {e['lost']} lost, "
               f"{e['corrupted']} corrupted, {e['verify_errors']} unreadable, "
               f"{e['upload_failed']} uploads not acknowledged (per node {e['failed_by_target']})")
+        ok = (rec is not None and rec < 10 and e["lost"] == 0 and e["corrupted"] == 0
+              and e["verify_errors"] == 0)
+        print(f"  verdict (issue 17: under 10 s, every acknowledged upload readable): "
+              f"{'PASS' if ok else 'FAIL'}")
 print(f"\nresults: {out}")
 PY
