@@ -28,9 +28,10 @@
 #     (issue 4: 600), run STORM_SCALE [10] times faster than real time.
 #   fail-over: FAILOVER [1]; node KILL_NODE [2] gets SIGKILL KILL_AT_S [80] wall seconds after
 #     the exam run starts (in its last-minute peak); recovery is polled every 0.2 s for at most
-#     RECOVERY_TIMEOUT_S [60]: every surviving node's /readyz, and an authenticated PROPFIND
-#     Depth 0 of one home per tenant through a surviving node (tenants alternate between them).
-#     Recovered: the first round in which all of them answer (200 / 207), timed from the kill.
+#     RECOVERY_TIMEOUT_S [60]: every surviving node's /readyz, every cell served by a survivor
+#     (their /_skab/cluster/state), and an authenticated PROPFIND Depth 0 of one home per tenant
+#     through a surviving node (tenants alternate between them). Recovered: the first round in
+#     which all of them answer (200 / 207), timed from the kill.
 #   MODES ["local object cluster"] which setups run; OUT [CLUSTER_DIR/bench-<unix time>]
 #   result.json and report.html of every run; PORT [node 1's port + 100] and PORT+1: the
 #   single nodes; LT_BIN, SKAB_BIN: default the release builds when present, else debug.
@@ -266,21 +267,36 @@ with open(users_csv) as f:
     for line in f:
         user, tenant = line.strip().split(",")[:2]
         homes.setdefault(tenant, (f"/dav/{tenant}/{user}/", jwt(f"{user}@{tenant}")))
-def status(node, method, path, headers):
+def get(node, method, path, headers):
     try:
         c = http.client.HTTPConnection(node.hostname, node.port, timeout=2)
         c.request(method, path, headers=headers)
-        r = c.getresponse(); r.read(); c.close()
-        return r.status
+        r = c.getresponse(); body = r.read(); c.close()
+        return r.status, body
     except Exception:
-        return 0
+        return 0, b""
+def status(node, method, path, headers):
+    return get(node, method, path, headers)[0]
+def serving(node):
+    """(cells, the cells this node serves) from its /_skab/cluster/state."""
+    st, body = get(node, "GET", "/_skab/cluster/state", {})
+    try:
+        cells = json.loads(body)["cells"] if st == 200 else []
+    except ValueError:
+        cells = []
+    return len(cells), {c["cell"] for c in cells if c.get("here") == "serving"}
 rounds, recovered, failing, relapses = 0, None, [], 0
 while True:
     rounds += 1
     failing = []
+    total, served = 0, set()
     for n in nodes:
         if status(n, "GET", "/readyz", {}) != 200:
             failing.append(f"readyz {n.netloc}")
+        t, here = serving(n)
+        total, served = max(total, t), served | here
+    if total == 0 or len(served) < total:
+        failing.append(f"cells not served: {sorted(set(range(total)) - served)}")
     for k, (tenant, (home, token)) in enumerate(sorted(homes.items())):
         n = nodes[k % len(nodes)]
         if status(n, "PROPFIND", home, {"Authorization": f"Bearer {token}", "Depth": "0"}) != 207:
