@@ -861,9 +861,10 @@ impl ObjectStorage {
                     *st.local.lock() = Some(f);
                     Ok((st, len))
                 };
-            let queue: Mutex<Vec<(&String, &(u64, u64, String))>> =
-                Mutex::new(names.iter().collect());
-            let done: Mutex<Vec<(String, u64, Arc<FileState>, u64)>> = Mutex::new(Vec::new());
+            type Named<'a> = (&'a String, &'a (u64, u64, String));
+            type Rebuilt = (String, u64, Arc<FileState>, u64);
+            let queue: Mutex<Vec<Named<'_>>> = Mutex::new(names.iter().collect());
+            let done: Mutex<Vec<Rebuilt>> = Mutex::new(Vec::new());
             std::thread::scope(|sc| -> io::Result<()> {
                 let workers: Vec<_> = (0..OBJECT_REBUILD_PARALLEL)
                     .map(|_| {

@@ -516,8 +516,8 @@ mod tests {
             "u",
             "--password-stdin",
         ];
-        assert!(reads_stdin(&parse(&add).command));
-        assert!(!reads_stdin(
+        assert!(crate::cli::needs_stdin(&parse(&add).command));
+        assert!(!crate::cli::needs_stdin(
             &parse(&["user", "list", "--tenant", "t"]).command
         ));
     }
