@@ -428,7 +428,7 @@ fn paused_node_is_fenced(cluster: &Cluster) {
     let body = pseudo_random(77, 300_000);
     let path = format!("/dav/{school}/pupil/in-flight.bin");
     let head = format!(
-        "PUT {path} HTTP/1.1\r\nHost: 127.0.0.1:{vport}\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n",
+        "PUT {path} HTTP/1.1\r\nHost: 127.0.0.1:{vport}\r\nAuthorization: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         auth(&school),
         body.len()
     );
