@@ -8,6 +8,7 @@ pub mod admin;
 mod cells;
 mod coordinator;
 pub mod etcd;
+mod metrics;
 mod router;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -89,6 +89,7 @@ impl Handler for ClusterRouter {
                 };
             }
             "/status.php" => return crate::oc::discovery::status_php(),
+            "/metrics" => return super::metrics::render(node),
             super::admin::STATE_PATH => return super::admin::state(node),
             super::admin::CLI_PATH => return super::admin::serve_cli(node.clone(), req).await,
             _ => {}

@@ -522,4 +522,21 @@ fn a_three_node_cluster_loses_no_acknowledged_write_through_node_garage_and_etcd
     );
     let (ok, out) = cluster.admin(&["scrub"], None);
     assert!(ok, "scrub of every cell: {out}");
+    // The nodes' /metrics: their cells add up to all of them, and requests were forwarded.
+    let (mut serving, mut forwarded) = (0, 0);
+    for p in cluster.ports() {
+        let r = send(p, &build_request("GET", "/metrics", None, &[], b"")).expect("metrics");
+        let text = r.text();
+        let value = |name: &str| -> u64 {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{name} missing from /metrics: {text}"))
+        };
+        serving += value("skab_cluster_cells_serving ");
+        forwarded += value("skab_cluster_forwarded_total ");
+    }
+    assert_eq!(serving, u64::from(CELLS));
+    assert!(forwarded > 0, "no node forwarded a request");
 }
