@@ -8,7 +8,8 @@
 //! - etcd killed and restarted: the nodes pause and come back by themselves, nothing lost;
 //! - a node paused with SIGSTOP past its lease while it holds an upload in flight: another
 //!   node takes the school over, and the paused node, continued, acknowledges nothing for it
-//!   (fencing), while the new owner's data stays intact.
+//!   (fencing), while the new owner's data stays intact;
+//! - a node restarted with `forward = "redirect"` answers 307 to the owner.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -488,6 +489,57 @@ fn paused_node_is_fenced(cluster: &Cluster) {
         let r = get(p, &school, "in-flight.bin").expect("GET");
         assert_eq!(r.status, 404, "an upload never acknowledged is there");
     }
+}
+
+/// Phase 5: node 3 restarted with `forward = "redirect"` answers a request for a cell it does
+/// not own with 307 to the owner, whose answer is the file.
+fn redirect_mode(cluster: &Cluster) {
+    let n = 3usize;
+    let config = cluster.cl().join(format!("node{n}/skab.toml"));
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("forward = \"proxy\""), "{text}");
+    std::fs::write(
+        &config,
+        text.replace("forward = \"proxy\"", "forward = \"redirect\""),
+    )
+    .unwrap();
+    Cluster::signal(cluster.pids("NODE_PIDS")[n - 1], "-TERM");
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while Command::new("kill")
+        .args(["-0", &cluster.pids("NODE_PIDS")[n - 1].to_string()])
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "node {n} did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cluster.restart_node(n);
+    cluster.wait_ready();
+    let port = cluster.ports()[n - 1];
+    let school = SCHOOLS
+        .iter()
+        .find(|s| cluster.owner_of(skab_server::cluster::cell_of(s, CELLS), port) != Some(n))
+        .expect("a school whose cell node 3 does not own");
+    let r = get(port, school, "g0.bin").expect("GET");
+    assert_eq!(r.status, 307, "{}", r.text());
+    let location = r.header("location").expect("Location").to_string();
+    let owner_port: u16 = location
+        .strip_prefix("http://127.0.0.1:")
+        .and_then(|l| l.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("Location {location}"));
+    assert_ne!(owner_port, port);
+    let path = &location[location.find("/dav/").unwrap()..];
+    let r = send(
+        owner_port,
+        &build_request("GET", path, Some(&auth(school)), &[], b""),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
 }
 
 #[test]
