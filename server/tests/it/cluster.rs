@@ -572,6 +572,11 @@ fn a_three_node_cluster_loses_no_acknowledged_write_through_node_garage_and_etcd
         "cluster: etcd restart done at {:.0}s",
         started.elapsed().as_secs_f64()
     );
+    redirect_mode(&cluster);
+    eprintln!(
+        "cluster: redirect mode done at {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
     let (ok, out) = cluster.admin(&["scrub"], None);
     assert!(ok, "scrub of every cell: {out}");
     // The nodes' /metrics: their cells add up to all of them, and requests were forwarded.
