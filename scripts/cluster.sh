@@ -1,27 +1,55 @@
 #!/usr/bin/env bash
-# The distributed engines Skab's cluster mode stands on, on loopback only (issue 17,
-# docs/scaleout.md): a 3-node Garage cluster (replication factor 3) with one bucket and one
-# access key, and etcd (1 member).
+# Skab's cluster mode on loopback only (issue 17, docs/scaleout.md): a 3-node Garage cluster
+# (replication factor 3) with one bucket and one access key, etcd (1 member), and 3 `skab`
+# nodes over them.
 #
-#   scripts/cluster.sh up DIR     start everything under DIR, write DIR/cluster.env
-#   scripts/cluster.sh down DIR   stop exactly the processes that `up DIR` started
-#   scripts/cluster.sh install    only install what `up` needs (scripts/test.sh calls it)
+#   scripts/cluster.sh up DIR              start everything under DIR, write DIR/cluster.env
+#   scripts/cluster.sh down DIR            stop exactly the processes that `up DIR` started
+#                                          (and nodes that restart-node started since)
+#   scripts/cluster.sh restart-node DIR N  start skab node N (1..3) again with its config (after
+#                                          it was killed); waits for its /readyz
+#   scripts/cluster.sh install             only install what `up` needs (scripts/test.sh calls it)
 #
-# DIR/cluster.env (shell syntax): GARAGE_PIDS, ETCD_PIDS, S3_ENDPOINTS (the three nodes' S3
-# URLs), S3_REGION, S3_BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY, ETCD_ENDPOINTS, GARAGE_BIN (to
-# restart a node: "$GARAGE_BIN" -c DIR/garageN/garage.toml server).
-# Skab nodes (NODES, NODE_PIDS, SKAB_CONFIG) are added here when cluster mode lands.
+# DIR/cluster.env (shell syntax): GARAGE_PIDS, ETCD_PIDS, S3_ENDPOINTS (the three Garage nodes'
+# S3 URLs), S3_REGION, S3_BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY, S3_SECRET_KEY_FILE,
+# ETCD_ENDPOINTS, GARAGE_BIN (to restart a Garage node: "$GARAGE_BIN" -c DIR/garageN/garage.toml
+# server); and for the skab nodes: NODES (their base URLs, space-separated, node 1 first),
+# NODE_PIDS (same order), SKAB_BIN, SKAB_CONFIG (DIR/admin.toml: the cluster settings without
+# node_id, listen and advertise_url, data_dir DIR/admin; for `skab ... --config "$SKAB_CONFIG"`
+# admin commands that act on the cluster), SKAB_NODE_CONFIGS (DIR/nodeN/skab.toml, same order),
+# CLUSTER_SECRET (the [cluster] secret), JWT_SECRET (below), BASE_PORT.
+# Node N: config DIR/nodeN/skab.toml, data DIR/nodeN/data, log DIR/nodeN/skab.log, listening
+# on 127.0.0.1:BASE_PORT+100+N. `up` waits (NODE_READY_TIMEOUT_S, default 60) until every
+# node answers `GET /readyz` 200 (it holds its etcd lease and its cells are open).
+#
+# Environment: BASE_PORT (default 27100, below the ephemeral range; Garage and etcd use the
+# next 20, the nodes BASE_PORT+101..103); SKAB_NODES=0 starts only Garage and etcd (no skab
+# nodes, no NODES/NODE_PIDS/SKAB_CONFIG); SKAB_BIN (default target/release/skab when present,
+# else target/debug/skab); SKAB_CELLS (12), SKAB_LEASE_TTL_S (3), SKAB_FORWARD (proxy or
+# redirect); SKAB_NODE_EXTRA: TOML tables (each with its [header]) added to every node's and
+# the admin config.
+# Every config has one HS256 [[auth.jwt]] issuer for the load generator (issuer
+# "skab-loadtest", audience "skab", secret JWT_SECRET in cluster.env: skab-loadtest's [auth]
+# defaults), so load runs need no argon2 per login.
 #
 # Installs etcd (Debian's etcd-server) and Garage (`cargo install garage --locked`, about 7
 # minutes on 2 cores, cached in $SKAB_TOOLS_DIR, default ~/.cache/skab-tools) when missing.
-# Ports: BASE_PORT (default 27100, below the ephemeral range) and the next 20.
 set -euo pipefail
 
+# skab reads every SKAB_<KEY> environment variable as a setting and refuses unknown ones:
+# this script's own SKAB_* knobs stay shell variables, never reach a skab process.
+for v in SKAB_BIN SKAB_NODES SKAB_CELLS SKAB_LEASE_TTL_S SKAB_FORWARD SKAB_NODE_EXTRA \
+  SKAB_TOOLS_DIR SKAB_CONFIG SKAB_NODE_CONFIGS; do
+  export -n "$v" 2>/dev/null || true
+done
 TOOLS="${SKAB_TOOLS_DIR:-$HOME/.cache/skab-tools}"
 GARAGE_VERSION="${GARAGE_VERSION:-2.5.0}"
 BASE_PORT="${BASE_PORT:-27100}"
 GARAGE_NODES=3
 START_TIMEOUT_S=60
+SKAB_NODES="${SKAB_NODES:-3}"
+NODE_READY_TIMEOUT_S="${NODE_READY_TIMEOUT_S:-60}"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 log() { echo "[cluster $(date -u +%H:%M:%S)] $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -56,6 +84,105 @@ wait_for() {
 
 garage_cfg() { echo "$DIR/garage$1/garage.toml"; }
 
+# The skab binary: $SKAB_BIN, else the release build when present, else the debug build.
+skab_bin() {
+  local b="${SKAB_BIN:-}"
+  if [ -z "$b" ]; then
+    local r="$REPO/target/release/skab" d="$REPO/target/debug/skab"
+    if [ -x "$r" ]; then
+      b="$r"
+      [ -x "$d" ] && [ "$r" -ot "$d" ] && log "warning: $r is older than $d (a stale release build?)"
+    else
+      b="$d"
+    fi
+  fi
+  [ -x "$b" ] || die "no skab binary at $b (cargo build -p skab-server, or set SKAB_BIN)"
+  (cd "$(dirname "$b")" && echo "$(pwd)/$(basename "$b")")
+}
+
+node_port() { echo $(( BASE_PORT + 100 + $1 )); }
+node_url() { echo "http://127.0.0.1:$(node_port "$1")"; }
+
+# The settings every node and the admin config share (storage, cluster), as TOML lines.
+# Args: S3 endpoints (TOML list body), key id, etcd URL, cluster secret.
+shared_toml() {
+  cat <<EOT
+[storage.object]
+endpoints = [$1]
+region = "garage"
+bucket = "skab"
+access_key = "$2"
+secret_key_file = "$DIR/s3-secret"
+prefix = "skab/"
+
+[cluster]
+etcd = ["$3"]
+cells = ${SKAB_CELLS:-12}
+lease_ttl_s = ${SKAB_LEASE_TTL_S:-3}
+secret = "$4"
+forward = "${SKAB_FORWARD:-proxy}"
+EOT
+}
+
+# Writes DIR/nodeN/skab.toml and DIR/admin.toml.
+write_skab_configs() {
+  local eps="$1" key_id="$2" etcd_url="$3" secret="$4" jwt="$5" shared
+  shared="$(shared_toml "$eps" "$key_id" "$etcd_url" "$secret")
+$(printf '%s\n' "${SKAB_NODE_EXTRA:-}")
+
+[[auth.jwt]]
+issuer = \"skab-loadtest\"
+audience = \"skab\"
+algorithm = \"HS256\"
+secret = \"$jwt\""
+  for i in $(seq 1 "$SKAB_NODES"); do
+    local d="$DIR/node$i"
+    mkdir -p "$d"
+    {
+      echo "data_dir = \"$d/data\""
+      echo "listen = \"127.0.0.1:$(node_port "$i")\""
+      # node_id and advertise_url go into [cluster], right after its header.
+      echo "$shared" | sed "s|^\\[cluster\\]\$|[cluster]\\nnode_id = \"node$i\"\\nadvertise_url = \"$(node_url "$i")\"|"
+    } >"$d/skab.toml"
+    chmod 600 "$d/skab.toml"
+  done
+  {
+    echo "data_dir = \"$DIR/admin\""
+    echo "$shared"
+  } >"$DIR/admin.toml"
+  chmod 600 "$DIR/admin.toml"
+}
+
+# Starts node $1 in the background; prints its pid.
+start_node() {
+  local d="$DIR/node$1"
+  "$SKAB" serve --config "$d/skab.toml" >>"$d/skab.log" 2>&1 </dev/null &
+  echo "$!"
+}
+
+# Waits until node $1 (pid $2) answers /readyz 200; dies when it exits or times out.
+wait_ready() {
+  local until=$(( $(date +%s) + NODE_READY_TIMEOUT_S ))
+  until curl -sf -o /dev/null --max-time 2 "$(node_url "$1")/readyz"; do
+    kill -0 "$2" 2>/dev/null || die "skab node $1 exited at start; see $DIR/node$1/skab.log"
+    [ "$(date +%s)" -lt "$until" ] ||
+      die "skab node $1 was not ready in ${NODE_READY_TIMEOUT_S}s; see $DIR/node$1/skab.log"
+    sleep 0.2
+  done
+}
+
+# Rewrites KEY="VALUE" in pids.env and (when present) cluster.env.
+set_var() {
+  local f
+  for f in "$DIR/pids.env" "$DIR/cluster.env"; do
+    [ -e "$f" ] || continue
+    grep -v "^$1=" "$f" >"$f.tmp" || true
+    echo "$1=\"$2\"" >>"$f.tmp"
+    chmod 600 "$f.tmp"
+    mv "$f.tmp" "$f"
+  done
+}
+
 # On a failed `up`: stops what it started.
 undo_up() {
   [ -e "$DIR/pids.env" ] && down
@@ -65,6 +192,8 @@ up() {
   [ -e "$DIR/cluster.env" ] && die "$DIR/cluster.env exists: run '$0 down $DIR' first"
   [ -e "$DIR/garage1" ] && die "$DIR holds an earlier cluster: use a fresh DIR"
   install_tools
+  [ "$SKAB_NODES" = 0 ] || [ "$SKAB_NODES" = 3 ] || die "SKAB_NODES must be 0 or 3"
+  if [ "$SKAB_NODES" != 0 ]; then SKAB="$(skab_bin)"; fi
   mkdir -p "$DIR"
   trap undo_up EXIT
   local secret; secret="$(openssl rand -hex 32)"
@@ -123,17 +252,48 @@ EOT
   "$GARAGE" -c "$(garage_cfg 1)" bucket allow --read --write --owner skab --key skab >/dev/null
   wait_for "etcd" etcdctl --endpoints "http://127.0.0.1:$eclient" endpoint health
 
-  local endpoints=()
-  for i in $(seq 1 "$GARAGE_NODES"); do endpoints+=("http://127.0.0.1:$(( BASE_PORT + 10 + i ))"); done
+  local endpoints=() eps=""
+  for i in $(seq 1 "$GARAGE_NODES"); do
+    endpoints+=("http://127.0.0.1:$(( BASE_PORT + 10 + i ))")
+    eps="$eps${eps:+, }\"http://127.0.0.1:$(( BASE_PORT + 10 + i ))\""
+  done
+  ( umask 077; echo "$key_secret" >"$DIR/s3-secret" )
+
+  local node_lines=()
+  if [ "$SKAB_NODES" != 0 ]; then
+    local csecret jwt; csecret="$(openssl rand -hex 32)"; jwt="$(openssl rand -hex 32)"
+    write_skab_configs "$eps" "$key_id" "http://127.0.0.1:$eclient" "$csecret" "$jwt"
+    local npids=() urls=() cfgs=()
+    for i in $(seq 1 "$SKAB_NODES"); do
+      npids+=("$(start_node "$i")")
+      urls+=("$(node_url "$i")")
+      cfgs+=("$DIR/node$i/skab.toml")
+      echo "NODE_PIDS=\"${npids[*]}\"" >>"$DIR/pids.env"
+    done
+    for i in $(seq 1 "$SKAB_NODES"); do wait_ready "$i" "${npids[$((i - 1))]}"; done
+    node_lines=(
+      "NODES=\"${urls[*]}\""
+      "SKAB_BIN=\"$SKAB\""
+      "SKAB_CONFIG=\"$DIR/admin.toml\""
+      "SKAB_NODE_CONFIGS=\"${cfgs[*]}\""
+      "CLUSTER_SECRET=$csecret"
+      "JWT_SECRET=$jwt"
+    )
+  fi
   {
-    cat "$DIR/pids.env"
+    # The last NODE_PIDS line of pids.env wins when sourced; keep one.
+    grep -v '^NODE_PIDS=' "$DIR/pids.env" || true
+    { grep '^NODE_PIDS=' "$DIR/pids.env" || true; } | tail -n 1
     echo "S3_ENDPOINTS=\"${endpoints[*]}\""
     echo "S3_REGION=garage"
     echo "S3_BUCKET=skab"
     echo "S3_ACCESS_KEY=$key_id"
     echo "S3_SECRET_KEY=$key_secret"
+    echo "S3_SECRET_KEY_FILE=\"$DIR/s3-secret\""
     echo "ETCD_ENDPOINTS=\"http://127.0.0.1:$eclient\""
     echo "GARAGE_BIN=\"$GARAGE\""
+    echo "BASE_PORT=$BASE_PORT"
+    for l in "${node_lines[@]}"; do echo "$l"; done
   } >"$DIR/cluster.env.tmp"
   chmod 600 "$DIR/cluster.env.tmp"
   mv "$DIR/cluster.env.tmp" "$DIR/cluster.env"
@@ -146,22 +306,62 @@ down() {
   [ -e "$env" ] || die "nothing started under $DIR (no pids.env)"
   # shellcheck disable=SC1090
   . "$env"
-  local all=(${GARAGE_PIDS:-} ${ETCD_PIDS:-})
-  kill "${all[@]}" 2>/dev/null || true
+  # The skab nodes first (they hold etcd leases and write to Garage), then the engines.
+  stop_pids ${NODE_PIDS:-}
+  stop_pids ${GARAGE_PIDS:-} ${ETCD_PIDS:-}
+  rm -f "$DIR/cluster.env" "$DIR/pids.env"
+  log "down: stopped ${NODE_PIDS:-} ${GARAGE_PIDS:-} ${ETCD_PIDS:-}"
+}
+
+# SIGTERM to each pid, then SIGKILL to what is left after 10 s.
+stop_pids() {
+  [ $# -gt 0 ] || return 0
+  kill "$@" 2>/dev/null || true
   local until=$(( $(date +%s) + 10 ))
-  for p in "${all[@]}"; do
+  for p in "$@"; do
     while kill -0 "$p" 2>/dev/null && [ "$(date +%s)" -lt "$until" ]; do sleep 0.1; done
     kill -9 "$p" 2>/dev/null || true
   done
-  rm -f "$DIR/cluster.env" "$DIR/pids.env"
-  log "down: stopped ${all[*]}"
 }
 
+# Whether pid $1 runs (a zombie does not).
+alive() {
+  local st; st="$(ps -o stat= -p "$1" 2>/dev/null)" || return 1
+  [ -n "$st" ] && [ "${st#Z}" = "$st" ]
+}
+
+restart_node() {
+  local n="$1"
+  [ -e "$DIR/cluster.env" ] || die "no running cluster under $DIR (no cluster.env)"
+  # shellcheck disable=SC1090
+  . "$DIR/cluster.env"
+  [ -n "${NODE_PIDS:-}" ] || die "$DIR has no skab nodes (started with SKAB_NODES=0)"
+  local pids=($NODE_PIDS)
+  [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le "${#pids[@]}" ] ||
+    die "node must be 1..${#pids[@]}, is $n"
+  local old="${pids[$((n - 1))]}" until=$(( $(date +%s) + 5 ))
+  # A process just killed may take a moment to go (or linger as a zombie until reaped).
+  while alive "$old" && [ "$(date +%s)" -lt "$until" ]; do sleep 0.1; done
+  alive "$old" && die "node $n (pid $old) still runs: stop it first"
+  SKAB="$SKAB_BIN"
+  local pid; pid="$(start_node "$n")"
+  pids[$((n - 1))]="$pid"
+  set_var NODE_PIDS "${pids[*]}"
+  wait_ready "$n" "$pid"
+  log "node $n restarted: pid $pid"
+}
+
+USAGE="usage: $0 up|down DIR, $0 restart-node DIR N, or $0 install"
 if [ "${1:-}" = install ] && [ $# -eq 1 ]; then install_tools; exit 0; fi
-[ $# -eq 2 ] || die "usage: $0 up|down DIR, or $0 install"
+if [ "${1:-}" = restart-node ] && [ $# -eq 3 ]; then
+  DIR="$(cd "$2" && pwd)" || die "no directory $2"
+  restart_node "$3"
+  exit 0
+fi
+[ $# -eq 2 ] || die "$USAGE"
 DIR="$(mkdir -p "$2" && cd "$2" && pwd)"
 case "$1" in
   up) up ;;
   down) down ;;
-  *) die "usage: $0 up|down DIR" ;;
+  *) die "$USAGE" ;;
 esac

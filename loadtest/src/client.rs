@@ -1,7 +1,9 @@
 //! The HTTP side: a capped keep-alive connection pool (hyper-util) over counted connections,
 //! plain or TLS (with session resumption from a shared ticket pool), connection churn (a
 //! share of requests on a new connection), optional loopback source-address spreading, the
-//! loopback-only target check, auth headers.
+//! loopback-only target check, auth headers. Several targets (the nodes of a cluster behind a
+//! load balancer without affinity): each `pick` (a session) sticks to target `pick % n`, and
+//! every target keeps its own HTTP-level counts and latency histogram.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr};
@@ -251,11 +253,103 @@ impl Spread {
     }
 }
 
-/// The shared client: clients per source address, all under one cap on open connections.
-pub struct Http {
-    clients: Vec<Clients>,
-    cap: Arc<Semaphore>,
+/// What one target answered, at the HTTP level (any status is an answer; what a scenario
+/// expected is judged in its ops): requests, answers by class, failures without a status,
+/// and each request's latency from send to the end of its body.
+pub struct TargetStats {
+    pub requests: AtomicU64,
+    /// Answers below 400.
+    pub ok: AtomicU64,
+    pub status_4xx: AtomicU64,
+    pub status_5xx: AtomicU64,
+    /// Connect errors, timeouts, broken connections.
+    pub failures: AtomicU64,
+    pub latency: parking_lot::Mutex<hdrhistogram::Histogram<u64>>,
+}
+
+impl TargetStats {
+    fn new() -> TargetStats {
+        TargetStats {
+            requests: AtomicU64::new(0),
+            ok: AtomicU64::new(0),
+            status_4xx: AtomicU64::new(0),
+            status_5xx: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            latency: parking_lot::Mutex::new(crate::record::hist(crate::limits::HIST_SIGFIGS)),
+        }
+    }
+
+    fn count(&self, got: &Result<Resp, Failure>, took: Duration) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let slot = match got {
+            Ok(r) if r.status < 400 => &self.ok,
+            Ok(r) if r.status < 500 => &self.status_4xx,
+            Ok(_) => &self.status_5xx,
+            Err(_) => &self.failures,
+        };
+        slot.fetch_add(1, Ordering::Relaxed);
+        let us = (took.as_micros() as u64).clamp(1, crate::limits::HIST_MAX_US);
+        let _ = self.latency.lock().record(us);
+    }
+}
+
+/// One target server: its base URL, host:port, and its clients per source address.
+pub struct Target {
+    pub url: String,
     pub authority: String,
+    clients: Vec<Clients>,
+    pub stats: TargetStats,
+}
+
+/// The targets of a run from `--target` values: each may be a comma-separated list; spaces
+/// around the commas are ignored. At least one, at most `TARGETS_MAX`, no duplicates, all
+/// `http://` or all `https://`, each with a host.
+pub fn parse_targets(values: &[String]) -> Result<Vec<Uri>> {
+    let mut out: Vec<Uri> = Vec::new();
+    for v in values {
+        for part in v.split(',') {
+            let part = part.trim().trim_end_matches('/');
+            if part.is_empty() {
+                bail!("--target {v:?} holds an empty URL");
+            }
+            let uri: Uri = part
+                .parse()
+                .with_context(|| format!("target {part:?} is not a URL"))?;
+            match uri.scheme_str() {
+                Some("http" | "https") => {}
+                Some(other) => {
+                    bail!("target scheme {other}:// is not supported: http:// or https://")
+                }
+                None => bail!("target {part:?} needs a scheme: http:// or https://"),
+            }
+            if uri.host().is_none_or(str::is_empty) {
+                bail!("target {part:?} needs a host");
+            }
+            if out.iter().any(|o| o.authority() == uri.authority()) {
+                bail!("target {part:?} is given twice");
+            }
+            if let Some(first) = out.first() {
+                if first.scheme_str() != uri.scheme_str() {
+                    bail!("targets mix http:// and https://: give all of one scheme");
+                }
+            }
+            out.push(uri);
+        }
+    }
+    if out.is_empty() {
+        bail!("no --target given");
+    }
+    if out.len() > crate::limits::TARGETS_MAX {
+        bail!("at most {} targets", crate::limits::TARGETS_MAX);
+    }
+    Ok(out)
+}
+
+/// The shared client: per target, clients per source address, all under one cap on open
+/// connections.
+pub struct Http {
+    pub targets: Vec<Target>,
+    cap: Arc<Semaphore>,
     scheme: String,
     pub stats: Arc<ConnStats>,
     /// Share of requests sent on a new connection (`connections.churn`).
@@ -366,70 +460,86 @@ fn tls_configs(
 }
 
 impl Http {
-    /// `base` is the target URL (`http://127.0.0.1:8080` or `https://...`); its path is
-    /// ignored.
-    pub fn new(base: &Uri, conns: &ConnCfg) -> Result<Http> {
+    /// `bases` are the target URLs (`http://127.0.0.1:8080` or `https://...`, all of one
+    /// scheme, as `parse_targets` returns them); their paths are ignored.
+    pub fn new(bases: &[Uri], conns: &ConnCfg) -> Result<Http> {
         let (max_conns, source_addrs) = (conns.max, conns.source_addrs);
-        let scheme = base.scheme_str().unwrap_or("http").to_string();
+        let first = bases.first().context("no target")?;
+        let scheme = first.scheme_str().unwrap_or("http").to_string();
         let tls = match scheme.as_str() {
             "http" => None,
-            "https" => {
-                let host = base
-                    .host()
-                    .context("target URL needs a host")?
-                    .trim_start_matches('[')
-                    .trim_end_matches(']');
-                let name = ServerName::try_from(host.to_string())
-                    .with_context(|| format!("{host} is not a TLS server name"))?;
-                Some((tls_configs(conns.ca_cert.as_deref())?, name))
-            }
+            "https" => Some(tls_configs(conns.ca_cert.as_deref())?),
             other => bail!("target scheme {other}:// is not supported: http:// or https://"),
         };
-        let authority = base
-            .authority()
-            .context("target URL needs a host")?
-            .to_string();
         let stats = Arc::new(ConnStats::default());
-        let mut clients = Vec::new();
-        for i in 0..source_addrs.max(1) {
-            let mut c = HttpConnector::new();
-            c.set_nodelay(true);
-            c.set_keepalive(Some(Duration::from_secs(60)));
-            c.set_connect_timeout(Some(Duration::from_secs(30)));
-            // TLS is done by the counting connector over this plain TCP connection.
-            c.enforce_http(false);
-            if source_addrs > 1 {
-                let last = u8::try_from(i + 1).context("too many source addresses")?;
-                c.set_local_address(Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))));
+        let mut targets = Vec::new();
+        for base in bases {
+            if base.scheme_str().unwrap_or("http") != scheme {
+                bail!("targets mix http:// and https://: give all of one scheme");
             }
-            let connector = |resume: bool| CountingConnector {
-                inner: c.clone(),
-                stats: stats.clone(),
-                tls: tls.as_ref().map(|((resuming, full), name)| {
-                    let config = if resume { resuming } else { full };
-                    (TlsConnector::from(config.clone()), name.clone())
-                }),
+            let authority = base
+                .authority()
+                .context("target URL needs a host")?
+                .to_string();
+            let tls = match &tls {
+                None => None,
+                Some(configs) => {
+                    let host = base
+                        .host()
+                        .context("target URL needs a host")?
+                        .trim_start_matches('[')
+                        .trim_end_matches(']');
+                    let name = ServerName::try_from(host.to_string())
+                        .with_context(|| format!("{host} is not a TLS server name"))?;
+                    Some((configs.clone(), name))
+                }
             };
-            let per = max_conns.div_ceil(source_addrs.max(1));
-            let pooled = Client::builder(TokioExecutor::new())
-                .pool_max_idle_per_host(per)
-                .pool_idle_timeout(Duration::from_secs(90))
-                .build(connector(conns.resumption > 0.0));
-            let once = |resume: bool| {
-                Client::builder(TokioExecutor::new())
-                    .pool_max_idle_per_host(0)
-                    .build(connector(resume))
-            };
-            clients.push(Clients {
-                pooled,
-                churn_resumed: once(true),
-                churn_full: once(false),
+            let mut clients = Vec::new();
+            for i in 0..source_addrs.max(1) {
+                let mut c = HttpConnector::new();
+                c.set_nodelay(true);
+                c.set_keepalive(Some(Duration::from_secs(60)));
+                c.set_connect_timeout(Some(Duration::from_secs(30)));
+                // TLS is done by the counting connector over this plain TCP connection.
+                c.enforce_http(false);
+                if source_addrs > 1 {
+                    let last = u8::try_from(i + 1).context("too many source addresses")?;
+                    c.set_local_address(Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))));
+                }
+                let connector = |resume: bool| CountingConnector {
+                    inner: c.clone(),
+                    stats: stats.clone(),
+                    tls: tls.as_ref().map(|((resuming, full), name)| {
+                        let config = if resume { resuming } else { full };
+                        (TlsConnector::from(config.clone()), name.clone())
+                    }),
+                };
+                let per = max_conns.div_ceil(source_addrs.max(1));
+                let pooled = Client::builder(TokioExecutor::new())
+                    .pool_max_idle_per_host(per)
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    .build(connector(conns.resumption > 0.0));
+                let once = |resume: bool| {
+                    Client::builder(TokioExecutor::new())
+                        .pool_max_idle_per_host(0)
+                        .build(connector(resume))
+                };
+                clients.push(Clients {
+                    pooled,
+                    churn_resumed: once(true),
+                    churn_full: once(false),
+                });
+            }
+            targets.push(Target {
+                url: format!("{scheme}://{authority}"),
+                authority,
+                clients,
+                stats: TargetStats::new(),
             });
         }
         Ok(Http {
-            clients,
+            targets,
             cap: Arc::new(Semaphore::new(max_conns)),
-            authority,
             scheme,
             stats,
             churn: conns.churn,
@@ -439,11 +549,29 @@ impl Http {
         })
     }
 
+    /// The target that requests of `pick` go to: `pick % targets` (a session sticks to one).
+    pub fn target_of(&self, pick: usize) -> usize {
+        pick % self.targets.len().max(1)
+    }
+
+    /// A pick that goes to target `target` from the same source address as `pick`.
+    pub fn pick_on(&self, pick: usize, target: usize) -> usize {
+        let n = self.targets.len().max(1);
+        (pick / n) * n + target % n
+    }
+
+    /// host:port of the target of `pick` (for `Destination` headers).
+    pub fn authority(&self, pick: usize) -> &str {
+        &self.targets[self.target_of(pick)].authority
+    }
+
     /// The client for the next request of source address `pick`, and whether it is sent on
     /// a new connection (then with `Connection: close`: the server closes it, like a client
     /// whose connection is cut before its next request).
     fn choose(&self, pick: usize) -> (&Client<CountingConnector, Full<Bytes>>, bool) {
-        let c = &self.clients[pick % self.clients.len()];
+        let n = self.targets.len().max(1);
+        let clients = &self.targets[pick % n].clients;
+        let c = &clients[(pick / n) % clients.len()];
         if self.churn > 0.0 && self.churn_spread.next(self.churn) {
             if self.resumption_spread.next(self.resumption) {
                 (&c.churn_resumed, true)
@@ -455,7 +583,8 @@ impl Http {
         }
     }
 
-    /// Sends one request on the pool of source address `pick % n` and reads the whole body
+    /// Sends one request to target `pick % targets` on the pool of source address
+    /// `(pick / targets) % source addresses` and reads the whole body
     /// (hashing it when `hash`). Waits for a free connection slot first.
     pub async fn send(
         &self,
@@ -498,7 +627,8 @@ impl Http {
         let Ok(_permit) = self.cap.acquire().await else {
             return Err(Failure::Connect);
         };
-        let uri = format!("{}://{}{}", self.scheme, self.authority, path);
+        let target = &self.targets[self.target_of(pick)];
+        let uri = format!("{}://{}{}", self.scheme, target.authority, path);
         let mut b = Request::builder().method(method).uri(uri);
         for (k, v) in headers {
             b = b.header(k, v);
@@ -571,23 +701,28 @@ impl Http {
                 retry_after_s,
             })
         };
-        match tokio::time::timeout(Duration::from_secs(REQUEST_TIMEOUT_S), work).await {
+        let sent = std::time::Instant::now();
+        let got = match tokio::time::timeout(Duration::from_secs(REQUEST_TIMEOUT_S), work).await {
             Ok(r) => r,
             Err(_) => Err(Failure::Timeout),
-        }
+        };
+        target.stats.count(&got, sent.elapsed());
+        got
     }
 }
 
 impl Http {
-    /// GET `path` without auth and without counting it as load: (body text) on 200.
+    /// GET `path` from the first target without auth and without counting it as load: (body
+    /// text) on 200.
     pub async fn get_text(&self, path: &str) -> Option<String> {
-        let uri = format!("{}://{}{}", self.scheme, self.authority, path);
+        let first = self.targets.first()?;
+        let uri = format!("{}://{}{}", self.scheme, first.authority, path);
         let req = Request::builder()
             .method(Method::GET)
             .uri(uri)
             .body(Full::new(Bytes::new()))
             .ok()?;
-        let client = &self.clients.first()?.pooled;
+        let client = &first.clients.first()?.pooled;
         let work = async {
             let resp = client.request(req).await.ok()?;
             if resp.status() != 200 {

@@ -96,3 +96,6 @@ pub const SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
 pub const REFUSED_RETRIES_MAX: u32 = 5;
 /// Longest `Retry-After` waited for after a refused request, seconds.
 pub const REFUSED_RETRY_AFTER_MAX_S: u64 = 60;
+
+/// Most targets (`--target`, repeated or comma-separated): the nodes of one cluster.
+pub const TARGETS_MAX: usize = 64;

@@ -31,8 +31,10 @@ struct Cli {
 #[derive(clap::Args)]
 struct Common {
     /// Base URL of the server, e.g. http://127.0.0.1:8080 (loopback only unless --allow-remote).
-    #[arg(long)]
-    target: String,
+    /// Several servers (the nodes of a cluster): repeat it, or give a comma-separated list;
+    /// sessions are spread round-robin over them, each session sticking to one.
+    #[arg(long = "target", required = true)]
+    targets: Vec<String>,
     /// users.csv (user, tenant, password[, token]) as written by `users`.
     #[arg(long)]
     users: PathBuf,
@@ -248,7 +250,7 @@ fn args(
     }
     Ok(run::RunArgs {
         scenario,
-        target: c.target,
+        targets: client::parse_targets(&c.targets)?,
         users: c.users,
         cfg,
         sessions,
@@ -264,4 +266,72 @@ fn args(
         threads: c.threads,
         seed: c.seed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn targets_of(args: &[&str]) -> anyhow::Result<Vec<String>> {
+        let mut argv = vec!["skab-loadtest", "run", "exam-peak", "--users", "u.csv"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let Cmd::Run { common, .. } = cli.cmd else {
+            anyhow::bail!("not a run");
+        };
+        Ok(client::parse_targets(&common.targets)?
+            .iter()
+            .map(|u| u.to_string())
+            .collect())
+    }
+
+    #[test]
+    fn one_target_as_before() {
+        let t = targets_of(&["--target", "http://127.0.0.1:8080"]).unwrap();
+        assert_eq!(t, ["http://127.0.0.1:8080/"]);
+    }
+
+    #[test]
+    fn repeated_and_comma_separated_targets() {
+        let t = targets_of(&[
+            "--target",
+            "http://127.0.0.1:27201",
+            "--target",
+            "http://127.0.0.1:27202/, http://127.0.0.1:27203",
+        ])
+        .unwrap();
+        assert_eq!(
+            t,
+            [
+                "http://127.0.0.1:27201/",
+                "http://127.0.0.1:27202/",
+                "http://127.0.0.1:27203/"
+            ]
+        );
+        let t = targets_of(&["--target", "https://a.test:1,https://b.test:2"]).unwrap();
+        assert_eq!(t, ["https://a.test:1/", "https://b.test:2/"]);
+    }
+
+    #[test]
+    fn bad_target_lists_are_refused() {
+        let err = |args: &[&str]| targets_of(args).unwrap_err().to_string();
+        assert!(err(&[]).contains("--target"), "a target is required");
+        assert!(err(&["--target", "http://127.0.0.1:1,,http://127.0.0.1:2"]).contains("empty"));
+        assert!(err(&["--target", "http://127.0.0.1:1,"]).contains("empty"));
+        assert!(err(&[
+            "--target",
+            "http://127.0.0.1:1",
+            "--target",
+            "http://127.0.0.1:1/"
+        ])
+        .contains("twice"));
+        assert!(err(&["--target", "http://127.0.0.1:1,https://127.0.0.1:2"]).contains("mix"));
+        assert!(err(&["--target", "ftp://127.0.0.1:1"]).contains("not supported"));
+        assert!(err(&["--target", "127.0.0.1:1"]).contains("scheme"));
+        assert!(err(&["--target", "http://exa mple"]).contains("not a URL"));
+        let many: Vec<String> = (0..=crate::limits::TARGETS_MAX)
+            .map(|i| format!("http://127.0.0.1:{}", 20000 + i))
+            .collect();
+        assert!(err(&["--target", &many.join(",")]).contains("at most"));
+    }
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::limits::{HIST_MAX_US, HIST_SIGFIGS, LATE_START_MS, TIMELINE_BUCKETS_MAX};
 
-fn hist(sigfigs: u8) -> Histogram<u64> {
+pub fn hist(sigfigs: u8) -> Histogram<u64> {
     // Internal invariant: the bounds and sigfigs are constants hdrhistogram accepts.
     Histogram::new_with_bounds(1, HIST_MAX_US, sigfigs).expect("constant histogram bounds")
 }

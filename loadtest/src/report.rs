@@ -343,6 +343,35 @@ pub fn render(r: &Value) -> String {
         "</table><p>Latency is measured from each request's <i>scheduled</i> start \
         (open loop), so a stall in the server or the generator shows up in it.</p>",
     );
+    // Per target, when there are several (the nodes of a cluster).
+    if let Some(ts) = r.get("targets").and_then(Value::as_array) {
+        if ts.len() > 1 {
+            html.push_str(
+                "<h2>Targets</h2><table><tr><th>target</th><th>requests</th><th>ok</th>\
+                 <th>4xx</th><th>5xx</th><th>failed</th><th>p50</th><th>p99</th><th>max</th></tr>",
+            );
+            for t in ts {
+                let _ = write!(
+                    html,
+                    "<tr><td>{}</td><td>{:.0}</td><td>{:.0}</td><td>{:.0}</td><td>{:.0}</td>\
+                     <td>{:.0}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(t.get("url").and_then(Value::as_str).unwrap_or("")),
+                    f(t, &["requests"]),
+                    f(t, &["ok"]),
+                    f(t, &["status_4xx"]),
+                    f(t, &["status_5xx"]),
+                    f(t, &["failures"]),
+                    fmt_us(f(t, &["latency_us", "p50"])),
+                    fmt_us(f(t, &["latency_us", "p99"])),
+                    fmt_us(f(t, &["latency_us", "max"])),
+                );
+            }
+            html.push_str(
+                "</table><p>Per target at the HTTP level: every answer as it came (ok: below \
+                 400), latency from send to the end of the body.</p>",
+            );
+        }
+    }
     // Thresholds.
     if let Some(th) = r.get("thresholds").and_then(Value::as_array) {
         if !th.is_empty() {

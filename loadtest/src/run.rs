@@ -51,7 +51,8 @@ impl Scenario {
 /// Everything a run needs besides the config file.
 pub struct RunArgs {
     pub scenario: Scenario,
-    pub target: String,
+    /// The servers, at least one (`client::parse_targets`); sessions go round-robin.
+    pub targets: Vec<http::Uri>,
     pub users: PathBuf,
     pub cfg: Config,
     pub sessions: Option<u64>,
@@ -107,11 +108,29 @@ struct Server {
     peak_rss_bytes: u64,
 }
 
+/// What one target answered (HTTP level: statuses as they came, whatever the op expected).
+#[derive(Serialize)]
+struct TargetOut {
+    url: String,
+    requests: u64,
+    /// Answers below 400.
+    ok: u64,
+    status_4xx: u64,
+    status_5xx: u64,
+    /// No answer: connect errors, timeouts, broken connections.
+    failures: u64,
+    /// Send to end of body, per request (not from the scheduled start).
+    latency_us: crate::record::Latency,
+}
+
 #[derive(Serialize)]
 struct RunResult {
     schema: &'static str,
     scenario: &'static str,
+    /// The targets' base URLs, comma-separated (one for a single server).
     target: String,
+    /// Per target, in `--target` order (a session of index i went to target i % n).
+    targets: Vec<TargetOut>,
     started_unix_s: u64,
     wall_s: f64,
     time_scale: f64,
@@ -188,10 +207,6 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
         thresholds.push(crate::threshold::parse(t)?);
     }
     let users = crate::users::load(&a.users)?;
-    let base: http::Uri = a
-        .target
-        .parse()
-        .with_context(|| format!("target {:?} is not a URL", a.target))?;
     let rt = match a.threads {
         1 => tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -206,7 +221,9 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
     }
     .context("start tokio")?;
     rt.block_on(async move {
-        check_target(&base, a.allow_remote).await?;
+        for t in &a.targets {
+            check_target(t, a.allow_remote).await?;
+        }
         let c = &a.cfg;
         let schedule_s = match a.scenario {
             Scenario::LoginStorm => c.login_storm.window_s + c.login_storm.session_s,
@@ -234,7 +251,7 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
         } else {
             start + Duration::from_secs_f64(schedule_s * 1.02 + 1.0)
         };
-        let http = Http::new(&base, &c.connections)?;
+        let http = Http::new(&a.targets, &c.connections)?;
         let run_tag = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -317,7 +334,21 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
         let mut result = RunResult {
             schema: "skab-loadtest/result/v1",
             scenario: a.scenario.name(),
-            target: a.target.clone(),
+            target: st_targets_joined(&ctx.http),
+            targets: ctx
+                .http
+                .targets
+                .iter()
+                .map(|t| TargetOut {
+                    url: t.url.clone(),
+                    requests: t.stats.requests.load(Ordering::Relaxed),
+                    ok: t.stats.ok.load(Ordering::Relaxed),
+                    status_4xx: t.stats.status_4xx.load(Ordering::Relaxed),
+                    status_5xx: t.stats.status_5xx.load(Ordering::Relaxed),
+                    failures: t.stats.failures.load(Ordering::Relaxed),
+                    latency_us: crate::record::Latency::of(&t.stats.latency.lock()),
+                })
+                .collect(),
             started_unix_s: run_tag,
             wall_s,
             time_scale: a.time_scale,
@@ -401,6 +432,15 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
         }
         Ok(if passed { 0 } else { 3 })
     })
+}
+
+/// The targets' base URLs, comma-separated.
+fn st_targets_joined(http: &Http) -> String {
+    http.targets
+        .iter()
+        .map(|t| t.url.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn write_out(dir: &Path, value: &Value) -> Result<()> {
@@ -519,8 +559,49 @@ fn print_summary(v: &Value) {
         g(v, &["requests", "errors"]),
         g(v, &["requests", "per_s"]),
     );
+    if let Some(ts) = v.get("targets").and_then(Value::as_array) {
+        if ts.len() > 1 {
+            eprintln!(
+                "\n{:<28} {:>9} {:>9} {:>7} {:>7} {:>8} {:>9} {:>9}",
+                "target", "requests", "ok", "4xx", "5xx", "failed", "p50 ms", "p99 ms"
+            );
+            for t in ts {
+                eprintln!(
+                    "{:<28} {:>9.0} {:>9.0} {:>7.0} {:>7.0} {:>8.0} {:>9.2} {:>9.2}",
+                    t.get("url").and_then(Value::as_str).unwrap_or(""),
+                    g(t, &["requests"]),
+                    g(t, &["ok"]),
+                    g(t, &["status_4xx"]),
+                    g(t, &["status_5xx"]),
+                    g(t, &["failures"]),
+                    ms(g(t, &["latency_us", "p50"])),
+                    ms(g(t, &["latency_us", "p99"])),
+                );
+            }
+        }
+    }
     if let Some(e) = v.get("exam") {
         if !e.is_null() {
+            if g(e, &["verify_targets"]) > 1.0 {
+                let list = |k: &str| {
+                    e.get(k)
+                        .and_then(Value::as_array)
+                        .map(|a| {
+                            a.iter()
+                                .map(|x| x.to_string())
+                                .collect::<Vec<_>>()
+                                .join("/")
+                        })
+                        .unwrap_or_default()
+                };
+                eprintln!(
+                    "exam per target: started {} acknowledged {} failed {}; verified through another target {}",
+                    list("started_by_target"),
+                    list("acknowledged_by_target"),
+                    list("failed_by_target"),
+                    g(e, &["verified_elsewhere"])
+                );
+            }
             eprintln!(
                 "exam: acknowledged {} verified {} lost {} corrupted {} verify_errors {} upload_failed {}",
                 g(e, &["acknowledged"]),

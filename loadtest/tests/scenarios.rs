@@ -543,6 +543,189 @@ fn scenarios_against_a_real_skab() {
     browser_check(&login_report, s.dir.path());
 }
 
+/// exam-peak over several `--target`s (JWT only, which both servers accept): `targets` is
+/// the given list.
+fn exam_over(s: &Server, targets: &str, out: &str) -> Output {
+    let cfg = s.p("jwt.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[auth]\njwt_secret = \"{SECRET}\"\njwt_share = 1.0\ntoken_share = 0.0\nbasic_share = 0.0\n\
+             [exam_peak]\nsize_median_bytes = 20000\nsize_max_bytes = 100000\nlast_s = 10\n"
+        ),
+    )
+    .unwrap();
+    run(
+        Path::new(loadtest()),
+        &[
+            "run",
+            "exam-peak",
+            "--sessions",
+            "40",
+            "--duration",
+            "20",
+            "--time-scale",
+            "20",
+            "--target",
+            targets,
+            "--users",
+            &s.p("users.csv"),
+            "--config",
+            &cfg,
+            "--out",
+            out,
+            "--max-wall",
+            "120",
+            "--quiet",
+        ],
+    )
+}
+
+fn list(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("{v} is not a list"))
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+/// Several targets: sessions go round-robin and stick to one; each target is reported; the
+/// exam read-back goes through another target first and counts an upload lost only when no
+/// target returns its bytes.
+#[test]
+fn several_targets_spread_sessions_and_read_back_through_any() {
+    let a = start();
+    let b = start();
+
+    // Two separate servers: half the uploads each; the read-back through the other server
+    // finds nothing (404) but the own one has it: 40 verified, none lost.
+    let out = a.p("two-servers");
+    let o = exam_over(&a, &format!("{},{}", a.url(), b.url()), &out);
+    assert!(
+        o.status.success(),
+        "exam-peak over two servers: {}",
+        text(&o)
+    );
+    let r = result(&out);
+    let e = &r["exam"];
+    assert_eq!(list(&e["started_by_target"]), [20.0, 20.0], "{}", text(&o));
+    assert_eq!(list(&e["acknowledged_by_target"]), [20.0, 20.0]);
+    assert_eq!(n(e, &["verified"]), 40.0);
+    assert_eq!(
+        n(e, &["lost"]) + n(e, &["corrupted"]) + n(e, &["verify_errors"]),
+        0.0
+    );
+    assert_eq!(n(e, &["verified_elsewhere"]), 0.0);
+    assert_eq!(n(e, &["verify_targets"]), 2.0);
+    let ts = r["targets"].as_array().unwrap();
+    assert_eq!(ts.len(), 2);
+    assert_eq!(ts[0]["url"], a.url());
+    assert_eq!(ts[1]["url"], b.url());
+    for t in ts {
+        // 20 uploads and 20 good read-backs, 20 read-backs of the other server's files (404).
+        assert_eq!(n(t, &["ok"]), 40.0, "{}", text(&o));
+        assert_eq!(n(t, &["status_4xx"]), 20.0, "{}", text(&o));
+        assert!(n(t, &["latency_us", "p50"]) > 0.0);
+    }
+    assert_eq!(r["target"], format!("{},{}", a.url(), b.url()));
+    assert!(text(&o).contains("exam per target: started 20/20 acknowledged 20/20"));
+    let html = std::fs::read_to_string(Path::new(&out).join("report.html")).unwrap();
+    assert!(html.contains("<h2>Targets</h2>") && html.contains(&format!("<td>{}</td>", b.url())));
+
+    // One server under two names (127.0.0.1 and localhost): every upload is read back
+    // byte-exact through the target that did not acknowledge it.
+    let out = a.p("two-names");
+    let other = format!("http://localhost:{}", a.port);
+    let o = exam_over(&a, &format!("{} , {other}", a.url()), &out);
+    assert!(o.status.success(), "exam-peak over two names: {}", text(&o));
+    let e = &result(&out)["exam"];
+    assert_eq!(n(e, &["verified"]), 40.0, "{}", text(&o));
+    assert_eq!(n(e, &["verified_elsewhere"]), 40.0, "{}", text(&o));
+
+    // A dead target (nothing listens): its sessions fail to connect and are not acknowledged;
+    // the live target's uploads are read back (after the dead one failed), none lost.
+    let dead = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let out = a.p("dead-target");
+    let o = run(
+        Path::new(loadtest()),
+        &[
+            "run",
+            "exam-peak",
+            "--sessions",
+            "40",
+            "--duration",
+            "20",
+            "--time-scale",
+            "20",
+            "--target",
+            &a.url(),
+            "--target",
+            &dead_url,
+            "--users",
+            &a.p("users.csv"),
+            "--config",
+            &a.p("jwt.toml"),
+            "--out",
+            &out,
+            "--max-wall",
+            "120",
+            "--quiet",
+            "--threshold",
+            "lost=0",
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "exam-peak with a dead target: {}",
+        text(&o)
+    );
+    let r = result(&out);
+    let e = &r["exam"];
+    assert_eq!(
+        list(&e["acknowledged_by_target"]),
+        [20.0, 0.0],
+        "{}",
+        text(&o)
+    );
+    assert_eq!(list(&e["failed_by_target"]), [0.0, 20.0]);
+    assert_eq!(n(e, &["verified"]), 20.0);
+    assert_eq!(n(e, &["lost"]), 0.0);
+    let dead_t = &r["targets"][1];
+    assert_eq!(n(dead_t, &["requests"]), n(dead_t, &["failures"]));
+    assert!(
+        n(dead_t, &["failures"]) >= 40.0,
+        "20 uploads and 20 read-backs failed"
+    );
+    // The same run with errors=0 fails: the dead target's uploads were errors.
+    let o = run(
+        Path::new(loadtest()),
+        &[
+            "run",
+            "exam-peak",
+            "--sessions",
+            "10",
+            "--duration",
+            "10",
+            "--time-scale",
+            "20",
+            "--target",
+            &format!("{dead_url},{}", a.url()),
+            "--users",
+            &a.p("users.csv"),
+            "--config",
+            &a.p("jwt.toml"),
+            "--max-wall",
+            "120",
+            "--quiet",
+            "--threshold",
+            "errors=0",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+}
+
 #[test]
 fn refuses_a_remote_target_without_the_flag() {
     let dir = tempfile::tempdir().unwrap();

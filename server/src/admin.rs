@@ -359,7 +359,10 @@ pub async fn execute(store: &Store, req: AdminRequest) -> AdminResponse {
 }
 
 /// Serves admin requests on the data dir's socket (one request per connection).
-pub fn spawn_listener(store: Store, data_dir: &Path) -> std::io::Result<()> {
+pub fn spawn_listener(
+    store: Store,
+    data_dir: &Path,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let path = socket_path(data_dir);
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
@@ -371,7 +374,7 @@ pub fn spawn_listener(store: Store, data_dir: &Path) -> std::io::Result<()> {
     let listener = tokio::net::UnixListener::from_std(listener)?;
     let store = Arc::new(store);
     let data_dir = data_dir.to_path_buf();
-    tokio::spawn(async move {
+    Ok(tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
@@ -410,8 +413,7 @@ pub fn spawn_listener(store: Store, data_dir: &Path) -> std::io::Result<()> {
                 }
             });
         }
-    });
-    Ok(())
+    }))
 }
 
 /// A forwarded command line, run in the server when it mirrors its own files (object storage
@@ -423,7 +425,7 @@ async fn run_cli(data_dir: PathBuf, argv: Vec<String>, stdin: Option<String>) ->
             text: "this server runs admin command lines only in object storage mode".into(),
         };
     };
-    tokio::task::spawn_blocking(move || crate::cli::run_forwarded(config, argv, stdin))
+    tokio::task::spawn_blocking(move || crate::cli::run_forwarded(config, argv, stdin, false))
         .await
         .unwrap_or_else(|e| AdminResponse {
             ok: false,
@@ -458,7 +460,7 @@ pub fn run(config: &Config, req: AdminRequest) -> Result<AdminResponse, String> 
         .build()
         .map_err(|e| e.to_string())?;
     let store_config = store_config(config).map_err(|e| format!("encryption at rest: {e}"))?;
-    let store = crate::app::open_store(config, store_config).map_err(|e| match e {
+    let store = crate::app::open_store(config, store_config, None).map_err(|e| match e {
         skab_engine::Error::Busy => {
             "the store is in use by a server whose admin socket is not reachable".to_string()
         }

@@ -82,14 +82,19 @@ pub fn store_config(config: &Config) -> Result<StoreConfig, String> {
 /// Opens the store under the data dir: on local disk, or mirrored into object storage when
 /// `[storage.object]` is set (pre-zeroing and direct I/O are then off: zeros would be
 /// uploaded, and the mirror has no direct handles).
-pub fn open_store(config: &Config, mut store_config: StoreConfig) -> skab_engine::Result<Store> {
+pub fn open_store(
+    config: &Config,
+    mut store_config: StoreConfig,
+    fence: Option<skab_engine::io::Fence>,
+) -> skab_engine::Result<Store> {
     let dir = config.data_dir.join("store");
     let Some(object) = &config.storage.object else {
         return Store::open(&dir, store_config);
     };
-    let object = object.engine().map_err(|e| {
+    let mut object = object.engine().map_err(|e| {
         skab_engine::Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
     })?;
+    object.fence = fence;
     store_config.prezero = false;
     store_config.direct_io = false;
     let root = dir.clone();
@@ -110,12 +115,20 @@ pub fn open_store(config: &Config, mut store_config: StoreConfig) -> skab_engine
 impl App {
     /// Opens the store and user database under the configured data dir.
     pub fn open(config: Config) -> anyhow::Result<App> {
+        App::open_fenced(config, None)
+    }
+
+    /// As [`App::open`]; in cluster mode with the fence of the node's lease on the cell.
+    pub fn open_fenced(
+        config: Config,
+        fence: Option<skab_engine::io::Fence>,
+    ) -> anyhow::Result<App> {
         std::fs::create_dir_all(&config.data_dir)?;
         // Before anything reads the data dir's own files: they may be rebuilt from the bucket.
-        crate::own_files::open(&config).map_err(anyhow::Error::msg)?;
+        crate::own_files::open_fenced(&config, fence.clone()).map_err(anyhow::Error::msg)?;
         let store_config =
             store_config(&config).map_err(|e| anyhow::anyhow!("encryption at rest: {e}"))?;
-        let store = open_store(&config, store_config)?;
+        let store = open_store(&config, store_config, fence)?;
         let users = Arc::new(UserDb::open(&config.data_dir)?);
         let auth = Authenticator::new(users.clone(), &config.auth).map_err(anyhow::Error::msg)?;
         let lock_config = LockConfig {

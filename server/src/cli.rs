@@ -691,6 +691,12 @@ fn audit_cmd(c: AuditCmd, out: &mut impl Write) -> Result<(), CliError> {
 }
 
 pub fn run(cli: Cli, serve_fn: fn(Config) -> Result<(), CliError>) -> Result<(), CliError> {
+    if !matches!(cli.command, Command::Serve(_)) {
+        // Given a cluster's configuration, the command runs on the node that owns its tenant.
+        if let Some(cfg) = crate::cluster::admin::cluster_config_of_args()? {
+            return crate::cluster::admin::run_remote(&cfg, &cli.command);
+        }
+    }
     if forwardable(&cli.command) {
         let argv: Vec<String> = std::env::args().collect();
         if let Some(done) = forward(&cli.command, &argv)? {
@@ -748,7 +754,7 @@ fn forwardable(c: &Command) -> bool {
 }
 
 /// Whether the command reads its stdin (what is forwarded with it).
-fn needs_stdin(c: &Command) -> bool {
+pub(crate) fn needs_stdin(c: &Command) -> bool {
     use crate::handin::cli::ReceiptCmd;
     match c {
         Command::User(UserCmd::Add { .. } | UserCmd::Passwd { .. }) => true,
@@ -823,13 +829,14 @@ pub fn run_forwarded(
     config: Config,
     argv: Vec<String>,
     stdin: Option<String>,
+    any_command: bool,
 ) -> crate::admin::AdminResponse {
     let fail = |text: String| crate::admin::AdminResponse { ok: false, text };
     let cli = match Cli::try_parse_from(std::iter::once("skab".to_string()).chain(argv)) {
         Ok(c) => c,
         Err(e) => return fail(e.to_string()),
     };
-    if !forwardable(&cli.command) {
+    if !any_command && !forwardable(&cli.command) {
         return fail(
             "the server runs only user, tenant, group, token, hand-in, receipt, space, \
                      share and audit commands"

@@ -41,6 +41,133 @@ pub struct Config {
     pub log: LogConfig,
     pub spaces: SpacesConfig,
     pub crypto: CryptoConfig,
+    /// `[cluster]`: several nodes over object storage and etcd (off when absent;
+    /// docs/scaleout.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// How this node finds the others and what it owns (`[cluster]`, docs/scaleout.md). A config
+/// with `[cluster]` but without `node_id` is an admin configuration: admin commands given it
+/// act on the cluster through its nodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's name (unique in the cluster); absent in an admin configuration.
+    #[serde(default)]
+    pub node_id: Option<String>,
+    /// The base URL other nodes (and redirected clients) reach this node at.
+    #[serde(default)]
+    pub advertise_url: Option<String>,
+    /// etcd client URLs; a failed request goes to the next.
+    pub etcd: Vec<String>,
+    /// Groups of tenants, each owned by one node at a time; fixed for the cluster's life.
+    #[serde(default = "default_cluster_cells")]
+    pub cells: u32,
+    /// A node that renews nothing for this long loses its cells, seconds.
+    #[serde(default = "default_cluster_lease_ttl")]
+    pub lease_ttl_s: u64,
+    /// The secret shared by the nodes and admin commands (64 hex digits) ...
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// ... or a file holding it (first line) ...
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    // ... or the environment variable `SKAB_CLUSTER_SECRET`.
+    /// Requests for a cell owned elsewhere: proxied to the owner, or redirected (307) to it.
+    #[serde(default)]
+    pub forward: ForwardMode,
+    /// Names this cluster's keys in etcd and its objects in the bucket.
+    #[serde(default = "default_cluster_name")]
+    pub name: String,
+}
+
+/// How a node answers a request for a cell it does not own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardMode {
+    #[default]
+    Proxy,
+    Redirect,
+}
+
+fn default_cluster_cells() -> u32 {
+    L::CLUSTER_CELLS_DEFAULT
+}
+
+fn default_cluster_lease_ttl() -> u64 {
+    L::CLUSTER_LEASE_TTL_DEFAULT_S
+}
+
+fn default_cluster_name() -> String {
+    "skab".into()
+}
+
+/// The environment variable the cluster secret may be given in; not a setting.
+pub const ENV_CLUSTER_SECRET: &str = "SKAB_CLUSTER_SECRET";
+
+impl ClusterConfig {
+    /// The shared secret, read and checked (32 bytes as 64 hex digits).
+    pub fn secret_bytes(&self) -> Result<[u8; 32], String> {
+        let text = match (&self.secret, &self.secret_file) {
+            (Some(s), _) => s.trim().to_string(),
+            (None, Some(p)) => std::fs::read_to_string(p)
+                .map_err(|e| format!("cluster.secret_file {}: {e}", p.display()))?
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string(),
+            (None, None) => std::env::var(ENV_CLUSTER_SECRET).map_err(|_| {
+                format!("cluster: no secret (set cluster.secret, cluster.secret_file or {ENV_CLUSTER_SECRET})")
+            })?,
+        };
+        let bytes = hex::decode(&text)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or("cluster: the secret must be 64 hex digits")?;
+        Ok(bytes)
+    }
+
+    /// Checks the settings of a node (`node` true) or of an admin configuration.
+    pub fn check(&self, node: bool) -> Result<(), String> {
+        if self.etcd.is_empty() {
+            return Err("cluster.etcd: at least one etcd URL is needed".into());
+        }
+        if self.cells == 0 || self.cells > L::CLUSTER_CELLS_MAX {
+            return Err(format!(
+                "cluster.cells must be 1 to {}",
+                L::CLUSTER_CELLS_MAX
+            ));
+        }
+        if !(L::CLUSTER_LEASE_TTL_MIN_S..=L::CLUSTER_LEASE_TTL_MAX_S).contains(&self.lease_ttl_s) {
+            return Err(format!(
+                "cluster.lease_ttl_s must be {} to {}",
+                L::CLUSTER_LEASE_TTL_MIN_S,
+                L::CLUSTER_LEASE_TTL_MAX_S
+            ));
+        }
+        let name_ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if !name_ok(&self.name) {
+            return Err("cluster.name: 1-64 letters, digits, '-' or '_'".into());
+        }
+        if node {
+            match &self.node_id {
+                Some(n) if name_ok(n) => {}
+                _ => return Err("cluster.node_id: 1-64 letters, digits, '-' or '_'".into()),
+            }
+            match &self.advertise_url {
+                Some(u) if u.starts_with("http://") || u.starts_with("https://") => {}
+                _ => return Err("cluster.advertise_url: the http(s):// URL of this node".into()),
+            }
+        }
+        self.secret_bytes().map(|_| ())
+    }
 }
 
 /// Encryption at rest per tenant (docs/security.md, "Encryption at rest").
@@ -78,6 +205,7 @@ impl Default for Config {
             log: LogConfig::default(),
             spaces: SpacesConfig::default(),
             crypto: CryptoConfig::default(),
+            cluster: None,
         }
     }
 }
@@ -256,6 +384,7 @@ impl ObjectStorageConfig {
             access_key: self.access_key.clone(),
             secret_key: secret,
             prefix: self.prefix.clone(),
+            fence: None,
         })
     }
 }
@@ -553,6 +682,14 @@ impl Config {
                 "tls.cert and tls.key must be set together".into(),
             ));
         }
+        if let Some(c) = &self.cluster {
+            c.check(c.node_id.is_some()).map_err(ConfigError::Invalid)?;
+            if self.storage.object.is_none() {
+                return Err(ConfigError::Invalid(
+                    "[cluster] needs [storage.object]: the cells' data lives in the bucket".into(),
+                ));
+            }
+        }
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::Invalid("data_dir is empty".into()));
         }
@@ -742,6 +879,7 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<(), Co
             || var == ENV_CONFIG_FILE
             || var == ENV_MASTER_KEY
             || var == ENV_OBJECT_SECRET_KEY
+            || var == ENV_CLUSTER_SECRET
         {
             continue;
         }

@@ -474,3 +474,38 @@ pub const MASTER_KEY_COMMAND_TIMEOUT_S: u64 = 30;
 /// Most bytes read as a master key from a file, a variable or a command's output (the key is
 /// 64 hex digits; anything much longer is a wrong file).
 pub const MASTER_KEY_SOURCE_BYTES_MAX: usize = 4096;
+
+// Cluster mode (docs/scaleout.md).
+/// Cells (tenant groups) of a cluster when `cluster.cells` is not set.
+pub const CLUSTER_CELLS_DEFAULT: u32 = 12;
+/// Most cells a cluster may have.
+pub const CLUSTER_CELLS_MAX: u32 = 4096;
+/// A node's etcd lease when `cluster.lease_ttl_s` is not set, seconds.
+pub const CLUSTER_LEASE_TTL_DEFAULT_S: u64 = 3;
+/// Shortest and longest lease a node may take, seconds.
+pub const CLUSTER_LEASE_TTL_MIN_S: u64 = 2;
+pub const CLUSTER_LEASE_TTL_MAX_S: u64 = 60;
+/// Of its lease, a node stops writing this many milliseconds before its own deadline (clock
+/// rates of two machines differ a little; a request in flight needs time to be cut off).
+pub const CLUSTER_LEASE_MARGIN_MS: u64 = 500;
+/// How often a node reads who owns what and renews its lease: this fraction of the TTL.
+pub const CLUSTER_TICK_DIVISOR: u32 = 4;
+/// After taking a cell over from a node that died, wait this long before reading its objects:
+/// an object request the old owner sent just before its deadline has landed by then.
+pub const CLUSTER_TAKEOVER_GRACE_MS: u64 = 1_000;
+/// A cell with no owner is taken by a node other than its preferred one after this many
+/// lease TTLs (its preferred node may be starting).
+pub const CLUSTER_FOREIGN_TAKE_TTLS: u64 = 2;
+/// A request for a cell that is being opened (or has no owner) waits at most this long, then
+/// gets 503 with Retry-After.
+pub const CLUSTER_CELL_WAIT_MS: u64 = 15_000;
+/// One etcd request's time limit, milliseconds (it is retried on the next endpoint).
+pub const CLUSTER_ETCD_TIMEOUT_MS: u64 = 2_000;
+/// Most bytes of an etcd answer.
+pub const CLUSTER_ETCD_BODY_MAX: u64 = 16 << 20;
+/// A forwarded request's connect time limit, milliseconds.
+pub const CLUSTER_FORWARD_CONNECT_MS: u64 = 2_000;
+/// Most bytes of an admin command's arguments and of its output sent between nodes.
+pub const CLUSTER_ADMIN_BODY_MAX: usize = 16 << 20;
+/// An admin command run on a cell's owner must finish in this many seconds.
+pub const CLUSTER_ADMIN_TIMEOUT_S: u64 = 600;

@@ -255,6 +255,15 @@ pub fn held_elsewhere(data_dir: &Path) -> bool {
     matches!(lock_own(data_dir), Err(e) if e == SERVER_RUNS)
 }
 
+/// Forgets the mirror of `data_dir` (a cluster cell closed): its background work stops and
+/// its `own.lock` is released once the last user of the storage lets go of it.
+pub fn unregister(data_dir: &Path) {
+    let Ok(canonical) = data_dir.canonicalize() else {
+        return;
+    };
+    MIRRORS.lock().retain(|m| m.canonical != canonical);
+}
+
 fn is_registered(data_dir: &Path) -> bool {
     let Ok(canonical) = data_dir.canonicalize() else {
         return false;
@@ -293,6 +302,11 @@ fn lock_own(data_dir: &Path) -> Result<File, String> {
 /// from the bucket) and registers it. Call before anything reads the data dir's files; a
 /// second call for the same data dir does nothing.
 pub fn open(config: &Config) -> Result<(), String> {
+    open_fenced(config, None)
+}
+
+/// As [`open`]; in cluster mode with the fence of the node's lease on the cell.
+pub fn open_fenced(config: &Config, fence: Option<skab_engine::io::Fence>) -> Result<(), String> {
     let Some(object) = &config.storage.object else {
         return Ok(());
     };
@@ -304,6 +318,7 @@ pub fn open(config: &Config) -> Result<(), String> {
     let lock = lock_own(data_dir)?;
     let mut object = object.engine()?;
     object.prefix = format!("{}{OWN_PREFIX}", object.prefix);
+    object.fence = fence;
     let local = StdStorage::new(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
     let (storage, report) = ObjectStorage::open(data_dir, Arc::new(OwnLocal(local)), &object)
         .map_err(|e| format!("the data dir's own files in object storage: {e}"))?;

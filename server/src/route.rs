@@ -115,7 +115,19 @@ fn live_figures(app: &App) -> crate::metrics::LiveFigures {
 
 /// The HTTP layer's settings from the server's configuration.
 pub fn http_settings(app: &App) -> http::Settings {
-    let config = &app.config;
+    http_settings_of(
+        &app.config,
+        app.trusted_proxies.clone(),
+        app.open_connections.clone(),
+    )
+}
+
+/// As [`http_settings`], for a listener that is not one data dir's (a cluster node).
+pub fn http_settings_of(
+    config: &crate::config::Config,
+    trusted_proxies: Arc<http::proxy::TrustedProxies>,
+    open_connections: Arc<std::sync::atomic::AtomicU64>,
+) -> http::Settings {
     let limits = &config.limits;
     http::Settings {
         tls: config.tls.cert.clone().zip(config.tls.key.clone()),
@@ -126,8 +138,8 @@ pub fn http_settings(app: &App) -> http::Settings {
         idle: Duration::from_secs(limits.idle_timeout_s),
         header_size_max: limits.header_size_max,
         body_stall: Duration::from_secs(limits.body_stall_timeout_s),
-        trusted_proxies: app.trusted_proxies.clone(),
-        open_connections: app.open_connections.clone(),
+        trusted_proxies,
+        open_connections,
     }
 }
 

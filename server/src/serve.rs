@@ -204,6 +204,56 @@ fn tune_allocator() {
     }
 }
 
+/// The saved WebDAV locks of the last shutdown, restored (the server's own small files go
+/// through the engine's storage layer).
+pub(crate) fn restore_locks(app: &App) {
+    let own_files = match crate::own_files::storage_at(&app.config.data_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "saved WebDAV locks not restored");
+            return;
+        }
+    };
+    match crate::dav::lock_file::load(&own_files, &app.locks, Some(&app.store)) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(locks = n, "WebDAV locks restored from the last shutdown"),
+        Err(e) => tracing::warn!(error = %e, "saved WebDAV locks not restored"),
+    }
+}
+
+/// At a planned stop: the WebDAV locks saved (office suites hold locks for hours, a restart
+/// must not break their next save) and a fresh snapshot left so the next start replays little.
+pub(crate) fn save_locks_and_checkpoint(app: &App) {
+    match crate::own_files::storage_at(&app.config.data_dir)
+        .map_err(|e| e.to_string())
+        .and_then(|own| {
+            crate::dav::lock_file::save(&own, &app.locks, Some(&app.store))
+                .map_err(|e| e.to_string())
+        }) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(locks = n, "WebDAV locks saved for the next start"),
+        Err(e) => tracing::warn!(error = %e, "WebDAV locks could not be saved"),
+    }
+    if let Err(e) = app.store.checkpoint() {
+        tracing::warn!(error = %e, "checkpoint at shutdown failed");
+    }
+}
+
+/// What an open data dir runs beside its requests: the admin socket, the expiry of unfinished
+/// chunked uploads and the periodic maintenance. The tasks are returned so that a cluster
+/// cell that closes can stop them.
+pub(crate) async fn start_app_tasks(
+    app: &Arc<App>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let admin = crate::admin::spawn_listener(app.store.clone(), &app.config.data_dir)
+        .map_err(|e| anyhow::anyhow!("admin socket: {e}"))?;
+    let expired = crate::oc::upload::expire(app).await;
+    if expired > 0 {
+        tracing::info!(uploads = expired, "unfinished chunked uploads expired");
+    }
+    Ok(vec![admin, tokio::spawn(maintenance(app.clone()))])
+}
+
 /// Runs the server until SIGINT/SIGTERM.
 pub fn serve(config: Config) -> Result<(), CliError> {
     tune_allocator();
@@ -213,6 +263,9 @@ pub fn serve(config: Config) -> Result<(), CliError> {
         .thread_name("skab-worker")
         .build()
         .map_err(|e| CliError(format!("runtime: {e}")))?;
+    if config.cluster.is_some() {
+        return crate::cluster::serve(config, runtime);
+    }
     let listen = config.listen;
     let app = App::open(config).map_err(|e| CliError(format!("opening the data dir: {e:#}")))?;
     let report = app.store.recovery_report();
@@ -224,23 +277,10 @@ pub fn serve(config: Config) -> Result<(), CliError> {
         "store recovered"
     );
     ensure_demo_account(&app)?;
-    // The server's own small files (saved locks) go through the engine's storage layer.
-    let own_files = crate::own_files::storage_at(&app.config.data_dir)
-        .map_err(|e| CliError(format!("data dir: {e}")))?;
-    match crate::dav::lock_file::load(&own_files, &app.locks, Some(&app.store)) {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(locks = n, "WebDAV locks restored from the last shutdown"),
-        Err(e) => tracing::warn!(error = %e, "saved WebDAV locks not restored"),
-    }
+    restore_locks(&app);
     let app = Arc::new(app);
     let result = runtime.block_on(async {
-        crate::admin::spawn_listener(app.store.clone(), &app.config.data_dir)
-            .map_err(|e| anyhow::anyhow!("admin socket: {e}"))?;
-        let expired = crate::oc::upload::expire(&app).await;
-        if expired > 0 {
-            tracing::info!(uploads = expired, "unfinished chunked uploads expired");
-        }
-        tokio::spawn(maintenance(app.clone()));
+        start_app_tasks(&app).await?;
         tokio::spawn(reopen_logs_on_sighup(app.clone()));
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let settings = crate::route::http_settings(&app);
@@ -262,15 +302,6 @@ pub fn serve(config: Config) -> Result<(), CliError> {
         )
         .await
     });
-    // Office suites hold locks for hours: a planned restart must not break their next save.
-    match crate::dav::lock_file::save(&own_files, &app.locks, Some(&app.store)) {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(locks = n, "WebDAV locks saved for the next start"),
-        Err(e) => tracing::warn!(error = %e, "WebDAV locks could not be saved"),
-    }
-    // Leave a fresh snapshot behind so the next start replays little.
-    if let Err(e) = app.store.checkpoint() {
-        tracing::warn!(error = %e, "checkpoint at shutdown failed");
-    }
+    save_locks_and_checkpoint(&app);
     result.map_err(|e| CliError(format!("{e:#}")))
 }

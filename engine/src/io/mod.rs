@@ -29,7 +29,7 @@ mod uring;
 
 pub use faulty::{FaultCounters, FaultPlan, FaultyFile, FaultyStorage};
 pub use mem::{CrashMode, MemStorage};
-pub use object::{ObjectConfig, ObjectOpenReport, ObjectStorage};
+pub use object::{Fence, ObjectConfig, ObjectOpenReport, ObjectStorage};
 pub(crate) use prezero::{PreZeroer, Zone, ZoneConfig};
 pub use std_fs::StdStorage;
 #[cfg(target_os = "linux")]

@@ -24,8 +24,9 @@ use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use super::{parent_dir, validate_name, Storage, StorageFile};
 use crate::limits::{
     OBJECT_BODY_MAX, OBJECT_COMPACT_IDLE_S, OBJECT_COMPACT_SEGMENTS_MAX, OBJECT_CONNECT_TIMEOUT_MS,
-    OBJECT_LIST_PAGE, OBJECT_PART_BYTES, OBJECT_REQUEST_TIMEOUT_S, OBJECT_REQUEST_TRIES,
-    OBJECT_RETRY_WAIT_MAX_MS, OBJECT_RETRY_WAIT_MS, OBJECT_UPLOAD_PARALLEL,
+    OBJECT_LIST_PAGE, OBJECT_PART_BYTES, OBJECT_REBUILD_PARALLEL, OBJECT_REQUEST_TIMEOUT_S,
+    OBJECT_REQUEST_TRIES, OBJECT_RETRY_WAIT_MAX_MS, OBJECT_RETRY_WAIT_MS, OBJECT_TAKEOVER_SEQ_JUMP,
+    OBJECT_UPLOAD_PARALLEL,
 };
 
 /// Files of the local directory that are never mirrored (the store's directory lock).
@@ -50,6 +51,19 @@ pub struct ObjectConfig {
     pub secret_key: String,
     /// Key prefix inside the bucket ("" or ending in `/`): one store per prefix.
     pub prefix: String,
+    /// Cluster mode: until when this process may still change the bucket.
+    pub fence: Option<Fence>,
+}
+
+/// Says until when this process may still change the bucket (in cluster mode the node's
+/// lease on the cell, by its own monotonic clock), or `None` once it may not. Checked before
+/// every request that changes the bucket, whose time limit it also cuts to the deadline, and
+/// before a sync reports its data durable: a node that lost its lease acknowledges nothing.
+pub type Fence = Arc<dyn Fn() -> Option<Instant> + Send + Sync>;
+
+/// The error of a request refused by the [`Fence`].
+fn fenced() -> io::Error {
+    io::Error::other("object storage: this node no longer holds the lease (fenced)")
 }
 
 impl std::fmt::Debug for ObjectConfig {
@@ -74,6 +88,7 @@ struct S3 {
     agent: ureq::Agent,
     next: AtomicUsize,
     prefix: String,
+    fence: Option<Fence>,
 }
 
 enum Op<'a> {
@@ -119,6 +134,7 @@ impl S3 {
             agent: ureq::Agent::new_with_config(config),
             next: AtomicUsize::new(0),
             prefix: cfg.prefix.clone(),
+            fence: cfg.fence.clone(),
         })
     }
 
@@ -136,10 +152,19 @@ impl S3 {
             let i = self.next.load(Ordering::Relaxed) % self.buckets.len();
             let b = &self.buckets[i];
             let c = Some(&self.creds);
+            let limit = match op {
+                Op::Put(_) | Op::Delete => self.write_time_left()?,
+                Op::Get | Op::List(_) => Duration::from_secs(OBJECT_REQUEST_TIMEOUT_S),
+            };
             let result = match op {
                 Op::Put(body) => {
                     let url = b.put_object(c, key).sign(SIGN_TTL);
-                    self.agent.put(url.as_str()).send(*body)
+                    self.agent
+                        .put(url.as_str())
+                        .config()
+                        .timeout_global(Some(limit))
+                        .build()
+                        .send(*body)
                 }
                 Op::Get => {
                     let url = b.get_object(c, key).sign(SIGN_TTL);
@@ -147,7 +172,12 @@ impl S3 {
                 }
                 Op::Delete => {
                     let url = b.delete_object(c, key).sign(SIGN_TTL);
-                    self.agent.delete(url.as_str()).call()
+                    self.agent
+                        .delete(url.as_str())
+                        .config()
+                        .timeout_global(Some(limit))
+                        .build()
+                        .call()
                 }
                 Op::List(token) => {
                     let mut l = b.list_objects_v2(c);
@@ -181,6 +211,22 @@ impl S3 {
         Err(other(format!(
             "object storage unavailable ({OBJECT_REQUEST_TRIES} tries, last: {last})"
         )))
+    }
+
+    /// How long a request that changes the bucket may take: the usual limit, cut to the
+    /// fence's deadline; an error once the fence is closed.
+    fn write_time_left(&self) -> io::Result<Duration> {
+        let usual = Duration::from_secs(OBJECT_REQUEST_TIMEOUT_S);
+        let Some(fence) = &self.fence else {
+            return Ok(usual);
+        };
+        let left = fence()
+            .map(|d| d.saturating_duration_since(Instant::now()))
+            .unwrap_or_default();
+        if left.is_zero() {
+            return Err(fenced());
+        }
+        Ok(left.min(usual))
     }
 
     fn put(&self, key: &str, body: &[u8]) -> io::Result<()> {
@@ -509,6 +555,9 @@ impl Shared {
             let up = upload();
             (h.join(), up)
         });
+        // Reported durable only while this process may still write: a node that lost its
+        // lease while the upload ran acknowledges nothing (a new owner may not have it).
+        let up = up.and_then(|keys| self.s3.write_time_left().map(|_| keys));
         match up {
             Ok(keys) => {
                 let mut i = st.inner.lock();
@@ -774,36 +823,74 @@ impl ObjectStorage {
         let mut files = HashMap::new();
         let mut used_gens = HashSet::new();
         if local_files.is_empty() {
-            let mut dirs = HashSet::new();
-            for (name, (_, gen, key)) in &names {
-                let objs = live_objects(data.get(gen).cloned().unwrap_or_default());
-                let f = local.open(name, true)?;
-                f.truncate(0)?;
-                for o in &objs {
-                    let seg = decode(&shared.s3.get(&o.key)?)?;
-                    if let Some(t) = seg.trunc {
-                        f.truncate(t)?;
+            // Under a fence (cluster mode) this process takes the files over from an owner
+            // that may still have a request in flight: its own segments start far above, so a
+            // late one of the old owner's sorts before them and is overwritten by them at
+            // every later rebuild (the files are append-only).
+            let jump = if cfg.fence.is_some() {
+                OBJECT_TAKEOVER_SEQ_JUMP
+            } else {
+                0
+            };
+            // Files are rebuilt `OBJECT_REBUILD_PARALLEL` at a time (a takeover waits for it).
+            let rebuild_one =
+                |name: &String, gen: u64, key: &String| -> io::Result<(Arc<FileState>, u64)> {
+                    let objs = live_objects(data.get(&gen).cloned().unwrap_or_default());
+                    let f = local.open(name, true)?;
+                    f.truncate(0)?;
+                    for o in &objs {
+                        let seg = decode(&shared.s3.get(&o.key)?)?;
+                        if let Some(t) = seg.trunc {
+                            f.truncate(t)?;
+                        }
+                        let writes: Vec<(u64, &[u8])> =
+                            seg.ranges.iter().map(|(o, d)| (*o, d.as_slice())).collect();
+                        f.write_batch(&writes, false)?;
+                        f.truncate(seg.final_len)?;
                     }
-                    let writes: Vec<(u64, &[u8])> =
-                        seg.ranges.iter().map(|(o, d)| (*o, d.as_slice())).collect();
-                    f.write_batch(&writes, false)?;
-                    f.truncate(seg.final_len)?;
+                    f.sync_data()?;
+                    let len = f.len()?;
+                    set_gen(&root.join(name), gen);
+                    let next = objs.last().map_or(0, |o| o.seq + 1) + jump;
+                    let st = FileState::new(
+                        gen,
+                        key.clone(),
+                        next,
+                        objs.iter().map(|o| o.key.clone()).collect(),
+                    );
+                    *st.local.lock() = Some(f);
+                    Ok((st, len))
+                };
+            type Named<'a> = (&'a String, &'a (u64, u64, String));
+            type Rebuilt = (String, u64, Arc<FileState>, u64);
+            let queue: Mutex<Vec<Named<'_>>> = Mutex::new(names.iter().collect());
+            let done: Mutex<Vec<Rebuilt>> = Mutex::new(Vec::new());
+            std::thread::scope(|sc| -> io::Result<()> {
+                let workers: Vec<_> = (0..OBJECT_REBUILD_PARALLEL)
+                    .map(|_| {
+                        sc.spawn(|| -> io::Result<()> {
+                            loop {
+                                let Some((name, (_, gen, key))) = queue.lock().pop() else {
+                                    return Ok(());
+                                };
+                                let (st, len) = rebuild_one(name, *gen, key)?;
+                                done.lock().push((name.clone(), *gen, st, len));
+                            }
+                        })
+                    })
+                    .collect();
+                for w in workers {
+                    w.join().map_err(|_| other("rebuild thread panicked"))??;
                 }
-                f.sync_data()?;
-                report.rebuilt_bytes += f.len()?;
+                Ok(())
+            })?;
+            let mut dirs = HashSet::new();
+            for (name, gen, st, len) in done.into_inner() {
+                report.rebuilt_bytes += len;
                 report.rebuilt_files += 1;
-                set_gen(&root.join(name), *gen);
-                dirs.insert(parent_dir(name).to_owned());
-                let next = objs.last().map_or(0, |o| o.seq + 1);
-                let st = FileState::new(
-                    *gen,
-                    key.clone(),
-                    next,
-                    objs.iter().map(|o| o.key.clone()).collect(),
-                );
-                *st.local.lock() = Some(f);
-                used_gens.insert(*gen);
-                files.insert(name.clone(), st);
+                dirs.insert(parent_dir(&name).to_owned());
+                used_gens.insert(gen);
+                files.insert(name, st);
             }
             let mut dirs: Vec<String> = dirs.into_iter().collect();
             dirs.sort_by_key(|d| std::cmp::Reverse(d.len()));

@@ -2,6 +2,11 @@
 //! then every acknowledged upload is read back and its BLAKE3 checked. In hand-in mode
 //! (`[exam_peak.handin]`) every pupil uploads into one skab hand-in, each upload's receipt
 //! is checked, the teacher reads every submission back and downloads the zip.
+//!
+//! With several targets (cluster nodes), pupil i uploads through target `i % n`, and its
+//! read-back goes first through the *next* target (`(i + 1) % n`), then through the others,
+//! its own last: an upload is lost only when it was acknowledged and no target returns its
+//! bytes, so a node killed after acknowledging shows up as lost unless the survivors serve it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -41,6 +46,14 @@ pub struct ExamOut {
     /// Could not be read back for another reason (timeouts, 5xx): neither verified nor lost.
     pub verify_errors: u64,
     pub verify_phase_s: f64,
+    /// Targets the verify pass may read through (all of `--target`).
+    pub verify_targets: usize,
+    /// Verified through a target other than the one that acknowledged the upload.
+    pub verified_elsewhere: u64,
+    /// Per target, in `--target` order: uploads started, acknowledged, failed through it.
+    pub started_by_target: Vec<u64>,
+    pub acknowledged_by_target: Vec<u64>,
+    pub failed_by_target: Vec<u64>,
     /// Hand-in mode: receipts whose signature holds and that state the upload's user, file,
     /// size and BLAKE3; bad (wrong or unsigned); missing (no `Skab-Receipt` header).
     pub receipts_verified: u64,
@@ -122,6 +135,20 @@ pub async fn run(ctx: Arc<Ctx>, pupils: u64) -> ExamOut {
     while handles.join_next().await.is_some() {}
     let upload_phase_s = start.elapsed().as_secs_f64();
     let acked = std::mem::take(&mut *acked.lock());
+    let n = ctx.http.targets.len();
+    let mut started_by_target = vec![0u64; n];
+    for i in 0..started as usize {
+        started_by_target[ctx.http.target_of(i)] += 1;
+    }
+    let mut acknowledged_by_target = vec![0u64; n];
+    for a in &acked {
+        acknowledged_by_target[ctx.http.target_of(a.pupil)] += 1;
+    }
+    let failed_by_target = started_by_target
+        .iter()
+        .zip(&acknowledged_by_target)
+        .map(|(s, a)| s.saturating_sub(*a))
+        .collect();
     let mut out = ExamOut {
         pupils_planned: pupils,
         uploads_started: started,
@@ -132,6 +159,10 @@ pub async fn run(ctx: Arc<Ctx>, pupils: u64) -> ExamOut {
         peak_scheduled_uploads_per_s: peak_rate(&times, c.window_s) * ctx.time_scale,
         uploads_per_s: acked.len() as f64 / upload_phase_s.max(1e-9),
         upload_phase_s,
+        verify_targets: n,
+        started_by_target,
+        acknowledged_by_target,
+        failed_by_target,
         ..ExamOut::default()
     };
     if !c.handin.name.is_empty() {
@@ -282,17 +313,19 @@ async fn verify(ctx: &Arc<Ctx>, acked: Vec<Acked>, out: &mut ExamOut) {
     let lost = Arc::new(AtomicU64::new(0));
     let corrupted = Arc::new(AtomicU64::new(0));
     let errs = Arc::new(AtomicU64::new(0));
+    let elsewhere = Arc::new(AtomicU64::new(0));
     let mut handles = tokio::task::JoinSet::new();
     for a in acked {
         let Ok(permit) = sem.clone().acquire_owned().await else {
             break;
         };
-        let (ctx2, v, l, c, e) = (
+        let (ctx2, v, l, c, e, el) = (
             ctx.clone(),
             verified.clone(),
             lost.clone(),
             corrupted.clone(),
             errs.clone(),
+            elsewhere.clone(),
         );
         handles.spawn(async move {
             let _permit = permit;
@@ -317,54 +350,41 @@ async fn verify(ctx: &Arc<Ctx>, acked: Vec<Acked>, out: &mut ExamOut) {
             };
             let at = Instant::now();
             let hdr = [super::auth_header(auth)];
-            // The teacher's client, too, comes back after a 429/503 with `Retry-After`.
-            let mut tries = 0;
-            let got = loop {
-                let r = ctx2
-                    .http
-                    .send(a.pupil, Method::GET, &path, &hdr, Bytes::new(), true)
-                    .await;
-                match &r {
-                    Ok(x)
-                        if matches!(x.status, 429 | 503)
-                            && x.retry_after_s.is_some()
-                            && tries < crate::limits::REFUSED_RETRIES_MAX =>
-                    {
-                        ctx2.rec.record("verify.refused", Instant::now(), None);
-                        tries += 1;
-                        let s = x
-                            .retry_after_s
-                            .unwrap_or(1)
-                            .clamp(1, crate::limits::REFUSED_RETRY_AFTER_MAX_S);
-                        let after = Duration::from_secs(s);
-                        tokio::time::sleep(after + after.mul_f64(rand::random::<f64>() * 0.5))
-                            .await;
+            let n = ctx2.http.targets.len().max(1);
+            let own = ctx2.http.target_of(a.pupil);
+            // The next target first, the one that acknowledged it last.
+            let mut seen = Seen::default();
+            for k in 1..=n {
+                let target = (own + k) % n;
+                let pick = ctx2.http.pick_on(a.pupil, target);
+                match read_back(&ctx2, pick, &path, &hdr, &a).await {
+                    ReadBack::Exact => {
+                        seen.exact = true;
+                        if target != own {
+                            el.fetch_add(1, Ordering::Relaxed);
+                        }
+                        break;
                     }
-                    _ => break r,
+                    ReadBack::Other => seen.other = true,
+                    ReadBack::Gone => seen.gone = true,
+                    ReadBack::Failed(kind) => seen.failed = Some(kind),
                 }
-            };
-            match got {
-                Ok(r) if r.status == 200 && r.hash == Some(a.hash) && r.len == a.len => {
-                    ctx2.rec.record("verify", at, None);
-                    v.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(r) if r.status == 200 => {
-                    ctx2.rec.record("verify", at, Some("corrupted"));
-                    c.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(r) if r.status == 404 || r.status == 410 => {
-                    ctx2.rec.record("verify", at, Some("lost"));
-                    l.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(r) => {
-                    ctx2.rec
-                        .record("verify", at, Some(&format!("status:{}", r.status)));
-                    e.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(f) => {
-                    ctx2.rec.record("verify", at, Some(f.kind()));
-                    e.fetch_add(1, Ordering::Relaxed);
-                }
+            }
+            // Byte-exact anywhere: verified; else other bytes anywhere: corrupted; else a
+            // target said it is not there: lost; else no target could answer.
+            if seen.exact {
+                ctx2.rec.record("verify", at, None);
+                v.fetch_add(1, Ordering::Relaxed);
+            } else if seen.other {
+                ctx2.rec.record("verify", at, Some("corrupted"));
+                c.fetch_add(1, Ordering::Relaxed);
+            } else if seen.gone {
+                ctx2.rec.record("verify", at, Some("lost"));
+                l.fetch_add(1, Ordering::Relaxed);
+            } else {
+                ctx2.rec
+                    .record("verify", at, Some(seen.failed.as_deref().unwrap_or("io")));
+                e.fetch_add(1, Ordering::Relaxed);
             }
         });
         // Reap what finished (amortised O(1): a JoinSet keeps finished tasks apart).
@@ -376,5 +396,67 @@ async fn verify(ctx: &Arc<Ctx>, acked: Vec<Acked>, out: &mut ExamOut) {
     out.lost = lost.load(Ordering::Relaxed);
     out.corrupted = corrupted.load(Ordering::Relaxed);
     out.verify_errors = errs.load(Ordering::Relaxed);
+    out.verified_elsewhere = elsewhere.load(Ordering::Relaxed);
     out.verify_phase_s = start.elapsed().as_secs_f64();
+}
+
+/// What the verify pass saw of one upload over the targets it tried.
+#[derive(Default)]
+struct Seen {
+    exact: bool,
+    other: bool,
+    gone: bool,
+    failed: Option<String>,
+}
+
+/// One read-back through one target.
+enum ReadBack {
+    /// 200 with the acknowledged bytes.
+    Exact,
+    /// 200 with other bytes.
+    Other,
+    /// 404 or 410.
+    Gone,
+    /// Anything else (the error kind: `status:503`, `connect`, ...).
+    Failed(String),
+}
+
+/// GETs `path` through the target of `pick`; a 429 or 503 with `Retry-After` is waited for
+/// and sent again (the teacher's client does that too), at most `REFUSED_RETRIES_MAX` times.
+async fn read_back(
+    ctx: &Ctx,
+    pick: usize,
+    path: &str,
+    hdr: &[(http::HeaderName, http::HeaderValue)],
+    a: &Acked,
+) -> ReadBack {
+    let mut tries = 0;
+    loop {
+        let r = ctx
+            .http
+            .send(pick, Method::GET, path, hdr, Bytes::new(), true)
+            .await;
+        return match r {
+            Ok(x)
+                if matches!(x.status, 429 | 503)
+                    && x.retry_after_s.is_some()
+                    && tries < crate::limits::REFUSED_RETRIES_MAX =>
+            {
+                ctx.rec.record("verify.refused", Instant::now(), None);
+                tries += 1;
+                let s = x
+                    .retry_after_s
+                    .unwrap_or(1)
+                    .clamp(1, crate::limits::REFUSED_RETRY_AFTER_MAX_S);
+                let after = Duration::from_secs(s);
+                tokio::time::sleep(after + after.mul_f64(rand::random::<f64>() * 0.5)).await;
+                continue;
+            }
+            Ok(x) if x.status == 200 && x.hash == Some(a.hash) && x.len == a.len => ReadBack::Exact,
+            Ok(x) if x.status == 200 => ReadBack::Other,
+            Ok(x) if x.status == 404 || x.status == 410 => ReadBack::Gone,
+            Ok(x) => ReadBack::Failed(format!("status:{}", x.status)),
+            Err(f) => ReadBack::Failed(f.kind().to_string()),
+        };
+    }
 }

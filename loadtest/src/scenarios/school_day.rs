@@ -227,7 +227,7 @@ async fn one(
         }
         Kind::Copy | Kind::Move | Kind::Delete => {
             let to = format!("{home}copy-{}-{j}.bin", ctx.run_tag);
-            let dest = format!("http://{}{}", ctx.http.authority, to);
+            let dest = format!("http://{}{}", ctx.http.authority(pick), to);
             let Ok(dv) = HeaderValue::from_str(&dest) else {
                 return;
             };
@@ -272,7 +272,7 @@ async fn mv(
     let okind = ctx.authn.pick(orng.gen(), owner);
     let auth = ctx.authn.header(okind, owner)?;
     let to = format!("{}moved-{}-{j}.bin", ctx.home(owner), ctx.run_tag);
-    let dest = format!("http://{}{}", ctx.http.authority, to);
+    let dest = format!("http://{}{}", ctx.http.authority(u), to);
     let dv = HeaderValue::from_str(&dest).ok()?;
     let h = [
         super::auth_header(auth),

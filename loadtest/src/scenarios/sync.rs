@@ -691,7 +691,11 @@ async fn change(
             };
             let to_folder = rng.gen_range(0..nf);
             let to_name: Box<str> = format!("m-{j}.txt").into();
-            let dest = format!("http://{}{}", ctx.http.authority, path(to_folder, &to_name));
+            let dest = format!(
+                "http://{}{}",
+                ctx.http.authority(dev.pick),
+                path(to_folder, &to_name)
+            );
             let Ok(dv) = HeaderValue::from_str(&dest) else {
                 return give_back(file);
             };

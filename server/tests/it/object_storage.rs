@@ -41,6 +41,8 @@ impl Cluster {
             .arg("up")
             .arg(dir.path().join("cl"))
             .env("BASE_PORT", base_port.to_string())
+            // Garage and etcd only: this test starts its own single-node skab.
+            .env("SKAB_NODES", "0")
             .output()
             .expect("run scripts/cluster.sh");
         assert!(
