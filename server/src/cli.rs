@@ -796,10 +796,23 @@ fn forward(c: &Command, argv: &[String]) -> Result<Option<Result<(), CliError>>,
     }
     let stdin = if needs_stdin(c) {
         let mut buf = Vec::new();
-        std::io::stdin()
+        let limited = std::io::stdin()
             .lock()
-            .take(crate::limits::ADMIN_FORWARD_STDIN_LEN_MAX as u64)
-            .read_to_end(&mut buf)?;
+            .take(crate::limits::ADMIN_FORWARD_STDIN_LEN_MAX as u64);
+        if let Command::Tenant(TenantCmd::Erase { tenant, .. }) = c {
+            // The confirmation: one line, asked here (the server's text comes back after it).
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                eprint!(
+                    "This destroys the key of tenant {tenant} for good: every file, version and \
+                     trash item of the tenant becomes unreadable, in this data dir and in every \
+                     backup or copy of it. Type the tenant's name to confirm: "
+                );
+            }
+            std::io::BufRead::read_until(&mut std::io::BufReader::new(limited), b'\n', &mut buf)?;
+        } else {
+            let mut limited = limited;
+            limited.read_to_end(&mut buf)?;
+        }
         Some(String::from_utf8(buf).map_err(|_| CliError("stdin is not UTF-8".into()))?)
     } else {
         None
@@ -1624,5 +1637,34 @@ mod tests {
     fn clap_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_forwarded_command_line_names_its_data_dir_and_stdin() {
+        let argv = |s: &str| -> Vec<String> { s.split(' ').map(str::to_owned).collect() };
+        let d = dir_args_of(&argv(
+            "skab user add --data-dir /d --tenant t --config=/c.toml",
+        ));
+        assert_eq!(d.data_dir.as_deref(), Some(std::path::Path::new("/d")));
+        assert_eq!(d.config.as_deref(), Some(std::path::Path::new("/c.toml")));
+        let d = dir_args_of(&argv("skab group list --tenant t"));
+        assert!(d.data_dir.is_none() && d.config.is_none());
+        let cmd = |s: &str| Cli::try_parse_from(argv(s)).unwrap().command;
+        assert!(needs_stdin(&cmd(
+            "skab user add --tenant t --user u --password-stdin"
+        )));
+        assert!(needs_stdin(&cmd("skab tenant erase --tenant t")));
+        assert!(!needs_stdin(&cmd("skab tenant erase --tenant t --yes")));
+        assert!(needs_stdin(&cmd("skab receipt verify -")));
+        assert!(!needs_stdin(&cmd("skab receipt verify skab-receipt-1.x")));
+        assert!(forwardable(&cmd("skab space list --tenant t")));
+        assert!(!forwardable(&cmd("skab user import --csv f.csv")));
+        assert!(!forwardable(&cmd("skab scrub")));
+        // Inside the server no other command runs, and a bad line is a clear error.
+        let cfg = Config::load_from(&CliOverrides::default(), &[]).unwrap();
+        let r = run_forwarded(cfg.clone(), argv("scrub"), None, false);
+        assert!(!r.ok && r.text.contains("runs only"), "{}", r.text);
+        let r = run_forwarded(cfg, argv("user frobnicate"), None, false);
+        assert!(!r.ok && r.text.contains("frobnicate"), "{}", r.text);
     }
 }

@@ -345,6 +345,9 @@ pub struct Keys {
     keys: Mutex<HashMap<String, Arc<SigningKey>>>,
     /// Held while a line is written at a log's end (not while it is synced).
     append: Arc<Mutex<()>>,
+    /// The storage of each tenant's log directory (`crate::own_files::storage_at`), kept:
+    /// making one costs a few system calls per receipt.
+    log_dirs: Arc<Mutex<HashMap<String, Arc<dyn skab_engine::io::Storage>>>>,
 }
 
 impl Keys {
@@ -353,6 +356,7 @@ impl Keys {
             data_dir: data_dir.to_path_buf(),
             keys: Mutex::new(HashMap::new()),
             append: Arc::default(),
+            log_dirs: Arc::default(),
         }
     }
 
@@ -389,10 +393,21 @@ impl Keys {
         let name = file_name(&path)?;
         let line = log_line(&self.data_dir, &r.tenant, text)?;
         let append = self.append.clone();
+        let log_dirs = self.log_dirs.clone();
+        let tenant = r.tenant.clone();
         tokio::task::spawn_blocking(move || -> io::Result<()> {
             let created = !path.exists();
-            let storage = crate::own_files::storage_at(&dir)?;
-            let f = storage.open(&name, true)?;
+            let kept = log_dirs.lock().get(&tenant).cloned();
+            let (storage, f) = match kept.map(|s| s.open(&name, true).map(|f| (s, f))) {
+                Some(Ok(sf)) => sf,
+                // None kept, or its directory removed since (a tenant erased and made again).
+                _ => {
+                    let s = crate::own_files::storage_at(&dir)?;
+                    let f = s.open(&name, true)?;
+                    log_dirs.lock().insert(tenant, s.clone());
+                    (s, f)
+                }
+            };
             {
                 let _one = append.lock();
                 let at = f.len()?;
