@@ -393,16 +393,8 @@ async fn run_on_cell(node: &Arc<Node>, request: &CliRequest, c: u32) -> CliAnswe
                 Err(_) => failed("the command ran out of time".into()),
             };
         }
-        let owner = {
-            let v = node.view.read();
-            v.owners
-                .get(c as usize)
-                .cloned()
-                .flatten()
-                .and_then(|o| v.nodes.get(&o.node).map(|(u, _)| (o.node, u.clone())))
-        };
-        if let Some((id, url)) = owner {
-            if id != node.id && !request.passed_on {
+        if let Some((_, url)) = node.owner_elsewhere(c) {
+            if !request.passed_on {
                 return pass_on(node, request, c, &url).await;
             }
         }

@@ -184,6 +184,14 @@ impl Node {
             _ => None,
         }
     }
+    /// The owner of cell `c` other than this node, with its URL, as etcd said last.
+    pub(crate) fn owner_elsewhere(&self, c: u32) -> Option<(String, String)> {
+        let v = self.view.read();
+        let o = v.owners.get(c as usize).cloned().flatten()?;
+        let url = v.nodes.get(&o.node)?.0.clone();
+        (o.node != self.id).then_some((o.node, url))
+    }
+
     /// Ready: the lease is held and every cell etcd gives this node is open.
     pub(crate) fn ready(&self) -> bool {
         if self.lease.deadline().is_none() {

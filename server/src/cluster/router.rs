@@ -120,23 +120,13 @@ impl Handler for ClusterRouter {
             if let Some(s) = node.serving(c) {
                 return s.router.handle(req, client).await;
             }
-            let owner = {
-                let v = node.view.read();
-                v.owners
-                    .get(c as usize)
-                    .cloned()
-                    .flatten()
-                    .and_then(|o| v.nodes.get(&o.node).map(|(url, _)| (o.node, url.clone())))
-            };
-            match owner {
+            match node.owner_elsewhere(c) {
                 // Passed on once already: the sender's view was stale; it asks again.
-                Some((id, _)) if id != node.id && internal => {
+                Some(_) if internal => {
                     return unavailable("this school's storage moved to another node; try again");
                 }
-                Some((id, url)) if id != node.id => {
-                    return forward(node, req, client, &url).await;
-                }
-                _ => {}
+                Some((_, url)) => return forward(node, req, client, &url).await,
+                None => {}
             }
             if Instant::now() >= until {
                 node.counters

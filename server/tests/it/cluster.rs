@@ -14,11 +14,11 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{basic, build_request, parse_reply, pseudo_random, Reply};
+use crate::common::{basic, build_request, cluster_bed, parse_reply, pseudo_random, Reply};
 use crate::crash_harness::Harness;
 
 /// This test's ports (BASE_PORT .. +103): apart from the other cluster tests'.
@@ -34,10 +34,6 @@ const KILLS: usize = 3;
 /// How long the nodes get to be ready again after a fault.
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cluster.sh")
-}
-
 /// A cluster brought up by `scripts/cluster.sh`, taken down when dropped.
 struct Cluster {
     dir: tempfile::TempDir,
@@ -45,34 +41,14 @@ struct Cluster {
     etcd_again: Option<Child>,
 }
 
-fn read_env(path: &Path) -> HashMap<String, String> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
-        .collect()
-}
-
 impl Cluster {
     fn up() -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("bash")
-            .arg(script())
-            .arg("up")
-            .arg(dir.path().join("cl"))
-            .env("BASE_PORT", BASE_PORT.to_string())
-            .env("SKAB_BIN", env!("CARGO_BIN_EXE_skab"))
-            .env("SKAB_LEASE_TTL_S", LEASE_TTL_S.to_string())
-            .env("SKAB_CELLS", CELLS.to_string())
-            .output()
-            .expect("run scripts/cluster.sh");
-        assert!(
-            out.status.success(),
-            "scripts/cluster.sh up failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env = read_env(&dir.path().join("cl/cluster.env"));
+        let (dir, env) = cluster_bed::up(&[
+            ("BASE_PORT", BASE_PORT.to_string()),
+            ("SKAB_BIN", env!("CARGO_BIN_EXE_skab").to_string()),
+            ("SKAB_LEASE_TTL_S", LEASE_TTL_S.to_string()),
+            ("SKAB_CELLS", CELLS.to_string()),
+        ]);
         Cluster {
             dir,
             env,
@@ -89,7 +65,7 @@ impl Cluster {
     }
 
     fn pids(&self, k: &str) -> Vec<i32> {
-        read_env(&self.cl().join("cluster.env"))
+        cluster_bed::read_env(&self.cl().join("cluster.env"))
             .get(k)
             .map(|v| v.split_whitespace().map(|p| p.parse().unwrap()).collect())
             .unwrap_or_default()
@@ -134,7 +110,7 @@ impl Cluster {
 
     fn restart_node(&self, n: usize) {
         let out = Command::new("bash")
-            .arg(script())
+            .arg(cluster_bed::script())
             .arg("restart-node")
             .arg(self.cl())
             .arg(n.to_string())
@@ -218,11 +194,7 @@ impl Drop for Cluster {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = Command::new("bash")
-            .arg(script())
-            .arg("down")
-            .arg(self.cl())
-            .output();
+        cluster_bed::down(&self.cl());
     }
 }
 

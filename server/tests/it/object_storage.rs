@@ -8,7 +8,7 @@
 //! admin commands beside a running server are run by the server.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,10 +22,6 @@ const OWN_BASE_PORT: u16 = 27400;
 /// How long the restarted Garage nodes get to serve again.
 const GARAGE_BACK_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cluster.sh")
-}
-
 /// A Garage cluster brought up by `scripts/cluster.sh`, taken down when dropped.
 struct Cluster {
     dir: tempfile::TempDir,
@@ -35,28 +31,11 @@ struct Cluster {
 
 impl Cluster {
     fn up(base_port: u16) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("bash")
-            .arg(script())
-            .arg("up")
-            .arg(dir.path().join("cl"))
-            .env("BASE_PORT", base_port.to_string())
-            // Garage and etcd only: this test starts its own single-node skab.
-            .env("SKAB_NODES", "0")
-            .output()
-            .expect("run scripts/cluster.sh");
-        assert!(
-            out.status.success(),
-            "scripts/cluster.sh up failed (it installs Garage and etcd; scripts/test.sh runs its \
-             install step): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = std::fs::read_to_string(dir.path().join("cl/cluster.env")).unwrap();
-        let env = text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
-            .collect();
+        // Garage and etcd only: this test starts its own single-node skab.
+        let (dir, env) = common::cluster_bed::up(&[
+            ("BASE_PORT", base_port.to_string()),
+            ("SKAB_NODES", "0".to_string()),
+        ]);
         Cluster {
             dir,
             env,
@@ -160,11 +139,7 @@ impl Drop for Cluster {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = Command::new("bash")
-            .arg(script())
-            .arg("down")
-            .arg(self.dir.path().join("cl"))
-            .output();
+        common::cluster_bed::down(&self.dir.path().join("cl"));
     }
 }
 

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod cluster_bed;
 pub mod school;
 pub mod tls;
 
