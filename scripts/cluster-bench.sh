@@ -285,7 +285,7 @@ def serving(node):
     except ValueError:
         cells = []
     return len(cells), {c["cell"] for c in cells if c.get("here") == "serving"}
-rounds, recovered, failing, relapses = 0, None, [], 0
+rounds, recovered, cells_served, failing, relapses = 0, None, None, [], 0
 while True:
     rounds += 1
     failing = []
@@ -297,6 +297,8 @@ while True:
         total, served = max(total, t), served | here
     if total == 0 or len(served) < total:
         failing.append(f"cells not served: {sorted(set(range(total)) - served)}")
+    if not failing and cells_served is None:
+        cells_served = time.time() - killed
     for k, (tenant, (home, token)) in enumerate(sorted(homes.items())):
         n = nodes[k % len(nodes)]
         if status(n, "PROPFIND", home, {"Authorization": f"Bearer {token}", "Depth": "0"}) != 207:
@@ -312,7 +314,7 @@ while True:
     if recovered is None and now - killed > timeout:
         break
     time.sleep(0.2)
-res = {"recovered_s": recovered, "rounds": rounds, "tenants": len(homes),
+res = {"recovered_s": recovered, "cells_served_s": cells_served, "rounds": rounds, "tenants": len(homes),
        "relapses_in_3s_after": relapses, "still_failing": failing[:20]}
 json.dump(res, open(out, "w"), indent=1)
 print(json.dumps(res))
@@ -364,6 +366,9 @@ if os.path.exists(p):
     rec = f["recovered_s"]
     print(f"\nfail-over: every cell answered again {rec:.1f} s after the SIGKILL" if rec is not None
           else f"\nfail-over: NOT recovered within the timeout; still failing: {f['still_failing']}")
+    cs = f.get("cells_served_s")
+    print("  every node ready and every cell served by a survivor after "
+          + (f"{cs:.1f} s" if cs is not None else "never (within the timeout)"))
     print(f"  ({f['tenants']} tenants checked per round, {f['rounds']} rounds, "
           f"{f['relapses_in_3s_after']} failing rounds in the 3 s after recovery)")
     r = load("failover-exam")
