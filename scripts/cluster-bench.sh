@@ -32,8 +32,8 @@
 #     (their /_skab/cluster/state), and an authenticated PROPFIND Depth 0 of one home per tenant
 #     through a surviving node (tenants alternate between them). Recovered: the first round in
 #     which all of them answer (200 / 207), timed from the kill.
-#   MODES ["local object cluster"] which setups run; OUT [CLUSTER_DIR/bench-<unix time>]
-#   result.json and report.html of every run; PORT [node 1's port + 100] and PORT+1: the
+#   MODES ["local object cluster"] which setups run (empty: only the fail-over);
+#   OUT [CLUSTER_DIR/bench-<unix time>] result.json and report.html of every run; PORT [node 1's port + 100] and PORT+1: the
 #   single nodes; LT_BIN, SKAB_BIN: default the release builds when present, else debug.
 set -euo pipefail
 
@@ -74,7 +74,7 @@ SESSIONS="${SESSIONS:-20000}" STORM_WINDOW_S="${STORM_WINDOW_S:-600}"
 STORM_SESSION_S="${STORM_SESSION_S:-300}" STORM_SCALE="${STORM_SCALE:-10}"
 FAILOVER="${FAILOVER:-1}" KILL_NODE="${KILL_NODE:-2}" KILL_AT_S="${KILL_AT_S:-80}"
 RECOVERY_TIMEOUT_S="${RECOVERY_TIMEOUT_S:-60}"
-MODES="${MODES:-local object cluster}"
+MODES="${MODES-local object cluster}"
 OUT="${OUT:-$CL/bench-$(date +%s)}"
 if [[ " $MODES " == *" cluster "* ]] || [ "$FAILOVER" = 1 ]; then
   [ -n "${NODES:-}" ] ||
