@@ -33,8 +33,9 @@
 #     through a surviving node (tenants alternate between them). Recovered: the first round in
 #     which all of them answer (200 / 207), timed from the kill.
 #   MODES ["local object cluster"] which setups run (empty: only the fail-over);
-#   OUT [CLUSTER_DIR/bench-<unix time>] result.json and report.html of every run; PORT [node 1's port + 100] and PORT+1: the
-#   single nodes; LT_BIN, SKAB_BIN: default the release builds when present, else debug.
+#   OUT [CLUSTER_DIR/bench-<unix time>] result.json and report.html of every run;
+#   PORT [node 1's port + 100] and PORT+1: the single nodes; LT_BIN, SKAB_BIN: default the
+#   release builds when present, else debug.
 set -euo pipefail
 
 # skab reads every SKAB_<KEY> environment variable as a setting and refuses unknown ones:
