@@ -178,10 +178,14 @@ lt_run() {
   [ "$rc" = 0 ] || log "$name: a threshold failed or data was damaged (exit 3); see $OUT/$name.log"
 }
 
-exam() { lt_run "$1-exam" "$2" "$3" run exam-peak --sessions "$UPLOADS" --duration "$EXAM_WINDOW_S"; }
+# Cluster runs follow 307s: a cluster with forward = "redirect" sends clients to the owner.
+exam() {
+  lt_run "$1-exam" "$2" "$3" run exam-peak --sessions "$UPLOADS" --duration "$EXAM_WINDOW_S" \
+    --follow-redirects
+}
 storm() {
   lt_run "$1-storm" "$2" "$3" run login-storm --sessions "$SESSIONS" --duration "$STORM_WINDOW_S" \
-    --time-scale "$STORM_SCALE"
+    --time-scale "$STORM_SCALE" --follow-redirects
 }
 
 CLUSTER_TARGETS="$(IFS=,; echo "${NODE_URLS[*]:-}")"
@@ -207,7 +211,7 @@ for e in bad[:5]:
 sys.exit(1 if bad else 0)
 PY
     die "skab user add --config $SKAB_CONFIG failed; see $W/bench.log"
-  lt_run cluster-seed "$CLUSTER_TARGETS" "" seed
+  lt_run cluster-seed "$CLUSTER_TARGETS" "" seed --follow-redirects
   cluster_ready=1
 }
 
@@ -243,7 +247,7 @@ if [ "$FAILOVER" = 1 ]; then
   log "failover: exam-peak against the cluster; node $KILL_NODE (pid $victim) gets SIGKILL at ${KILL_AT_S}s"
   started="$(date +%s.%N)"
   lt_run failover-exam "$CLUSTER_TARGETS" "" run exam-peak --sessions "$UPLOADS" \
-    --duration "$EXAM_WINDOW_S" --threshold lost=0 &
+    --duration "$EXAM_WINDOW_S" --threshold lost=0 --follow-redirects &
   exam_job="$!"
   sleep "$KILL_AT_S"
   kill -9 "$victim"
