@@ -26,8 +26,8 @@
 #   login-storm: SESSIONS [20000] sessions (issue 4: 1,000,000) over STORM_WINDOW_S [600]
 #     scenario seconds (issue 4: 3600), each polling every 60 s for STORM_SESSION_S [300]
 #     (issue 4: 600), run STORM_SCALE [10] times faster than real time.
-#   fail-over: FAILOVER [1]; node KILL_NODE [2] gets SIGKILL KILL_AT_S [80] wall seconds after
-#     the exam run starts (in its last-minute peak); recovery is polled every 0.2 s for at most
+#   fail-over: FAILOVER [1]; node KILL_NODE [2] gets SIGKILL KILL_AT_S [2/3 of the window: 80]
+#     wall seconds after the exam run starts (in its last-minute peak); recovery is polled every 0.2 s for at most
 #     RECOVERY_TIMEOUT_S [60]: every surviving node's /readyz, every cell served by a survivor
 #     (their /_skab/cluster/state), and an authenticated PROPFIND Depth 0 of one home per tenant
 #     through a surviving node (tenants alternate between them). Recovered: the first round in
@@ -73,7 +73,8 @@ USERS="${USERS:-2000}" TENANTS="${TENANTS:-36}"
 UPLOADS="${UPLOADS:-3000}" EXAM_WINDOW_S="${EXAM_WINDOW_S:-120}"
 SESSIONS="${SESSIONS:-20000}" STORM_WINDOW_S="${STORM_WINDOW_S:-600}"
 STORM_SESSION_S="${STORM_SESSION_S:-300}" STORM_SCALE="${STORM_SCALE:-10}"
-FAILOVER="${FAILOVER:-1}" KILL_NODE="${KILL_NODE:-2}" KILL_AT_S="${KILL_AT_S:-80}"
+FAILOVER="${FAILOVER:-1}" KILL_NODE="${KILL_NODE:-2}"
+KILL_AT_S="${KILL_AT_S:-$(( EXAM_WINDOW_S * 2 / 3 ))}"
 RECOVERY_TIMEOUT_S="${RECOVERY_TIMEOUT_S:-60}"
 MODES="${MODES-local object cluster}"
 OUT="${OUT:-$CL/bench-$(date +%s)}"
