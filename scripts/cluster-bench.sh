@@ -194,17 +194,25 @@ cluster_ready=0
 prepare_cluster() {
   [ "$cluster_ready" = 1 ] && return
   # `skab user import` is refused with a cluster config (the CSV would be read on a node):
-  # one `user add` per user, 4 at a time; a user left by an earlier run is kept.
+  # one `user add` per user, 4 at a time; a user left by an earlier run is kept; a cell
+  # that is moving ("try again") is waited for.
   log "cluster: adding $USERS users through $SKAB_CONFIG"
   python3 - "$SKAB" "$SKAB_CONFIG" "$W/users.csv" <<'PY' 2>>"$W/bench.log" ||
-import csv, subprocess, sys
+import csv, subprocess, sys, time
 from concurrent.futures import ThreadPoolExecutor
 skab, cfg, users = sys.argv[1:4]
 def add(r):
-    p = subprocess.run([skab, "user", "add", "--config", cfg, "--tenant", r["tenant"], "--user",
-                        r["user"], "--password-stdin"], input=r["password"] + "\n",
-                       capture_output=True, text=True)
-    return "" if p.returncode == 0 or "user exists" in p.stderr else p.stderr.strip()
+    # A cell moving between nodes answers "try again": wait and do (at most 30 times).
+    for _ in range(30):
+        p = subprocess.run([skab, "user", "add", "--config", cfg, "--tenant", r["tenant"],
+                            "--user", r["user"], "--password-stdin"],
+                           input=r["password"] + "\n", capture_output=True, text=True)
+        if p.returncode == 0 or "user exists" in p.stderr:
+            return ""
+        if "try again" not in p.stderr:
+            break
+        time.sleep(1)
+    return p.stderr.strip()
 with ThreadPoolExecutor(4) as ex:
     bad = [e for e in ex.map(add, csv.DictReader(open(users))) if e]
 for e in bad[:5]:
@@ -274,13 +282,22 @@ with open(users_csv) as f:
         user, tenant = line.strip().split(",")[:2]
         homes.setdefault(tenant, (f"/dav/{tenant}/{user}/", jwt(f"{user}@{tenant}")))
 def get(node, method, path, headers):
-    try:
-        c = http.client.HTTPConnection(node.hostname, node.port, timeout=2)
-        c.request(method, path, headers=headers)
-        r = c.getresponse(); body = r.read(); c.close()
-        return r.status, body
-    except Exception:
-        return 0, b""
+    """(status, body); a 307/308 (forward = "redirect") is followed, at most 3 hops."""
+    host, port = node.hostname, node.port
+    for _ in range(4):
+        try:
+            c = http.client.HTTPConnection(host, port, timeout=2)
+            c.request(method, path, headers=headers)
+            r = c.getresponse(); body = r.read(); c.close()
+        except Exception:
+            return 0, b""
+        loc = r.getheader("Location")
+        if r.status not in (307, 308) or not loc:
+            return r.status, body
+        to = urllib.parse.urlsplit(loc)
+        host, port = to.hostname or host, to.port or port
+        path = to.path + (f"?{to.query}" if to.query else "")
+    return r.status, body
 def status(node, method, path, headers):
     return get(node, method, path, headers)[0]
 def serving(node):
