@@ -955,3 +955,37 @@ pub fn parent_paths(template: &str, user: &crate::users::User) -> Vec<String> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_go_only_to_targets_or_loopback() {
+        let targets = parse_targets(&["http://127.0.0.1:1,http://node2.test:2".into()]).unwrap();
+        let http = Http::new(&targets, &ConnCfg::default()).unwrap();
+        let from: Uri = "http://127.0.0.1:1/dav/t/u/a.bin".parse().unwrap();
+        let to = |loc: &str| http.redirect_to(&from, loc).map(|u| u.to_string());
+        assert_eq!(
+            to("http://127.0.0.1:3/dav/t/u/a.bin").as_deref(),
+            Some("http://127.0.0.1:3/dav/t/u/a.bin"),
+            "another loopback node"
+        );
+        assert_eq!(
+            to("http://node2.test:2/x").as_deref(),
+            Some("http://node2.test:2/x"),
+            "a target"
+        );
+        assert_eq!(
+            to("/dav/t/u/b.bin").as_deref(),
+            Some("http://127.0.0.1:1/dav/t/u/b.bin"),
+            "a path: the same server"
+        );
+        assert!(to("http://localhost:9/").is_some());
+        assert!(to("http://[::1]:9/").is_some());
+        assert_eq!(to("http://node2.test:3/x"), None, "not a target's port");
+        assert_eq!(to("http://10.0.0.1:1/x"), None, "not loopback");
+        assert_eq!(to("https://127.0.0.1:1/x"), None, "another scheme");
+        assert_eq!(to("not a url at all"), None);
+    }
+}
