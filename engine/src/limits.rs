@@ -211,6 +211,9 @@ pub const OBJECT_CONNECT_TIMEOUT_MS: u64 = 2_000;
 pub const OBJECT_PART_BYTES: usize = 4 << 20;
 /// Parts of one sync uploaded at once.
 pub const OBJECT_UPLOAD_PARALLEL: usize = 4;
+/// Files rebuilt from the bucket at once when a directory is opened empty (a cluster node
+/// taking a cell over waits for it).
+pub const OBJECT_REBUILD_PARALLEL: usize = 8;
 /// Largest object body read back (a part plus its header), bytes.
 pub const OBJECT_BODY_MAX: u64 = (OBJECT_PART_BYTES as u64) * 2 + (1 << 20);
 /// A file not written for this long with two or more segments is compacted into a whole-file

@@ -53,6 +53,13 @@ pub enum AdminRequest {
         user: String,
         req: crate::history::HistoryRequest,
     },
+    /// An `skab` command line (without the program name) and its stdin, run by the server
+    /// against its own data dir: in object storage mode, where no second process may write
+    /// the data dir's own files (`crate::own_files`, `cli::run_forwarded`).
+    Cli {
+        argv: Vec<String>,
+        stdin: Option<String>,
+    },
 }
 
 /// The answer: text for people, and whether it succeeded.
@@ -320,6 +327,9 @@ pub async fn execute(store: &Store, req: AdminRequest) -> AdminResponse {
             AdminRequest::History { tenant, user, req } => {
                 crate::history::execute(store, &tenant, &user, req).await
             }
+            AdminRequest::Cli { .. } => {
+                Err("a command line is run only by the server's admin socket".to_string())
+            }
             AdminRequest::Gc { compact_ratio } => {
                 let expired = store.expire().await.map_err(|e| e.to_string())?;
                 let store2 = store.clone();
@@ -363,12 +373,14 @@ pub fn spawn_listener(
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;
     let store = Arc::new(store);
+    let data_dir = data_dir.to_path_buf();
     Ok(tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
             let store = store.clone();
+            let data_dir = data_dir.clone();
             tokio::spawn(async move {
                 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
                 let (read, mut write) = stream.into_split();
@@ -381,6 +393,9 @@ pub fn spawn_listener(
                 .await;
                 let resp = match read {
                     Ok(Ok(_)) => match serde_json::from_str::<AdminRequest>(&line) {
+                        Ok(AdminRequest::Cli { argv, stdin }) => {
+                            run_cli(data_dir, argv, stdin).await
+                        }
                         Ok(req) => execute(&store, req).await,
                         Err(e) => AdminResponse {
                             ok: false,
@@ -401,20 +416,45 @@ pub fn spawn_listener(
     }))
 }
 
+/// A forwarded command line, run in the server when it mirrors its own files (object storage
+/// mode): refused otherwise (on local disk `skab` runs the command itself).
+async fn run_cli(data_dir: PathBuf, argv: Vec<String>, stdin: Option<String>) -> AdminResponse {
+    let Some(config) = crate::own_files::config_of(&data_dir) else {
+        return AdminResponse {
+            ok: false,
+            text: "this server runs admin command lines only in object storage mode".into(),
+        };
+    };
+    tokio::task::spawn_blocking(move || crate::cli::run_forwarded(config, argv, stdin, false))
+        .await
+        .unwrap_or_else(|e| AdminResponse {
+            ok: false,
+            text: format!("the command failed in the server: {e}"),
+        })
+}
+
+/// Sends `req` to the server running on `data_dir` and waits for its answer; an error when no
+/// server answers there.
+pub fn send(data_dir: &Path, req: &AdminRequest) -> Result<AdminResponse, String> {
+    let mut stream = UnixStream::connect(socket_path(data_dir)).map_err(|e| e.to_string())?;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(24 * 3600)));
+    let mut line = serde_json::to_vec(req).map_err(|e| e.to_string())?;
+    line.push(b'\n');
+    stream.write_all(&line).map_err(|e| e.to_string())?;
+    let mut resp = String::new();
+    BufReader::new(stream)
+        .read_line(&mut resp)
+        .map_err(|e| e.to_string())?;
+    serde_json::from_str(&resp).map_err(|e| format!("bad answer from the server: {e}"))
+}
+
 /// Runs a request: through the running server's socket when there is one, else directly.
 pub fn run(config: &Config, req: AdminRequest) -> Result<AdminResponse, String> {
-    let path = socket_path(&config.data_dir);
-    if let Ok(mut stream) = UnixStream::connect(&path) {
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(24 * 3600)));
-        let mut line = serde_json::to_vec(&req).map_err(|e| e.to_string())?;
-        line.push(b'\n');
-        stream.write_all(&line).map_err(|e| e.to_string())?;
-        let mut resp = String::new();
-        BufReader::new(stream)
-            .read_line(&mut resp)
-            .map_err(|e| e.to_string())?;
-        return serde_json::from_str(&resp).map_err(|e| format!("bad answer from the server: {e}"));
+    if UnixStream::connect(socket_path(&config.data_dir)).is_ok() {
+        return send(&config.data_dir, &req);
     }
+    // Offline: some requests (import, tenant erasure) write the data dir's own files.
+    crate::own_files::open(config)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -124,6 +124,8 @@ impl App {
         fence: Option<skab_engine::io::Fence>,
     ) -> anyhow::Result<App> {
         std::fs::create_dir_all(&config.data_dir)?;
+        // Before anything reads the data dir's own files: they may be rebuilt from the bucket.
+        crate::own_files::open_fenced(&config, fence.clone()).map_err(anyhow::Error::msg)?;
         let store_config =
             store_config(&config).map_err(|e| anyhow::anyhow!("encryption at rest: {e}"))?;
         let store = open_store(&config, store_config, fence)?;

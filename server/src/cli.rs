@@ -697,73 +697,197 @@ pub fn run(cli: Cli, serve_fn: fn(Config) -> Result<(), CliError>) -> Result<(),
             return crate::cluster::admin::run_remote(&cfg, &cli.command);
         }
     }
-    run_to(cli, serve_fn, &mut std::io::stdout().lock())
-}
-
-/// Runs the command with its output to `out` (a cluster node runs admin commands so).
-pub fn run_to(
-    cli: Cli,
-    serve_fn: fn(Config) -> Result<(), CliError>,
-    out: &mut dyn Write,
-) -> Result<(), CliError> {
+    if forwardable(&cli.command) {
+        let argv: Vec<String> = std::env::args().collect();
+        if let Some(done) = forward(&cli.command, &argv)? {
+            return done;
+        }
+    }
     let audit = audit_of(&cli.command);
-    let result = run_command(cli, serve_fn, out);
+    let result = run_command(cli, serve_fn, std::io::stdout().lock());
     if let (Ok(()), Some(a)) = (&result, audit) {
         audit_admin(a)?;
     }
     result
 }
 
+// ---- admin commands run by the server (object storage mode) ----
+
+/// A command the server runs for an `skab` process (`forward`): the server's configuration
+/// and what the process read from its stdin.
+struct Forwarded {
+    config: Config,
+    stdin: Option<Vec<u8>>,
+}
+
 thread_local! {
-    /// The standard input of a command a cluster node runs for an admin elsewhere.
-    static STDIN: std::cell::RefCell<Option<std::io::Cursor<Vec<u8>>>> =
-        const { std::cell::RefCell::new(None) };
+    /// Set while this thread runs a forwarded command.
+    static FORWARDED: std::cell::RefCell<Option<Forwarded>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Runs `f` with `input` as the standard input its commands read.
-pub fn with_stdin<R>(input: Vec<u8>, f: impl FnOnce() -> R) -> R {
-    STDIN.with(|s| *s.borrow_mut() = Some(std::io::Cursor::new(input)));
-    let r = f();
-    STDIN.with(|s| *s.borrow_mut() = None);
-    r
+/// The command's stdin: the process's, or what a forwarded command brought.
+pub(crate) fn stdin_reader() -> Box<dyn Read> {
+    FORWARDED.with(|f| match &mut *f.borrow_mut() {
+        Some(fw) => {
+            Box::new(std::io::Cursor::new(fw.stdin.take().unwrap_or_default())) as Box<dyn Read>
+        }
+        None => Box::new(std::io::stdin()),
+    })
 }
 
-/// At most `max` bytes of the command's standard input.
-pub(crate) fn read_stdin(max: u64) -> std::io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    let given = STDIN.with(|s| {
-        s.borrow_mut()
-            .as_mut()
-            .map(|c| c.take(max).read_to_end(&mut buf))
-    });
-    match given {
-        Some(r) => r.map(|_| buf),
-        None => std::io::stdin()
-            .lock()
-            .take(max)
-            .read_to_end(&mut buf)
-            .map(|_| buf),
+/// Commands that write (or read) the data dir's own files and that a running server in object
+/// storage mode runs instead (`skab user import` reads a file named relative to the caller:
+/// not forwarded).
+fn forwardable(c: &Command) -> bool {
+    matches!(
+        c,
+        Command::User(_)
+            | Command::Tenant(_)
+            | Command::Group(_)
+            | Command::Token(_)
+            | Command::Handin(_)
+            | Command::Receipt(_)
+            | Command::Space(_)
+            | Command::Share(_)
+            | Command::Audit(_)
+    ) && !matches!(c, Command::User(UserCmd::Import { .. }))
+}
+
+/// Whether the command reads its stdin (what is forwarded with it).
+pub(crate) fn needs_stdin(c: &Command) -> bool {
+    use crate::handin::cli::ReceiptCmd;
+    match c {
+        Command::User(UserCmd::Add { .. } | UserCmd::Passwd { .. }) => true,
+        Command::Tenant(TenantCmd::Erase { yes, .. }) => !yes,
+        Command::Receipt(ReceiptCmd::Verify { receipt, .. }) => receipt == "-",
+        _ => false,
     }
 }
 
-/// One line of the command's standard input.
-pub(crate) fn read_stdin_line() -> std::io::Result<String> {
-    let mut line = String::new();
-    let given = STDIN.with(|s| {
-        s.borrow_mut()
-            .as_mut()
-            .map(|c| std::io::BufRead::read_line(c, &mut line))
-    });
-    match given {
-        Some(r) => r.map(|_| line),
-        None => std::io::stdin().read_line(&mut line).map(|_| line),
+/// `--data-dir` and `--config` as given in `argv` (wherever the subcommand put them).
+fn dir_args_of(argv: &[String]) -> DirArgs {
+    let mut dir = DirArgs {
+        data_dir: None,
+        config: None,
+    };
+    let mut it = argv.iter();
+    while let Some(a) = it.next() {
+        for (flag, slot) in [
+            ("--data-dir", &mut dir.data_dir),
+            ("--config", &mut dir.config),
+        ] {
+            if a == flag {
+                *slot = it.clone().next().map(PathBuf::from);
+            } else if let Some(v) = a.strip_prefix(flag).and_then(|r| r.strip_prefix('=')) {
+                *slot = Some(PathBuf::from(v));
+            }
+        }
+    }
+    dir
+}
+
+/// Runs the command in the server when one mirrors the data dir's own files (object storage
+/// mode, `own.lock` held by another process): over its admin socket, with the command line and
+/// stdin; prints what it printed. `None`: the command is to run here.
+fn forward(c: &Command, argv: &[String]) -> Result<Option<Result<(), CliError>>, CliError> {
+    let cfg = plain_config(&dir_args_of(argv))?;
+    if cfg.storage.object.is_none() || !crate::own_files::held_elsewhere(&cfg.data_dir) {
+        return Ok(None);
+    }
+    let stdin = if needs_stdin(c) {
+        let mut buf = Vec::new();
+        let limited = std::io::stdin()
+            .lock()
+            .take(crate::limits::ADMIN_FORWARD_STDIN_LEN_MAX as u64);
+        if let Command::Tenant(TenantCmd::Erase { tenant, .. }) = c {
+            // The confirmation: one line, asked here (the server's text comes back after it).
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                eprint!(
+                    "This destroys the key of tenant {tenant} for good: every file, version and \
+                     trash item of the tenant becomes unreadable, in this data dir and in every \
+                     backup or copy of it. Type the tenant's name to confirm: "
+                );
+            }
+            std::io::BufRead::read_until(&mut std::io::BufReader::new(limited), b'\n', &mut buf)?;
+        } else {
+            let mut limited = limited;
+            limited.read_to_end(&mut buf)?;
+        }
+        Some(String::from_utf8(buf).map_err(|_| CliError("stdin is not UTF-8".into()))?)
+    } else {
+        None
+    };
+    let req = AdminRequest::Cli {
+        argv: argv.iter().skip(1).cloned().collect(),
+        stdin,
+    };
+    let resp = crate::admin::send(&cfg.data_dir, &req).map_err(|e| {
+        CliError(format!(
+            "{}, but its admin socket did not answer: {e}",
+            crate::own_files::SERVER_RUNS
+        ))
+    })?;
+    if resp.ok {
+        print!("{}", resp.text);
+        Ok(Some(Ok(())))
+    } else {
+        Ok(Some(Err(CliError(resp.text.trim_end().to_string()))))
+    }
+}
+
+/// Runs a forwarded command line (`argv` without the program name) in the server, against its
+/// data dir and configuration `config` whatever the line names: what it printed and whether
+/// it succeeded (its error last).
+pub fn run_forwarded(
+    config: Config,
+    argv: Vec<String>,
+    stdin: Option<String>,
+    any_command: bool,
+) -> crate::admin::AdminResponse {
+    let fail = |text: String| crate::admin::AdminResponse { ok: false, text };
+    let cli = match Cli::try_parse_from(std::iter::once("skab".to_string()).chain(argv)) {
+        Ok(c) => c,
+        Err(e) => return fail(e.to_string()),
+    };
+    if !any_command && !forwardable(&cli.command) {
+        return fail(
+            "the server runs only user, tenant, group, token, hand-in, receipt, space, \
+                     share and audit commands"
+                .into(),
+        );
+    }
+    struct Clear;
+    impl Drop for Clear {
+        fn drop(&mut self) {
+            FORWARDED.with(|f| *f.borrow_mut() = None);
+        }
+    }
+    let stdin = stdin.map(String::into_bytes);
+    FORWARDED.with(|f| *f.borrow_mut() = Some(Forwarded { config, stdin }));
+    let _clear = Clear;
+    let audit = audit_of(&cli.command);
+    let mut out = Vec::new();
+    let mut result = run_command(cli, |_| Err(CliError("not here".into())), &mut out);
+    if let (Ok(()), Some(a)) = (&result, audit) {
+        result = audit_admin(a);
+    }
+    let mut text = String::from_utf8_lossy(&out).into_owned();
+    match result {
+        Ok(()) => crate::admin::AdminResponse { ok: true, text },
+        Err(e) => {
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(&e.0);
+            fail(text)
+        }
     }
 }
 
 fn run_command(
     cli: Cli,
     serve_fn: fn(Config) -> Result<(), CliError>,
-    mut out: &mut dyn Write,
+    mut out: impl Write,
 ) -> Result<(), CliError> {
     match cli.command {
         Command::Serve(a) => {
@@ -781,12 +905,12 @@ fn run_command(
         Command::Group(c) => group_cmd(c, &mut out),
         Command::Audit(c) => audit_cmd(c, &mut out),
         Command::Backup { dir, out: dest } => {
-            let text = crate::backup::backup(&load_config(&dir)?, &dest)?;
+            let text = crate::backup::backup(&plain_config(&dir)?, &dest)?;
             write!(out, "{text}")?;
             Ok(())
         }
         Command::Restore { dir, from } => {
-            let text = crate::backup::restore(&load_config(&dir)?, &from)?;
+            let text = crate::backup::restore(&plain_config(&dir)?, &from)?;
             write!(out, "{text}")?;
             Ok(())
         }
@@ -878,7 +1002,7 @@ fn export_cmd(a: ExportArgs, out: &mut impl Write) -> Result<(), CliError> {
     let (Some(tenant), Some(dest)) = (a.tenant, a.out) else {
         return Err(CliError("--tenant and --out are required".into()));
     };
-    let cfg = load_config(&a.dir)?;
+    let cfg = plain_config(&a.dir)?;
     // The server may run as another user in another directory: give it a full path.
     let parent = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -907,7 +1031,7 @@ fn import_cmd(
     merge: bool,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
-    let cfg = load_config(dir)?;
+    let cfg = plain_config(dir)?;
     let input = input
         .canonicalize()
         .map_err(|e| CliError(format!("{}: {e}", input.display())))?;
@@ -943,11 +1067,7 @@ fn history_cmd(space: SpaceRef, req: HistoryRequest, out: &mut impl Write) -> Re
 }
 
 fn admin_cmd(dir: &DirArgs, req: AdminRequest, out: &mut impl Write) -> Result<(), CliError> {
-    let cfg = Config::load(&CliOverrides {
-        config: dir.config.clone(),
-        data_dir: dir.data_dir.clone(),
-        listen: None,
-    })?;
+    let cfg = plain_config(dir)?;
     let resp = crate::admin::run(&cfg, req).map_err(CliError)?;
     if resp.ok {
         write!(out, "{}", resp.text)?;
@@ -957,7 +1077,22 @@ fn admin_cmd(dir: &DirArgs, req: AdminRequest, out: &mut impl Write) -> Result<(
     }
 }
 
-fn load_config(dir: &DirArgs) -> Result<Config, CliError> {
+/// The configuration for a command that writes the data dir's own files: in object storage
+/// mode their mirror is opened (refused while a server runs on the data dir,
+/// `crate::own_files::open`).
+pub(crate) fn load_config(dir: &DirArgs) -> Result<Config, CliError> {
+    let cfg = plain_config(dir)?;
+    crate::own_files::open(&cfg).map_err(CliError)?;
+    Ok(cfg)
+}
+
+/// The configuration alone, for a command that hands its work to a running server or only
+/// reads the data dir's own files.
+/// Inside the server (a forwarded command), the server's own configuration.
+fn plain_config(dir: &DirArgs) -> Result<Config, CliError> {
+    if let Some(c) = FORWARDED.with(|f| f.borrow().as_ref().map(|fw| fw.config.clone())) {
+        return Ok(c);
+    }
     Ok(Config::load(&CliOverrides {
         config: dir.config.clone(),
         data_dir: dir.data_dir.clone(),
@@ -974,7 +1109,10 @@ fn names(who: &UserRef) -> Result<(TenantName, UserName), CliError> {
 }
 
 fn read_password_stdin() -> Result<String, CliError> {
-    let buf = read_stdin(PASSWORD_LEN_MAX as u64 + 3)?;
+    let mut buf = Vec::new();
+    stdin_reader()
+        .take(PASSWORD_LEN_MAX as u64 + 3)
+        .read_to_end(&mut buf)?;
     let text = String::from_utf8(buf).map_err(|_| CliError("password is not UTF-8".into()))?;
     let line = text.split('\n').next().unwrap_or("");
     let pw = line.strip_suffix('\r').unwrap_or(line);
@@ -1205,7 +1343,8 @@ fn tenant_erase(
         )?;
         write!(out, "Type the tenant's name to confirm: ")?;
         out.flush()?;
-        let line = read_stdin_line()?;
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdin_reader()), &mut line)?;
         if line.trim() != t.as_str() {
             return Err(CliError("not confirmed: nothing was changed".into()));
         }
@@ -1246,15 +1385,15 @@ fn tenant_erase(
     let logs = cfg_dir
         .join(crate::handin::receipt::LOG_DIR)
         .join(t.as_str());
-    if logs.exists() {
-        std::fs::remove_dir_all(&logs).map_err(|e| CliError(format!("{}: {e}", logs.display())))?;
+    if crate::handin::receipt::remove_tenant_logs(cfg_dir, t.as_str())
+        .map_err(|e| CliError(format!("{}: {e}", logs.display())))?
+    {
         removed += 1;
     }
-    let key = cfg_dir
-        .join(crate::handin::receipt::KEY_DIR)
-        .join(format!("{t}.key"));
-    if key.exists() {
-        std::fs::remove_file(&key).map_err(|e| CliError(format!("{}: {e}", key.display())))?;
+    let keys = cfg_dir.join(crate::handin::receipt::KEY_DIR);
+    if crate::handin::receipt::remove_tenant_key(cfg_dir, t.as_str())
+        .map_err(|e| CliError(format!("{}: {e}", keys.display())))?
+    {
         removed += 1;
     }
     crate::handin::Registry::new(cfg_dir)
@@ -1498,5 +1637,34 @@ mod tests {
     fn clap_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_forwarded_command_line_names_its_data_dir_and_stdin() {
+        let argv = |s: &str| -> Vec<String> { s.split(' ').map(str::to_owned).collect() };
+        let d = dir_args_of(&argv(
+            "skab user add --data-dir /d --tenant t --config=/c.toml",
+        ));
+        assert_eq!(d.data_dir.as_deref(), Some(std::path::Path::new("/d")));
+        assert_eq!(d.config.as_deref(), Some(std::path::Path::new("/c.toml")));
+        let d = dir_args_of(&argv("skab group list --tenant t"));
+        assert!(d.data_dir.is_none() && d.config.is_none());
+        let cmd = |s: &str| Cli::try_parse_from(argv(s)).unwrap().command;
+        assert!(needs_stdin(&cmd(
+            "skab user add --tenant t --user u --password-stdin"
+        )));
+        assert!(needs_stdin(&cmd("skab tenant erase --tenant t")));
+        assert!(!needs_stdin(&cmd("skab tenant erase --tenant t --yes")));
+        assert!(needs_stdin(&cmd("skab receipt verify -")));
+        assert!(!needs_stdin(&cmd("skab receipt verify skab-receipt-1.x")));
+        assert!(forwardable(&cmd("skab space list --tenant t")));
+        assert!(!forwardable(&cmd("skab user import --csv f.csv")));
+        assert!(!forwardable(&cmd("skab scrub")));
+        // Inside the server no other command runs, and a bad line is a clear error.
+        let cfg = Config::load_from(&CliOverrides::default(), &[]).unwrap();
+        let r = run_forwarded(cfg.clone(), argv("scrub"), None, false);
+        assert!(!r.ok && r.text.contains("runs only"), "{}", r.text);
+        let r = run_forwarded(cfg, argv("user frobnicate"), None, false);
+        assert!(!r.ok && r.text.contains("frobnicate"), "{}", r.text);
     }
 }

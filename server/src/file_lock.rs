@@ -25,3 +25,21 @@ pub fn exclusive(path: &Path) -> io::Result<File> {
         }
     }
 }
+
+/// As [`exclusive`], without waiting: `None` when another holds the lock.
+pub fn try_exclusive(path: &Path) -> io::Result<Option<File>> {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    // SAFETY: flock on a descriptor this function owns; no memory is passed.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(Some(f));
+    }
+    let e = io::Error::last_os_error();
+    if e.kind() == io::ErrorKind::WouldBlock {
+        return Ok(None);
+    }
+    Err(e)
+}

@@ -25,6 +25,7 @@ pub mod limits;
 pub mod methods;
 pub mod metrics;
 pub mod oc;
+pub mod own_files;
 pub mod route;
 pub mod serve;
 pub mod spaces;

@@ -282,6 +282,11 @@ pub const CHUNK_TRAILERS_LEN_MAX: usize = 16 * 1024;
 
 /// Largest admin request line, bytes.
 pub const ADMIN_REQUEST_LEN_MAX: usize = 64 * 1024;
+/// Largest stdin an `skab` command forwards to the server with its command line (object
+/// storage mode: a password, a receipt, a confirmation), bytes; it travels inside the request
+/// line as a JSON string (at most 6 bytes per byte, `\u00XX`), with room for the arguments.
+pub const ADMIN_FORWARD_STDIN_LEN_MAX: usize = 8 * 1024;
+const _: () = assert!(ADMIN_FORWARD_STDIN_LEN_MAX * 6 + 8 * 1024 <= ADMIN_REQUEST_LEN_MAX);
 /// How long the server waits for an admin request line, seconds.
 pub const ADMIN_TIMEOUT_S: u64 = 10;
 /// Allocations at least this large get their own mapping (freed memory goes back to the OS),

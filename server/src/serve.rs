@@ -1,6 +1,6 @@
 //! `skab serve`: logging, the runtime, the store, a demo account on first start, then HTTP.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -34,11 +34,17 @@ fn init_logging(config: &Config) {
 
 /// Writes the marker file durably: the file and its directory entry are synced.
 fn write_marker(data_dir: &Path) -> std::io::Result<()> {
-    let path = data_dir.join(INITIALIZED_MARKER);
-    let mut f = std::fs::File::create(&path)?;
-    f.write_all(b"skab data dir initialised; the demo account is not created again\n")?;
-    f.sync_all()?;
-    std::fs::File::open(data_dir)?.sync_all()
+    let storage = crate::own_files::storage_at(data_dir)?;
+    let f = storage.open(INITIALIZED_MARKER, true)?;
+    f.truncate(0)?;
+    f.write_batch(
+        &[(
+            0,
+            b"skab data dir initialised; the demo account is not created again\n",
+        )],
+        true,
+    )?;
+    storage.sync_dir("")
 }
 
 /// On the first initialisation of a data dir (no marker, no users, no stored spaces) creates
@@ -201,7 +207,7 @@ fn tune_allocator() {
 /// The saved WebDAV locks of the last shutdown, restored (the server's own small files go
 /// through the engine's storage layer).
 pub(crate) fn restore_locks(app: &App) {
-    let own_files = match skab_engine::io::StdStorage::new(&app.config.data_dir) {
+    let own_files = match crate::own_files::storage_at(&app.config.data_dir) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "saved WebDAV locks not restored");
@@ -218,7 +224,7 @@ pub(crate) fn restore_locks(app: &App) {
 /// At a planned stop: the WebDAV locks saved (office suites hold locks for hours, a restart
 /// must not break their next save) and a fresh snapshot left so the next start replays little.
 pub(crate) fn save_locks_and_checkpoint(app: &App) {
-    match skab_engine::io::StdStorage::new(&app.config.data_dir)
+    match crate::own_files::storage_at(&app.config.data_dir)
         .map_err(|e| e.to_string())
         .and_then(|own| {
             crate::dav::lock_file::save(&own, &app.locks, Some(&app.store))

@@ -24,8 +24,8 @@ use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use super::{parent_dir, validate_name, Storage, StorageFile};
 use crate::limits::{
     OBJECT_BODY_MAX, OBJECT_COMPACT_IDLE_S, OBJECT_COMPACT_SEGMENTS_MAX, OBJECT_CONNECT_TIMEOUT_MS,
-    OBJECT_LIST_PAGE, OBJECT_PART_BYTES, OBJECT_REQUEST_TIMEOUT_S, OBJECT_REQUEST_TRIES,
-    OBJECT_RETRY_WAIT_MAX_MS, OBJECT_RETRY_WAIT_MS, OBJECT_TAKEOVER_SEQ_JUMP,
+    OBJECT_LIST_PAGE, OBJECT_PART_BYTES, OBJECT_REBUILD_PARALLEL, OBJECT_REQUEST_TIMEOUT_S,
+    OBJECT_REQUEST_TRIES, OBJECT_RETRY_WAIT_MAX_MS, OBJECT_RETRY_WAIT_MS, OBJECT_TAKEOVER_SEQ_JUMP,
     OBJECT_UPLOAD_PARALLEL,
 };
 
@@ -823,45 +823,74 @@ impl ObjectStorage {
         let mut files = HashMap::new();
         let mut used_gens = HashSet::new();
         if local_files.is_empty() {
-            let mut dirs = HashSet::new();
-            for (name, (_, gen, key)) in &names {
-                let objs = live_objects(data.get(gen).cloned().unwrap_or_default());
-                let f = local.open(name, true)?;
-                f.truncate(0)?;
-                for o in &objs {
-                    let seg = decode(&shared.s3.get(&o.key)?)?;
-                    if let Some(t) = seg.trunc {
-                        f.truncate(t)?;
+            // Under a fence (cluster mode) this process takes the files over from an owner
+            // that may still have a request in flight: its own segments start far above, so a
+            // late one of the old owner's sorts before them and is overwritten by them at
+            // every later rebuild (the files are append-only).
+            let jump = if cfg.fence.is_some() {
+                OBJECT_TAKEOVER_SEQ_JUMP
+            } else {
+                0
+            };
+            // Files are rebuilt `OBJECT_REBUILD_PARALLEL` at a time (a takeover waits for it).
+            let rebuild_one =
+                |name: &String, gen: u64, key: &String| -> io::Result<(Arc<FileState>, u64)> {
+                    let objs = live_objects(data.get(&gen).cloned().unwrap_or_default());
+                    let f = local.open(name, true)?;
+                    f.truncate(0)?;
+                    for o in &objs {
+                        let seg = decode(&shared.s3.get(&o.key)?)?;
+                        if let Some(t) = seg.trunc {
+                            f.truncate(t)?;
+                        }
+                        let writes: Vec<(u64, &[u8])> =
+                            seg.ranges.iter().map(|(o, d)| (*o, d.as_slice())).collect();
+                        f.write_batch(&writes, false)?;
+                        f.truncate(seg.final_len)?;
                     }
-                    let writes: Vec<(u64, &[u8])> =
-                        seg.ranges.iter().map(|(o, d)| (*o, d.as_slice())).collect();
-                    f.write_batch(&writes, false)?;
-                    f.truncate(seg.final_len)?;
-                }
-                f.sync_data()?;
-                report.rebuilt_bytes += f.len()?;
-                report.rebuilt_files += 1;
-                set_gen(&root.join(name), *gen);
-                dirs.insert(parent_dir(name).to_owned());
-                // Under a fence (cluster mode) this process takes the file over from an
-                // owner that may still have a request in flight: its own segments start far
-                // above, so a late one of the old owner's sorts before them and is
-                // overwritten by them at every later rebuild (the files are append-only).
-                let jump = if cfg.fence.is_some() {
-                    OBJECT_TAKEOVER_SEQ_JUMP
-                } else {
-                    0
+                    f.sync_data()?;
+                    let len = f.len()?;
+                    set_gen(&root.join(name), gen);
+                    let next = objs.last().map_or(0, |o| o.seq + 1) + jump;
+                    let st = FileState::new(
+                        gen,
+                        key.clone(),
+                        next,
+                        objs.iter().map(|o| o.key.clone()).collect(),
+                    );
+                    *st.local.lock() = Some(f);
+                    Ok((st, len))
                 };
-                let next = objs.last().map_or(0, |o| o.seq + 1) + jump;
-                let st = FileState::new(
-                    *gen,
-                    key.clone(),
-                    next,
-                    objs.iter().map(|o| o.key.clone()).collect(),
-                );
-                *st.local.lock() = Some(f);
-                used_gens.insert(*gen);
-                files.insert(name.clone(), st);
+            type Named<'a> = (&'a String, &'a (u64, u64, String));
+            type Rebuilt = (String, u64, Arc<FileState>, u64);
+            let queue: Mutex<Vec<Named<'_>>> = Mutex::new(names.iter().collect());
+            let done: Mutex<Vec<Rebuilt>> = Mutex::new(Vec::new());
+            std::thread::scope(|sc| -> io::Result<()> {
+                let workers: Vec<_> = (0..OBJECT_REBUILD_PARALLEL)
+                    .map(|_| {
+                        sc.spawn(|| -> io::Result<()> {
+                            loop {
+                                let Some((name, (_, gen, key))) = queue.lock().pop() else {
+                                    return Ok(());
+                                };
+                                let (st, len) = rebuild_one(name, *gen, key)?;
+                                done.lock().push((name.clone(), *gen, st, len));
+                            }
+                        })
+                    })
+                    .collect();
+                for w in workers {
+                    w.join().map_err(|_| other("rebuild thread panicked"))??;
+                }
+                Ok(())
+            })?;
+            let mut dirs = HashSet::new();
+            for (name, gen, st, len) in done.into_inner() {
+                report.rebuilt_bytes += len;
+                report.rebuilt_files += 1;
+                dirs.insert(parent_dir(&name).to_owned());
+                used_gens.insert(gen);
+                files.insert(name, st);
             }
             let mut dirs: Vec<String> = dirs.into_iter().collect();
             dirs.sort_by_key(|d| std::cmp::Reverse(d.len()));

@@ -3,7 +3,7 @@
 //! writers of several processes (the server and the admin commands). Appending, checking the
 //! whole chain, exporting a time range and dropping segments past the retention.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -135,7 +135,7 @@ impl AuditStore {
         let Some(newest) = self.segments(log)?.pop() else {
             return Ok(Link::START);
         };
-        let mut f = OpenOptions::new().read(true).write(true).open(&newest)?;
+        let mut f = File::open(&newest)?;
         let len = f.metadata()?.len();
         let from = len.saturating_sub(AUDIT_TAIL_READ_BYTES);
         f.seek(SeekFrom::Start(from))?;
@@ -143,9 +143,15 @@ impl AuditStore {
         f.read_to_end(&mut tail)?;
         let whole = tail.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         if whole < tail.len() {
-            // An unfinished line: a writer died before its newline (never reported).
-            f.set_len(from + whole as u64)?;
-            f.sync_data()?;
+            // An unfinished line: a writer died before its newline (never reported). Cut
+            // through the own files' storage, so that a mirror cuts it too.
+            let name = newest
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            let cut = crate::own_files::storage_at(&self.dir(log))?.open(name, false)?;
+            cut.truncate(from + whole as u64)?;
+            cut.sync_data()?;
         }
         let text = String::from_utf8_lossy(&tail[..whole]);
         match text.lines().last() {
@@ -203,6 +209,8 @@ impl AuditStore {
         let dir = self.dir(log);
         std::fs::create_dir_all(&dir)?;
         let _lock = lock(&dir)?;
+        // Written through the own files' storage (`crate::own_files`); read with std::fs.
+        let storage = crate::own_files::storage_at(&dir)?;
         let newest = self.segments(log)?.pop();
         let cached = known.as_ref().and_then(|k| {
             let len = std::fs::metadata(&k.segment).ok()?.len();
@@ -230,25 +238,26 @@ impl AuditStore {
                 link = next;
                 i += 1;
             }
-            let path = dir.join(format!("{month}.log"));
+            let name = format!("{month}.log");
+            let path = dir.join(&name);
             let new = !path.exists();
-            let mut f = OpenOptions::new().create(true).append(true).open(&path)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_data()?;
+            // Appended at the end under the log's lock: no other writer moves it meanwhile.
+            let f = storage.open(&name, true)?;
+            let at = f.len()?;
+            f.write_batch(&[(at, text.as_bytes())], true)?;
             if new {
-                File::open(&dir)?.sync_all()?;
+                storage.sync_dir("")?;
             }
-            let len = f.metadata()?.len();
-            last_segment = Some((path, len));
+            last_segment = Some((path, at + text.len() as u64));
         }
         if let Some((segment, len)) = last_segment {
             *known = Some(LastWrite { segment, len, link });
         }
-        let tmp = dir.join("HEAD.tmp");
-        std::fs::write(&tmp, format!("{} {}\n", link.seq, hex::encode(link.hash)))?;
-        File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, dir.join(HEAD_FILE))?;
-        File::open(&dir)?.sync_all()
+        skab_engine::io::durable::replace_file(
+            &*storage,
+            HEAD_FILE,
+            format!("{} {}\n", link.seq, hex::encode(link.hash)).as_bytes(),
+        )
     }
 
     /// Checks `log`'s whole chain: every hash, every link, no gap in the numbering, and the
@@ -376,6 +385,10 @@ impl AuditStore {
     /// drop (with the last hash of the dropped part) in the log first. Returns how many.
     pub fn prune(&self, log: &str, keep: Duration, now: SystemTime) -> std::io::Result<usize> {
         let segments = self.segments(log)?;
+        if segments.len() < 2 {
+            return Ok(0);
+        }
+        let storage = crate::own_files::storage_at(&self.dir(log))?;
         let mut dropped = 0;
         // The newest segment always stays: the chain continues from it.
         for seg in segments.iter().take(segments.len().saturating_sub(1)) {
@@ -412,11 +425,12 @@ impl AuditStore {
                     }],
                 )?;
             }
-            std::fs::remove_file(seg)?;
+            let name = seg.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            storage.remove(name)?;
             dropped += 1;
         }
         if dropped > 0 {
-            File::open(self.dir(log))?.sync_all()?;
+            storage.sync_dir("")?;
         }
         Ok(dropped)
     }
@@ -425,6 +439,7 @@ impl AuditStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
 
     fn at(days: u64, kind: &str) -> Event {
         Event {

@@ -4,7 +4,7 @@
 //! output. Commands that name no tenant run on every cell. Also `/_skab/cluster/state`: who
 //! owns which cell, as this node sees it.
 
-use std::io::{IsTerminal, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::router::NODE_TOKEN_HEADER;
 use super::{cell_of, node_token, Keys, Node};
-use crate::cli::{Cli, CliError, Command, TenantCmd, UserCmd};
+use crate::cli::{Cli, CliError, Command, UserCmd};
 use crate::config::{CliOverrides, Config, ENV_CONFIG_FILE};
 use crate::http::body::ReqBody;
 use crate::http::response::{text, Resp};
@@ -135,16 +135,6 @@ fn local_only(cmd: &Command) -> Option<&'static str> {
     }
 }
 
-/// Whether the command reads its standard input.
-fn reads_stdin(cmd: &Command) -> bool {
-    match cmd {
-        Command::User(UserCmd::Add { .. }) | Command::User(UserCmd::Passwd { .. }) => true,
-        Command::Tenant(TenantCmd::Erase { yes, .. }) => !yes,
-        Command::Receipt(crate::handin::cli::ReceiptCmd::Verify { receipt, .. }) => receipt == "-",
-        _ => false,
-    }
-}
-
 /// The arguments without the config file and data dir options (the node uses its cell's).
 fn args_without_dir(args: &[String]) -> Vec<String> {
     let mut out = Vec::new();
@@ -205,11 +195,13 @@ pub fn run_remote(cfg: &Config, cmd: &Command) -> Result<(), CliError> {
             "not available with a cluster configuration: {what}"
         )));
     }
-    let stdin = if reads_stdin(cmd) && !std::io::stdin().is_terminal() {
-        crate::cli::read_stdin(PASSWORD_LEN_MAX as u64 * 4 + 4096)?
-    } else {
-        Vec::new()
-    };
+    let mut stdin = Vec::new();
+    if crate::cli::needs_stdin(cmd) && !std::io::stdin().is_terminal() {
+        std::io::stdin()
+            .lock()
+            .take(PASSWORD_LEN_MAX as u64 * 4 + 4096)
+            .read_to_end(&mut stdin)?;
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let req = CliRequest {
         args: args_without_dir(&args),
@@ -372,27 +364,23 @@ async fn run_on_cell(node: &Arc<Node>, request: &CliRequest, c: u32) -> CliAnswe
         std::time::Instant::now() + Duration::from_millis(crate::limits::CLUSTER_CELL_WAIT_MS);
     loop {
         if let Some(s) = node.serving(c) {
-            let mut args = vec!["skab".to_string()];
-            args.extend(request.args.iter().cloned());
-            args.push("--config".into());
-            args.push(s.config_file.display().to_string());
-            let stdin = B64.decode(&request.stdin).unwrap_or_default();
+            let args = request.args.clone();
+            let stdin = B64
+                .decode(&request.stdin)
+                .ok()
+                .filter(|b| !b.is_empty())
+                .map(|b| String::from_utf8_lossy(&b).into_owned());
+            let config = s.app.config.clone();
             let run = tokio::task::spawn_blocking(move || {
-                let cli = match Cli::try_parse_from(args) {
-                    Ok(c) => c,
-                    Err(e) => return failed(e.to_string()),
-                };
-                let mut out = Vec::new();
-                let result = crate::cli::with_stdin(stdin, || {
-                    crate::cli::run_to(cli, crate::serve::serve, &mut out)
-                });
-                CliAnswer {
-                    ok: result.is_ok(),
-                    out: String::from_utf8_lossy(&out).into_owned(),
-                    err: result
-                        .err()
-                        .map(|e| format!("skab: {}\n", e.0))
-                        .unwrap_or_default(),
+                let r = crate::cli::run_forwarded(config, args, stdin, true);
+                if r.ok {
+                    CliAnswer {
+                        ok: true,
+                        out: r.text,
+                        err: String::new(),
+                    }
+                } else {
+                    failed(format!("skab: {}", r.text.trim_end()))
                 }
             });
             // The cell's app stays open while the command runs.
@@ -528,8 +516,8 @@ mod tests {
             "u",
             "--password-stdin",
         ];
-        assert!(reads_stdin(&parse(&add).command));
-        assert!(!reads_stdin(
+        assert!(crate::cli::needs_stdin(&parse(&add).command));
+        assert!(!crate::cli::needs_stdin(
             &parse(&["user", "list", "--tenant", "t"]).command
         ));
     }

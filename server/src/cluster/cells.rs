@@ -24,7 +24,6 @@ pub(crate) struct Serving {
     /// Cleared when the cell is lost or handed over: its fence closes.
     pub alive: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    pub config_file: PathBuf,
 }
 
 pub(crate) enum Cell {
@@ -95,6 +94,7 @@ pub(crate) fn open(node: &Arc<Node>, c: u32, epoch: i64) {
                     } else {
                         serving.alive.store(false, Ordering::SeqCst);
                         stop_tasks(&serving);
+                        forget(&serving);
                     }
                 }
                 Err(e) => {
@@ -131,9 +131,6 @@ fn open_now(node: &Arc<Node>, c: u32, epoch: i64) -> anyhow::Result<Arc<Serving>
         }
     }
     std::fs::create_dir_all(&dir)?;
-    // The admin commands of the cluster run against this file (admin.rs).
-    let config_file = dir.with_extension("toml");
-    std::fs::write(&config_file, toml::to_string(&cfg)?)?;
     let fence = fence_for(node.lease.clone(), alive.clone());
     crate::crypt::register(&cfg);
     let app = crate::app::App::open_fenced(std::mem::take(&mut cfg), Some(fence))?;
@@ -147,14 +144,19 @@ fn open_now(node: &Arc<Node>, c: u32, epoch: i64) -> anyhow::Result<Arc<Serving>
         router,
         alive,
         tasks,
-        config_file,
     }))
 }
 
+/// Stops the cell's tasks and forgets its own files' mirror (its fence is closed by then,
+/// or the cell was saved).
 fn stop_tasks(s: &Serving) {
     for t in &s.tasks {
         t.abort();
     }
+}
+
+fn forget(s: &Serving) {
+    crate::own_files::unregister(&s.app.config.data_dir);
 }
 
 /// Cell `c` is no longer this node's (its key is gone or someone else's): its fence closes at
@@ -164,6 +166,7 @@ pub(crate) fn lose(node: &Node, c: u32) {
     if let Cell::Serving(s) = old {
         s.alive.store(false, Ordering::SeqCst);
         stop_tasks(&s);
+        forget(&s);
         node.counters.cells_lost.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(cell = c, epoch = s.epoch, "cluster: cell lost");
     }
@@ -186,10 +189,18 @@ pub(crate) fn release(node: &Arc<Node>, c: u32) {
     while Arc::strong_count(&s.app) > 2 && started.elapsed() < HANDOVER_DRAIN {
         std::thread::sleep(Duration::from_millis(20));
     }
+    if Arc::strong_count(&s.app) > 2 {
+        tracing::warn!(
+            cell = c,
+            holders = Arc::strong_count(&s.app),
+            "cluster: handing over with requests in flight"
+        );
+    }
     if s.alive.load(Ordering::SeqCst) {
         crate::serve::save_locks_and_checkpoint(&s.app);
     }
     s.alive.store(false, Ordering::SeqCst);
+    forget(&s);
     if let Err(e) = node.etcd.delete_if(&node.keys.cell(c), s.epoch) {
         tracing::warn!(cell = c, error = %e, "cluster: cell key not released; it goes with the lease");
     }

@@ -18,9 +18,14 @@ pub(crate) fn start(node: Arc<Node>) -> std::io::Result<std::thread::JoinHandle<
         .name("skab-cluster".into())
         .spawn(move || {
             let mut unowned_since: HashMap<u32, Instant> = HashMap::new();
-            while !node.stopping.load(Ordering::SeqCst) {
+            while !node.finished.load(Ordering::SeqCst) {
                 let started = Instant::now();
-                step(&node, &mut unowned_since);
+                if node.stopping.load(Ordering::SeqCst) {
+                    // Handing the cells over: the lease is kept until they are released.
+                    keep_lease(&node);
+                } else {
+                    step(&node, &mut unowned_since);
+                }
                 let tick = node.tick();
                 if let Some(left) = tick.checked_sub(started.elapsed()) {
                     std::thread::sleep(left);

@@ -8,6 +8,7 @@ pub mod admin;
 mod cells;
 mod coordinator;
 pub mod etcd;
+mod metrics;
 mod router;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,6 +22,9 @@ use crate::cli::CliError;
 use crate::config::{ClusterConfig, Config};
 use crate::limits::{CLUSTER_LEASE_MARGIN_MS, CLUSTER_TICK_DIVISOR};
 use etcd::Etcd;
+
+/// Held (flock) by the node process that serves a data dir.
+const NODE_LOCK_FILE: &str = "node.lock";
 
 /// The cell a tenant belongs to: a hash of its name, fixed for the cluster's life.
 pub fn cell_of(tenant: &str, cells: u32) -> u32 {
@@ -145,7 +149,10 @@ pub struct Node {
     pub(crate) cells: Vec<Mutex<cells::Cell>>,
     pub(crate) view: RwLock<View>,
     pub(crate) runtime: tokio::runtime::Handle,
+    /// Set at SIGTERM: no more cells are taken; those held are handed over.
     pub(crate) stopping: AtomicBool,
+    /// Set once they are: the coordinator ends.
+    pub(crate) finished: AtomicBool,
     pub(crate) jwt: crate::auth::jwt::JwtVerifier,
     pub(crate) client: router::Client,
     pub(crate) counters: Counters,
@@ -211,6 +218,17 @@ pub fn serve(config: Config, runtime: tokio::runtime::Runtime) -> Result<(), Cli
             .map_err(CliError)?
             .with_forwarded(config.http.client_header == crate::config::ClientHeader::Forwarded),
     );
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| CliError(format!("creating {}: {e}", config.data_dir.display())))?;
+    // One node process per data dir: a second would delete the first one's cells.
+    let node_lock = crate::file_lock::try_exclusive(&config.data_dir.join(NODE_LOCK_FILE))
+        .map_err(|e| CliError(format!("data dir {}: {e}", config.data_dir.display())))?
+        .ok_or_else(|| {
+            CliError(format!(
+                "another skab node runs on {}",
+                config.data_dir.display()
+            ))
+        })?;
     // Cell dirs of an earlier run are stale: every cell is rebuilt from the bucket when taken.
     let cells_dir = config.data_dir.join(cells::CELLS_DIR);
     if cells_dir.exists() {
@@ -237,6 +255,7 @@ pub fn serve(config: Config, runtime: tokio::runtime::Runtime) -> Result<(), Cli
         view: RwLock::new(View::default()),
         runtime: runtime.handle().clone(),
         stopping: AtomicBool::new(false),
+        finished: AtomicBool::new(false),
         jwt,
         client: router::client(),
         counters: Counters::default(),
@@ -265,8 +284,10 @@ pub fn serve(config: Config, runtime: tokio::runtime::Runtime) -> Result<(), Cli
         .await
     });
     node.stopping.store(true, Ordering::SeqCst);
-    let _ = coordinator.join();
     cells::release_all(&node);
+    node.finished.store(true, Ordering::SeqCst);
+    let _ = coordinator.join();
+    drop(node_lock);
     let lease = node.lease.clear();
     if lease != 0 {
         if let Err(e) = node.etcd.revoke(lease) {

@@ -89,6 +89,7 @@ impl Handler for ClusterRouter {
                 };
             }
             "/status.php" => return crate::oc::discovery::status_php(),
+            "/metrics" => return super::metrics::render(node),
             super::admin::STATE_PATH => return super::admin::state(node),
             super::admin::CLI_PATH => return super::admin::serve_cli(node.clone(), req).await,
             _ => {}
@@ -128,7 +129,11 @@ impl Handler for ClusterRouter {
                     .and_then(|o| v.nodes.get(&o.node).map(|(url, _)| (o.node, url.clone())))
             };
             match owner {
-                Some((id, url)) if id != node.id && !internal => {
+                // Passed on once already: the sender's view was stale; it asks again.
+                Some((id, _)) if id != node.id && internal => {
+                    return unavailable("this school's storage moved to another node; try again");
+                }
+                Some((id, url)) if id != node.id => {
                     return forward(node, req, client, &url).await;
                 }
                 _ => {}

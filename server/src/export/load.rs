@@ -469,24 +469,13 @@ pub(super) fn load_handin(data_dir: &Path, tenant: &str, h: &Handin) -> Result<(
         })
         .map_err(|e| e.to_string())?;
     if !h.receipts.is_empty() {
-        let dir = data_dir.join(receipt::LOG_DIR).join(tenant);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let path = receipt::log_path(data_dir, tenant, &h.name).map_err(|e| e.to_string())?;
         let mut text = String::new();
         for r in &h.receipts {
             text.push_str(&receipt::log_line(data_dir, tenant, r).map_err(|e| e.to_string())?);
         }
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            std::fs::File::open(&dir)?.sync_all()
-        };
-        write().map_err(|e| format!("{}: {e}", path.display()))?;
+        receipt::write_new_log(data_dir, tenant, &h.name, &text)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())
 }

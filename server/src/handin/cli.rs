@@ -1,6 +1,6 @@
 //! `skab handin add|list|del` and `skab receipt key|verify`.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use clap::Subcommand;
@@ -9,7 +9,7 @@ use super::receipt;
 use super::registry::{Handin, LatePolicy, Registry};
 use super::HandinName;
 use crate::cli::{fmt_time, CliError, DirArgs};
-use crate::config::{CliOverrides, Config};
+use crate::config::Config;
 use crate::limits::RECEIPT_LEN_MAX;
 use crate::users::{GroupName, TenantName, UserDb, UserName};
 
@@ -79,12 +79,10 @@ pub enum ReceiptCmd {
     },
 }
 
+/// The configuration, the data dir's own files mirrored when in object storage mode
+/// (`crate::own_files::open`).
 fn config(dir: &DirArgs) -> Result<Config, CliError> {
-    Ok(Config::load(&CliOverrides {
-        config: dir.config.clone(),
-        data_dir: dir.data_dir.clone(),
-        listen: None,
-    })?)
+    crate::cli::load_config(dir)
 }
 
 fn parse_time(what: &str, s: &str) -> Result<u64, CliError> {
@@ -180,8 +178,11 @@ pub fn receipt_cmd(c: ReceiptCmd, out: &mut impl Write) -> Result<(), CliError> 
         }
         ReceiptCmd::Verify { receipt, key, dir } => {
             let text = if receipt == "-" {
-                String::from_utf8(crate::cli::read_stdin(RECEIPT_LEN_MAX as u64 + 2)?)
-                    .map_err(|_| CliError("the receipt is not UTF-8".into()))?
+                let mut buf = String::new();
+                crate::cli::stdin_reader()
+                    .take(RECEIPT_LEN_MAX as u64 + 2)
+                    .read_to_string(&mut buf)?;
+                buf
             } else {
                 receipt
             };

@@ -4,7 +4,7 @@
 //! Format: `docs/handin.md`, "Receipts".
 
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -30,6 +30,8 @@ pub const RECEIPT_HEADER: &str = "skab-receipt";
 pub const KEY_DIR: &str = "receipt-keys";
 /// Folder of the receipt logs in the data dir (`<tenant>/<handin>.log`).
 pub const LOG_DIR: &str = "handin-receipts";
+/// The lock file in [`KEY_DIR`] held while a key is made, so that two processes agree on it.
+const KEY_LOCK_FILE: &str = "keys.lock";
 const KEY_MAGIC: &[u8; 8] = b"SKABRK01";
 /// A key file whose seed is sealed with the tenant's key (encryption at rest).
 const SEALED_KEY_MAGIC: &[u8; 8] = b"SKABRK02";
@@ -237,74 +239,115 @@ pub fn read_tenant_key(data_dir: &Path, tenant: &str) -> io::Result<Option<Signi
 }
 
 /// The signing key of `tenant` in `data_dir`: read, or made once and kept. Two processes
-/// making it at once agree: the key file is published by `link`, which only one wins.
+/// making it at once agree: it is made under the key directory's lock, which the second one
+/// waits for and then finds the key.
 pub fn tenant_key(data_dir: &Path, tenant: &str) -> io::Result<SigningKey> {
     crate::users::TenantName::new(tenant)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    let path = key_path(data_dir, tenant);
-    match std::fs::read(&path) {
-        Ok(b) => return decode_key(data_dir, tenant, &b),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
+    if let Some(k) = read_tenant_key(data_dir, tenant)? {
+        return Ok(k);
     }
     let dir = data_dir.join(KEY_DIR);
     std::fs::create_dir_all(&dir)?;
+    let _lock = crate::file_lock::exclusive(&dir.join(KEY_LOCK_FILE))?;
+    if let Some(k) = read_tenant_key(data_dir, tenant)? {
+        return Ok(k);
+    }
     let mut seed = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
-    let bytes = encode_key(data_dir, tenant, &seed)?;
-    let tmp = dir.join(format!("{tenant}.key.{}.tmp", std::process::id()));
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-    }
-    let linked = std::fs::hard_link(&tmp, &path);
-    let _ = std::fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
-    }
-    std::fs::File::open(&dir)?.sync_all()?;
-    decode_key(data_dir, tenant, &std::fs::read(&path)?)
+    write_key(data_dir, tenant, &seed)?;
+    decode_key(
+        data_dir,
+        tenant,
+        &std::fs::read(key_path(data_dir, tenant))?,
+    )
+}
+
+/// Writes the key file of `tenant` (0600, atomically and durably) through the own files'
+/// storage (`crate::own_files`). Caller holds the key directory's lock.
+fn write_key(data_dir: &Path, tenant: &str, seed: &[u8; 32]) -> io::Result<()> {
+    let dir = data_dir.join(KEY_DIR);
+    let bytes = encode_key(data_dir, tenant, seed)?;
+    let storage = crate::own_files::storage_at(&dir)?;
+    crate::own_files::replace_private(&*storage, &dir, &format!("{tenant}.key"), &bytes)
 }
 
 /// Installs `seed` as the signing key of `tenant` (an import, `docs/export.md`); refused when
-/// the tenant has a key already. Written and published as [`tenant_key`] does.
+/// the tenant has a key already. Written as [`tenant_key`] writes it.
 pub fn install_tenant_key(data_dir: &Path, tenant: &str, seed: &[u8; 32]) -> io::Result<()> {
     crate::users::TenantName::new(tenant)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     let dir = data_dir.join(KEY_DIR);
     std::fs::create_dir_all(&dir)?;
-    let bytes = encode_key(data_dir, tenant, seed)?;
-    let tmp = dir.join(format!("{tenant}.key.{}.tmp", std::process::id()));
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
+    let _lock = crate::file_lock::exclusive(&dir.join(KEY_LOCK_FILE))?;
+    if key_path(data_dir, tenant).exists() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("tenant {tenant} has a receipt key already"),
+        ));
     }
-    let linked = std::fs::hard_link(&tmp, key_path(data_dir, tenant));
-    let _ = std::fs::remove_file(&tmp);
-    linked?;
-    std::fs::File::open(&dir)?.sync_all()
+    write_key(data_dir, tenant, seed)
+}
+
+/// Removes the key file of `tenant` (durably); false when there was none.
+pub fn remove_tenant_key(data_dir: &Path, tenant: &str) -> io::Result<bool> {
+    let dir = data_dir.join(KEY_DIR);
+    if !key_path(data_dir, tenant).exists() {
+        return Ok(false);
+    }
+    let storage = crate::own_files::storage_at(&dir)?;
+    skab_engine::io::durable::remove_file(&*storage, &format!("{tenant}.key"))
+}
+
+/// Removes every receipt log of `tenant` (durably); false when there was none.
+pub fn remove_tenant_logs(data_dir: &Path, tenant: &str) -> io::Result<bool> {
+    let dir = data_dir.join(LOG_DIR).join(tenant);
+    if !dir.exists() {
+        return Ok(false);
+    }
+    let storage = crate::own_files::storage_at(&dir)?;
+    for name in storage.list("")? {
+        storage.remove(&name)?;
+    }
+    storage.sync_dir("")?;
+    std::fs::remove_dir_all(&dir)?;
+    Ok(true)
+}
+
+/// Writes a whole receipt log for a hand-in that has none yet (an import): refused when the
+/// log exists.
+pub fn write_new_log(data_dir: &Path, tenant: &str, handin: &str, text: &str) -> io::Result<()> {
+    let path = log_path(data_dir, tenant, handin)?;
+    if path.exists() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists", path.display()),
+        ));
+    }
+    let dir = data_dir.join(LOG_DIR).join(tenant);
+    let storage = crate::own_files::storage_at(&dir)?;
+    let name = file_name(&path)?;
+    let f = storage.open(&name, true)?;
+    f.write_batch(&[(0, text.as_bytes())], true)?;
+    storage.sync_dir("")
+}
+
+fn file_name(path: &Path) -> io::Result<String> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_owned)
+        .ok_or_else(|| io::Error::other(format!("{}: no file name", path.display())))
 }
 
 /// The tenants' signing keys this server has used, and the receipt logs it appends to.
 pub struct Keys {
     data_dir: PathBuf,
     keys: Mutex<HashMap<String, Arc<SigningKey>>>,
+    /// Held while a line is written at a log's end (not while it is synced).
+    append: Arc<Mutex<()>>,
+    /// The storage of each tenant's log directory (`crate::own_files::storage_at`), kept:
+    /// making one costs a few system calls per receipt.
+    log_dirs: Arc<Mutex<HashMap<String, Arc<dyn skab_engine::io::Storage>>>>,
 }
 
 impl Keys {
@@ -312,6 +355,8 @@ impl Keys {
         Keys {
             data_dir: data_dir.to_path_buf(),
             keys: Mutex::new(HashMap::new()),
+            append: Arc::default(),
+            log_dirs: Arc::default(),
         }
     }
 
@@ -326,8 +371,9 @@ impl Keys {
     }
 
     /// Signs `r` and appends it to its hand-in's receipt log, durably; the receipt's text.
-    /// (`sign` then `log`.) Each receipt is one `write` to a file opened `O_APPEND` (so concurrent appends never
-    /// interleave), then `fdatasync`, which the file system batches across uploads.
+    /// (`sign` then `log`.) Each receipt is one write at the log's end under a lock (so
+    /// concurrent appends never interleave), then a data sync outside it, which the file
+    /// system (or the object storage mirror) batches across uploads.
     pub async fn issue(&self, r: &Receipt) -> io::Result<String> {
         let text = self.sign(r)?;
         self.log(r, &text).await?;
@@ -344,20 +390,32 @@ impl Keys {
     pub async fn log(&self, r: &Receipt, text: &str) -> io::Result<()> {
         let dir = self.data_dir.join(LOG_DIR).join(&r.tenant);
         let path = log_path(&self.data_dir, &r.tenant, &r.handin)?;
+        let name = file_name(&path)?;
         let line = log_line(&self.data_dir, &r.tenant, text)?;
+        let append = self.append.clone();
+        let log_dirs = self.log_dirs.clone();
+        let tenant = r.tenant.clone();
         tokio::task::spawn_blocking(move || -> io::Result<()> {
             let created = !path.exists();
-            if created {
-                std::fs::create_dir_all(&dir)?;
+            let kept = log_dirs.lock().get(&tenant).cloned();
+            let (storage, f) = match kept.map(|s| s.open(&name, true).map(|f| (s, f))) {
+                Some(Ok(sf)) => sf,
+                // None kept, or its directory removed since (a tenant erased and made again).
+                _ => {
+                    let s = crate::own_files::storage_at(&dir)?;
+                    let f = s.open(&name, true)?;
+                    log_dirs.lock().insert(tenant, s.clone());
+                    (s, f)
+                }
+            };
+            {
+                let _one = append.lock();
+                let at = f.len()?;
+                f.write_batch(&[(at, line.as_bytes())], false)?;
             }
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)?;
-            f.write_all(line.as_bytes())?;
             f.sync_data()?;
             if created {
-                std::fs::File::open(&dir)?.sync_all()?;
+                storage.sync_dir("")?;
             }
             Ok(())
         })

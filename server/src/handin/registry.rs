@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use skab_engine::io::{durable, StdStorage};
+use skab_engine::io::durable;
 
 use crate::framed_json::{self, file_id, FileId};
 use crate::users::now_unix as now_s;
@@ -182,7 +182,7 @@ impl Registry {
     }
 
     fn read(&self) -> Result<Saved, RegistryError> {
-        let storage = StdStorage::new(&self.dir).map_err(|e| self.io_err(e))?;
+        let storage = crate::own_files::storage_at(&self.dir).map_err(|e| self.io_err(e))?;
         match durable::read_file(&storage, REGISTRY_FILE, HANDIN_REGISTRY_LEN_MAX)
             .map_err(|e| self.io_err(e))?
         {
@@ -223,7 +223,7 @@ impl Registry {
             crate::file_lock::exclusive(&self.dir.join(LOCK_FILE)).map_err(|e| self.io_err(e))?;
         let mut saved = self.read()?;
         let out = f(&mut saved.handins)?;
-        let storage = StdStorage::new(&self.dir).map_err(|e| self.io_err(e))?;
+        let storage = crate::own_files::storage_at(&self.dir).map_err(|e| self.io_err(e))?;
         durable::replace_file(
             &storage,
             REGISTRY_FILE,

@@ -7,7 +7,7 @@ use clap::Subcommand;
 use super::registry::{Grant, Grantee, Perm, Registry, Share, Space};
 use super::SpaceName;
 use crate::cli::{fmt_time, CliError, DirArgs};
-use crate::config::{CliOverrides, Config};
+use crate::config::Config;
 use crate::dav::path::SpacePath;
 use crate::users::{GroupName, TenantName, UserDb, UserName};
 
@@ -126,12 +126,10 @@ impl From<PermArg> for Perm {
     }
 }
 
+/// The configuration, the data dir's own files mirrored when in object storage mode
+/// (`crate::own_files::open`).
 fn config(dir: &DirArgs) -> Result<Config, CliError> {
-    Ok(Config::load(&CliOverrides {
-        config: dir.config.clone(),
-        data_dir: dir.data_dir.clone(),
-        listen: None,
-    })?)
+    crate::cli::load_config(dir)
 }
 
 /// `group:NAME` or `user:NAME`, checked against the user database.

@@ -4,7 +4,7 @@
 
 use super::log::{self, Entry, Op};
 use super::UserDbError;
-use skab_engine::io::{durable, StdStorage, Storage, StorageFile};
+use skab_engine::io::{durable, Storage, StorageFile};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
@@ -50,9 +50,10 @@ impl Files {
         std::fs::create_dir_all(dir).map_err(io_err(dir.to_path_buf()))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(io_err(dir.to_path_buf()))?;
-        let storage = StdStorage::new(dir).map_err(io_err(dir.to_path_buf()))?;
+        // Local files, or mirrored into object storage (`crate::own_files`).
+        let storage = crate::own_files::storage_at(dir).map_err(io_err(dir.to_path_buf()))?;
         Ok(Files {
-            storage: Arc::new(storage),
+            storage,
             dir: dir.to_path_buf(),
             lock_dir: Some(dir.to_path_buf()),
         })

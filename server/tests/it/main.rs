@@ -10,6 +10,7 @@ mod backup;
 mod behind_proxy;
 mod cadaver;
 mod cli;
+mod cluster;
 mod cors;
 mod crash_harness;
 mod crypt;
