@@ -326,8 +326,9 @@ stop_pids() {
 
 # Whether pid $1 runs (a zombie does not).
 alive() {
-  local st; st="$(ps -o stat= -p "$1" 2>/dev/null)" || return 1
-  [ -n "$st" ] && [ "${st#Z}" = "$st" ]
+  local st; st="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  st="${st##*) }"
+  [ -n "$st" ] && [ "${st%% *}" != Z ]
 }
 
 restart_node() {

@@ -264,6 +264,8 @@ pub struct TargetStats {
     pub status_5xx: AtomicU64,
     /// Connect errors, timeouts, broken connections.
     pub failures: AtomicU64,
+    /// Redirects (307/308) followed from requests sent to this target.
+    pub redirects: AtomicU64,
     pub latency: parking_lot::Mutex<hdrhistogram::Histogram<u64>>,
 }
 
@@ -275,6 +277,7 @@ impl TargetStats {
             status_4xx: AtomicU64::new(0),
             status_5xx: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            redirects: AtomicU64::new(0),
             latency: parking_lot::Mutex::new(crate::record::hist(crate::limits::HIST_SIGFIGS)),
         }
     }
@@ -358,6 +361,7 @@ pub struct Http {
     resumption: f64,
     churn_spread: Spread,
     resumption_spread: Spread,
+    follow_redirects: bool,
 }
 
 /// A TLS session store shared by every connection of the run: like one client device per
@@ -546,7 +550,30 @@ impl Http {
             resumption: conns.resumption,
             churn_spread: Spread::default(),
             resumption_spread: Spread::default(),
+            follow_redirects: conns.follow_redirects,
         })
+    }
+
+    /// Where a `Location` of an answer to `from` points, when a redirect may go there: to a
+    /// target's host:port or a loopback address, of the run's scheme.
+    fn redirect_to(&self, from: &Uri, location: &str) -> Option<Uri> {
+        let to: Uri = location.parse().ok()?;
+        let to = if to.authority().is_none() {
+            // A path: the same server.
+            format!("{}://{}{}", self.scheme, from.authority()?, location)
+                .parse()
+                .ok()?
+        } else {
+            to
+        };
+        if to.scheme_str() != Some(self.scheme.as_str()) {
+            return None;
+        }
+        let authority = to.authority()?.as_str();
+        let host = to.host()?.trim_start_matches('[').trim_end_matches(']');
+        let loopback =
+            host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        (loopback || self.targets.iter().any(|t| t.authority == authority)).then_some(to)
     }
 
     /// The target that requests of `pick` go to: `pick % targets` (a session sticks to one).
@@ -628,26 +655,45 @@ impl Http {
             return Err(Failure::Connect);
         };
         let target = &self.targets[self.target_of(pick)];
-        let uri = format!("{}://{}{}", self.scheme, target.authority, path);
-        let mut b = Request::builder().method(method).uri(uri);
-        for (k, v) in headers {
-            b = b.header(k, v);
-        }
-        let (client, fresh) = self.choose(pick);
-        if fresh {
-            b = b.header(http::header::CONNECTION, "close");
-        }
-        let Ok(req) = b.body(Full::new(body)) else {
+        let Ok(mut uri) = format!("{}://{}{}", self.scheme, target.authority, path).parse::<Uri>()
+        else {
             return Err(Failure::Io);
         };
+        let (client, fresh) = self.choose(pick);
         let work = async {
-            let resp = client.request(req).await.map_err(|e| {
-                if e.is_connect() {
-                    Failure::Connect
-                } else {
-                    Failure::Io
+            let mut hops = 0;
+            let resp = loop {
+                let mut b = Request::builder().method(method.clone()).uri(uri.clone());
+                for (k, v) in headers {
+                    b = b.header(k, v);
                 }
-            })?;
+                if fresh {
+                    b = b.header(http::header::CONNECTION, "close");
+                }
+                let req = b.body(Full::new(body.clone())).map_err(|_| Failure::Io)?;
+                let resp = client.request(req).await.map_err(|e| {
+                    if e.is_connect() {
+                        Failure::Connect
+                    } else {
+                        Failure::Io
+                    }
+                })?;
+                let next = (self.follow_redirects
+                    && matches!(resp.status().as_u16(), 307 | 308)
+                    && hops < crate::limits::REDIRECTS_MAX)
+                    .then(|| resp.headers().get(http::header::LOCATION))
+                    .flatten()
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|l| self.redirect_to(&uri, l));
+                let Some(next) = next else {
+                    break resp;
+                };
+                // Read the redirect's body to the end so its connection can be used again.
+                let _ = resp.into_body().collect().await;
+                target.stats.redirects.fetch_add(1, Ordering::Relaxed);
+                hops += 1;
+                uri = next;
+            };
             let status = resp.status().as_u16();
             let etag = if keep {
                 resp.headers().get(http::header::ETAG).cloned()
@@ -908,4 +954,38 @@ pub fn parent_paths(template: &str, user: &crate::users::User) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_go_only_to_targets_or_loopback() {
+        let targets = parse_targets(&["http://127.0.0.1:1,http://node2.test:2".into()]).unwrap();
+        let http = Http::new(&targets, &ConnCfg::default()).unwrap();
+        let from: Uri = "http://127.0.0.1:1/dav/t/u/a.bin".parse().unwrap();
+        let to = |loc: &str| http.redirect_to(&from, loc).map(|u| u.to_string());
+        assert_eq!(
+            to("http://127.0.0.1:3/dav/t/u/a.bin").as_deref(),
+            Some("http://127.0.0.1:3/dav/t/u/a.bin"),
+            "another loopback node"
+        );
+        assert_eq!(
+            to("http://node2.test:2/x").as_deref(),
+            Some("http://node2.test:2/x"),
+            "a target"
+        );
+        assert_eq!(
+            to("/dav/t/u/b.bin").as_deref(),
+            Some("http://127.0.0.1:1/dav/t/u/b.bin"),
+            "a path: the same server"
+        );
+        assert!(to("http://localhost:9/").is_some());
+        assert!(to("http://[::1]:9/").is_some());
+        assert_eq!(to("http://node2.test:3/x"), None, "not a target's port");
+        assert_eq!(to("http://10.0.0.1:1/x"), None, "not loopback");
+        assert_eq!(to("https://127.0.0.1:1/x"), None, "another scheme");
+        assert_eq!(to("not a url at all"), None);
+    }
 }

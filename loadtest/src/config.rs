@@ -92,6 +92,10 @@ pub struct ConnCfg {
     /// PEM file of the CA certificates trusted for an `https://` target (default: the
     /// system's CA file).
     pub ca_cert: Option<PathBuf>,
+    /// Follow `307`/`308` redirects (same method, headers and body) to another node, as a
+    /// cluster in `forward = "redirect"` mode sends them; at most `REDIRECTS_MAX` hops, and only
+    /// to a target's host:port or a loopback address. Off: a redirect is the answer.
+    pub follow_redirects: bool,
 }
 
 impl Default for ConnCfg {
@@ -102,6 +106,7 @@ impl Default for ConnCfg {
             churn: 0.0,
             resumption: 1.0,
             ca_cert: None,
+            follow_redirects: false,
         }
     }
 }

@@ -99,3 +99,6 @@ pub const REFUSED_RETRY_AFTER_MAX_S: u64 = 60;
 
 /// Most targets (`--target`, repeated or comma-separated): the nodes of one cluster.
 pub const TARGETS_MAX: usize = 64;
+
+/// Most redirects (307/308) one request follows with `connections.follow_redirects`.
+pub const REDIRECTS_MAX: u32 = 3;

@@ -79,6 +79,11 @@ struct Common {
     /// default: the system's).
     #[arg(long)]
     ca_cert: Option<PathBuf>,
+    /// Follow 307/308 redirects to another node (a cluster with forward = "redirect"):
+    /// same method, headers and body, at most 3 hops, only to a target or loopback (overrides
+    /// connections.follow_redirects).
+    #[arg(long)]
+    follow_redirects: bool,
     /// Generator threads (0: one per CPU). 1 runs everything on one event loop: no cross-thread
     /// wake-ups, the least CPU per request when the server shares the machine.
     #[arg(long, default_value_t = 0)]
@@ -234,6 +239,9 @@ fn args(
             }
             *key = v;
         }
+    }
+    if c.follow_redirects {
+        cfg.connections.follow_redirects = true;
     }
     if let Some(p) = c.ca_cert {
         cfg.connections.ca_cert = Some(p);

@@ -119,6 +119,8 @@ struct TargetOut {
     status_5xx: u64,
     /// No answer: connect errors, timeouts, broken connections.
     failures: u64,
+    /// Redirects (307/308) followed (`--follow-redirects`).
+    redirects: u64,
     /// Send to end of body, per request (not from the scheduled start).
     latency_us: crate::record::Latency,
 }
@@ -346,6 +348,7 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
                     status_4xx: t.stats.status_4xx.load(Ordering::Relaxed),
                     status_5xx: t.stats.status_5xx.load(Ordering::Relaxed),
                     failures: t.stats.failures.load(Ordering::Relaxed),
+                    redirects: t.stats.redirects.load(Ordering::Relaxed),
                     latency_us: crate::record::Latency::of(&t.stats.latency.lock()),
                 })
                 .collect(),

@@ -726,6 +726,110 @@ fn several_targets_spread_sessions_and_read_back_through_any() {
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
 }
 
+/// A node of a cluster in `forward = "redirect"` mode, reduced to that: answers every request
+/// with `307` to the same path on `to` (keep-alive, bodies read and dropped). Returns its port.
+fn redirector(to: u16) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { return };
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 65536];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match c.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
+                        })
+                        .unwrap_or(0);
+                    while buf.len() < end + 4 + len {
+                        match c.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..end + 4 + len);
+                    let answer = format!(
+                        "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{to}{path}\r\n\
+                         Content-Length: 0\r\n\r\n"
+                    );
+                    if c.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// `--follow-redirects`: every upload and read-back through a redirecting node reaches the
+/// server it names (same method and body); without it the redirect is the answer.
+#[test]
+fn follows_redirects_to_the_owning_node() {
+    let s = start();
+    let via = format!("http://127.0.0.1:{}", redirector(s.port));
+    let out = s.p("redirected");
+    let cfg = s.p("jwt.toml");
+    let o = exam_over(&s, &via, &out); // writes jwt.toml; no --follow-redirects
+    assert_eq!(
+        n(&result(&out), &["exam", "acknowledged"]),
+        0.0,
+        "{}",
+        text(&o)
+    );
+    let o = run(
+        Path::new(loadtest()),
+        &[
+            "run",
+            "exam-peak",
+            "--sessions",
+            "40",
+            "--duration",
+            "20",
+            "--time-scale",
+            "20",
+            "--target",
+            &via,
+            "--users",
+            &s.p("users.csv"),
+            "--config",
+            &cfg,
+            "--out",
+            &out,
+            "--max-wall",
+            "120",
+            "--quiet",
+            "--follow-redirects",
+            "--threshold",
+            "errors=0",
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "exam-peak through a redirect: {}",
+        text(&o)
+    );
+    let r = result(&out);
+    assert_eq!(n(&r, &["exam", "acknowledged"]), 40.0, "{}", text(&o));
+    assert_eq!(n(&r, &["exam", "verified"]), 40.0);
+    // 40 PUTs and 40 GETs, each redirected once.
+    assert_eq!(n(&r["targets"][0], &["redirects"]), 80.0, "{}", text(&o));
+}
+
 #[test]
 fn refuses_a_remote_target_without_the_flag() {
     let dir = tempfile::tempdir().unwrap();
