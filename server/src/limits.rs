@@ -509,3 +509,5 @@ pub const CLUSTER_FORWARD_CONNECT_MS: u64 = 2_000;
 pub const CLUSTER_ADMIN_BODY_MAX: usize = 16 << 20;
 /// An admin command run on a cell's owner must finish in this many seconds.
 pub const CLUSTER_ADMIN_TIMEOUT_S: u64 = 600;
+/// An admin command whose cell is moving between nodes is sent again for this long.
+pub const CLUSTER_ADMIN_RETRY_S: u64 = 30;

@@ -22,7 +22,9 @@ use crate::cli::{Cli, CliError, Command, UserCmd};
 use crate::config::{CliOverrides, Config, ENV_CONFIG_FILE};
 use crate::http::body::ReqBody;
 use crate::http::response::{text, Resp};
-use crate::limits::{CLUSTER_ADMIN_BODY_MAX, CLUSTER_ADMIN_TIMEOUT_S, PASSWORD_LEN_MAX};
+use crate::limits::{
+    CLUSTER_ADMIN_BODY_MAX, CLUSTER_ADMIN_RETRY_S, CLUSTER_ADMIN_TIMEOUT_S, PASSWORD_LEN_MAX,
+};
 
 pub(crate) const STATE_PATH: &str = "/_skab/cluster/state";
 pub(crate) const CLI_PATH: &str = "/_skab/cluster/cli";
@@ -48,6 +50,9 @@ struct CliAnswer {
     ok: bool,
     out: String,
     err: String,
+    /// It did not run: its cell is moving between nodes (the caller tries again).
+    #[serde(default)]
+    retry: bool,
 }
 
 fn json_resp(code: StatusCode, v: &impl Serialize) -> Resp {
@@ -229,13 +234,38 @@ pub fn run_remote(cfg: &Config, cmd: &Command) -> Result<(), CliError> {
             .build(),
     );
     let body = serde_json::to_vec(&req).map_err(|e| CliError(e.to_string()))?;
+    let until = std::time::Instant::now() + Duration::from_secs(CLUSTER_ADMIN_RETRY_S);
+    loop {
+        let answer = send_to_any(&agent, &nodes, &token, &body)?;
+        if answer.retry && !answer.ok && std::time::Instant::now() < until {
+            // A cell on its way to another node: it did not run; ask again shortly.
+            std::thread::sleep(Duration::from_millis(500));
+            continue;
+        }
+        std::io::stdout().write_all(answer.out.as_bytes())?;
+        std::io::stderr().write_all(answer.err.as_bytes())?;
+        return if answer.ok {
+            Ok(())
+        } else {
+            Err(CliError(answer.err.trim_end().to_string()))
+        };
+    }
+}
+
+/// Sends an admin command to the first of `nodes` that answers.
+fn send_to_any(
+    agent: &ureq::Agent,
+    nodes: &[String],
+    token: &str,
+    body: &[u8],
+) -> Result<CliAnswer, CliError> {
     let mut last = String::new();
     for url in nodes {
         let sent = agent
             .post(&format!("{url}{CLI_PATH}"))
-            .header(NODE_TOKEN_HEADER, &token)
+            .header(NODE_TOKEN_HEADER, token)
             .header("content-type", "application/json")
-            .send(&body[..]);
+            .send(body);
         let mut resp = match sent {
             Ok(r) => r,
             Err(e) => {
@@ -250,11 +280,10 @@ pub fn run_remote(cfg: &Config, cmd: &Command) -> Result<(), CliError> {
             .limit(CLUSTER_ADMIN_BODY_MAX as u64)
             .read_to_vec()
             .map_err(|e| CliError(format!("cluster: reading {url}'s answer: {e}")))?;
-        let answer: CliAnswer = match serde_json::from_slice(&bytes) {
-            Ok(a) => a,
+        match serde_json::from_slice(&bytes) {
+            Ok(a) => return Ok(a),
             Err(_) if status >= 500 => {
                 last = format!("{url}: {status} {}", String::from_utf8_lossy(&bytes).trim());
-                continue;
             }
             Err(_) => {
                 return Err(CliError(format!(
@@ -262,14 +291,7 @@ pub fn run_remote(cfg: &Config, cmd: &Command) -> Result<(), CliError> {
                     String::from_utf8_lossy(&bytes).trim()
                 )))
             }
-        };
-        std::io::stdout().write_all(answer.out.as_bytes())?;
-        std::io::stderr().write_all(answer.err.as_bytes())?;
-        return if answer.ok {
-            Ok(())
-        } else {
-            Err(CliError(answer.err.trim_end().to_string()))
-        };
+        }
     }
     Err(CliError(format!(
         "cluster: no node answered (last: {last})"
@@ -314,6 +336,15 @@ fn failed(msg: String) -> CliAnswer {
         ok: false,
         out: String::new(),
         err: msg + "\n",
+        retry: false,
+    }
+}
+
+/// Not run: the cell has no node serving it at the moment.
+fn moving(msg: String) -> CliAnswer {
+    CliAnswer {
+        retry: true,
+        ..failed(msg)
     }
 }
 
@@ -344,6 +375,7 @@ async fn run_request(node: &Arc<Node>, request: CliRequest) -> CliAnswer {
     for c in target {
         let a = run_on_cell(node, &request, c).await;
         all.ok &= a.ok;
+        all.retry |= a.retry;
         // A listing run on every cell: its header line once.
         let mut out = a.out.as_str();
         if let Some((first, rest)) = out.split_once('\n') {
@@ -377,7 +409,7 @@ async fn run_on_cell(node: &Arc<Node>, request: &CliRequest, c: u32) -> CliAnswe
                     CliAnswer {
                         ok: true,
                         out: r.text,
-                        err: String::new(),
+                        ..CliAnswer::default()
                     }
                 } else {
                     failed(format!("skab: {}", r.text.trim_end()))
@@ -399,7 +431,7 @@ async fn run_on_cell(node: &Arc<Node>, request: &CliRequest, c: u32) -> CliAnswe
             }
         }
         if std::time::Instant::now() >= until {
-            return failed(format!("cell {c} has no node serving it now; try again"));
+            return moving(format!("cell {c} has no node serving it now; try again"));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -440,7 +472,7 @@ async fn pass_on(node: &Arc<Node>, request: &CliRequest, c: u32, url: &str) -> C
     .await;
     match sent {
         Ok(Ok(a)) => a,
-        Ok(Err(e)) => failed(format!("cell {c}'s node did not answer: {e}")),
+        Ok(Err(e)) => moving(format!("cell {c}'s node did not answer: {e}")),
         Err(e) => failed(format!("cell {c}: {e}")),
     }
 }
