@@ -689,6 +689,13 @@ impl Config {
                     "[cluster] needs [storage.object]: the cells' data lives in the bucket".into(),
                 ));
             }
+            if self.crypto.enabled {
+                return Err(ConfigError::Invalid(
+                    "crypto.enabled is not available with [cluster] yet: the key store is kept \
+                     per node, and a cell taken over by another node could not be read"
+                        .into(),
+                ));
+            }
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::Invalid("data_dir is empty".into()));
@@ -1163,6 +1170,55 @@ mod tests {
         assert_eq!(c.auth.jwt.len(), 1);
         assert_eq!(c.auth.jwt[0].user_claim, "preferred_username");
         assert_eq!(c.auth.jwt[0].leeway_s, L::JWT_LEEWAY_S_DEFAULT);
+    }
+
+    #[test]
+    fn a_cluster_needs_object_storage_a_secret_and_a_node_id_to_serve() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            let cli = CliOverrides {
+                config: Some(path.clone()),
+                ..Default::default()
+            };
+            Config::load_from(&cli, &[])
+        };
+        let object = "[storage.object]\nendpoints = [\"http://127.0.0.1:1\"]\nbucket = \"b\"\naccess_key = \"k\"\n";
+        let secret = "a".repeat(64);
+        let node = format!(
+            "{object}[cluster]\nnode_id = \"n1\"\nadvertise_url = \"http://127.0.0.1:2\"\netcd = [\"http://127.0.0.1:3\"]\nsecret = \"{secret}\"\n"
+        );
+        let c = load(&node).unwrap();
+        let cl = c.cluster.unwrap();
+        assert_eq!(cl.cells, L::CLUSTER_CELLS_DEFAULT);
+        assert_eq!(cl.forward, ForwardMode::Proxy);
+        assert_eq!(cl.secret_bytes().unwrap(), [0xaa; 32]);
+        // An admin configuration: no node id, no URL.
+        let admin =
+            format!("{object}[cluster]\netcd = [\"http://127.0.0.1:3\"]\nsecret = \"{secret}\"\n");
+        assert!(load(&admin).unwrap().cluster.unwrap().node_id.is_none());
+        for (bad, why) in [
+            (node.replace(object, ""), "storage.object"),
+            (node.replace(&secret, "abc"), "64 hex"),
+            (
+                node.replace("node_id = \"n1\"", "node_id = \"a b\""),
+                "node_id",
+            ),
+            (
+                node.replace("http://127.0.0.1:2", "127.0.0.1:2"),
+                "advertise_url",
+            ),
+            (format!("{node}cells = 0\n"), "cluster.cells"),
+            (format!("{node}lease_ttl_s = 1\n"), "lease_ttl_s"),
+            (
+                format!("{node}[crypto]\nenabled = true\n"),
+                "crypto.enabled",
+            ),
+        ] {
+            let e = load(&bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{why}: {e}");
+        }
     }
 
     #[test]
