@@ -492,7 +492,7 @@ pub const CLUSTER_LEASE_MARGIN_MS: u64 = 500;
 pub const CLUSTER_TICK_DIVISOR: u32 = 4;
 /// After taking a cell over from a node that died, wait this long before reading its objects:
 /// an object request the old owner sent just before its deadline has landed by then.
-pub const CLUSTER_TAKEOVER_GRACE_MS: u64 = 1_000;
+pub const CLUSTER_TAKEOVER_GRACE_MS: u64 = 500;
 /// A cell with no owner is taken by a node other than its preferred one after this many
 /// lease TTLs (its preferred node may be starting).
 pub const CLUSTER_FOREIGN_TAKE_TTLS: u64 = 2;

@@ -156,6 +156,9 @@ pub struct Node {
     pub(crate) jwt: crate::auth::jwt::JwtVerifier,
     pub(crate) client: router::Client,
     pub(crate) counters: Counters,
+    /// Nodes a forwarded request could not connect to, and when: their cells' requests wait
+    /// for the cells to move instead of failing at once.
+    pub(crate) unreachable: Mutex<std::collections::HashMap<String, Instant>>,
 }
 
 /// Figures `/_skab/cluster/state` and the metrics show.
@@ -190,6 +193,22 @@ impl Node {
         let o = v.owners.get(c as usize).cloned().flatten()?;
         let url = v.nodes.get(&o.node)?.0.clone();
         (o.node != self.id).then_some((o.node, url))
+    }
+
+    /// Marks the node at `url` as not answering (a failed connect).
+    pub(crate) fn mark_unreachable(&self, url: &str) {
+        self.unreachable
+            .lock()
+            .insert(url.to_string(), Instant::now());
+    }
+
+    /// Whether the node at `url` failed to answer a connect within the last two lease TTLs
+    /// (by then it has lost its cells, or it answers again).
+    pub(crate) fn is_unreachable(&self, url: &str) -> bool {
+        let mut m = self.unreachable.lock();
+        let recent = self.ttl() * 2;
+        m.retain(|_, t| t.elapsed() < recent);
+        m.contains_key(url)
     }
 
     /// Ready: the lease is held and every cell etcd gives this node is open.
@@ -267,6 +286,7 @@ pub fn serve(config: Config, runtime: tokio::runtime::Runtime) -> Result<(), Cli
         jwt,
         client: router::client(),
         counters: Counters::default(),
+        unreachable: Mutex::default(),
         id,
         cluster,
         config,

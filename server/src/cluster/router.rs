@@ -125,6 +125,8 @@ impl Handler for ClusterRouter {
                 Some(_) if internal => {
                     return unavailable("this school's storage moved to another node; try again");
                 }
+                // Its owner just failed to answer: wait for the cell to move.
+                Some((_, url)) if node.is_unreachable(&url) => {}
                 Some((_, url)) => return forward(node, req, client, &url).await,
                 None => {}
             }
@@ -201,6 +203,9 @@ async fn forward(node: &Node, req: Request<ReqBody>, client: SocketAddr, base: &
             hyper::Response::from_parts(parts, body.map_err(std::io::Error::other).boxed())
         }
         Err(e) => {
+            if e.is_connect() {
+                node.mark_unreachable(base);
+            }
             node.counters.forward_errors.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %e, node = %base, "cluster: forwarding failed");
             unavailable("the node serving this school did not answer; try again")
