@@ -493,6 +493,9 @@ pub const CLUSTER_TICK_DIVISOR: u32 = 4;
 /// After taking a cell over from a node that died, wait this long before reading its objects:
 /// an object request the old owner sent just before its deadline has landed by then.
 pub const CLUSTER_TAKEOVER_GRACE_MS: u64 = 500;
+/// Scheduling priority (nice) of a cell's takeover (rebuild from the bucket, recovery): above
+/// the serving threads, since the cell's requests wait for it.
+pub const CLUSTER_TAKEOVER_NICE: i32 = -5;
 /// A cell with no owner is taken by a node other than its preferred one after this many
 /// lease TTLs (its preferred node may be starting).
 pub const CLUSTER_FOREIGN_TAKE_TTLS: u64 = 2;

@@ -166,7 +166,7 @@ async fn checkpoint_at_low_priority(app: &App) {
     let spawned = std::thread::Builder::new()
         .name("skab-checkpoint".into())
         .spawn(move || {
-            lower_this_threads_priority(CHECKPOINT_NICE);
+            set_this_threads_nice(CHECKPOINT_NICE);
             let _ = tx.send(store.checkpoint());
         });
     if let Err(e) = spawned {
@@ -180,8 +180,8 @@ async fn checkpoint_at_low_priority(app: &App) {
     }
 }
 
-/// Raises the calling thread's nice value (Linux: per thread); failure only costs priority.
-pub(crate) fn lower_this_threads_priority(nice: i32) {
+/// Sets the calling thread's nice value (Linux: per thread); failure only costs priority.
+pub(crate) fn set_this_threads_nice(nice: i32) {
     #[cfg(target_os = "linux")]
     // SAFETY: setpriority only changes the scheduling priority of the calling thread.
     unsafe {

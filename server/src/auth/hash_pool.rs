@@ -126,7 +126,7 @@ impl HashPool {
             std::thread::Builder::new()
                 .name(format!("skab-hash-{i}"))
                 .spawn(move || {
-                    crate::serve::lower_this_threads_priority(nice);
+                    crate::serve::set_this_threads_nice(nice);
                     for job in rx.iter() {
                         shared.queued.fetch_sub(1, Ordering::Relaxed);
                         shared.observe_wait(job.queued_at.elapsed());

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::{fence_for, CellApp, Node};
 use crate::config::Config;
-use crate::limits::CLUSTER_TAKEOVER_GRACE_MS;
+use crate::limits::{CLUSTER_TAKEOVER_GRACE_MS, CLUSTER_TAKEOVER_NICE};
 
 /// Under the node's data dir: one fresh directory per cell and epoch.
 pub(crate) const CELLS_DIR: &str = "cells";
@@ -116,6 +116,9 @@ pub(crate) fn open(node: &Arc<Node>, c: u32, epoch: i64) {
 }
 
 fn open_now(node: &Arc<Node>, c: u32, epoch: i64) -> anyhow::Result<Arc<Serving>> {
+    // The cell's requests wait for this: it goes before them (threads it starts inherit
+    // the priority; without the right to raise it, nothing changes).
+    crate::serve::set_this_threads_nice(CLUSTER_TAKEOVER_NICE);
     std::thread::sleep(Duration::from_millis(CLUSTER_TAKEOVER_GRACE_MS));
     let alive = Arc::new(AtomicBool::new(true));
     let (mut cfg, dir) = cell_config(node, c, epoch);
