@@ -213,7 +213,10 @@ pub const OBJECT_PART_BYTES: usize = 4 << 20;
 pub const OBJECT_UPLOAD_PARALLEL: usize = 4;
 /// Files rebuilt from the bucket at once when a directory is opened empty (a cluster node
 /// taking a cell over waits for it).
-pub const OBJECT_REBUILD_PARALLEL: usize = 8;
+pub const OBJECT_REBUILD_PARALLEL: usize = 4;
+/// Objects of one file fetched at once during a rebuild (each at most `OBJECT_PART_BYTES`
+/// and a little: with `OBJECT_REBUILD_PARALLEL` files, at most 4 x 16 x 4 MiB in memory).
+pub const OBJECT_REBUILD_WINDOW: usize = 16;
 /// Largest object body read back (a part plus its header), bytes.
 pub const OBJECT_BODY_MAX: u64 = (OBJECT_PART_BYTES as u64) * 2 + (1 << 20);
 /// A file not written for this long with two or more segments is compacted into a whole-file

@@ -24,9 +24,9 @@ use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use super::{parent_dir, validate_name, Storage, StorageFile};
 use crate::limits::{
     OBJECT_BODY_MAX, OBJECT_COMPACT_IDLE_S, OBJECT_COMPACT_SEGMENTS_MAX, OBJECT_CONNECT_TIMEOUT_MS,
-    OBJECT_LIST_PAGE, OBJECT_PART_BYTES, OBJECT_REBUILD_PARALLEL, OBJECT_REQUEST_TIMEOUT_S,
-    OBJECT_REQUEST_TRIES, OBJECT_RETRY_WAIT_MAX_MS, OBJECT_RETRY_WAIT_MS, OBJECT_TAKEOVER_SEQ_JUMP,
-    OBJECT_UPLOAD_PARALLEL,
+    OBJECT_LIST_PAGE, OBJECT_PART_BYTES, OBJECT_REBUILD_PARALLEL, OBJECT_REBUILD_WINDOW,
+    OBJECT_REQUEST_TIMEOUT_S, OBJECT_REQUEST_TRIES, OBJECT_RETRY_WAIT_MAX_MS, OBJECT_RETRY_WAIT_MS,
+    OBJECT_TAKEOVER_SEQ_JUMP, OBJECT_UPLOAD_PARALLEL,
 };
 
 /// Files of the local directory that are never mirrored (the store's directory lock).
@@ -684,6 +684,20 @@ impl Shared {
     }
 }
 
+/// Replays decoded segments onto `f` in order (truncations, writes, final lengths).
+fn apply_segments(f: &dyn StorageFile, segs: &[Segment]) -> io::Result<()> {
+    for seg in segs {
+        if let Some(t) = seg.trunc {
+            f.truncate(t)?;
+        }
+        let writes: Vec<(u64, &[u8])> =
+            seg.ranges.iter().map(|(o, d)| (*o, d.as_slice())).collect();
+        f.write_batch(&writes, false)?;
+        f.truncate(seg.final_len)?;
+    }
+    Ok(())
+}
+
 /// Splits ranges (clipped to `final_len`) into segment parts of at most `OBJECT_PART_BYTES`
 /// of data, read from `local`; the first part carries the truncation, every part the length.
 fn read_parts(
@@ -838,15 +852,22 @@ impl ObjectStorage {
                     let objs = live_objects(data.get(&gen).cloned().unwrap_or_default());
                     let f = local.open(name, true)?;
                     f.truncate(0)?;
-                    for o in &objs {
-                        let seg = decode(&shared.s3.get(&o.key)?)?;
-                        if let Some(t) = seg.trunc {
-                            f.truncate(t)?;
-                        }
-                        let writes: Vec<(u64, &[u8])> =
-                            seg.ranges.iter().map(|(o, d)| (*o, d.as_slice())).collect();
-                        f.write_batch(&writes, false)?;
-                        f.truncate(seg.final_len)?;
+                    // A file written under load has many small segments: they are fetched
+                    // `OBJECT_REBUILD_WINDOW` at a time in parallel and applied in order.
+                    let mut segs = Vec::new();
+                    for window in objs.chunks(OBJECT_REBUILD_WINDOW) {
+                        segs.clear();
+                        std::thread::scope(|sc| -> io::Result<()> {
+                            let got: Vec<_> = window
+                                .iter()
+                                .map(|o| sc.spawn(|| decode(&shared.s3.get(&o.key)?)))
+                                .collect();
+                            for g in got {
+                                segs.push(g.join().map_err(|_| other("rebuild thread panicked"))??);
+                            }
+                            Ok(())
+                        })?;
+                        apply_segments(f.as_ref(), &segs)?;
                     }
                     f.sync_data()?;
                     let len = f.len()?;
