@@ -131,7 +131,7 @@ fn local_only(cmd: &Command) -> Option<&'static str> {
             Some("backup/restore (the bucket is the cluster's copy; back the bucket up)")
         }
         Command::Export(_) | Command::Import { .. } => {
-            Some("export/import (run them on a node with its cell's config)")
+            Some("export/import (not yet: the archive would be read or written on a node)")
         }
         Command::User(UserCmd::Import { .. }) => {
             Some("user import (the CSV would be read on a node)")
