@@ -39,33 +39,13 @@ done
   >"$W/one.log" 2>&1 &
 pid="$!"
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.2; done
-python3 - "$PORT" "$CLIENTS" "$UPLOADS" "$SIZE" "$TENANTS" "$NODES" <<'PY'
-import base64, http.client, os, sys, threading, time
-port, clients, uploads, size, tenants = (int(a) for a in sys.argv[1:6])
-nodes = [int(u.rsplit(":", 1)[1]) for u in sys.argv[6].split()]
-def run(ports, tag):
-    lat, lock, errors = [], threading.Lock(), [0]
-    def worker(w):
-        t = f"tp{1 + w % tenants}"
-        auth = "Basic " + base64.b64encode(f"u@{t}:pw-throughput-1".encode()).decode()
-        c = http.client.HTTPConnection("127.0.0.1", ports[w % len(ports)], timeout=120)
-        for i in range(w, uploads, clients):
-            body = os.urandom(size)
-            s = time.perf_counter()
-            c.request("PUT", f"/dav/{t}/u/{tag}-{i}.bin", body, {"Authorization": auth})
-            r = c.getresponse(); r.read()
-            d = time.perf_counter() - s
-            with lock:
-                lat.append(d)
-                if r.status not in (201, 204): errors[0] += 1
-    t0 = time.perf_counter()
-    ts = [threading.Thread(target=worker, args=(w,)) for w in range(clients)]
-    [x.start() for x in ts]; [x.join() for x in ts]
-    wall = time.perf_counter() - t0
-    lat.sort()
-    q = lambda f: lat[min(len(lat) - 1, int(f * len(lat)))] * 1000
-    return f"{len(lat)} PUTs, {errors[0]} errors, p50 {q(0.5):.0f} ms, p99 {q(0.99):.0f} ms, {len(lat)/wall:.0f} uploads/s"
-for rnd in (1, 2):
-    for mode, ports in (("1 node ", [port]), ("3 nodes", nodes)):
-        print(f"round {rnd} {mode}: {run(ports, f'r{rnd}-{mode[0]}')}", flush=True)
-PY
+tenants="$(seq -s, -f 'tp%g' 1 "$TENANTS")"
+nodes="$(for u in $NODES; do printf '%s,' "${u##*:}"; done)"
+for rnd in 1 2; do
+  printf 'round %s 1 node : ' "$rnd"
+  python3 "$(dirname "$0")/put-loop.py" "$CLIENTS" "$UPLOADS" "$SIZE" pw-throughput-1 \
+    "$tenants" "$PORT" "r$rnd-1"
+  printf 'round %s 3 nodes: ' "$rnd"
+  python3 "$(dirname "$0")/put-loop.py" "$CLIENTS" "$UPLOADS" "$SIZE" pw-throughput-1 \
+    "$tenants" "${nodes%,}" "r$rnd-3"
+done

@@ -36,31 +36,10 @@ pids+=("$!")
 for p in "$PORT" "$((PORT + 1))"; do
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$p/healthz" >/dev/null && break; sleep 0.2; done
 done
-python3 - "$PORT" "$CLIENTS" "$UPLOADS" "$SIZE" <<'PY'
-import base64, http.client, os, sys, threading, time
-port, clients, uploads, size = (int(a) for a in sys.argv[1:5])
-auth = "Basic " + base64.b64encode(b"u@t:pw-bench-123").decode()
-def run(p, tag):
-    lat, lock, errors = [], threading.Lock(), [0]
-    def worker(w):
-        c = http.client.HTTPConnection("127.0.0.1", p, timeout=60)
-        for i in range(w, uploads, clients):
-            body = os.urandom(size)
-            t = time.perf_counter()
-            c.request("PUT", f"/dav/t/u/{tag}-{i}.bin", body, {"Authorization": auth})
-            r = c.getresponse(); r.read()
-            d = time.perf_counter() - t
-            with lock:
-                lat.append(d)
-                if r.status not in (201, 204): errors[0] += 1
-    t0 = time.perf_counter()
-    ts = [threading.Thread(target=worker, args=(w,)) for w in range(clients)]
-    [t.start() for t in ts]; [t.join() for t in ts]
-    wall = time.perf_counter() - t0
-    lat.sort()
-    q = lambda f: lat[min(len(lat) - 1, int(f * len(lat)))] * 1000
-    return f"{len(lat)} PUTs, {errors[0]} errors, p50 {q(0.5):.1f} ms, p99 {q(0.99):.1f} ms, {len(lat)/wall:.0f} uploads/s, {len(lat)*size/wall/1e6:.1f} MB/s"
-for rnd in (1, 2):
-    for mode, p in (("local", port), ("object", port + 1)):
-        print(f"round {rnd} {mode:6}: {run(p, f'r{rnd}')}", flush=True)
-PY
+for rnd in 1 2; do
+  for mode in local object; do
+    p="$PORT"; [ "$mode" = object ] && p="$((PORT + 1))"
+    printf 'round %s %-6s: ' "$rnd" "$mode"
+    python3 "$(dirname "$0")/put-loop.py" "$CLIENTS" "$UPLOADS" "$SIZE" pw-bench-123 t "$p" "r$rnd"
+  done
+done
