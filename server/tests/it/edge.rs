@@ -145,6 +145,40 @@ fn object_table(key: &str) -> (String, toml::Value) {
     (toml::to_string(&top).unwrap(), want)
 }
 
+/// A node's `[storage.object]` and `[cluster]` with `key` (a `cluster.` key) set to a
+/// non-default value, and that value.
+fn cluster_table(key: &str) -> (String, toml::Value) {
+    use toml::Value as V;
+    let want = match key {
+        "node_id" => V::String("node-7".into()),
+        "advertise_url" => V::String("http://10.0.0.5:8080".into()),
+        "etcd" => V::Array(vec![V::String("http://10.0.0.9:2379".into())]),
+        "cells" => V::Integer(24),
+        "lease_ttl_s" => V::Integer(5),
+        "secret" => V::String("b".repeat(64)),
+        "secret_file" => V::String("/etc/skab/cluster-secret".into()),
+        "forward" => V::String("redirect".into()),
+        "name" => V::String("north".into()),
+        other => panic!("cluster.{other}: add a non-default value for this setting to the test"),
+    };
+    let (object, _) = object_table("region");
+    let mut t = toml::Table::new();
+    t.insert("node_id".into(), V::String("n1".into()));
+    t.insert(
+        "advertise_url".into(),
+        V::String("http://127.0.0.1:1".into()),
+    );
+    t.insert(
+        "etcd".into(),
+        V::Array(vec![V::String("http://a:2".into())]),
+    );
+    t.insert("secret".into(), V::String("a".repeat(64)));
+    t.insert(key.into(), want.clone());
+    let mut top: toml::Table = toml::from_str(&object).unwrap();
+    top.insert("cluster".into(), V::Table(t));
+    (toml::to_string(&top).unwrap(), want)
+}
+
 fn lookup<'a>(v: &'a toml::Value, key: &str) -> Option<&'a toml::Value> {
     key.split('.').try_fold(v, |v, k| v.get(k))
 }
@@ -246,6 +280,13 @@ fn every_documented_setting_is_accepted_and_changes_the_config() {
             assert_eq!(got.get(okey), Some(&want), "{key} has no effect");
             continue;
         }
+        if let Some(ckey) = key.strip_prefix("cluster.") {
+            let (text, want) = cluster_table(ckey);
+            let c = load_file(dir.path(), &text).unwrap_or_else(|e| panic!("{key}: {e}"));
+            let got = toml::Value::try_from(c.cluster.as_ref().unwrap()).unwrap();
+            assert_eq!(got.get(ckey), Some(&want), "{key} has no effect");
+            continue;
+        }
         if key == "auth.jwt" {
             let c = load_file(dir.path(), &jwt_table("issuer")).unwrap();
             assert_eq!(c.auth.jwt.len(), 1);
@@ -324,9 +365,13 @@ fn the_server_starts_with_every_documented_key_and_refuses_unknown_ones() {
         let k = key.split("[]").next().unwrap();
         let found = lookup(&value, k).is_some()
             || (k.starts_with("auth.jwt") && lookup(&value, "auth.jwt").is_some());
-        // Object storage needs a bucket: server/tests/it/object_storage.rs starts it.
+        // Object storage needs a bucket (server/tests/it/object_storage.rs starts it), a
+        // cluster node etcd too (server/tests/it/cluster.rs).
         assert!(
-            found || k.starts_with("tls.") || k.starts_with("storage.object."),
+            found
+                || k.starts_with("tls.")
+                || k.starts_with("storage.object.")
+                || k.starts_with("cluster."),
             "{key} not in the full config"
         );
     }
