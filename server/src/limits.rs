@@ -514,3 +514,6 @@ pub const CLUSTER_ADMIN_BODY_MAX: usize = 16 << 20;
 pub const CLUSTER_ADMIN_TIMEOUT_S: u64 = 600;
 /// An admin command whose cell is moving between nodes is sent again for this long.
 pub const CLUSTER_ADMIN_RETRY_S: u64 = 30;
+/// Most bytes of a users CSV `skab user import` sends to a cluster (base64 in the request
+/// must stay under `CLUSTER_ADMIN_BODY_MAX`).
+pub const CLUSTER_IMPORT_CSV_MAX: usize = 8 << 20;

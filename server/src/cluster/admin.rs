@@ -4,6 +4,7 @@
 //! output. Commands that name no tenant run on every cell. Also `/_skab/cluster/state`: who
 //! owns which cell, as this node sees it.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read, Write};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -23,7 +24,8 @@ use crate::config::{CliOverrides, Config, ENV_CONFIG_FILE};
 use crate::http::body::ReqBody;
 use crate::http::response::{text, Resp};
 use crate::limits::{
-    CLUSTER_ADMIN_BODY_MAX, CLUSTER_ADMIN_RETRY_S, CLUSTER_ADMIN_TIMEOUT_S, PASSWORD_LEN_MAX,
+    CLUSTER_ADMIN_BODY_MAX, CLUSTER_ADMIN_RETRY_S, CLUSTER_ADMIN_TIMEOUT_S, CLUSTER_IMPORT_CSV_MAX,
+    PASSWORD_LEN_MAX,
 };
 
 pub(crate) const STATE_PATH: &str = "/_skab/cluster/state";
@@ -133,9 +135,6 @@ fn local_only(cmd: &Command) -> Option<&'static str> {
         Command::Export(_) | Command::Import { .. } => {
             Some("export/import (not yet: the archive would be read or written on a node)")
         }
-        Command::User(UserCmd::Import { .. }) => {
-            Some("user import (the CSV would be read on a node)")
-        }
         _ => None,
     }
 }
@@ -201,7 +200,19 @@ pub fn run_remote(cfg: &Config, cmd: &Command) -> Result<(), CliError> {
         )));
     }
     let mut stdin = Vec::new();
-    if crate::cli::needs_stdin(cmd) && !std::io::stdin().is_terminal() {
+    if let Command::User(UserCmd::Import { csv, .. }) = cmd {
+        // The CSV goes with the command; each cell's owner imports the rows of its tenants.
+        std::fs::File::open(csv)
+            .map_err(|e| CliError(format!("{}: {e}", csv.display())))?
+            .take(CLUSTER_IMPORT_CSV_MAX as u64 + 1)
+            .read_to_end(&mut stdin)?;
+        if stdin.len() > CLUSTER_IMPORT_CSV_MAX {
+            return Err(CliError(format!(
+                "{}: larger than {CLUSTER_IMPORT_CSV_MAX} bytes; import it in parts",
+                csv.display()
+            )));
+        }
+    } else if crate::cli::needs_stdin(cmd) && !std::io::stdin().is_terminal() {
         std::io::stdin()
             .lock()
             .take(PASSWORD_LEN_MAX as u64 * 4 + 4096)
@@ -361,6 +372,9 @@ async fn run_request(node: &Arc<Node>, request: CliRequest) -> CliAnswer {
         ));
     }
     let cells = node.cluster.cells;
+    if request.cell.is_none() && matches!(cli.command, Command::User(UserCmd::Import { .. })) {
+        return import_by_cell(node, &request).await;
+    }
     let target = match (request.cell, tenant_of(&cli.command)) {
         (Some(c), _) if c < cells => vec![c],
         (Some(_), _) => return failed("no such cell".into()),
@@ -396,15 +410,26 @@ async fn run_on_cell(node: &Arc<Node>, request: &CliRequest, c: u32) -> CliAnswe
         std::time::Instant::now() + Duration::from_millis(crate::limits::CLUSTER_CELL_WAIT_MS);
     loop {
         if let Some(s) = node.serving(c) {
-            let args = request.args.clone();
-            let stdin = B64
+            let mut args = request.args.clone();
+            let mut stdin = B64
                 .decode(&request.stdin)
                 .ok()
                 .filter(|b| !b.is_empty())
                 .map(|b| String::from_utf8_lossy(&b).into_owned());
             let config = s.app.config.clone();
             let run = tokio::task::spawn_blocking(move || {
-                let r = crate::cli::run_forwarded(config, args, stdin, true);
+                // `user import`: its rows for this cell, from a file in the cell's directory.
+                let csv = import_file(&config.data_dir, &mut args, &mut stdin);
+                let r = match &csv {
+                    Ok(_) => crate::cli::run_forwarded(config, args, stdin, true),
+                    Err(e) => crate::admin::AdminResponse {
+                        ok: false,
+                        text: e.clone(),
+                    },
+                };
+                if let Ok(Some(path)) = csv {
+                    let _ = std::fs::remove_file(path);
+                }
                 if r.ok {
                     CliAnswer {
                         ok: true,
@@ -435,6 +460,92 @@ async fn run_on_cell(node: &Arc<Node>, request: &CliRequest, c: u32) -> CliAnswe
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// For a `user import` run on a cell: writes the CSV it brought (its stdin) into the cell's
+/// directory and points the command's `--csv` at it. `Ok(None)` for any other command.
+fn import_file(
+    dir: &std::path::Path,
+    args: &mut [String],
+    stdin: &mut Option<String>,
+) -> Result<Option<std::path::PathBuf>, String> {
+    let Some(i) = args
+        .iter()
+        .position(|a| a == "--csv" || a.starts_with("--csv="))
+    else {
+        return Ok(None);
+    };
+    if args.first().map(String::as_str) != Some("user") {
+        return Ok(None);
+    }
+    let path = dir.join(format!("import-{}.csv", rand::random::<u64>()));
+    std::fs::write(&path, stdin.take().unwrap_or_default().as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if args[i] == "--csv" {
+        if let Some(v) = args.get_mut(i + 1) {
+            *v = path.display().to_string();
+        }
+    } else {
+        args[i] = format!("--csv={}", path.display());
+    }
+    Ok(Some(path))
+}
+
+/// The rows of a users CSV by the cell of their tenant, each part with the header.
+fn split_csv_by_cell(csv: &[u8], cells: u32) -> Result<BTreeMap<u32, Vec<u8>>, String> {
+    let mut rdr = ::csv::ReaderBuilder::new().flexible(true).from_reader(csv);
+    let header = rdr
+        .byte_headers()
+        .map_err(|e| format!("the CSV: {e}"))?
+        .clone();
+    let tenant_col = header
+        .iter()
+        .position(|h| h.eq_ignore_ascii_case(b"tenant"))
+        .ok_or("the CSV has no tenant column (header: user,tenant,password)")?;
+    let mut parts: BTreeMap<u32, ::csv::Writer<Vec<u8>>> = BTreeMap::new();
+    for rec in rdr.byte_records() {
+        let rec = rec.map_err(|e| format!("the CSV: {e}"))?;
+        let tenant = String::from_utf8_lossy(rec.get(tenant_col).unwrap_or_default()).into_owned();
+        let w = parts
+            .entry(cell_of(tenant.trim(), cells))
+            .or_insert_with(|| {
+                let mut w = ::csv::Writer::from_writer(Vec::new());
+                let _ = w.write_byte_record(&header);
+                w
+            });
+        w.write_byte_record(&rec).map_err(|e| e.to_string())?;
+    }
+    parts
+        .into_iter()
+        .map(|(c, w)| w.into_inner().map(|b| (c, b)).map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// `user import` on a cluster: each cell's rows imported by the cell's owner.
+async fn import_by_cell(node: &Arc<Node>, request: &CliRequest) -> CliAnswer {
+    let csv = B64.decode(&request.stdin).unwrap_or_default();
+    let parts = match split_csv_by_cell(&csv, node.cluster.cells) {
+        Ok(p) => p,
+        Err(e) => return failed(e),
+    };
+    let mut all = CliAnswer {
+        ok: true,
+        ..CliAnswer::default()
+    };
+    for (c, rows) in parts {
+        let part = CliRequest {
+            args: request.args.clone(),
+            stdin: B64.encode(rows),
+            cell: Some(c),
+            passed_on: false,
+        };
+        let a = run_on_cell(node, &part, c).await;
+        all.ok &= a.ok;
+        all.retry |= a.retry;
+        all.out.push_str(&a.out);
+        all.err.push_str(&a.err);
+    }
+    all
 }
 
 /// Sends the command for cell `c` to its owner.
@@ -509,6 +620,41 @@ mod tests {
             Some("s2")
         );
         assert_eq!(tenant_of(&parse(&["usage"]).command), None);
+    }
+
+    #[test]
+    fn a_users_csv_is_split_by_the_cell_of_each_rows_tenant() {
+        let csv = b"user,tenant,password\nanna,skole-a,pw1-long-enough\nbo,skole-b,pw2-long-enough\ncarl,skole-a,pw3-long-enough\n";
+        let parts = split_csv_by_cell(csv, 4096).unwrap();
+        let (ca, cb) = (cell_of("skole-a", 4096), cell_of("skole-b", 4096));
+        assert_ne!(ca, cb);
+        assert_eq!(
+            parts[&ca],
+            b"user,tenant,password\nanna,skole-a,pw1-long-enough\ncarl,skole-a,pw3-long-enough\n"
+        );
+        assert_eq!(
+            parts[&cb],
+            b"user,tenant,password\nbo,skole-b,pw2-long-enough\n"
+        );
+        assert!(split_csv_by_cell(b"user,school\nanna,x\n", 4).is_err());
+        // The CSV goes to a file in the cell's directory, named by --csv.
+        let dir = tempfile::tempdir().unwrap();
+        let mut args: Vec<String> = ["user", "import", "--csv", "/far/away.csv"]
+            .map(String::from)
+            .to_vec();
+        let mut stdin = Some("user,tenant,password\n".to_string());
+        let path = import_file(dir.path(), &mut args, &mut stdin)
+            .unwrap()
+            .unwrap();
+        assert_eq!(args[3], path.display().to_string());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "user,tenant,password\n"
+        );
+        let mut other: Vec<String> = ["user", "list", "--tenant", "t"].map(String::from).to_vec();
+        assert!(import_file(dir.path(), &mut other, &mut None)
+            .unwrap()
+            .is_none());
     }
 
     #[test]

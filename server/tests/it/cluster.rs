@@ -523,6 +523,31 @@ fn a_three_node_cluster_loses_no_acknowledged_write_through_node_garage_and_etcd
     }
     let (ok, out) = cluster.admin(&["user", "list", "--tenant", SCHOOLS[0]], None);
     assert!(ok && out.contains("pupil"), "{out}");
+    // A users CSV across schools: each cell's owner imports its schools' rows.
+    let csv = cluster.cl().join("pupils.csv");
+    let mut rows = String::from("user,tenant,password\n");
+    for s in SCHOOLS {
+        rows += &format!("imported,{s},{PASSWORD}\n");
+    }
+    std::fs::write(&csv, rows).unwrap();
+    let (ok, out) = cluster.admin(&["user", "import", "--csv", csv.to_str().unwrap()], None);
+    assert!(ok, "user import on the cluster: {out}");
+    for (i, s) in SCHOOLS.iter().enumerate() {
+        let port = cluster.ports()[i % 3];
+        let login = basic(&format!("imported@{s}"), PASSWORD);
+        let r = send(
+            port,
+            &build_request(
+                "PROPFIND",
+                &format!("/dav/{s}/imported/"),
+                Some(&login),
+                &[("Depth", "0")],
+                b"",
+            ),
+        )
+        .expect("PROPFIND");
+        assert_eq!(r.status, 207, "imported user of {s}: {}", r.text());
+    }
     let started = Instant::now();
     node_crashes(&cluster);
     eprintln!(
