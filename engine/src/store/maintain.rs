@@ -293,6 +293,8 @@ impl Store {
 
     /// Whether an earlier durability failure stopped writes (restart to recover).
     pub fn is_failed(&self) -> bool {
-        self.inner.failed.load(Ordering::Acquire) || self.inner.chunks.is_failed()
+        self.inner.failed.load(Ordering::Acquire)
+            || self.inner.chunks.is_failed()
+            || self.inner.shards.iter().any(|s| s.log.is_failed())
     }
 }

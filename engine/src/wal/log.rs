@@ -160,6 +160,11 @@ impl ShardLog {
         Ok((log, replay))
     }
 
+    /// Whether a failed write or sync poisoned the log.
+    pub(crate) fn is_failed(&self) -> bool {
+        self.shared.state.lock().flags.failed
+    }
+
     /// Frames `payload` into the pending batch; returns its sequence number. No I/O.
     pub(crate) fn append(&self, payload: &[u8]) -> Result<u64> {
         let mut st = self.shared.state.lock();

@@ -163,6 +163,15 @@ fn step(node: &Arc<Node>, unowned_since: &mut HashMap<u32, Instant>) {
                 if closing {
                     continue;
                 }
+                // A store that failed (the bucket unreachable past every retry) stays failed:
+                // the cell is dropped and its key released, so that it is opened again from
+                // the bucket (here or elsewhere) once the bucket answers.
+                if node.serving(c).is_some_and(|s| s.app.store.is_failed()) {
+                    tracing::warn!(cell = c, "cluster: the cell's storage failed; reopening it");
+                    cells::lose(node, c);
+                    let _ = node.etcd.delete_if(&node.keys.cell(c), o.epoch);
+                    continue;
+                }
                 if local_epoch != Some(o.epoch) {
                     // Won but not open (an open that failed, or an older epoch): open it.
                     cells::lose(node, c);
